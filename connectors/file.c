@@ -1,0 +1,318 @@
+/* NDJSON files, stdin and stdout as sources and sinks: what tests and local runs bind a job's
+ * endpoints to.
+ *
+ * Source `file:PATH`: one record per line. With parallelism p, subtask i takes every p-th
+ * line (line numbers i, i+p, ...): all subtasks then move through event time together, as
+ * Kafka partitions written in parallel do, instead of subtask p-1 starting days ahead of
+ * subtask 0 as byte-range splits would (which would make the minimum watermark, and with it
+ * which records count as late, depend on thread scheduling). Each subtask scans the whole file
+ * for newlines (memchr, 4 MiB reads, no syscall per record) but decodes only its share.
+ * Records point into the read buffer. `stdin:` is read by subtask 0 only. Empty lines are
+ * skipped and do not count as lines.
+ *
+ * Sink `file:PATH` / `stdout:`: one document (its JSON) per line. All subtasks of a job that
+ * name the same path share one file: each writer fills a private 256 KiB buffer and appends it
+ * whole under the file's lock, so lines never interleave. The file is truncated when the
+ * first writer opens it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../runtime/connector.h"
+#include "connectors.h"
+
+#define READ_BUF  (4u << 20)
+#define WRITE_BUF (256u << 10)
+
+/* ---- source ------------------------------------------------------------------------------ */
+
+typedef struct file_reader {
+    kp_source_reader r;
+    int fd;
+    int owns_fd;
+    long line, stride; /* line number of the next line; take line if line % stride == mine */
+    long mine;
+    char *buf;
+    size_t len, off; /* bytes in buf; first unconsumed byte */
+    off_t buf_pos;   /* file offset of buf[0] */
+    int eof;
+    char path[512];
+} file_reader;
+
+static int fill(file_reader *f, char *errstr, size_t errlen)
+{
+    if (f->off > 0) {
+        memmove(f->buf, f->buf + f->off, f->len - f->off);
+        f->buf_pos += (off_t)f->off;
+        f->len -= f->off;
+        f->off = 0;
+    }
+    if (f->len == READ_BUF) {
+        snprintf(errstr, errlen, "%s: a line at byte %lld is longer than %u bytes", f->path,
+                 (long long)f->buf_pos, READ_BUF);
+        return -1;
+    }
+    ssize_t n;
+    do
+        n = read(f->fd, f->buf + f->len, READ_BUF - f->len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        snprintf(errstr, errlen, "%s: read failed: %s", f->path, strerror(errno));
+        return -1;
+    }
+    if (n == 0)
+        f->eof = 1;
+    f->len += (size_t)n;
+    return 0;
+}
+
+static kp_poll_rc file_poll(kp_source_reader *r, kp_raw *out, int max, int *n, int timeout_ms,
+                            char *errstr, size_t errlen)
+{
+    file_reader *f = (file_reader *)r;
+    /* records handed out by the previous poll are consumed now */
+    *n = 0;
+    while (*n < max) {
+        off_t line_pos = f->buf_pos + (off_t)f->off;
+        char *start = f->buf + f->off;
+        char *nl = memchr(start, '\n', f->len - f->off);
+        if (!nl && !f->eof) {
+            if (*n > 0)
+                break; /* hand out what we have: the buffer moves on refill */
+            if (fill(f, errstr, errlen) != 0)
+                return KP_POLL_ERROR;
+            continue;
+        }
+        size_t len = nl ? (size_t)(nl - start) : f->len - f->off;
+        if (!nl && len == 0)
+            break;
+        f->off += len + (nl ? 1 : 0);
+        if (len && start[len - 1] == '\r')
+            len--;
+        if (len == 0 || f->line++ % f->stride != f->mine)
+            continue;
+        out[(*n)++] = (kp_raw){.key = {"", 0}, .value = {start, len}, .ts = KP_TIME_MIN,
+                               .partition = -1, .offset = (int64_t)line_pos};
+    }
+    if (*n > 0)
+        return KP_POLL_RECORDS;
+    return KP_POLL_EOF;
+}
+
+static void file_reader_close(kp_source_reader *r)
+{
+    file_reader *f = (file_reader *)r;
+    if (f->owns_fd)
+        close(f->fd);
+    free(f->buf);
+    free(f);
+}
+
+static kp_source_reader *open_file_source(const kp_endpoint *ep, char *errstr, size_t errlen)
+{
+    const char *path = strchr(ep->uri, ':') + 1;
+    int is_stdin = !strncmp(ep->uri, "stdin:", 6);
+    file_reader *f = calloc(1, sizeof *f);
+    char *buf = malloc(READ_BUF);
+    if (!f || !buf) {
+        free(f);
+        free(buf);
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    f->r = (kp_source_reader){file_poll, file_reader_close};
+    f->buf = buf;
+    f->stride = ep->parallelism > 0 ? ep->parallelism : 1;
+    f->mine = ep->subtask;
+    snprintf(f->path, sizeof f->path, "%s", is_stdin ? "stdin" : path);
+    if (is_stdin) {
+        f->fd = 0;
+        f->eof = ep->subtask != 0; /* one reader for a stream that cannot be split */
+        f->stride = 1;
+        f->mine = 0;
+        return &f->r;
+    }
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0) {
+        snprintf(errstr, errlen, "cannot open '%s': %s", path, strerror(errno));
+        file_reader_close(&f->r);
+        return NULL;
+    }
+    f->owns_fd = 1;
+    return &f->r;
+}
+
+/* ---- sink ---------------------------------------------------------------------------------- */
+
+typedef struct shared_file {
+    char path[512];
+    int fd;
+    int refs;
+    pthread_mutex_t lock;
+    struct shared_file *next;
+} shared_file;
+
+static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
+static shared_file *files;
+
+static shared_file *share_open(const char *path, int is_stdout, char *errstr, size_t errlen)
+{
+    pthread_mutex_lock(&files_lock);
+    shared_file *s = files;
+    while (s && strcmp(s->path, path))
+        s = s->next;
+    if (!s && (s = calloc(1, sizeof *s))) {
+        snprintf(s->path, sizeof s->path, "%s", path);
+        s->fd = is_stdout ? 1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (s->fd < 0) {
+            snprintf(errstr, errlen, "cannot create '%s': %s", path, strerror(errno));
+            free(s);
+            s = NULL;
+        } else {
+            pthread_mutex_init(&s->lock, NULL);
+            s->next = files;
+            files = s;
+        }
+    } else if (!s) {
+        snprintf(errstr, errlen, "out of memory");
+    }
+    if (s)
+        s->refs++;
+    pthread_mutex_unlock(&files_lock);
+    return s;
+}
+
+static void share_close(shared_file *s)
+{
+    pthread_mutex_lock(&files_lock);
+    if (--s->refs == 0) {
+        shared_file **pp = &files;
+        while (*pp != s)
+            pp = &(*pp)->next;
+        *pp = s->next;
+        if (s->fd > 2)
+            close(s->fd);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+    }
+    pthread_mutex_unlock(&files_lock);
+}
+
+typedef struct file_writer {
+    kp_sink_writer w;
+    shared_file *file;
+    char *buf;
+    size_t len;
+} file_writer;
+
+static int write_all(int fd, const char *p, size_t len, const char *path, char *errstr,
+                     size_t errlen)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(errstr, errlen, "writing '%s' failed: %s", path, strerror(errno));
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int drain(file_writer *f, char *errstr, size_t errlen)
+{
+    if (!f->len)
+        return 0;
+    pthread_mutex_lock(&f->file->lock);
+    int rc = write_all(f->file->fd, f->buf, f->len, f->file->path, errstr, errlen);
+    pthread_mutex_unlock(&f->file->lock);
+    f->len = 0;
+    return rc;
+}
+
+static int file_write(kp_sink_writer *w, kp_bytes id, kp_bytes doc, kp_time ts, char *errstr,
+                      size_t errlen)
+{
+    file_writer *f = (file_writer *)w;
+    if (f->len + doc.len + 1 > WRITE_BUF && drain(f, errstr, errlen) != 0)
+        return -1;
+    if (doc.len + 1 > WRITE_BUF) {
+        if (drain(f, errstr, errlen) != 0)
+            return -1;
+        pthread_mutex_lock(&f->file->lock);
+        int rc = write_all(f->file->fd, doc.ptr, doc.len, f->file->path, errstr, errlen);
+        if (rc == 0)
+            rc = write_all(f->file->fd, "\n", 1, f->file->path, errstr, errlen);
+        pthread_mutex_unlock(&f->file->lock);
+        return rc;
+    }
+    memcpy(f->buf + f->len, doc.ptr, doc.len);
+    f->buf[f->len + doc.len] = '\n';
+    f->len += doc.len + 1;
+    return 0;
+}
+
+static int file_flush(kp_sink_writer *w, char *errstr, size_t errlen)
+{
+    file_writer *f = (file_writer *)w;
+    if (drain(f, errstr, errlen) != 0)
+        return -1;
+    if (f->file->fd > 2 && fdatasync(f->file->fd) != 0 && errno != EINVAL) {
+        snprintf(errstr, errlen, "syncing '%s' failed: %s", f->file->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void file_writer_close(kp_sink_writer *w)
+{
+    file_writer *f = (file_writer *)w;
+    char err[256];
+    if (f->len && drain(f, err, sizeof err) != 0)
+        fprintf(stderr, "kappa: %s\n", err);
+    share_close(f->file);
+    free(f->buf);
+    free(f);
+}
+
+static kp_sink_writer *open_file_sink(const kp_endpoint *ep, char *errstr, size_t errlen)
+{
+    int is_stdout = !strncmp(ep->uri, "stdout:", 7);
+    const char *path = is_stdout ? "/dev/stdout" : strchr(ep->uri, ':') + 1;
+    if (!*path) {
+        snprintf(errstr, errlen, "'%s' names no file: use file:PATH", ep->uri);
+        return NULL;
+    }
+    file_writer *f = calloc(1, sizeof *f);
+    char *buf = malloc(WRITE_BUF);
+    shared_file *s = f && buf ? share_open(path, is_stdout, errstr, errlen) : NULL;
+    if (!s) {
+        if (!f || !buf)
+            snprintf(errstr, errlen, "out of memory");
+        free(f);
+        free(buf);
+        return NULL;
+    }
+    f->w = (kp_sink_writer){file_write, file_flush, file_writer_close};
+    f->file = s;
+    f->buf = buf;
+    return &f->w;
+}
+
+static const kp_connector file_connector = {"file", open_file_source, open_file_sink};
+static const kp_connector stdin_connector = {"stdin", open_file_source, NULL};
+static const kp_connector stdout_connector = {"stdout", NULL, open_file_sink};
+
+void kp_connectors_register_builtin(void)
+{
+    kp_connector_register(&file_connector);
+    kp_connector_register(&stdin_connector);
+    kp_connector_register(&stdout_connector);
+}

@@ -1,0 +1,229 @@
+/* `kappa run --local JOB.so`: loads a job plugin, binds its sources and sinks from flags,
+ * and runs it to completion in this process on the same engine the taskmanagers run. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "connectors.h"
+#include "exec.h"
+#include "plugin.h"
+
+#define MAX_BINDINGS 64
+
+typedef struct run_opts {
+    int local, plan_only, parallelism;
+    const char *job_path;
+    kp_binding b[MAX_BINDINGS];
+    int nb;
+    char state_dir[512];
+    size_t cache_mb;
+} run_opts;
+
+static void run_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kappa run --local JOB.so [options]\n"
+            "  --source NAME=URI        bind source NAME (file:PATH, stdin:)\n"
+            "  --sink NAME=URI          bind sink NAME (file:PATH, stdout:)\n"
+            "  --on-error NAME=POLICY   decode errors of source NAME: fail, skip, dead-letter\n"
+            "  --dead-letter NAME=URI   where source NAME's malformed records go\n"
+            "  -p, --parallelism N      override the job's default parallelism\n"
+            "  --state-dir DIR          RocksDB state directory (default: a temporary one)\n"
+            "  --state-cache-mb N       in-memory window cache per subtask before spilling\n"
+            "  --plan                   print the job graph and exit\n");
+}
+
+static kp_binding *binding(run_opts *o, const char *name)
+{
+    for (int i = 0; i < o->nb; i++)
+        if (!strcmp(o->b[i].name, name))
+            return &o->b[i];
+    if (o->nb == MAX_BINDINGS)
+        return NULL;
+    o->b[o->nb] = (kp_binding){.name = name};
+    return &o->b[o->nb++];
+}
+
+/* Splits NAME=VALUE in place; NULL if there is no '='. */
+static char *split_arg(char *arg)
+{
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1])
+        return NULL;
+    *eq = 0;
+    return eq + 1;
+}
+
+static int parse_policy(const char *s, kp_error_policy *out)
+{
+    if (!strcmp(s, "fail"))
+        *out = KP_POLICY_FAIL;
+    else if (!strcmp(s, "skip"))
+        *out = KP_POLICY_SKIP;
+    else if (!strcmp(s, "dead-letter"))
+        *out = KP_POLICY_DEAD_LETTER;
+    else
+        return -1;
+    return 0;
+}
+
+static int bind_arg(run_opts *o, int opt, char *arg)
+{
+    char *val = split_arg(arg);
+    kp_binding *b = val ? binding(o, arg) : NULL;
+    if (!b) {
+        fprintf(stderr, "kappa run: expected NAME=VALUE, got '%s'\n", arg);
+        return -1;
+    }
+    if (opt == 's' || opt == 'k')
+        b->uri = val;
+    else if (opt == 'd')
+        b->dead_letter = val;
+    else if (parse_policy(val, &b->on_error) != 0) {
+        fprintf(stderr, "kappa run: unknown policy '%s' (fail, skip or dead-letter)\n", val);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse(run_opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"local", no_argument, NULL, 'l'},          {"source", required_argument, NULL, 's'},
+        {"sink", required_argument, NULL, 'k'},     {"on-error", required_argument, NULL, 'e'},
+        {"dead-letter", required_argument, NULL, 'd'},
+        {"parallelism", required_argument, NULL, 'p'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"state-cache-mb", required_argument, NULL, 'C'},
+        {"plan", no_argument, NULL, 'P'},           {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            o->local = 1;
+            break;
+        case 's':
+        case 'k':
+        case 'e':
+        case 'd':
+            if (bind_arg(o, c, optarg) != 0)
+                return -1;
+            break;
+        case 'p':
+            o->parallelism = (int)strtol(optarg, &end, 10);
+            if (*end || o->parallelism < 1 || o->parallelism > 1024) {
+                fprintf(stderr, "kappa run: --parallelism must be 1..1024\n");
+                return -1;
+            }
+            break;
+        case 'S':
+            snprintf(o->state_dir, sizeof o->state_dir, "%s", optarg);
+            break;
+        case 'C':
+            o->cache_mb = strtoul(optarg, &end, 10);
+            if (*end || !o->cache_mb) {
+                fprintf(stderr, "kappa run: --state-cache-mb must be a positive number\n");
+                return -1;
+            }
+            break;
+        case 'P':
+            o->plan_only = 1;
+            break;
+        case 'h':
+            run_usage(stdout);
+            exit(0);
+        default:
+            return -1;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "kappa run: expected exactly one JOB.so\n");
+        return -1;
+    }
+    if (!o->local) {
+        fprintf(stderr, "kappa run: only --local is available until the cluster lands; "
+                        "use `kappa run --local JOB.so`\n");
+        return -1;
+    }
+    o->job_path = argv[optind];
+    return 0;
+}
+
+static void print_stats(const kp_exec_stats *s)
+{
+    fprintf(stderr,
+            "kappa: done in %.2f s: %lld records in (%.0f/s), %lld out, %lld decode errors "
+            "(%lld dead-lettered), %lld skipped, %lld late, %lld windows fired, %lld spills\n",
+            s->seconds, s->records_in, s->seconds > 0 ? s->records_in / s->seconds : 0.0,
+            s->records_out, s->decode_errors, s->dead_lettered, s->skipped, s->late_records,
+            s->windows_fired, s->state_spills);
+}
+
+static int run_job(run_opts *o, kp_job *job)
+{
+    char err[1024];
+    int tmp_state = !o->state_dir[0];
+    if (tmp_state) {
+        snprintf(o->state_dir, sizeof o->state_dir, "%s/kappa-state-XXXXXX",
+                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        if (!mkdtemp(o->state_dir)) {
+            perror("kappa run: cannot create a state directory");
+            return 1;
+        }
+    }
+    kp_exec_config cfg = {.bindings = o->b, .nbindings = o->nb, .state_dir = o->state_dir,
+                          .state_cache_bytes = o->cache_mb << 20};
+    kp_exec_stats stats;
+    int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
+    print_stats(&stats);
+    if (tmp_state) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", o->state_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "kappa run: could not remove %s\n", o->state_dir);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "kappa run: job '%s' failed: %s\n", job->name, err);
+        return 1;
+    }
+    return 0;
+}
+
+int kp_cli_run(int argc, char **argv)
+{
+    run_opts o = {0};
+    if (parse(&o, argc, argv) != 0) {
+        run_usage(stderr);
+        return 2;
+    }
+    for (int i = 0; i < o.nb; i++)
+        if (!o.b[i].uri) {
+            fprintf(stderr, "kappa run: '%s' has options but no --source/--sink URI\n",
+                    o.b[i].name);
+            return 2;
+        }
+    kp_connectors_register_builtin();
+    char err[1024];
+    kp_plugin_handle *h = kp_plugin_load(o.job_path, o.parallelism, err, sizeof err);
+    if (!h) {
+        fprintf(stderr, "kappa run: %s\n", err);
+        return 1;
+    }
+    kp_job *job = kp_plugin_job(h);
+    int rc = 0;
+    if (o.plan_only) {
+        char plan[16384];
+        kp_job_describe(job, plan, sizeof plan);
+        fputs(plan, stdout);
+    } else {
+        rc = run_job(&o, job);
+    }
+    kp_plugin_close(h);
+    return rc;
+}

@@ -1,0 +1,262 @@
+/* The host's kp_api table: events, JSON and documents for job callbacks, plus the graph
+ * builders from graph.c and the process-function context from op_process.c.
+ *
+ * These functions run on subtask threads, once or a few times per record, so none of them
+ * allocates except to grow a reused buffer. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine.h"
+#include "json.h"
+
+_Static_assert(sizeof(kp_json_doc) <= sizeof(kp_json), "kp_json too small for kp_json_doc");
+
+int kp_buf_reserve(kp_buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra)
+        cap *= 2;
+    char *p = realloc(b->ptr, cap);
+    if (!p)
+        return -1;
+    b->ptr = p;
+    b->cap = cap;
+    return 0;
+}
+
+int kp_buf_append(kp_buf *b, const void *data, size_t len)
+{
+    if (kp_buf_reserve(b, len) != 0)
+        return -1;
+    if (len)
+        memcpy(b->ptr + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+void kp_buf_free(kp_buf *b)
+{
+    free(b->ptr);
+    *b = (kp_buf){0};
+}
+
+static void copy_into(kp_event *ev, kp_buf *buf, kp_bytes in, kp_bytes *field)
+{
+    if (!buf) { /* an event without scratch (read-only view): keep the caller's pointer */
+        *field = in;
+        return;
+    }
+    buf->len = 0;
+    if (kp_buf_append(buf, in.ptr, in.len) != 0) {
+        ev->bad = 1;
+        return;
+    }
+    *field = (kp_bytes){buf->ptr, in.len};
+}
+
+void kp_event_copy_key(kp_event *ev, kp_bytes key)
+{
+    copy_into(ev, ev->key_buf, key, &ev->key);
+}
+
+void kp_event_copy_value(kp_event *ev, kp_bytes value)
+{
+    copy_into(ev, ev->val_buf, value, &ev->value);
+}
+
+static void ev_set_time(kp_event *ev, kp_time t)
+{
+    ev->ts = t;
+}
+static kp_bytes ev_key(const kp_event *ev)
+{
+    return ev->key;
+}
+static kp_bytes ev_value(const kp_event *ev)
+{
+    return ev->value;
+}
+static kp_time ev_time(const kp_event *ev)
+{
+    return ev->ts;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------- */
+
+static int json_parse(kp_json *j, kp_bytes raw)
+{
+    const char *err;
+    return kp_json_scan((kp_json_doc *)j, raw.ptr, raw.len, &err);
+}
+
+static kp_str json_str(kp_json *j, const char *field)
+{
+    kp_str s = {"", 0};
+    if (kp_json_get_str((kp_json_doc *)j, field, strlen(field), &s.ptr, &s.len) != 0)
+        return (kp_str){"", 0};
+    return s;
+}
+
+static int64_t json_int(kp_json *j, const char *field, int64_t dflt)
+{
+    int64_t v;
+    return kp_json_get_int((kp_json_doc *)j, field, strlen(field), &v) == 0 ? v : dflt;
+}
+
+static double json_double(kp_json *j, const char *field, double dflt)
+{
+    double v;
+    return kp_json_get_double((kp_json_doc *)j, field, strlen(field), &v) == 0 ? v : dflt;
+}
+
+static int json_bool(kp_json *j, const char *field, int dflt)
+{
+    int v;
+    return kp_json_get_bool((kp_json_doc *)j, field, strlen(field), &v) == 0 ? v : dflt;
+}
+
+/* ---- documents ----------------------------------------------------------------------- */
+
+void kp_doc_begin(kp_doc *doc)
+{
+    doc->id.len = 0;
+    doc->json.len = 0;
+    doc->nfields = 0;
+    kp_buf_append(&doc->json, "{", 1);
+}
+
+int kp_doc_end(kp_doc *doc)
+{
+    return kp_buf_append(&doc->json, "}", 1);
+}
+
+void kp_doc_free(kp_doc *doc)
+{
+    kp_buf_free(&doc->id);
+    kp_buf_free(&doc->json);
+}
+
+/* Appends `s` as a JSON string literal (quotes included). */
+static void json_quote(kp_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (kp_buf_reserve(b, len * 6 + 2) != 0)
+        return;
+    char *o = b->ptr + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->ptr);
+}
+
+static void doc_field(kp_doc *doc, const char *field)
+{
+    if (doc->nfields++)
+        kp_buf_append(&doc->json, ",", 1);
+    json_quote(&doc->json, field, strlen(field));
+    kp_buf_append(&doc->json, ":", 1);
+}
+
+static void doc_idv(kp_doc *doc, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    doc->id.len = 0;
+    if (n < 0 || kp_buf_reserve(&doc->id, (size_t)n + 1) != 0)
+        return;
+    vsnprintf(doc->id.ptr, (size_t)n + 1, fmt, ap);
+    doc->id.len = (size_t)n;
+}
+
+static void doc_str(kp_doc *doc, const char *field, kp_str value)
+{
+    doc_field(doc, field);
+    json_quote(&doc->json, value.ptr, value.len);
+}
+
+static void doc_int(kp_doc *doc, const char *field, int64_t value)
+{
+    char num[24];
+    int n = snprintf(num, sizeof num, "%" PRId64, value);
+    doc_field(doc, field);
+    kp_buf_append(&doc->json, num, (size_t)n);
+}
+
+static void doc_double(kp_doc *doc, const char *field, double value)
+{
+    char num[32];
+    int n = value == value && value - value == 0 ? snprintf(num, sizeof num, "%.17g", value)
+                                                 : snprintf(num, sizeof num, "null");
+    doc_field(doc, field);
+    kp_buf_append(&doc->json, num, (size_t)n);
+}
+
+static void doc_bool(kp_doc *doc, const char *field, bool value)
+{
+    doc_field(doc, field);
+    kp_buf_append(&doc->json, value ? "true" : "false", value ? 4 : 5);
+}
+
+/* ---- the table ----------------------------------------------------------------------- */
+
+void kp_graph_api_fill(kp_api *api);
+void kp_process_api_fill(kp_api *api);
+void kp_collect_api_fill(kp_api *api);
+
+static kp_api host_api;
+static pthread_once_t host_api_once = PTHREAD_ONCE_INIT;
+
+static void host_api_init(void)
+{
+    kp_api *a = &host_api;
+    a->abi_version = KP_ABI_VERSION;
+    a->struct_size = sizeof *a;
+    kp_graph_api_fill(a);
+    kp_process_api_fill(a);
+    kp_collect_api_fill(a);
+    a->event_set_key = kp_event_copy_key;
+    a->event_set_value = kp_event_copy_value;
+    a->event_set_time = ev_set_time;
+    a->event_key = ev_key;
+    a->event_value = ev_value;
+    a->event_time = ev_time;
+    a->json_parse = json_parse;
+    a->json_str = json_str;
+    a->json_int = json_int;
+    a->json_double = json_double;
+    a->json_bool = json_bool;
+    a->doc_idv = doc_idv;
+    a->doc_str = doc_str;
+    a->doc_int = doc_int;
+    a->doc_double = doc_double;
+    a->doc_bool = doc_bool;
+}
+
+const kp_api *kp_host_api(void)
+{
+    pthread_once(&host_api_once, host_api_init);
+    return &host_api;
+}
+
+/* The host's own binding of the inline API, for jobs linked into the host (tests). */
+__attribute__((visibility("hidden"))) const kp_api *kp__api = &host_api;

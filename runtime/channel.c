@@ -1,0 +1,148 @@
+/* Bounded channels between subtasks; see channel.h for the protocol. */
+#include "channel.h"
+
+#include <stdlib.h>
+
+struct kp_channel {
+    kp_inbox *inbox;
+    int index;
+    int allocated; /* batches created so far, at most the inbox's credits */
+    kp_batch *free;
+};
+
+struct kp_inbox {
+    pthread_mutex_t lock;
+    pthread_cond_t readable; /* queue became non-empty, or abort */
+    pthread_cond_t writable; /* some channel got a batch back, or abort */
+    kp_batch *head, *tail;
+    int aborted;
+    int credits;
+    int nchannels;
+    kp_channel channels[];
+};
+
+kp_inbox *kp_inbox_new(int nchannels, int credits)
+{
+    kp_inbox *in = calloc(1, sizeof *in + (size_t)nchannels * sizeof(kp_channel));
+    if (!in)
+        return NULL;
+    pthread_mutex_init(&in->lock, NULL);
+    pthread_cond_init(&in->readable, NULL);
+    pthread_cond_init(&in->writable, NULL);
+    in->credits = credits;
+    in->nchannels = nchannels;
+    for (int i = 0; i < nchannels; i++) {
+        in->channels[i].inbox = in;
+        in->channels[i].index = i;
+    }
+    return in;
+}
+
+static void free_list(kp_batch *b)
+{
+    while (b) {
+        kp_batch *next = b->next;
+        kp_batch_free(b);
+        b = next;
+    }
+}
+
+void kp_inbox_free(kp_inbox *in)
+{
+    if (!in)
+        return;
+    free_list(in->head);
+    for (int i = 0; i < in->nchannels; i++)
+        free_list(in->channels[i].free);
+    pthread_mutex_destroy(&in->lock);
+    pthread_cond_destroy(&in->readable);
+    pthread_cond_destroy(&in->writable);
+    free(in);
+}
+
+kp_channel *kp_inbox_channel(kp_inbox *in, int i)
+{
+    return &in->channels[i];
+}
+
+kp_batch *kp_channel_acquire(kp_channel *ch)
+{
+    kp_inbox *in = ch->inbox;
+    kp_batch *b = NULL;
+    pthread_mutex_lock(&in->lock);
+    while (!in->aborted && !ch->free && ch->allocated >= in->credits)
+        pthread_cond_wait(&in->writable, &in->lock);
+    if (!in->aborted) {
+        if (ch->free) {
+            b = ch->free;
+            ch->free = b->next;
+        } else {
+            ch->allocated++; /* allocate outside the lock below */
+        }
+    }
+    int need_new = !in->aborted && !b;
+    pthread_mutex_unlock(&in->lock);
+    if (need_new) {
+        b = kp_batch_new();
+        if (!b) {
+            pthread_mutex_lock(&in->lock);
+            ch->allocated--;
+            pthread_mutex_unlock(&in->lock);
+            return NULL;
+        }
+    }
+    if (b) {
+        kp_batch_reset(b);
+        b->channel = ch->index;
+        b->next = NULL;
+    }
+    return b;
+}
+
+void kp_channel_send(kp_channel *ch, kp_batch *b)
+{
+    kp_inbox *in = ch->inbox;
+    b->next = NULL;
+    pthread_mutex_lock(&in->lock);
+    if (in->tail)
+        in->tail->next = b;
+    else
+        in->head = b;
+    in->tail = b;
+    pthread_cond_signal(&in->readable);
+    pthread_mutex_unlock(&in->lock);
+}
+
+kp_batch *kp_inbox_pop(kp_inbox *in)
+{
+    pthread_mutex_lock(&in->lock);
+    while (!in->aborted && !in->head)
+        pthread_cond_wait(&in->readable, &in->lock);
+    kp_batch *b = in->aborted ? NULL : in->head;
+    if (b) {
+        in->head = b->next;
+        if (!in->head)
+            in->tail = NULL;
+    }
+    pthread_mutex_unlock(&in->lock);
+    return b;
+}
+
+void kp_inbox_release(kp_inbox *in, kp_batch *b)
+{
+    kp_channel *ch = &in->channels[b->channel];
+    pthread_mutex_lock(&in->lock);
+    b->next = ch->free;
+    ch->free = b;
+    pthread_cond_broadcast(&in->writable);
+    pthread_mutex_unlock(&in->lock);
+}
+
+void kp_inbox_abort(kp_inbox *in)
+{
+    pthread_mutex_lock(&in->lock);
+    in->aborted = 1;
+    pthread_cond_broadcast(&in->readable);
+    pthread_cond_broadcast(&in->writable);
+    pthread_mutex_unlock(&in->lock);
+}

@@ -1,0 +1,41 @@
+/* Bounded channels between subtasks, with credit-based backpressure.
+ *
+ * Every consumer subtask has one inbox; every (producer, consumer) pair has a channel into
+ * it. A channel owns a fixed number of batches (its credits): a producer takes a free one,
+ * fills it and sends it; the consumer gives it back after processing. When all of a
+ * channel's batches are in flight, kp_channel_acquire blocks — that is how a slow window or
+ * sink stops the source from reading, with memory bounded by credits × batch size. The
+ * network data plane (cluster issue) keeps these semantics with credits announced over TCP.
+ *
+ * Locking: one mutex per inbox guards its queue and its channels' free lists. Any thread may
+ * abort an inbox; after that every blocked and future call returns NULL/-1. */
+#ifndef KP_CHANNEL_H
+#define KP_CHANNEL_H
+
+#include <pthread.h>
+
+#include "batch.h"
+
+typedef struct kp_inbox kp_inbox;
+typedef struct kp_channel kp_channel;
+
+kp_inbox *kp_inbox_new(int nchannels, int credits);
+void kp_inbox_free(kp_inbox *in);
+
+/* The channel with index `i` (0 <= i < nchannels) of the inbox. */
+kp_channel *kp_inbox_channel(kp_inbox *in, int i);
+
+/* Producer side. acquire returns an empty batch, blocking while none is free; NULL if the
+ * inbox was aborted. send queues a batch acquired from the same channel. */
+kp_batch *kp_channel_acquire(kp_channel *ch);
+void kp_channel_send(kp_channel *ch, kp_batch *b);
+
+/* Consumer side. pop blocks until a batch arrives; NULL if aborted. release returns a popped
+ * batch to its channel. */
+kp_batch *kp_inbox_pop(kp_inbox *in);
+void kp_inbox_release(kp_inbox *in, kp_batch *b);
+
+/* Wakes everyone blocked on the inbox; all later calls fail fast. */
+void kp_inbox_abort(kp_inbox *in);
+
+#endif

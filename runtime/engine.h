@@ -1,0 +1,137 @@
+/* The engine's internal types: events as operators see them, output documents, operators
+ * chained inside a task, and the subtask that runs a chain on one thread.
+ *
+ * Ownership: a subtask, its operators, their state and every event/doc they touch belong to
+ * the subtask's thread. The only things shared between threads are channels (channel.h, own
+ * lock), the sink connectors' shared writers (their own lock) and the job-wide metrics
+ * counters (atomics, written with relaxed ordering, read by reporters). */
+#ifndef KP_ENGINE_H
+#define KP_ENGINE_H
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "batch.h"
+#include "channel.h"
+#include "graph.h"
+
+/* A growable byte buffer that is reused, never freed per record. */
+typedef struct kp_buf {
+    char *ptr;
+    size_t len, cap;
+} kp_buf;
+
+int kp_buf_reserve(kp_buf *b, size_t extra);
+int kp_buf_append(kp_buf *b, const void *data, size_t len);
+void kp_buf_free(kp_buf *b);
+
+/* One record on its way through a chain. key/value point either into an input batch, into
+ * the source's read buffer, or into `scratch` after an operator set them. */
+struct kp_event {
+    kp_bytes key;
+    kp_bytes value;
+    kp_time ts;
+    kp_buf *key_buf; /* where setters copy to; owned by the operator that made the event */
+    kp_buf *val_buf;
+    int bad;         /* set by event setters on allocation failure */
+};
+
+/* An output document under construction: id and JSON object. */
+struct kp_doc {
+    kp_buf id;
+    kp_buf json;
+    int nfields;
+};
+
+void kp_doc_begin(kp_doc *doc);
+/* Closes the JSON object; returns 0, or -1 if building it ran out of memory. */
+int kp_doc_end(kp_doc *doc);
+void kp_doc_free(kp_doc *doc);
+
+typedef struct kp_subtask kp_subtask;
+typedef struct kp_op kp_op;
+
+/* Operators return 0, or -1 after kp_subtask_fail() explained why. */
+typedef struct kp_op_vt {
+    int (*record)(kp_op *op, kp_event *ev);
+    int (*watermark)(kp_op *op, kp_time wm);
+    int (*idle)(kp_op *op); /* the inputs went idle: only exchange writers forward it */
+    int (*finish)(kp_op *op);
+    void (*destroy)(kp_op *op);
+} kp_op_vt;
+
+struct kp_op {
+    const kp_op_vt *vt;
+    const kp_node *node;
+    kp_subtask *st;
+    kp_op *out[KP_MAX_OUTPUTS];
+    int nout;
+};
+
+/* Job-wide counters, one set per job run, shared by all subtasks. */
+typedef struct kp_metrics {
+    atomic_llong records_in;      /* records read by sources */
+    atomic_llong bytes_in;
+    atomic_llong decode_errors;   /* KP_BAD_INPUT from decode */
+    atomic_llong dead_lettered;
+    atomic_llong skipped;         /* KP_SKIP from decode/map, and filtered */
+    atomic_llong late_records;    /* dropped as late by windows */
+    atomic_llong windows_fired;
+    atomic_llong records_out;     /* written by sinks */
+    atomic_llong state_spills;    /* write-back cache flushes to RocksDB */
+} kp_metrics;
+
+struct kp_exec; /* exec.c */
+
+struct kp_subtask {
+    struct kp_exec *exec;
+    const kp_job *job;
+    int index;       /* subtask index within its task */
+    int parallelism; /* of its task */
+    char name[KP_NAME_MAX + 16];
+    kp_metrics *metrics;
+    const char *state_dir; /* where keyed operators open their RocksDB, per subtask */
+    atomic_llong *align;   /* sources: the watermarks of all subtasks of this source */
+    kp_time align_drift;   /* sources: how far ahead of the slowest subtask one may run */
+    size_t state_cache_bytes;
+};
+
+/* Marks the job as failed with a message naming the subtask; returns -1. Thread-safe. */
+int kp_subtask_fail(kp_subtask *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True once the job failed or was cancelled; long loops check it. Thread-safe. */
+int kp_subtask_cancelled(const kp_subtask *st);
+
+/* Forwards to every output of `op`. */
+static inline int kp_op_emit(kp_op *op, kp_event *ev)
+{
+    for (int i = 0; i < op->nout; i++)
+        if (op->out[i]->vt->record(op->out[i], ev) != 0)
+            return -1;
+    return 0;
+}
+
+static inline int kp_op_emit_watermark(kp_op *op, kp_time wm)
+{
+    for (int i = 0; i < op->nout; i++)
+        if (op->out[i]->vt->watermark(op->out[i], wm) != 0)
+            return -1;
+    return 0;
+}
+
+int kp_op_emit_idle(kp_op *op);
+int kp_op_emit_finish(kp_op *op);
+
+/* Helpers shared by operators: pass-through watermark/idle/finish. */
+int kp_op_pass_watermark(kp_op *op, kp_time wm);
+int kp_op_pass_idle(kp_op *op);
+int kp_op_pass_finish(kp_op *op);
+
+/* Sets an event's key/value by copying into its scratch buffer. */
+void kp_event_copy_key(kp_event *ev, kp_bytes key);
+void kp_event_copy_value(kp_event *ev, kp_bytes value);
+
+/* Emits a document as an event (key = id, value = JSON, ts) to op's outputs. */
+int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts);
+
+#endif

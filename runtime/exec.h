@@ -1,0 +1,44 @@
+/* Running a job: the logical graph becomes tasks (chains of operators joined by forward
+ * edges of equal parallelism), each task runs `parallelism` subtasks as threads, and tasks
+ * exchange record batches through bounded channels. This is the same code a taskmanager
+ * runs for its share of a job; `kappa run --local` runs all of it in one process. */
+#ifndef KP_EXEC_H
+#define KP_EXEC_H
+
+#include "engine.h"
+
+typedef struct kp_binding {
+    const char *name;        /* source or sink name in the job */
+    const char *uri;         /* connector URI */
+    kp_error_policy on_error; /* sources: KP_POLICY_DEFAULT = the job's choice, else fail */
+    const char *dead_letter; /* sources: URI of the dead-letter sink */
+} kp_binding;
+
+typedef struct kp_exec_config {
+    const kp_binding *bindings;
+    int nbindings;
+    const char *state_dir;    /* RocksDB directories go below it */
+    size_t state_cache_bytes; /* per keyed operator subtask; 0 = 256 MiB */
+    int credits;              /* batches in flight per channel; 0 = 4 */
+    int watermark_every;      /* sources emit a watermark after this many records; 0 = 1024 */
+    kp_time align_drift;      /* watermark alignment between the subtasks of one source:
+                                 none runs further ahead of the slowest; 0 = 1 hour,
+                                 negative = off */
+} kp_exec_config;
+
+typedef struct kp_exec_stats {
+    long long records_in, bytes_in, decode_errors, dead_lettered, skipped, late_records;
+    long long windows_fired, records_out, state_spills;
+    double seconds;
+} kp_exec_stats;
+
+/* Runs `job` (validated) to completion — bounded sources end — or failure. Returns 0, or -1
+ * with the first subtask's error in errstr. @locality the calling thread blocks. */
+int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats,
+                char *errstr, size_t errlen);
+
+/* Source side (source.c): runs one source subtask to its end. */
+int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op *chain,
+                  int watermark_every);
+
+#endif

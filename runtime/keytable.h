@@ -1,0 +1,59 @@
+/* A hash table from key bytes to a fixed-size value, for per-key operator state held in
+ * memory (window panes, sessions, process-function values).
+ *
+ * Open addressing with linear probing; entries store the key's hash and the offset of its
+ * bytes in the table's own arena, followed by the value, so a lookup touches one cache line
+ * in the common case and nothing is allocated per record. Keys are never removed one by one:
+ * a table is cleared as a whole (kp_keytable_clear), which is how windows purge panes. Owned by one subtask thread. */
+#ifndef KP_KEYTABLE_H
+#define KP_KEYTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kappa/kappa.h>
+
+typedef struct kp_keytable {
+    size_t value_size;
+    size_t entry_size; /* header + value, 8-byte aligned */
+    size_t n, cap;     /* cap is a power of two; 0 when empty */
+    uint8_t *slots;
+    char *arena;
+    size_t arena_len, arena_cap;
+} kp_keytable;
+
+typedef struct kp_keyentry {
+    uint64_t hash; /* 0 marks an empty slot; real hashes are forced non-zero */
+    uint32_t key_off;
+    uint32_t key_len;
+    /* value_size bytes follow */
+} kp_keyentry;
+
+void kp_keytable_init(kp_keytable *t, size_t value_size);
+void kp_keytable_free(kp_keytable *t);
+void kp_keytable_clear(kp_keytable *t);
+
+/* The entry for `key` (hash from kp_hash64), inserting a zero-filled one if absent.
+ * *created says which. NULL on allocation failure. Pointers are valid until the next insert. */
+kp_keyentry *kp_keytable_upsert(kp_keytable *t, uint64_t hash, kp_bytes key, int *created);
+
+/* The entry for `key`, or NULL. */
+kp_keyentry *kp_keytable_find(const kp_keytable *t, uint64_t hash, kp_bytes key);
+
+static inline void *kp_keyentry_value(kp_keyentry *e)
+{
+    return (uint8_t *)e + sizeof(kp_keyentry);
+}
+
+static inline kp_bytes kp_keytable_key(const kp_keytable *t, const kp_keyentry *e)
+{
+    return (kp_bytes){t->arena + e->key_off, e->key_len};
+}
+
+/* Iteration: for (i = 0; (e = kp_keytable_next(t, &i));) — skips empty slots. */
+kp_keyentry *kp_keytable_next(const kp_keytable *t, size_t *i);
+
+/* Bytes held by the table (slots + arena). */
+size_t kp_keytable_bytes(const kp_keytable *t);
+
+#endif

@@ -1,0 +1,242 @@
+/* Stateless chained operators: map, filter, flat_map, key_by and the sink end of a chain,
+ * plus the pass-through helpers every operator uses for watermarks and the end of input. */
+#include <stdlib.h>
+
+#include "ops.h"
+
+int kp_op_pass_watermark(kp_op *op, kp_time wm)
+{
+    return kp_op_emit_watermark(op, wm);
+}
+
+int kp_op_emit_idle(kp_op *op)
+{
+    for (int i = 0; i < op->nout; i++)
+        if (op->out[i]->vt->idle(op->out[i]) != 0)
+            return -1;
+    return 0;
+}
+
+int kp_op_pass_idle(kp_op *op)
+{
+    return kp_op_emit_idle(op);
+}
+
+int kp_op_emit_finish(kp_op *op)
+{
+    for (int i = 0; i < op->nout; i++)
+        if (op->out[i]->vt->finish(op->out[i]) != 0)
+            return -1;
+    return 0;
+}
+
+int kp_op_pass_finish(kp_op *op)
+{
+    return kp_op_emit_finish(op);
+}
+
+int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts)
+{
+    kp_event ev = {
+        .key = {doc->id.ptr ? doc->id.ptr : "", doc->id.len},
+        .value = {doc->json.ptr, doc->json.len},
+        .ts = ts,
+    };
+    return kp_op_emit(op, &ev);
+}
+
+/* ---- map / filter / flat_map / key_by ------------------------------------------------- */
+
+typedef struct basic_op {
+    kp_op op;
+    kp_buf key_buf, val_buf;  /* scratch for events this operator rewrites */
+    kp_event out;             /* flat_map's output event */
+} basic_op;
+
+static int check_rc(kp_op *op, kp_rc rc, const kp_event *ev)
+{
+    if (rc == KP_OK || rc == KP_SKIP)
+        return 0;
+    return kp_subtask_fail(op->st, "%s returned %s for a record with key '%.*s' at time %lld",
+                           op->node->name, rc == KP_BAD_INPUT ? "KP_BAD_INPUT" : "KP_ERROR",
+                           (int)(ev->key.len > 64 ? 64 : ev->key.len), ev->key.ptr,
+                           (long long)ev->ts);
+}
+
+static int map_record(kp_op *op, kp_event *ev)
+{
+    basic_op *b = (basic_op *)op;
+    kp_event e = *ev;
+    e.key_buf = &b->key_buf;
+    e.val_buf = &b->val_buf;
+    kp_rc rc = op->node->u.map.fn(&e);
+    if (e.bad)
+        return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
+    if (rc != KP_OK) {
+        if (rc == KP_SKIP)
+            atomic_fetch_add_explicit(&op->st->metrics->skipped, 1, memory_order_relaxed);
+        return check_rc(op, rc, ev);
+    }
+    return kp_op_emit(op, &e);
+}
+
+static int filter_record(kp_op *op, kp_event *ev)
+{
+    if (op->node->u.filter.fn(ev))
+        return kp_op_emit(op, ev);
+    atomic_fetch_add_explicit(&op->st->metrics->skipped, 1, memory_order_relaxed);
+    return 0;
+}
+
+struct kp_collector {
+    basic_op *op;
+    int failed;
+};
+
+static void collect(kp_collector *c, kp_bytes key, kp_bytes value, kp_time t)
+{
+    if (c->failed)
+        return;
+    basic_op *b = c->op;
+    b->out.key_buf = &b->key_buf;
+    b->out.val_buf = &b->val_buf;
+    b->out.bad = 0;
+    kp_event_copy_key(&b->out, key);
+    kp_event_copy_value(&b->out, value);
+    b->out.ts = t;
+    if (b->out.bad)
+        c->failed = kp_subtask_fail(b->op.st, "%s: out of memory", b->op.node->name);
+    else if (kp_op_emit(&b->op, &b->out) != 0)
+        c->failed = -1;
+}
+
+void kp_collect_api_fill(kp_api *api);
+void kp_collect_api_fill(kp_api *api)
+{
+    api->collect = collect;
+}
+
+static int flat_map_record(kp_op *op, kp_event *ev)
+{
+    kp_collector c = {(basic_op *)op, 0};
+    kp_rc rc = op->node->u.flat_map.fn(ev, &c);
+    if (c.failed)
+        return -1;
+    return check_rc(op, rc, ev);
+}
+
+static int key_by_record(kp_op *op, kp_event *ev)
+{
+    if (!op->node->u.key_by.fn)
+        return kp_op_emit(op, ev);
+    basic_op *b = (basic_op *)op;
+    kp_event e = *ev;
+    e.key_buf = &b->key_buf;
+    kp_event_copy_key(&e, op->node->u.key_by.fn(ev));
+    if (e.bad)
+        return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
+    return kp_op_emit(op, &e);
+}
+
+static void basic_destroy(kp_op *op)
+{
+    basic_op *b = (basic_op *)op;
+    kp_buf_free(&b->key_buf);
+    kp_buf_free(&b->val_buf);
+    free(b);
+}
+
+#define BASIC_VT(fn)                                                                       \
+    {                                                                                      \
+        fn, kp_op_pass_watermark, kp_op_pass_idle, kp_op_pass_finish, basic_destroy        \
+    }
+static const kp_op_vt map_vt = BASIC_VT(map_record);
+static const kp_op_vt filter_vt = BASIC_VT(filter_record);
+static const kp_op_vt flat_map_vt = BASIC_VT(flat_map_record);
+static const kp_op_vt key_by_vt = BASIC_VT(key_by_record);
+
+kp_op *kp_op_basic_new(kp_subtask *st, const kp_node *n)
+{
+    basic_op *b = calloc(1, sizeof *b);
+    if (!b) {
+        kp_subtask_fail(st, "%s: out of memory", n->name);
+        return NULL;
+    }
+    switch (n->kind) {
+    case KP_NODE_MAP:
+        b->op.vt = &map_vt;
+        break;
+    case KP_NODE_FILTER:
+        b->op.vt = &filter_vt;
+        break;
+    case KP_NODE_FLAT_MAP:
+        b->op.vt = &flat_map_vt;
+        break;
+    default: /* key_by, and the late side output, which only forwards */
+        b->op.vt = &key_by_vt;
+        break;
+    }
+    b->op.node = n;
+    b->op.st = st;
+    return &b->op;
+}
+
+/* ---- sink ---------------------------------------------------------------------------- */
+
+typedef struct sink_op {
+    kp_op op;
+    kp_sink_writer *w;
+} sink_op;
+
+static int sink_record(kp_op *op, kp_event *ev)
+{
+    sink_op *s = (sink_op *)op;
+    char err[256];
+    if (s->w->write(s->w, ev->key, ev->value, ev->ts, err, sizeof err) != 0)
+        return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
+    atomic_fetch_add_explicit(&op->st->metrics->records_out, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int sink_ignore_wm(kp_op *op, kp_time wm)
+{
+    return 0;
+}
+
+static int sink_ignore(kp_op *op)
+{
+    return 0;
+}
+
+static int sink_finish(kp_op *op)
+{
+    sink_op *s = (sink_op *)op;
+    char err[256];
+    if (s->w->flush(s->w, err, sizeof err) != 0)
+        return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
+    return 0;
+}
+
+static void sink_destroy(kp_op *op)
+{
+    sink_op *s = (sink_op *)op;
+    if (s->w)
+        s->w->close(s->w);
+    free(s);
+}
+
+static const kp_op_vt sink_vt = {sink_record, sink_ignore_wm, sink_ignore, sink_finish,
+                                 sink_destroy};
+
+kp_op *kp_op_sink_new(kp_subtask *st, const kp_node *n, kp_sink_writer *w)
+{
+    sink_op *s = calloc(1, sizeof *s);
+    if (!s) {
+        w->close(w);
+        kp_subtask_fail(st, "%s: out of memory", n->name);
+        return NULL;
+    }
+    s->op = (kp_op){.vt = &sink_vt, .node = n, .st = st};
+    s->w = w;
+    return &s->op;
+}

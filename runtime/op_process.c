@@ -1,0 +1,297 @@
+/* Keyed process functions: user code with per-key value state and timers.
+ *
+ * on_event runs for each record with a context scoped to the record's key; it can read and
+ * write the key's value state (value_size bytes), register event-time timers (fired when the
+ * watermark reaches them) and processing-time timers (fired when the wall clock does), and
+ * emit documents. on_timer runs with the same context for the timer's key. A timer
+ * registered twice for the same key, time and kind fires once, as in Flink.
+ *
+ * State is in memory (keytable.c); timers are a binary heap per kind plus a set that
+ * de-duplicates them. Processing-time timers are checked whenever the operator sees a record
+ * or a watermark, so they fire at most one watermark interval late on an idle input. Pending
+ * processing-time timers are not fired at the end of bounded input. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "keygroup.h"
+#include "keytable.h"
+#include "ops.h"
+
+typedef struct ptimer {
+    kp_time when;
+    uint64_t hash;
+    uint32_t key_off, key_len; /* in the value table's arena */
+} ptimer;
+
+typedef struct theap {
+    ptimer *a;
+    size_t n, cap;
+} theap;
+
+struct kp_ctx {
+    struct process_op *p;
+    kp_keyentry *e;
+    kp_bytes key;
+    kp_time ts; /* time of the record or timer being handled */
+};
+
+typedef struct process_op {
+    kp_op op;
+    const kp_process_opts *o;
+    kp_keytable values;  /* key → {exists, value} */
+    kp_keytable timerset; /* (kind, when, key) registered and not yet fired */
+    theap heaps[2];      /* [1] event time, [0] processing time */
+    kp_time wm;
+    kp_doc doc;
+    kp_buf tkey;
+    int failed;
+} process_op;
+
+typedef struct value_hdr {
+    uint64_t exists;
+} value_hdr;
+
+static kp_time now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (kp_time)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int heap_push(theap *h, ptimer t)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 256;
+        ptimer *a = realloc(h->a, cap * sizeof *a);
+        if (!a)
+            return -1;
+        h->a = a;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0 && h->a[(i - 1) / 2].when > t.when) {
+        h->a[i] = h->a[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->a[i] = t;
+    return 0;
+}
+
+static ptimer heap_pop(theap *h)
+{
+    ptimer top = h->a[0], last = h->a[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && h->a[c + 1].when < h->a[c].when)
+            c++;
+        if (last.when <= h->a[c].when)
+            break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    if (h->n)
+        h->a[i] = last;
+    return top;
+}
+
+/* The de-duplication key of a timer: kind byte, time, key bytes. */
+static kp_bytes timer_id(process_op *p, bool event_time, kp_time when, kp_bytes key)
+{
+    p->tkey.len = 0;
+    char kind = event_time ? 'e' : 'p';
+    if (kp_buf_append(&p->tkey, &kind, 1) != 0 ||
+        kp_buf_append(&p->tkey, &when, sizeof when) != 0 ||
+        kp_buf_append(&p->tkey, key.ptr, key.len) != 0)
+        return (kp_bytes){NULL, 0};
+    return (kp_bytes){p->tkey.ptr, p->tkey.len};
+}
+
+/* ---- the context API ------------------------------------------------------------------- */
+
+static kp_str ctx_key(kp_ctx *c)
+{
+    return c->key;
+}
+
+static void *ctx_value(kp_ctx *c, bool *exists)
+{
+    value_hdr *h = kp_keyentry_value(c->e);
+    if (exists)
+        *exists = h->exists != 0;
+    h->exists = 1;
+    return h + 1;
+}
+
+static void ctx_value_clear(kp_ctx *c)
+{
+    value_hdr *h = kp_keyentry_value(c->e);
+    h->exists = 0;
+    memset(h + 1, 0, c->p->o->value_size);
+}
+
+static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
+{
+    process_op *p = c->p;
+    kp_bytes id = timer_id(p, event_time, when, c->key);
+    int created;
+    kp_keyentry *t = id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id,
+                                                 &created)
+                            : NULL;
+    if (!t) {
+        p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
+        return;
+    }
+    if (!created && *(uint64_t *)kp_keyentry_value(t))
+        return; /* already pending */
+    *(uint64_t *)kp_keyentry_value(t) = 1;
+    ptimer pt = {when, c->e->hash, c->e->key_off, c->e->key_len};
+    if (heap_push(&p->heaps[event_time], pt) != 0)
+        p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
+}
+
+static kp_time ctx_watermark(kp_ctx *c)
+{
+    return c->p->wm;
+}
+
+static kp_time ctx_now(kp_ctx *c)
+{
+    return now_ms();
+}
+
+static kp_doc *ctx_emit(kp_ctx *c)
+{
+    kp_doc_begin(&c->p->doc);
+    return &c->p->doc;
+}
+
+static void ctx_emit_done(kp_ctx *c, kp_doc *doc)
+{
+    process_op *p = c->p;
+    if (p->failed)
+        return;
+    if (kp_doc_end(doc) != 0) {
+        p->failed = kp_subtask_fail(p->op.st, "%s: out of memory", p->op.node->name);
+        return;
+    }
+    if (doc->id.len == 0 && kp_buf_append(&doc->id, c->key.ptr, c->key.len) != 0) {
+        p->failed = kp_subtask_fail(p->op.st, "%s: out of memory", p->op.node->name);
+        return;
+    }
+    if (kp_op_emit_doc(&p->op, doc, c->ts) != 0)
+        p->failed = -1;
+}
+
+void kp_process_api_fill(kp_api *api);
+void kp_process_api_fill(kp_api *api)
+{
+    api->ctx_key = ctx_key;
+    api->ctx_value = ctx_value;
+    api->ctx_value_clear = ctx_value_clear;
+    api->ctx_timer = ctx_timer;
+    api->ctx_watermark = ctx_watermark;
+    api->ctx_now = ctx_now;
+    api->ctx_emit = ctx_emit;
+    api->ctx_emit_done = ctx_emit_done;
+}
+
+/* ---- the operator ------------------------------------------------------------------------ */
+
+static int check(process_op *p, kp_rc rc, const char *what)
+{
+    if (p->failed)
+        return -1;
+    if (rc == KP_OK || rc == KP_SKIP)
+        return 0;
+    return kp_subtask_fail(p->op.st, "%s: %s returned %s", p->op.node->name, what,
+                           rc == KP_BAD_INPUT ? "KP_BAD_INPUT" : "KP_ERROR");
+}
+
+/* Fires every timer of one kind due at `upto`. */
+static int fire_due(process_op *p, bool event_time, kp_time upto)
+{
+    theap *h = &p->heaps[event_time];
+    while (h->n && h->a[0].when <= upto) {
+        ptimer t = heap_pop(h);
+        kp_bytes key = {p->values.arena + t.key_off, t.key_len};
+        kp_bytes id = timer_id(p, event_time, t.when, key);
+        kp_keyentry *te = id.ptr ? kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id)
+                                 : NULL;
+        if (te)
+            *(uint64_t *)kp_keyentry_value(te) = 0;
+        kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);
+        if (!e || !p->o->on_timer)
+            continue;
+        kp_ctx c = {p, e, key, t.when};
+        if (check(p, p->o->on_timer(&c, t.when, event_time), "on_timer") != 0)
+            return -1;
+    }
+    if (!p->heaps[0].n && !p->heaps[1].n)
+        kp_keytable_clear(&p->timerset); /* nothing pending: reclaim the set */
+    return 0;
+}
+
+static int process_record(kp_op *op, kp_event *ev)
+{
+    process_op *p = (process_op *)op;
+    int created;
+    kp_keyentry *e =
+        kp_keytable_upsert(&p->values, kp_hash64(ev->key.ptr, ev->key.len), ev->key, &created);
+    if (!e)
+        return kp_subtask_fail(op->st, "%s: out of memory for state", op->node->name);
+    kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts};
+    if (check(p, p->o->on_event(&c, ev), "on_event") != 0)
+        return -1;
+    return p->heaps[0].n ? fire_due(p, false, now_ms()) : 0;
+}
+
+static int process_watermark(kp_op *op, kp_time wm)
+{
+    process_op *p = (process_op *)op;
+    if (wm <= p->wm)
+        return 0;
+    p->wm = wm;
+    if (fire_due(p, true, wm) != 0 || fire_due(p, false, now_ms()) != 0)
+        return -1;
+    return kp_op_emit_watermark(op, wm);
+}
+
+static int process_finish(kp_op *op)
+{
+    if (process_watermark(op, KP_TIME_MAX) != 0)
+        return -1;
+    return kp_op_emit_finish(op);
+}
+
+static void process_destroy(kp_op *op)
+{
+    process_op *p = (process_op *)op;
+    kp_keytable_free(&p->values);
+    kp_keytable_free(&p->timerset);
+    free(p->heaps[0].a);
+    free(p->heaps[1].a);
+    kp_doc_free(&p->doc);
+    kp_buf_free(&p->tkey);
+    free(p);
+}
+
+static const kp_op_vt process_vt = {process_record, process_watermark, kp_op_pass_idle,
+                                    process_finish, process_destroy};
+
+kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
+{
+    process_op *p = calloc(1, sizeof *p);
+    if (!p) {
+        kp_subtask_fail(st, "%s: out of memory", n->name);
+        return NULL;
+    }
+    p->op = (kp_op){.vt = &process_vt, .node = n, .st = st};
+    p->o = &n->u.process;
+    p->wm = KP_TIME_MIN;
+    kp_keytable_init(&p->values, sizeof(value_hdr) + p->o->value_size);
+    kp_keytable_init(&p->timerset, sizeof(uint64_t));
+    return &p->op;
+}

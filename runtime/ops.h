@@ -1,0 +1,33 @@
+/* Constructors of the chained operators. exec.c builds one instance per node per subtask
+ * and wires outputs; every operator then runs on its subtask's thread only. */
+#ifndef KP_OPS_H
+#define KP_OPS_H
+
+#include "connector.h"
+#include "engine.h"
+
+/* map, filter, flat_map, key_by; NULL with the reason in the subtask on failure. */
+kp_op *kp_op_basic_new(kp_subtask *st, const kp_node *n);
+
+/* The end of a chain at a sink node, writing to `w` (the op takes ownership of w). */
+kp_op *kp_op_sink_new(kp_subtask *st, const kp_node *n, kp_sink_writer *w);
+
+typedef enum kp_partitioning {
+    KP_PART_FORWARD = 1, /* subtask i → subtask i (equal parallelism) */
+    KP_PART_HASH,        /* by key group */
+    KP_PART_REBALANCE,   /* round robin */
+} kp_partitioning;
+
+/* The end of a chain at a task boundary: batches records into `chans` (one per downstream
+ * subtask), forwards watermarks, idleness and the end of input to all of them. */
+kp_op *kp_op_exchange_new(kp_subtask *st, const kp_node *n, kp_partitioning mode,
+                          kp_channel **chans, int nchans);
+
+/* Window operator (window node + its aggregate). Late records go to `late` if set. */
+kp_op *kp_op_window_new(kp_subtask *st, const kp_node *window);
+void kp_op_window_set_late(kp_op *op, kp_op *late);
+
+/* Keyed process function. */
+kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n);
+
+#endif

@@ -1,0 +1,217 @@
+/* The source side of a subtask: polls its connector reader, runs the job's decode function
+ * on each raw record in place, applies the decode-error policy, and generates watermarks
+ * (bounded out-of-orderness, idleness) into the chain.
+ *
+ * Watermarks are emitted after every `watermark_every` records and at the end of every poll,
+ * rather than on a wall-clock period as Flink does: the result of a bounded run then depends
+ * only on the input, which is what makes runs reproducible and property-testable. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "connector.h"
+#include "exec.h"
+
+typedef struct source_state {
+    kp_subtask *st;
+    const kp_node *node;
+    const kp_source_opts *o;
+    kp_op *chain;
+    kp_error_policy policy;
+    kp_sink_writer *dead;
+    kp_time max_ts, emitted_wm;
+    kp_buf key_buf, val_buf;
+} source_state;
+
+static kp_time wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (kp_time)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Watermark alignment (Flink's maxAllowedWatermarkDrift): publish this subtask's watermark,
+ * then wait while it is more than align_drift ahead of the slowest subtask of the same
+ * source. Keeps the minimum watermark downstream, and so lateness, independent of thread
+ * scheduling. The slowest subtask never waits, so this cannot deadlock. */
+static void align(source_state *s, kp_time wm)
+{
+    kp_subtask *st = s->st;
+    if (!st->align || st->parallelism < 2 || st->align_drift < 0)
+        return;
+    atomic_store(&st->align[st->index], wm);
+    struct timespec nap = {0, 200000};
+    for (;;) {
+        kp_time slowest = KP_TIME_MAX;
+        for (int i = 0; i < st->parallelism; i++) {
+            kp_time w = atomic_load(&st->align[i]);
+            slowest = w < slowest ? w : slowest;
+        }
+        if (slowest == KP_TIME_MIN ? wm == KP_TIME_MIN : wm - slowest <= st->align_drift)
+            return;
+        if (kp_subtask_cancelled(st))
+            return;
+        nanosleep(&nap, NULL);
+    }
+}
+
+static int emit_watermark(source_state *s)
+{
+    if (s->max_ts == KP_TIME_MIN)
+        return 0;
+    kp_time wm = s->max_ts - s->o->out_of_order - 1;
+    if (wm <= s->emitted_wm)
+        return 0;
+    s->emitted_wm = wm;
+    if (kp_op_emit_watermark(s->chain, wm) != 0)
+        return -1;
+    align(s, wm);
+    return 0;
+}
+
+static int bad_input(source_state *s, const kp_raw *raw)
+{
+    kp_metrics *m = s->st->metrics;
+    atomic_fetch_add_explicit(&m->decode_errors, 1, memory_order_relaxed);
+    if (s->policy == KP_POLICY_SKIP)
+        return 0;
+    if (s->policy == KP_POLICY_DEAD_LETTER) {
+        char err[256];
+        char id[48];
+        snprintf(id, sizeof id, "%d:%lld", raw->partition, (long long)raw->offset);
+        if (s->dead->write(s->dead, KP_CSTR(id), raw->value, raw->ts, err, sizeof err) != 0)
+            return kp_subtask_fail(s->st, "dead-letter output of '%s': %s", s->node->endpoint,
+                                   err);
+        atomic_fetch_add_explicit(&m->dead_lettered, 1, memory_order_relaxed);
+        return 0;
+    }
+    return kp_subtask_fail(s->st,
+                           "source '%s': malformed record at partition %d offset %lld: "
+                           "'%.*s' (set the on-error policy to skip or dead-letter to go on)",
+                           s->node->endpoint, raw->partition, (long long)raw->offset,
+                           (int)(raw->value.len > 120 ? 120 : raw->value.len), raw->value.ptr);
+}
+
+static int handle(source_state *s, const kp_raw *raw)
+{
+    kp_event ev = {.key = raw->key, .value = raw->value,
+                   .ts = raw->ts != KP_TIME_MIN ? raw->ts : wall_ms(),
+                   .key_buf = &s->key_buf, .val_buf = &s->val_buf};
+    kp_rc rc = s->o->decode ? s->o->decode(&ev, raw->value) : KP_OK;
+    if (ev.bad)
+        return kp_subtask_fail(s->st, "source '%s': out of memory", s->node->endpoint);
+    switch (rc) {
+    case KP_OK:
+        if (ev.ts > s->max_ts)
+            s->max_ts = ev.ts;
+        return kp_op_emit(s->chain, &ev);
+    case KP_SKIP:
+        atomic_fetch_add_explicit(&s->st->metrics->skipped, 1, memory_order_relaxed);
+        return 0;
+    case KP_BAD_INPUT:
+        return bad_input(s, raw);
+    default:
+        return kp_subtask_fail(s->st, "source '%s': decode failed (KP_ERROR) at offset %lld",
+                               s->node->endpoint, (long long)raw->offset);
+    }
+}
+
+static int open_dead_letter(source_state *s, const kp_binding *b)
+{
+    if (s->policy != KP_POLICY_DEAD_LETTER)
+        return 0;
+    if (!b->dead_letter)
+        return kp_subtask_fail(s->st, "source '%s' uses dead-letter but has no --dead-letter "
+                                      "%s=URI", s->node->endpoint, s->node->endpoint);
+    const kp_connector *c = kp_connector_find(b->dead_letter);
+    char err[512];
+    kp_endpoint ep = {s->node->endpoint, b->dead_letter, s->st->index, s->st->parallelism};
+    s->dead = c && c->open_sink ? c->open_sink(&ep, err, sizeof err) : NULL;
+    if (!s->dead)
+        return kp_subtask_fail(s->st, "dead-letter output '%s': %s", b->dead_letter,
+                               c ? err : "no connector for this URI");
+    return 0;
+}
+
+static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
+{
+    kp_raw raws[256];
+    char err[512];
+    kp_time last_data = wall_ms();
+    int idle = 0, since_wm = 0;
+    for (;;) {
+        if (kp_subtask_cancelled(s->st))
+            return -1;
+        int n = 0;
+        kp_poll_rc rc = r->poll(r, raws, 256, &n, 100, err, sizeof err);
+        if (rc == KP_POLL_ERROR)
+            return kp_subtask_fail(s->st, "source '%s': %s", s->node->endpoint, err);
+        if (rc == KP_POLL_EOF)
+            break;
+        if (rc == KP_POLL_EMPTY) {
+            kp_time idle_after = s->o->idle_timeout;
+            if (idle_after > 0 && !idle && wall_ms() - last_data >= idle_after) {
+                idle = 1;
+                if (kp_op_emit_idle(s->chain) != 0)
+                    return -1;
+            }
+            continue;
+        }
+        idle = 0;
+        last_data = wall_ms();
+        long long bytes = 0;
+        for (int i = 0; i < n; i++) {
+            bytes += (long long)(raws[i].key.len + raws[i].value.len);
+            if (handle(s, &raws[i]) != 0)
+                return -1;
+            if (++since_wm >= watermark_every) {
+                since_wm = 0;
+                if (emit_watermark(s) != 0)
+                    return -1;
+            }
+        }
+        if (emit_watermark(s) != 0)
+            return -1;
+        atomic_fetch_add_explicit(&s->st->metrics->records_in, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st->metrics->bytes_in, bytes, memory_order_relaxed);
+    }
+    /* bounded input: everything is final, as Flink does at the end of a bounded source */
+    if (emit_watermark(s) != 0)
+        return -1;
+    if (s->st->align)
+        atomic_store(&s->st->align[s->st->index], KP_TIME_MAX);
+    if (kp_op_emit_watermark(s->chain, KP_TIME_MAX) != 0)
+        return -1;
+    return kp_op_emit_finish(s->chain);
+}
+
+int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op *chain,
+                  int watermark_every)
+{
+    source_state s = {.st = st, .node = src, .o = &src->u.source, .chain = chain,
+                      .max_ts = KP_TIME_MIN, .emitted_wm = KP_TIME_MIN};
+    if (!b)
+        return kp_subtask_fail(st, "source '%s' is not bound: pass --source %s=URI",
+                               src->endpoint, src->endpoint);
+    s.policy = b->on_error != KP_POLICY_DEFAULT ? b->on_error : s.o->on_error;
+    if (s.policy == KP_POLICY_DEFAULT)
+        s.policy = KP_POLICY_FAIL;
+    const kp_connector *c = kp_connector_find(b->uri);
+    if (!c || !c->open_source)
+        return kp_subtask_fail(st, "source '%s': no connector for '%s'", src->endpoint, b->uri);
+    char err[512];
+    kp_endpoint ep = {src->endpoint, b->uri, st->index, st->parallelism};
+    kp_source_reader *r = c->open_source(&ep, err, sizeof err);
+    if (!r)
+        return kp_subtask_fail(st, "source '%s' (%s): %s", src->endpoint, b->uri, err);
+    int rc = open_dead_letter(&s, b);
+    if (rc == 0)
+        rc = run_loop(&s, r, watermark_every);
+    if (rc == 0 && s.dead && s.dead->flush(s.dead, err, sizeof err) != 0)
+        rc = kp_subtask_fail(st, "dead-letter output '%s': %s", b->dead_letter, err);
+    r->close(r);
+    if (s.dead)
+        s.dead->close(s.dead);
+    kp_buf_free(&s.key_buf);
+    kp_buf_free(&s.val_buf);
+    return rc;
+}

@@ -1,0 +1,88 @@
+/* Keyed state backend: the interface the operators use, implemented on RocksDB in
+ * state_rocksdb.c.
+ *
+ * One backend instance belongs to one subtask (its thread owns it; no locks inside). Each
+ * declared state is a column family. Keys are laid out by the caller as
+ *   key group (2 bytes, big endian) | ... (operator-specific)
+ * so that any key-group range can be scanned, deleted or, later, restored at another
+ * parallelism. Window operators put the namespace (window end) before the key, so that a
+ * window's contents are one range (see docs/architecture.md, "State").
+ *
+ * Memory is bounded by configuration: a shared LRU block cache and a fixed number of
+ * memtables of a fixed size per column family; kp_state_memory() reports what is in use.
+ * The operators' in-memory write-back caches sit in front of this and count separately. */
+#ifndef KP_STATE_H
+#define KP_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kp_state kp_state;
+typedef struct kp_state_iter kp_state_iter;
+typedef struct kp_state_batch kp_state_batch;
+
+typedef struct kp_state_config {
+    const char *dir;              /* database directory, created if missing */
+    size_t block_cache_bytes;     /* 0 = 32 MiB */
+    size_t memtable_bytes;        /* per column family, 0 = 16 MiB */
+    int max_memtables;            /* per column family, 0 = 2 */
+    int fresh;                    /* non-zero: delete any existing database first */
+} kp_state_config;
+
+typedef struct kp_state_memory {
+    size_t block_cache;   /* bytes pinned in the block cache */
+    size_t memtables;     /* bytes in all memtables (active + immutable) */
+    size_t table_readers; /* index and filter blocks held outside the cache */
+} kp_state_memory;
+
+/* Opens (or creates) the database. Returns NULL and fills errstr on error.
+ * @locality any thread; the returned handle is then owned by one thread. */
+kp_state *kp_state_open(const kp_state_config *cfg, char *errstr, size_t errlen);
+
+/* Flushes the memtables (there is no WAL), then closes everything. Accepts NULL. */
+void kp_state_close(kp_state *st);
+
+/* Returns the id of column family `name`, creating it if needed; -1 and errstr on error. */
+int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen);
+
+/* Point operations. get returns 1 if found (value malloc'd into *val, free with free()),
+ * 0 if absent, -1 on error. put/del return 0 or -1. */
+int kp_state_get(kp_state *st, int cf, const void *key, size_t klen, void **val, size_t *vlen,
+                 char *errstr, size_t errlen);
+int kp_state_put(kp_state *st, int cf, const void *key, size_t klen, const void *val,
+                 size_t vlen, char *errstr, size_t errlen);
+int kp_state_del(kp_state *st, int cf, const void *key, size_t klen, char *errstr,
+                 size_t errlen);
+
+/* Deletes every key in [lo, hi). */
+int kp_state_del_range(kp_state *st, int cf, const void *lo, size_t lolen, const void *hi,
+                       size_t hilen, char *errstr, size_t errlen);
+
+/* Write batches: reusable; kp_state_write applies and clears the batch (WAL disabled: the
+ * checkpoint, not the WAL, is the unit of durability). */
+kp_state_batch *kp_state_batch_new(void);
+void kp_state_batch_free(kp_state_batch *b);
+void kp_state_batch_put(kp_state_batch *b, kp_state *st, int cf, const void *key, size_t klen,
+                        const void *val, size_t vlen);
+void kp_state_batch_del(kp_state_batch *b, kp_state *st, int cf, const void *key, size_t klen);
+size_t kp_state_batch_count(const kp_state_batch *b);
+int kp_state_write(kp_state *st, kp_state_batch *b, char *errstr, size_t errlen);
+
+/* Range iteration over [lo, hi) in key order. The key/value pointers stay valid until the
+ * next call to kp_state_iter_next or kp_state_iter_close. */
+kp_state_iter *kp_state_iter_open(kp_state *st, int cf, const void *lo, size_t lolen,
+                                  const void *hi, size_t hilen);
+int kp_state_iter_valid(const kp_state_iter *it);
+void kp_state_iter_next(kp_state_iter *it);
+const void *kp_state_iter_key(const kp_state_iter *it, size_t *len);
+const void *kp_state_iter_value(const kp_state_iter *it, size_t *len);
+/* 0 if iteration ended normally, -1 (and errstr) if it stopped on an error. */
+int kp_state_iter_close(kp_state_iter *it, char *errstr, size_t errlen);
+
+/* Memory currently used by RocksDB for this database. */
+void kp_state_memory_usage(kp_state *st, kp_state_memory *out);
+
+/* Hook for checkpoints (checkpoint issue): a consistent hard-linked copy in `dir`. */
+int kp_state_checkpoint(kp_state *st, const char *dir, char *errstr, size_t errlen);
+
+#endif
