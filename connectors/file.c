@@ -95,8 +95,11 @@ static kp_poll_rc file_poll(kp_source_reader *r, kp_raw *out, int max, int *n, i
             len--;
         if (len == 0 || f->line++ % f->stride != f->mine)
             continue;
-        out[(*n)++] = (kp_raw){.key = {"", 0}, .value = {start, len}, .ts = KP_TIME_MIN,
-                               .partition = -1, .offset = (int64_t)line_pos};
+        out[(*n)++] = (kp_raw){.key = {"", 0},
+                               .value = {start, len},
+                               .ts = KP_TIME_MIN,
+                               .partition = -1,
+                               .offset = (int64_t)line_pos};
     }
     if (*n > 0)
         return KP_POLL_RECORDS;

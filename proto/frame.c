@@ -75,8 +75,7 @@ kp_frame_err kp_frame_header_decode(kp_frame_header_t *hdr, const uint8_t *buf, 
     return KP_FRAME_OK;
 }
 
-kp_frame_err kp_frame_payload_check(const kp_frame_header_t *hdr, const void *payload,
-                                    size_t len)
+kp_frame_err kp_frame_payload_check(const kp_frame_header_t *hdr, const void *payload, size_t len)
 {
     if (len != hdr->length)
         return KP_FRAME_ERR_SHORT;

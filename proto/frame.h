@@ -39,12 +39,12 @@ typedef struct kp_frame_header_t {
 
 typedef enum kp_frame_err {
     KP_FRAME_OK = 0,
-    KP_FRAME_ERR_SHORT,       /* fewer than KP_FRAME_HEADER_SIZE bytes */
-    KP_FRAME_ERR_MAGIC,       /* not a kappa control connection */
-    KP_FRAME_ERR_VERSION,     /* peer speaks another protocol version */
-    KP_FRAME_ERR_TYPE,        /* unknown message type */
-    KP_FRAME_ERR_TOO_LARGE,   /* length above KP_FRAME_MAX_PAYLOAD */
-    KP_FRAME_ERR_CHECKSUM,    /* payload does not match its crc32c */
+    KP_FRAME_ERR_SHORT,     /* fewer than KP_FRAME_HEADER_SIZE bytes */
+    KP_FRAME_ERR_MAGIC,     /* not a kappa control connection */
+    KP_FRAME_ERR_VERSION,   /* peer speaks another protocol version */
+    KP_FRAME_ERR_TYPE,      /* unknown message type */
+    KP_FRAME_ERR_TOO_LARGE, /* length above KP_FRAME_MAX_PAYLOAD */
+    KP_FRAME_ERR_CHECKSUM,  /* payload does not match its crc32c */
 } kp_frame_err;
 
 /* Writes the header for a payload of `len` bytes into `out`. Thread-safe, no locks. */
@@ -55,8 +55,7 @@ void kp_frame_header_encode(uint8_t out[KP_FRAME_HEADER_SIZE], kp_frame_type typ
 kp_frame_err kp_frame_header_decode(kp_frame_header_t *hdr, const uint8_t *buf, size_t len);
 
 /* Checks the payload against the header's length and checksum. */
-kp_frame_err kp_frame_payload_check(const kp_frame_header_t *hdr, const void *payload,
-                                    size_t len);
+kp_frame_err kp_frame_payload_check(const kp_frame_header_t *hdr, const void *payload, size_t len);
 
 /* A static, human-readable description of `err`. */
 const char *kp_frame_strerror(kp_frame_err err);

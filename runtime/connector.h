@@ -52,9 +52,9 @@ struct kp_sink_writer {
 
 /* Where and how one endpoint is bound. */
 typedef struct kp_endpoint {
-    const char *name;   /* the job's name for it */
-    const char *uri;    /* scheme:rest */
-    int subtask;        /* which reader/writer this is */
+    const char *name; /* the job's name for it */
+    const char *uri;  /* scheme:rest */
+    int subtask;      /* which reader/writer this is */
     int parallelism;
 } kp_endpoint;
 

@@ -33,7 +33,7 @@ struct kp_event {
     kp_time ts;
     kp_buf *key_buf; /* where setters copy to; owned by the operator that made the event */
     kp_buf *val_buf;
-    int bad;         /* set by event setters on allocation failure */
+    int bad; /* set by event setters on allocation failure */
 };
 
 /* An output document under construction: id and JSON object. */
@@ -70,15 +70,15 @@ struct kp_op {
 
 /* Job-wide counters, one set per job run, shared by all subtasks. */
 typedef struct kp_metrics {
-    atomic_llong records_in;      /* records read by sources */
+    atomic_llong records_in; /* records read by sources */
     atomic_llong bytes_in;
-    atomic_llong decode_errors;   /* KP_BAD_INPUT from decode */
+    atomic_llong decode_errors; /* KP_BAD_INPUT from decode */
     atomic_llong dead_lettered;
-    atomic_llong skipped;         /* KP_SKIP from decode/map, and filtered */
-    atomic_llong late_records;    /* dropped as late by windows */
+    atomic_llong skipped;      /* KP_SKIP from decode/map, and filtered */
+    atomic_llong late_records; /* dropped as late by windows */
     atomic_llong windows_fired;
-    atomic_llong records_out;     /* written by sinks */
-    atomic_llong state_spills;    /* write-back cache flushes to RocksDB */
+    atomic_llong records_out;  /* written by sinks */
+    atomic_llong state_spills; /* write-back cache flushes to RocksDB */
 } kp_metrics;
 
 struct kp_exec; /* exec.c */

@@ -113,8 +113,7 @@ static int plan(struct kp_exec *x)
         if (!t->inboxes)
             return -1;
         for (int j = 0; j < t->parallelism; j++)
-            if (!(t->inboxes[j] = kp_inbox_new(t->upstream, x->cfg->credits ? x->cfg->credits
-                                                                            : 4)))
+            if (!(t->inboxes[j] = kp_inbox_new(t->upstream, x->cfg->credits ? x->cfg->credits : 4)))
                 return -1;
     }
     return 0;
@@ -135,8 +134,7 @@ static kp_op *build(subtask_rt *s, const kp_node *n);
 static int add_out(subtask_rt *s, kp_op *op, const kp_node *child, int late)
 {
     kp_op *o;
-    if (!is_task_head(child) || child->kind == KP_NODE_AGGREGATE ||
-        child->kind == KP_NODE_LATE) {
+    if (!is_task_head(child) || child->kind == KP_NODE_AGGREGATE || child->kind == KP_NODE_LATE) {
         o = build(s, child);
     } else {
         task *t = s->st.exec->task_of[child->id];
@@ -207,8 +205,7 @@ static kp_op *build(subtask_rt *s, const kp_node *n)
     for (int i = 0; i < feeds->noutputs; i++)
         if (add_out(s, op, feeds->outputs[i], 0) != 0)
             return NULL;
-    if (n->kind == KP_NODE_WINDOW && n->u.window.late &&
-        add_out(s, op, n->u.window.late, 1) != 0)
+    if (n->kind == KP_NODE_WINDOW && n->u.window.late && add_out(s, op, n->u.window.late, 1) != 0)
         return NULL;
     return op;
 }
@@ -357,13 +354,16 @@ static int create_subtasks(struct kp_exec *x)
                 return -1;
             x->subtasks[x->nsubtasks++] = s;
             s->t = t;
-            s->st = (kp_subtask){.exec = x, .job = x->job, .index = j,
-                                 .parallelism = t->parallelism, .metrics = &x->metrics,
-                                 .state_dir = x->cfg->state_dir,
-                                 .state_cache_bytes = x->cfg->state_cache_bytes,
-                                 .align = t->align,
-                                 .align_drift = x->cfg->align_drift ? x->cfg->align_drift
-                                                                    : KP_HOUR};
+            s->st =
+                (kp_subtask){.exec = x,
+                             .job = x->job,
+                             .index = j,
+                             .parallelism = t->parallelism,
+                             .metrics = &x->metrics,
+                             .state_dir = x->cfg->state_dir,
+                             .state_cache_bytes = x->cfg->state_cache_bytes,
+                             .align = t->align,
+                             .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR};
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,
                      t->parallelism);
         }
@@ -409,8 +409,8 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
     };
 }
 
-int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats,
-                char *errstr, size_t errlen)
+int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats, char *errstr,
+                size_t errlen)
 {
     struct kp_exec *x = calloc(1, sizeof *x);
     if (!x) {

@@ -8,10 +8,10 @@
 #include "engine.h"
 
 typedef struct kp_binding {
-    const char *name;        /* source or sink name in the job */
-    const char *uri;         /* connector URI */
+    const char *name;         /* source or sink name in the job */
+    const char *uri;          /* connector URI */
     kp_error_policy on_error; /* sources: KP_POLICY_DEFAULT = the job's choice, else fail */
-    const char *dead_letter; /* sources: URI of the dead-letter sink */
+    const char *dead_letter;  /* sources: URI of the dead-letter sink */
 } kp_binding;
 
 typedef struct kp_exec_config {
@@ -34,8 +34,8 @@ typedef struct kp_exec_stats {
 
 /* Runs `job` (validated) to completion — bounded sources end — or failure. Returns 0, or -1
  * with the first subtask's error in errstr. @locality the calling thread blocks. */
-int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats,
-                char *errstr, size_t errlen);
+int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats, char *errstr,
+                size_t errlen);
 
 /* Source side (source.c): runs one source subtask to its end. */
 int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op *chain,

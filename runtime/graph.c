@@ -44,11 +44,11 @@ void kp_job_free(kp_job *job)
 const char *kp_node_kind_name(kp_node_kind kind)
 {
     static const char *const names[] = {
-        [KP_NODE_SOURCE] = "source", [KP_NODE_MAP] = "map",
-        [KP_NODE_FILTER] = "filter", [KP_NODE_FLAT_MAP] = "flat_map",
-        [KP_NODE_KEY_BY] = "key_by", [KP_NODE_WINDOW] = "window",
+        [KP_NODE_SOURCE] = "source",       [KP_NODE_MAP] = "map",
+        [KP_NODE_FILTER] = "filter",       [KP_NODE_FLAT_MAP] = "flat_map",
+        [KP_NODE_KEY_BY] = "key_by",       [KP_NODE_WINDOW] = "window",
         [KP_NODE_AGGREGATE] = "aggregate", [KP_NODE_LATE] = "late",
-        [KP_NODE_PROCESS] = "process", [KP_NODE_SINK] = "sink",
+        [KP_NODE_PROCESS] = "process",     [KP_NODE_SINK] = "sink",
     };
     if ((unsigned)kind < sizeof names / sizeof names[0] && names[kind])
         return names[kind];
@@ -73,6 +73,22 @@ static void copy_opts(kp_job *job, void *dst, size_t dst_size, const void *src)
 typedef struct common_opts {
     KP_OP_COMMON;
 } common_opts;
+
+/* "input->kind"; when that is too long, the tail of it plus a hash of the whole, so derived
+ * names (and the uids derived from them) stay unique and stable. */
+static void derive_name(char out[KP_NAME_MAX], const char *input, const char *kind)
+{
+    char full[KP_NAME_MAX * 2 + 16];
+    int n = snprintf(full, sizeof full, "%s->%s", input, kind);
+    if (n < KP_NAME_MAX) {
+        memcpy(out, full, (size_t)n + 1);
+        return;
+    }
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < n; i++)
+        h = (h ^ (uint8_t)full[i]) * 16777619u;
+    snprintf(out, KP_NAME_MAX, "~%08x%s", h, full + n - (KP_NAME_MAX - 10));
+}
 
 static kp_node *node_add(kp_job *job, kp_node_kind kind, kp_node *input, const void *opts)
 {
@@ -101,7 +117,7 @@ static kp_node *node_add(kp_job *job, kp_node_kind kind, kp_node *input, const v
     if (c.name && c.name[0])
         snprintf(n->name, sizeof n->name, "%s", c.name);
     else if (input)
-        snprintf(n->name, sizeof n->name, "%s->%s", input->name, kp_node_kind_name(kind));
+        derive_name(n->name, input->name, kp_node_kind_name(kind));
     else
         snprintf(n->name, sizeof n->name, "%s", kp_node_kind_name(kind));
     /* A uid derived from the name is stable as long as the name and the path to the node
@@ -109,8 +125,7 @@ static kp_node *node_add(kp_job *job, kp_node_kind kind, kp_node *input, const v
     snprintf(n->uid, sizeof n->uid, "%s", c.uid && c.uid[0] ? c.uid : n->name);
     n->parallelism = c.parallelism;
     if (c.parallelism < 0)
-        kp_job_errorf(job, "'%s': parallelism must be positive, got %d", n->name,
-                      c.parallelism);
+        kp_job_errorf(job, "'%s': parallelism must be positive, got %d", n->name, c.parallelism);
     job->nodes[job->nnodes++] = n;
     if (input)
         input->outputs[input->noutputs++] = n;
@@ -168,8 +183,7 @@ static kp_stream *api_source(kp_job *job, const char *name, const kp_source_opts
     if (!(o && o->uid && o->uid[0]))
         snprintf(n->uid, sizeof n->uid, "%s", n->name);
     if (n->u.source.out_of_order < 0 || n->u.source.idle_timeout < 0)
-        kp_job_errorf(job, "source '%s': out_of_order and idle_timeout must not be negative",
-                      name);
+        kp_job_errorf(job, "source '%s': out_of_order and idle_timeout must not be negative", name);
     return (kp_stream *)n;
 }
 
@@ -258,8 +272,7 @@ static kp_windowed *api_window(kp_stream *keyed, kp_window_spec spec, const kp_w
     copy_opts(input->job, &n->u.window.opts, sizeof n->u.window.opts, o);
     check_window_spec(input->job, n->name, spec);
     if (n->u.window.opts.allowed_lateness < 0)
-        kp_job_errorf(input->job, "window '%s': allowed lateness must not be negative",
-                      n->name);
+        kp_job_errorf(input->job, "window '%s': allowed lateness must not be negative", n->name);
     return (kp_windowed *)n;
 }
 
@@ -302,8 +315,7 @@ static kp_stream *api_aggregate(kp_windowed *w, int kind, const kp_agg_opts *o)
              (!a->acc_size || a->acc_size > 4096 || !a->add || !a->emit_acc))
         kp_job_errorf(job, "'%s': kp_aggregate needs .acc_size (1..4096), .add and .emit_acc",
                       n->name);
-    else if (kind == KP_AGG_CUSTOM && win->u.window.spec.kind != KP_WINDOW_TUMBLING &&
-             !a->merge)
+    else if (kind == KP_AGG_CUSTOM && win->u.window.spec.kind != KP_WINDOW_TUMBLING && !a->merge)
         kp_job_errorf(job, "'%s': sliding and session windows need .merge", n->name);
     return (kp_stream *)n;
 }
@@ -314,8 +326,7 @@ static kp_stream *api_process(kp_stream *keyed, const kp_process_opts *o)
     if (!input)
         return NULL;
     if (!input->keyed) {
-        kp_job_errorf(input->job, "process on '%s' needs a keyed stream (kp_key_by)",
-                      input->name);
+        kp_job_errorf(input->job, "process on '%s' needs a keyed stream (kp_key_by)", input->name);
         return NULL;
     }
     kp_node *n = node_add(input->job, KP_NODE_PROCESS, input, o);
@@ -390,12 +401,10 @@ int kp_job_validate(kp_job *job)
         if (n->kind == KP_NODE_WINDOW && !n->u.window.aggregate)
             kp_job_errorf(job, "window '%s' has no aggregate (kp_count, kp_sum, ...)", n->name);
         else if (n->kind != KP_NODE_SINK && n->noutputs == 0)
-            kp_job_errorf(job, "'%s' leads nowhere: every stream must end in a kp_sink",
-                          n->name);
+            kp_job_errorf(job, "'%s' leads nowhere: every stream must end in a kp_sink", n->name);
         for (int j = 0; j < i; j++)
             if (!strcmp(job->nodes[j]->uid, n->uid))
-                kp_job_errorf(job, "two operators share the uid '%s': set .uid or .name",
-                              n->uid);
+                kp_job_errorf(job, "two operators share the uid '%s': set .uid or .name", n->uid);
     }
     if (!sources)
         kp_job_errorf(job, "the job defines no source");
@@ -427,7 +436,6 @@ void kp_job_describe(const kp_job *job, char *buf, size_t len)
         if (n->input)
             snprintf(from, sizeof from, "<- #%d", n->input->id);
         off += snprintf(buf + off, len - (size_t)off, "  #%-3d %-9s %-7s p=%-3d %s (uid %s)\n",
-                        n->id, kp_node_kind_name(n->kind), from, n->parallelism, n->name,
-                        n->uid);
+                        n->id, kp_node_kind_name(n->kind), from, n->parallelism, n->name, n->uid);
     }
 }

@@ -10,9 +10,9 @@
 
 #include <kappa/kappa.h>
 
-#define KP_MAX_NODES    256
-#define KP_MAX_OUTPUTS  8
-#define KP_NAME_MAX     128
+#define KP_MAX_NODES               256
+#define KP_MAX_OUTPUTS             8
+#define KP_NAME_MAX                128
 #define KP_DEFAULT_MAX_PARALLELISM 128
 
 typedef enum kp_node_kind {
@@ -23,7 +23,7 @@ typedef enum kp_node_kind {
     KP_NODE_KEY_BY,
     KP_NODE_WINDOW, /* the windowed stream; its aggregate is a child */
     KP_NODE_AGGREGATE,
-    KP_NODE_LATE,   /* the late-record side output of a window */
+    KP_NODE_LATE, /* the late-record side output of a window */
     KP_NODE_PROCESS,
     KP_NODE_SINK,
 } kp_node_kind;
@@ -38,7 +38,7 @@ typedef struct kp_node {
     struct kp_node *input;
     struct kp_node *outputs[KP_MAX_OUTPUTS];
     int noutputs;
-    bool keyed;             /* records carry a key that decides their key group */
+    bool keyed; /* records carry a key that decides their key group */
     union {
         kp_source_opts source;
         kp_map_opts map;

@@ -47,7 +47,7 @@ int kp_json_scan(kp_json_doc *doc, const char *src, size_t len, const char **err
 /* The field named `name` (unescaped comparison), or NULL. */
 const kp_json_field *kp_json_find(const kp_json_doc *doc, const char *name, size_t name_len);
 
-/* A string field's decoded value. Returns 0 and sets *out/*out_len, or -1 if absent, not a
+/* A string field's decoded value. Returns 0 and sets *out and *out_len, or -1 if absent, not a
  * string, or its decoded form does not fit the scratch space. */
 int kp_json_get_str(kp_json_doc *doc, const char *name, size_t name_len, const char **out,
                     size_t *out_len);

@@ -49,8 +49,8 @@ int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts)
 
 typedef struct basic_op {
     kp_op op;
-    kp_buf key_buf, val_buf;  /* scratch for events this operator rewrites */
-    kp_event out;             /* flat_map's output event */
+    kp_buf key_buf, val_buf; /* scratch for events this operator rewrites */
+    kp_event out;            /* flat_map's output event */
 } basic_op;
 
 static int check_rc(kp_op *op, kp_rc rc, const kp_event *ev)
@@ -146,9 +146,9 @@ static void basic_destroy(kp_op *op)
     free(b);
 }
 
-#define BASIC_VT(fn)                                                                       \
-    {                                                                                      \
-        fn, kp_op_pass_watermark, kp_op_pass_idle, kp_op_pass_finish, basic_destroy        \
+#define BASIC_VT(fn)                                                                               \
+    {                                                                                              \
+        fn, kp_op_pass_watermark, kp_op_pass_idle, kp_op_pass_finish, basic_destroy                \
     }
 static const kp_op_vt map_vt = BASIC_VT(map_record);
 static const kp_op_vt filter_vt = BASIC_VT(filter_record);

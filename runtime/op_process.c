@@ -38,9 +38,9 @@ struct kp_ctx {
 typedef struct process_op {
     kp_op op;
     const kp_process_opts *o;
-    kp_keytable values;  /* key → {exists, value} */
+    kp_keytable values;   /* key → {exists, value} */
     kp_keytable timerset; /* (kind, when, key) registered and not yet fired */
-    theap heaps[2];      /* [1] event time, [0] processing time */
+    theap heaps[2];       /* [1] event time, [0] processing time */
     kp_time wm;
     kp_doc doc;
     kp_buf tkey;
@@ -137,9 +137,8 @@ static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
     process_op *p = c->p;
     kp_bytes id = timer_id(p, event_time, when, c->key);
     int created;
-    kp_keyentry *t = id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id,
-                                                 &created)
-                            : NULL;
+    kp_keyentry *t =
+        id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created) : NULL;
     if (!t) {
         p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
         return;
@@ -218,8 +217,8 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
         ptimer t = heap_pop(h);
         kp_bytes key = {p->values.arena + t.key_off, t.key_len};
         kp_bytes id = timer_id(p, event_time, t.when, key);
-        kp_keyentry *te = id.ptr ? kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id)
-                                 : NULL;
+        kp_keyentry *te =
+            id.ptr ? kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id) : NULL;
         if (te)
             *(uint64_t *)kp_keyentry_value(te) = 0;
         kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);

@@ -35,15 +35,16 @@ static int check_elf(const char *path, char *errstr, size_t errlen)
         return -1;
     }
     if (h.e_type != ET_DYN) {
-        snprintf(errstr, errlen, "'%s' is an ELF file but not a shared object (link with "
-                 "-shared)", path);
+        snprintf(errstr, errlen,
+                 "'%s' is an ELF file but not a shared object (link with "
+                 "-shared)",
+                 path);
         return -1;
     }
     return 0;
 }
 
-kp_plugin_handle *kp_plugin_load(const char *path, int parallelism, char *errstr,
-                                 size_t errlen)
+kp_plugin_handle *kp_plugin_load(const char *path, int parallelism, char *errstr, size_t errlen)
 {
     if (check_elf(path, errstr, errlen) != 0)
         return NULL;
@@ -59,14 +60,17 @@ kp_plugin_handle *kp_plugin_load(const char *path, int parallelism, char *errstr
     }
     const kp_plugin *p = dlsym(dl, KP_PLUGIN_SYMBOL);
     if (!p) {
-        snprintf(errstr, errlen, "'%s' is not a kappa job: it has no '%s' symbol (define the "
-                 "job with KP_JOB(name) from <kappa/kappa.h>)", path, KP_PLUGIN_SYMBOL);
+        snprintf(errstr, errlen,
+                 "'%s' is not a kappa job: it has no '%s' symbol (define the "
+                 "job with KP_JOB(name) from <kappa/kappa.h>)",
+                 path, KP_PLUGIN_SYMBOL);
         goto error_dl;
     }
     if (p->abi_version != KP_ABI_VERSION) {
-        snprintf(errstr, errlen, "'%s' was built for job ABI %u, this kappa speaks ABI %u: "
-                 "rebuild the job against this kappa's <kappa/kappa.h>", path, p->abi_version,
-                 KP_ABI_VERSION);
+        snprintf(errstr, errlen,
+                 "'%s' was built for job ABI %u, this kappa speaks ABI %u: "
+                 "rebuild the job against this kappa's <kappa/kappa.h>",
+                 path, p->abi_version, KP_ABI_VERSION);
         goto error_dl;
     }
     if (p->struct_size < sizeof(kp_plugin) || !p->define || !p->name) {

@@ -79,8 +79,7 @@ static int bad_input(source_state *s, const kp_raw *raw)
         char id[48];
         snprintf(id, sizeof id, "%d:%lld", raw->partition, (long long)raw->offset);
         if (s->dead->write(s->dead, KP_CSTR(id), raw->value, raw->ts, err, sizeof err) != 0)
-            return kp_subtask_fail(s->st, "dead-letter output of '%s': %s", s->node->endpoint,
-                                   err);
+            return kp_subtask_fail(s->st, "dead-letter output of '%s': %s", s->node->endpoint, err);
         atomic_fetch_add_explicit(&m->dead_lettered, 1, memory_order_relaxed);
         return 0;
     }
@@ -93,9 +92,11 @@ static int bad_input(source_state *s, const kp_raw *raw)
 
 static int handle(source_state *s, const kp_raw *raw)
 {
-    kp_event ev = {.key = raw->key, .value = raw->value,
+    kp_event ev = {.key = raw->key,
+                   .value = raw->value,
                    .ts = raw->ts != KP_TIME_MIN ? raw->ts : wall_ms(),
-                   .key_buf = &s->key_buf, .val_buf = &s->val_buf};
+                   .key_buf = &s->key_buf,
+                   .val_buf = &s->val_buf};
     kp_rc rc = s->o->decode ? s->o->decode(&ev, raw->value) : KP_OK;
     if (ev.bad)
         return kp_subtask_fail(s->st, "source '%s': out of memory", s->node->endpoint);
@@ -120,8 +121,10 @@ static int open_dead_letter(source_state *s, const kp_binding *b)
     if (s->policy != KP_POLICY_DEAD_LETTER)
         return 0;
     if (!b->dead_letter)
-        return kp_subtask_fail(s->st, "source '%s' uses dead-letter but has no --dead-letter "
-                                      "%s=URI", s->node->endpoint, s->node->endpoint);
+        return kp_subtask_fail(s->st,
+                               "source '%s' uses dead-letter but has no --dead-letter "
+                               "%s=URI",
+                               s->node->endpoint, s->node->endpoint);
     const kp_connector *c = kp_connector_find(b->dead_letter);
     char err[512];
     kp_endpoint ep = {s->node->endpoint, b->dead_letter, s->st->index, s->st->parallelism};
@@ -187,11 +190,15 @@ static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
 int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op *chain,
                   int watermark_every)
 {
-    source_state s = {.st = st, .node = src, .o = &src->u.source, .chain = chain,
-                      .max_ts = KP_TIME_MIN, .emitted_wm = KP_TIME_MIN};
+    source_state s = {.st = st,
+                      .node = src,
+                      .o = &src->u.source,
+                      .chain = chain,
+                      .max_ts = KP_TIME_MIN,
+                      .emitted_wm = KP_TIME_MIN};
     if (!b)
-        return kp_subtask_fail(st, "source '%s' is not bound: pass --source %s=URI",
-                               src->endpoint, src->endpoint);
+        return kp_subtask_fail(st, "source '%s' is not bound: pass --source %s=URI", src->endpoint,
+                               src->endpoint);
     s.policy = b->on_error != KP_POLICY_DEFAULT ? b->on_error : s.o->on_error;
     if (s.policy == KP_POLICY_DEFAULT)
         s.policy = KP_POLICY_FAIL;

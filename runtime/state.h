@@ -22,11 +22,11 @@ typedef struct kp_state_iter kp_state_iter;
 typedef struct kp_state_batch kp_state_batch;
 
 typedef struct kp_state_config {
-    const char *dir;              /* database directory, created if missing */
-    size_t block_cache_bytes;     /* 0 = 32 MiB */
-    size_t memtable_bytes;        /* per column family, 0 = 16 MiB */
-    int max_memtables;            /* per column family, 0 = 2 */
-    int fresh;                    /* non-zero: delete any existing database first */
+    const char *dir;          /* database directory, created if missing */
+    size_t block_cache_bytes; /* 0 = 32 MiB */
+    size_t memtable_bytes;    /* per column family, 0 = 16 MiB */
+    int max_memtables;        /* per column family, 0 = 2 */
+    int fresh;                /* non-zero: delete any existing database first */
 } kp_state_config;
 
 typedef struct kp_state_memory {
@@ -49,10 +49,9 @@ int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen);
  * 0 if absent, -1 on error. put/del return 0 or -1. */
 int kp_state_get(kp_state *st, int cf, const void *key, size_t klen, void **val, size_t *vlen,
                  char *errstr, size_t errlen);
-int kp_state_put(kp_state *st, int cf, const void *key, size_t klen, const void *val,
-                 size_t vlen, char *errstr, size_t errlen);
-int kp_state_del(kp_state *st, int cf, const void *key, size_t klen, char *errstr,
-                 size_t errlen);
+int kp_state_put(kp_state *st, int cf, const void *key, size_t klen, const void *val, size_t vlen,
+                 char *errstr, size_t errlen);
+int kp_state_del(kp_state *st, int cf, const void *key, size_t klen, char *errstr, size_t errlen);
 
 /* Deletes every key in [lo, hi). */
 int kp_state_del_range(kp_state *st, int cf, const void *lo, size_t lolen, const void *hi,

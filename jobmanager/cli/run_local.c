@@ -92,13 +92,16 @@ static int bind_arg(run_opts *o, int opt, char *arg)
 static int parse(run_opts *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"local", no_argument, NULL, 'l'},          {"source", required_argument, NULL, 's'},
-        {"sink", required_argument, NULL, 'k'},     {"on-error", required_argument, NULL, 'e'},
+        {"local", no_argument, NULL, 'l'},
+        {"source", required_argument, NULL, 's'},
+        {"sink", required_argument, NULL, 'k'},
+        {"on-error", required_argument, NULL, 'e'},
         {"dead-letter", required_argument, NULL, 'd'},
         {"parallelism", required_argument, NULL, 'p'},
         {"state-dir", required_argument, NULL, 'S'},
         {"state-cache-mb", required_argument, NULL, 'C'},
-        {"plan", no_argument, NULL, 'P'},           {"help", no_argument, NULL, 'h'},
+        {"plan", no_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
         {0},
     };
     int c;
@@ -177,7 +180,9 @@ static int run_job(run_opts *o, kp_job *job)
             return 1;
         }
     }
-    kp_exec_config cfg = {.bindings = o->b, .nbindings = o->nb, .state_dir = o->state_dir,
+    kp_exec_config cfg = {.bindings = o->b,
+                          .nbindings = o->nb,
+                          .state_dir = o->state_dir,
                           .state_cache_bytes = o->cache_mb << 20};
     kp_exec_stats stats;
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);

@@ -21,8 +21,7 @@ Test(frame, hello_round_trip)
     cr_assert_eq(hdr.type, KP_FRAME_HELLO);
     cr_assert_eq(hdr.length, n);
     cr_assert_eq(kp_frame_payload_check(&hdr, buf + KP_FRAME_HEADER_SIZE, n), KP_FRAME_OK);
-    Kappa__Control__Hello *got =
-        kappa__control__hello__unpack(NULL, n, buf + KP_FRAME_HEADER_SIZE);
+    Kappa__Control__Hello *got = kappa__control__hello__unpack(NULL, n, buf + KP_FRAME_HEADER_SIZE);
     cr_assert_not_null(got);
     cr_assert_str_eq(got->instance_id, "tm-1");
     cr_assert_eq(got->slots, 4);

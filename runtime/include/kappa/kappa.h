@@ -60,9 +60,9 @@ typedef struct kp_str {
     size_t len;
 } kp_str;
 typedef kp_str kp_bytes;
-#define KP_STR(s)    (int)(s).len, (s).ptr /* for printf's "%.*s" */
-#define KP_LIT(lit)  ((kp_str){(lit), sizeof(lit) - 1})
-#define KP_CSTR(cs)  ((kp_str){(cs), strlen(cs)})
+#define KP_STR(s)   (int)(s).len, (s).ptr /* for printf's "%.*s" */
+#define KP_LIT(lit) ((kp_str){(lit), sizeof(lit) - 1})
+#define KP_CSTR(cs) ((kp_str){(cs), strlen(cs)})
 
 /* Result of a user callback. */
 typedef enum kp_rc {
@@ -116,10 +116,10 @@ typedef enum kp_error_policy {
 
 /* ---- options: every operator takes these by designated initializers ---------------- */
 
-#define KP_OP_COMMON                                                                       \
-    uint32_t struct_size;                                                                  \
-    const char *name; /* shown in plans and metrics; default derived from the operator */  \
-    const char *uid;  /* stable id for state; default derived from the name */             \
+#define KP_OP_COMMON                                                                               \
+    uint32_t struct_size;                                                                          \
+    const char *name; /* shown in plans and metrics; default derived from the operator */          \
+    const char *uid;  /* stable id for state; default derived from the name */                     \
     int parallelism   /* 0 = the job's default */
 
 typedef kp_rc (*kp_decode_fn)(kp_event *ev, kp_bytes raw);
@@ -130,10 +130,10 @@ typedef kp_bytes (*kp_key_fn)(const kp_event *ev);
 
 typedef struct kp_source_opts {
     KP_OP_COMMON;
-    kp_decode_fn decode;       /* NULL: key empty, value = raw bytes, time = ingestion */
-    kp_time out_of_order;      /* bounded out-of-orderness of event time */
-    kp_time idle_timeout;      /* 0 = never idle; else an input silent this long is ignored */
-    kp_error_policy on_error;  /* for KP_BAD_INPUT */
+    kp_decode_fn decode;      /* NULL: key empty, value = raw bytes, time = ingestion */
+    kp_time out_of_order;     /* bounded out-of-orderness of event time */
+    kp_time idle_timeout;     /* 0 = never idle; else an input silent this long is ignored */
+    kp_error_policy on_error; /* for KP_BAD_INPUT */
 } kp_source_opts;
 
 typedef struct kp_map_opts {
@@ -170,8 +170,8 @@ typedef int64_t (*kp_int_field_fn)(const kp_event *ev);
 
 typedef struct kp_agg_opts {
     KP_OP_COMMON;
-    kp_int_field_fn value;  /* sum/min/max: the number to aggregate */
-    kp_emit_int_fn emit;    /* NULL: {"key","window_start","window_end","value"} */
+    kp_int_field_fn value; /* sum/min/max: the number to aggregate */
+    kp_emit_int_fn emit;   /* NULL: {"key","window_start","window_end","value"} */
     /* custom accumulators (kp_aggregate): fixed-size, trivially copyable */
     size_t acc_size;
     void (*init)(void *acc);
@@ -258,19 +258,19 @@ typedef struct kp_plugin {
 extern __attribute__((visibility("hidden"))) const kp_api *kp__api;
 
 /* Defines a job: KP_JOB(name) { ...build the graph from `job`... } */
-#define KP_JOB(jobname)                                                                    \
-    static void kp_job_body_(kp_job *job);                                                 \
-    __attribute__((visibility("hidden"))) const kp_api *kp__api;                          \
-    static int kp_job_define_(const kp_api *api, kp_job *job)                              \
-    {                                                                                      \
-        if (api->abi_version != KP_ABI_VERSION || api->struct_size < sizeof(kp_api))       \
-            return -1;                                                                     \
-        kp__api = api;                                                                     \
-        kp_job_body_(job);                                                                 \
-        return 0;                                                                          \
-    }                                                                                      \
-    __attribute__((visibility("default"))) const kp_plugin kappa_plugin = {                \
-        KP_ABI_VERSION, sizeof(kp_plugin), #jobname, kp_job_define_};                      \
+#define KP_JOB(jobname)                                                                            \
+    static void kp_job_body_(kp_job *job);                                                         \
+    __attribute__((visibility("hidden"))) const kp_api *kp__api;                                   \
+    static int kp_job_define_(const kp_api *api, kp_job *job)                                      \
+    {                                                                                              \
+        if (api->abi_version != KP_ABI_VERSION || api->struct_size < sizeof(kp_api))               \
+            return -1;                                                                             \
+        kp__api = api;                                                                             \
+        kp_job_body_(job);                                                                         \
+        return 0;                                                                                  \
+    }                                                                                              \
+    __attribute__((visibility("default")))                                                         \
+    const kp_plugin kappa_plugin = {KP_ABI_VERSION, sizeof(kp_plugin), #jobname, kp_job_define_};  \
     static void kp_job_body_(kp_job *job)
 
 /* ---- the API, as calls through the table --------------------------------------------- */
@@ -308,15 +308,15 @@ static inline void kp_job_fail(kp_job *job, const char *message)
 
 #define KP_OPTS_(type, ...) (&(type){.struct_size = sizeof(type), __VA_ARGS__})
 
-#define kp_source(job, name, ...)                                                          \
+#define kp_source(job, name, ...)                                                                  \
     kp__api->source((job), (name), KP_OPTS_(kp_source_opts, __VA_ARGS__))
 #define kp_map(in, fn_, ...) kp__api->map((in), KP_OPTS_(kp_map_opts, .fn = (fn_), __VA_ARGS__))
-#define kp_filter(in, fn_, ...)                                                            \
+#define kp_filter(in, fn_, ...)                                                                    \
     kp__api->filter((in), KP_OPTS_(kp_filter_opts, .fn = (fn_), __VA_ARGS__))
-#define kp_flat_map(in, fn_, ...)                                                          \
+#define kp_flat_map(in, fn_, ...)                                                                  \
     kp__api->flat_map((in), KP_OPTS_(kp_flat_map_opts, .fn = (fn_), __VA_ARGS__))
 #define kp_key_by(in, ...) kp__api->key_by((in), KP_OPTS_(kp_key_by_opts, __VA_ARGS__))
-#define kp_window(keyed, spec, ...)                                                        \
+#define kp_window(keyed, spec, ...)                                                                \
     kp__api->window((keyed), (spec), KP_OPTS_(kp_window_opts, __VA_ARGS__))
 /* Records that arrive after their window's end + allowed lateness, as a stream. */
 #define kp_late_records(w) kp__api->late_records(w)
@@ -326,10 +326,9 @@ enum { KP_AGG_COUNT = 1, KP_AGG_SUM, KP_AGG_MIN, KP_AGG_MAX, KP_AGG_CUSTOM };
 #define kp_sum(w, ...)   kp__api->aggregate((w), KP_AGG_SUM, KP_OPTS_(kp_agg_opts, __VA_ARGS__))
 #define kp_min(w, ...)   kp__api->aggregate((w), KP_AGG_MIN, KP_OPTS_(kp_agg_opts, __VA_ARGS__))
 #define kp_max(w, ...)   kp__api->aggregate((w), KP_AGG_MAX, KP_OPTS_(kp_agg_opts, __VA_ARGS__))
-#define kp_aggregate(w, ...)                                                               \
+#define kp_aggregate(w, ...)                                                                       \
     kp__api->aggregate((w), KP_AGG_CUSTOM, KP_OPTS_(kp_agg_opts, __VA_ARGS__))
-#define kp_process(keyed, ...)                                                             \
-    kp__api->process((keyed), KP_OPTS_(kp_process_opts, __VA_ARGS__))
+#define kp_process(keyed, ...) kp__api->process((keyed), KP_OPTS_(kp_process_opts, __VA_ARGS__))
 #define kp_sink(in, name, ...) kp__api->sink((in), (name), KP_OPTS_(kp_sink_opts, __VA_ARGS__))
 
 static inline void kp_event_key(kp_event *ev, kp_bytes key)
@@ -385,8 +384,8 @@ static inline int kp_json_bool(kp_json *j, const char *field, int dflt)
 }
 
 /* Documents: the id (printf-style) and typed fields of the JSON object a sink writes. */
-__attribute__((format(printf, 2, 3))) static inline void kp_doc_id(kp_doc *doc,
-                                                                   const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static inline void kp_doc_id(kp_doc *doc, const char *fmt,
+                                                                   ...)
 {
     va_list ap;
     va_start(ap, fmt);
