@@ -192,8 +192,7 @@ static int spill_pane(window_op *w, pane *p)
     }
     char err[512];
     if (kp_state_write(w->state, w->batch, err, sizeof err) != 0)
-        return kp_subtask_fail(w->op.st, "%s: spilling window state: %s", w->op.node->name,
-                               err);
+        return kp_subtask_fail(w->op.st, "%s: spilling window state: %s", w->op.node->name, err);
     kp_keytable_free(&p->t);
     p->spilled = 1;
     atomic_fetch_add_explicit(&w->op.st->metrics->state_spills, 1, memory_order_relaxed);
@@ -232,8 +231,7 @@ static int load_pane(window_op *w, pane *p)
             const void *v = kp_state_iter_value(it, &vlen);
             kp_bytes key = {k + 10, klen - 14};
             int created;
-            kp_keyentry *e =
-                kp_keytable_upsert(&p->t, kp_hash64(key.ptr, key.len), key, &created);
+            kp_keyentry *e = kp_keytable_upsert(&p->t, kp_hash64(key.ptr, key.len), key, &created);
             if (!e || vlen != w->agg.acc_size) {
                 kp_state_iter_close(it, err, sizeof err);
                 return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
@@ -246,8 +244,8 @@ static int load_pane(window_op *w, pane *p)
         }
         if (!it || kp_state_iter_close(it, err, sizeof err) != 0 ||
             kp_state_del_range(w->state, w->cf, lo, 10, hi, 10, err, sizeof err) != 0)
-            return kp_subtask_fail(w->op.st, "%s: reading window state: %s",
-                                   w->op.node->name, it ? err : "iterator");
+            return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name,
+                                   it ? err : "iterator");
     }
     p->spilled = 0;
     return 0;
