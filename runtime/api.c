@@ -37,6 +37,27 @@ int kp_buf_append(kp_buf *b, const void *data, size_t len)
     return 0;
 }
 
+size_t kp_fmt_u64(char *out, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t kp_fmt_i64(char *out, long long v)
+{
+    if (v >= 0)
+        return kp_fmt_u64(out, (unsigned long long)v);
+    out[0] = '-';
+    return 1 + kp_fmt_u64(out + 1, 0ull - (unsigned long long)v);
+}
+
 void kp_buf_free(kp_buf *b)
 {
     free(b->ptr);
@@ -175,13 +196,77 @@ static void doc_field(kp_doc *doc, const char *field)
     kp_buf_append(&doc->json, ":", 1);
 }
 
+/* Document ids are formatted once per output record: the common conversions (%s, %.*s,
+ * %d, %ld, %lld, %u, %lu, %llu, %%) are handled here without printf, anything else falls back
+ * to vsnprintf. Returns 0, or -1 when the format needs the fallback (nothing consumed). */
+static int fast_idv(kp_buf *b, const char *fmt, va_list ap)
+{
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            if (kp_buf_append(b, f, 1) != 0)
+                return -1;
+            continue;
+        }
+        f++;
+        int longs = 0;
+        if (f[0] == '.' && f[1] == '*' && f[2] == 's') {
+            int len = va_arg(ap, int);
+            const char *str = va_arg(ap, const char *);
+            if (len < 0 || kp_buf_append(b, str, (size_t)len) != 0)
+                return -1;
+            f += 2;
+            continue;
+        }
+        while (*f == 'l' && longs < 2) {
+            longs++;
+            f++;
+        }
+        char num[24];
+        size_t n;
+        switch (*f) {
+        case 's': {
+            const char *str = va_arg(ap, const char *);
+            if (longs || kp_buf_append(b, str, strlen(str)) != 0)
+                return -1;
+            continue;
+        }
+        case 'd':
+        case 'i':
+            n = kp_fmt_i64(num, longs == 2 ? va_arg(ap, long long)
+                                : longs    ? va_arg(ap, long)
+                                           : va_arg(ap, int));
+            break;
+        case 'u':
+            n = kp_fmt_u64(num, longs == 2 ? va_arg(ap, unsigned long long)
+                                : longs    ? va_arg(ap, unsigned long)
+                                           : va_arg(ap, unsigned));
+            break;
+        case '%':
+            n = 1;
+            num[0] = '%';
+            break;
+        default:
+            return -1;
+        }
+        if (kp_buf_append(b, num, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static void doc_idv(kp_doc *doc, const char *fmt, va_list ap)
 {
     va_list ap2;
     va_copy(ap2, ap);
+    doc->id.len = 0;
+    int fast = fast_idv(&doc->id, fmt, ap2);
+    va_end(ap2);
+    if (fast == 0)
+        return;
+    doc->id.len = 0;
+    va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    doc->id.len = 0;
     if (n < 0 || kp_buf_reserve(&doc->id, (size_t)n + 1) != 0)
         return;
     vsnprintf(doc->id.ptr, (size_t)n + 1, fmt, ap);
@@ -197,9 +282,9 @@ static void doc_str(kp_doc *doc, const char *field, kp_str value)
 static void doc_int(kp_doc *doc, const char *field, int64_t value)
 {
     char num[24];
-    int n = snprintf(num, sizeof num, "%" PRId64, value);
+    size_t n = kp_fmt_i64(num, value);
     doc_field(doc, field);
-    kp_buf_append(&doc->json, num, (size_t)n);
+    kp_buf_append(&doc->json, num, n);
 }
 
 static void doc_double(kp_doc *doc, const char *field, double value)

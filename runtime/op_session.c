@@ -176,7 +176,6 @@ static int session_record(kp_op *op, kp_event *ev)
         if (x->start <= m->end && x->end >= m->start) {
             m->start = x->start < m->start ? x->start : m->start;
             m->end = x->end > m->end ? x->end : m->end;
-            m->fired |= x->fired;
             kp_agg_merge(&s->agg, ACC(m), ACC(x));
             remove_at(s, ks, i);
         } else {
@@ -185,6 +184,9 @@ static int session_record(kp_op *op, kp_event *ev)
     }
     if (append(s, ks, m) != 0)
         return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
+    /* m->fired stays 0: a session that fired and then grew past the watermark has not fired
+     * at its new end yet; its timer at the new end fires it (Flink re-registers the trigger on
+     * merge). A merged session already due fires right here. */
     session *x = SESS(s, ks, ks->n - 1);
     if (x->end - 1 <= s->wm) /* within allowed lateness: fire again now */
         return fire(s, ev->key, x) != 0 ? -1 : arm(s, e, x->end + s->lateness, x->end);

@@ -48,6 +48,7 @@ typedef struct window_op {
     uint8_t *acc_tmp;
     /* spill */
     size_t cache_limit;
+    size_t cache_bytes; /* sum of the panes' kp_keytable_bytes, kept up to date */
     kp_state *state;
     int cf;
     kp_state_batch *batch;
@@ -135,6 +136,15 @@ static pane *get_pane(window_op *w, kp_time end)
     return p;
 }
 
+/* Upsert into a pane, keeping the cache byte count current. */
+static kp_keyentry *pane_upsert(window_op *w, pane *p, uint64_t hash, kp_bytes key, int *created)
+{
+    size_t before = kp_keytable_bytes(&p->t);
+    kp_keyentry *e = kp_keytable_upsert(&p->t, hash, key, created);
+    w->cache_bytes += kp_keytable_bytes(&p->t) - before;
+    return e;
+}
+
 /* ---- spilling to RocksDB --------------------------------------------------------------- */
 
 static void put_be(uint8_t *p, uint64_t v, int n)
@@ -193,6 +203,7 @@ static int spill_pane(window_op *w, pane *p)
     char err[512];
     if (kp_state_write(w->state, w->batch, err, sizeof err) != 0)
         return kp_subtask_fail(w->op.st, "%s: spilling window state: %s", w->op.node->name, err);
+    w->cache_bytes -= kp_keytable_bytes(&p->t);
     kp_keytable_free(&p->t);
     p->spilled = 1;
     atomic_fetch_add_explicit(&w->op.st->metrics->state_spills, 1, memory_order_relaxed);
@@ -201,17 +212,13 @@ static int spill_pane(window_op *w, pane *p)
 
 static int maybe_spill(window_op *w)
 {
-    size_t total = 0;
-    pane *largest = NULL;
-    for (int i = 0; i < w->npanes; i++) {
-        size_t b = kp_keytable_bytes(&w->panes[i]->t);
-        total += b;
-        if (!largest || b > kp_keytable_bytes(&largest->t))
-            largest = w->panes[i];
-    }
-    if (total <= w->cache_limit || !largest)
+    if (w->cache_bytes <= w->cache_limit)
         return 0;
-    return spill_pane(w, largest);
+    pane *largest = NULL;
+    for (int i = 0; i < w->npanes; i++)
+        if (!largest || kp_keytable_bytes(&w->panes[i]->t) > kp_keytable_bytes(&largest->t))
+            largest = w->panes[i];
+    return largest ? spill_pane(w, largest) : 0;
 }
 
 /* Brings a spilled pane's partial accumulators back into memory and deletes them on disk. */
@@ -231,7 +238,7 @@ static int load_pane(window_op *w, pane *p)
             const void *v = kp_state_iter_value(it, &vlen);
             kp_bytes key = {k + 10, klen - 14};
             int created;
-            kp_keyentry *e = kp_keytable_upsert(&p->t, kp_hash64(key.ptr, key.len), key, &created);
+            kp_keyentry *e = pane_upsert(w, p, kp_hash64(key.ptr, key.len), key, &created);
             if (!e || vlen != w->agg.acc_size) {
                 kp_state_iter_close(it, err, sizeof err);
                 return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
@@ -347,6 +354,7 @@ static void drop_pane(window_op *w, int i)
             kp_state_del_range(w->state, w->cf, lo, 10, hi, 10, err, sizeof err);
         }
     }
+    w->cache_bytes -= kp_keytable_bytes(&p->t);
     kp_keytable_free(&p->t);
     free(p);
     memmove(w->panes + i, w->panes + i + 1, (size_t)(w->npanes - i - 1) * sizeof *w->panes);
@@ -363,6 +371,15 @@ static int window_watermark(kp_op *op, kp_time wm)
         if (fire_window(w, end) != 0)
             return -1;
         w->fired_upto = end;
+    }
+    /* Every window ending by wm + 1 is now done, including those no record had reached: mark
+     * them fired, so a record that lands in one later is judged by lateness (skipped, or
+     * fired again at once within allowed lateness) instead of firing it at the next watermark
+     * with data that was late for it. */
+    if (wm < KP_TIME_MAX && wm > KP_TIME_MIN + w->slide) {
+        kp_time done = floor_div(wm + 1 - w->offset, w->slide) * w->slide + w->offset;
+        if (w->fired_upto == KP_TIME_MIN || done > w->fired_upto)
+            w->fired_upto = done;
     }
     /* purge panes no window can update any more */
     for (int i = 0; i < w->npanes;) {
@@ -413,7 +430,7 @@ static int window_record(kp_op *op, kp_event *ev)
     pane *p = get_pane(w, pe);
     uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
     int created;
-    kp_keyentry *e = p ? kp_keytable_upsert(&p->t, hash, ev->key, &created) : NULL;
+    kp_keyentry *e = p ? pane_upsert(w, p, hash, ev->key, &created) : NULL;
     if (!e)
         return kp_subtask_fail(op->st, "%s: out of memory for window state", op->node->name);
     if (created)

@@ -100,6 +100,8 @@ static int handle(source_state *s, const kp_raw *raw)
     kp_rc rc = s->o->decode ? s->o->decode(&ev, raw->value) : KP_OK;
     if (ev.bad)
         return kp_subtask_fail(s->st, "source '%s': out of memory", s->node->endpoint);
+    if (ev.ts == KP_TIME_MIN) /* neither the system nor decode gave a time: ingestion time */
+        ev.ts = wall_ms();
     switch (rc) {
     case KP_OK:
         if (ev.ts > s->max_ts)

@@ -26,9 +26,9 @@ int kp_agg_emit(const kp_agg *a, kp_op *op, kp_doc *doc, const kp_window *w, kp_
     }
     if (doc->id.len == 0) {
         char end[24];
-        int n = snprintf(end, sizeof end, "|%" PRId64, w->end);
+        size_t n = kp_fmt_i64(end, w->end);
         if (kp_buf_append(&doc->id, key.ptr, key.len) != 0 ||
-            kp_buf_append(&doc->id, end, (size_t)n) != 0)
+            kp_buf_append(&doc->id, "|", 1) != 0 || kp_buf_append(&doc->id, end, n) != 0)
             return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
     }
     if (kp_doc_end(doc) != 0)

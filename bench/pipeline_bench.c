@@ -1,0 +1,353 @@
+/* In-process throughput of the seed pipeline (JSON decode -> key_by item -> hourly count,
+ * RocksDB-backed window state) over events pre-loaded in memory, so neither file I/O nor the
+ * sink's serialisation is measured.
+ *
+ * Events are seed-shaped: {"user_id":"user_U","item_id":"item_K","timestamp":T} with K drawn
+ * from `keys` distinct items and T advancing evenly over 7 days with up to 10 s of backwards
+ * jitter (within the job's 10 s out-of-orderness). A "mem" source connector hands out records
+ * pointing into the pre-generated buffer (subtask i of p takes every p-th event), a "null"
+ * sink connector only counts documents.
+ *
+ * For each configuration it prints: keys, window kind (tumbling 1 h, or sliding 1 h / 1 min),
+ * parallelism, events, wall seconds, events/s, events/s per core, peak RSS of the process so
+ * far (ru_maxrss: a high-water mark, so it never goes down between configurations; the
+ * pre-generated events are included), state spills and documents out.
+ *
+ * events/s per core = events/s / min(busy threads, cores), where busy threads = 2p (p source
+ * subtasks + p window subtasks; the sink is chained into the window task) and cores = the
+ * online CPUs (nproc). This is the throughput per core the run could at best have used; it
+ * does not credit RocksDB's background threads. Process CPU seconds (user+sys, all threads)
+ * are printed too, and events per CPU-second, the alternative definition.
+ *
+ *     pipeline_bench [events-small=10000000] [events-10M-keys=20000000] [only=all]
+ *                    [span-hours=168] [small-cache-mib=64]
+ *
+ * `only` restricts the runs: "1k", "100k", "10M", "10Msmall", "sliding" (100k keys, tumbling
+ * and sliding at p=1), "tumbling" (100k keys, p=1 only, for profiling), or "all".
+ * span-hours is the event-time range the events cover: the window state holds only the keys
+ * seen in the open hour(s), so with 168 h and 20M events a pane holds ~120k distinct keys
+ * whatever the total; a span of 2 h puts millions of distinct keys in each pane (and makes
+ * the 256 MiB cache spill). */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../runtime/connector.h"
+#include "../runtime/exec.h"
+#include "../runtime/graph.h"
+
+/* ---- pre-generated events ------------------------------------------------------------- */
+
+typedef struct event_buf {
+    char *text;      /* all events, back to back */
+    size_t *off;     /* start of event i; off[n] = end */
+    long n;
+} event_buf;
+
+static event_buf events;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rng(void)
+{
+    uint64_t x = rng_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static long span_hours = 168;
+
+static int generate(long n, long keys)
+{
+    free(events.text);
+    free(events.off);
+    size_t cap = (size_t)n * 80 + 64;
+    events.text = malloc(cap);
+    events.off = malloc(((size_t)n + 1) * sizeof *events.off);
+    if (!events.text || !events.off)
+        return -1;
+    const int64_t t0 = 1700000000000ll, span = span_hours * KP_HOUR;
+    size_t pos = 0;
+    rng_state = 0x9e3779b97f4a7c15ull;
+    for (long i = 0; i < n; i++) {
+        int64_t ts = t0 + (int64_t)((double)span * (double)i / (double)n);
+        ts -= (int64_t)(rng() % (10 * KP_SECOND));
+        long item = (long)(rng() % (uint64_t)keys);
+        long user = (long)(rng() % 100000);
+        events.off[i] = pos;
+        pos += (size_t)snprintf(events.text + pos, cap - pos,
+                                "{\"user_id\":\"user_%ld\",\"item_id\":\"item_%ld\","
+                                "\"timestamp\":%" PRId64 "}",
+                                user, item, ts);
+    }
+    events.off[n] = pos;
+    events.n = n;
+    return 0;
+}
+
+/* ---- "mem" source ------------------------------------------------------------------------ */
+
+typedef struct mem_reader {
+    kp_source_reader r;
+    long next, stride;
+} mem_reader;
+
+static kp_poll_rc mem_poll(kp_source_reader *r, kp_raw *out, int max, int *n, int timeout_ms,
+                           char *errstr, size_t errlen)
+{
+    mem_reader *m = (mem_reader *)r;
+    *n = 0;
+    while (*n < max && m->next < events.n) {
+        long i = m->next;
+        out[(*n)++] = (kp_raw){.key = {"", 0},
+                               .value = {events.text + events.off[i],
+                                         events.off[i + 1] - events.off[i]},
+                               .ts = KP_TIME_MIN, .partition = -1, .offset = i};
+        m->next += m->stride;
+    }
+    return *n > 0 ? KP_POLL_RECORDS : KP_POLL_EOF;
+}
+
+static void mem_close(kp_source_reader *r)
+{
+    free(r);
+}
+
+static kp_source_reader *mem_open(const kp_endpoint *ep, char *errstr, size_t errlen)
+{
+    mem_reader *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    m->r = (kp_source_reader){mem_poll, mem_close};
+    m->next = ep->subtask;
+    m->stride = ep->parallelism > 0 ? ep->parallelism : 1;
+    return &m->r;
+}
+
+/* ---- "null" sink ------------------------------------------------------------------------- */
+
+static atomic_llong docs_out;
+
+typedef struct null_writer {
+    kp_sink_writer w;
+    long long n;
+} null_writer;
+
+static int null_write(kp_sink_writer *w, kp_bytes id, kp_bytes doc, kp_time ts, char *errstr,
+                      size_t errlen)
+{
+    ((null_writer *)w)->n++;
+    return 0;
+}
+
+static int null_flush(kp_sink_writer *w, char *errstr, size_t errlen)
+{
+    return 0;
+}
+
+static void null_close(kp_sink_writer *w)
+{
+    atomic_fetch_add(&docs_out, ((null_writer *)w)->n);
+    free(w);
+}
+
+static kp_sink_writer *null_open(const kp_endpoint *ep, char *errstr, size_t errlen)
+{
+    null_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    w->w = (kp_sink_writer){null_write, null_flush, null_close};
+    return &w->w;
+}
+
+/* ---- the seed job, defined in-process ---------------------------------------------------- */
+
+static kp_rc parse_click(kp_event *ev, kp_bytes raw)
+{
+    kp_json j;
+    if (kp_json_parse(&j, raw) != 0)
+        return KP_BAD_INPUT;
+    kp_str item = kp_json_str(&j, "item_id");
+    int64_t ts = kp_json_int(&j, "timestamp", -1);
+    if (item.len == 0 || ts < 0)
+        return KP_BAD_INPUT;
+    kp_event_key(ev, item);
+    kp_event_time(ev, ts);
+    return KP_OK;
+}
+
+static void write_count(kp_doc *doc, const kp_window *w, kp_str item, int64_t count)
+{
+    kp_doc_id(doc, "%.*s|%" PRId64, KP_STR(item), w->end);
+    kp_doc_str(doc, "item_id", item);
+    kp_doc_int(doc, "click_count", count);
+    kp_doc_int(doc, "window_start", w->start);
+    kp_doc_int(doc, "window_end", w->end);
+}
+
+static int sliding; /* read by the define functions */
+
+static int define_seed(const kp_api *api, kp_job *job)
+{
+    kp_stream *clicks = kp_source(job, "clicks", .decode = parse_click,
+                                  .out_of_order = 10 * KP_SECOND, .on_error = KP_POLICY_SKIP);
+    kp_window_spec spec = sliding ? kp_sliding(KP_HOUR, KP_MINUTE) : kp_tumbling(KP_HOUR);
+    kp_stream *counts =
+        kp_count(kp_window(kp_key_by(clicks), spec), .emit = write_count,
+                 .uid = "hourly-click-count");
+    kp_sink(counts, "hourly-click-index");
+    return 0;
+}
+
+/* ---- measurement -------------------------------------------------------------------------- */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static long peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+}
+
+static const char *key_label(long keys)
+{
+    static char b[32];
+    if (keys >= 1000000 && keys % 1000000 == 0)
+        snprintf(b, sizeof b, "%ldM", keys / 1000000);
+    else if (keys >= 1000 && keys % 1000 == 0)
+        snprintf(b, sizeof b, "%ldk", keys / 1000);
+    else
+        snprintf(b, sizeof b, "%ld", keys);
+    return b;
+}
+
+static int run_one(long keys, int slide, int p, size_t cache_mb)
+{
+    char err[1024], dir[] = "/tmp/kappa-pipeline-bench-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    sliding = slide;
+    kp_job *job = kp_job_new("pipeline_bench");
+    job->parallelism_override = p;
+    if (kp_job_define(job, define_seed, err, sizeof err) != 0) {
+        fprintf(stderr, "define: %s\n", err);
+        kp_job_free(job);
+        return -1;
+    }
+    kp_binding b[] = {{.name = "clicks", .uri = "mem:"},
+                      {.name = "hourly-click-index", .uri = "null:"}};
+    kp_exec_config cfg = {.bindings = b, .nbindings = 2, .state_dir = dir,
+                          .state_cache_bytes = cache_mb << 20};
+    kp_exec_stats st;
+    memset(&st, 0, sizeof st);
+    atomic_store(&docs_out, 0);
+    double c0 = cpu_seconds(), t0 = now();
+    int rc = kp_exec_run(job, &cfg, &st, err, sizeof err);
+    double secs = now() - t0, cpu = cpu_seconds() - c0;
+    kp_job_free(job);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    if (rc != 0) {
+        fprintf(stderr, "run failed (keys %ld, p %d): %s\n", keys, p, err);
+        return -1;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int busy = 2 * p;
+    int cores = busy < ncpu ? busy : (int)ncpu;
+    double eps = (double)st.records_in / secs;
+    printf("keys=%-4s window=%-8s p=%d cache=%4zuMiB events=%lld secs=%.2f events/s=%.0f "
+           "events/s/core=%.0f (/%d) cpu_s=%.2f events/cpu_s=%.0f ns/event=%.0f "
+           "peak_rss=%ldMiB spills=%lld late=%lld fired=%lld docs=%lld\n",
+           key_label(keys), slide ? "sliding" : "tumbling", p, cache_mb, st.records_in, secs,
+           eps, eps / cores, cores, cpu, (double)st.records_in / cpu,
+           1e9 * cpu / (double)st.records_in, peak_rss_mb(), st.state_spills,
+           st.late_records, st.windows_fired, (long long)atomic_load(&docs_out));
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    long n_small = argc > 1 ? atol(argv[1]) : 10000000;
+    long n_big = argc > 2 ? atol(argv[2]) : 20000000;
+    const char *only = argc > 3 ? argv[3] : "all";
+    span_hours = argc > 4 ? atol(argv[4]) : 168;
+    size_t small_cache = argc > 5 ? (size_t)atol(argv[5]) : 64;
+    int all = !strcmp(only, "all");
+
+    static const kp_connector mem = {"mem", mem_open, NULL};
+    static const kp_connector null = {"null", NULL, null_open};
+    kp_connector_register(&mem);
+    kp_connector_register(&null);
+
+    printf("# cores online: %ld; events/s/core = events/s / min(2p busy threads, cores)\n",
+           sysconf(_SC_NPROCESSORS_ONLN));
+    long keysets[] = {1000, 100000, 10000000};
+    const char *labels[] = {"1k", "100k", "10M"};
+    for (int k = 0; k < 3; k++) {
+        int want = all || !strcmp(only, labels[k]) ||
+                   (k == 2 && !strcmp(only, "10Msmall")) ||
+                   (k == 1 && (!strcmp(only, "sliding") || !strcmp(only, "tumbling")));
+        if (!want)
+            continue;
+        long n = k == 2 ? n_big : n_small;
+        double g0 = now();
+        if (generate(n, keysets[k]) != 0) {
+            fprintf(stderr, "out of memory generating %ld events\n", n);
+            return 1;
+        }
+        printf("# generated %ld events over %ld keys, %ld h of event time (%.1f MiB) in %.1f s\n",
+               n, keysets[k], span_hours, (double)events.off[n] / (1 << 20), now() - g0);
+        fflush(stdout);
+        if (!strcmp(only, "sliding")) {
+            run_one(keysets[k], 0, 1, 256);
+            run_one(keysets[k], 1, 1, 256);
+            continue;
+        }
+        if (!strcmp(only, "tumbling")) {
+            run_one(keysets[k], 0, 1, 256);
+            continue;
+        }
+        if (!strcmp(only, "10Msmall")) {
+            run_one(keysets[k], 0, 1, small_cache);
+            continue;
+        }
+        for (int p = 1; p <= 2; p++)
+            run_one(keysets[k], 0, p, 256);
+        if (k == 1)
+            for (int p = 1; p <= 2; p++)
+                run_one(keysets[k], 1, p, 256);
+        if (k == 2)
+            run_one(keysets[k], 0, 1, small_cache);
+    }
+    return 0;
+}
