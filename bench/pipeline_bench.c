@@ -44,8 +44,8 @@
 /* ---- pre-generated events ------------------------------------------------------------- */
 
 typedef struct event_buf {
-    char *text;      /* all events, back to back */
-    size_t *off;     /* start of event i; off[n] = end */
+    char *text;  /* all events, back to back */
+    size_t *off; /* start of event i; off[n] = end */
     long n;
 } event_buf;
 
@@ -106,10 +106,12 @@ static kp_poll_rc mem_poll(kp_source_reader *r, kp_raw *out, int max, int *n, in
     *n = 0;
     while (*n < max && m->next < events.n) {
         long i = m->next;
-        out[(*n)++] = (kp_raw){.key = {"", 0},
-                               .value = {events.text + events.off[i],
-                                         events.off[i + 1] - events.off[i]},
-                               .ts = KP_TIME_MIN, .partition = -1, .offset = i};
+        out[(*n)++] =
+            (kp_raw){.key = {"", 0},
+                     .value = {events.text + events.off[i], events.off[i + 1] - events.off[i]},
+                     .ts = KP_TIME_MIN,
+                     .partition = -1,
+                     .offset = i};
         m->next += m->stride;
     }
     return *n > 0 ? KP_POLL_RECORDS : KP_POLL_EOF;
@@ -127,7 +129,7 @@ static kp_source_reader *mem_open(const kp_endpoint *ep, char *errstr, size_t er
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    m->r = (kp_source_reader){mem_poll, mem_close};
+    m->r = (kp_source_reader){.poll = mem_poll, .close = mem_close};
     m->next = ep->subtask;
     m->stride = ep->parallelism > 0 ? ep->parallelism : 1;
     return &m->r;
@@ -167,7 +169,7 @@ static kp_sink_writer *null_open(const kp_endpoint *ep, char *errstr, size_t err
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    w->w = (kp_sink_writer){null_write, null_flush, null_close};
+    w->w = (kp_sink_writer){.write = null_write, .flush = null_flush, .close = null_close};
     return &w->w;
 }
 
@@ -203,9 +205,8 @@ static int define_seed(const kp_api *api, kp_job *job)
     kp_stream *clicks = kp_source(job, "clicks", .decode = parse_click,
                                   .out_of_order = 10 * KP_SECOND, .on_error = KP_POLICY_SKIP);
     kp_window_spec spec = sliding ? kp_sliding(KP_HOUR, KP_MINUTE) : kp_tumbling(KP_HOUR);
-    kp_stream *counts =
-        kp_count(kp_window(kp_key_by(clicks), spec), .emit = write_count,
-                 .uid = "hourly-click-count");
+    kp_stream *counts = kp_count(kp_window(kp_key_by(clicks), spec), .emit = write_count,
+                                 .uid = "hourly-click-count");
     kp_sink(counts, "hourly-click-index");
     return 0;
 }
@@ -263,8 +264,8 @@ static int run_one(long keys, int slide, int p, size_t cache_mb)
     }
     kp_binding b[] = {{.name = "clicks", .uri = "mem:"},
                       {.name = "hourly-click-index", .uri = "null:"}};
-    kp_exec_config cfg = {.bindings = b, .nbindings = 2, .state_dir = dir,
-                          .state_cache_bytes = cache_mb << 20};
+    kp_exec_config cfg = {
+        .bindings = b, .nbindings = 2, .state_dir = dir, .state_cache_bytes = cache_mb << 20};
     kp_exec_stats st;
     memset(&st, 0, sizeof st);
     atomic_store(&docs_out, 0);
@@ -287,10 +288,10 @@ static int run_one(long keys, int slide, int p, size_t cache_mb)
     printf("keys=%-4s window=%-8s p=%d cache=%4zuMiB events=%lld secs=%.2f events/s=%.0f "
            "events/s/core=%.0f (/%d) cpu_s=%.2f events/cpu_s=%.0f ns/event=%.0f "
            "peak_rss=%ldMiB spills=%lld late=%lld fired=%lld docs=%lld\n",
-           key_label(keys), slide ? "sliding" : "tumbling", p, cache_mb, st.records_in, secs,
-           eps, eps / cores, cores, cpu, (double)st.records_in / cpu,
-           1e9 * cpu / (double)st.records_in, peak_rss_mb(), st.state_spills,
-           st.late_records, st.windows_fired, (long long)atomic_load(&docs_out));
+           key_label(keys), slide ? "sliding" : "tumbling", p, cache_mb, st.records_in, secs, eps,
+           eps / cores, cores, cpu, (double)st.records_in / cpu, 1e9 * cpu / (double)st.records_in,
+           peak_rss_mb(), st.state_spills, st.late_records, st.windows_fired,
+           (long long)atomic_load(&docs_out));
     fflush(stdout);
     return 0;
 }
@@ -314,8 +315,7 @@ int main(int argc, char **argv)
     long keysets[] = {1000, 100000, 10000000};
     const char *labels[] = {"1k", "100k", "10M"};
     for (int k = 0; k < 3; k++) {
-        int want = all || !strcmp(only, labels[k]) ||
-                   (k == 2 && !strcmp(only, "10Msmall")) ||
+        int want = all || !strcmp(only, labels[k]) || (k == 2 && !strcmp(only, "10Msmall")) ||
                    (k == 1 && (!strcmp(only, "sliding") || !strcmp(only, "tumbling")));
         if (!want)
             continue;

@@ -127,7 +127,7 @@ static kp_source_reader *open_file_source(const kp_endpoint *ep, char *errstr, s
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    f->r = (kp_source_reader){file_poll, file_reader_close};
+    f->r = (kp_source_reader){.poll = file_poll, .close = file_reader_close};
     f->buf = buf;
     f->stride = ep->parallelism > 0 ? ep->parallelism : 1;
     f->mine = ep->subtask;
@@ -303,7 +303,7 @@ static kp_sink_writer *open_file_sink(const kp_endpoint *ep, char *errstr, size_
         free(buf);
         return NULL;
     }
-    f->w = (kp_sink_writer){file_write, file_flush, file_writer_close};
+    f->w = (kp_sink_writer){.write = file_write, .flush = file_flush, .close = file_writer_close};
     f->file = s;
     f->buf = buf;
     return &f->w;

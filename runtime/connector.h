@@ -32,12 +32,30 @@ typedef enum kp_poll_rc {
     KP_POLL_ERROR,       /* errstr says why */
 } kp_poll_rc;
 
+/* A partition's position: the offset of the next record to read. */
+typedef struct kp_offset {
+    int32_t partition;
+    int64_t offset;
+} kp_offset;
+
 typedef struct kp_source_reader kp_source_reader;
 struct kp_source_reader {
     /* Up to `max` records into `out`, waiting at most timeout_ms. */
     kp_poll_rc (*poll)(kp_source_reader *r, kp_raw *out, int max, int *n, int timeout_ms,
                        char *errstr, size_t errlen);
     void (*close)(kp_source_reader *r);
+    /* Optional (NULL for unpartitioned sources). The partitions this reader owns right now,
+     * up to `max`; returns how many. The source operator keeps a watermark per partition and
+     * holds its output watermark back for an owned partition that has sent nothing yet, until
+     * the idleness timeout. */
+    int (*partitions)(kp_source_reader *r, int32_t *out, int max);
+    /* Optional. The position of every owned partition, for snapshots (checkpoint issue). */
+    int (*offsets)(kp_source_reader *r, kp_offset *out, int max);
+    /* Optional. Commits the given positions to the consumer group — for lag monitoring only;
+     * restore uses the checkpoint. Returns 0 or -1 with errstr. */
+    int (*commit)(kp_source_reader *r, const kp_offset *offs, int n, char *errstr, size_t errlen);
+    /* Optional. The connector's metrics as one JSON object into buf; returns its length. */
+    size_t (*stats)(kp_source_reader *r, char *buf, size_t len);
 };
 
 typedef struct kp_sink_writer kp_sink_writer;
@@ -48,15 +66,34 @@ struct kp_sink_writer {
     /* Returns only when everything written before it is durable/acknowledged. */
     int (*flush)(kp_sink_writer *w, char *errstr, size_t errlen);
     void (*close)(kp_sink_writer *w);
+    /* Optional. The connector's metrics as one JSON object into buf; returns its length. */
+    size_t (*stats)(kp_sink_writer *w, char *buf, size_t len);
 };
 
-/* Where and how one endpoint is bound. */
+/* Where and how one endpoint is bound.
+ *
+ * Connector options come from the URI's query (`kafka:user-behavior?start=earliest`) and,
+ * where the URI does not set them, from the runner's configuration `conf` (a NULL-terminated
+ * array of "key=value", e.g. "kafka.brokers=127.0.0.1:9092", "es.url=http://...";
+ * `kappa run --conf`). Read them with kp_endpoint_get. */
 typedef struct kp_endpoint {
     const char *name; /* the job's name for it */
-    const char *uri;  /* scheme:rest */
+    const char *uri;  /* scheme:rest[?k=v&...] */
     int subtask;      /* which reader/writer this is */
     int parallelism;
+    const char *const *conf;
+    /* The attempt's fencing epoch: grows with every (re)start of the job, never reused.
+     * Sinks with external versioning derive their versions from it (see docs/architecture.md,
+     * "Exactly-once into Elasticsearch"). Local runs use the start time in seconds. */
+    int64_t epoch;
 } kp_endpoint;
+
+/* The URI's target without scheme and query: "kafka:t?x=1" → "t" (into buf). */
+const char *kp_endpoint_target(const kp_endpoint *ep, char *buf, size_t len);
+
+/* Option `key`: the URI query's `key` if present, else conf's `<scheme>.<key>`, else NULL.
+ * The value is copied into buf (URI values are percent-decoded). */
+const char *kp_endpoint_get(const kp_endpoint *ep, const char *key, char *buf, size_t len);
 
 typedef struct kp_connector {
     const char *scheme; /* "file", "kafka", ... */

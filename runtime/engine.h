@@ -94,9 +94,11 @@ struct kp_subtask {
     int parallelism; /* of its task */
     char name[KP_NAME_MAX + 16];
     kp_metrics *metrics;
-    const char *state_dir; /* where keyed operators open their RocksDB, per subtask */
-    atomic_llong *align;   /* sources: the watermarks of all subtasks of this source */
-    kp_time align_drift;   /* sources: how far ahead of the slowest subtask one may run */
+    const char *state_dir;   /* where keyed operators open their RocksDB, per subtask */
+    atomic_llong *align;     /* sources: the watermarks of all subtasks of this source */
+    kp_time align_drift;     /* sources: how far ahead of the slowest subtask one may run */
+    const char *const *conf; /* connector configuration */
+    int64_t epoch;           /* fencing epoch of this attempt */
     size_t state_cache_bytes;
 };
 

@@ -169,7 +169,7 @@ static kp_sink_writer *open_sink(subtask_rt *s, const kp_node *n)
         kp_subtask_fail(&s->st, "sink '%s': no connector for '%s'", n->endpoint, b->uri);
         return NULL;
     }
-    kp_endpoint ep = {n->endpoint, b->uri, s->st.index, s->st.parallelism};
+    kp_endpoint ep = {n->endpoint, b->uri, s->st.index, s->st.parallelism, s->st.conf, s->st.epoch};
     kp_sink_writer *w = c->open_sink(&ep, err, sizeof err);
     if (!w)
         kp_subtask_fail(&s->st, "sink '%s' (%s): %s", n->endpoint, b->uri, err);

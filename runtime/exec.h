@@ -21,6 +21,8 @@ typedef struct kp_exec_config {
     size_t state_cache_bytes; /* per keyed operator subtask; 0 = 256 MiB */
     int credits;              /* batches in flight per channel; 0 = 4 */
     int watermark_every;      /* sources emit a watermark after this many records; 0 = 1024 */
+    const char *const *conf;  /* connector configuration "key=value", NULL-terminated */
+    int64_t epoch;            /* fencing epoch of this attempt; 0 = start time in seconds */
     kp_time align_drift;      /* watermark alignment between the subtasks of one source:
                                  none runs further ahead of the slowest; 0 = 1 hour,
                                  negative = off */

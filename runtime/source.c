@@ -2,14 +2,16 @@
  * on each raw record in place, applies the decode-error policy, and generates watermarks
  * (bounded out-of-orderness, idleness) into the chain.
  *
- * Watermarks are emitted after every `watermark_every` records and at the end of every poll,
- * rather than on a wall-clock period as Flink does: the result of a bounded run then depends
- * only on the input, which is what makes runs reproducible and property-testable. */
+ * Watermarks (watermarks.c: per partition, minimum over owned partitions, idleness) are
+ * emitted after every `watermark_every` records and at the end of every poll, rather than on
+ * a wall-clock period as Flink does: the result of a bounded run then depends only on the
+ * input, which is what makes runs reproducible and property-testable. */
 #include <stdlib.h>
 #include <time.h>
 
 #include "connector.h"
 #include "exec.h"
+#include "watermarks.h"
 
 typedef struct source_state {
     kp_subtask *st;
@@ -18,7 +20,10 @@ typedef struct source_state {
     kp_op *chain;
     kp_error_policy policy;
     kp_sink_writer *dead;
-    kp_time max_ts, emitted_wm;
+    kp_wm_tracker wm;
+    kp_time emitted_wm;
+    int idle;    /* the last thing sent downstream was "idle" */
+    kp_time now; /* wall clock, read once per poll */
     kp_buf key_buf, val_buf;
 } source_state;
 
@@ -54,17 +59,26 @@ static void align(source_state *s, kp_time wm)
     }
 }
 
+/* Sends the current watermark downstream if it advanced, or "idle" when every owned
+ * partition is idle. */
 static int emit_watermark(source_state *s)
 {
-    if (s->max_ts == KP_TIME_MIN)
+    int all_idle;
+    kp_time wm = kp_wm_current(&s->wm, s->now, &all_idle);
+    if (all_idle) {
+        if (s->idle)
+            return 0;
+        s->idle = 1;
+        return kp_op_emit_idle(s->chain);
+    }
+    if (wm <= s->emitted_wm && !s->idle)
         return 0;
-    kp_time wm = s->max_ts - s->o->out_of_order - 1;
-    if (wm <= s->emitted_wm)
-        return 0;
-    s->emitted_wm = wm;
-    if (kp_op_emit_watermark(s->chain, wm) != 0)
+    s->idle = 0;
+    if (wm > s->emitted_wm)
+        s->emitted_wm = wm;
+    if (kp_op_emit_watermark(s->chain, s->emitted_wm) != 0)
         return -1;
-    align(s, wm);
+    align(s, s->emitted_wm);
     return 0;
 }
 
@@ -104,8 +118,9 @@ static int handle(source_state *s, const kp_raw *raw)
         ev.ts = wall_ms();
     switch (rc) {
     case KP_OK:
-        if (ev.ts > s->max_ts)
-            s->max_ts = ev.ts;
+        if (kp_wm_observe(&s->wm, raw->partition, ev.ts, s->now) != 0)
+            return kp_subtask_fail(s->st, "source '%s': partition %d out of range",
+                                   s->node->endpoint, raw->partition);
         return kp_op_emit(s->chain, &ev);
     case KP_SKIP:
         atomic_fetch_add_explicit(&s->st->metrics->skipped, 1, memory_order_relaxed);
@@ -129,7 +144,8 @@ static int open_dead_letter(source_state *s, const kp_binding *b)
                                s->node->endpoint, s->node->endpoint);
     const kp_connector *c = kp_connector_find(b->dead_letter);
     char err[512];
-    kp_endpoint ep = {s->node->endpoint, b->dead_letter, s->st->index, s->st->parallelism};
+    kp_endpoint ep = {s->node->endpoint,  b->dead_letter, s->st->index,
+                      s->st->parallelism, s->st->conf,    s->st->epoch};
     s->dead = c && c->open_sink ? c->open_sink(&ep, err, sizeof err) : NULL;
     if (!s->dead)
         return kp_subtask_fail(s->st, "dead-letter output '%s': %s", b->dead_letter,
@@ -137,34 +153,43 @@ static int open_dead_letter(source_state *s, const kp_binding *b)
     return 0;
 }
 
+/* Refreshes the owned partitions from the reader (new partitions, rebalances). */
+static int refresh_partitions(source_state *s, kp_source_reader *r)
+{
+    int32_t parts[1024];
+    int n = 1;
+    parts[0] = -1;
+    if (r->partitions)
+        n = r->partitions(r, parts, 1024);
+    if (kp_wm_assign(&s->wm, parts, n, s->now) != 0)
+        return kp_subtask_fail(s->st, "source '%s': cannot track %d partitions", s->node->endpoint,
+                               n);
+    return 0;
+}
+
 static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
 {
     kp_raw raws[256];
     char err[512];
-    kp_time last_data = wall_ms();
-    int idle = 0, since_wm = 0;
+    int since_wm = 0;
+    kp_time refreshed = 0;
     for (;;) {
         if (kp_subtask_cancelled(s->st))
             return -1;
+        s->now = wall_ms();
+        if (s->now - refreshed >= 1000) {
+            if (refresh_partitions(s, r) != 0)
+                return -1;
+            refreshed = s->now;
+        }
         int n = 0;
         kp_poll_rc rc = r->poll(r, raws, 256, &n, 100, err, sizeof err);
         if (rc == KP_POLL_ERROR)
             return kp_subtask_fail(s->st, "source '%s': %s", s->node->endpoint, err);
         if (rc == KP_POLL_EOF)
             break;
-        if (rc == KP_POLL_EMPTY) {
-            kp_time idle_after = s->o->idle_timeout;
-            if (idle_after > 0 && !idle && wall_ms() - last_data >= idle_after) {
-                idle = 1;
-                if (kp_op_emit_idle(s->chain) != 0)
-                    return -1;
-            }
-            continue;
-        }
-        idle = 0;
-        last_data = wall_ms();
         long long bytes = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; rc == KP_POLL_RECORDS && i < n; i++) {
             bytes += (long long)(raws[i].key.len + raws[i].value.len);
             if (handle(s, &raws[i]) != 0)
                 return -1;
@@ -176,8 +201,10 @@ static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
         }
         if (emit_watermark(s) != 0)
             return -1;
-        atomic_fetch_add_explicit(&s->st->metrics->records_in, n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->st->metrics->bytes_in, bytes, memory_order_relaxed);
+        if (rc == KP_POLL_RECORDS) {
+            atomic_fetch_add_explicit(&s->st->metrics->records_in, n, memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->st->metrics->bytes_in, bytes, memory_order_relaxed);
+        }
     }
     /* bounded input: everything is final, as Flink does at the end of a bounded source */
     if (emit_watermark(s) != 0)
@@ -196,8 +223,9 @@ int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op
                       .node = src,
                       .o = &src->u.source,
                       .chain = chain,
-                      .max_ts = KP_TIME_MIN,
-                      .emitted_wm = KP_TIME_MIN};
+                      .emitted_wm = KP_TIME_MIN,
+                      .now = wall_ms()};
+    kp_wm_init(&s.wm, s.o->out_of_order, s.o->idle_timeout);
     if (!b)
         return kp_subtask_fail(st, "source '%s' is not bound: pass --source %s=URI", src->endpoint,
                                src->endpoint);
@@ -208,7 +236,7 @@ int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op
     if (!c || !c->open_source)
         return kp_subtask_fail(st, "source '%s': no connector for '%s'", src->endpoint, b->uri);
     char err[512];
-    kp_endpoint ep = {src->endpoint, b->uri, st->index, st->parallelism};
+    kp_endpoint ep = {src->endpoint, b->uri, st->index, st->parallelism, st->conf, st->epoch};
     kp_source_reader *r = c->open_source(&ep, err, sizeof err);
     if (!r)
         return kp_subtask_fail(st, "source '%s' (%s): %s", src->endpoint, b->uri, err);
@@ -222,5 +250,6 @@ int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op
         s.dead->close(s.dead);
     kp_buf_free(&s.key_buf);
     kp_buf_free(&s.val_buf);
+    kp_wm_free(&s.wm);
     return rc;
 }

@@ -75,18 +75,28 @@ wait_until() {
     return 1
 }
 
-# read_pid PIDFILE: print the pid stored in PIDFILE (nothing if none).
+# read_pid PIDFILE: print the pid stored in PIDFILE (nothing if none or
+# nonsense: "kill -- -0" or "-1" would hit far more than one service).
 read_pid() {
-    [[ -f $1 ]] && tr -dc '0-9' <"$1"
+    local pid=
+    [[ -f $1 ]] && pid=$(tr -dc '0-9' <"$1")
+    if [[ $pid =~ ^[1-9][0-9]*$ ]] && ((pid > 1)); then
+        echo "$pid"
+    fi
     return 0
 }
 
 # pid_running PIDFILE: true when the process group recorded in PIDFILE
-# still has a live process.
+# still has a live process, and its leader (if alive) is ours: its command
+# line mentions the directory that holds PIDFILE (guards against pid reuse
+# after a reboot or a stale pid file).
 pid_running() {
     local pid
     pid=$(read_pid "$1")
-    [[ -n $pid ]] && kill -0 -- "-$pid" 2>/dev/null
+    [[ -n $pid ]] && kill -0 -- "-$pid" 2>/dev/null || return 1
+    if [[ -r /proc/$pid/cmdline ]]; then
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$(dirname "$(abs_path "$1")")"
+    fi
 }
 
 # start_detached PIDFILE LOGFILE CMD [ARGS...]: run CMD in a new session
@@ -98,26 +108,28 @@ start_detached() {
     local pid=$!
     echo "$pid" >"$pidfile"
     # setsid only forks when the caller leads a process group, which a
-    # non-interactive script never does; make sure the group id is the pid.
-    local pgid
-    pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ' || true)
-    if [[ -n $pgid && $pgid != "$pid" ]]; then
+    # script's background child never does, so the pid is also the group id
+    # once setsid has run. Check it, as stop relies on it.
+    local i
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        [[ $(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') != "$pid" ]] || return 0
+        kill -0 "$pid" 2>/dev/null || return 0 # died already: the caller sees it
         sleep 0.2
-        pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ' || true)
-        [[ -z $pgid || $pgid == "$pid" ]] || die "could not start $1 in its own process group"
-    fi
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    die "could not start $1 in its own process group"
 }
 
 # stop_group PIDFILE [TIMEOUT_SECONDS]: TERM the whole process group from
 # PIDFILE, KILL it after the timeout, remove PIDFILE. Idempotent.
 stop_group() {
     local pidfile=$1 timeout=${2:-30}
-    local pid
-    pid=$(read_pid "$pidfile")
-    if [[ -z $pid ]] || ! kill -0 -- "-$pid" 2>/dev/null; then
+    if ! pid_running "$pidfile"; then
         rm -f "$pidfile"
         return 0
     fi
+    local pid
+    pid=$(read_pid "$pidfile")
     kill -TERM -- "-$pid" 2>/dev/null || true
     if ! wait_until "$timeout" group_gone "$pid"; then
         log "process group $pid still alive after ${timeout}s; sending KILL"
@@ -200,10 +212,7 @@ parse_common_opts() {
     done
 }
 
-# abs_path PATH: PATH made absolute (it need not exist).
+# abs_path PATH: PATH made absolute and normalised (it need not exist).
 abs_path() {
-    case $1 in
-    /*) echo "$1" ;;
-    *) echo "$PWD/$1" ;;
-    esac
+    realpath -m -- "$1"
 }

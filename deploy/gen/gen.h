@@ -12,6 +12,9 @@
  *   gen_sink.c   where the bytes go: an NDJSON file (or stdout) or a Kafka topic
  *   main.c       the loop that ties them together, pacing and the summary line
  * Nothing here is a public kappa API; it is a tool, built as the executable `kappa-gen`.
+ * Threads: kappa-gen is single-threaded. Every function below is called from the main
+ * thread (@locality main thread, @locks none); librdkafka's callbacks are served by
+ * rd_kafka_poll()/rd_kafka_flush() on that same thread.
  */
 #ifndef KP_GEN_H
 #define KP_GEN_H

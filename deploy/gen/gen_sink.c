@@ -122,7 +122,7 @@ static void kp_gen_kafka_dr(rd_kafka_t *rk, const rd_kafka_message_t *msg, void 
                  s->brokers, rd_kafka_err2str(msg->err));
 }
 
-/* @locality any librdkafka thread or the polling thread */
+/* @locality the thread calling rd_kafka_poll/flush, i.e. the main thread */
 static void kp_gen_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kp_gen_sink_t *s = opaque;

@@ -537,8 +537,8 @@ Test(json, malformed_inputs_are_rejected_with_a_message)
     }
 }
 
-/* Every proper prefix of a valid document is invalid, and every byte is checked: replacing any
- * one byte of the seed event by a byte that cannot appear there is caught. */
+/* Every proper prefix of the seed event is invalid (a source reading a cut-off record must not
+ * index half of it). */
 Test(json, every_truncation_of_the_seed_is_rejected)
 {
     const size_t n = strlen(SEED);

@@ -39,6 +39,11 @@ public final class KappaSearchNode {
             "rootLogger.appenderRef.console.ref = console",
             "logger.deprecation.name = org.opensearch.deprecation",
             "logger.deprecation.level = error",
+            // Noise on every start of a one-node dev cluster:
+            "logger.allocation.name = org.opensearch.cluster.routing.allocation.AllocationService",
+            "logger.allocation.level = error",
+            "logger.dangling.name = org.opensearch.gateway.DanglingIndicesState",
+            "logger.dangling.level = error",
             "");
 
     private KappaSearchNode() {
