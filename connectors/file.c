@@ -309,13 +309,6 @@ static kp_sink_writer *open_file_sink(const kp_endpoint *ep, char *errstr, size_
     return &f->w;
 }
 
-static const kp_connector file_connector = {"file", open_file_source, open_file_sink};
-static const kp_connector stdin_connector = {"stdin", open_file_source, NULL};
-static const kp_connector stdout_connector = {"stdout", NULL, open_file_sink};
-
-void kp_connectors_register_builtin(void)
-{
-    kp_connector_register(&file_connector);
-    kp_connector_register(&stdin_connector);
-    kp_connector_register(&stdout_connector);
-}
+const kp_connector kp_file_connector = {"file", open_file_source, open_file_sink};
+const kp_connector kp_stdin_connector = {"stdin", open_file_source, NULL};
+const kp_connector kp_stdout_connector = {"stdout", NULL, open_file_sink};

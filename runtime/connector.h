@@ -68,6 +68,11 @@ struct kp_sink_writer {
     void (*close)(kp_sink_writer *w);
     /* Optional. The connector's metrics as one JSON object into buf; returns its length. */
     size_t (*stats)(kp_sink_writer *w, char *buf, size_t len);
+    /* Optional, for dead-letter outputs: writes a raw record that failed, with where it came
+     * from (`origin`, e.g. the source topic) and why (`error`) — the Kafka sink puts these in
+     * headers. Without it, the source writes the raw value with write(). */
+    int (*write_raw)(kp_sink_writer *w, const kp_raw *raw, const char *origin, const char *error,
+                     char *errstr, size_t errlen);
 };
 
 /* Where and how one endpoint is bound.

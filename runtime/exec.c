@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "connector.h"
 #include "exec.h"
 #include "ops.h"
 
@@ -409,9 +410,41 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
     };
 }
 
+/* Every source and sink must be bound to a URI whose scheme has a connector: checked before
+ * anything starts, naming each missing binding. */
+static int check_bindings(const kp_job *job, const kp_exec_config *cfg, char *errstr, size_t errlen)
+{
+    size_t off = 0;
+    errstr[0] = 0;
+    for (int i = 0; i < job->nnodes; i++) {
+        const kp_node *n = job->nodes[i];
+        if (n->kind != KP_NODE_SOURCE && n->kind != KP_NODE_SINK)
+            continue;
+        const char *what = n->kind == KP_NODE_SOURCE ? "source" : "sink";
+        const kp_binding *b = find_binding(cfg, n->endpoint);
+        const kp_connector *c = b ? kp_connector_find(b->uri) : NULL;
+        int ok = c && (n->kind == KP_NODE_SOURCE ? c->open_source != NULL : c->open_sink != NULL);
+        if (ok || off >= errlen)
+            continue;
+        if (!b)
+            off += (size_t)snprintf(errstr + off, errlen - off,
+                                    "%s%s '%s' is not bound (pass --%s %s=URI)", off ? "; " : "",
+                                    what, n->endpoint, what, n->endpoint);
+        else
+            off +=
+                (size_t)snprintf(errstr + off, errlen - off, "%s%s '%s': no %s connector for '%s'",
+                                 off ? "; " : "", what, n->endpoint, what, b->uri);
+    }
+    return errstr[0] ? -1 : 0;
+}
+
 int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats, char *errstr,
                 size_t errlen)
 {
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if (check_bindings(job, cfg, errstr, errlen) != 0)
+        return -1;
     struct kp_exec *x = calloc(1, sizeof *x);
     if (!x) {
         snprintf(errstr, errlen, "out of memory");

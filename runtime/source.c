@@ -20,6 +20,7 @@ typedef struct source_state {
     kp_op *chain;
     kp_error_policy policy;
     kp_sink_writer *dead;
+    const char *uri; /* the source's binding, for dead-letter metadata */
     kp_wm_tracker wm;
     kp_time emitted_wm;
     int idle;    /* the last thing sent downstream was "idle" */
@@ -89,10 +90,17 @@ static int bad_input(source_state *s, const kp_raw *raw)
     if (s->policy == KP_POLICY_SKIP)
         return 0;
     if (s->policy == KP_POLICY_DEAD_LETTER) {
-        char err[256];
-        char id[48];
-        snprintf(id, sizeof id, "%d:%lld", raw->partition, (long long)raw->offset);
-        if (s->dead->write(s->dead, KP_CSTR(id), raw->value, raw->ts, err, sizeof err) != 0)
+        char err[256], id[48], origin[256];
+        int rc;
+        if (s->dead->write_raw) {
+            kp_endpoint ep = {.uri = s->uri};
+            rc = s->dead->write_raw(s->dead, raw, kp_endpoint_target(&ep, origin, sizeof origin),
+                                    "decode returned KP_BAD_INPUT", err, sizeof err);
+        } else {
+            snprintf(id, sizeof id, "%d:%lld", raw->partition, (long long)raw->offset);
+            rc = s->dead->write(s->dead, KP_CSTR(id), raw->value, raw->ts, err, sizeof err);
+        }
+        if (rc != 0)
             return kp_subtask_fail(s->st, "dead-letter output of '%s': %s", s->node->endpoint, err);
         atomic_fetch_add_explicit(&m->dead_lettered, 1, memory_order_relaxed);
         return 0;
@@ -226,6 +234,7 @@ int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op
                       .emitted_wm = KP_TIME_MIN,
                       .now = wall_ms()};
     kp_wm_init(&s.wm, s.o->out_of_order, s.o->idle_timeout);
+    s.uri = b ? b->uri : "";
     if (!b)
         return kp_subtask_fail(st, "source '%s' is not bound: pass --source %s=URI", src->endpoint,
                                src->endpoint);

@@ -20,6 +20,10 @@ typedef struct run_opts {
     int nb;
     char state_dir[512];
     size_t cache_mb;
+    const char *conf[MAX_BINDINGS + 1]; /* "key=value", NULL-terminated */
+    int nconf;
+    char conf_buf[4][600]; /* storage for conf entries built from flags */
+    int nbuf;
 } run_opts;
 
 static void run_usage(FILE *out)
@@ -29,7 +33,12 @@ static void run_usage(FILE *out)
             "  --source NAME=URI        bind source NAME (file:PATH, stdin:)\n"
             "  --sink NAME=URI          bind sink NAME (file:PATH, stdout:)\n"
             "  --on-error NAME=POLICY   decode errors of source NAME: fail, skip, dead-letter\n"
-            "  --dead-letter NAME=URI   where source NAME's malformed records go\n"
+            "  --dead-letter NAME=URI   where source NAME's malformed records go (file:, kafka:)\n"
+            "  --conf KEY=VALUE         connector option, e.g. kafka.brokers=H:P, es.url=URL\n"
+            "  --brokers H:P            = --conf kafka.brokers=H:P\n"
+            "  --es-url URL             = --conf es.url=URL\n"
+            "  --from-earliest          Kafka sources start at the earliest offsets\n"
+            "  --from-latest            Kafka sources start at the latest offsets\n"
             "  -p, --parallelism N      override the job's default parallelism\n"
             "  --state-dir DIR          RocksDB state directory (default: a temporary one)\n"
             "  --state-cache-mb N       in-memory window cache per subtask before spilling\n"
@@ -89,6 +98,29 @@ static int bind_arg(run_opts *o, int opt, char *arg)
     return 0;
 }
 
+/* Adds a connector configuration entry. Flags given later win: entries are searched in
+ * order, so they are inserted at the front. */
+static int add_conf(run_opts *o, const char *fmt, const char *arg)
+{
+    const char *entry = arg;
+    if (strcmp(fmt, "%s") != 0) {
+        if (o->nbuf == 4) {
+            fprintf(stderr, "kappa run: too many connector flags\n");
+            return -1;
+        }
+        snprintf(o->conf_buf[o->nbuf], sizeof o->conf_buf[0], fmt, arg);
+        entry = o->conf_buf[o->nbuf++];
+    }
+    if (o->nconf == MAX_BINDINGS) {
+        fprintf(stderr, "kappa run: too many --conf entries\n");
+        return -1;
+    }
+    memmove(o->conf + 1, o->conf, (size_t)o->nconf * sizeof *o->conf);
+    o->conf[0] = entry;
+    o->nconf++;
+    return 0;
+}
+
 static int parse(run_opts *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -101,6 +133,11 @@ static int parse(run_opts *o, int argc, char **argv)
         {"state-dir", required_argument, NULL, 'S'},
         {"state-cache-mb", required_argument, NULL, 'C'},
         {"plan", no_argument, NULL, 'P'},
+        {"conf", required_argument, NULL, 'c'},
+        {"brokers", required_argument, NULL, 'b'},
+        {"es-url", required_argument, NULL, 'u'},
+        {"from-earliest", no_argument, NULL, 'E'},
+        {"from-latest", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -137,6 +174,27 @@ static int parse(run_opts *o, int argc, char **argv)
             break;
         case 'P':
             o->plan_only = 1;
+            break;
+        case 'c':
+            if (!strchr(optarg, '=') || *optarg == '=') {
+                fprintf(stderr, "kappa run: --conf expects KEY=VALUE, got '%s'\n", optarg);
+                return -1;
+            }
+            if (add_conf(o, "%s", optarg) != 0)
+                return -1;
+            break;
+        case 'b':
+            if (add_conf(o, "kafka.brokers=%s", optarg) != 0)
+                return -1;
+            break;
+        case 'u':
+            if (add_conf(o, "es.url=%s", optarg) != 0)
+                return -1;
+            break;
+        case 'E':
+        case 'L':
+            if (add_conf(o, "kafka.start=%s", c == 'E' ? "earliest" : "latest") != 0)
+                return -1;
             break;
         case 'h':
             run_usage(stdout);
@@ -183,10 +241,12 @@ static int run_job(run_opts *o, kp_job *job)
     kp_exec_config cfg = {.bindings = o->b,
                           .nbindings = o->nb,
                           .state_dir = o->state_dir,
-                          .state_cache_bytes = o->cache_mb << 20};
+                          .state_cache_bytes = o->cache_mb << 20,
+                          .conf = o->conf};
     kp_exec_stats stats;
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
-    print_stats(&stats);
+    if (stats.seconds > 0)
+        print_stats(&stats);
     if (tmp_state) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", o->state_dir);
