@@ -46,6 +46,7 @@ typedef struct window_op {
     kp_keytable merged; /* sliding: scratch for merging panes */
     kp_doc doc;
     uint8_t *acc_tmp;
+    uint8_t *spill_tmp; /* an aligned copy of a spilled accumulator (RocksDB values are not) */
     /* spill */
     size_t cache_limit;
     size_t cache_bytes; /* sum of the panes' kp_keytable_bytes, kept up to date */
@@ -244,10 +245,13 @@ static int load_pane(window_op *w, pane *p)
                 return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
                                        w->op.node->name);
             }
-            if (created)
+            if (created) {
                 memcpy(kp_keyentry_value(e), v, vlen);
-            else
-                kp_agg_merge(&w->agg, kp_keyentry_value(e), v);
+            } else {
+                /* merge functions may read the accumulator as its struct type */
+                memcpy(w->spill_tmp, v, vlen);
+                kp_agg_merge(&w->agg, kp_keyentry_value(e), w->spill_tmp);
+            }
         }
         if (!it || kp_state_iter_close(it, err, sizeof err) != 0 ||
             kp_state_del_range(w->state, w->cf, lo, 10, hi, 10, err, sizeof err) != 0)
@@ -474,6 +478,7 @@ static void window_destroy(kp_op *op)
     kp_doc_free(&w->doc);
     kp_buf_free(&w->kbuf);
     free(w->acc_tmp);
+    free(w->spill_tmp);
     if (w->batch)
         kp_state_batch_free(w->batch);
     kp_state_close(w->state);
@@ -509,7 +514,8 @@ kp_op *kp_op_window_new(kp_subtask *st, const kp_node *n)
     w->kg_end = kp_key_group_first(st->index + 1, st->job->max_parallelism, st->parallelism);
     kp_keytable_init(&w->merged, w->agg.acc_size);
     w->acc_tmp = malloc(w->agg.acc_size);
-    if (!w->acc_tmp) {
+    w->spill_tmp = malloc(w->agg.acc_size);
+    if (!w->acc_tmp || !w->spill_tmp) {
         window_destroy(&w->op);
         kp_subtask_fail(st, "%s: out of memory", n->name);
         return NULL;

@@ -77,6 +77,7 @@ typedef struct case_cfg {
 } case_cfg;
 
 static case_cfg g; /* the define function has no user pointer: the case is global */
+static const struct rec *fixed_recs; /* set: run these records instead of random ones */
 
 typedef struct rec {
     int key;
@@ -636,13 +637,20 @@ static void run_case(uint64_t seed)
     cr_assert(f, "%s: cannot write %s", what, in_path);
     int64_t front = 1000000 + rnd_in(0, 999);
     for (int i = 0; i < g.nrec; i++) {
-        front += rnd_in(0, g.step_max);
-        if (g.jump && rnd() % 100 == 0)
-            front += g.jump;
-        int64_t t = front - (rnd() % 4 == 0 ? rnd_in(0, g.disorder) : rnd_in(0, g.ooo));
-        /* skewed keys: half the records on a few hot keys */
-        int key = rnd() % 2 ? (int)rnd_in(0, g.nkeys - 1) : (int)rnd_in(0, (g.nkeys - 1) / 50);
-        recs[i] = (rec){key, t, rnd_in(-1000, 1000)};
+        if (fixed_recs) { /* a hand-written case */
+            recs[i] = fixed_recs[i];
+        } else {
+            front += rnd_in(0, g.step_max);
+            if (g.jump && rnd() % 100 == 0)
+                front += g.jump;
+            int64_t t = front - (rnd() % 4 == 0 ? rnd_in(0, g.disorder) : rnd_in(0, g.ooo));
+            /* skewed keys: half the records on a few hot keys */
+            int key =
+                rnd() % 2 ? (int)rnd_in(0, g.nkeys - 1) : (int)rnd_in(0, (g.nkeys - 1) / 50);
+            recs[i] = (rec){key, t, rnd_in(-1000, 1000)};
+        }
+        int64_t t = recs[i].t;
+        int key = recs[i].key;
         fprintf(f, "{\"k\":\"key_%d\",\"t\":%" PRId64 ",\"v\":%" PRId64 ",\"i\":%d}\n", key, t,
                 recs[i].v, i);
         if (rnd() % 97 == 0)
@@ -673,6 +681,11 @@ static void run_case(uint64_t seed)
     cr_assert_eq(rc, 0, "%s: run failed: %s", what, err);
     cr_assert_eq(stats.records_in, g.nrec, "%s: records_in %lld, expected %d", what,
                  stats.records_in, g.nrec);
+    if (g.cache_bytes)
+        cr_assert_gt(stats.state_spills, 0, "%s: the tiny state cache never spilled", what);
+    if (getenv("KAPPA_TEST_VERBOSE"))
+        fprintf(stderr, "%s: %lld windows fired, %lld late, %lld spills, %.3f s\n", what,
+                stats.windows_fired, stats.late_records, stats.state_spills, stats.seconds);
 
     /* the reference */
     emissions want = {0}, got = {0};
@@ -787,7 +800,7 @@ static void property_ex(kp_window_spec spec, int agg, kp_time lateness, int spil
         g.cache_bytes = spill ? 4096 : 0;
         static const int keys[] = {1, 3, 20, 200, 2000};
         g.nkeys = keys[rnd() % 5];
-        g.nrec = spill ? (int)rnd_in(100, 300) : (int)rnd_in(200, 1500);
+        g.nrec = spill ? (int)rnd_in(40, 120) : (int)rnd_in(200, 1500);
         g.step_max = rnd_in(1, 8);
         g.disorder = rnd_in(g.ooo, g.ooo + 300);
         g.jump = rnd() % 2 ? rnd_in(100, 2000) : 0;
@@ -821,3 +834,45 @@ Test(windows, session_lateness_custom) { property(kp_session(25), AGG_CUSTOM, -1
 /* A tiny state cache: window panes spill to RocksDB and are read back when they fire. */
 Test(windows, tumbling_spill) { property_ex(kp_tumbling(100), AGG_SUM, -1, 1); }
 Test(windows, sliding_spill) { property_ex(kp_sliding(50, 20), AGG_CUSTOM, -1, 1); }
+
+/* ---- regressions: hand-written inputs for bugs the properties found ---------------------- */
+
+static void fixed(kp_window_spec spec, int agg, kp_time lateness, const rec *recs, int n)
+{
+    for (int p = 1; p <= 3; p++) {
+        g = (case_cfg){.spec = spec, .agg = agg, .lateness = lateness, .ooo = 0,
+                       .parallelism = p, .nrec = n, .nkeys = 2};
+        fixed_recs = recs;
+        run_case(0);
+        fixed_recs = NULL;
+    }
+    rm_tmpdir();
+}
+
+/* Sliding 60/20, no lateness. After t=200 (watermark 199) fired the windows of t=10 only, the
+ * record t=170 belongs to [120,180), [140,200) (both past the watermark: late for them) and
+ * [160,220). It used to land in a pane whose windows were not marked fired (no data had
+ * reached them), so the next watermark fired [120,180) and [140,200) with it. */
+Test(windows_regression, sliding_window_past_watermark_without_data)
+{
+    static const rec r[] = {{0, 10, 1}, {0, 200, 1}, {0, 170, 1}, {0, 300, 1}};
+    fixed(kp_sliding(60, 20), AGG_COUNT, 0, r, 4);
+}
+
+/* Tumbling 100, lateness 100. t=150 arrives after watermark 249: window [100,200) is past
+ * its end but within lateness and must fire at once (1), and again for t=160 (2). It used to
+ * wait for the next watermark and fire once (2). */
+Test(windows_regression, tumbling_late_window_fires_per_record)
+{
+    static const rec r[] = {{0, 10, 1}, {0, 250, 1}, {0, 150, 1}, {0, 160, 1}, {0, 400, 1}};
+    fixed(kp_tumbling(100), AGG_COUNT, 100, r, 5);
+}
+
+/* Session gap 10, lateness 100. key_0's [0,10) fires at watermark 10 (from key_1's t=11);
+ * then t=5 grows it to [0,15), whose end - 1 = 14 is ahead of the watermark: it must fire
+ * when the watermark passes 14. The merged session used to inherit "fired" and never fire. */
+Test(windows_regression, session_grown_after_firing_fires_again)
+{
+    static const rec r[] = {{0, 0, 1}, {1, 11, 1}, {0, 5, 1}, {1, 100, 1}};
+    fixed(kp_session(10), AGG_COUNT, 100, r, 4);
+}
