@@ -56,6 +56,10 @@ struct kp_source_reader {
     int (*commit)(kp_source_reader *r, const kp_offset *offs, int n, char *errstr, size_t errlen);
     /* Optional. The connector's metrics as one JSON object into buf; returns its length. */
     size_t (*stats)(kp_source_reader *r, char *buf, size_t len);
+    /* Optional. Stops (paused != 0) or resumes fetching one owned partition, without losing
+     * or repeating records: the source uses it to keep its partitions within a bounded
+     * event-time drift of each other (watermark alignment per partition). */
+    int (*pause)(kp_source_reader *r, int32_t partition, int paused);
 };
 
 typedef struct kp_sink_writer kp_sink_writer;

@@ -41,6 +41,7 @@ struct kp_exec {
     kp_metrics metrics;
     pthread_mutex_t lock;
     atomic_int failed;
+    int64_t epoch; /* fencing epoch of this attempt (exec.h) */
     char error[1024];
 };
 
@@ -355,16 +356,17 @@ static int create_subtasks(struct kp_exec *x)
                 return -1;
             x->subtasks[x->nsubtasks++] = s;
             s->t = t;
-            s->st =
-                (kp_subtask){.exec = x,
-                             .job = x->job,
-                             .index = j,
-                             .parallelism = t->parallelism,
-                             .metrics = &x->metrics,
-                             .state_dir = x->cfg->state_dir,
-                             .state_cache_bytes = x->cfg->state_cache_bytes,
-                             .align = t->align,
-                             .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR};
+            s->st = (kp_subtask){.exec = x,
+                                 .job = x->job,
+                                 .index = j,
+                                 .parallelism = t->parallelism,
+                                 .metrics = &x->metrics,
+                                 .state_dir = x->cfg->state_dir,
+                                 .state_cache_bytes = x->cfg->state_cache_bytes,
+                                 .align = t->align,
+                                 .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
+                                 .conf = x->cfg->conf,
+                                 .epoch = x->epoch};
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,
                      t->parallelism);
         }
@@ -450,6 +452,7 @@ int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *sta
         snprintf(errstr, errlen, "out of memory");
         return -1;
     }
+    x->epoch = cfg->epoch ? cfg->epoch : (int64_t)time(NULL);
     x->job = job;
     x->cfg = cfg;
     pthread_mutex_init(&x->lock, NULL);

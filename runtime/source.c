@@ -175,6 +175,36 @@ static int refresh_partitions(source_state *s, kp_source_reader *r)
     return 0;
 }
 
+/* Watermark alignment between the partitions of this subtask (Flink's split-level
+ * alignment): a partition more than 4 x align_drift of event time ahead of the slowest one is
+ * paused until it is within 2 x align_drift again. Fetching is bursty — one fetch can carry
+ * hours of one partition's event time — which is why the bound is wider than between
+ * subtasks. Only partitions that delivered data in the last second count as the slowest, so a
+ * drained or empty partition cannot pause the others forever. */
+static void align_partitions(source_state *s, kp_source_reader *r)
+{
+    kp_time drift = s->st->align_drift;
+    kp_wm_tracker *t = &s->wm;
+    if (!r->pause || drift < 0)
+        return;
+    kp_time slowest = KP_TIME_MAX;
+    for (int i = 0; i < t->cap; i++) {
+        const kp_wm_part *p = &t->parts[i];
+        int active = p->paused || s->now - p->last_data < 1000;
+        if (p->owned && p->max_ts != KP_TIME_MIN && active && p->max_ts < slowest)
+            slowest = p->max_ts;
+    }
+    for (int i = 0; i < t->cap; i++) {
+        kp_wm_part *p = &t->parts[i];
+        if (!p->owned || p->max_ts == KP_TIME_MIN)
+            continue;
+        kp_time ahead = slowest == KP_TIME_MAX ? 0 : p->max_ts - slowest;
+        int want = p->paused ? ahead > 2 * drift : ahead > 4 * drift;
+        if (want != p->paused && r->pause(r, i - 1, want) == 0)
+            p->paused = want;
+    }
+}
+
 static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
 {
     kp_raw raws[256];
@@ -209,6 +239,7 @@ static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
         }
         if (emit_watermark(s) != 0)
             return -1;
+        align_partitions(s, r);
         if (rc == KP_POLL_RECORDS) {
             atomic_fetch_add_explicit(&s->st->metrics->records_in, n, memory_order_relaxed);
             atomic_fetch_add_explicit(&s->st->metrics->bytes_in, bytes, memory_order_relaxed);

@@ -31,7 +31,7 @@ static int grow(kp_wm_tracker *t, int need)
     if (!p)
         return -1;
     for (int i = t->cap; i < cap; i++)
-        p[i] = (kp_wm_part){KP_TIME_MIN, 0, 0};
+        p[i] = (kp_wm_part){KP_TIME_MIN, 0, 0, 0};
     t->parts = p;
     t->cap = cap;
     return 0;

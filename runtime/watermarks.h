@@ -12,6 +12,7 @@ typedef struct kp_wm_part {
     kp_time max_ts;    /* KP_TIME_MIN until the first record */
     kp_time last_data; /* wall clock of the last record, or of the assignment */
     int owned;
+    int paused; /* the source asked the reader to stop fetching it (alignment) */
 } kp_wm_part;
 
 typedef struct kp_wm_tracker {

@@ -228,7 +228,8 @@ static size_t kp_gen_render_malformed(kp_gen_event_t *ev, uint64_t r)
 static bool kp_gen_late_ts(const kp_gen_model_t *m, uint64_t i, int64_t base, uint64_t r,
                            int64_t *ts)
 {
-    if (i < KP_GEN_LATE_WARMUP || !m->have_max)
+    uint64_t warmup = m->o->count / KP_GEN_LATE_WARMUP_DIV;
+    if (i < KP_GEN_LATE_WARMUP || i < warmup || !m->have_max)
         return false;
     int64_t w = m->o->window_ms;
     int64_t t = base - m->o->late_lag_ms - (int64_t)(r % (KP_GEN_LATE_SPREAD_MS + 1));

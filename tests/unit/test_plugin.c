@@ -238,8 +238,8 @@ Test(plugin, custom_session_without_merge)
  * works (handles and dlopen references are released). */
 Test(plugin, repeated_failures_then_success)
 {
-    static const char *bad[] = {"no_symbol", "bad_abi", "malformed", "refuses", "job_fail",
-                                "no_aggregate", "no_sink"};
+    static const char *bad[] = {"no_symbol", "bad_abi",      "malformed", "refuses",
+                                "job_fail",  "no_aggregate", "no_sink"};
     for (int round = 0; round < 20; round++)
         for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
             char err[1024];

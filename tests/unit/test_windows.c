@@ -165,10 +165,10 @@ static void c_emit(kp_doc *doc, const kp_window *w, kp_str key, const void *acc)
 static int define_case(const kp_api *api, kp_job *job)
 {
     (void)api; /* the host's kp__api is already bound */
-    kp_stream *src = kp_source(job, "clicks", .decode = decode, .out_of_order = g.ooo,
-                               .parallelism = 1);
-    kp_windowed *w = kp_window(kp_key_by(src, .parallelism = 1), g.spec,
-                               .allowed_lateness = g.lateness);
+    kp_stream *src =
+        kp_source(job, "clicks", .decode = decode, .out_of_order = g.ooo, .parallelism = 1);
+    kp_windowed *w =
+        kp_window(kp_key_by(src, .parallelism = 1), g.spec, .allowed_lateness = g.lateness);
     kp_stream *out = NULL;
     switch (g.agg) {
     case AGG_COUNT:
@@ -459,8 +459,8 @@ static void reference(const rec *recs, int n, emissions *out, char *late, long l
                             continue; /* this window is past its lateness */
                         rwin *w = rt_get(&t, r->key, e, 1);
                         if (!w->alive) {
-                            *w = (rwin){.key = r->key, .start = e - size, .end = e, .used = 1,
-                                        .alive = 1};
+                            *w = (rwin){
+                                .key = r->key, .start = e - size, .end = e, .used = 1, .alive = 1};
                             acc_init(w->acc);
                             if (e - 1 > wm) {
                                 w->pending = 1;
@@ -510,8 +510,7 @@ static void reference(const rec *recs, int n, emissions *out, char *late, long l
                         }
                     }
                     rwin *m = rt_get(&t, r->key, end, 1);
-                    *m = (rwin){.key = r->key, .start = start, .end = end, .used = 1,
-                                .alive = 1};
+                    *m = (rwin){.key = r->key, .start = start, .end = end, .used = 1, .alive = 1};
                     memcpy(m->acc, acc, sizeof acc);
                     ends = realloc(ends, (size_t)(ns + 1) * sizeof *ends);
                     ends[ns++] = end;
@@ -608,8 +607,8 @@ static const char *describe(uint64_t seed, char *buf, size_t len)
         snprintf(w, sizeof w, "session(%" PRId64 ")", s->gap);
     snprintf(buf, len,
              "seed %" PRIu64 " (rerun with KAPPA_TEST_SEED=%" PRIu64 "): %s %s lateness=%" PRId64
-             " ooo=%" PRId64 " P=%d nrec=%d nkeys=%d cache=%zu step<=%" PRId64
-             " disorder<=%" PRId64 " jump=%" PRId64,
+             " ooo=%" PRId64 " P=%d nrec=%d nkeys=%d cache=%zu step<=%" PRId64 " disorder<=%" PRId64
+             " jump=%" PRId64,
              seed, seed, w, agg_names[g.agg], g.lateness, g.ooo, g.parallelism, g.nrec, g.nkeys,
              g.cache_bytes, g.step_max, g.disorder, g.jump);
     return buf;
@@ -645,8 +644,7 @@ static void run_case(uint64_t seed)
                 front += g.jump;
             int64_t t = front - (rnd() % 4 == 0 ? rnd_in(0, g.disorder) : rnd_in(0, g.ooo));
             /* skewed keys: half the records on a few hot keys */
-            int key =
-                rnd() % 2 ? (int)rnd_in(0, g.nkeys - 1) : (int)rnd_in(0, (g.nkeys - 1) / 50);
+            int key = rnd() % 2 ? (int)rnd_in(0, g.nkeys - 1) : (int)rnd_in(0, (g.nkeys - 1) / 50);
             recs[i] = (rec){key, t, rnd_in(-1000, 1000)};
         }
         int64_t t = recs[i].t;
@@ -663,8 +661,7 @@ static void run_case(uint64_t seed)
     cr_assert(job);
     job->parallelism_override = g.parallelism;
     char err[1024] = "";
-    cr_assert_eq(kp_job_define(job, define_case, err, sizeof err), 0, "%s: define: %s", what,
-                 err);
+    cr_assert_eq(kp_job_define(job, define_case, err, sizeof err), 0, "%s: define: %s", what, err);
     kp_connectors_register_builtin();
     char in_uri[600], out_uri[600], late_uri[600];
     snprintf(in_uri, sizeof in_uri, "file:%s", in_path);
@@ -673,8 +670,11 @@ static void run_case(uint64_t seed)
     kp_binding bind[] = {{.name = "clicks", .uri = in_uri},
                          {.name = "out", .uri = out_uri},
                          {.name = "late", .uri = late_uri}};
-    kp_exec_config cfg = {.bindings = bind, .nbindings = 3, .state_dir = state_dir,
-                          .state_cache_bytes = g.cache_bytes, .watermark_every = 1};
+    kp_exec_config cfg = {.bindings = bind,
+                          .nbindings = 3,
+                          .state_dir = state_dir,
+                          .state_cache_bytes = g.cache_bytes,
+                          .watermark_every = 1};
     kp_exec_stats stats = {0};
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     kp_job_free(job);
@@ -763,11 +763,13 @@ static void run_case(uint64_t seed)
                   (int)(nl - line), line);
         seen[i] = 1;
         nlate_out++;
-        cr_assert(late[i], "%s: record %" PRId64 " (key_%d t=%" PRId64 ") went to the late "
-                  "output but is not late", what, i, recs[i].key, recs[i].t);
+        cr_assert(late[i],
+                  "%s: record %" PRId64 " (key_%d t=%" PRId64 ") went to the late "
+                  "output but is not late",
+                  what, i, recs[i].key, recs[i].t);
     }
-    cr_assert_eq(nlate_out, want_late, "%s: %lld records on the late output, expected %lld",
-                 what, nlate_out, want_late);
+    cr_assert_eq(nlate_out, want_late, "%s: %lld records on the late output, expected %lld", what,
+                 nlate_out, want_late);
     free(text);
     free(seen);
     free(recs);
@@ -780,7 +782,7 @@ static void run_case(uint64_t seed)
 
 /* ---- properties -------------------------------------------------------------------------- */
 
-#define SEEDS 20
+#define SEEDS       20
 #define SPILL_SEEDS 3 /* spilling every pane to RocksDB is slow */
 
 /* Runs `SEEDS` random cases of one window/aggregate shape; `lateness` < 0 picks one per seed. */
@@ -814,34 +816,93 @@ static void property(kp_window_spec spec, int agg, kp_time lateness)
     property_ex(spec, agg, lateness, 0);
 }
 
-Test(windows, tumbling_count) { property(kp_tumbling(100), AGG_COUNT, 0); }
-Test(windows, tumbling_sum) { property(kp_tumbling(70), AGG_SUM, 0); }
-Test(windows, tumbling_min) { property(kp_tumbling(50), AGG_MIN, 0); }
-Test(windows, tumbling_max) { property(kp_tumbling(100), AGG_MAX, 0); }
-Test(windows, tumbling_custom) { property(kp_tumbling(100), AGG_CUSTOM, 0); }
-Test(windows, sliding_60_20_count) { property(kp_sliding(60, 20), AGG_COUNT, 0); }
-Test(windows, sliding_50_20_sum) { property(kp_sliding(50, 20), AGG_SUM, 0); }
-Test(windows, sliding_100_30_max) { property(kp_sliding(100, 30), AGG_MAX, 0); }
-Test(windows, session_count) { property(kp_session(30), AGG_COUNT, 0); }
-Test(windows, session_custom) { property(kp_session(50), AGG_CUSTOM, 0); }
-Test(windows, tumbling_lateness) { property(kp_tumbling(100), AGG_COUNT, -1); }
-Test(windows, tumbling_lateness_custom) { property(kp_tumbling(60), AGG_CUSTOM, -1); }
-Test(windows, sliding_lateness) { property(kp_sliding(60, 20), AGG_SUM, -1); }
-Test(windows, sliding_lateness_min) { property(kp_sliding(50, 20), AGG_MIN, -1); }
-Test(windows, session_lateness) { property(kp_session(40), AGG_COUNT, -1); }
-Test(windows, session_lateness_custom) { property(kp_session(25), AGG_CUSTOM, -1); }
+Test(windows, tumbling_count)
+{
+    property(kp_tumbling(100), AGG_COUNT, 0);
+}
+Test(windows, tumbling_sum)
+{
+    property(kp_tumbling(70), AGG_SUM, 0);
+}
+Test(windows, tumbling_min)
+{
+    property(kp_tumbling(50), AGG_MIN, 0);
+}
+Test(windows, tumbling_max)
+{
+    property(kp_tumbling(100), AGG_MAX, 0);
+}
+Test(windows, tumbling_custom)
+{
+    property(kp_tumbling(100), AGG_CUSTOM, 0);
+}
+Test(windows, sliding_60_20_count)
+{
+    property(kp_sliding(60, 20), AGG_COUNT, 0);
+}
+Test(windows, sliding_50_20_sum)
+{
+    property(kp_sliding(50, 20), AGG_SUM, 0);
+}
+Test(windows, sliding_100_30_max)
+{
+    property(kp_sliding(100, 30), AGG_MAX, 0);
+}
+Test(windows, session_count)
+{
+    property(kp_session(30), AGG_COUNT, 0);
+}
+Test(windows, session_custom)
+{
+    property(kp_session(50), AGG_CUSTOM, 0);
+}
+Test(windows, tumbling_lateness)
+{
+    property(kp_tumbling(100), AGG_COUNT, -1);
+}
+Test(windows, tumbling_lateness_custom)
+{
+    property(kp_tumbling(60), AGG_CUSTOM, -1);
+}
+Test(windows, sliding_lateness)
+{
+    property(kp_sliding(60, 20), AGG_SUM, -1);
+}
+Test(windows, sliding_lateness_min)
+{
+    property(kp_sliding(50, 20), AGG_MIN, -1);
+}
+Test(windows, session_lateness)
+{
+    property(kp_session(40), AGG_COUNT, -1);
+}
+Test(windows, session_lateness_custom)
+{
+    property(kp_session(25), AGG_CUSTOM, -1);
+}
 
 /* A tiny state cache: window panes spill to RocksDB and are read back when they fire. */
-Test(windows, tumbling_spill) { property_ex(kp_tumbling(100), AGG_SUM, -1, 1); }
-Test(windows, sliding_spill) { property_ex(kp_sliding(50, 20), AGG_CUSTOM, -1, 1); }
+Test(windows, tumbling_spill)
+{
+    property_ex(kp_tumbling(100), AGG_SUM, -1, 1);
+}
+Test(windows, sliding_spill)
+{
+    property_ex(kp_sliding(50, 20), AGG_CUSTOM, -1, 1);
+}
 
 /* ---- regressions: hand-written inputs for bugs the properties found ---------------------- */
 
 static void fixed(kp_window_spec spec, int agg, kp_time lateness, const rec *recs, int n)
 {
     for (int p = 1; p <= 3; p++) {
-        g = (case_cfg){.spec = spec, .agg = agg, .lateness = lateness, .ooo = 0,
-                       .parallelism = p, .nrec = n, .nkeys = 2};
+        g = (case_cfg){.spec = spec,
+                       .agg = agg,
+                       .lateness = lateness,
+                       .ooo = 0,
+                       .parallelism = p,
+                       .nrec = n,
+                       .nkeys = 2};
         fixed_recs = recs;
         run_case(0);
         fixed_recs = NULL;
