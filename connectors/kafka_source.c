@@ -41,6 +41,7 @@ typedef struct kpart {
     int64_t stop;        /* stop_at=end: the end seen at open; INT64_MAX otherwise */
     int done;            /* stop_at=end: reached stop (paused) */
     int held_back;       /* alignment: the source asked us not to hand out its records for now */
+    int at_end;          /* the last event of this partition was "end of partition" */
     rd_kafka_queue_t *q; /* its own fetch queue, not forwarded to the consumer queue */
 } kpart;
 
@@ -63,7 +64,8 @@ typedef struct kafka_reader {
     int ndone;
     rd_kafka_message_t **held; /* handed out by the last poll, destroyed by the next */
     int nheld, held_cap;
-    int rr; /* round-robin start among partitions */
+    int rr;              /* round-robin start among partitions */
+    long long refetched; /* records skipped because they were handed out already */
     long long records, bytes;
 } kafka_reader;
 
@@ -383,6 +385,8 @@ static int take(kafka_reader *k, rd_kafka_message_t *m, kp_raw *out, char *errst
                    ? &k->parts[k->by_id[m->partition]]
                    : NULL;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (p)
+            p->at_end = 1;
         if (p && k->stop_at_end && m->offset >= p->stop)
             mark_done(k, p);
         return 0;
@@ -400,6 +404,12 @@ static int take(kafka_reader *k, rd_kafka_message_t *m, kp_raw *out, char *errst
     }
     if (!p || p->done || m->offset >= p->stop)
         return 0; /* beyond stop_at=end, or a partition we no longer own */
+    if (p->next >= 0 && m->offset < p->next) {
+        /* already handed out: librdkafka re-fetched after a broker restart or an offset
+         * reset. Offsets are the source of truth, so each record goes out exactly once. */
+        k->refetched++;
+        return 0;
+    }
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
     *out = (kp_raw){.key = {m->key ? (const char *)m->key : "", m->key_len},
@@ -408,6 +418,7 @@ static int take(kafka_reader *k, rd_kafka_message_t *m, kp_raw *out, char *errst
                     .partition = m->partition,
                     .offset = m->offset};
     p->next = m->offset + 1;
+    p->at_end = 0;
     if (p->next >= p->stop)
         mark_done(k, p);
     k->records++;
@@ -514,6 +525,15 @@ static int kafka_pause(kp_source_reader *r, int32_t partition, int paused)
     return 0;
 }
 
+static int kafka_caught_up(kp_source_reader *r, int32_t partition)
+{
+    kafka_reader *k = (kafka_reader *)r;
+    if (partition < 0 || partition >= k->by_id_cap || k->by_id[partition] < 0)
+        return 1;
+    const kpart *p = &k->parts[k->by_id[partition]];
+    return p->done || p->at_end;
+}
+
 static int kafka_partitions(kp_source_reader *r, int32_t *out, int max)
 {
     kafka_reader *k = (kafka_reader *)r;
@@ -561,7 +581,8 @@ static size_t kafka_stats(kp_source_reader *r, char *buf, size_t len)
         int w_ = snprintf(buf + o, o < len ? len - o : 0, __VA_ARGS__);                            \
         o += w_ > 0 ? (size_t)w_ : 0;                                                              \
     } while (0)
-    PUT("{\"records\":%lld,\"bytes\":%lld,\"partitions\":[", k->records, k->bytes);
+    PUT("{\"records\":%lld,\"bytes\":%lld,\"refetched\":%lld,\"partitions\":[", k->records,
+        k->bytes, k->refetched);
     for (int i = 0; i < k->nparts; i++) {
         int64_t low = -1, high = -1;
         rd_kafka_get_watermark_offsets(k->rk, k->topic, k->parts[i].id, &low, &high);
@@ -598,9 +619,10 @@ static void kafka_reader_close(kp_source_reader *r)
     free(k);
 }
 
-/* Consumer settings. Fetches are kept moderate per partition (256 KiB) so all partitions move
- * through event time together — the engine's watermark is the minimum over partitions — and
- * the prefetch queue large enough that the consumer never waits on the network in bulk. */
+/* Consumer settings. Fetches are moderate per partition (256 KiB) and each partition reads
+ * ahead up to queued.min.messages into its own queue, from which poll() takes round robin
+ * (the source holds partitions back to keep them aligned in event time), so the consumer
+ * never waits on the network in bulk. */
 static int configure(const kp_endpoint *ep, rd_kafka_conf_t *conf, int stop_at_end, char *errstr,
                      size_t errlen)
 {
@@ -619,7 +641,7 @@ static int configure(const kp_endpoint *ep, rd_kafka_conf_t *conf, int stop_at_e
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "earliest"}, /* a position that fell out of retention */
-        {"enable.partition.eof", stop_at_end ? "true" : "false"},
+        {"enable.partition.eof", "true"},  /* caught_up(), and stop_at=end */
         {"max.partition.fetch.bytes", "262144"},
         {"fetch.max.bytes", "8388608"},
         {"fetch.wait.max.ms", "100"},
@@ -649,7 +671,8 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
                               .offsets = kafka_offsets,
                               .commit = kafka_commit,
                               .stats = kafka_stats,
-                              .pause = kafka_pause};
+                              .pause = kafka_pause,
+                              .caught_up = kafka_caught_up};
     k->subtask = ep->subtask;
     k->parallelism = ep->parallelism > 0 ? ep->parallelism : 1;
     kp_endpoint_target(ep, k->topic, sizeof k->topic);

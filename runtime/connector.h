@@ -60,6 +60,11 @@ struct kp_source_reader {
      * or repeating records: the source uses it to keep its partitions within a bounded
      * event-time drift of each other (watermark alignment per partition). */
     int (*pause)(kp_source_reader *r, int32_t partition, int paused);
+    /* Optional. 1 if an owned partition has nothing more to read right now (the reader reached
+     * its end), 0 if records are or may be pending (also while the system is unreachable).
+     * Alignment only lets partitions that are caught up fall behind; without this callback a
+     * partition counts as caught up after a second without records. */
+    int (*caught_up)(kp_source_reader *r, int32_t partition);
 };
 
 typedef struct kp_sink_writer kp_sink_writer;

@@ -179,8 +179,9 @@ static int refresh_partitions(source_state *s, kp_source_reader *r)
  * alignment): a partition more than 4 x align_drift of event time ahead of the slowest one is
  * paused until it is within 2 x align_drift again. Fetching is bursty — one fetch can carry
  * hours of one partition's event time — which is why the bound is wider than between
- * subtasks. Only partitions that delivered data in the last second count as the slowest, so a
- * drained or empty partition cannot pause the others forever. */
+ * subtasks. A partition the reader reports as caught up (nothing more to read right now) does
+ * not count as the slowest, so a drained or empty partition cannot pause the others forever;
+ * one that is merely slow or unreachable does, so it cannot be overtaken by hours. */
 static void align_partitions(source_state *s, kp_source_reader *r)
 {
     kp_time drift = s->st->align_drift;
@@ -190,7 +191,8 @@ static void align_partitions(source_state *s, kp_source_reader *r)
     kp_time slowest = KP_TIME_MAX;
     for (int i = 0; i < t->cap; i++) {
         const kp_wm_part *p = &t->parts[i];
-        int active = p->paused || s->now - p->last_data < 1000;
+        int caught_up = r->caught_up ? r->caught_up(r, i - 1) == 1 : s->now - p->last_data >= 1000;
+        int active = p->paused || !caught_up;
         if (p->owned && p->max_ts != KP_TIME_MIN && active && p->max_ts < slowest)
             slowest = p->max_ts;
     }

@@ -55,7 +55,12 @@ static void names(const char *what)
     snprintf(index_, sizeof index_, "hourly-%s-%ld-%d", what, (long)time(NULL), getpid());
 }
 
-/* Creates the 8-partition topic (and the dead-letter topic) and generates the events. */
+/* Creates the 8-partition topic (and the dead-letter topic) and generates the events.
+ * The fault tests use no late events: which records are late depends on the watermark at the
+ * moment they arrive, and a broker restart stalls partitions unevenly — so there the test
+ * checks what a fault must never change (nothing lost, nothing duplicated) exactly. */
+static double late_fraction = 0.001;
+
 static void produce(void)
 {
     const char *src = env("KAPPA_SRC");
@@ -64,9 +69,9 @@ static void produce(void)
                     brokers, src, topic, brokers, src, topic),
                  0, "cannot create topics at %s", brokers);
     cr_assert_eq(sh("%s --brokers %s --topic %s --count 1000000 --out-of-order-ms 10000 "
-                    "--late-fraction 0.001 --malformed 0.01 --seed 11 --truth %s/truth.tsv "
+                    "--late-fraction %g --malformed 0.01 --seed 11 --truth %s/truth.tsv "
                     "--quiet",
-                    env("KAPPA_GEN"), brokers, topic, dir),
+                    env("KAPPA_GEN"), brokers, topic, late_fraction, dir),
                  0);
 }
 
@@ -109,6 +114,10 @@ static void check_results(void)
                     "%s/index.sorted",
                     dir, dir, dir, dir),
                  0);
+    if (sh("cmp -s %s/truth.sorted %s/index.sorted", dir, dir) != 0)
+        sh("(wc -l %s/truth.sorted %s/index.sorted; diff %s/truth.sorted %s/index.sorted | "
+           "head -n 12; tail -n 3 %s/job.err) >&2",
+           dir, dir, dir, dir, dir);
     cr_assert_eq(sh("cmp -s %s/truth.sorted %s/index.sorted", dir, dir), 0,
                  "the index differs from the truth: diff %s/truth.sorted %s/index.sorted", dir,
                  dir);
@@ -129,7 +138,8 @@ static void setup_dir(void)
 
 static void teardown_dir(void)
 {
-    sh("rm -rf %s", dir);
+    if (!getenv("KAPPA_KEEP_TEST_DIR"))
+        sh("rm -rf %s", dir);
 }
 
 Test(seed_e2e, kafka_to_elasticsearch_equals_truth, .init = setup_dir, .fini = teardown_dir,
@@ -147,6 +157,7 @@ Test(seed_e2e, kafka_to_elasticsearch_equals_truth, .init = setup_dir, .fini = t
 
 static void start_services(void)
 {
+    late_fraction = 0;
     setup_dir();
     const char *src = env("KAPPA_SRC");
     char cmd[2048];
