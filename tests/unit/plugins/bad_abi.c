@@ -8,5 +8,5 @@ static int define(const kp_api *api, kp_job *job)
     return 0;
 }
 
-__attribute__((visibility("default"))) const kp_plugin kappa_plugin = {
-    KP_ABI_VERSION + 41, sizeof(kp_plugin), "bad_abi", define};
+__attribute__((visibility("default")))
+const kp_plugin kappa_plugin = {KP_ABI_VERSION + 41, sizeof(kp_plugin), "bad_abi", define};

@@ -8,5 +8,5 @@ static int define(const kp_api *api, kp_job *job)
     return -1;
 }
 
-__attribute__((visibility("default"))) const kp_plugin kappa_plugin = {
-    KP_ABI_VERSION, sizeof(kp_plugin), "refuses", define};
+__attribute__((visibility("default")))
+const kp_plugin kappa_plugin = {KP_ABI_VERSION, sizeof(kp_plugin), "refuses", define};
