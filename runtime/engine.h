@@ -81,8 +81,10 @@ typedef struct kp_metrics {
     atomic_llong skipped;      /* KP_SKIP from decode/map, and filtered */
     atomic_llong late_records; /* dropped as late by windows */
     atomic_llong windows_fired;
-    atomic_llong records_out;  /* written by sinks */
-    atomic_llong state_spills; /* write-back cache flushes to RocksDB */
+    atomic_llong records_out;      /* written by sinks */
+    atomic_llong state_spills;     /* write-back cache flushes to RocksDB */
+    atomic_llong state_cache_peak; /* sum over keyed subtasks of their peak in-memory state */
+    atomic_llong state_rocksdb;    /* RocksDB memory (memtables, cache, readers) at the end */
 } kp_metrics;
 
 struct kp_exec; /* exec.c */

@@ -408,6 +408,8 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
         .windows_fired = atomic_load(&m->windows_fired),
         .records_out = atomic_load(&m->records_out),
         .state_spills = atomic_load(&m->state_spills),
+        .state_cache_peak = atomic_load(&m->state_cache_peak),
+        .state_rocksdb = atomic_load(&m->state_rocksdb),
         .seconds = now_s() - t0,
     };
 }

@@ -31,6 +31,7 @@ typedef struct kp_exec_config {
 typedef struct kp_exec_stats {
     long long records_in, bytes_in, decode_errors, dead_lettered, skipped, late_records;
     long long windows_fired, records_out, state_spills;
+    long long state_cache_peak, state_rocksdb; /* bytes */
     double seconds;
 } kp_exec_stats;
 

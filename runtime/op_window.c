@@ -50,6 +50,7 @@ typedef struct window_op {
     /* spill */
     size_t cache_limit;
     size_t cache_bytes; /* sum of the panes' kp_keytable_bytes, kept up to date */
+    size_t cache_peak;
     kp_state *state;
     int cf;
     kp_state_batch *batch;
@@ -143,6 +144,8 @@ static kp_keyentry *pane_upsert(window_op *w, pane *p, uint64_t hash, kp_bytes k
     size_t before = kp_keytable_bytes(&p->t);
     kp_keyentry *e = kp_keytable_upsert(&p->t, hash, key, created);
     w->cache_bytes += kp_keytable_bytes(&p->t) - before;
+    if (w->cache_bytes > w->cache_peak)
+        w->cache_peak = w->cache_bytes;
     return e;
 }
 
@@ -448,11 +451,26 @@ static int window_record(kp_op *op, kp_event *ev)
     return 0;
 }
 
+/* Adds this subtask's peak cache and RocksDB memory to the job's metrics. */
+static void report_memory(window_op *w)
+{
+    kp_metrics *m = w->op.st->metrics;
+    atomic_fetch_add_explicit(&m->state_cache_peak, (long long)w->cache_peak, memory_order_relaxed);
+    if (w->state) {
+        kp_state_memory mem;
+        kp_state_memory_usage(w->state, &mem);
+        atomic_fetch_add_explicit(&m->state_rocksdb,
+                                  (long long)(mem.block_cache + mem.memtables + mem.table_readers),
+                                  memory_order_relaxed);
+    }
+}
+
 static int window_finish(kp_op *op)
 {
     window_op *w = (window_op *)op;
     if (window_watermark(op, KP_TIME_MAX) != 0)
         return -1;
+    report_memory(w);
     for (int i = 0; i < w->nlate; i++)
         if (w->late[i]->vt->finish(w->late[i]) != 0)
             return -1;

@@ -179,9 +179,11 @@ static int refresh_partitions(source_state *s, kp_source_reader *r)
  * alignment): a partition more than 4 x align_drift of event time ahead of the slowest one is
  * paused until it is within 2 x align_drift again. Fetching is bursty — one fetch can carry
  * hours of one partition's event time — which is why the bound is wider than between
- * subtasks. A partition the reader reports as caught up (nothing more to read right now) does
- * not count as the slowest, so a drained or empty partition cannot pause the others forever;
- * one that is merely slow or unreachable does, so it cannot be overtaken by hours. */
+ * subtasks. A partition that has not delivered its first record yet holds all others back (as
+ * it holds the watermark). A partition the reader reports as caught up (nothing more to read
+ * right now) does not count as the slowest, so a drained or empty partition cannot pause the
+ * others forever; one that is merely slow or unreachable does, so it cannot be overtaken by
+ * hours. */
 static void align_partitions(source_state *s, kp_source_reader *r)
 {
     kp_time drift = s->st->align_drift;
@@ -189,11 +191,15 @@ static void align_partitions(source_state *s, kp_source_reader *r)
     if (!r->pause || drift < 0)
         return;
     kp_time slowest = KP_TIME_MAX;
+    int waiting = 0; /* an owned partition has not delivered yet, but has data to come */
     for (int i = 0; i < t->cap; i++) {
         const kp_wm_part *p = &t->parts[i];
+        if (!p->owned)
+            continue;
         int caught_up = r->caught_up ? r->caught_up(r, i - 1) == 1 : s->now - p->last_data >= 1000;
-        int active = p->paused || !caught_up;
-        if (p->owned && p->max_ts != KP_TIME_MIN && active && p->max_ts < slowest)
+        if (p->max_ts == KP_TIME_MIN)
+            waiting |= !caught_up;
+        else if ((p->paused || !caught_up) && p->max_ts < slowest)
             slowest = p->max_ts;
     }
     for (int i = 0; i < t->cap; i++) {
@@ -201,7 +207,7 @@ static void align_partitions(source_state *s, kp_source_reader *r)
         if (!p->owned || p->max_ts == KP_TIME_MIN)
             continue;
         kp_time ahead = slowest == KP_TIME_MAX ? 0 : p->max_ts - slowest;
-        int want = p->paused ? ahead > 2 * drift : ahead > 4 * drift;
+        int want = waiting || (p->paused ? ahead > 2 * drift : ahead > 4 * drift);
         if (want != p->paused && r->pause(r, i - 1, want) == 0)
             p->paused = want;
     }

@@ -220,10 +220,12 @@ static void print_stats(const kp_exec_stats *s)
 {
     fprintf(stderr,
             "kappa: done in %.2f s: %lld records in (%.0f/s), %lld out, %lld decode errors "
-            "(%lld dead-lettered), %lld skipped, %lld late, %lld windows fired, %lld spills\n",
+            "(%lld dead-lettered), %lld skipped, %lld late, %lld windows fired, %lld spills; "
+            "state: peak cache %.1f MiB, RocksDB %.1f MiB\n",
             s->seconds, s->records_in, s->seconds > 0 ? s->records_in / s->seconds : 0.0,
             s->records_out, s->decode_errors, s->dead_lettered, s->skipped, s->late_records,
-            s->windows_fired, s->state_spills);
+            s->windows_fired, s->state_spills, s->state_cache_peak / 1048576.0,
+            s->state_rocksdb / 1048576.0);
 }
 
 static int run_job(run_opts *o, kp_job *job)
