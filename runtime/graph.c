@@ -380,6 +380,18 @@ void kp_graph_api_fill(kp_api *api)
     api->sink = api_sink;
 }
 
+/* Defaults, as in Flink: sources and the operators right after a key_by run at the job's
+ * parallelism; everything else, key_by included, at its input's — so key_by chains with what
+ * feeds it and the hash exchange is its only shuffle. */
+static int default_parallelism(const kp_job *job, const kp_node *n)
+{
+    if (!n->input)
+        return job->parallelism;
+    if (n->kind != KP_NODE_KEY_BY && n->input->kind == KP_NODE_KEY_BY)
+        return job->parallelism;
+    return n->input->parallelism;
+}
+
 int kp_job_validate(kp_job *job)
 {
     if (job->error[0])
@@ -390,10 +402,7 @@ int kp_job_validate(kp_job *job)
     for (int i = 0; i < job->nnodes; i++) {
         kp_node *n = job->nodes[i];
         if (!n->parallelism)
-            n->parallelism = n->kind == KP_NODE_KEY_BY || !n->input || n->keyed ||
-                                     n->input->kind == KP_NODE_KEY_BY
-                                 ? job->parallelism
-                                 : n->input->parallelism;
+            n->parallelism = default_parallelism(job, n);
         if (n->parallelism > job->max_parallelism && n->keyed)
             kp_job_errorf(job, "'%s': parallelism %d above max parallelism %d", n->name,
                           n->parallelism, job->max_parallelism);

@@ -1,7 +1,8 @@
 /* Keyed process functions: user code with per-key value state and timers.
  *
  * on_event runs for each record with a context scoped to the record's key; it can read and
- * write the key's value state (value_size bytes), register event-time timers (fired when the
+ * write the key's value state (value_size bytes), list state and map state (keyed_state.c),
+ * register event-time timers (fired when the
  * watermark reaches them) and processing-time timers (fired when the wall clock does), and
  * emit documents. on_timer runs with the same context for the timer's key. A timer
  * registered twice for the same key, time and kind fires once, as in Flink.
@@ -14,6 +15,7 @@
 #include <time.h>
 
 #include "keygroup.h"
+#include "keyed_state.h"
 #include "keytable.h"
 #include "ops.h"
 
@@ -49,6 +51,7 @@ typedef struct process_op {
 
 typedef struct value_hdr {
     uint64_t exists;
+    kp_keyed_state *coll; /* list and map state, created on first use */
 } value_hdr;
 
 static kp_time now_ms(void)
@@ -184,6 +187,86 @@ static void ctx_emit_done(kp_ctx *c, kp_doc *doc)
         p->failed = -1;
 }
 
+/* The current key's list/map state, created on first use; NULL (and the job failed) when out
+ * of memory. */
+static kp_keyed_state *coll(kp_ctx *c, int create)
+{
+    value_hdr *h = kp_keyentry_value(c->e);
+    if (!h->coll && create && !(h->coll = kp_keyed_state_new()))
+        c->p->failed =
+            kp_subtask_fail(c->p->op.st, "%s: out of memory for state", c->p->op.node->name);
+    return h->coll;
+}
+
+static void oom(kp_ctx *c)
+{
+    c->p->failed = kp_subtask_fail(c->p->op.st, "%s: out of memory for state", c->p->op.node->name);
+}
+
+static void ctx_list_add(kp_ctx *c, kp_bytes item)
+{
+    kp_keyed_state *ks = coll(c, 1);
+    if (ks && kp_list_add(ks, item) != 0)
+        oom(c);
+}
+
+static size_t ctx_list_len(kp_ctx *c)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    return ks ? ks->n : 0;
+}
+
+static kp_bytes ctx_list_get(kp_ctx *c, size_t i)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    return ks ? kp_list_get(ks, i) : (kp_bytes){"", 0};
+}
+
+static void ctx_list_clear(kp_ctx *c)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    if (ks)
+        kp_list_clear(ks);
+}
+
+static void ctx_map_put(kp_ctx *c, kp_bytes key, kp_bytes value)
+{
+    kp_keyed_state *ks = coll(c, 1);
+    if (ks && kp_map_put(ks, key, value) != 0)
+        oom(c);
+}
+
+static int ctx_map_get(kp_ctx *c, kp_bytes key, kp_bytes *value)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    return ks ? kp_map_get(ks, key, value) : 0;
+}
+
+static int ctx_map_remove(kp_ctx *c, kp_bytes key)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    return ks ? kp_map_remove(ks, key) : 0;
+}
+
+static size_t ctx_map_size(kp_ctx *c)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    return ks ? ks->live : 0;
+}
+
+static int ctx_map_next(kp_ctx *c, size_t *cursor, kp_bytes *key, kp_bytes *value)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    return ks ? kp_map_next(ks, cursor, key, value) : 0;
+}
+
+static void ctx_map_clear(kp_ctx *c)
+{
+    kp_keyed_state *ks = coll(c, 0);
+    if (ks)
+        kp_map_clear(ks);
+}
+
 void kp_process_api_fill(kp_api *api);
 void kp_process_api_fill(kp_api *api)
 {
@@ -195,6 +278,16 @@ void kp_process_api_fill(kp_api *api)
     api->ctx_now = ctx_now;
     api->ctx_emit = ctx_emit;
     api->ctx_emit_done = ctx_emit_done;
+    api->ctx_list_add = ctx_list_add;
+    api->ctx_list_len = ctx_list_len;
+    api->ctx_list_get = ctx_list_get;
+    api->ctx_list_clear = ctx_list_clear;
+    api->ctx_map_put = ctx_map_put;
+    api->ctx_map_get = ctx_map_get;
+    api->ctx_map_remove = ctx_map_remove;
+    api->ctx_map_size = ctx_map_size;
+    api->ctx_map_next = ctx_map_next;
+    api->ctx_map_clear = ctx_map_clear;
 }
 
 /* ---- the operator ------------------------------------------------------------------------ */
@@ -268,6 +361,10 @@ static int process_finish(kp_op *op)
 static void process_destroy(kp_op *op)
 {
     process_op *p = (process_op *)op;
+    size_t i = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->values, &i)))
+        kp_keyed_state_free(((value_hdr *)kp_keyentry_value(e))->coll);
     kp_keytable_free(&p->values);
     kp_keytable_free(&p->timerset);
     free(p->heaps[0].a);

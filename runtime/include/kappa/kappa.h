@@ -242,6 +242,17 @@ typedef struct kp_api {
     kp_time (*ctx_now)(kp_ctx *ctx);
     kp_doc *(*ctx_emit)(kp_ctx *ctx);
     void (*ctx_emit_done)(kp_ctx *ctx, kp_doc *doc);
+    /* keyed process context: list and map state */
+    void (*ctx_list_add)(kp_ctx *ctx, kp_bytes item);
+    size_t (*ctx_list_len)(kp_ctx *ctx);
+    kp_bytes (*ctx_list_get)(kp_ctx *ctx, size_t i);
+    void (*ctx_list_clear)(kp_ctx *ctx);
+    void (*ctx_map_put)(kp_ctx *ctx, kp_bytes key, kp_bytes value);
+    int (*ctx_map_get)(kp_ctx *ctx, kp_bytes key, kp_bytes *value);
+    int (*ctx_map_remove)(kp_ctx *ctx, kp_bytes key);
+    size_t (*ctx_map_size)(kp_ctx *ctx);
+    int (*ctx_map_next)(kp_ctx *ctx, size_t *cursor, kp_bytes *key, kp_bytes *value);
+    void (*ctx_map_clear)(kp_ctx *ctx);
 } kp_api;
 
 /* The plugin's one exported symbol. */
@@ -438,6 +449,52 @@ static inline kp_time kp_ctx_watermark(kp_ctx *ctx)
 static inline kp_time kp_ctx_now(kp_ctx *ctx)
 {
     return kp__api->ctx_now(ctx);
+}
+/* List state of the current key: items are copied in; kp_ctx_list_get's bytes stay valid until
+ * the key's list changes. */
+static inline void kp_ctx_list_add(kp_ctx *ctx, kp_bytes item)
+{
+    kp__api->ctx_list_add(ctx, item);
+}
+static inline size_t kp_ctx_list_len(kp_ctx *ctx)
+{
+    return kp__api->ctx_list_len(ctx);
+}
+static inline kp_bytes kp_ctx_list_get(kp_ctx *ctx, size_t i)
+{
+    return kp__api->ctx_list_get(ctx, i);
+}
+static inline void kp_ctx_list_clear(kp_ctx *ctx)
+{
+    kp__api->ctx_list_clear(ctx);
+}
+/* Map state of the current key (byte keys to byte values, copied in). get returns 1 and sets
+ * *value if present, else 0; remove returns 1 if it removed something. Returned bytes stay valid
+ * until the key's map changes. Iterate with size_t cursor = 0; while (kp_ctx_map_next(ctx,
+ * &cursor, &k, &v)) ...; the map must not change during the iteration. */
+static inline void kp_ctx_map_put(kp_ctx *ctx, kp_bytes key, kp_bytes value)
+{
+    kp__api->ctx_map_put(ctx, key, value);
+}
+static inline int kp_ctx_map_get(kp_ctx *ctx, kp_bytes key, kp_bytes *value)
+{
+    return kp__api->ctx_map_get(ctx, key, value);
+}
+static inline int kp_ctx_map_remove(kp_ctx *ctx, kp_bytes key)
+{
+    return kp__api->ctx_map_remove(ctx, key);
+}
+static inline size_t kp_ctx_map_size(kp_ctx *ctx)
+{
+    return kp__api->ctx_map_size(ctx);
+}
+static inline int kp_ctx_map_next(kp_ctx *ctx, size_t *cursor, kp_bytes *key, kp_bytes *value)
+{
+    return kp__api->ctx_map_next(ctx, cursor, key, value);
+}
+static inline void kp_ctx_map_clear(kp_ctx *ctx)
+{
+    kp__api->ctx_map_clear(ctx);
 }
 /* Starts an output document; finish it with kp_ctx_emit_done. */
 static inline kp_doc *kp_ctx_emit(kp_ctx *ctx)
