@@ -1,6 +1,7 @@
 /* The registry of connector schemes (see connector.h). Written at start-up by the main
  * thread, read-only while jobs run. */
 #include "connector.h"
+#include "engine.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -91,4 +92,18 @@ const char *kp_endpoint_get(const kp_endpoint *ep, const char *key, char *buf, s
             return buf;
         }
     return NULL;
+}
+
+void kp_print_connector_stats(const kp_subtask *st, const char *name, kp_sink_writer *w,
+                              kp_source_reader *r)
+{
+    char buf[4096];
+    size_t n = 0;
+    if (!st->print_stats || (!w && !r))
+        return;
+    n = w ? w->stats(w, buf, sizeof buf) : r->stats(r, buf, sizeof buf);
+    if (n >= sizeof buf)
+        n = sizeof buf - 1;
+    fprintf(stderr, "kappa: stats %s (%d/%d): %.*s\n", name, st->index + 1, st->parallelism, (int)n,
+            buf);
 }

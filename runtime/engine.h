@@ -101,6 +101,7 @@ struct kp_subtask {
     kp_time align_drift;     /* sources: how far ahead of the slowest subtask one may run */
     const char *const *conf; /* connector configuration */
     int64_t epoch;           /* fencing epoch of this attempt */
+    int print_stats;         /* connectors print their metrics (JSON) to stderr at the end */
     size_t state_cache_bytes;
 };
 
@@ -138,6 +139,12 @@ int kp_op_pass_finish(kp_op *op);
 /* Sets an event's key/value by copying into its scratch buffer. */
 void kp_event_copy_key(kp_event *ev, kp_bytes key);
 void kp_event_copy_value(kp_event *ev, kp_bytes value);
+
+struct kp_sink_writer;
+struct kp_source_reader;
+/* With print_stats: one line "kappa: stats NAME (i/p): {...}" of the connector's metrics. */
+void kp_print_connector_stats(const kp_subtask *st, const char *name, struct kp_sink_writer *w,
+                              struct kp_source_reader *r);
 
 /* Emits a document as an event (key = id, value = JSON, ts) to op's outputs. */
 int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts);

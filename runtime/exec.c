@@ -366,7 +366,8 @@ static int create_subtasks(struct kp_exec *x)
                                  .align = t->align,
                                  .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
                                  .conf = x->cfg->conf,
-                                 .epoch = x->epoch};
+                                 .epoch = x->epoch,
+                                 .print_stats = x->cfg->print_stats};
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,
                      t->parallelism);
         }

@@ -214,6 +214,7 @@ static int sink_finish(kp_op *op)
     char err[256];
     if (s->w->flush(s->w, err, sizeof err) != 0)
         return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
+    kp_print_connector_stats(op->st, op->node->name, s->w->stats ? s->w : NULL, NULL);
     return 0;
 }
 

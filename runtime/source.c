@@ -293,6 +293,8 @@ int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op
         rc = run_loop(&s, r, watermark_every);
     if (rc == 0 && s.dead && s.dead->flush(s.dead, err, sizeof err) != 0)
         rc = kp_subtask_fail(st, "dead-letter output '%s': %s", b->dead_letter, err);
+    if (rc == 0)
+        kp_print_connector_stats(st, src->name, NULL, r->stats ? r : NULL);
     r->close(r);
     if (s.dead)
         s.dead->close(s.dead);

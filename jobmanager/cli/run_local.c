@@ -14,7 +14,7 @@
 #define MAX_BINDINGS 64
 
 typedef struct run_opts {
-    int local, plan_only, parallelism;
+    int local, plan_only, parallelism, stats;
     const char *job_path;
     kp_binding b[MAX_BINDINGS];
     int nb;
@@ -42,6 +42,7 @@ static void run_usage(FILE *out)
             "  -p, --parallelism N      override the job's default parallelism\n"
             "  --state-dir DIR          RocksDB state directory (default: a temporary one)\n"
             "  --state-cache-mb N       in-memory window cache per subtask before spilling\n"
+            "  --stats                  print each connector's metrics (JSON) at the end\n"
             "  --plan                   print the job graph and exit\n");
 }
 
@@ -133,6 +134,7 @@ static int parse(run_opts *o, int argc, char **argv)
         {"state-dir", required_argument, NULL, 'S'},
         {"state-cache-mb", required_argument, NULL, 'C'},
         {"plan", no_argument, NULL, 'P'},
+        {"stats", no_argument, NULL, 'T'},
         {"conf", required_argument, NULL, 'c'},
         {"brokers", required_argument, NULL, 'b'},
         {"es-url", required_argument, NULL, 'u'},
@@ -174,6 +176,9 @@ static int parse(run_opts *o, int argc, char **argv)
             break;
         case 'P':
             o->plan_only = 1;
+            break;
+        case 'T':
+            o->stats = 1;
             break;
         case 'c':
             if (!strchr(optarg, '=') || *optarg == '=') {
@@ -244,7 +249,8 @@ static int run_job(run_opts *o, kp_job *job)
                           .nbindings = o->nb,
                           .state_dir = o->state_dir,
                           .state_cache_bytes = o->cache_mb << 20,
-                          .conf = o->conf};
+                          .conf = o->conf,
+                          .print_stats = o->stats};
     kp_exec_stats stats;
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     if (stats.seconds > 0)
