@@ -44,6 +44,11 @@ typedef struct window_op {
     pane **panes;       /* sorted by end */
     int npanes, cap;
     kp_keytable merged; /* sliding: scratch for merging panes */
+    /* sliding counts: a running window, the sum of the panes with end in (run_lo, run_hi];
+     * run_hi == KP_TIME_MIN when it must be rebuilt */
+    int incremental;
+    kp_keytable running;
+    kp_time run_lo, run_hi;
     kp_doc doc;
     uint8_t *acc_tmp;
     uint8_t *spill_tmp; /* an aligned copy of a spilled accumulator (RocksDB values are not) */
@@ -300,6 +305,8 @@ static int emit_table(window_op *w, kp_keytable *t, kp_time end)
     return 0;
 }
 
+static int fire_running(window_op *w, kp_time end);
+
 static int fire_window(window_op *w, kp_time end)
 {
     atomic_fetch_add_explicit(&w->op.st->metrics->windows_fired, 1, memory_order_relaxed);
@@ -310,6 +317,8 @@ static int fire_window(window_op *w, kp_time end)
             return 0;
         return load_pane(w, p) != 0 ? -1 : emit_table(w, &p->t, end);
     }
+    if (w->incremental)
+        return fire_running(w, end);
     kp_keytable_clear(&w->merged);
     for (int i = 0; i < w->npanes; i++) {
         pane *p = w->panes[i];
@@ -334,6 +343,74 @@ static int fire_window(window_op *w, kp_time end)
     return emit_table(w, &w->merged, end);
 }
 
+/* ---- sliding counts as a running window ------------------------------------------------- */
+
+/* Adds (sign 1) or subtracts (sign -1) a pane's counts to the running window. */
+static int run_apply(window_op *w, pane *p, int64_t sign)
+{
+    size_t j = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->t, &j))) {
+        int created;
+        kp_keyentry *r =
+            kp_keytable_upsert(&w->running, e->hash, kp_keytable_key(&p->t, e), &created);
+        if (!r)
+            return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
+        int64_t d, *v = kp_keyentry_value(r);
+        memcpy(&d, kp_keyentry_value(e), sizeof d);
+        *v += sign * d;
+    }
+    return 0;
+}
+
+/* Fires a sliding count window by moving the running window to end: add the panes that
+ * entered, subtract those that left (panes already purged were subtracted then) — two panes per
+ * slide instead of size/slide of them. Keys whose count fell to zero are skipped, and the
+ * table is rebuilt once they are the majority. */
+static int fire_running(window_op *w, kp_time end)
+{
+    if (w->run_hi == KP_TIME_MIN || end < w->run_hi) {
+        kp_keytable_clear(&w->running);
+        w->run_lo = w->run_hi = end - w->size;
+    }
+    for (int i = 0; i < w->npanes; i++) {
+        pane *p = w->panes[i];
+        int leaves = p->end > w->run_lo && p->end <= end - w->size;
+        int enters = p->end > w->run_hi && p->end <= end;
+        if (leaves && enters)
+            continue; /* a jump over a whole window: in and out again */
+        if ((leaves || enters) && (load_pane(w, p) != 0 || run_apply(w, p, enters ? 1 : -1) != 0))
+            return -1;
+    }
+    w->run_lo = end - w->size;
+    w->run_hi = end;
+    kp_window win = {end - w->size, end};
+    size_t i = 0, zeros = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&w->running, &i))) {
+        if (*(int64_t *)kp_keyentry_value(e) == 0) {
+            zeros++;
+            continue;
+        }
+        if (kp_agg_emit(&w->agg, &w->op, &w->doc, &win, kp_keytable_key(&w->running, e),
+                        kp_keyentry_value(e)) != 0)
+            return -1;
+    }
+    if (zeros > 1024 && zeros > w->running.n / 2)
+        w->run_hi = KP_TIME_MIN; /* mostly zeros: rebuild at the next firing */
+    return 0;
+}
+
+/* A pane is about to be purged: take it out of the running window first. */
+static void run_forget(window_op *w, pane *p)
+{
+    if (!w->incremental || w->run_hi == KP_TIME_MIN || p->end <= w->run_lo || p->end > w->run_hi)
+        return;
+    if (p->spilled || run_apply(w, p, -1) != 0)
+        w->run_hi = KP_TIME_MIN;
+    w->run_lo = p->end;
+}
+
 /* The next window end after fired_upto that covers some pane, or KP_TIME_MAX. */
 static kp_time next_window(const window_op *w)
 {
@@ -352,6 +429,7 @@ static kp_time next_window(const window_op *w)
 static void drop_pane(window_op *w, int i)
 {
     pane *p = w->panes[i];
+    run_forget(w, p);
     if (p->spilled && w->state) {
         char err[256];
         for (int kg = w->kg_first; kg < w->kg_end; kg++) {
@@ -443,6 +521,13 @@ static int window_record(kp_op *op, kp_event *ev)
     if (created)
         kp_agg_init(&w->agg, kp_keyentry_value(e));
     kp_agg_add(&w->agg, kp_keyentry_value(e), ev);
+    if (w->incremental && w->run_hi != KP_TIME_MIN && pe > w->run_lo && pe <= w->run_hi) {
+        int fresh;
+        kp_keyentry *r = kp_keytable_upsert(&w->running, hash, ev->key, &fresh);
+        if (!r)
+            return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
+        (*(int64_t *)kp_keyentry_value(r))++; /* a late count for windows already fired */
+    }
     if (w->fired_upto != KP_TIME_MIN && first_window(w, pe) <= w->fired_upto &&
         refire(w, pe, hash, ev->key) != 0)
         return -1;
@@ -493,6 +578,7 @@ static void window_destroy(kp_op *op)
         drop_pane(w, w->npanes - 1);
     free(w->panes);
     kp_keytable_free(&w->merged);
+    kp_keytable_free(&w->running);
     kp_doc_free(&w->doc);
     kp_buf_free(&w->kbuf);
     free(w->acc_tmp);
@@ -531,6 +617,9 @@ kp_op *kp_op_window_new(kp_subtask *st, const kp_node *n)
     w->kg_first = kp_key_group_first(st->index, st->job->max_parallelism, st->parallelism);
     w->kg_end = kp_key_group_first(st->index + 1, st->job->max_parallelism, st->parallelism);
     kp_keytable_init(&w->merged, w->agg.acc_size);
+    kp_keytable_init(&w->running, sizeof(int64_t));
+    w->incremental = w->agg.kind == KP_AGG_COUNT && w->size != w->gran;
+    w->run_hi = KP_TIME_MIN;
     w->acc_tmp = malloc(w->agg.acc_size);
     w->spill_tmp = malloc(w->agg.acc_size);
     if (!w->acc_tmp || !w->spill_tmp) {

@@ -868,6 +868,20 @@ Test(windows, sliding_lateness)
 {
     property(kp_sliding(60, 20), AGG_SUM, -1);
 }
+/* sliding counts fire from a running window (op_window.c): cover lateness, odd slides and
+ * spills on that path too */
+Test(windows, sliding_count_lateness)
+{
+    property(kp_sliding(50, 20), AGG_COUNT, -1);
+}
+Test(windows, sliding_count_100_30_lateness)
+{
+    property(kp_sliding(100, 30), AGG_COUNT, -1);
+}
+Test(windows, sliding_count_spill)
+{
+    property_ex(kp_sliding(60, 20), AGG_COUNT, -1, 1);
+}
 Test(windows, sliding_lateness_min)
 {
     property(kp_sliding(50, 20), AGG_MIN, -1);
