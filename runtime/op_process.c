@@ -17,18 +17,8 @@
 #include "keygroup.h"
 #include "keyed_state.h"
 #include "keytable.h"
+#include "timer_heap.h"
 #include "ops.h"
-
-typedef struct ptimer {
-    kp_time when;
-    uint64_t hash;
-    uint32_t key_off, key_len; /* in the value table's arena */
-} ptimer;
-
-typedef struct theap {
-    ptimer *a;
-    size_t n, cap;
-} theap;
 
 struct kp_ctx {
     struct process_op *p;
@@ -40,9 +30,9 @@ struct kp_ctx {
 typedef struct process_op {
     kp_op op;
     const kp_process_opts *o;
-    kp_keytable values;   /* key → {exists, value} */
-    kp_keytable timerset; /* (kind, when, key) registered and not yet fired */
-    theap heaps[2];       /* [1] event time, [0] processing time */
+    kp_keytable values;     /* key → {exists, value} */
+    kp_keytable timerset;   /* (kind, when, key) registered and not yet fired */
+    kp_timer_heap heaps[2]; /* [1] event time, [0] processing time */
     kp_time wm;
     kp_doc doc;
     kp_buf tkey;
@@ -53,52 +43,6 @@ typedef struct value_hdr {
     uint64_t exists;
     kp_keyed_state *coll; /* list and map state, created on first use */
 } value_hdr;
-
-static kp_time now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (kp_time)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int heap_push(theap *h, ptimer t)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 256;
-        ptimer *a = realloc(h->a, cap * sizeof *a);
-        if (!a)
-            return -1;
-        h->a = a;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && h->a[(i - 1) / 2].when > t.when) {
-        h->a[i] = h->a[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->a[i] = t;
-    return 0;
-}
-
-static ptimer heap_pop(theap *h)
-{
-    ptimer top = h->a[0], last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && h->a[c + 1].when < h->a[c].when)
-            c++;
-        if (last.when <= h->a[c].when)
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n)
-        h->a[i] = last;
-    return top;
-}
 
 /* The de-duplication key of a timer: kind byte, time, key bytes. */
 static kp_bytes timer_id(process_op *p, bool event_time, kp_time when, kp_bytes key)
@@ -149,8 +93,8 @@ static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
     if (!created && *(uint64_t *)kp_keyentry_value(t))
         return; /* already pending */
     *(uint64_t *)kp_keyentry_value(t) = 1;
-    ptimer pt = {when, c->e->hash, c->e->key_off, c->e->key_len};
-    if (heap_push(&p->heaps[event_time], pt) != 0)
+    kp_timer pt = {when, 0, c->e->hash, c->e->key_off, c->e->key_len};
+    if (kp_timer_push(&p->heaps[event_time], pt) != 0)
         p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
 }
 
@@ -161,7 +105,7 @@ static kp_time ctx_watermark(kp_ctx *c)
 
 static kp_time ctx_now(kp_ctx *c)
 {
-    return now_ms();
+    return kp_wall_ms();
 }
 
 static kp_doc *ctx_emit(kp_ctx *c)
@@ -305,9 +249,9 @@ static int check(process_op *p, kp_rc rc, const char *what)
 /* Fires every timer of one kind due at `upto`. */
 static int fire_due(process_op *p, bool event_time, kp_time upto)
 {
-    theap *h = &p->heaps[event_time];
+    kp_timer_heap *h = &p->heaps[event_time];
     while (h->n && h->a[0].when <= upto) {
-        ptimer t = heap_pop(h);
+        kp_timer t = kp_timer_pop(h);
         kp_bytes key = {p->values.arena + t.key_off, t.key_len};
         kp_bytes id = timer_id(p, event_time, t.when, key);
         kp_keyentry *te =
@@ -337,7 +281,7 @@ static int process_record(kp_op *op, kp_event *ev)
     kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts};
     if (check(p, p->o->on_event(&c, ev), "on_event") != 0)
         return -1;
-    return p->heaps[0].n ? fire_due(p, false, now_ms()) : 0;
+    return p->heaps[0].n ? fire_due(p, false, kp_wall_ms()) : 0;
 }
 
 static int process_watermark(kp_op *op, kp_time wm)
@@ -346,7 +290,7 @@ static int process_watermark(kp_op *op, kp_time wm)
     if (wm <= p->wm)
         return 0;
     p->wm = wm;
-    if (fire_due(p, true, wm) != 0 || fire_due(p, false, now_ms()) != 0)
+    if (fire_due(p, true, wm) != 0 || fire_due(p, false, kp_wall_ms()) != 0)
         return -1;
     return kp_op_emit_watermark(op, wm);
 }
@@ -367,8 +311,8 @@ static void process_destroy(kp_op *op)
         kp_keyed_state_free(((value_hdr *)kp_keyentry_value(e))->coll);
     kp_keytable_free(&p->values);
     kp_keytable_free(&p->timerset);
-    free(p->heaps[0].a);
-    free(p->heaps[1].a);
+    kp_timer_heap_free(&p->heaps[0]);
+    kp_timer_heap_free(&p->heaps[1]);
     kp_doc_free(&p->doc);
     kp_buf_free(&p->tkey);
     free(p);

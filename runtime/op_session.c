@@ -16,6 +16,7 @@
 
 #include "keygroup.h"
 #include "keytable.h"
+#include "timer_heap.h"
 #include "ops.h"
 #include "window_agg.h"
 
@@ -30,13 +31,6 @@ typedef struct key_sessions {
     uint8_t *items; /* n sessions of sess_size bytes */
 } key_sessions;
 
-typedef struct timer {
-    kp_time when; /* act when the watermark reaches when - 1 */
-    kp_time end;  /* the session it is for */
-    uint64_t hash;
-    uint32_t key_off, key_len;
-} timer;
-
 typedef struct session_op {
     kp_op op;
     kp_op *late[KP_MAX_OUTPUTS];
@@ -45,8 +39,7 @@ typedef struct session_op {
     kp_time gap, lateness, wm;
     size_t sess_size;
     kp_keytable keys; /* key → key_sessions */
-    timer *heap;
-    size_t nheap, heapcap;
+    kp_timer_heap timers;
     kp_doc doc;
     uint8_t *tmp; /* one session, for merging */
 } session_op;
@@ -56,49 +49,10 @@ typedef struct session_op {
 
 /* ---- timer heap ------------------------------------------------------------------------ */
 
-static int heap_push(session_op *s, timer t)
-{
-    if (s->nheap == s->heapcap) {
-        size_t cap = s->heapcap ? s->heapcap * 2 : 1024;
-        timer *h = realloc(s->heap, cap * sizeof *h);
-        if (!h)
-            return -1;
-        s->heap = h;
-        s->heapcap = cap;
-    }
-    size_t i = s->nheap++;
-    while (i > 0 && s->heap[(i - 1) / 2].when > t.when) {
-        s->heap[i] = s->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->heap[i] = t;
-    return 0;
-}
-
-static timer heap_pop(session_op *s)
-{
-    timer top = s->heap[0], last = s->heap[--s->nheap];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= s->nheap)
-            break;
-        if (c + 1 < s->nheap && s->heap[c + 1].when < s->heap[c].when)
-            c++;
-        if (last.when <= s->heap[c].when)
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (s->nheap)
-        s->heap[i] = last;
-    return top;
-}
-
 static int arm(session_op *s, kp_keyentry *e, kp_time when, kp_time end)
 {
-    timer t = {when, end, e->hash, e->key_off, e->key_len};
-    if (heap_push(s, t) != 0)
+    kp_timer t = {when, end, e->hash, e->key_off, e->key_len};
+    if (kp_timer_push(&s->timers, t) != 0)
         return kp_subtask_fail(s->op.st, "%s: out of memory for timers", s->op.node->name);
     return 0;
 }
@@ -194,14 +148,14 @@ static int session_record(kp_op *op, kp_event *ev)
 }
 
 /* Handles one due timer; stale ones (merged or removed sessions) do nothing. */
-static int on_timer(session_op *s, const timer *t)
+static int on_timer(session_op *s, const kp_timer *t)
 {
     kp_bytes key = {s->keys.arena + t->key_off, t->key_len};
     kp_keyentry *e = kp_keytable_find(&s->keys, t->hash, key);
     key_sessions *ks = e ? kp_keyentry_value(e) : NULL;
     for (int i = 0; ks && i < ks->n; i++) {
         session *x = SESS(s, ks, i);
-        if (x->end != t->end)
+        if (x->end != t->aux)
             continue;
         if (!x->fired && fire(s, key, x) != 0)
             return -1;
@@ -220,8 +174,8 @@ static int session_watermark(kp_op *op, kp_time wm)
     if (wm <= s->wm)
         return 0;
     s->wm = wm;
-    while (s->nheap && s->heap[0].when - 1 <= wm) {
-        timer t = heap_pop(s);
+    while (s->timers.n && s->timers.a[0].when - 1 <= wm) {
+        kp_timer t = kp_timer_pop(&s->timers);
         if (on_timer(s, &t) != 0)
             return -1;
     }
@@ -256,7 +210,7 @@ static void session_destroy(kp_op *op)
     while ((e = kp_keytable_next(&s->keys, &i)))
         free(((key_sessions *)kp_keyentry_value(e))->items);
     kp_keytable_free(&s->keys);
-    free(s->heap);
+    kp_timer_heap_free(&s->timers);
     free(s->tmp);
     kp_doc_free(&s->doc);
     free(s);

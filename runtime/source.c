@@ -28,13 +28,6 @@ typedef struct source_state {
     kp_buf key_buf, val_buf;
 } source_state;
 
-static kp_time wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (kp_time)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Watermark alignment (Flink's maxAllowedWatermarkDrift): publish this subtask's watermark,
  * then wait while it is more than align_drift ahead of the slowest subtask of the same
  * source. Keeps the minimum watermark downstream, and so lateness, independent of thread
@@ -116,14 +109,14 @@ static int handle(source_state *s, const kp_raw *raw)
 {
     kp_event ev = {.key = raw->key,
                    .value = raw->value,
-                   .ts = raw->ts != KP_TIME_MIN ? raw->ts : wall_ms(),
+                   .ts = raw->ts != KP_TIME_MIN ? raw->ts : kp_wall_ms(),
                    .key_buf = &s->key_buf,
                    .val_buf = &s->val_buf};
     kp_rc rc = s->o->decode ? s->o->decode(&ev, raw->value) : KP_OK;
     if (ev.bad)
         return kp_subtask_fail(s->st, "source '%s': out of memory", s->node->endpoint);
     if (ev.ts == KP_TIME_MIN) /* neither the system nor decode gave a time: ingestion time */
-        ev.ts = wall_ms();
+        ev.ts = kp_wall_ms();
     switch (rc) {
     case KP_OK:
         if (kp_wm_observe(&s->wm, raw->partition, ev.ts, s->now) != 0)
@@ -222,7 +215,7 @@ static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
     for (;;) {
         if (kp_subtask_cancelled(s->st))
             return -1;
-        s->now = wall_ms();
+        s->now = kp_wall_ms();
         if (s->now - refreshed >= 1000) {
             if (refresh_partitions(s, r) != 0)
                 return -1;
@@ -271,7 +264,7 @@ int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op
                       .o = &src->u.source,
                       .chain = chain,
                       .emitted_wm = KP_TIME_MIN,
-                      .now = wall_ms()};
+                      .now = kp_wall_ms()};
     kp_wm_init(&s.wm, s.o->out_of_order, s.o->idle_timeout);
     s.uri = b ? b->uri : "";
     if (!b)
