@@ -527,6 +527,22 @@ static int es_flush(kp_sink_writer *w, char *errstr, size_t errlen)
     return 0;
 }
 
+/* The clock's turn: a partial bulk older than flush_ms goes out even if no document follows it
+ * (an idle stream's last results), and finished requests are collected. */
+static int es_tick(kp_sink_writer *w, char *errstr, size_t errlen)
+{
+    es_writer *e = (es_writer *)w;
+    if (e->failed)
+        return report(e, errstr, errlen);
+    if (e->cur && e->cur->n > 0 && now_ms() - e->cur->first_ms >= e->o.flush_ms) {
+        e->writes = 0;
+        if (submit(e) != 0)
+            return report(e, errstr, errlen);
+        return 0;
+    }
+    return pump(e) != 0 ? report(e, errstr, errlen) : 0;
+}
+
 static size_t es_stats_json(kp_sink_writer *w, char *buf, size_t len)
 {
     es_writer *e = (es_writer *)w;
@@ -783,8 +799,11 @@ static kp_sink_writer *open_es_sink(const kp_endpoint *ep, char *errstr, size_t 
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    e->w = (kp_sink_writer){
-        .write = es_write, .flush = es_flush, .close = es_close, .stats = es_stats_json};
+    e->w = (kp_sink_writer){.write = es_write,
+                            .flush = es_flush,
+                            .close = es_close,
+                            .stats = es_stats_json,
+                            .tick = es_tick};
     kp_endpoint_target(ep, e->index, sizeof e->index);
     if (!*e->index) {
         snprintf(errstr, errlen, "'%s' names no index: use es:INDEX?url=http://HOST:9200", ep->uri);

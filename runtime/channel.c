@@ -1,7 +1,9 @@
 /* Bounded channels between subtasks; see channel.h for the protocol. */
 #include "channel.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct kp_channel {
     kp_inbox *inbox;
@@ -118,6 +120,33 @@ kp_batch *kp_inbox_pop(kp_inbox *in)
     pthread_mutex_lock(&in->lock);
     while (!in->aborted && !in->head)
         pthread_cond_wait(&in->readable, &in->lock);
+    kp_batch *b = in->aborted ? NULL : in->head;
+    if (b) {
+        in->head = b->next;
+        if (!in->head)
+            in->tail = NULL;
+    }
+    pthread_mutex_unlock(&in->lock);
+    return b;
+}
+
+kp_batch *kp_inbox_pop_timed(kp_inbox *in, int timeout_ms, int *timed_out)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    *timed_out = 0;
+    pthread_mutex_lock(&in->lock);
+    while (!in->aborted && !in->head)
+        if (pthread_cond_timedwait(&in->readable, &in->lock, &deadline) == ETIMEDOUT) {
+            *timed_out = !in->head && !in->aborted;
+            break;
+        }
     kp_batch *b = in->aborted ? NULL : in->head;
     if (b) {
         in->head = b->next;

@@ -33,6 +33,9 @@ void kp_channel_send(kp_channel *ch, kp_batch *b);
 /* Consumer side. pop blocks until a batch arrives; NULL if aborted. release returns a popped
  * batch to its channel. */
 kp_batch *kp_inbox_pop(kp_inbox *in);
+
+/* As kp_inbox_pop, but gives up after timeout_ms: then NULL with *timed_out set. */
+kp_batch *kp_inbox_pop_timed(kp_inbox *in, int timeout_ms, int *timed_out);
 void kp_inbox_release(kp_inbox *in, kp_batch *b);
 
 /* Wakes everyone blocked on the inbox; all later calls fail fast. */

@@ -80,8 +80,13 @@ struct kp_sink_writer {
     /* Optional, for dead-letter outputs: writes a raw record that failed, with where it came
      * from (`origin`, e.g. the source topic) and why (`error`) — the Kafka sink puts these in
      * headers. Without it, the source writes the raw value with write(). */
-    int (*write_raw)(kp_sink_writer *w, const kp_raw *raw, const char *origin, const char *error,
-                     char *errstr, size_t errlen);
+    int (*write_raw)(
+        kp_sink_writer *w, const kp_raw *raw, const char *origin, const char *error, char *errstr,
+        size_t
+            errlen); /* Optional. Called about every 100 ms from the subtask thread, busy or idle: send what is
+     * due by the clock (a partial batch past its flush interval) and make progress on requests
+     * in flight, without waiting for them. 0, or -1 with errstr when the writer has failed. */
+    int (*tick)(kp_sink_writer *w, char *errstr, size_t errlen);
 };
 
 /* Where and how one endpoint is bound.

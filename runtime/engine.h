@@ -65,6 +65,9 @@ typedef struct kp_op_vt {
     int (*idle)(kp_op *op); /* the inputs went idle: only exchange writers forward it */
     int (*finish)(kp_op *op);
     void (*destroy)(kp_op *op);
+    /* Optional: called about every 100 ms from the subtask loop, busy or not, for work due by
+     * the clock (partial batches and bulks, processing-time timers). NULL = pass it on. */
+    int (*tick)(kp_op *op, kp_time now);
 } kp_op_vt;
 
 struct kp_op {
@@ -132,6 +135,12 @@ static inline int kp_op_emit_watermark(kp_op *op, kp_time wm)
 }
 
 int kp_op_emit_idle(kp_op *op);
+
+/* Delivers a tick to `op` (its own tick, or its outputs' when it has none). */
+int kp_op_tick(kp_op *op, kp_time now);
+
+/* How often subtask loops tick their chains. */
+#define KP_TICK_MS 100
 int kp_op_emit_finish(kp_op *op);
 
 /* Helpers shared by operators: pass-through watermark/idle/finish. */

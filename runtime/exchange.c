@@ -109,8 +109,18 @@ static void exchange_destroy(kp_op *op)
     free(x);
 }
 
+/* Sends partly filled batches, so a slow stream's records do not wait for 1024 companions. */
+static int exchange_tick(kp_op *op, kp_time now)
+{
+    exchange_op *x = (exchange_op *)op;
+    for (int i = 0; i < x->nchans; i++)
+        if (x->cur[i] && x->cur[i]->n > 0)
+            flush_one(x, i);
+    return 0;
+}
+
 static const kp_op_vt exchange_vt = {exchange_record, exchange_watermark, exchange_idle,
-                                     exchange_finish, exchange_destroy};
+                                     exchange_finish, exchange_destroy,   exchange_tick};
 
 kp_op *kp_op_exchange_new(kp_subtask *st, const kp_node *n, kp_partitioning mode,
                           kp_channel **chans, int nchans)

@@ -238,7 +238,7 @@ static void pseudo_destroy(kp_op *op)
 {
     free(op);
 }
-static const kp_op_vt source_pseudo_vt = {NULL, NULL, NULL, NULL, pseudo_destroy};
+static const kp_op_vt source_pseudo_vt = {NULL, NULL, NULL, NULL, pseudo_destroy, NULL};
 
 /* ---- running ------------------------------------------------------------------------------ */
 
@@ -276,8 +276,21 @@ static int consume(subtask_rt *s)
     kp_time cur = KP_TIME_MIN;
     int was_idle = 0;
     kp_op *head = s->chain;
+    kp_time ticked = kp_wall_ms();
     for (;;) {
-        kp_batch *b = kp_inbox_pop(inbox);
+        int timed_out;
+        kp_batch *b = kp_inbox_pop_timed(inbox, KP_TICK_MS, &timed_out);
+        kp_time now = kp_wall_ms();
+        if (now - ticked >= KP_TICK_MS) {
+            ticked = now;
+            if (kp_op_tick(head, now) != 0) {
+                if (b)
+                    kp_inbox_release(inbox, b);
+                return -1;
+            }
+        }
+        if (timed_out)
+            continue;
         if (!b)
             return -1;
         input_state *ch = &in[b->channel];

@@ -17,6 +17,16 @@ int kp_op_emit_idle(kp_op *op)
     return 0;
 }
 
+int kp_op_tick(kp_op *op, kp_time now)
+{
+    if (op->vt->tick)
+        return op->vt->tick(op, now);
+    for (int i = 0; i < op->nout; i++)
+        if (kp_op_tick(op->out[i], now) != 0)
+            return -1;
+    return 0;
+}
+
 int kp_op_pass_idle(kp_op *op)
 {
     return kp_op_emit_idle(op);
@@ -148,7 +158,7 @@ static void basic_destroy(kp_op *op)
 
 #define BASIC_VT(fn)                                                                               \
     {                                                                                              \
-        fn, kp_op_pass_watermark, kp_op_pass_idle, kp_op_pass_finish, basic_destroy                \
+        fn, kp_op_pass_watermark, kp_op_pass_idle, kp_op_pass_finish, basic_destroy, NULL          \
     }
 static const kp_op_vt map_vt = BASIC_VT(map_record);
 static const kp_op_vt filter_vt = BASIC_VT(filter_record);
@@ -226,8 +236,18 @@ static void sink_destroy(kp_op *op)
     free(s);
 }
 
-static const kp_op_vt sink_vt = {sink_record, sink_ignore_wm, sink_ignore, sink_finish,
-                                 sink_destroy};
+/* Lets the writer send what is due by the clock (a partial bulk past its flush interval). */
+static int sink_tick(kp_op *op, kp_time now)
+{
+    sink_op *s = (sink_op *)op;
+    char err[256];
+    if (s->w->tick && s->w->tick(s->w, err, sizeof err) != 0)
+        return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
+    return 0;
+}
+
+static const kp_op_vt sink_vt = {sink_record, sink_ignore_wm, sink_ignore,
+                                 sink_finish, sink_destroy,   sink_tick};
 
 kp_op *kp_op_sink_new(kp_subtask *st, const kp_node *n, kp_sink_writer *w)
 {

@@ -8,9 +8,9 @@
  * registered twice for the same key, time and kind fires once, as in Flink.
  *
  * State is in memory (keytable.c); timers are a binary heap per kind plus a set that
- * de-duplicates them. Processing-time timers are checked whenever the operator sees a record
- * or a watermark, so they fire at most one watermark interval late on an idle input. Pending
- * processing-time timers are not fired at the end of bounded input. */
+ * de-duplicates them. Processing-time timers are checked on every record, watermark and
+ * subtask tick (KP_TICK_MS), so they fire at most about 100 ms late even on an idle input.
+ * Pending processing-time timers are not fired at the end of bounded input. */
 #include <stdlib.h>
 #include <time.h>
 
@@ -318,8 +318,20 @@ static void process_destroy(kp_op *op)
     free(p);
 }
 
+/* Processing-time timers fire on the clock, even when no input arrives. */
+static int process_tick(kp_op *op, kp_time now)
+{
+    process_op *p = (process_op *)op;
+    if (p->heaps[0].n && fire_due(p, false, now) != 0)
+        return -1;
+    for (int i = 0; i < op->nout; i++)
+        if (kp_op_tick(op->out[i], now) != 0)
+            return -1;
+    return 0;
+}
+
 static const kp_op_vt process_vt = {process_record, process_watermark, kp_op_pass_idle,
-                                    process_finish, process_destroy};
+                                    process_finish, process_destroy,   process_tick};
 
 kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
 {

@@ -216,8 +216,8 @@ static void session_destroy(kp_op *op)
     free(s);
 }
 
-static const kp_op_vt session_vt = {session_record, session_watermark, session_idle, session_finish,
-                                    session_destroy};
+static const kp_op_vt session_vt = {session_record, session_watermark, session_idle,
+                                    session_finish, session_destroy,   kp_op_window_tick};
 
 kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n);
 kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n)

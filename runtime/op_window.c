@@ -589,8 +589,28 @@ static void window_destroy(kp_op *op)
     free(w);
 }
 
-static const kp_op_vt window_vt = {window_record, window_watermark, window_idle, window_finish,
-                                   window_destroy};
+/* Window and session operators start with the same header (kp_op, late[], nlate): a tick
+ * goes to the late side outputs as well as the main ones. */
+typedef struct late_header {
+    kp_op op;
+    kp_op *late[KP_MAX_OUTPUTS];
+    int nlate;
+} late_header;
+
+int kp_op_window_tick(kp_op *op, kp_time now)
+{
+    late_header *h = (late_header *)op;
+    for (int i = 0; i < h->nlate; i++)
+        if (kp_op_tick(h->late[i], now) != 0)
+            return -1;
+    for (int i = 0; i < op->nout; i++)
+        if (kp_op_tick(op->out[i], now) != 0)
+            return -1;
+    return 0;
+}
+
+static const kp_op_vt window_vt = {window_record, window_watermark, window_idle,
+                                   window_finish, window_destroy,   kp_op_window_tick};
 
 kp_op *kp_op_session_new(kp_subtask *st, const kp_node *window);
 

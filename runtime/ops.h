@@ -27,6 +27,9 @@ kp_op *kp_op_exchange_new(kp_subtask *st, const kp_node *n, kp_partitioning mode
 kp_op *kp_op_window_new(kp_subtask *st, const kp_node *window);
 void kp_op_window_set_late(kp_op *op, kp_op *late);
 
+/* The tick of window and session operators: to late and main outputs. */
+int kp_op_window_tick(kp_op *op, kp_time now);
+
 /* Keyed process function. */
 kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n);
 

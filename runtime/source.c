@@ -23,8 +23,9 @@ typedef struct source_state {
     const char *uri; /* the source's binding, for dead-letter metadata */
     kp_wm_tracker wm;
     kp_time emitted_wm;
-    int idle;    /* the last thing sent downstream was "idle" */
-    kp_time now; /* wall clock, read once per poll */
+    int idle;       /* the last thing sent downstream was "idle" */
+    kp_time now;    /* wall clock, read once per poll */
+    kp_time ticked; /* when the chain was last ticked */
     kp_buf key_buf, val_buf;
 } source_state;
 
@@ -241,6 +242,11 @@ static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
         if (emit_watermark(s) != 0)
             return -1;
         align_partitions(s, r);
+        if (s->now - s->ticked >= KP_TICK_MS) {
+            s->ticked = s->now;
+            if (kp_op_tick(s->chain, s->now) != 0)
+                return -1;
+        }
         if (rc == KP_POLL_RECORDS) {
             atomic_fetch_add_explicit(&s->st->metrics->records_in, n, memory_order_relaxed);
             atomic_fetch_add_explicit(&s->st->metrics->bytes_in, bytes, memory_order_relaxed);

@@ -152,6 +152,58 @@ Test(seed_e2e, kafka_to_elasticsearch_equals_truth, .init = setup_dir, .fini = t
     check_results();
 }
 
+/* A live stream that goes quiet: the results of the windows its last records closed must reach
+ * Elasticsearch without waiting for more input (the sink's flush interval runs on the clock). */
+Test(seed_e2e, idle_stream_results_arrive, .init = setup_dir, .fini = teardown_dir, .timeout = 300)
+{
+    snprintf(brokers, sizeof brokers, "%s", env("KAPPA_BROKERS"));
+    snprintf(es, sizeof es, "%s", env("KAPPA_ES_URL"));
+    names("idle");
+    cr_assert_eq(sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s 1 >/dev/null 2>&1",
+                    brokers, env("KAPPA_SRC"), topic),
+                 0);
+    /* hour 0: three clicks on item_1; one click three hours later closes hour 0 */
+    char events[600];
+    snprintf(events, sizeof events, "%s/idle.ndjson", dir);
+    FILE *f = fopen(events, "w");
+    cr_assert_not_null(f);
+    const char *user[] = {"user_1", "user_2", "user_3", "user_4"};
+    const char *item[] = {"item_1", "item_1", "item_1", "item_2"};
+    const long long ts[] = {1700000000000, 1700000001000, 1700000002000, 1700010800000};
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "{\"user_id\":\"%s\",\"item_id\":\"%s\",\"timestamp\":%lld}\n", user[i], item[i],
+                ts[i]);
+    fclose(f);
+    cr_assert_eq(sh("kcat -P -b %s -t %s -l %s", brokers, topic, events), 0);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "exec %s run --local %s/hourly_clicks.so --brokers %s --es-url %s --from-earliest "
+             "--source clicks=kafka:%s --sink 'hourly-click-index=es:%s?flush_ms=500' "
+             ">%s/job.out 2>%s/job.err",
+             env("KAPPA_CLI"), env("KAPPA_JOBS"), brokers, es, topic, index_, dir, dir);
+    pid_t job = fork();
+    cr_assert_geq(job, 0);
+    if (job == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    char count[64] = "", q[1024];
+    snprintf(q, sizeof q,
+             "curl -s '%s/%s/_doc/item_1%%7C1700002800000' | "
+             "grep -o '\"click_count\":[0-9]*' | cut -d: -f2",
+             es, index_);
+    for (int i = 0; i < 60 && strcmp(count, "3") != 0; i++) {
+        usleep(500 * 1000);
+        capture(count, sizeof count, q);
+    }
+    kill(job, SIGTERM);
+    waitpid(job, NULL, 0);
+    cr_assert_str_eq(count, "3",
+                     "the closed hour did not reach Elasticsearch while the stream was idle "
+                     "(got '%s')",
+                     count);
+}
+
 /* ---- faults: this suite owns its services ------------------------------------------------ */
 
 static void start_services(void)
