@@ -15,39 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/shell.h"
+
 static char dir[] = "/tmp/kappa-e2e-XXXXXX";
 static char brokers[128], es[128], topic[64], index_[64];
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    cr_assert(v && *v, "%s is not set (run through tests/integration/with-services)", name);
-    return v;
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-/* Reads the first line of a command's output into buf. */
-static void capture(char *buf, size_t len, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    buf[0] = 0;
-    if (!fgets(buf, (int)len, p))
-        buf[0] = 0;
-    buf[strcspn(buf, "\n")] = 0;
-    pclose(p);
-}
 
 static void names(const char *what)
 {
@@ -62,15 +33,16 @@ static const double late_fraction = 0.001;
 
 static void produce(void)
 {
-    const char *src = env("KAPPA_SRC");
-    cr_assert_eq(sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s 8 >/dev/null 2>&1 && "
-                    "KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s-dead 1 >/dev/null 2>&1",
-                    brokers, src, topic, brokers, src, topic),
-                 0, "cannot create topics at %s", brokers);
-    cr_assert_eq(sh("%s --brokers %s --topic %s --count 1000000 --out-of-order-ms 10000 "
-                    "--late-fraction %g --malformed 0.01 --seed 11 --truth %s/truth.tsv "
-                    "--quiet",
-                    env("KAPPA_GEN"), brokers, topic, late_fraction, dir),
+    const char *src = kp_test_env("KAPPA_SRC");
+    cr_assert_eq(
+        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s 8 >/dev/null 2>&1 && "
+                   "KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s-dead 1 >/dev/null 2>&1",
+                   brokers, src, topic, brokers, src, topic),
+        0, "cannot create topics at %s", brokers);
+    cr_assert_eq(kp_test_sh("%s --brokers %s --topic %s --count 1000000 --out-of-order-ms 10000 "
+                            "--late-fraction %g --malformed 0.01 --seed 11 --truth %s/truth.tsv "
+                            "--quiet",
+                            kp_test_env("KAPPA_GEN"), brokers, topic, late_fraction, dir),
                  0);
 }
 
@@ -83,7 +55,8 @@ static pid_t start_job(void)
              "--from-earliest --source 'clicks=kafka:%s?stop_at=end' "
              "--sink hourly-click-index=es:%s --on-error clicks=dead-letter "
              "--dead-letter clicks=kafka:%s-dead >%s/job.out 2>%s/job.err",
-             env("KAPPA_CLI"), env("KAPPA_JOBS"), brokers, es, topic, index_, topic, dir, dir);
+             kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), brokers, es, topic, index_, topic,
+             dir, dir);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -98,34 +71,35 @@ static int wait_job(pid_t pid)
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        sh("cat %s/job.err >&2", dir);
+        kp_test_sh("cat %s/job.err >&2", dir);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /* The index equals the truth, and the dead-letter topic holds the malformed count. */
 static void check_results(void)
 {
-    cr_assert_eq(sh("python3 %s/tests/integration/es_dump.py %s %s %s/index.tsv", env("KAPPA_SRC"),
-                    es, index_, dir),
+    cr_assert_eq(kp_test_sh("python3 %s/tests/integration/es_dump.py %s %s %s/index.tsv",
+                            kp_test_env("KAPPA_SRC"), es, index_, dir),
                  0);
-    cr_assert_eq(sh("grep -v '^#' %s/truth.tsv | awk -F'\\t' '{print $1\"\\t\"$3\"\\t\"$4}' | "
-                    "LC_ALL=C sort > %s/truth.sorted && LC_ALL=C sort %s/index.tsv > "
-                    "%s/index.sorted",
-                    dir, dir, dir, dir),
-                 0);
-    if (sh("cmp -s %s/truth.sorted %s/index.sorted", dir, dir) != 0)
-        sh("(wc -l %s/truth.sorted %s/index.sorted; diff %s/truth.sorted %s/index.sorted | "
-           "head -n 12; tail -n 3 %s/job.err) >&2",
-           dir, dir, dir, dir, dir);
-    cr_assert_eq(sh("cmp -s %s/truth.sorted %s/index.sorted", dir, dir), 0,
+    cr_assert_eq(
+        kp_test_sh("grep -v '^#' %s/truth.tsv | awk -F'\\t' '{print $1\"\\t\"$3\"\\t\"$4}' | "
+                   "LC_ALL=C sort > %s/truth.sorted && LC_ALL=C sort %s/index.tsv > "
+                   "%s/index.sorted",
+                   dir, dir, dir, dir),
+        0);
+    if (kp_test_sh("cmp -s %s/truth.sorted %s/index.sorted", dir, dir) != 0)
+        kp_test_sh("(wc -l %s/truth.sorted %s/index.sorted; diff %s/truth.sorted %s/index.sorted | "
+                   "head -n 12; tail -n 3 %s/job.err) >&2",
+                   dir, dir, dir, dir, dir);
+    cr_assert_eq(kp_test_sh("cmp -s %s/truth.sorted %s/index.sorted", dir, dir), 0,
                  "the index differs from the truth: diff %s/truth.sorted %s/index.sorted", dir,
                  dir);
     char malformed[64], dead[64], cmd[1024];
     snprintf(cmd, sizeof cmd, "sed -n 's/.*malformed=\\([0-9]*\\).*/\\1/p' %s/truth.tsv | head -1",
              dir);
-    capture(malformed, sizeof malformed, cmd);
+    kp_test_capture(malformed, sizeof malformed, cmd);
     snprintf(cmd, sizeof cmd, "kcat -C -b %s -t %s-dead -e -q -f '%%o\\n' | wc -l", brokers, topic);
-    capture(dead, sizeof dead, cmd);
+    kp_test_capture(dead, sizeof dead, cmd);
     cr_assert_eq(atol(dead), atol(malformed), "dead-letter topic has %s messages, %s malformed",
                  dead, malformed);
 }
@@ -138,14 +112,14 @@ static void setup_dir(void)
 static void teardown_dir(void)
 {
     if (!getenv("KAPPA_KEEP_TEST_DIR"))
-        sh("rm -rf %s", dir);
+        kp_test_sh("rm -rf %s", dir);
 }
 
 Test(seed_e2e, kafka_to_elasticsearch_equals_truth, .init = setup_dir, .fini = teardown_dir,
      .timeout = 900)
 {
-    snprintf(brokers, sizeof brokers, "%s", env("KAPPA_BROKERS"));
-    snprintf(es, sizeof es, "%s", env("KAPPA_ES_URL"));
+    snprintf(brokers, sizeof brokers, "%s", kp_test_env("KAPPA_BROKERS"));
+    snprintf(es, sizeof es, "%s", kp_test_env("KAPPA_ES_URL"));
     names("exact");
     produce();
     cr_assert_eq(wait_job(start_job()), 0, "the job failed");
@@ -156,12 +130,13 @@ Test(seed_e2e, kafka_to_elasticsearch_equals_truth, .init = setup_dir, .fini = t
  * Elasticsearch without waiting for more input (the sink's flush interval runs on the clock). */
 Test(seed_e2e, idle_stream_results_arrive, .init = setup_dir, .fini = teardown_dir, .timeout = 300)
 {
-    snprintf(brokers, sizeof brokers, "%s", env("KAPPA_BROKERS"));
-    snprintf(es, sizeof es, "%s", env("KAPPA_ES_URL"));
+    snprintf(brokers, sizeof brokers, "%s", kp_test_env("KAPPA_BROKERS"));
+    snprintf(es, sizeof es, "%s", kp_test_env("KAPPA_ES_URL"));
     names("idle");
-    cr_assert_eq(sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s 1 >/dev/null 2>&1",
-                    brokers, env("KAPPA_SRC"), topic),
-                 0);
+    cr_assert_eq(
+        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s 1 >/dev/null 2>&1",
+                   brokers, kp_test_env("KAPPA_SRC"), topic),
+        0);
     /* hour 0: three clicks on item_1; one click three hours later closes hour 0 */
     char events[600];
     snprintf(events, sizeof events, "%s/idle.ndjson", dir);
@@ -174,13 +149,14 @@ Test(seed_e2e, idle_stream_results_arrive, .init = setup_dir, .fini = teardown_d
         fprintf(f, "{\"user_id\":\"%s\",\"item_id\":\"%s\",\"timestamp\":%lld}\n", user[i], item[i],
                 ts[i]);
     fclose(f);
-    cr_assert_eq(sh("kcat -P -b %s -t %s -l %s", brokers, topic, events), 0);
+    cr_assert_eq(kp_test_sh("kcat -P -b %s -t %s -l %s", brokers, topic, events), 0);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "exec %s run --local %s/hourly_clicks.so --brokers %s --es-url %s --from-earliest "
              "--source clicks=kafka:%s --sink 'hourly-click-index=es:%s?flush_ms=500' "
              ">%s/job.out 2>%s/job.err",
-             env("KAPPA_CLI"), env("KAPPA_JOBS"), brokers, es, topic, index_, dir, dir);
+             kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), brokers, es, topic, index_, dir,
+             dir);
     pid_t job = fork();
     cr_assert_geq(job, 0);
     if (job == 0) {
@@ -194,7 +170,7 @@ Test(seed_e2e, idle_stream_results_arrive, .init = setup_dir, .fini = teardown_d
              es, index_);
     for (int i = 0; i < 60 && strcmp(count, "3") != 0; i++) {
         usleep(500 * 1000);
-        capture(count, sizeof count, q);
+        kp_test_capture(count, sizeof count, q);
     }
     kill(job, SIGTERM);
     waitpid(job, NULL, 0);
@@ -209,26 +185,26 @@ Test(seed_e2e, idle_stream_results_arrive, .init = setup_dir, .fini = teardown_d
 static void start_services(void)
 {
     setup_dir();
-    const char *src = env("KAPPA_SRC");
+    const char *src = kp_test_env("KAPPA_SRC");
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "KAPPA_KAFKA_DIR=%s/kafka %s/deploy/dev/kafka start 2>/dev/null | "
              "tail -1",
              dir, src);
-    capture(brokers, sizeof brokers, cmd);
+    kp_test_capture(brokers, sizeof brokers, cmd);
     snprintf(cmd, sizeof cmd,
              "KAPPA_SEARCH_DIR=%s/search %s/deploy/dev/search start 2>/dev/null "
              "| tail -1",
              dir, src);
-    capture(es, sizeof es, cmd);
+    kp_test_capture(es, sizeof es, cmd);
     cr_assert(brokers[0] && es[0], "could not start Kafka (%s) or OpenSearch (%s)", brokers, es);
 }
 
 static void stop_services(void)
 {
     const char *src = getenv("KAPPA_SRC");
-    sh("KAPPA_KAFKA_DIR=%s/kafka %s/deploy/dev/kafka stop >/dev/null 2>&1", dir, src);
-    sh("KAPPA_SEARCH_DIR=%s/search %s/deploy/dev/search stop >/dev/null 2>&1", dir, src);
+    kp_test_sh("KAPPA_KAFKA_DIR=%s/kafka %s/deploy/dev/kafka stop >/dev/null 2>&1", dir, src);
+    kp_test_sh("KAPPA_SEARCH_DIR=%s/search %s/deploy/dev/search stop >/dev/null 2>&1", dir, src);
     teardown_dir();
 }
 
@@ -240,9 +216,9 @@ Test(seed_faults, elasticsearch_down_for_30s)
     produce();
     pid_t job = start_job();
     usleep(1500 * 1000); /* the job is reading and writing: take the node away for 30 s */
-    cr_assert_eq(sh("KAPPA_SEARCH_DIR=%s/search DOWN_FOR=30 %s/deploy/dev/search restart "
-                    ">/dev/null 2>&1",
-                    dir, env("KAPPA_SRC")),
+    cr_assert_eq(kp_test_sh("KAPPA_SEARCH_DIR=%s/search DOWN_FOR=30 %s/deploy/dev/search restart "
+                            ">/dev/null 2>&1",
+                            dir, kp_test_env("KAPPA_SRC")),
                  0, "OpenSearch did not come back");
     cr_assert_eq(wait_job(job), 0, "the job did not survive the outage");
     check_results();
@@ -254,9 +230,9 @@ Test(seed_faults, broker_restart_mid_run)
     produce();
     pid_t job = start_job();
     usleep(1500 * 1000);
-    cr_assert_eq(sh("KAPPA_KAFKA_DIR=%s/kafka DOWN_FOR=5 %s/deploy/dev/kafka restart "
-                    ">/dev/null 2>&1",
-                    dir, env("KAPPA_SRC")),
+    cr_assert_eq(kp_test_sh("KAPPA_KAFKA_DIR=%s/kafka DOWN_FOR=5 %s/deploy/dev/kafka restart "
+                            ">/dev/null 2>&1",
+                            dir, kp_test_env("KAPPA_SRC")),
                  0, "the broker did not come back");
     cr_assert_eq(wait_job(job), 0, "the job did not survive the broker restart");
     check_results();

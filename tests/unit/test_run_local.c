@@ -11,43 +11,27 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../support/shell.h"
+
 static char dir[] = "/tmp/kappa-run-local-XXXXXX";
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    cr_assert(v && *v, "%s is not set (run through meson test)", name);
-    return v;
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 static void setup(void)
 {
     cr_assert_not_null(mkdtemp(dir));
-    const char *gen = env("KAPPA_GEN");
+    const char *gen = kp_test_env("KAPPA_GEN");
     const char *opts = "--count 1000000 --out-of-order-ms 10000 --late-fraction 0.001 "
                        "--malformed 0.01 --seed 7 --quiet";
-    cr_assert_eq(sh("%s --output %s/events.ndjson %s --truth %s/truth.tsv", gen, dir, opts, dir),
-                 0);
-    cr_assert_eq(sh("%s --output /dev/null %s --filter-users-above 50 --truth %s/truth-v2.tsv", gen,
-                    opts, dir),
-                 0);
+    cr_assert_eq(
+        kp_test_sh("%s --output %s/events.ndjson %s --truth %s/truth.tsv", gen, dir, opts, dir), 0);
+    cr_assert_eq(
+        kp_test_sh("%s --output /dev/null %s --filter-users-above 50 --truth %s/truth-v2.tsv", gen,
+                   opts, dir),
+        0);
 }
 
 static void teardown(void)
 {
-    sh("rm -rf %s", dir);
+    kp_test_sh("rm -rf %s", dir);
 }
 
 /* Loads "item|window_end" → count from a truth file or a job's output, into a jansson object
@@ -103,9 +87,10 @@ static void assert_equals_truth(const char *out, const char *truth)
 
 static int run(const char *job, int p, const char *extra)
 {
-    return sh("%s run --local %s/%s.so -p %d --source clicks=file:%s/events.ndjson "
-              "--sink hourly-click-index=file:%s/out.ndjson %s 2>%s/stderr.txt",
-              env("KAPPA_CLI"), env("KAPPA_JOBS"), job, p, dir, dir, extra, dir);
+    return kp_test_sh("%s run --local %s/%s.so -p %d --source clicks=file:%s/events.ndjson "
+                      "--sink hourly-click-index=file:%s/out.ndjson %s 2>%s/stderr.txt",
+                      kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), job, p, dir, dir, extra,
+                      dir);
 }
 
 TestSuite(run_local, .init = setup, .fini = teardown, .timeout = 240);
@@ -157,26 +142,27 @@ Test(run_local, dead_letter_file_gets_exactly_the_malformed_lines)
     long long malformed = truth_total("malformed");
     cr_assert_gt(malformed, 0);
     /* the dead-letter lines are exactly the input lines jansson cannot read as a valid click */
-    cr_assert_eq(sh("sort %s/dead.ndjson > %s/dead.sorted", dir, dir), 0);
-    cr_assert_eq(sh("python3 -c 'import json,sys\n"
-                    "bad=[]\n"
-                    "for l in open(sys.argv[1]):\n"
-                    "    l=l.rstrip(\"\\n\")\n"
-                    "    try:\n"
-                    "        d=json.loads(l); ok=isinstance(d,dict) and "
-                    "isinstance(d.get(\"item_id\"),str) and d[\"item_id\"] and "
-                    "type(d.get(\"timestamp\")) is int and d[\"timestamp\"]>=0\n"
-                    "    except Exception: ok=False\n"
-                    "    if not ok: bad.append(l)\n"
-                    "open(sys.argv[2],\"w\").write(\"\".join(sorted(x+\"\\n\" for x in bad)))' "
-                    "%s/events.ndjson %s/expected.sorted",
-                    dir, dir),
-                 0);
-    cr_assert_eq(sh("cmp -s %s/dead.sorted %s/expected.sorted", dir, dir), 0,
+    cr_assert_eq(kp_test_sh("sort %s/dead.ndjson > %s/dead.sorted", dir, dir), 0);
+    cr_assert_eq(
+        kp_test_sh("python3 -c 'import json,sys\n"
+                   "bad=[]\n"
+                   "for l in open(sys.argv[1]):\n"
+                   "    l=l.rstrip(\"\\n\")\n"
+                   "    try:\n"
+                   "        d=json.loads(l); ok=isinstance(d,dict) and "
+                   "isinstance(d.get(\"item_id\"),str) and d[\"item_id\"] and "
+                   "type(d.get(\"timestamp\")) is int and d[\"timestamp\"]>=0\n"
+                   "    except Exception: ok=False\n"
+                   "    if not ok: bad.append(l)\n"
+                   "open(sys.argv[2],\"w\").write(\"\".join(sorted(x+\"\\n\" for x in bad)))' "
+                   "%s/events.ndjson %s/expected.sorted",
+                   dir, dir),
+        0);
+    cr_assert_eq(kp_test_sh("cmp -s %s/dead.sorted %s/expected.sorted", dir, dir), 0,
                  "dead-letter file differs from the malformed input lines");
-    cr_assert_eq(sh("test $(wc -l < %s/dead.ndjson) -eq %lld", dir, malformed), 0);
-    cr_assert_eq(sh("grep -q '%lld decode errors (%lld dead-lettered)' %s/stderr.txt", malformed,
-                    malformed, dir),
+    cr_assert_eq(kp_test_sh("test $(wc -l < %s/dead.ndjson) -eq %lld", dir, malformed), 0);
+    cr_assert_eq(kp_test_sh("grep -q '%lld decode errors (%lld dead-lettered)' %s/stderr.txt",
+                            malformed, malformed, dir),
                  0);
 }
 
@@ -184,23 +170,26 @@ Test(run_local, skip_policy_counts_and_fail_policy_names_the_record)
 {
     long long malformed = truth_total("malformed");
     cr_assert_eq(run("hourly_clicks", 1, "--on-error clicks=skip"), 0);
-    cr_assert_eq(sh("grep -q '%lld decode errors (0 dead-lettered)' %s/stderr.txt", malformed, dir),
-                 0);
+    cr_assert_eq(
+        kp_test_sh("grep -q '%lld decode errors (0 dead-lettered)' %s/stderr.txt", malformed, dir),
+        0);
     cr_assert_eq(run("hourly_clicks", 1, "--on-error clicks=fail"), 1);
-    cr_assert_eq(sh("grep -q 'malformed record at partition -1 offset [0-9]*' %s/stderr.txt", dir),
-                 0, "the failure does not name the record");
-    cr_assert_eq(sh("grep -q 'set the on-error policy to skip or dead-letter' %s/stderr.txt", dir),
-                 0);
+    cr_assert_eq(
+        kp_test_sh("grep -q 'malformed record at partition -1 offset [0-9]*' %s/stderr.txt", dir),
+        0, "the failure does not name the record");
+    cr_assert_eq(
+        kp_test_sh("grep -q 'set the on-error policy to skip or dead-letter' %s/stderr.txt", dir),
+        0);
 }
 
 Test(run_local, bad_flags_exit_2)
 {
-    const char *cli = env("KAPPA_CLI");
-    cr_assert_eq(sh("%s run --local 2>/dev/null", cli), 2);
-    cr_assert_eq(sh("%s run --local x.so --on-error clicks=maybe 2>/dev/null", cli), 2);
-    cr_assert_eq(sh("%s run --local x.so -p 0 2>/dev/null", cli), 2);
-    cr_assert_eq(sh("%s frobnicate 2>/dev/null", cli), 2);
-    cr_assert_eq(sh("%s run --local %s/hourly_clicks.so --source clicks=ftp:x 2>/dev/null", cli,
-                    env("KAPPA_JOBS")),
+    const char *cli = kp_test_env("KAPPA_CLI");
+    cr_assert_eq(kp_test_sh("%s run --local 2>/dev/null", cli), 2);
+    cr_assert_eq(kp_test_sh("%s run --local x.so --on-error clicks=maybe 2>/dev/null", cli), 2);
+    cr_assert_eq(kp_test_sh("%s run --local x.so -p 0 2>/dev/null", cli), 2);
+    cr_assert_eq(kp_test_sh("%s frobnicate 2>/dev/null", cli), 2);
+    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so --source clicks=ftp:x 2>/dev/null",
+                            cli, kp_test_env("KAPPA_JOBS")),
                  1);
 }
