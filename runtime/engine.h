@@ -109,6 +109,8 @@ struct kp_subtask {
     int64_t epoch;           /* fencing epoch of this attempt */
     int print_stats;         /* connectors print their metrics (JSON) to stderr at the end */
     size_t state_cache_bytes;
+    size_t rocksdb_cache_bytes;    /* RocksDB block cache per keyed subtask; 0 = default */
+    size_t rocksdb_memtable_bytes; /* RocksDB memtable size per column family; 0 = default */
 };
 
 /* Marks the job as failed with a message naming the subtask; returns -1. Thread-safe. */

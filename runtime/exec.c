@@ -376,6 +376,8 @@ static int create_subtasks(struct kp_exec *x)
                                  .metrics = &x->metrics,
                                  .state_dir = x->cfg->state_dir,
                                  .state_cache_bytes = x->cfg->state_cache_bytes,
+                                 .rocksdb_cache_bytes = x->cfg->rocksdb_cache_bytes,
+                                 .rocksdb_memtable_bytes = x->cfg->rocksdb_memtable_bytes,
                                  .align = t->align,
                                  .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
                                  .conf = x->cfg->conf,

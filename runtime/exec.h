@@ -17,14 +17,16 @@ typedef struct kp_binding {
 typedef struct kp_exec_config {
     const kp_binding *bindings;
     int nbindings;
-    const char *state_dir;    /* RocksDB directories go below it */
-    size_t state_cache_bytes; /* per keyed operator subtask; 0 = 256 MiB */
-    int credits;              /* batches in flight per channel; 0 = 4 */
-    int watermark_every;      /* sources emit a watermark after this many records; 0 = 1024 */
-    const char *const *conf;  /* connector configuration "key=value", NULL-terminated */
-    int64_t epoch;            /* fencing epoch of this attempt; 0 = start time in seconds */
-    int print_stats;          /* connectors print their metrics to stderr at the end of a run */
-    kp_time align_drift;      /* watermark alignment between the subtasks of one source:
+    const char *state_dir;         /* RocksDB directories go below it */
+    size_t state_cache_bytes;      /* per keyed operator subtask; 0 = 256 MiB */
+    size_t rocksdb_cache_bytes;    /* block cache per keyed subtask; 0 = 32 MiB */
+    size_t rocksdb_memtable_bytes; /* per column family (2 of them at most); 0 = 16 MiB */
+    int credits;                   /* batches in flight per channel; 0 = 4 */
+    int watermark_every;           /* sources emit a watermark after this many records; 0 = 1024 */
+    const char *const *conf;       /* connector configuration "key=value", NULL-terminated */
+    int64_t epoch;                 /* fencing epoch of this attempt; 0 = start time in seconds */
+    int print_stats;     /* connectors print their metrics to stderr at the end of a run */
+    kp_time align_drift; /* watermark alignment between the subtasks of one source:
                                  none runs further ahead of the slowest; 0 = 1 hour,
                                  negative = off */
 } kp_exec_config;

@@ -178,7 +178,10 @@ static int open_state(window_op *w)
     for (char *c = dir + strlen(st->state_dir ? st->state_dir : "/tmp/kappa-state") + 1; *c; c++)
         if (*c == '/' || *c == ' ' || *c == ':')
             *c = '_';
-    kp_state_config cfg = {.dir = dir, .fresh = 1};
+    kp_state_config cfg = {.dir = dir,
+                           .fresh = 1,
+                           .block_cache_bytes = st->rocksdb_cache_bytes,
+                           .memtable_bytes = st->rocksdb_memtable_bytes};
     w->state = kp_state_open(&cfg, err, sizeof err);
     if (!w->state)
         return kp_subtask_fail(st, "%s: cannot open window state: %s", w->op.node->name, err);

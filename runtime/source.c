@@ -294,6 +294,9 @@ int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op
         rc = kp_subtask_fail(st, "dead-letter output '%s': %s", b->dead_letter, err);
     if (rc == 0)
         kp_print_connector_stats(st, src->name, NULL, r->stats ? r : NULL);
+    if (rc == 0 && st->print_stats)
+        fprintf(stderr, "kappa: stats %s (%d/%d): {\"watermark\":%lld}\n", src->name, st->index + 1,
+                st->parallelism, (long long)s.emitted_wm);
     r->close(r);
     if (s.dead)
         s.dead->close(s.dead);

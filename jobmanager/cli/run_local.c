@@ -19,7 +19,7 @@ typedef struct run_opts {
     kp_binding b[MAX_BINDINGS];
     int nb;
     char state_dir[512];
-    size_t cache_mb;
+    size_t cache_mb, rocks_cache_mb, memtable_mb;
     const char *conf[MAX_BINDINGS + 1]; /* "key=value", NULL-terminated */
     int nconf;
     char conf_buf[4][600]; /* storage for conf entries built from flags */
@@ -42,6 +42,8 @@ static void run_usage(FILE *out)
             "  -p, --parallelism N      override the job's default parallelism\n"
             "  --state-dir DIR          RocksDB state directory (default: a temporary one)\n"
             "  --state-cache-mb N       in-memory window cache per subtask before spilling\n"
+            "  --rocksdb-cache-mb N     RocksDB block cache per keyed subtask (default 32)\n"
+            "  --rocksdb-memtable-mb N  RocksDB memtable size, at most 2 per state (default 16)\n"
             "  --stats                  print each connector's metrics (JSON) at the end\n"
             "  --plan                   print the job graph and exit\n");
 }
@@ -135,6 +137,8 @@ static int parse(run_opts *o, int argc, char **argv)
         {"state-cache-mb", required_argument, NULL, 'C'},
         {"plan", no_argument, NULL, 'P'},
         {"stats", no_argument, NULL, 'T'},
+        {"rocksdb-cache-mb", required_argument, NULL, 'R'},
+        {"rocksdb-memtable-mb", required_argument, NULL, 'M'},
         {"conf", required_argument, NULL, 'c'},
         {"brokers", required_argument, NULL, 'b'},
         {"es-url", required_argument, NULL, 'u'},
@@ -180,6 +184,17 @@ static int parse(run_opts *o, int argc, char **argv)
         case 'T':
             o->stats = 1;
             break;
+        case 'R':
+        case 'M': {
+            size_t *mb = c == 'R' ? &o->rocks_cache_mb : &o->memtable_mb;
+            *mb = strtoul(optarg, &end, 10);
+            if (*end || !*mb || *mb > 65536) {
+                fprintf(stderr, "kappa run: --%s must be 1..65536\n",
+                        c == 'R' ? "rocksdb-cache-mb" : "rocksdb-memtable-mb");
+                return -1;
+            }
+            break;
+        }
         case 'c':
             if (!strchr(optarg, '=') || *optarg == '=') {
                 fprintf(stderr, "kappa run: --conf expects KEY=VALUE, got '%s'\n", optarg);
@@ -250,7 +265,9 @@ static int run_job(run_opts *o, kp_job *job)
                           .state_dir = o->state_dir,
                           .state_cache_bytes = o->cache_mb << 20,
                           .conf = o->conf,
-                          .print_stats = o->stats};
+                          .print_stats = o->stats,
+                          .rocksdb_cache_bytes = o->rocks_cache_mb << 20,
+                          .rocksdb_memtable_bytes = o->memtable_mb << 20};
     kp_exec_stats stats;
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     if (stats.seconds > 0)
