@@ -30,12 +30,16 @@ typedef struct kp_rec {
     uint32_t key_off, key_len;
     uint32_t val_off, val_len;
     kp_time ts;
+    kp_time cwm; /* the record's carried watermark (engine.h, kp_event.cwm) */
 } kp_rec;
 
 typedef struct kp_batch {
     kp_msg_kind kind;
     int channel;       /* index of the channel it travels on, set by the channel */
-    kp_time watermark; /* KP_MSG_WATERMARK */
+    /* KP_MSG_WATERMARK: the producer's watermark. KP_MSG_DATA: the producer's watermark when
+     * it sent the batch, which the consumer applies after the batch's records — so a stream
+     * that carries data needs no separate watermark messages. */
+    kp_time watermark;
     uint32_t n;
     uint32_t used; /* arena bytes used */
     kp_rec recs[KP_BATCH_RECORDS];
@@ -61,7 +65,8 @@ static inline int kp_batch_fits(const kp_batch *b, size_t klen, size_t vlen)
 }
 
 /* Appends a record; the caller checked kp_batch_fits. */
-static inline void kp_batch_append(kp_batch *b, kp_bytes key, kp_bytes value, kp_time ts)
+static inline void kp_batch_append(kp_batch *b, kp_bytes key, kp_bytes value, kp_time ts,
+                                   kp_time cwm)
 {
     kp_rec *r = &b->recs[b->n++];
     r->key_off = b->used;
@@ -75,6 +80,7 @@ static inline void kp_batch_append(kp_batch *b, kp_bytes key, kp_bytes value, kp
         memcpy(b->arena + b->used, value.ptr, value.len);
     b->used += (uint32_t)value.len;
     r->ts = ts;
+    r->cwm = cwm;
 }
 
 #endif

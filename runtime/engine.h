@@ -38,6 +38,13 @@ struct kp_event {
     kp_bytes key;
     kp_bytes value;
     kp_time ts;
+    /* The carried watermark: the watermark the record's source partition had reached through
+     * the records before it in that partition (KP_TIME_MIN before its first). Lateness is
+     * judged against it, never against the operator's current watermark, so which records
+     * are late is a function of the log alone (docs/semantics.md). Records made by an
+     * operator (window results, process-function output) carry that operator's watermark
+     * from before the input or advance that produced them. */
+    kp_time cwm;
     kp_buf *key_buf; /* where setters copy to; owned by the operator that made the event */
     kp_buf *val_buf;
     int bad; /* set by event setters on allocation failure */
@@ -160,7 +167,8 @@ struct kp_source_reader;
 void kp_print_connector_stats(const kp_subtask *st, const char *name, struct kp_sink_writer *w,
                               struct kp_source_reader *r);
 
-/* Emits a document as an event (key = id, value = JSON, ts) to op's outputs. */
-int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts);
+/* Emits a document as an event (key = id, value = JSON, ts, carried watermark cwm) to op's
+ * outputs. */
+int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts, kp_time cwm);
 
 #endif

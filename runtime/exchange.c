@@ -63,7 +63,7 @@ static int exchange_record(kp_op *op, kp_event *ev)
     }
     if (!b)
         return -1; /* cancelled */
-    kp_batch_append(b, ev->key, ev->value, ev->ts);
+    kp_batch_append(b, ev->key, ev->value, ev->ts, ev->cwm);
     return 0;
 }
 

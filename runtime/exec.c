@@ -301,7 +301,8 @@ static int consume(subtask_rt *s)
                 const kp_rec *r = &b->recs[i];
                 kp_event ev = {.key = {(const char *)b->arena + r->key_off, r->key_len},
                                .value = {(const char *)b->arena + r->val_off, r->val_len},
-                               .ts = r->ts};
+                               .ts = r->ts,
+                               .cwm = r->cwm};
                 rc = head->vt->record(head, &ev);
             }
         } else if (b->kind == KP_MSG_WATERMARK) {

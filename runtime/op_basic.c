@@ -45,12 +45,13 @@ int kp_op_pass_finish(kp_op *op)
     return kp_op_emit_finish(op);
 }
 
-int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts)
+int kp_op_emit_doc(kp_op *op, kp_doc *doc, kp_time ts, kp_time cwm)
 {
     kp_event ev = {
         .key = {doc->id.ptr ? doc->id.ptr : "", doc->id.len},
         .value = {doc->json.ptr, doc->json.len},
         .ts = ts,
+        .cwm = cwm,
     };
     return kp_op_emit(op, &ev);
 }
@@ -129,6 +130,7 @@ void kp_collect_api_fill(kp_api *api)
 static int flat_map_record(kp_op *op, kp_event *ev)
 {
     kp_collector c = {(basic_op *)op, 0};
+    ((basic_op *)op)->out.cwm = ev->cwm;
     kp_rc rc = op->node->u.flat_map.fn(ev, &c);
     if (c.failed)
         return -1;

@@ -127,7 +127,7 @@ static void ctx_emit_done(kp_ctx *c, kp_doc *doc)
         p->failed = kp_subtask_fail(p->op.st, "%s: out of memory", p->op.node->name);
         return;
     }
-    if (kp_op_emit_doc(&p->op, doc, c->ts) != 0)
+    if (kp_op_emit_doc(&p->op, doc, c->ts, p->wm) != 0)
         p->failed = -1;
 }
 

@@ -64,7 +64,7 @@ static int fire(session_op *s, kp_bytes key, session *x)
     kp_window w = {x->start, x->end};
     x->fired = 1;
     atomic_fetch_add_explicit(&s->op.st->metrics->windows_fired, 1, memory_order_relaxed);
-    return kp_agg_emit(&s->agg, &s->op, &s->doc, &w, key, ACC(x));
+    return kp_agg_emit(&s->agg, &s->op, &s->doc, &w, key, ACC(x), s->wm);
 }
 
 static void remove_at(session_op *s, key_sessions *ks, int i)

@@ -303,7 +303,7 @@ static int emit_table(window_op *w, kp_keytable *t, kp_time end)
     kp_keyentry *e;
     while ((e = kp_keytable_next(t, &i)))
         if (kp_agg_emit(&w->agg, &w->op, &w->doc, &win, kp_keytable_key(t, e),
-                        kp_keyentry_value(e)) != 0)
+                        kp_keyentry_value(e), w->wm) != 0)
             return -1;
     return 0;
 }
@@ -396,7 +396,7 @@ static int fire_running(window_op *w, kp_time end)
             continue;
         }
         if (kp_agg_emit(&w->agg, &w->op, &w->doc, &win, kp_keytable_key(&w->running, e),
-                        kp_keyentry_value(e)) != 0)
+                        kp_keyentry_value(e), w->wm) != 0)
             return -1;
     }
     if (zeros > 1024 && zeros > w->running.n / 2)
@@ -503,7 +503,7 @@ static int refire(window_op *w, kp_time pe, uint64_t hash, kp_bytes key)
         if (found < 0)
             return -1;
         kp_window win = {end - w->size, end};
-        if (found && kp_agg_emit(&w->agg, &w->op, &w->doc, &win, key, w->acc_tmp) != 0)
+        if (found && kp_agg_emit(&w->agg, &w->op, &w->doc, &win, key, w->acc_tmp, w->wm) != 0)
             return -1;
     }
     return 0;

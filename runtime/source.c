@@ -120,7 +120,7 @@ static int handle(source_state *s, const kp_raw *raw)
         ev.ts = kp_wall_ms();
     switch (rc) {
     case KP_OK:
-        if (kp_wm_observe(&s->wm, raw->partition, ev.ts, s->now) != 0)
+        if (kp_wm_observe(&s->wm, raw->partition, ev.ts, s->now, &ev.cwm) != 0)
             return kp_subtask_fail(s->st, "source '%s': partition %d out of range",
                                    s->node->endpoint, raw->partition);
         return kp_op_emit(s->chain, &ev);

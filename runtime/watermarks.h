@@ -32,13 +32,16 @@ int kp_wm_assign(kp_wm_tracker *t, const int32_t *parts, int n, kp_time now);
 /* Adds one owned partition (a record from a partition the reader did not announce). */
 int kp_wm_own(kp_wm_tracker *t, int32_t partition, kp_time now);
 
-/* A record of `partition` with event time ts arrived (at wall clock now). 0 or -1. */
-static inline int kp_wm_observe(kp_wm_tracker *t, int32_t partition, kp_time ts, kp_time now)
+/* A record of `partition` with event time ts arrived (at wall clock now): *cwm is the
+ * partition's watermark through the records before it (its carried watermark). 0 or -1. */
+static inline int kp_wm_observe(kp_wm_tracker *t, int32_t partition, kp_time ts, kp_time now,
+                                kp_time *cwm)
 {
     int i = partition + 1;
     if ((i < 0 || i >= t->cap || !t->parts[i].owned) && kp_wm_own(t, partition, now) != 0)
         return -1;
     kp_wm_part *p = &t->parts[i];
+    *cwm = p->max_ts == KP_TIME_MIN ? KP_TIME_MIN : p->max_ts - t->out_of_order - 1;
     if (ts > p->max_ts)
         p->max_ts = ts;
     p->last_data = now;

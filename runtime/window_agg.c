@@ -14,7 +14,7 @@ static void default_emit(kp_doc *doc, const kp_window *w, kp_str key, int64_t va
 }
 
 int kp_agg_emit(const kp_agg *a, kp_op *op, kp_doc *doc, const kp_window *w, kp_bytes key,
-                const void *acc)
+                const void *acc, kp_time cwm)
 {
     kp_doc_begin(doc);
     if (a->kind == KP_AGG_CUSTOM) {
@@ -33,5 +33,5 @@ int kp_agg_emit(const kp_agg *a, kp_op *op, kp_doc *doc, const kp_window *w, kp_
     }
     if (kp_doc_end(doc) != 0)
         return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
-    return kp_op_emit_doc(op, doc, w->end - 1);
+    return kp_op_emit_doc(op, doc, w->end - 1, cwm);
 }

@@ -88,6 +88,6 @@ static inline void kp_agg_merge(const kp_agg *a, void *acc, const void *other)
 /* Builds the result document of one (key, window) into `doc` and emits it on `op`.
  * The document id defaults to "key|window_end"; the record's time is window end - 1. */
 int kp_agg_emit(const kp_agg *a, kp_op *op, kp_doc *doc, const kp_window *w, kp_bytes key,
-                const void *acc);
+                const void *acc, kp_time cwm);
 
 #endif
