@@ -38,13 +38,6 @@ int kp_buf_append(kp_buf *b, const void *data, size_t len)
     return 0;
 }
 
-kp_time kp_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (kp_time)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 size_t kp_fmt_u64(char *out, unsigned long long v)
 {
     char tmp[24];

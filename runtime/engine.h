@@ -13,6 +13,7 @@
 
 #include "batch.h"
 #include "channel.h"
+#include "clock.h"
 #include "graph.h"
 
 /* A growable byte buffer that is reused, never freed per record. */
@@ -25,8 +26,6 @@ int kp_buf_reserve(kp_buf *b, size_t extra);
 int kp_buf_append(kp_buf *b, const void *data, size_t len);
 void kp_buf_free(kp_buf *b);
 
-/* Wall-clock time in milliseconds since the epoch (processing time, ingestion time). */
-kp_time kp_wall_ms(void);
 
 /* Decimal formatting without printf into at least 21 bytes; returns the length (no NUL). */
 size_t kp_fmt_i64(char *out, long long v);

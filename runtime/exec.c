@@ -347,13 +347,6 @@ static void *subtask_main(void *arg)
     return NULL;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int create_subtasks(struct kp_exec *x)
 {
     int total = 0;
@@ -427,7 +420,7 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
         .state_spills = atomic_load(&m->state_spills),
         .state_cache_peak = atomic_load(&m->state_cache_peak),
         .state_rocksdb = atomic_load(&m->state_rocksdb),
-        .seconds = now_s() - t0,
+        .seconds = kp_mono_s() - t0,
     };
 }
 
@@ -475,7 +468,7 @@ int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *sta
     x->job = job;
     x->cfg = cfg;
     pthread_mutex_init(&x->lock, NULL);
-    double t0 = now_s();
+    double t0 = kp_mono_s();
     int started = 0;
     if (plan(x) != 0 || create_subtasks(x) != 0) {
         if (!atomic_load(&x->failed))
