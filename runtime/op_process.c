@@ -93,8 +93,7 @@ static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
     if (!created && *(uint64_t *)kp_keyentry_value(t))
         return; /* already pending */
     *(uint64_t *)kp_keyentry_value(t) = 1;
-    kp_timer pt = {when, 0, c->e->hash, c->e->key_off, c->e->key_len};
-    if (kp_timer_push(&p->heaps[event_time], pt) != 0)
+    if (kp_timer_push(&p->heaps[event_time], when, 0, c->e->hash, c->key) != 0)
         p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
 }
 
@@ -252,7 +251,7 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
     kp_timer_heap *h = &p->heaps[event_time];
     while (h->n && h->a[0].when <= upto) {
         kp_timer t = kp_timer_pop(h);
-        kp_bytes key = {p->values.arena + t.key_off, t.key_len};
+        kp_bytes key = kp_timer_key(h, &t);
         kp_bytes id = timer_id(p, event_time, t.when, key);
         kp_keyentry *te =
             id.ptr ? kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id) : NULL;
@@ -261,7 +260,7 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
         kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);
         if (!e || !p->o->on_timer)
             continue;
-        kp_ctx c = {p, e, key, t.when};
+        kp_ctx c = {p, e, kp_keytable_key(&p->values, e), t.when};
         if (check(p, p->o->on_timer(&c, t.when, event_time), "on_timer") != 0)
             return -1;
     }

@@ -51,8 +51,7 @@ typedef struct session_op {
 
 static int arm(session_op *s, kp_keyentry *e, kp_time when, kp_time end)
 {
-    kp_timer t = {when, end, e->hash, e->key_off, e->key_len};
-    if (kp_timer_push(&s->timers, t) != 0)
+    if (kp_timer_push(&s->timers, when, end, e->hash, kp_keytable_key(&s->keys, e)) != 0)
         return kp_subtask_fail(s->op.st, "%s: out of memory for timers", s->op.node->name);
     return 0;
 }
@@ -150,7 +149,7 @@ static int session_record(kp_op *op, kp_event *ev)
 /* Handles one due timer; stale ones (merged or removed sessions) do nothing. */
 static int on_timer(session_op *s, const kp_timer *t)
 {
-    kp_bytes key = {s->keys.arena + t->key_off, t->key_len};
+    kp_bytes key = kp_timer_key(&s->timers, t);
     kp_keyentry *e = kp_keytable_find(&s->keys, t->hash, key);
     key_sessions *ks = e ? kp_keyentry_value(e) : NULL;
     for (int i = 0; ks && i < ks->n; i++) {
