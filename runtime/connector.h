@@ -21,7 +21,8 @@ typedef struct kp_raw {
     kp_bytes key;
     kp_bytes value;
     kp_time ts;        /* the system's own timestamp (Kafka), or KP_TIME_MIN */
-    int32_t partition; /* origin, for errors and dead letters; -1 for files */
+    int32_t partition; /* origin partition: Kafka's, a file's line number mod `partitions`;
+                        * -1 for unpartitioned inputs (stdin:) */
     int64_t offset;    /* byte offset (files) or Kafka offset */
 } kp_raw;
 
@@ -60,11 +61,20 @@ struct kp_source_reader {
      * or repeating records: the source uses it to keep its partitions within a bounded
      * event-time drift of each other (watermark alignment per partition). */
     int (*pause)(kp_source_reader *r, int32_t partition, int paused);
-    /* Optional. 1 if an owned partition has nothing more to read right now (the reader reached
-     * its end), 0 if records are or may be pending (also while the system is unreachable).
-     * Alignment only lets partitions that are caught up fall behind; without this callback a
-     * partition counts as caught up after a second without records. */
+    /* Optional. 1 if an owned partition is caught up with the log end right now: everything
+     * the system held for it (Kafka: up to the high watermark of the latest fetch response; a
+     * file: up to EOF) has been handed out. 0 if records are or may be pending, also while the
+     * system is unreachable or before the first fetch answered. Only a caught-up partition may
+     * count as idle (after producing nothing for the idle timeout), and only a caught-up
+     * partition may fall behind in alignment; without this callback the source guesses from
+     * a second without records. */
     int (*caught_up)(kp_source_reader *r, int32_t partition);
+    /* Optional (NULL: partitions never end). 1 if an owned partition will deliver nothing more,
+     * ever: Kafka with stop_at=end once its position reached the end offset captured at open;
+     * a file once its last line was read (EOF). The source then excludes it from the watermark
+     * minimum at once, by offset rather than by a timer. 0 otherwise (also for a partition
+     * this reader does not own). @locality the reader's (source subtask's) thread */
+    int (*ended)(kp_source_reader *r, int32_t partition);
 };
 
 typedef struct kp_sink_writer kp_sink_writer;
@@ -80,12 +90,12 @@ struct kp_sink_writer {
     /* Optional, for dead-letter outputs: writes a raw record that failed, with where it came
      * from (`origin`, e.g. the source topic) and why (`error`) — the Kafka sink puts these in
      * headers. Without it, the source writes the raw value with write(). */
-    int (*write_raw)(
-        kp_sink_writer *w, const kp_raw *raw, const char *origin, const char *error, char *errstr,
-        size_t
-            errlen); /* Optional. Called about every 100 ms from the subtask thread, busy or idle: send what is
-     * due by the clock (a partial batch past its flush interval) and make progress on requests
-     * in flight, without waiting for them. 0, or -1 with errstr when the writer has failed. */
+    int (*write_raw)(kp_sink_writer *w, const kp_raw *raw, const char *origin, const char *error,
+                     char *errstr, size_t errlen);
+    /* Optional. Called about every 100 ms from the subtask thread, busy or idle: send what is
+     * due by the clock (a partial batch past its flush interval) and collect answers to requests
+     * in flight (Kafka delivery reports, Elasticsearch bulk responses), without waiting for
+     * them. 0, or -1 with errstr when the writer has failed. */
     int (*tick)(kp_sink_writer *w, char *errstr, size_t errlen);
 };
 
@@ -105,7 +115,22 @@ typedef struct kp_endpoint {
      * Sinks with external versioning derive their versions from it (see docs/architecture.md,
      * "Exactly-once into Elasticsearch"). Local runs use the start time in seconds. */
     int64_t epoch;
+    /* Cancellation probe (optional; NULL = never cancelled). Returns non-zero once the job is
+     * failing or cancelled. Readers and writers keep the pair and call it in every loop that
+     * can wait (a full queue, retries and backoff, flush, open-time lookups), at least every
+     * ~200 ms; once it says so they stop waiting and return an error "cancelled". The runtime
+     * passes {kp_subtask_cancelled-based probe, the subtask}; both must outlive the
+     * reader/writer. Called only on the thread that calls the reader/writer; must be cheap
+     * and thread-safe (an atomic load). */
+    int (*cancelled)(void *cancel_arg);
+    void *cancel_arg;
 } kp_endpoint;
+
+/* The endpoint's cancellation probe: 1 if the job is being cancelled, else 0. */
+static inline int kp_endpoint_cancelled(int (*cancelled)(void *), void *cancel_arg)
+{
+    return cancelled && cancelled(cancel_arg);
+}
 
 /* The URI's target without scheme and query: "kafka:t?x=1" → "t" (into buf). */
 const char *kp_endpoint_target(const kp_endpoint *ep, char *buf, size_t len);

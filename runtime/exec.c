@@ -70,6 +70,11 @@ int kp_subtask_cancelled(const kp_subtask *st)
     return atomic_load_explicit(&st->exec->failed, memory_order_relaxed);
 }
 
+int kp_subtask_cancel_probe(void *subtask)
+{
+    return kp_subtask_cancelled(subtask);
+}
+
 /* ---- planning ------------------------------------------------------------------------ */
 
 /* The node that feeds `n`'s outputs at the data level: an aggregate's records come out of
@@ -171,7 +176,14 @@ static kp_sink_writer *open_sink(subtask_rt *s, const kp_node *n)
         kp_subtask_fail(&s->st, "sink '%s': no connector for '%s'", n->endpoint, b->uri);
         return NULL;
     }
-    kp_endpoint ep = {n->endpoint, b->uri, s->st.index, s->st.parallelism, s->st.conf, s->st.epoch};
+    kp_endpoint ep = {.name = n->endpoint,
+                      .uri = b->uri,
+                      .subtask = s->st.index,
+                      .parallelism = s->st.parallelism,
+                      .conf = s->st.conf,
+                      .epoch = s->st.epoch,
+                      .cancelled = kp_subtask_cancel_probe,
+                      .cancel_arg = &s->st};
     kp_sink_writer *w = c->open_sink(&ep, err, sizeof err);
     if (!w)
         kp_subtask_fail(&s->st, "sink '%s' (%s): %s", n->endpoint, b->uri, err);

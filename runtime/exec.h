@@ -29,12 +29,16 @@ typedef struct kp_exec_config {
     kp_time align_drift; /* watermark alignment between the subtasks of one source:
                                  none runs further ahead of the slowest; 0 = 1 hour,
                                  negative = off */
+    size_t network_bytes; /* budget for all record batches of all exchanges; 0 = 512 MiB */
+    uint64_t step_seed;   /* nonzero: run single-threaded under the deterministic scheduler,
+                             interleaving subtasks in an order drawn from this seed (tests) */
 } kp_exec_config;
 
 typedef struct kp_exec_stats {
     long long records_in, bytes_in, decode_errors, dead_lettered, skipped, late_records;
     long long windows_fired, records_out, state_spills;
     long long state_cache_peak, state_rocksdb; /* bytes */
+    long long batches_sent, records_sent;      /* exchanges: data batches and their records */
     double seconds;
 } kp_exec_stats;
 
@@ -43,7 +47,19 @@ typedef struct kp_exec_stats {
 int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats, char *errstr,
                 size_t errlen);
 
-/* Source side (source.c): runs one source subtask to its end. */
+/* kp_subtask_cancelled as a connector cancellation probe (kp_endpoint.cancelled, with
+ * cancel_arg = the subtask). @locality any thread @locks none */
+int kp_subtask_cancel_probe(void *subtask);
+
+/* Source side (source.c). open: NULL after failing the subtask. step: one poll (waiting at
+ * most timeout_ms) and what follows — 1 = call again, 0 = the input ended and the chain was
+ * finished, -1 = failed. close: releases everything; returns rc, or -1 if flushing failed.
+ * run: open, step until done, close. @locality the source subtask's thread. */
+typedef struct kp_source_task kp_source_task;
+kp_source_task *kp_source_open(kp_subtask *st, const kp_node *src, const kp_binding *b,
+                               kp_op *chain, int watermark_every);
+int kp_source_step(kp_source_task *s, int timeout_ms);
+int kp_source_close(kp_source_task *s, int rc);
 int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op *chain,
                   int watermark_every);
 
