@@ -9,11 +9,14 @@
  *   truth event by event.
  * - Event time is a function of the event's index: base(i) = start + i * span / count, so a
  *   run covers exactly the requested span whatever the count, minus the jitter and lateness.
- * - Late events are late for real: the model only moves an event back by --late-lag-ms when
- *   the window it lands in has already been closed by a 10 s bounded-out-of-orderness
- *   watermark over the events emitted so far (and after a warm-up, so that every partition
- *   has data); otherwise it stays on time. That keeps the truth exact for any engine that
- *   drops late data with such a watermark.
+ * - Late events: a --late-fraction of the events is moved back by --late-lag-ms plus up to an
+ *   hour, from the very first event on. The model does not decide whether such an event is
+ *   late: that depends on the partition it lands in and on the events before it there, so
+ *   the truth (gen_truth.c) judges every valid event by the engine's rule for its partition.
+ *   The model is therefore stateless apart from its PRNG: event i is a function of (options,
+ *   seed, i) and not of the partitioning.
+ * - Partitioners are functions of (event index, key), documented in --help, so a reader can
+ *   recompute every event's partition from the output alone.
  * - Rendering writes into the event struct with hand-rolled integer formatting: no malloc and
  *   no printf on the per-event path.
  */
@@ -31,8 +34,6 @@ struct kp_gen_model_s {
     double *cdf;     /* Zipf CDF over items (NULL when --skew 0) */
     uint64_t span_q; /* span / count */
     uint64_t span_r; /* span % count */
-    bool have_max;
-    int64_t max_ontime_ts; /* largest on-time timestamp emitted so far */
     double malformed_below;
     double late_below;
 };
@@ -134,12 +135,6 @@ static uint64_t kp_gen_pick_item(const kp_gen_model_t *m, uint64_t r)
     return lo + 1;
 }
 
-static int64_t kp_gen_floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
 /* ---- rendering: no printf, no malloc ---- */
 
 static char *kp_gen_put_u64(char *p, uint64_t v)
@@ -224,20 +219,10 @@ static size_t kp_gen_render_malformed(kp_gen_event_t *ev, uint64_t r)
     }
 }
 
-/* A late timestamp for base time `base`, or false if it would not be late for certain. */
-static bool kp_gen_late_ts(const kp_gen_model_t *m, uint64_t i, int64_t base, uint64_t r,
-                           int64_t *ts)
+/* Event time moved back by the late lag and a spread of 0..KP_GEN_LATE_SPREAD_MS. */
+static int64_t kp_gen_late_ts(const kp_gen_model_t *m, int64_t base, uint64_t r)
 {
-    uint64_t warmup = m->o->count / KP_GEN_LATE_WARMUP_DIV;
-    if (i < KP_GEN_LATE_WARMUP || i < warmup || !m->have_max)
-        return false;
-    int64_t w = m->o->window_ms;
-    int64_t t = base - m->o->late_lag_ms - (int64_t)(r % (KP_GEN_LATE_SPREAD_MS + 1));
-    int64_t window_end = kp_gen_floor_div(t, w) * w + w;
-    if (window_end > m->max_ontime_ts - KP_GEN_WATERMARK_MS)
-        return false;
-    *ts = t;
-    return true;
+    return base - m->o->late_lag_ms - (int64_t)(r % (KP_GEN_LATE_SPREAD_MS + 1));
 }
 
 void kp_gen_model_next(kp_gen_model_t *m, uint64_t i, kp_gen_event_t *ev)
@@ -267,11 +252,9 @@ void kp_gen_model_next(kp_gen_model_t *m, uint64_t i, kp_gen_event_t *ev)
         return;
     }
     ev->kind = KP_GEN_EV_ONTIME;
-    if (u < m->late_below && kp_gen_late_ts(m, i, base, r_extra, &ev->ts_ms))
+    if (u < m->late_below) {
         ev->kind = KP_GEN_EV_LATE;
-    if (ev->kind == KP_GEN_EV_ONTIME && (!m->have_max || ev->ts_ms > m->max_ontime_ts)) {
-        m->max_ontime_ts = ev->ts_ms;
-        m->have_max = true;
+        ev->ts_ms = kp_gen_late_ts(m, base, r_extra);
     }
     ev->line_len = kp_gen_render_json(ev, KP_GEN_F_ITEM | KP_GEN_F_TS);
 }
@@ -313,4 +296,34 @@ int32_t kp_gen_partition_of(const char *key, size_t len, int32_t partition_cnt)
 {
     uint32_t h = kp_gen_murmur2((const unsigned char *)key, len);
     return (int32_t)((h & 0x7fffffff) % (uint32_t)partition_cnt);
+}
+
+int32_t kp_gen_partition_pick(kp_gen_partitioner_t p, uint64_t i, uint64_t count,
+                              const kp_gen_event_t *ev, int32_t partition_cnt)
+{
+    uint64_t n = (uint64_t)partition_cnt;
+    switch (p) {
+    case KP_GEN_PART_ROUND_ROBIN:
+        return (int32_t)(i % n);
+    case KP_GEN_PART_RANGE:
+        if (n < 2 || i * KP_GEN_RANGE_DIV < count)
+            return (int32_t)(i % n);
+        return (int32_t)(1 + i % (n - 1));
+    case KP_GEN_PART_HASH:
+    default:
+        return kp_gen_partition_of(ev->key, ev->key_len, partition_cnt);
+    }
+}
+
+const char *kp_gen_partitioner_name(kp_gen_partitioner_t p)
+{
+    switch (p) {
+    case KP_GEN_PART_ROUND_ROBIN:
+        return "round-robin";
+    case KP_GEN_PART_RANGE:
+        return "range";
+    case KP_GEN_PART_HASH:
+    default:
+        return "hash";
+    }
 }

@@ -1,14 +1,18 @@
 /*
- * kappa-gen's outputs: an NDJSON file (or stdout) for local runs, or a Kafka topic.
+ * kappa-gen's outputs: an NDJSON file (or stdout) for local runs, a Kafka topic, or nothing
+ * (--dry-run: only the truth and the summary, e.g. the truth of another filter over a topic
+ * that was already filled).
  *
  * Like Redis's rio, a sink is a small struct of function pointers so main.c writes events
  * without caring where they go. Both sinks copy each event out of the caller's reused buffer
  * at once: the file sink into one fixed 1 MiB buffer, the Kafka sink into librdkafka
  * (RD_KAFKA_MSG_F_COPY), so the generator itself allocates nothing per event.
  *
- * The Kafka producer is idempotent with acks=all (no loss, no duplicates on retries), keyed by
- * user_id with partitioner=murmur2_random so partitions match what a Java producer would
- * pick. A full local queue is handled by serving delivery reports and retrying. The broker
+ * The Kafka producer is idempotent with acks=all (no loss, no duplicates on retries, order
+ * kept per partition), keyed by user_id, and sends every event to the partition kappa-gen chose
+ * (ev->partition): the truth judges lateness per partition, so the placement must not be left
+ * to the client. With --partitioner hash that partition is Java's murmur2 of the key, what a
+ * Java producer, or librdkafka/kcat with partitioner=murmur2_random, would pick. A full local queue is handled by serving delivery reports and retrying. The broker
  * is probed with a metadata request before the first event, so a wrong address fails in
  * seconds with its name in the message instead of after message.timeout.ms.
  */
@@ -42,7 +46,8 @@ struct kp_gen_sink_s {
     rd_kafka_topic_t *rkt;
     const char *brokers;
     uint64_t produced;
-    bool paced; /* --rate: serve callbacks after every event */
+    int32_t partition_cnt; /* the topic's, from the probe */
+    bool paced;            /* --rate: serve callbacks after every event */
     volatile int fatal;
 };
 
@@ -153,7 +158,6 @@ static rd_kafka_conf_t *kp_gen_kafka_conf(kp_gen_sink_t *s, const kp_gen_opts_t 
         {"linger.ms", "10"},
         {"batch.num.messages", "100000"},
         {"queue.buffering.max.messages", "1000000"},
-        {"partitioner", "murmur2_random"},
         {"message.timeout.ms", KP_GEN_MSG_TIMEOUT_MS},
         {"client.id", "kappa-gen"},
     };
@@ -196,6 +200,8 @@ static int kp_gen_kafka_probe(kp_gen_sink_t *s, const char *topic, char *errstr,
         err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt == 0)
             err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            s->partition_cnt = md->topics[0].partition_cnt;
         rd_kafka_metadata_destroy(md);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
@@ -213,7 +219,7 @@ static int kp_gen_kafka_put(kp_gen_sink_t *s, const kp_gen_event_t *ev, char *er
     for (;;) {
         if (s->fatal)
             break;
-        if (rd_kafka_produce(s->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)ev->line,
+        if (rd_kafka_produce(s->rkt, ev->partition, RD_KAFKA_MSG_F_COPY, (void *)ev->line,
                              ev->line_len, ev->key, ev->key_len, NULL) == 0) {
             if (++s->produced % KP_GEN_POLL_EVERY == 0 || s->paced)
                 rd_kafka_poll(s->rk, 0);
@@ -283,6 +289,24 @@ static kp_gen_sink_t *kp_gen_kafka_open(kp_gen_sink_t *s, const kp_gen_opts_t *o
     return s;
 }
 
+/* ---- dry run: the events go nowhere ---- */
+
+static int kp_gen_null_put(kp_gen_sink_t *s, const kp_gen_event_t *ev, char *errstr,
+                           size_t errstr_size)
+{
+    (void)ev;
+    (void)errstr;
+    (void)errstr_size;
+    s->stats.written++;
+    return 0;
+}
+
+static int kp_gen_null_close(kp_gen_sink_t *s)
+{
+    (void)s;
+    return 0;
+}
+
 /* ---- common ---- */
 
 kp_gen_sink_t *kp_gen_sink_open(const kp_gen_opts_t *opts, char *errstr, size_t errstr_size)
@@ -292,9 +316,15 @@ kp_gen_sink_t *kp_gen_sink_open(const kp_gen_opts_t *opts, char *errstr, size_t 
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    kp_gen_sink_t *ok = opts->output != NULL
-                            ? kp_gen_file_open(s, opts->output, errstr, errstr_size)
-                            : kp_gen_kafka_open(s, opts, errstr, errstr_size);
+    kp_gen_sink_t *ok = s;
+    if (opts->dry_run) {
+        s->put = kp_gen_null_put;
+        s->close = kp_gen_null_close;
+    } else if (opts->output != NULL) {
+        ok = kp_gen_file_open(s, opts->output, errstr, errstr_size);
+    } else {
+        ok = kp_gen_kafka_open(s, opts, errstr, errstr_size);
+    }
     if (ok == NULL)
         free(s);
     return ok;
@@ -318,4 +348,9 @@ int kp_gen_sink_close(kp_gen_sink_t *s, kp_gen_sink_stats_t *stats)
 bool kp_gen_sink_is_kafka(const kp_gen_sink_t *s)
 {
     return s->rk != NULL;
+}
+
+int32_t kp_gen_sink_topic_partitions(const kp_gen_sink_t *s)
+{
+    return s->rk != NULL ? s->partition_cnt : 0;
 }
