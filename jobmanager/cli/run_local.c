@@ -1,5 +1,7 @@
 /* `kappa run --local JOB.so`: loads a job plugin, binds its sources and sinks from flags,
  * and runs it to completion in this process on the same engine the taskmanagers run. */
+#include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,13 +163,18 @@ static int parse(run_opts *o, int argc, char **argv)
             if (bind_arg(o, c, optarg) != 0)
                 return -1;
             break;
-        case 'p':
-            o->parallelism = (int)strtol(optarg, &end, 10);
-            if (*end || o->parallelism < 1 || o->parallelism > 1024) {
-                fprintf(stderr, "kappa run: --parallelism must be 1..1024\n");
+        case 'p': {
+            long p = strtol(optarg, &end, 10);
+            if (end == optarg || *end || p < 1 || p > KP_MAX_PARALLELISM) {
+                fprintf(stderr,
+                        "kappa run: --parallelism must be within 1..%d (the most subtasks one "
+                        "operator may have), got '%s'\n",
+                        KP_MAX_PARALLELISM, optarg);
                 return -1;
             }
+            o->parallelism = (int)p;
             break;
+        }
         case 'S':
             snprintf(o->state_dir, sizeof o->state_dir, "%s", optarg);
             break;
@@ -248,6 +255,25 @@ static void print_stats(const kp_exec_stats *s)
             s->state_rocksdb / 1048576.0);
 }
 
+/* nftw callback: removes one entry; children come first (FTW_DEPTH). */
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    int rc = type == FTW_DP ? rmdir(path) : unlink(path);
+    if (rc != 0)
+        fprintf(stderr, "kappa run: could not remove %s: %s\n", path, strerror(errno));
+    return 0; /* go on: remove as much as possible */
+}
+
+/* Removes the temporary state directory and everything below it, without a shell (the path
+ * comes from TMPDIR and may hold any character) and without following symbolic links. */
+static void remove_tree(const char *dir)
+{
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "kappa run: could not remove %s: %s\n", dir, strerror(errno));
+}
+
 static int run_job(run_opts *o, kp_job *job)
 {
     char err[1024];
@@ -268,16 +294,12 @@ static int run_job(run_opts *o, kp_job *job)
                           .print_stats = o->stats,
                           .rocksdb_cache_bytes = o->rocks_cache_mb << 20,
                           .rocksdb_memtable_bytes = o->memtable_mb << 20};
-    kp_exec_stats stats;
+    kp_exec_stats stats = {0};
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     if (stats.seconds > 0)
         print_stats(&stats);
-    if (tmp_state) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", o->state_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "kappa run: could not remove %s\n", o->state_dir);
-    }
+    if (tmp_state)
+        remove_tree(o->state_dir);
     if (rc != 0) {
         fprintf(stderr, "kappa run: job '%s' failed: %s\n", job->name, err);
         return 1;

@@ -2,11 +2,14 @@
 #include "shell.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 const char *kp_test_env(const char *name)
 {
@@ -35,4 +38,20 @@ void kp_test_capture(char *buf, size_t len, const char *cmd)
         buf[0] = 0;
     buf[strcspn(buf, "\n")] = 0;
     pclose(p);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((type == FTW_DP ? rmdir(path) : unlink(path)) != 0)
+        return errno ? errno : -1;
+    return 0;
+}
+
+void kp_test_rmtree(const char *path)
+{
+    int rc = nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    cr_assert(rc == 0 || (rc == -1 && errno == ENOENT), "cannot remove %s: %s", path,
+              strerror(rc > 0 ? rc : errno));
 }

@@ -1,6 +1,6 @@
 /* Helpers for tests that drive kappa's programs as a user would: required environment
- * variables (set by meson), shell commands with printf-style formatting, and capturing a
- * command's first output line. Criterion asserts on misuse. */
+ * variables (set by meson), shell commands with printf-style formatting, capturing a
+ * command's first output line, and removing a directory tree. Criterion asserts on misuse. */
 #ifndef KP_TEST_SHELL_H
 #define KP_TEST_SHELL_H
 
@@ -14,5 +14,9 @@ int kp_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The first line of a command's output, without the newline, into buf ("" if none). */
 void kp_test_capture(char *buf, size_t len, const char *cmd);
+
+/* Removes a directory tree without a shell (nftw, symbolic links not followed); asserts that
+ * everything went. */
+void kp_test_rmtree(const char *path);
 
 #endif

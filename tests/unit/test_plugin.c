@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <elf.h>
 #include <errno.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +40,20 @@ static void find_dirs(void)
     cr_assert(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((type == FTW_DP ? rmdir(path) : unlink(path)) != 0)
+        fprintf(stderr, "could not remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+/* Removes the temporary directory without a shell. */
 static void cleanup(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (tmpdir[0] && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    if (tmpdir[0])
+        nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 TestSuite(plugin, .init = find_dirs, .fini = cleanup);
@@ -232,6 +241,27 @@ Test(plugin, sum_without_value)
 Test(plugin, custom_session_without_merge)
 {
     EXPECT_ERROR(plugin_path("custom_no_merge"), "'sessions'", "need .merge");
+}
+
+/* Defect 4: an operator asking for more subtasks than KP_MAX_PARALLELISM is refused at load,
+ * naming the operator, the bound and the value (it used to overrun the executor's arrays). */
+Test(plugin, sink_parallelism_above_maximum)
+{
+    char bound[64];
+    snprintf(bound, sizeof bound, "within 1..%d, got 2000", KP_MAX_PARALLELISM);
+    EXPECT_ERROR(plugin_path("huge_parallelism"), "job 'huge_parallelism' is invalid", "->sink'",
+                 bound);
+}
+
+Test(plugin, parallelism_override_above_maximum)
+{
+    char err[1024] = "", want[64];
+    kp_plugin_handle *h = kp_plugin_load(plugin_path("ok"), 100000, err, sizeof err);
+    if (h)
+        kp_plugin_close(h);
+    cr_assert_null(h, "-p 100000 should be refused");
+    snprintf(want, sizeof want, "maximum of %d", KP_MAX_PARALLELISM);
+    cr_assert(strstr(err, "100000") && strstr(err, want), "message '%s' lacks the bound", err);
 }
 
 /* Failed loads leave nothing behind: loading bad plugins many times and then a good one

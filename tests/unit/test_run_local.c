@@ -6,6 +6,7 @@
  * KAPPA_CLI, KAPPA_JOBS. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    kp_test_sh("rm -rf %s", dir);
+    kp_test_rmtree(dir);
 }
 
 /* Loads "item|window_end" → count from a truth file or a job's output, into a jansson object
@@ -91,6 +92,21 @@ static int run(const char *job, int p, const char *extra)
                       "--sink hourly-click-index=file:%s/out.ndjson %s 2>%s/stderr.txt",
                       kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), job, p, dir, dir, extra,
                       dir);
+}
+
+/* The broken job plugins of tests/unit/plugins: $KAPPA_TEST_PLUGINS, else next to this binary. */
+static const char *test_plugins_dir(void)
+{
+    static char path[1100];
+    const char *env = getenv("KAPPA_TEST_PLUGINS");
+    if (env && *env)
+        return env;
+    char exe[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert_gt(n, 0, "readlink /proc/self/exe failed");
+    exe[n] = 0;
+    snprintf(path, sizeof path, "%s/plugins", dirname(exe));
+    return path;
 }
 
 TestSuite(run_local, .init = setup, .fini = teardown, .timeout = 240);
@@ -187,9 +203,57 @@ Test(run_local, bad_flags_exit_2)
     const char *cli = kp_test_env("KAPPA_CLI");
     cr_assert_eq(kp_test_sh("%s run --local 2>/dev/null", cli), 2);
     cr_assert_eq(kp_test_sh("%s run --local x.so --on-error clicks=maybe 2>/dev/null", cli), 2);
-    cr_assert_eq(kp_test_sh("%s run --local x.so -p 0 2>/dev/null", cli), 2);
     cr_assert_eq(kp_test_sh("%s frobnicate 2>/dev/null", cli), 2);
     cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so --source clicks=ftp:x 2>/dev/null",
                             cli, kp_test_env("KAPPA_JOBS")),
                  1);
+}
+
+/* Defect 4: every parallelism is bounded by KP_MAX_PARALLELISM (256). Out of range on the
+ * command line is bad usage (exit 2) and says the range; a plugin that asks for more on one
+ * operator fails to load with a message naming it (exit 1) instead of overrunning the
+ * executor's per-subtask arrays. */
+Test(run_local, parallelism_out_of_range_is_a_clear_error)
+{
+    const char *cli = kp_test_env("KAPPA_CLI"), *jobs = kp_test_env("KAPPA_JOBS");
+    static const char *bad[] = {"0", "-1", "257", "100000", "2x", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p '%s' 2>%s/stderr.txt", cli,
+                                jobs, bad[i], dir),
+                     2, "-p '%s' should be bad usage", bad[i]);
+        cr_assert_eq(
+            kp_test_sh("grep -q -- '--parallelism must be within 1..256' %s/stderr.txt", dir), 0,
+            "-p '%s': the message does not give the range", bad[i]);
+    }
+    /* in range passes the CLI (the plan only: no threads); hourly_clicks has the default 128
+     * key groups, which bound its keyed operators further */
+    cr_assert_eq(
+        kp_test_sh("%s run --local %s/hourly_clicks.so -p 128 --plan >/dev/null", cli, jobs), 0);
+
+    char plugin[1200];
+    snprintf(plugin, sizeof plugin, "%s/huge_parallelism.so", test_plugins_dir());
+    cr_assert_eq(kp_test_sh("test -f %s", plugin), 0, "%s is missing: build with ninja", plugin);
+    cr_assert_eq(kp_test_sh("%s run --local %s --source clicks=file:%s/events.ndjson "
+                            "--sink out=file:%s/out.ndjson 2>%s/stderr.txt",
+                            cli, plugin, dir, dir, dir),
+                 1, "a sink with .parallelism = 2000 must fail the load, not crash");
+    cr_assert_eq(
+        kp_test_sh("grep -q 'parallelism must be within 1..256, got 2000' %s/stderr.txt", dir), 0,
+        "the message does not name the bound and the value");
+}
+
+/* The temporary state directory is removed without a shell: a TMPDIR with a space and a
+ * quote (which broke the old `system("rm -rf '...'")`) ends up empty. */
+Test(run_local, temporary_state_dir_is_removed_whatever_its_name)
+{
+    cr_assert_eq(kp_test_sh("mkdir -p \"%s/tmp dir's\"", dir), 0);
+    cr_assert_eq(kp_test_sh("TMPDIR=\"%s/tmp dir's\" %s run --local %s/hourly_clicks.so -p 2 "
+                            "--source clicks=file:%s/events.ndjson --on-error clicks=skip "
+                            "--sink hourly-click-index=file:%s/out.ndjson 2>%s/stderr.txt",
+                            dir, kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), dir, dir,
+                            dir),
+                 0);
+    cr_assert_eq(kp_test_sh("test -z \"$(ls -A \"%s/tmp dir's\")\"", dir), 0,
+                 "the state directory under TMPDIR was left behind");
+    cr_assert_eq(kp_test_sh("grep -q 'could not remove' %s/stderr.txt", dir), 1);
 }
