@@ -1,19 +1,24 @@
 /* NDJSON files, stdin and stdout as sources and sinks: what tests and local runs bind a job's
  * endpoints to.
  *
- * Source `file:PATH`: one record per line. With parallelism p, subtask i takes every p-th
- * line (line numbers i, i+p, ...): all subtasks then move through event time together, as
- * Kafka partitions written in parallel do, instead of subtask p-1 starting days ahead of
- * subtask 0 as byte-range splits would (which would make the minimum watermark, and with it
- * which records count as late, depend on thread scheduling). Each subtask scans the whole file
- * for newlines (memchr, 4 MiB reads, no syscall per record) but decodes only its share.
- * Records point into the read buffer. `stdin:` is read by subtask 0 only. Empty lines are
- * skipped and do not count as lines.
+ * Source `file:PATH[?partitions=N]`: one record per line, the file split into N partitions
+ * (default 1, at most 65535) the way a Kafka topic is: line k (0-based; every line counts,
+ * empty and malformed ones too) belongs to partition k mod N, and subtask i of p owns the
+ * partitions j with j mod p == i (a subtask that owns none reads nothing and ends at once).
+ * Records carry their partition, so the engine keeps a watermark per partition and a job
+ * replayed from the same file gives the same result at any parallelism: which partition a
+ * line is in depends on the file and N only. Each subtask scans the whole file for newlines
+ * (memchr, 4 MiB reads, no syscall and no clock read per record) but hands out only its
+ * partitions' lines; records point into the read buffer. Every owned partition is caught up
+ * and ended once the reader reached EOF (a file does not grow while it is read). Empty lines
+ * are counted but not handed out. `stdin:` is one partition, read by subtask 0 only.
  *
  * Sink `file:PATH` / `stdout:`: one document (its JSON) per line. All subtasks of a job that
  * name the same path share one file: each writer fills a private 256 KiB buffer and appends it
  * whole under the file's lock, so lines never interleave. The file is truncated when the
- * first writer opens it. */
+ * first writer opens it.
+ *
+ * @locality a reader or writer belongs to its subtask's thread; shared files have their lock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -25,8 +30,9 @@
 #include "../runtime/connector.h"
 #include "connectors.h"
 
-#define READ_BUF  (4u << 20)
-#define WRITE_BUF (256u << 10)
+#define READ_BUF       (4u << 20)
+#define WRITE_BUF      (256u << 10)
+#define MAX_PARTITIONS 65535
 
 /* ---- source ------------------------------------------------------------------------------ */
 
@@ -34,12 +40,15 @@ typedef struct file_reader {
     kp_source_reader r;
     int fd;
     int owns_fd;
-    long line, stride; /* line number of the next line; take line if line % stride == mine */
-    long mine;
+    int32_t nparts;  /* N: line k is in partition k mod N */
+    int32_t part;    /* partition of the next line */
+    int32_t mine, p; /* this subtask owns partitions j with j mod p == mine */
+    int32_t nowned;
+    uint8_t *owned; /* [nparts]: 1 if this reader owns the partition */
     char *buf;
     size_t len, off; /* bytes in buf; first unconsumed byte */
     off_t buf_pos;   /* file offset of buf[0] */
-    int eof;
+    int eof;         /* read() returned 0 */
     char path[512];
 } file_reader;
 
@@ -70,12 +79,20 @@ static int fill(file_reader *f, char *errstr, size_t errlen)
     return 0;
 }
 
+/* Every line has been read: nothing more will come. */
+static int drained(const file_reader *f)
+{
+    return f->nowned == 0 || (f->eof && f->off >= f->len);
+}
+
 static kp_poll_rc file_poll(kp_source_reader *r, kp_raw *out, int max, int *n, int timeout_ms,
                             char *errstr, size_t errlen)
 {
     file_reader *f = (file_reader *)r;
     /* records handed out by the previous poll are consumed now */
     *n = 0;
+    if (f->nowned == 0)
+        return KP_POLL_EOF;
     while (*n < max) {
         off_t line_pos = f->buf_pos + (off_t)f->off;
         char *start = f->buf + f->off;
@@ -89,16 +106,19 @@ static kp_poll_rc file_poll(kp_source_reader *r, kp_raw *out, int max, int *n, i
         }
         size_t len = nl ? (size_t)(nl - start) : f->len - f->off;
         if (!nl && len == 0)
-            break;
+            break; /* EOF, and no last line without a newline */
         f->off += len + (nl ? 1 : 0);
+        int32_t part = f->part;
+        if (++f->part == f->nparts)
+            f->part = 0;
         if (len && start[len - 1] == '\r')
             len--;
-        if (len == 0 || f->line++ % f->stride != f->mine)
+        if (len == 0 || !f->owned[part])
             continue;
         out[(*n)++] = (kp_raw){.key = {"", 0},
                                .value = {start, len},
                                .ts = KP_TIME_MIN,
-                               .partition = -1,
+                               .partition = part,
                                .offset = (int64_t)line_pos};
     }
     if (*n > 0)
@@ -106,37 +126,101 @@ static kp_poll_rc file_poll(kp_source_reader *r, kp_raw *out, int max, int *n, i
     return KP_POLL_EOF;
 }
 
+static int file_partitions(kp_source_reader *r, int32_t *out, int max)
+{
+    file_reader *f = (file_reader *)r;
+    int n = 0;
+    for (int32_t j = f->mine; j < f->nparts && n < max; j += f->p)
+        out[n++] = j;
+    return n;
+}
+
+static int owns(const file_reader *f, int32_t partition)
+{
+    return partition >= 0 && partition < f->nparts && f->owned[partition];
+}
+
+/* A file is caught up with its end, and has ended, only at EOF: before that, any owned
+ * partition may have lines still to come. */
+static int file_caught_up(kp_source_reader *r, int32_t partition)
+{
+    file_reader *f = (file_reader *)r;
+    return owns(f, partition) && drained(f);
+}
+
 static void file_reader_close(kp_source_reader *r)
 {
     file_reader *f = (file_reader *)r;
     if (f->owns_fd)
         close(f->fd);
+    free(f->owned);
     free(f->buf);
     free(f);
 }
 
+/* The partitions option: 1..MAX_PARTITIONS, default 1. */
+static int read_partitions(const kp_endpoint *ep, int32_t *out, char *errstr, size_t errlen)
+{
+    char v[32];
+    *out = 1;
+    if (!kp_endpoint_get(ep, "partitions", v, sizeof v))
+        return 0;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < 1 || x > MAX_PARTITIONS) {
+        snprintf(errstr, errlen,
+                 "%s: partitions=%s: give the number of partitions, an integer from 1 to %d",
+                 ep->uri, v, MAX_PARTITIONS);
+        return -1;
+    }
+    *out = (int32_t)x;
+    return 0;
+}
+
 static kp_source_reader *open_file_source(const kp_endpoint *ep, char *errstr, size_t errlen)
 {
-    const char *path = strchr(ep->uri, ':') + 1;
     int is_stdin = !strncmp(ep->uri, "stdin:", 6);
+    int32_t nparts;
+    char path[512];
+    kp_endpoint_target(ep, path, sizeof path);
+    if (read_partitions(ep, &nparts, errstr, errlen) != 0)
+        return NULL;
+    if (is_stdin && nparts != 1) {
+        snprintf(errstr, errlen, "%s: stdin is one partition (drop the partitions option)",
+                 ep->uri);
+        return NULL;
+    }
+    if (!is_stdin && !*path) {
+        snprintf(errstr, errlen, "'%s' names no file: use file:PATH", ep->uri);
+        return NULL;
+    }
     file_reader *f = calloc(1, sizeof *f);
     char *buf = malloc(READ_BUF);
-    if (!f || !buf) {
+    uint8_t *owned = calloc((size_t)nparts, 1);
+    if (!f || !buf || !owned) {
         free(f);
         free(buf);
+        free(owned);
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    f->r = (kp_source_reader){.poll = file_poll, .close = file_reader_close};
+    f->r = (kp_source_reader){.poll = file_poll,
+                              .close = file_reader_close,
+                              .partitions = file_partitions,
+                              .caught_up = file_caught_up,
+                              .ended = file_caught_up};
     f->buf = buf;
-    f->stride = ep->parallelism > 0 ? ep->parallelism : 1;
+    f->owned = owned;
+    f->nparts = nparts;
+    f->p = ep->parallelism > 0 ? ep->parallelism : 1;
     f->mine = ep->subtask;
+    for (int32_t j = f->mine; j < nparts; j += f->p) { /* stdin: subtask 0 only */
+        f->owned[j] = 1;
+        f->nowned++;
+    }
     snprintf(f->path, sizeof f->path, "%s", is_stdin ? "stdin" : path);
     if (is_stdin) {
         f->fd = 0;
-        f->eof = ep->subtask != 0; /* one reader for a stream that cannot be split */
-        f->stride = 1;
-        f->mine = 0;
         return &f->r;
     }
     f->fd = open(path, O_RDONLY | O_CLOEXEC);

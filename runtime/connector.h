@@ -21,8 +21,8 @@ typedef struct kp_raw {
     kp_bytes key;
     kp_bytes value;
     kp_time ts;        /* the system's own timestamp (Kafka), or KP_TIME_MIN */
-    int32_t partition; /* origin partition: Kafka's, a file's line number mod `partitions`;
-                        * -1 for unpartitioned inputs (stdin:) */
+    int32_t partition; /* origin partition: Kafka's, or a file's line number mod its
+                        * `partitions` option (stdin: 0); -1 if the input has none */
     int64_t offset;    /* byte offset (files) or Kafka offset */
 } kp_raw;
 
