@@ -35,7 +35,7 @@ typedef struct kp_rec {
 
 typedef struct kp_batch {
     kp_msg_kind kind;
-    int channel;       /* index of the channel it travels on, set by the channel */
+    int channel; /* index of the channel it travels on, set by the channel */
     /* KP_MSG_WATERMARK: the producer's watermark. KP_MSG_DATA: the producer's watermark when
      * it sent the batch, which the consumer applies after the batch's records — so a stream
      * that carries data needs no separate watermark messages. */

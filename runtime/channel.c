@@ -3,7 +3,8 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "clock.h"
 
 struct kp_channel {
     kp_inbox *inbox;
@@ -29,8 +30,10 @@ kp_inbox *kp_inbox_new(int nchannels, int credits)
     if (!in)
         return NULL;
     pthread_mutex_init(&in->lock, NULL);
-    pthread_cond_init(&in->readable, NULL);
-    pthread_cond_init(&in->writable, NULL);
+    if (kp_cond_init(&in->readable) != 0 || kp_cond_init(&in->writable) != 0) {
+        free(in);
+        return NULL;
+    }
     in->credits = credits;
     in->nchannels = nchannels;
     for (int i = 0; i < nchannels; i++) {
@@ -67,8 +70,9 @@ kp_channel *kp_inbox_channel(kp_inbox *in, int i)
     return &in->channels[i];
 }
 
-kp_batch *kp_channel_acquire(kp_channel *ch)
+kp_batch *kp_channel_acquire(kp_channel *ch, int *oom)
 {
+    *oom = 0;
     kp_inbox *in = ch->inbox;
     kp_batch *b = NULL;
     pthread_mutex_lock(&in->lock);
@@ -90,6 +94,7 @@ kp_batch *kp_channel_acquire(kp_channel *ch)
             pthread_mutex_lock(&in->lock);
             ch->allocated--;
             pthread_mutex_unlock(&in->lock);
+            *oom = 1;
             return NULL;
         }
     }
@@ -115,31 +120,9 @@ void kp_channel_send(kp_channel *ch, kp_batch *b)
     pthread_mutex_unlock(&in->lock);
 }
 
-kp_batch *kp_inbox_pop(kp_inbox *in)
-{
-    pthread_mutex_lock(&in->lock);
-    while (!in->aborted && !in->head)
-        pthread_cond_wait(&in->readable, &in->lock);
-    kp_batch *b = in->aborted ? NULL : in->head;
-    if (b) {
-        in->head = b->next;
-        if (!in->head)
-            in->tail = NULL;
-    }
-    pthread_mutex_unlock(&in->lock);
-    return b;
-}
-
 kp_batch *kp_inbox_pop_timed(kp_inbox *in, int timeout_ms, int *timed_out)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = kp_deadline_ms(timeout_ms);
     *timed_out = 0;
     pthread_mutex_lock(&in->lock);
     while (!in->aborted && !in->head)
@@ -174,4 +157,38 @@ void kp_inbox_abort(kp_inbox *in)
     pthread_cond_broadcast(&in->readable);
     pthread_cond_broadcast(&in->writable);
     pthread_mutex_unlock(&in->lock);
+}
+
+int kp_inbox_pending(kp_inbox *in, int *channels, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&in->lock);
+    for (int c = 0; c < in->nchannels && n < max; c++)
+        for (kp_batch *b = in->head; b; b = b->next)
+            if (b->channel == c) {
+                channels[n++] = c;
+                break;
+            }
+    pthread_mutex_unlock(&in->lock);
+    return n;
+}
+
+kp_batch *kp_inbox_pop_channel(kp_inbox *in, int channel)
+{
+    pthread_mutex_lock(&in->lock);
+    kp_batch *prev = NULL, *b = in->head;
+    while (b && b->channel != channel) {
+        prev = b;
+        b = b->next;
+    }
+    if (b) {
+        if (prev)
+            prev->next = b->next;
+        else
+            in->head = b->next;
+        if (in->tail == b)
+            in->tail = prev;
+    }
+    pthread_mutex_unlock(&in->lock);
+    return b;
 }

@@ -26,17 +26,22 @@ void kp_inbox_free(kp_inbox *in);
 kp_channel *kp_inbox_channel(kp_inbox *in, int i);
 
 /* Producer side. acquire returns an empty batch, blocking while none is free; NULL if the
- * inbox was aborted. send queues a batch acquired from the same channel. */
-kp_batch *kp_channel_acquire(kp_channel *ch);
+ * inbox was aborted, or with *oom set if a new batch could not be allocated. send queues a
+ * batch acquired from the same channel. */
+kp_batch *kp_channel_acquire(kp_channel *ch, int *oom);
 void kp_channel_send(kp_channel *ch, kp_batch *b);
 
-/* Consumer side. pop blocks until a batch arrives; NULL if aborted. release returns a popped
- * batch to its channel. */
-kp_batch *kp_inbox_pop(kp_inbox *in);
-
-/* As kp_inbox_pop, but gives up after timeout_ms: then NULL with *timed_out set. */
+/* Consumer side. Waits up to timeout_ms for a batch: NULL with *timed_out set when none
+ * came, NULL without it if the inbox was aborted. release returns a popped batch to its
+ * channel. */
 kp_batch *kp_inbox_pop_timed(kp_inbox *in, int timeout_ms, int *timed_out);
 void kp_inbox_release(kp_inbox *in, kp_batch *b);
+
+/* For the deterministic scheduler (single-threaded runs): the channels with queued batches
+ * (up to max, in channel order; returns how many), and the first queued batch of one channel
+ * (NULL if none) — per-channel order is kept, the order between channels is the caller's. */
+int kp_inbox_pending(kp_inbox *in, int *channels, int max);
+kp_batch *kp_inbox_pop_channel(kp_inbox *in, int channel);
 
 /* Wakes everyone blocked on the inbox; all later calls fail fast. */
 void kp_inbox_abort(kp_inbox *in);

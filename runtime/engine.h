@@ -26,7 +26,6 @@ int kp_buf_reserve(kp_buf *b, size_t extra);
 int kp_buf_append(kp_buf *b, const void *data, size_t len);
 void kp_buf_free(kp_buf *b);
 
-
 /* Decimal formatting without printf into at least 21 bytes; returns the length (no NUL). */
 size_t kp_fmt_i64(char *out, long long v);
 size_t kp_fmt_u64(char *out, unsigned long long v);
@@ -97,6 +96,8 @@ typedef struct kp_metrics {
     atomic_llong state_spills;     /* write-back cache flushes to RocksDB */
     atomic_llong state_cache_peak; /* sum over keyed subtasks of their peak in-memory state */
     atomic_llong state_rocksdb;    /* RocksDB memory (memtables, cache, readers) at the end */
+    atomic_llong batches_sent;     /* data batches sent by exchanges (added at their end) */
+    atomic_llong records_sent;     /* records in them */
 } kp_metrics;
 
 struct kp_exec; /* exec.c */
@@ -108,12 +109,14 @@ struct kp_subtask {
     int parallelism; /* of its task */
     char name[KP_NAME_MAX + 16];
     kp_metrics *metrics;
-    const char *state_dir;   /* where keyed operators open their RocksDB, per subtask */
-    atomic_llong *align;     /* sources: the watermarks of all subtasks of this source */
-    kp_time align_drift;     /* sources: how far ahead of the slowest subtask one may run */
-    const char *const *conf; /* connector configuration */
-    int64_t epoch;           /* fencing epoch of this attempt */
-    int print_stats;         /* connectors print their metrics (JSON) to stderr at the end */
+    const char *state_dir;          /* where keyed operators open their RocksDB, per subtask */
+    struct kp_mailbox *ctl;         /* sources: announcements from the coordinator (mailbox.h) */
+    struct kp_mailbox *coordinator; /* sources: reports to the coordinator; NULL = no alignment */
+    int task_id;                    /* the task's index in the job plan, for reports */
+    kp_time align_drift;            /* sources: how far ahead of the slowest subtask one may run */
+    const char *const *conf;        /* connector configuration */
+    int64_t epoch;                  /* fencing epoch of this attempt */
+    int print_stats;                /* connectors print their metrics (JSON) to stderr at the end */
     size_t state_cache_bytes;
     size_t rocksdb_cache_bytes;    /* RocksDB block cache per keyed subtask; 0 = default */
     size_t rocksdb_memtable_bytes; /* RocksDB memtable size per column family; 0 = default */

@@ -1,49 +1,23 @@
 /* The local executor: plans tasks from the logical graph, wires operators and channels,
  * runs one thread per subtask and collects the outcome. See exec.h.
  *
- * Threads: the caller's thread plans, starts and joins; each subtask thread owns its
- * operators. The first failure is recorded under `lock` and aborts every inbox, which wakes
- * all blocked producers and consumers so the run ends promptly. */
+ * Threads: the caller's thread plans, starts the subtask threads and then acts as their
+ * coordinator — it reads their reports (watermark alignment, their ends) from its mailbox
+ * and answers with messages, never through shared state (mailbox.h, align.h). Each subtask
+ * thread owns its operators. The first failure is recorded under `lock` and aborts every
+ * inbox, which wakes all blocked producers and consumers so the run ends promptly.
+ *
+ * Exchange memory: every (producer, consumer) pair of subtasks has a channel with `credits`
+ * batches of KP_BATCH_BYTES; credits per channel are the network budget
+ * (kp_exec_config.network_bytes, default 512 MiB) divided over all channels of the job,
+ * at most 4; a job whose channels cannot have 2 each within the budget is refused before
+ * it starts, naming the memory it needs (docs/architecture.md, "Exchange memory"). */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "connector.h"
-#include "exec.h"
-#include "ops.h"
-
-typedef struct task {
-    const kp_node *head;
-    int parallelism;
-    int upstream; /* channels per inbox: the upstream task's parallelism (0 for sources) */
-    kp_inbox **inboxes;
-    atomic_llong *align; /* sources: per-subtask watermarks for alignment */
-} task;
-
-typedef struct subtask_rt {
-    kp_subtask st;
-    task *t;
-    kp_op *chain; /* first operator, or the source's pseudo-operator */
-    kp_op *ops[KP_MAX_NODES];
-    int nops;
-    pthread_t thread;
-} subtask_rt;
-
-struct kp_exec {
-    const kp_job *job;
-    const kp_exec_config *cfg;
-    task tasks[KP_MAX_NODES];
-    int ntasks;
-    task *task_of[KP_MAX_NODES]; /* head node id → task */
-    subtask_rt **subtasks;
-    int nsubtasks;
-    kp_metrics metrics;
-    pthread_mutex_t lock;
-    atomic_int failed;
-    int64_t epoch; /* fencing epoch of this attempt (exec.h) */
-    char error[1024];
-};
+#include "exec_int.h"
 
 int kp_subtask_fail(kp_subtask *st, const char *fmt, ...)
 {
@@ -109,24 +83,59 @@ static int plan(struct kp_exec *x)
         t->upstream = n->input ? n->input->parallelism : 0;
         x->task_of[n->id] = t;
         if (!n->input) {
-            t->align = calloc((size_t)t->parallelism, sizeof *t->align);
-            if (!t->align)
+            t->ctl = calloc((size_t)t->parallelism, sizeof *t->ctl);
+            if (!t->ctl)
                 return -1;
             for (int j = 0; j < t->parallelism; j++)
-                atomic_init(&t->align[j], KP_TIME_MIN);
+                if (!(t->ctl[j] = kp_mailbox_new(8)))
+                    return -1;
+            kp_time drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR;
+            if (x->cfg->step_seed)
+                drift = -1; /* the scheduler decides the interleaving */
+            if (!(t->align = kp_align_new(t->parallelism, drift)))
+                return -1;
             continue;
         }
         t->inboxes = calloc((size_t)t->parallelism, sizeof *t->inboxes);
         if (!t->inboxes)
             return -1;
         for (int j = 0; j < t->parallelism; j++)
-            if (!(t->inboxes[j] = kp_inbox_new(t->upstream, x->cfg->credits ? x->cfg->credits : 4)))
+            if (!(t->inboxes[j] = kp_inbox_new(t->upstream, x->credits)))
                 return -1;
     }
     return 0;
 }
 
-static const kp_binding *find_binding(const kp_exec_config *cfg, const char *name)
+/* Credits per channel from the network budget; -1 (with the reason) if even 2 do not fit. */
+static int size_exchanges(struct kp_exec *x)
+{
+    long long channels = 0;
+    for (int i = 0; i < x->job->nnodes; i++) {
+        const kp_node *n = x->job->nodes[i];
+        if (n->input && is_task_head(n))
+            channels += (long long)n->input->parallelism * n->parallelism;
+    }
+    size_t budget = x->cfg->network_bytes ? x->cfg->network_bytes : (size_t)512 << 20;
+    long long fit = channels ? (long long)(budget / sizeof(kp_batch)) / channels : 4;
+    if (x->cfg->step_seed) {
+        x->credits = 1 << 20; /* single-threaded: a producer must never wait */
+        return 0;
+    }
+    if (fit < 2) {
+        snprintf(x->error, sizeof x->error,
+                 "the job's exchanges need %lld channels x 2 batches x %zu KiB = %lld MiB of "
+                 "record batches, above the network memory budget of %zu MiB: lower the "
+                 "parallelism or raise the budget (--network-memory-mb)",
+                 channels, sizeof(kp_batch) >> 10,
+                 (channels * 2 * (long long)sizeof(kp_batch)) >> 20, budget >> 20);
+        return -1;
+    }
+    int want = x->cfg->credits ? x->cfg->credits : 4;
+    x->credits = fit < want ? (int)fit : want;
+    return 0;
+}
+
+const kp_binding *kp_exec_binding(const kp_exec_config *cfg, const char *name)
 {
     for (int i = 0; i < cfg->nbindings; i++)
         if (!strcmp(cfg->bindings[i].name, name))
@@ -145,11 +154,14 @@ static int add_out(subtask_rt *s, kp_op *op, const kp_node *child, int late)
         o = build(s, child);
     } else {
         task *t = s->st.exec->task_of[child->id];
-        kp_channel *chans[1024];
+        kp_channel **chans = malloc((size_t)t->parallelism * sizeof *chans);
+        if (!chans)
+            return kp_subtask_fail(&s->st, "out of memory");
         for (int j = 0; j < t->parallelism; j++)
             chans[j] = kp_inbox_channel(t->inboxes[j], s->st.index);
         o = kp_op_exchange_new(&s->st, child->input, edge_kind(child->input, child), chans,
                                t->parallelism);
+        free(chans);
         if (o)
             s->ops[s->nops++] = o;
     }
@@ -164,7 +176,7 @@ static int add_out(subtask_rt *s, kp_op *op, const kp_node *child, int late)
 
 static kp_sink_writer *open_sink(subtask_rt *s, const kp_node *n)
 {
-    const kp_binding *b = find_binding(s->st.exec->cfg, n->endpoint);
+    const kp_binding *b = kp_exec_binding(s->st.exec->cfg, n->endpoint);
     char err[512];
     if (!b) {
         kp_subtask_fail(&s->st, "sink '%s' is not bound: pass --sink %s=URI", n->endpoint,
@@ -254,11 +266,6 @@ static const kp_op_vt source_pseudo_vt = {NULL, NULL, NULL, NULL, pseudo_destroy
 
 /* ---- running ------------------------------------------------------------------------------ */
 
-typedef struct input_state {
-    kp_time wm;
-    int idle, ended;
-} input_state;
-
 /* The minimum watermark over active inputs; sets *all_idle when every open input is idle. */
 static kp_time min_watermark(const input_state *in, int n, int *all_idle, int *all_ended)
 {
@@ -278,24 +285,71 @@ static kp_time min_watermark(const input_state *in, int n, int *all_idle, int *a
     return m;
 }
 
+static int records(kp_op *head, const kp_batch *b)
+{
+    for (uint32_t i = 0; i < b->n; i++) {
+        const kp_rec *r = &b->recs[i];
+        kp_event ev = {.key = {(const char *)b->arena + r->key_off, r->key_len},
+                       .value = {(const char *)b->arena + r->val_off, r->val_len},
+                       .ts = r->ts,
+                       .cwm = r->cwm};
+        if (head->vt->record(head, &ev) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b)
+{
+    kp_inbox *inbox = s->t->inboxes[s->st.index];
+    kp_op *head = s->chain;
+    input_state *ch = &c->in[b->channel];
+    int rc = 0;
+    switch (b->kind) {
+    case KP_MSG_DATA:
+        rc = records(head, b);
+        /* a data batch carries its producer's watermark */
+        __attribute__((fallthrough));
+    case KP_MSG_WATERMARK:
+        ch->idle = 0;
+        ch->wm = b->watermark > ch->wm ? b->watermark : ch->wm;
+        break;
+    case KP_MSG_IDLE:
+        ch->idle = 1;
+        break;
+    case KP_MSG_END:
+        ch->ended = 1;
+        break;
+    }
+    kp_inbox_release(inbox, b);
+    if (rc != 0)
+        return -1;
+    int all_idle, all_ended;
+    kp_time m = min_watermark(c->in, c->n, &all_idle, &all_ended);
+    if (all_ended)
+        return head->vt->finish(head) != 0 ? -1 : 0;
+    if (all_idle && !c->was_idle && head->vt->idle(head) != 0)
+        return -1;
+    c->was_idle = all_idle;
+    if (!all_idle && m > c->cur) {
+        c->cur = m;
+        if (head->vt->watermark(head, m) != 0)
+            return -1;
+    }
+    return 1;
+}
+
 static int consume(subtask_rt *s)
 {
     kp_inbox *inbox = s->t->inboxes[s->st.index];
-    int n = s->t->upstream;
-    input_state in[1024];
-    for (int i = 0; i < n; i++)
-        in[i] = (input_state){KP_TIME_MIN, 0, 0};
-    kp_time cur = KP_TIME_MIN;
-    int was_idle = 0;
-    kp_op *head = s->chain;
-    kp_time ticked = kp_wall_ms();
+    kp_time ticked = kp_mono_ms();
     for (;;) {
         int timed_out;
         kp_batch *b = kp_inbox_pop_timed(inbox, KP_TICK_MS, &timed_out);
-        kp_time now = kp_wall_ms();
+        kp_time now = kp_mono_ms();
         if (now - ticked >= KP_TICK_MS) {
             ticked = now;
-            if (kp_op_tick(head, now) != 0) {
+            if (kp_op_tick(s->chain, kp_wall_ms()) != 0) {
                 if (b)
                     kp_inbox_release(inbox, b);
                 return -1;
@@ -305,57 +359,28 @@ static int consume(subtask_rt *s)
             continue;
         if (!b)
             return -1;
-        input_state *ch = &in[b->channel];
-        int rc = 0;
-        if (b->kind == KP_MSG_DATA) {
-            ch->idle = 0;
-            for (uint32_t i = 0; i < b->n && rc == 0; i++) {
-                const kp_rec *r = &b->recs[i];
-                kp_event ev = {.key = {(const char *)b->arena + r->key_off, r->key_len},
-                               .value = {(const char *)b->arena + r->val_off, r->val_len},
-                               .ts = r->ts,
-                               .cwm = r->cwm};
-                rc = head->vt->record(head, &ev);
-            }
-        } else if (b->kind == KP_MSG_WATERMARK) {
-            ch->idle = 0;
-            ch->wm = b->watermark > ch->wm ? b->watermark : ch->wm;
-        } else if (b->kind == KP_MSG_IDLE) {
-            ch->idle = 1;
-        } else {
-            ch->ended = 1;
-        }
-        kp_inbox_release(inbox, b);
-        if (rc != 0)
-            return -1;
-        int all_idle, all_ended;
-        kp_time m = min_watermark(in, n, &all_idle, &all_ended);
-        if (all_ended)
-            return head->vt->finish(head);
-        if (all_idle && !was_idle && head->vt->idle(head) != 0)
-            return -1;
-        was_idle = all_idle;
-        if (!all_idle && m > cur) {
-            cur = m;
-            if (head->vt->watermark(head, m) != 0)
-                return -1;
-        }
+        int rc = kp_exec_consume(s, &s->cons, b);
+        if (rc <= 0)
+            return rc;
     }
 }
 
 static void *subtask_main(void *arg)
 {
     subtask_rt *s = arg;
-    if (kp_subtask_cancelled(&s->st))
-        return NULL;
+    int rc = -1;
     const kp_node *head = s->t->head;
-    if (head->kind == KP_NODE_SOURCE) {
+    if (kp_subtask_cancelled(&s->st)) {
+        rc = -1;
+    } else if (head->kind == KP_NODE_SOURCE) {
         const kp_exec_config *cfg = s->st.exec->cfg;
-        kp_source_run(&s->st, head, find_binding(cfg, head->endpoint), s->chain,
-                      cfg->watermark_every ? cfg->watermark_every : 1024);
+        rc = kp_source_run(&s->st, head, kp_exec_binding(cfg, head->endpoint), s->chain,
+                           cfg->watermark_every ? cfg->watermark_every : 1024);
     } else {
-        consume(s);
+        rc = consume(s);
     }
+    kp_mailbox_post(s->st.exec->coordinator,
+                    (kp_ctl){KP_CTL_DONE, s->st.task_id, s->st.index, rc == 0 ? 0 : -1});
     return NULL;
 }
 
@@ -375,20 +400,31 @@ static int create_subtasks(struct kp_exec *x)
                 return -1;
             x->subtasks[x->nsubtasks++] = s;
             s->t = t;
-            s->st = (kp_subtask){.exec = x,
-                                 .job = x->job,
-                                 .index = j,
-                                 .parallelism = t->parallelism,
-                                 .metrics = &x->metrics,
-                                 .state_dir = x->cfg->state_dir,
-                                 .state_cache_bytes = x->cfg->state_cache_bytes,
-                                 .rocksdb_cache_bytes = x->cfg->rocksdb_cache_bytes,
-                                 .rocksdb_memtable_bytes = x->cfg->rocksdb_memtable_bytes,
-                                 .align = t->align,
-                                 .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
-                                 .conf = x->cfg->conf,
-                                 .epoch = x->epoch,
-                                 .print_stats = x->cfg->print_stats};
+            if (t->inboxes) {
+                s->cons = (consumer){calloc((size_t)t->upstream, sizeof(input_state)), t->upstream,
+                                     KP_TIME_MIN, 0};
+                if (!s->cons.in)
+                    return -1;
+                for (int k = 0; k < t->upstream; k++)
+                    s->cons.in[k] = (input_state){KP_TIME_MIN, 0, 0};
+            }
+            s->st =
+                (kp_subtask){.exec = x,
+                             .job = x->job,
+                             .index = j,
+                             .parallelism = t->parallelism,
+                             .metrics = &x->metrics,
+                             .state_dir = x->cfg->state_dir,
+                             .state_cache_bytes = x->cfg->state_cache_bytes,
+                             .rocksdb_cache_bytes = x->cfg->rocksdb_cache_bytes,
+                             .rocksdb_memtable_bytes = x->cfg->rocksdb_memtable_bytes,
+                             .ctl = t->ctl ? t->ctl[j] : NULL,
+                             .coordinator = t->ctl && t->parallelism > 1 ? x->coordinator : NULL,
+                             .task_id = i,
+                             .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
+                             .conf = x->cfg->conf,
+                             .epoch = x->epoch,
+                             .print_stats = x->cfg->print_stats};
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,
                      t->parallelism);
         }
@@ -405,6 +441,7 @@ static void teardown(struct kp_exec *x)
         subtask_rt *s = x->subtasks[i];
         for (int j = s->nops - 1; j >= 0; j--)
             s->ops[j]->vt->destroy(s->ops[j]);
+        free(s->cons.in);
         free(s);
     }
     free(x->subtasks);
@@ -412,8 +449,12 @@ static void teardown(struct kp_exec *x)
         for (int j = 0; x->tasks[i].inboxes && j < x->tasks[i].parallelism; j++)
             kp_inbox_free(x->tasks[i].inboxes[j]);
         free(x->tasks[i].inboxes);
-        free(x->tasks[i].align);
+        for (int j = 0; x->tasks[i].ctl && j < x->tasks[i].parallelism; j++)
+            kp_mailbox_free(x->tasks[i].ctl[j]);
+        free(x->tasks[i].ctl);
+        kp_align_free(x->tasks[i].align);
     }
+    kp_mailbox_free(x->coordinator);
     pthread_mutex_destroy(&x->lock);
 }
 
@@ -432,6 +473,8 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
         .state_spills = atomic_load(&m->state_spills),
         .state_cache_peak = atomic_load(&m->state_cache_peak),
         .state_rocksdb = atomic_load(&m->state_rocksdb),
+        .batches_sent = atomic_load(&m->batches_sent),
+        .records_sent = atomic_load(&m->records_sent),
         .seconds = kp_mono_s() - t0,
     };
 }
@@ -447,7 +490,7 @@ static int check_bindings(const kp_job *job, const kp_exec_config *cfg, char *er
         if (n->kind != KP_NODE_SOURCE && n->kind != KP_NODE_SINK)
             continue;
         const char *what = n->kind == KP_NODE_SOURCE ? "source" : "sink";
-        const kp_binding *b = find_binding(cfg, n->endpoint);
+        const kp_binding *b = kp_exec_binding(cfg, n->endpoint);
         const kp_connector *c = b ? kp_connector_find(b->uri) : NULL;
         int ok = c && (n->kind == KP_NODE_SOURCE ? c->open_source != NULL : c->open_sink != NULL);
         if (ok || off >= errlen)
@@ -462,6 +505,37 @@ static int check_bindings(const kp_job *job, const kp_exec_config *cfg, char *er
                                  off ? "; " : "", what, n->endpoint, what, b->uri);
     }
     return errstr[0] ? -1 : 0;
+}
+
+int kp_exec_prepare(struct kp_exec *x)
+{
+    int total = 0;
+    for (int i = 0; i < x->job->nnodes; i++)
+        total += x->job->nodes[i]->parallelism;
+    if (size_exchanges(x) != 0)
+        return -1;
+    x->coordinator = kp_mailbox_new(64 + 4 * total);
+    if (!x->coordinator || plan(x) != 0 || create_subtasks(x) != 0) {
+        if (!atomic_load(&x->failed))
+            snprintf(x->error, sizeof x->error, "out of memory while planning the job");
+        return -1;
+    }
+    return 0;
+}
+
+/* The coordinator: serves the subtasks' reports until `running` of them have ended. */
+static void coordinate(struct kp_exec *x, int running)
+{
+    while (running > 0) {
+        kp_ctl m;
+        if (!kp_mailbox_take(x->coordinator, &m, 1000))
+            continue;
+        if (m.kind == KP_CTL_DONE)
+            running--;
+        task *t = m.task >= 0 && m.task < x->ntasks ? &x->tasks[m.task] : NULL;
+        if (t && t->align)
+            kp_align_report(t->align, &m, t->ctl);
+    }
 }
 
 int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats, char *errstr,
@@ -482,10 +556,10 @@ int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *sta
     pthread_mutex_init(&x->lock, NULL);
     double t0 = kp_mono_s();
     int started = 0;
-    if (plan(x) != 0 || create_subtasks(x) != 0) {
-        if (!atomic_load(&x->failed))
-            snprintf(x->error, sizeof x->error, "out of memory while planning the job");
+    if (kp_exec_prepare(x) != 0) {
         atomic_store(&x->failed, 1);
+    } else if (cfg->step_seed) {
+        kp_exec_run_stepped(x, cfg->step_seed);
     } else {
         for (; started < x->nsubtasks; started++)
             if (pthread_create(&x->subtasks[started]->thread, NULL, subtask_main,
@@ -493,6 +567,7 @@ int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *sta
                 kp_subtask_fail(&x->subtasks[started]->st, "cannot start a thread");
                 break;
             }
+        coordinate(x, started);
     }
     for (int i = 0; i < started; i++)
         pthread_join(x->subtasks[i]->thread, NULL);

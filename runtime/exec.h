@@ -25,8 +25,8 @@ typedef struct kp_exec_config {
     int watermark_every;           /* sources emit a watermark after this many records; 0 = 1024 */
     const char *const *conf;       /* connector configuration "key=value", NULL-terminated */
     int64_t epoch;                 /* fencing epoch of this attempt; 0 = start time in seconds */
-    int print_stats;     /* connectors print their metrics to stderr at the end of a run */
-    kp_time align_drift; /* watermark alignment between the subtasks of one source:
+    int print_stats;      /* connectors print their metrics to stderr at the end of a run */
+    kp_time align_drift;  /* watermark alignment between the subtasks of one source:
                                  none runs further ahead of the slowest; 0 = 1 hour,
                                  negative = off */
     size_t network_bytes; /* budget for all record batches of all exchanges; 0 = 512 MiB */

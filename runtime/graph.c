@@ -124,8 +124,9 @@ static kp_node *node_add(kp_job *job, kp_node_kind kind, kp_node *input, const v
      * are; jobs that rename operators should set .uid explicitly. */
     snprintf(n->uid, sizeof n->uid, "%s", c.uid && c.uid[0] ? c.uid : n->name);
     n->parallelism = c.parallelism;
-    if (c.parallelism < 0)
-        kp_job_errorf(job, "'%s': parallelism must be positive, got %d", n->name, c.parallelism);
+    if (c.parallelism < 0 || c.parallelism > KP_MAX_PARALLELISM)
+        kp_job_errorf(job, "'%s': parallelism must be within 1..%d, got %d", n->name,
+                      KP_MAX_PARALLELISM, c.parallelism);
     job->nodes[job->nnodes++] = n;
     if (input)
         input->outputs[input->noutputs++] = n;
@@ -140,8 +141,8 @@ static kp_node *node_of(const void *stream)
 
 static void api_job_parallelism(kp_job *job, int p)
 {
-    if (p < 1 || p > 1024)
-        kp_job_errorf(job, "job parallelism must be within 1..1024, got %d", p);
+    if (p < 1 || p > KP_MAX_PARALLELISM)
+        kp_job_errorf(job, "job parallelism must be within 1..%d, got %d", KP_MAX_PARALLELISM, p);
     else
         job->parallelism = p;
 }
@@ -396,7 +397,10 @@ int kp_job_validate(kp_job *job)
 {
     if (job->error[0])
         return -1;
-    if (job->parallelism_override > 0)
+    if (job->parallelism_override > KP_MAX_PARALLELISM)
+        kp_job_errorf(job, "parallelism %d above the maximum of %d", job->parallelism_override,
+                      KP_MAX_PARALLELISM);
+    else if (job->parallelism_override > 0)
         job->parallelism = job->parallelism_override;
     int sources = 0;
     for (int i = 0; i < job->nnodes; i++) {

@@ -14,6 +14,10 @@
 #define KP_MAX_OUTPUTS             8
 #define KP_NAME_MAX                128
 #define KP_DEFAULT_MAX_PARALLELISM 128
+/* The most subtasks one operator may have. The executor's per-subtask arrays and the exchange
+ * memory (upstream x downstream channels, docs/architecture.md "Exchange memory") are sized
+ * from it; every parallelism — job default, -p, per operator — is validated against it. */
+#define KP_MAX_PARALLELISM 256
 
 typedef enum kp_node_kind {
     KP_NODE_SOURCE = 1,

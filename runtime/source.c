@@ -1,19 +1,25 @@
 /* The source side of a subtask: polls its connector reader, runs the job's decode function
- * on each raw record in place, applies the decode-error policy, and generates watermarks
- * (bounded out-of-orderness, idleness) into the chain.
+ * on each raw record in place, applies the decode-error policy, stamps each record with its
+ * partition's carried watermark and generates watermarks into the chain.
  *
- * Watermarks (watermarks.c: per partition, minimum over owned partitions, idleness) are
- * emitted after every `watermark_every` records and at the end of every poll, rather than on
- * a wall-clock period as Flink does: the result of a bounded run then depends only on the
- * input, which is what makes runs reproducible and property-testable. */
+ * Watermarks (watermarks.c: per partition, minimum over owned partitions, ended and idle
+ * partitions left out) are passed to the chain after every poll and every `watermark_every`
+ * records; the exchange carries them in its batches, so this costs no messages. Which records
+ * are late is judged downstream from each record's own carried watermark, so nothing here
+ * needs to be timed: polls, alignment pauses and thread scheduling change latency, never
+ * results (docs/semantics.md).
+ *
+ * A source runs in steps (kp_source_step): one poll and what follows from it. The threaded
+ * executor loops over steps; the deterministic scheduler (exec_step.c) interleaves the steps
+ * of all subtasks in a seeded random order. @locality the source subtask's thread. */
 #include <stdlib.h>
-#include <time.h>
 
+#include "align.h"
 #include "connector.h"
 #include "exec.h"
 #include "watermarks.h"
 
-typedef struct source_state {
+struct kp_source_task {
     kp_subtask *st;
     const kp_node *node;
     const kp_source_opts *o;
@@ -23,34 +29,41 @@ typedef struct source_state {
     const char *uri; /* the source's binding, for dead-letter metadata */
     kp_wm_tracker wm;
     kp_time emitted_wm;
-    int idle;       /* the last thing sent downstream was "idle" */
-    kp_time now;    /* wall clock, read once per poll */
-    kp_time ticked; /* when the chain was last ticked */
+    kp_time reported; /* the watermark last reported to the alignment coordinator */
+    kp_time allowed;  /* alignment: do not read past this watermark (coordinator's bound) */
+    int idle;         /* the last thing sent downstream was "idle" */
+    kp_time now;      /* wall clock, read once per poll */
+    kp_time ticked;   /* when the chain was last ticked */
+    kp_time refreshed;
+    int since_wm;
+    int watermark_every;
+    kp_source_reader *r;
+    const kp_binding *b;
     kp_buf key_buf, val_buf;
-} source_state;
+    kp_raw raws[256];
+};
+typedef struct kp_source_task source_state;
 
-/* Watermark alignment (Flink's maxAllowedWatermarkDrift): publish this subtask's watermark,
- * then wait while it is more than align_drift ahead of the slowest subtask of the same
- * source. Keeps the minimum watermark downstream, and so lateness, independent of thread
- * scheduling. The slowest subtask never waits, so this cannot deadlock. */
-static void align(source_state *s, kp_time wm)
+/* Tells the alignment coordinator this subtask's watermark or idleness, when it changed. */
+static void report(source_state *s, kp_ctl_kind kind, kp_time wm)
 {
     kp_subtask *st = s->st;
-    if (!st->align || st->parallelism < 2 || st->align_drift < 0)
+    if (!st->coordinator || (kind == KP_CTL_WATERMARK && wm == s->reported))
         return;
-    atomic_store(&st->align[st->index], wm);
-    struct timespec nap = {0, 200000};
-    for (;;) {
-        kp_time slowest = KP_TIME_MAX;
-        for (int i = 0; i < st->parallelism; i++) {
-            kp_time w = atomic_load(&st->align[i]);
-            slowest = w < slowest ? w : slowest;
-        }
-        if (slowest == KP_TIME_MIN ? wm == KP_TIME_MIN : wm - slowest <= st->align_drift)
-            return;
-        if (kp_subtask_cancelled(st))
-            return;
-        nanosleep(&nap, NULL);
+    s->reported = kind == KP_CTL_WATERMARK ? wm : KP_TIME_MIN;
+    kp_mailbox_post(st->coordinator, (kp_ctl){kind, st->task_id, st->index, wm});
+}
+
+/* Reads the coordinator's announcements; waits up to timeout_ms for one when told to. */
+static void read_bounds(source_state *s, int timeout_ms)
+{
+    kp_ctl m;
+    if (!s->st->ctl)
+        return;
+    while (kp_mailbox_take(s->st->ctl, &m, timeout_ms)) {
+        if (m.kind == KP_CTL_ALIGN)
+            s->allowed = m.value;
+        timeout_ms = 0;
     }
 }
 
@@ -64,6 +77,7 @@ static int emit_watermark(source_state *s)
         if (s->idle)
             return 0;
         s->idle = 1;
+        report(s, KP_CTL_IDLE, 0);
         return kp_op_emit_idle(s->chain);
     }
     if (wm <= s->emitted_wm && !s->idle)
@@ -71,10 +85,8 @@ static int emit_watermark(source_state *s)
     s->idle = 0;
     if (wm > s->emitted_wm)
         s->emitted_wm = wm;
-    if (kp_op_emit_watermark(s->chain, s->emitted_wm) != 0)
-        return -1;
-    align(s, s->emitted_wm);
-    return 0;
+    report(s, KP_CTL_WATERMARK, s->emitted_wm);
+    return kp_op_emit_watermark(s->chain, s->emitted_wm);
 }
 
 static int bad_input(source_state *s, const kp_raw *raw)
@@ -110,14 +122,14 @@ static int handle(source_state *s, const kp_raw *raw)
 {
     kp_event ev = {.key = raw->key,
                    .value = raw->value,
-                   .ts = raw->ts != KP_TIME_MIN ? raw->ts : kp_wall_ms(),
+                   .ts = raw->ts != KP_TIME_MIN ? raw->ts : s->now,
                    .key_buf = &s->key_buf,
                    .val_buf = &s->val_buf};
     kp_rc rc = s->o->decode ? s->o->decode(&ev, raw->value) : KP_OK;
     if (ev.bad)
         return kp_subtask_fail(s->st, "source '%s': out of memory", s->node->endpoint);
     if (ev.ts == KP_TIME_MIN) /* neither the system nor decode gave a time: ingestion time */
-        ev.ts = kp_wall_ms();
+        ev.ts = s->now;
     switch (rc) {
     case KP_OK:
         if (kp_wm_observe(&s->wm, raw->partition, ev.ts, s->now, &ev.cwm) != 0)
@@ -146,8 +158,14 @@ static int open_dead_letter(source_state *s, const kp_binding *b)
                                s->node->endpoint, s->node->endpoint);
     const kp_connector *c = kp_connector_find(b->dead_letter);
     char err[512];
-    kp_endpoint ep = {s->node->endpoint,  b->dead_letter, s->st->index,
-                      s->st->parallelism, s->st->conf,    s->st->epoch};
+    kp_endpoint ep = {.name = s->node->endpoint,
+                      .uri = b->dead_letter,
+                      .subtask = s->st->index,
+                      .parallelism = s->st->parallelism,
+                      .conf = s->st->conf,
+                      .epoch = s->st->epoch,
+                      .cancelled = kp_subtask_cancel_probe,
+                      .cancel_arg = s->st};
     s->dead = c && c->open_sink ? c->open_sink(&ep, err, sizeof err) : NULL;
     if (!s->dead)
         return kp_subtask_fail(s->st, "dead-letter output '%s': %s", b->dead_letter,
@@ -207,101 +225,170 @@ static void align_partitions(source_state *s, kp_source_reader *r)
     }
 }
 
-static int run_loop(source_state *s, kp_source_reader *r, int watermark_every)
+/* Asks the reader which owned partitions have ended or are caught up with the log end. */
+static void partition_states(source_state *s)
 {
-    kp_raw raws[256];
-    char err[512];
-    int since_wm = 0;
-    kp_time refreshed = 0;
-    for (;;) {
-        if (kp_subtask_cancelled(s->st))
+    kp_wm_tracker *t = &s->wm;
+    for (int i = 0; i < t->cap; i++) {
+        kp_wm_part *p = &t->parts[i];
+        if (!p->owned || p->ended)
+            continue;
+        if (s->r->ended)
+            p->ended = s->r->ended(s->r, i - 1) == 1;
+        p->caught_up = s->r->caught_up ? s->r->caught_up(s->r, i - 1) == 1 : -1;
+    }
+}
+
+/* The end of bounded input: everything is final, as Flink does at the end of a bounded
+ * source. */
+static int finish(source_state *s)
+{
+    if (emit_watermark(s) != 0 || kp_op_emit_watermark(s->chain, KP_TIME_MAX) != 0)
+        return -1;
+    s->emitted_wm = KP_TIME_MAX;
+    return kp_op_emit_finish(s->chain);
+}
+
+static int tick(source_state *s)
+{
+    if (s->now - s->ticked < KP_TICK_MS)
+        return 0;
+    s->ticked = s->now;
+    return kp_op_tick(s->chain, s->now);
+}
+
+int kp_source_step(source_state *s, int timeout_ms)
+{
+    if (kp_subtask_cancelled(s->st))
+        return -1;
+    s->now = kp_wall_ms();
+    if (s->now - s->refreshed >= 1000) {
+        if (refresh_partitions(s, s->r) != 0)
             return -1;
+        s->refreshed = s->now;
+    }
+    read_bounds(s, 0);
+    if (s->emitted_wm > s->allowed) { /* aligned: wait for the slowest subtask */
+        read_bounds(s, timeout_ms);
         s->now = kp_wall_ms();
-        if (s->now - refreshed >= 1000) {
-            if (refresh_partitions(s, r) != 0)
-                return -1;
-            refreshed = s->now;
-        }
-        int n = 0;
-        kp_poll_rc rc = r->poll(r, raws, 256, &n, 100, err, sizeof err);
-        if (rc == KP_POLL_ERROR)
-            return kp_subtask_fail(s->st, "source '%s': %s", s->node->endpoint, err);
-        if (rc == KP_POLL_EOF)
-            break;
-        long long bytes = 0;
-        for (int i = 0; rc == KP_POLL_RECORDS && i < n; i++) {
-            bytes += (long long)(raws[i].key.len + raws[i].value.len);
-            if (handle(s, &raws[i]) != 0)
-                return -1;
-            if (++since_wm >= watermark_every) {
-                since_wm = 0;
-                if (emit_watermark(s) != 0)
-                    return -1;
-            }
-        }
-        if (emit_watermark(s) != 0)
+        return tick(s) != 0 ? -1 : 1;
+    }
+    int n = 0;
+    char err[512];
+    kp_poll_rc rc = s->r->poll(s->r, s->raws, 256, &n, timeout_ms, err, sizeof err);
+    if (rc == KP_POLL_ERROR)
+        return kp_subtask_fail(s->st, "source '%s': %s", s->node->endpoint, err);
+    if (rc == KP_POLL_EOF)
+        return finish(s) != 0 ? -1 : 0;
+    long long bytes = 0;
+    for (int i = 0; rc == KP_POLL_RECORDS && i < n; i++) {
+        bytes += (long long)(s->raws[i].key.len + s->raws[i].value.len);
+        if (handle(s, &s->raws[i]) != 0)
             return -1;
-        align_partitions(s, r);
-        if (s->now - s->ticked >= KP_TICK_MS) {
-            s->ticked = s->now;
-            if (kp_op_tick(s->chain, s->now) != 0)
+        if (++s->since_wm >= s->watermark_every) {
+            s->since_wm = 0;
+            if (emit_watermark(s) != 0)
                 return -1;
-        }
-        if (rc == KP_POLL_RECORDS) {
-            atomic_fetch_add_explicit(&s->st->metrics->records_in, n, memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->st->metrics->bytes_in, bytes, memory_order_relaxed);
         }
     }
-    /* bounded input: everything is final, as Flink does at the end of a bounded source */
+    partition_states(s);
     if (emit_watermark(s) != 0)
         return -1;
-    if (s->st->align)
-        atomic_store(&s->st->align[s->st->index], KP_TIME_MAX);
-    if (kp_op_emit_watermark(s->chain, KP_TIME_MAX) != 0)
+    align_partitions(s, s->r);
+    if (tick(s) != 0)
         return -1;
-    return kp_op_emit_finish(s->chain);
+    if (rc == KP_POLL_RECORDS) {
+        atomic_fetch_add_explicit(&s->st->metrics->records_in, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st->metrics->bytes_in, bytes, memory_order_relaxed);
+    }
+    return 1;
+}
+
+source_state *kp_source_open(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op *chain,
+                             int watermark_every)
+{
+    if (!b) {
+        kp_subtask_fail(st, "source '%s' is not bound: pass --source %s=URI", src->endpoint,
+                        src->endpoint);
+        return NULL;
+    }
+    const kp_connector *c = kp_connector_find(b->uri);
+    if (!c || !c->open_source) {
+        kp_subtask_fail(st, "source '%s': no connector for '%s'", src->endpoint, b->uri);
+        return NULL;
+    }
+    source_state *s = calloc(1, sizeof *s);
+    if (!s) {
+        kp_subtask_fail(st, "source '%s': out of memory", src->endpoint);
+        return NULL;
+    }
+    *s = (source_state){.st = st,
+                        .node = src,
+                        .o = &src->u.source,
+                        .chain = chain,
+                        .emitted_wm = KP_TIME_MIN,
+                        .reported = KP_TIME_MIN,
+                        .allowed = st->coordinator ? KP_TIME_MIN : KP_TIME_MAX,
+                        .now = kp_wall_ms(),
+                        .watermark_every = watermark_every,
+                        .b = b,
+                        .uri = b->uri};
+    kp_wm_init(&s->wm, s->o->out_of_order, s->o->idle_timeout);
+    s->policy = b->on_error != KP_POLICY_DEFAULT ? b->on_error : s->o->on_error;
+    if (s->policy == KP_POLICY_DEFAULT)
+        s->policy = KP_POLICY_FAIL;
+    char err[512];
+    kp_endpoint ep = {.name = src->endpoint,
+                      .uri = b->uri,
+                      .subtask = st->index,
+                      .parallelism = st->parallelism,
+                      .conf = st->conf,
+                      .epoch = st->epoch,
+                      .cancelled = kp_subtask_cancel_probe,
+                      .cancel_arg = st};
+    s->r = c->open_source(&ep, err, sizeof err);
+    if (!s->r) {
+        kp_subtask_fail(st, "source '%s' (%s): %s", src->endpoint, b->uri, err);
+        kp_source_close(s, -1);
+        return NULL;
+    }
+    if (open_dead_letter(s, b) != 0) {
+        kp_source_close(s, -1);
+        return NULL;
+    }
+    return s;
+}
+
+int kp_source_close(source_state *s, int rc)
+{
+    char err[512];
+    kp_subtask *st = s->st;
+    if (rc == 0 && s->dead && s->dead->flush(s->dead, err, sizeof err) != 0)
+        rc = kp_subtask_fail(st, "dead-letter output '%s': %s", s->b->dead_letter, err);
+    if (rc == 0 && s->r)
+        kp_print_connector_stats(st, s->node->name, NULL, s->r->stats ? s->r : NULL);
+    if (rc == 0 && st->print_stats)
+        fprintf(stderr, "kappa: stats %s (%d/%d): {\"watermark\":%lld}\n", s->node->name,
+                st->index + 1, st->parallelism, (long long)s->emitted_wm);
+    if (s->r)
+        s->r->close(s->r);
+    if (s->dead)
+        s->dead->close(s->dead);
+    kp_buf_free(&s->key_buf);
+    kp_buf_free(&s->val_buf);
+    kp_wm_free(&s->wm);
+    free(s);
+    return rc;
 }
 
 int kp_source_run(kp_subtask *st, const kp_node *src, const kp_binding *b, kp_op *chain,
                   int watermark_every)
 {
-    source_state s = {.st = st,
-                      .node = src,
-                      .o = &src->u.source,
-                      .chain = chain,
-                      .emitted_wm = KP_TIME_MIN,
-                      .now = kp_wall_ms()};
-    kp_wm_init(&s.wm, s.o->out_of_order, s.o->idle_timeout);
-    s.uri = b ? b->uri : "";
-    if (!b)
-        return kp_subtask_fail(st, "source '%s' is not bound: pass --source %s=URI", src->endpoint,
-                               src->endpoint);
-    s.policy = b->on_error != KP_POLICY_DEFAULT ? b->on_error : s.o->on_error;
-    if (s.policy == KP_POLICY_DEFAULT)
-        s.policy = KP_POLICY_FAIL;
-    const kp_connector *c = kp_connector_find(b->uri);
-    if (!c || !c->open_source)
-        return kp_subtask_fail(st, "source '%s': no connector for '%s'", src->endpoint, b->uri);
-    char err[512];
-    kp_endpoint ep = {src->endpoint, b->uri, st->index, st->parallelism, st->conf, st->epoch};
-    kp_source_reader *r = c->open_source(&ep, err, sizeof err);
-    if (!r)
-        return kp_subtask_fail(st, "source '%s' (%s): %s", src->endpoint, b->uri, err);
-    int rc = open_dead_letter(&s, b);
-    if (rc == 0)
-        rc = run_loop(&s, r, watermark_every);
-    if (rc == 0 && s.dead && s.dead->flush(s.dead, err, sizeof err) != 0)
-        rc = kp_subtask_fail(st, "dead-letter output '%s': %s", b->dead_letter, err);
-    if (rc == 0)
-        kp_print_connector_stats(st, src->name, NULL, r->stats ? r : NULL);
-    if (rc == 0 && st->print_stats)
-        fprintf(stderr, "kappa: stats %s (%d/%d): {\"watermark\":%lld}\n", src->name, st->index + 1,
-                st->parallelism, (long long)s.emitted_wm);
-    r->close(r);
-    if (s.dead)
-        s.dead->close(s.dead);
-    kp_buf_free(&s.key_buf);
-    kp_buf_free(&s.val_buf);
-    kp_wm_free(&s.wm);
-    return rc;
+    source_state *s = kp_source_open(st, src, b, chain, watermark_every);
+    if (!s)
+        return -1;
+    int rc;
+    while ((rc = kp_source_step(s, 100)) == 1)
+        ;
+    return kp_source_close(s, rc);
 }

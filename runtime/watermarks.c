@@ -31,7 +31,7 @@ static int grow(kp_wm_tracker *t, int need)
     if (!p)
         return -1;
     for (int i = t->cap; i < cap; i++)
-        p[i] = (kp_wm_part){KP_TIME_MIN, 0, 0, 0};
+        p[i] = (kp_wm_part){KP_TIME_MIN, 0, 0, 0, 0, -1};
     t->parts = p;
     t->cap = cap;
     return 0;
@@ -70,17 +70,23 @@ int kp_wm_assign(kp_wm_tracker *t, const int32_t *parts, int n, kp_time now)
 kp_time kp_wm_current(const kp_wm_tracker *t, kp_time now, int *all_idle)
 {
     kp_time wm = KP_TIME_MAX;
-    int active = 0;
+    int owned = 0, active = 0;
     for (int i = 0; i < t->cap; i++) {
         const kp_wm_part *p = &t->parts[i];
         if (!p->owned)
             continue;
-        if (t->idle_timeout > 0 && now - p->last_data >= t->idle_timeout)
+        owned++;
+        if (p->ended)
             continue;
+        if (t->idle_timeout > 0 && p->caught_up != 0 && now - p->last_data >= t->idle_timeout)
+            continue; /* caught up (or cannot tell) and silent: idle */
         active++;
-        kp_time w = p->max_ts == KP_TIME_MIN ? KP_TIME_MIN : p->max_ts - t->out_of_order - 1;
+        kp_time w = kp_wm_of(t, p);
         wm = w < wm ? w : wm;
     }
-    *all_idle = active == 0;
-    return active ? wm : KP_TIME_MIN;
+    int ended = 0;
+    for (int i = 0; i < t->cap; i++)
+        ended += t->parts[i].owned && t->parts[i].ended;
+    *all_idle = owned == 0 || (active == 0 && ended < owned);
+    return wm;
 }

@@ -1,0 +1,79 @@
+/* The executor's internals, shared by the threaded runner (exec.c) and the deterministic
+ * scheduler (exec_step.c): the plan of tasks and the runtime state of every subtask. */
+#ifndef KP_EXEC_INT_H
+#define KP_EXEC_INT_H
+
+#include <pthread.h>
+
+#include "align.h"
+#include "exec.h"
+#include "mailbox.h"
+#include "ops.h"
+
+/* Per input channel of a consumer subtask: its watermark and state. */
+typedef struct input_state {
+    kp_time wm;
+    int idle, ended;
+} input_state;
+
+/* The consumer side of a subtask: its inputs and the watermark it passed on. */
+typedef struct consumer {
+    input_state *in;
+    int n;
+    kp_time cur;
+    int was_idle;
+} consumer;
+
+typedef struct task {
+    const kp_node *head;
+    int parallelism;
+    int upstream; /* channels per inbox: the upstream task's parallelism (0 for sources) */
+    kp_inbox **inboxes;
+    kp_align *align;  /* sources: the alignment coordinator's state for this task */
+    kp_mailbox **ctl; /* sources: each subtask's mailbox for announcements */
+} task;
+
+typedef struct subtask_rt {
+    kp_subtask st;
+    task *t;
+    kp_op *chain; /* first operator, or the source's pseudo-operator */
+    kp_op *ops[KP_MAX_NODES];
+    int nops;
+    pthread_t thread;
+    kp_source_task *source; /* stepped runs: the open source */
+    consumer cons;          /* consumers: their inputs */
+    int done;               /* stepped runs: finished or failed */
+} subtask_rt;
+
+struct kp_exec {
+    const kp_job *job;
+    const kp_exec_config *cfg;
+    task tasks[KP_MAX_NODES];
+    int ntasks;
+    task *task_of[KP_MAX_NODES]; /* head node id → task */
+    subtask_rt **subtasks;
+    int nsubtasks;
+    kp_metrics metrics;
+    pthread_mutex_t lock;
+    atomic_int failed;
+    int64_t epoch;           /* fencing epoch of this attempt (exec.h) */
+    int credits;             /* batches per channel, from the network budget */
+    kp_mailbox *coordinator; /* reports of all subtasks (alignment, ends) */
+    char error[1024];
+};
+
+/* The binding of a source or sink name, or NULL. */
+const kp_binding *kp_exec_binding(const kp_exec_config *cfg, const char *name);
+
+/* Plans tasks and wires every subtask (threads are not started). 0 or -1 (x->error set). */
+int kp_exec_prepare(struct kp_exec *x);
+
+/* Hands one popped batch to a consumer subtask's chain and gives it back to its inbox.
+ * 1 = go on, 0 = every input ended and the chain finished, -1 = failed. */
+int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b);
+
+/* Runs the prepared job on one thread, interleaving subtask steps in an order drawn from
+ * `seed` (exec_step.c). */
+void kp_exec_run_stepped(struct kp_exec *x, uint64_t seed);
+
+#endif

@@ -1,0 +1,45 @@
+/* Control messages between subtasks and their coordinator — the only way they coordinate.
+ *
+ * A mailbox is a bounded FIFO of small fixed-size messages with one reader. Inside a process
+ * it is a locked queue; across processes (the cluster) the same messages travel in
+ * control-plane frames, which is why nothing here is a pointer or shared state: a message is
+ * a copy of a few numbers. Today they carry watermark alignment (sources report their
+ * watermark, the coordinator announces how far each may run) and the end of each subtask.
+ *
+ * Locking: one mutex per mailbox; any thread may post, only the owner takes. */
+#ifndef KP_MAILBOX_H
+#define KP_MAILBOX_H
+
+#include <pthread.h>
+
+#include <kappa/kappa.h>
+
+typedef enum kp_ctl_kind {
+    KP_CTL_WATERMARK = 1, /* subtask → coordinator: my watermark is `value` */
+    KP_CTL_IDLE,          /* subtask → coordinator: leave me out of the minimum */
+    KP_CTL_DONE,          /* subtask → coordinator: my thread ended (value: 0 ok, -1 failed) */
+    KP_CTL_ALIGN,         /* coordinator → source subtask: do not run past `value` */
+} kp_ctl_kind;
+
+typedef struct kp_ctl {
+    kp_ctl_kind kind;
+    int task, subtask;
+    kp_time value;
+} kp_ctl;
+
+typedef struct kp_mailbox kp_mailbox;
+
+/* A mailbox holding at most `cap` messages; NULL when out of memory. */
+kp_mailbox *kp_mailbox_new(int cap);
+void kp_mailbox_free(kp_mailbox *m);
+
+/* Posts a message. A full mailbox drops its oldest ALIGN/WATERMARK message for the same
+ * (task, subtask, kind) — later ones supersede it — and never blocks. 0, or -1 when full of
+ * messages that cannot be dropped. */
+int kp_mailbox_post(kp_mailbox *m, kp_ctl msg);
+
+/* Takes the oldest message, waiting up to timeout_ms (0 = do not wait). 1 if one was taken,
+ * 0 if none came. */
+int kp_mailbox_take(kp_mailbox *m, kp_ctl *out, int timeout_ms);
+
+#endif
