@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/engine.h"
+#include "../runtime/json.h"
+
 int es_buf_reserve(es_buf *b, size_t extra)
 {
     if (b->len + extra <= b->cap)
@@ -25,30 +28,6 @@ int es_buf_reserve(es_buf *b, size_t extra)
     return 0;
 }
 
-/* JSON-escapes s[0..n) into out (room for 6n bytes); returns the length written. */
-static size_t json_escape(char *out, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            out[o++] = '\\';
-            out[o++] = 'u';
-            out[o++] = '0';
-            out[o++] = '0';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    return o;
-}
-
 int es_action_init(es_action *a, const char *index, const char *version_type)
 {
     size_t n = strlen(index);
@@ -56,7 +35,7 @@ int es_action_init(es_action *a, const char *index, const char *version_type)
     if (n > 255) /* Elasticsearch's own limit */
         return -1;
     size_t o = (size_t)snprintf(a->head, sizeof a->head, "{\"index\":{\"_index\":\"");
-    o += json_escape(a->head + o, index, n);
+    o += kp_json_escape(a->head + o, index, n);
     a->index_len = o + 1;
     memcpy(a->head + o, "\",\"_id\":\"", 9);
     a->head_len = o + 9;
@@ -81,18 +60,6 @@ static int grow_items(es_bulk *b)
     return 0;
 }
 
-static size_t format_u64(char *out, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while (v /= 10);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
 int es_bulk_add(es_bulk *b, const es_action *a, kp_bytes id, kp_bytes doc, uint64_t version)
 {
     size_t need = a->head_len + 6 * id.len + 64 + a->vtype_len + doc.len + 1;
@@ -111,12 +78,12 @@ int es_bulk_add(es_bulk *b, const es_action *a, kp_bytes id, kp_bytes doc, uint6
     } else {
         memcpy(p, a->head, a->head_len);
         o = a->head_len;
-        o += json_escape(p + o, id.ptr, id.len);
+        o += kp_json_escape(p + o, id.ptr, id.len);
         p[o++] = '"';
         if (a->versioned) {
             memcpy(p + o, ",\"version\":", 11);
             o += 11;
-            o += format_u64(p + o, version);
+            o += kp_fmt_u64(p + o, version);
             memcpy(p + o, a->vtype, a->vtype_len);
             o += a->vtype_len;
         } else {

@@ -27,7 +27,11 @@
  * 429/5xx) resend the bulk the same way, until `retries` attempts or retry_timeout_ms; other
  * item errors follow on_error (fail, or the dead_letter sink). flush() returns when everything
  * written before it is acknowledged. close() does not send: without a flush the attempt's
- * unflushed output is abandoned, and the replay from the last checkpoint rewrites it. */
+ * unflushed output is abandoned, and the replay from the last checkpoint rewrites it.
+ *
+ * Cancellation: every wait (backpressure, retries in backoff, flush) is in steps of at most
+ * 200 ms that ask the endpoint's cancellation probe; once the job is cancelled the writer
+ * fails with "cancelled" instead of retrying on for up to retry_timeout_ms. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -37,6 +41,7 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "../runtime/clock.h"
 #include "../runtime/connector.h"
 #include "es_bulk.h"
 
@@ -89,6 +94,8 @@ typedef struct es_writer {
     char err[1024];
     es_stats st;
     es_hist lat;
+    int (*cancelled)(void *); /* the endpoint's cancellation probe */
+    void *cancel_arg;
 } es_writer;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -96,13 +103,6 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Records the writer's first failure; later calls of write()/flush() return it. */
@@ -180,12 +180,12 @@ static int64_t backoff_ms(es_writer *e, int attempt)
 /* May bulk b, which just failed its attempt, be sent again? */
 static int may_retry(es_writer *e, const es_bulk *b)
 {
-    return b->attempt < e->o.retries && now_ms() - b->born_ms < e->o.retry_timeout_ms;
+    return b->attempt < e->o.retries && kp_mono_ms() - b->born_ms < e->o.retry_timeout_ms;
 }
 
 static void schedule_retry(es_writer *e, es_bulk *b)
 {
-    b->due_ms = now_ms() + backoff_ms(e, b->attempt);
+    b->due_ms = kp_mono_ms() + backoff_ms(e, b->attempt);
     e->st.retries++;
     enqueue(e, b);
 }
@@ -225,11 +225,11 @@ static int start(es_writer *e, es_slot *s, es_bulk *b)
         len = s->gz.len;
     }
     if (b->attempt++ == 0)
-        b->born_ms = now_ms();
+        b->born_ms = kp_mono_ms();
     s->bulk = b;
     s->resp.len = 0;
     s->curl_err[0] = 0;
-    s->start_ms = now_ms();
+    s->start_ms = kp_mono_ms();
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     CURLMcode mc = curl_multi_add_handle(e->multi, s->easy);
@@ -242,7 +242,7 @@ static int start(es_writer *e, es_slot *s, es_bulk *b)
 /* Starts queued bulks whose backoff has passed on free slots. */
 static int dispatch(es_writer *e)
 {
-    int64_t now = now_ms();
+    int64_t now = kp_mono_ms();
     for (int i = 0; i < e->o.inflight && e->queue; i++) {
         es_slot *s = &e->slots[i];
         if (s->bulk)
@@ -358,7 +358,7 @@ static void finish(es_writer *e, es_slot *s, CURLcode cc)
     s->bulk = NULL;
     e->busy--;
     curl_multi_remove_handle(e->multi, s->easy);
-    int64_t took = now_ms() - s->start_ms;
+    int64_t took = kp_mono_ms() - s->start_ms;
     es_hist_add(&e->lat, (uint64_t)(took < 0 ? 0 : took));
     e->st.bulks++;
     long status = 0;
@@ -419,12 +419,19 @@ static int pump(es_writer *e)
     return 0;
 }
 
-/* Waits (at most ~200 ms) for some transfer to make progress or a backoff to end. */
+/* Waits (at most ~200 ms) for some transfer to make progress or a backoff to end; fails
+ * the writer once the job is cancelled. */
 static int wait_some(es_writer *e)
 {
+    if (kp_endpoint_cancelled(e->cancelled, e->cancel_arg))
+        return fail(e,
+                    "es:%s: cancelled with %d bulk request(s) in flight and %d waiting (sent %llu "
+                    "documents, %llu acknowledged)",
+                    e->index, e->busy, e->queued, (unsigned long long)e->st.sent,
+                    (unsigned long long)e->st.acked);
     int timeout = 200;
     if (e->queue && e->busy < e->o.inflight) {
-        int64_t now = now_ms(), due = INT64_MAX;
+        int64_t now = kp_mono_ms(), due = INT64_MAX;
         for (es_bulk *b = e->queue; b; b = b->next)
             if (b->due_ms < due)
                 due = b->due_ms;
@@ -445,7 +452,7 @@ static int wait_some(es_writer *e)
  * must not halve the throughput of the others for the length of its backoff. */
 static int must_wait(es_writer *e)
 {
-    int64_t now = now_ms();
+    int64_t now = kp_mono_ms();
     int ready = 0, delayed = 0;
     for (es_bulk *b = e->queue; b; b = b->next)
         b->due_ms > now ? delayed++ : ready++;
@@ -493,7 +500,7 @@ static int es_write(kp_sink_writer *w, kp_bytes id, kp_bytes doc, kp_time ts, ch
         return report(e, errstr, errlen);
     if (!e->cur && !(e->cur = bulk_get(e)))
         return report(e, errstr, errlen);
-    int64_t now = now_ms(); /* ~20 ns (vDSO): flush_ms is checked on every write */
+    int64_t now = kp_mono_ms(); /* ~20 ns (vDSO): flush_ms is checked on every write */
     if (e->cur->n == 0)
         e->cur->first_ms = now;
     uint64_t version = ((uint64_t)e->epoch << 32) | ++e->seq;
@@ -534,7 +541,7 @@ static int es_tick(kp_sink_writer *w, char *errstr, size_t errlen)
     es_writer *e = (es_writer *)w;
     if (e->failed)
         return report(e, errstr, errlen);
-    if (e->cur && e->cur->n > 0 && now_ms() - e->cur->first_ms >= e->o.flush_ms) {
+    if (e->cur && e->cur->n > 0 && kp_mono_ms() - e->cur->first_ms >= e->o.flush_ms) {
         e->writes = 0;
         if (submit(e) != 0)
             return report(e, errstr, errlen);
@@ -709,7 +716,16 @@ static void common_opts(es_writer *e, CURL *c)
         curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
 }
 
-/* A blocking GET of url+path at open time; returns the HTTP status, or -1 with errstr. */
+/* libcurl's progress callback: a non-zero return aborts the transfer. */
+static int abort_if_cancelled(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                              curl_off_t ulnow)
+{
+    es_writer *e = arg;
+    return kp_endpoint_cancelled(e->cancelled, e->cancel_arg);
+}
+
+/* A blocking GET of url+path at open time (aborted if the job is cancelled); returns the HTTP
+ * status, or -1 with errstr. */
 static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
 {
     char url[1024], cerr[CURL_ERROR_SIZE] = "";
@@ -734,6 +750,9 @@ static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, e);
     CURLcode cc = curl_easy_perform(c);
     long status = -1;
     if (cc != CURLE_OK)
@@ -804,6 +823,8 @@ static kp_sink_writer *open_es_sink(const kp_endpoint *ep, char *errstr, size_t 
                             .close = es_close,
                             .stats = es_stats_json,
                             .tick = es_tick};
+    e->cancelled = ep->cancelled;
+    e->cancel_arg = ep->cancel_arg;
     kp_endpoint_target(ep, e->index, sizeof e->index);
     if (!*e->index) {
         snprintf(errstr, errlen, "'%s' names no index: use es:INDEX?url=http://HOST:9200", ep->uri);
@@ -821,8 +842,8 @@ static kp_sink_writer *open_es_sink(const kp_endpoint *ep, char *errstr, size_t 
         goto error;
     }
     e->epoch = (uint32_t)ep->epoch;
-    e->rng =
-        (uint64_t)now_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)e ^ (uint64_t)ep->subtask;
+    e->rng = (uint64_t)kp_mono_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)e ^
+             (uint64_t)ep->subtask;
     if (!e->rng)
         e->rng = 1;
     pthread_once(&curl_once, curl_init_once);

@@ -10,14 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/clock.h"
 #include "kafka_common.h"
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int kp_kafka_log_once(kp_kafka_log *log, rd_kafka_resp_err_t err, const char *what)
 {
@@ -163,15 +157,41 @@ int kp_kafka_partition_count(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int timeout_
     return n;
 }
 
-int kp_kafka_wait_topic(rd_kafka_t *rk, kp_kafka_log *log, const char *brokers, const char *topic,
-                        int *partitions, char *errstr, size_t errlen)
+int kp_kafka_log_fatal(kp_kafka_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    int fatal = log->fatal;
+    pthread_mutex_unlock(&log->lock);
+    return fatal;
+}
+
+long long kp_kafka_memory_budget(const kp_endpoint *ep, char *errstr, size_t errlen)
+{
+    char v[32];
+    if (!kp_endpoint_get(ep, "memory_mb", v, sizeof v))
+        return (long long)KP_KAFKA_MEMORY_MB << 20;
+    char *end;
+    long long mb = strtoll(v, &end, 10);
+    if (!*v || *end || mb < 4 || mb > 65536) {
+        snprintf(errstr, errlen,
+                 "memory_mb=%s: give the memory budget per subtask in MiB, an integer from 4 to "
+                 "65536 (default %d)",
+                 v, KP_KAFKA_MEMORY_MB);
+        return -1;
+    }
+    return mb << 20;
+}
+
+int kp_kafka_wait_topic(rd_kafka_t *rk, kp_kafka_log *log, const kp_endpoint *ep,
+                        const char *brokers, const char *topic, int *partitions, char *errstr,
+                        size_t errlen)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     if (!rkt) {
         snprintf(errstr, errlen, "topic '%s': %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
         return -1;
     }
-    long long start = mono_ms(), down_since = -1;
+    long long start = kp_mono_ms(), down_since = -1;
     int rc = -1;
     for (;;) {
         int n = kp_kafka_partition_count(rk, rkt, 500);
@@ -188,7 +208,11 @@ int kp_kafka_wait_topic(rd_kafka_t *rk, kp_kafka_log *log, const char *brokers, 
                      topic, brokers, topic);
             break;
         }
-        long long now = mono_ms();
+        if (kp_endpoint_cancelled(ep->cancelled, ep->cancel_arg)) {
+            snprintf(errstr, errlen, "cancelled while waiting for Kafka at %s", brokers);
+            break;
+        }
+        long long now = kp_mono_ms();
         pthread_mutex_lock(&log->lock);
         int down = log->all_brokers_down;
         char why[256];

@@ -48,10 +48,21 @@ int kp_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
  * rd_kafka_poll_set_consumer) until the brokers return metadata for `topic`; stores its
  * partition count. Fails after KP_KAFKA_OPEN_TIMEOUT_MS, or after 2 s once librdkafka reports
  * every broker down, with "cannot reach Kafka at <brokers>: <why>"; fails at once with
- * "topic 'X' does not exist at <brokers> ..." when the topic is missing.
- * @locality the thread that owns rk */
-int kp_kafka_wait_topic(rd_kafka_t *rk, kp_kafka_log *log, const char *brokers, const char *topic,
-                        int *partitions, char *errstr, size_t errlen);
+ * "topic 'X' does not exist at <brokers> ..." when the topic is missing, and with "cancelled"
+ * when ep's cancellation probe says so. @locality the thread that owns rk */
+int kp_kafka_wait_topic(rd_kafka_t *rk, kp_kafka_log *log, const kp_endpoint *ep,
+                        const char *brokers, const char *topic, int *partitions, char *errstr,
+                        size_t errlen);
+
+/* 1 if librdkafka raised a fatal error on this handle (read under the log's lock: the
+ * error callback sets it on a librdkafka thread). @locality any thread @locks log->lock */
+int kp_kafka_log_fatal(kp_kafka_log *log);
+
+/* The memory budget of one source or sink subtask, in bytes: option `memory_mb` (URI, or
+ * conf `kafka.memory_mb`), default KP_KAFKA_MEMORY_MB, from 4 to 65536. -1 with errstr if
+ * the option is not such a number. @locality any thread */
+#define KP_KAFKA_MEMORY_MB 64
+long long kp_kafka_memory_budget(const kp_endpoint *ep, char *errstr, size_t errlen);
 
 /* One metadata lookup of `topic` with a short timeout, for periodic partition discovery:
  * returns the partition count, 0 if the topic does not exist (the response said so), or -1

@@ -10,6 +10,18 @@
  * acknowledged and fails if any delivery failed since the previous flush, so a checkpoint
  * can never complete over lost output.
  *
+ * Memory: librdkafka's queue of messages not yet acknowledged is bounded by the subtask's
+ * budget, option `memory_mb` (URI, or --conf kafka.memory_mb; default 64 MiB):
+ * queue.buffering.max.kbytes = budget / 2, queue.buffering.max.messages = budget / 2 / 256
+ * (librdkafka keeps ~250 bytes of bookkeeping per message besides its copy of it); the other
+ * half covers that bookkeeping and the batches being sent. rdkafka.* options override them.
+ *
+ * Cancellation: every wait (a full queue, flush, close) is in steps of at most 100 ms and
+ * asks the endpoint's cancellation probe between them; once the job is cancelled write() and
+ * flush() fail with "cancelled" and close() abandons what is still queued (the replay from
+ * the last checkpoint rewrites it). tick() serves delivery reports in a live job, and fails
+ * the job as soon as a delivery failed (or librdkafka raised a fatal error).
+ *
  * As a dead-letter output (write_raw) the message is the failed record itself — its key and
  * raw value bytes — with headers kappa.source (origin topic or file), kappa.partition,
  * kappa.offset and kappa.error.
@@ -47,7 +59,17 @@ typedef struct kafka_writer {
     long long failed_at_flush;         /* failures already reported by a flush */
     char first_error[512];             /* first failure since the last flush */
     unsigned since_poll;
+    int (*cancelled)(void *); /* the endpoint's cancellation probe */
+    void *cancel_arg;
 } kafka_writer;
+
+static int cancelled(kafka_writer *k, const char *while_, char *errstr, size_t errlen)
+{
+    if (!kp_endpoint_cancelled(k->cancelled, k->cancel_arg))
+        return 0;
+    snprintf(errstr, errlen, "kafka sink for '%s': cancelled while %s", k->topic, while_);
+    return -1;
+}
 
 /* Delivery report. @locality the writer's thread, inside rd_kafka_poll / rd_kafka_flush */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -111,7 +133,8 @@ static int produce(kafka_writer *k, const void *key, size_t key_len, const void 
             return -1;
         }
         rd_kafka_poll(k->rk, 100); /* backpressure: wait for deliveries to make room */
-        if (check_fatal(k, errstr, errlen) != 0) {
+        if (check_fatal(k, errstr, errlen) != 0 ||
+            cancelled(k, "waiting for room in the producer queue", errstr, errlen) != 0) {
             if (hdrs)
                 rd_kafka_headers_destroy(hdrs);
             return -1;
@@ -143,23 +166,40 @@ static int kafka_write_raw(kp_sink_writer *w, const kp_raw *raw, const char *ori
                    errstr, errlen);
 }
 
+/* -1 with the first error if deliveries failed since the last report. */
+static int delivery_failed(kafka_writer *k, char *errstr, size_t errlen)
+{
+    if (k->failed == k->failed_at_flush)
+        return 0;
+    snprintf(errstr, errlen, "%lld message(s) to Kafka failed since the last flush; first: %s",
+             k->failed - k->failed_at_flush, k->first_error);
+    k->failed_at_flush = k->failed;
+    return -1;
+}
+
 static int kafka_flush(kp_sink_writer *w, char *errstr, size_t errlen)
 {
     kafka_writer *k = (kafka_writer *)w;
     while (rd_kafka_outq_len(k->rk) > 0) {
-        rd_kafka_flush(k->rk, 1000);
-        if (check_fatal(k, errstr, errlen) != 0)
+        rd_kafka_flush(k->rk, 100);
+        if (check_fatal(k, errstr, errlen) != 0 ||
+            cancelled(k, "waiting for acknowledgements (flush)", errstr, errlen) != 0)
             return -1;
     }
     rd_kafka_poll(k->rk, 0);
     k->since_poll = 0;
-    if (k->failed > k->failed_at_flush) {
-        snprintf(errstr, errlen, "%lld message(s) to Kafka failed since the last flush; first: %s",
-                 k->failed - k->failed_at_flush, k->first_error);
-        k->failed_at_flush = k->failed;
+    return delivery_failed(k, errstr, errlen);
+}
+
+/* The clock's turn: serve delivery reports without waiting; fail once a delivery failed. */
+static int kafka_tick(kp_sink_writer *w, char *errstr, size_t errlen)
+{
+    kafka_writer *k = (kafka_writer *)w;
+    rd_kafka_poll(k->rk, 0);
+    k->since_poll = 0;
+    if (check_fatal(k, errstr, errlen) != 0)
         return -1;
-    }
-    return 0;
+    return delivery_failed(k, errstr, errlen);
 }
 
 static size_t kafka_sink_stats(kp_sink_writer *w, char *buf, size_t len)
@@ -176,10 +216,19 @@ static void kafka_writer_close(kp_sink_writer *w)
 {
     kafka_writer *k = (kafka_writer *)w;
     if (k->rk) {
-        /* best effort: flush() is where losses are reported */
-        if (rd_kafka_flush(k->rk, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        /* best effort, for up to 10 s unless the job is cancelled: flush() is where losses
+         * are reported */
+        char err[400];
+        for (int i = 0; i < 100 && rd_kafka_outq_len(k->rk) > 0; i++)
+            if (rd_kafka_flush(k->rk, 100) == RD_KAFKA_RESP_ERR_NO_ERROR ||
+                cancelled(k, "closing", err, sizeof err) != 0)
+                break;
+        if (rd_kafka_outq_len(k->rk) > 0) {
             fprintf(stderr, "kappa: %s: %d message(s) still undelivered at close\n", k->log.who,
                     rd_kafka_outq_len(k->rk));
+            rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_poll(k->rk, 0); /* their (failed) delivery reports */
+        }
         if (k->rkt)
             rd_kafka_topic_destroy(k->rkt);
         rd_kafka_destroy(k->rk);
@@ -199,7 +248,10 @@ kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t e
                             .flush = kafka_flush,
                             .close = kafka_writer_close,
                             .stats = kafka_sink_stats,
-                            .write_raw = kafka_write_raw};
+                            .write_raw = kafka_write_raw,
+                            .tick = kafka_tick};
+    k->cancelled = ep->cancelled;
+    k->cancel_arg = ep->cancel_arg;
     kp_endpoint_target(ep, k->topic, sizeof k->topic);
     if (!k->topic[0]) {
         snprintf(errstr, errlen, "'%s' names no topic: use kafka:TOPIC", ep->uri);
@@ -215,12 +267,20 @@ kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t e
         free(k);
         return NULL;
     }
+    long long bytes = kp_kafka_memory_budget(ep, errstr, errlen);
+    if (bytes < 0)
+        goto fail_conf;
+    char queue_kb[24], queue_msgs[24];
+    snprintf(queue_kb, sizeof queue_kb, "%lld", bytes / 2 / 1024);
+    snprintf(queue_msgs, sizeof queue_msgs, "%lld",
+             bytes / 2 / 256 < 10000000 ? bytes / 2 / 256 : 10000000);
     const char *kv[][2] = {
         {"enable.idempotence", "true"},
         {"acks", "all"},
         {"linger.ms", "5"},
         {"batch.size", "1000000"},
-        {"queue.buffering.max.kbytes", "262144"},
+        {"queue.buffering.max.kbytes", queue_kb},
+        {"queue.buffering.max.messages", queue_msgs},
         {"partitioner", "murmur2_random"},
         {"reconnect.backoff.max.ms", "1000"},
     };
@@ -237,7 +297,7 @@ kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t e
         goto fail_conf;
     }
     int parts;
-    if (kp_kafka_wait_topic(k->rk, &k->log, k->brokers, k->topic, &parts, errstr, errlen) != 0)
+    if (kp_kafka_wait_topic(k->rk, &k->log, ep, k->brokers, k->topic, &parts, errstr, errlen) != 0)
         goto fail;
     k->rkt = rd_kafka_topic_new(k->rk, k->topic, NULL);
     if (!k->rkt) {

@@ -22,13 +22,30 @@
  * messages are kept until the next poll() and destroyed then. Nothing is copied and nothing allocated per record.
  * Broker outages are not errors: librdkafka reconnects and fetching resumes; each kind of
  * problem is logged once. Authorisation failures, a deleted topic and librdkafka's fatal
- * errors end the source with KP_POLL_ERROR. */
+ * errors end the source with KP_POLL_ERROR.
+ *
+ * Memory. What librdkafka reads ahead is outside the engine's backpressure, so it is bounded
+ * by one budget per source subtask: option `memory_mb` (URI `?memory_mb=`, or `--conf
+ * kafka.memory_mb=`), default 64 MiB, split over the n partitions the subtask owns at open:
+ *   fetch.max.bytes            = budget / 4   (one fetch response in flight per broker)
+ *   per partition              K = budget / 2 / n, of which
+ *     queued.max.messages.kbytes = K / 2     (its read-ahead queue)
+ *     max.partition.fetch.bytes  = K / 2     (one fetch can overshoot the queue by that much)
+ *     queued.min.messages        = K / 2 / 256 (message count, for librdkafka's ~250 bytes of
+ *                                  bookkeeping per message), at least 16
+ * and the rest of the budget (a quarter) for that per-message bookkeeping and librdkafka's own
+ * buffers. The figures assume messages of 100 bytes or more on average; smaller ones cost
+ * proportionally more bookkeeping. Partitions found later by discovery get the same share
+ * each (the budget grows with them). tests/integration/test_kafka_memory.c measures the
+ * process's RSS against it with 32 partitions and a stalled sink. rdkafka.<prop> options
+ * override any of these. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/clock.h"
 #include "kafka_common.h"
 
 #define REFRESH_MS      5000 /* partition discovery period */
@@ -42,6 +59,7 @@ typedef struct kpart {
     int done;            /* stop_at=end: reached stop (paused) */
     int held_back;       /* alignment: the source asked us not to hand out its records for now */
     int at_end;          /* the last event of this partition was "end of partition" */
+    int64_t end_high;    /* the high watermark when that event was taken */
     rd_kafka_queue_t *q; /* its own fetch queue, not forwarded to the consumer queue */
 } kpart;
 
@@ -68,13 +86,6 @@ typedef struct kafka_reader {
     long long refetched; /* records skipped because they were handed out already */
     long long records, bytes;
 } kafka_reader;
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- start positions ----------------------------------------------------------------------- */
 
@@ -385,8 +396,12 @@ static int take(kafka_reader *k, rd_kafka_message_t *m, kp_raw *out, char *errst
                    ? &k->parts[k->by_id[m->partition]]
                    : NULL;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        if (p)
+        int64_t low = -1;
+        if (p) {
             p->at_end = 1;
+            p->end_high = -1;
+            rd_kafka_get_watermark_offsets(k->rk, k->topic, p->id, &low, &p->end_high);
+        }
         if (p && k->stop_at_end && m->offset >= p->stop)
             mark_done(k, p);
         return 0;
@@ -431,7 +446,7 @@ static int take(kafka_reader *k, rd_kafka_message_t *m, kp_raw *out, char *errst
  * partitions interleave finely. Waits up to timeout_ms, in short naps, for the first one. */
 static ssize_t gather(kafka_reader *k, int max, int timeout_ms)
 {
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = kp_mono_ms() + timeout_ms;
     for (;;) {
         ssize_t got = rd_kafka_consume_batch_queue(k->q, 0, k->held, (size_t)max);
         if (got < 0)
@@ -450,7 +465,7 @@ static ssize_t gather(kafka_reader *k, int max, int timeout_ms)
                 got += n;
         }
         k->rr = k->nparts ? (k->rr + 1) % k->nparts : 0;
-        long long left = deadline - mono_ms();
+        long long left = deadline - kp_mono_ms();
         if (got > 0 || left <= 0)
             return got;
         rd_kafka_poll(k->rk, 0); /* serve callbacks while waiting */
@@ -467,7 +482,7 @@ static kp_poll_rc kafka_poll(kp_source_reader *r, kp_raw *out, int max, int *n, 
     release_held(k); /* the caller is done with the previous batch */
     if (k->stop_at_end && k->ndone == k->nparts)
         return KP_POLL_EOF;
-    long long now = mono_ms();
+    long long now = kp_mono_ms();
     if (now - k->refreshed_ms >= REFRESH_MS) {
         k->refreshed_ms = now;
         if (refresh(k, errstr, errlen) != 0)
@@ -494,7 +509,7 @@ static kp_poll_rc kafka_poll(kp_source_reader *r, kp_raw *out, int max, int *n, 
             return KP_POLL_ERROR;
         *n += rc;
     }
-    if (k->log.fatal) {
+    if (kp_kafka_log_fatal(&k->log)) {
         char why[512];
         rd_kafka_resp_err_t err = rd_kafka_fatal_error(k->rk, why, sizeof why);
         snprintf(errstr, errlen, "kafka: fatal error: %s: %s", rd_kafka_err2name(err), why);
@@ -525,13 +540,38 @@ static int kafka_pause(kp_source_reader *r, int32_t partition, int paused)
     return 0;
 }
 
+static const kpart *owned(const kafka_reader *k, int32_t partition)
+{
+    if (partition < 0 || partition >= k->by_id_cap || k->by_id[partition] < 0)
+        return NULL;
+    return &k->parts[k->by_id[partition]];
+}
+
+/* Caught up with the log end right now: the position reached the high watermark the latest
+ * fetch response reported (librdkafka's cached value, no request), or librdkafka said "end of
+ * partition" since the last record and the high watermark has not moved since (that covers
+ * read_committed, whose end is the last stable offset, and transaction markers after the
+ * last record). Before any fetch answered, the end is unknown: not caught up. */
 static int kafka_caught_up(kp_source_reader *r, int32_t partition)
 {
     kafka_reader *k = (kafka_reader *)r;
-    if (partition < 0 || partition >= k->by_id_cap || k->by_id[partition] < 0)
+    const kpart *p = owned(k, partition);
+    if (!p)
+        return 0;
+    if (p->done)
         return 1;
-    const kpart *p = &k->parts[k->by_id[partition]];
-    return p->done || p->at_end;
+    int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(k->rk, k->topic, p->id, &low, &high) != 0 || high < 0)
+        return 0;
+    return (p->next >= 0 && p->next >= high) || (p->at_end && high <= p->end_high);
+}
+
+/* Ended: stop_at=end and the position reached the end captured at open. */
+static int kafka_ended(kp_source_reader *r, int32_t partition)
+{
+    kafka_reader *k = (kafka_reader *)r;
+    const kpart *p = owned(k, partition);
+    return p && k->stop_at_end && p->done;
 }
 
 static int kafka_partitions(kp_source_reader *r, int32_t *out, int max)
@@ -619,12 +659,10 @@ static void kafka_reader_close(kp_source_reader *r)
     free(k);
 }
 
-/* Consumer settings. Fetches are moderate per partition (256 KiB) and each partition reads
- * ahead up to queued.min.messages into its own queue, from which poll() takes round robin
- * (the source holds partitions back to keep them aligned in event time), so the consumer
- * never waits on the network in bulk. */
-static int configure(const kp_endpoint *ep, rd_kafka_conf_t *conf, int stop_at_end, char *errstr,
-                     size_t errlen)
+/* Consumer settings. Each partition reads ahead into its own queue, from which poll() takes
+ * round robin (the source holds partitions back to keep them aligned in event time), so the
+ * consumer never waits on the network in bulk; how far it reads ahead is set by budget(). */
+static int configure(const kp_endpoint *ep, rd_kafka_conf_t *conf, char *errstr, size_t errlen)
 {
     char group[256], iso[64];
     if (!kp_endpoint_get(ep, "group", group, sizeof group))
@@ -642,12 +680,8 @@ static int configure(const kp_endpoint *ep, rd_kafka_conf_t *conf, int stop_at_e
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "earliest"}, /* a position that fell out of retention */
         {"enable.partition.eof", "true"},  /* caught_up(), and stop_at=end */
-        {"max.partition.fetch.bytes", "262144"},
-        {"fetch.max.bytes", "8388608"},
         {"fetch.wait.max.ms", "100"},
         {"fetch.error.backoff.ms", "100"},
-        {"queued.min.messages", "100000"}, /* per partition read-ahead (~10 MB of events) */
-        {"queued.max.messages.kbytes", "131072"},
         {"topic.metadata.refresh.interval.ms", "5000"},
         {"reconnect.backoff.max.ms", "1000"},
         {"check.crcs", "false"},
@@ -656,6 +690,53 @@ static int configure(const kp_endpoint *ep, rd_kafka_conf_t *conf, int stop_at_e
         if (kp_kafka_conf_set(conf, kv[i][0], kv[i][1], errstr, errlen) != 0)
             return -1;
     return kp_kafka_conf_passthrough(ep, conf, errstr, errlen);
+}
+
+/* The read-ahead limits from the subtask's memory budget split over its `nparts` partitions
+ * (see the first comment), then the user's rdkafka.* overrides again. */
+static int budget(const kp_endpoint *ep, rd_kafka_conf_t *conf, long long bytes, int nparts,
+                  char *errstr, size_t errlen)
+{
+    long long part = bytes / 2 / (nparts > 0 ? nparts : 1); /* K */
+    long long queue_kb = part / 2 / 1024, fetch_part = part / 2, msgs = part / 2 / 256;
+    long long fetch = bytes / 4;
+    char v[4][24];
+    snprintf(v[0], sizeof v[0], "%lld", queue_kb > 1 ? queue_kb : 1);
+    snprintf(v[1], sizeof v[1], "%lld", fetch_part > 1024 ? fetch_part : 1024);
+    snprintf(v[2], sizeof v[2], "%lld", msgs > 16 ? msgs : 16);
+    snprintf(v[3], sizeof v[3], "%lld", fetch < 64ll << 20 ? fetch : 64ll << 20);
+    if (kp_kafka_conf_set(conf, "queued.max.messages.kbytes", v[0], errstr, errlen) != 0 ||
+        kp_kafka_conf_set(conf, "max.partition.fetch.bytes", v[1], errstr, errlen) != 0 ||
+        kp_kafka_conf_set(conf, "queued.min.messages", v[2], errstr, errlen) != 0 ||
+        kp_kafka_conf_set(conf, "fetch.max.bytes", v[3], errstr, errlen) != 0)
+        return -1;
+    return kp_kafka_conf_passthrough(ep, conf, errstr, errlen);
+}
+
+/* How many partitions of the topic subtask `subtask` of `p` owns. */
+static int owned_count(int partitions, int subtask, int p)
+{
+    return subtask < partitions ? (partitions - 1 - subtask) / p + 1 : 0;
+}
+
+/* The topic's partition count, looked up with a short-lived consumer on a copy of conf: the
+ * read-ahead limits depend on it and librdkafka takes them only at creation. */
+static int lookup_partitions(kafka_reader *k, const kp_endpoint *ep, rd_kafka_conf_t *conf,
+                             char *errstr, size_t errlen)
+{
+    char why[512];
+    rd_kafka_conf_t *copy = rd_kafka_conf_dup(conf);
+    rd_kafka_t *rk = copy ? rd_kafka_new(RD_KAFKA_CONSUMER, copy, why, sizeof why) : NULL;
+    if (!rk) {
+        snprintf(errstr, errlen, "cannot create a Kafka consumer: %s", copy ? why : "no memory");
+        if (copy)
+            rd_kafka_conf_destroy(copy);
+        return -1;
+    }
+    int rc = kp_kafka_wait_topic(rk, &k->log, ep, k->brokers, k->topic, &k->topic_partitions,
+                                 errstr, errlen);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    return rc;
 }
 
 static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, size_t errlen)
@@ -672,7 +753,8 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
                               .commit = kafka_commit,
                               .stats = kafka_stats,
                               .pause = kafka_pause,
-                              .caught_up = kafka_caught_up};
+                              .caught_up = kafka_caught_up,
+                              .ended = kafka_ended};
     k->subtask = ep->subtask;
     k->parallelism = ep->parallelism > 0 ? ep->parallelism : 1;
     kp_endpoint_target(ep, k->topic, sizeof k->topic);
@@ -708,7 +790,11 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
         free(k);
         return NULL;
     }
-    if (configure(ep, conf, k->stop_at_end, errstr, errlen) != 0) {
+    long long bytes = kp_kafka_memory_budget(ep, errstr, errlen);
+    if (bytes < 0 || configure(ep, conf, errstr, errlen) != 0 ||
+        lookup_partitions(k, ep, conf, errstr, errlen) != 0 ||
+        budget(ep, conf, bytes, owned_count(k->topic_partitions, k->subtask, k->parallelism),
+               errstr, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         kp_kafka_log_destroy(&k->log);
         free(k);
@@ -723,9 +809,6 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
         free(k);
         return NULL;
     }
-    if (kp_kafka_wait_topic(k->rk, &k->log, k->brokers, k->topic, &k->topic_partitions, errstr,
-                            errlen) != 0)
-        goto fail;
     rd_kafka_poll_set_consumer(k->rk);
     k->q = rd_kafka_queue_get_consumer(k->rk);
     k->rkt = rd_kafka_topic_new(k->rk, k->topic, NULL);
@@ -734,7 +817,7 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
             goto fail;
     if (resolve_starts(k, &start, errstr, errlen) != 0 || assign_from(k, 0, errstr, errlen) != 0)
         goto fail;
-    k->refreshed_ms = mono_ms();
+    k->refreshed_ms = kp_mono_ms();
     return &k->r;
 fail:
     kafka_reader_close(&k->r);

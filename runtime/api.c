@@ -161,32 +161,15 @@ void kp_doc_free(kp_doc *doc)
     kp_buf_free(&doc->json);
 }
 
-/* Appends `s` as a JSON string literal (quotes included). */
-static void json_quote(kp_buf *b, const char *s, size_t len)
+/* Appends `s` as a JSON string literal (quotes included); -1 if out of memory. */
+static int json_quote(kp_buf *b, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     if (kp_buf_reserve(b, len * 6 + 2) != 0)
-        return;
-    char *o = b->ptr + b->len;
-    *o++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-        } else if (c < 0x20) {
-            *o++ = '\\';
-            *o++ = 'u';
-            *o++ = '0';
-            *o++ = '0';
-            *o++ = hex[c >> 4];
-            *o++ = hex[c & 15];
-        } else {
-            *o++ = (char)c;
-        }
-    }
-    *o++ = '"';
-    b->len = (size_t)(o - b->ptr);
+        return -1;
+    b->ptr[b->len++] = '"';
+    b->len += kp_json_escape(b->ptr + b->len, s, len);
+    b->ptr[b->len++] = '"';
+    return 0;
 }
 
 static void doc_field(kp_doc *doc, const char *field)

@@ -845,3 +845,24 @@ int kp_json_get_bool(const kp_json_doc *doc, const char *name, size_t name_len, 
     *out = f->type == KP_JSON_TRUE;
     return 0;
 }
+
+size_t kp_json_escape(char *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}

@@ -61,4 +61,10 @@ int kp_json_get_double(const kp_json_doc *doc, const char *name, size_t name_len
 /* A boolean field. Returns 0 or -1. */
 int kp_json_get_bool(const kp_json_doc *doc, const char *name, size_t name_len, int *out);
 
+/* The one JSON string escaper of the engine and its connectors (documents, bulk action
+ * lines): writes s[0..n) escaped into `out`, which has room for 6n bytes, without quotes;
+ * returns the length written. '"' and '\\' get a backslash, control characters become
+ * \u00XX, everything else (UTF-8 included) is copied. */
+size_t kp_json_escape(char *out, const char *s, size_t n);
+
 #endif

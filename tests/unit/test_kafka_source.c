@@ -9,7 +9,10 @@
  * does. Covered: every start mode (earliest, latest, group with both fallbacks, explicit
  * offsets, timestamp), manual partition assignment across p = 1..3 subtasks, offsets() and
  * stats(), stop_at=end, the open-time errors (no brokers option, unreachable broker, missing
- * topic), and the sink's round trip and dead-letter headers.
+ * topic), and the sink's round trip and dead-letter headers; ended() (stop_at=end, by offset)
+ * and caught_up() (at the high watermark of the last fetch, not before the first one, and no
+ * longer once new records were fetched); the memory_mb option; and a sink whose broker is
+ * down failing write() and flush() with "cancelled" once the cancellation probe says so.
  *
  * Limitation: the mock cluster of librdkafka 2.0 does not implement ListOffsets by timestamp
  * (it answers "no such offset"), so here start=timestamp can only be checked for the
@@ -494,4 +497,125 @@ Test(kafka_source, sink_round_trip_and_dead_letter_headers)
     rd_kafka_destroy(c);
     cr_assert_eq(n, 101);
     cr_assert_eq(dead, 1);
+}
+
+/* ---- partition end, caught up, memory budget, cancellation ---- */
+
+static void t_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+Test(kafka_source, stop_at_end_partitions_end_by_offset)
+{
+    kp_source_reader *r = t_open("stop_at=end", 0, 1);
+    for (int p = 0; p < T_PARTS; p++)
+        cr_assert_eq(r->ended(r, p), 0, "partition %d ended before a record was read", p);
+    cr_assert_eq(r->ended(r, T_PARTS), 0, "a partition the reader does not own");
+    rec rs[64];
+    cr_assert_eq(t_read_all(r, rs, 64), T_PARTS * T_PER_PART);
+    for (int p = 0; p < T_PARTS; p++) {
+        cr_assert_eq(r->ended(r, p), 1, "partition %d not ended at its end offset", p);
+        cr_assert_eq(r->caught_up(r, p), 1);
+    }
+    r->close(r);
+}
+
+Test(kafka_source, live_partitions_never_end_and_are_caught_up_only_at_the_log_end)
+{
+    kp_source_reader *r = t_open("", 0, 1);
+    for (int p = 0; p < T_PARTS; p++)
+        cr_assert_eq(r->caught_up(r, p), 0, "partition %d caught up before the first fetch", p);
+    rec rs[64];
+    int eof;
+    cr_assert_eq(t_read(r, rs, 64, T_PARTS * T_PER_PART, 20000, &eof), T_PARTS * T_PER_PART);
+    /* the end is known from the fetch responses: wait until every partition says so */
+    int caught = 0;
+    for (int i = 0; i < 400 && caught < T_PARTS; i++) {
+        caught = 0;
+        for (int p = 0; p < T_PARTS; p++)
+            caught += r->caught_up(r, p);
+        if (caught < T_PARTS) {
+            kp_raw raws[4];
+            int n;
+            char err[256];
+            cr_assert_eq(r->poll(r, raws, 4, &n, 50, err, sizeof err), KP_POLL_EMPTY);
+        }
+    }
+    cr_assert_eq(caught, T_PARTS, "drained partitions not caught up");
+    /* new records in partition 1: not caught up once fetched, until they are read */
+    t_produce("t", 1, T_PER_PART, T_PER_PART + 5);
+    int behind = 0;
+    for (int i = 0; i < 400 && !behind; i++) {
+        behind = !r->caught_up(r, 1);
+        if (!behind)
+            t_sleep_ms(25);
+    }
+    cr_assert(behind, "partition 1 still caught up with 5 unread records fetched");
+    cr_assert_eq(r->caught_up(r, 0), 1);
+    cr_assert_eq(t_read(r, rs, 64, 5, 20000, &eof), 5);
+    cr_assert_eq(r->caught_up(r, 1), 1, "partition 1 read to its end");
+    for (int p = 0; p < T_PARTS; p++)
+        cr_assert_eq(r->ended(r, p), 0, "a live partition never ends");
+    r->close(r);
+}
+
+Test(kafka_source, memory_budget_is_validated)
+{
+    static const char *bad[] = {"memory_mb=0", "memory_mb=3", "memory_mb=65537", "memory_mb=x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char q[512], err[512] = "";
+        snprintf(q, sizeof q, "t?brokers=%s&%s", t_brokers, bad[i]);
+        cr_assert_null(t_open_at(q, 0, 1, err, sizeof err), "%s accepted", bad[i]);
+        cr_assert(strstr(err, "memory_mb") && strstr(err, "4 to 65536"), "%s: %s", bad[i], err);
+    }
+    kp_source_reader *r = t_open("memory_mb=4&stop_at=end", 0, 1);
+    rec rs[64];
+    cr_assert_eq(t_read_all(r, rs, 64), T_PARTS * T_PER_PART);
+    r->close(r);
+}
+
+/* A probe that says "cancelled" from its `after`-th call on. */
+typedef struct t_probe {
+    int calls, after;
+} t_probe;
+
+static int t_cancelled(void *arg)
+{
+    t_probe *p = arg;
+    return ++p->calls >= p->after;
+}
+
+Test(kafka_source, sink_waits_end_when_the_job_is_cancelled)
+{
+    cr_assert_eq(rd_kafka_mock_topic_create(t_mock, "stuck", 1, 1), 0);
+    char uri[512], err[512] = "";
+    snprintf(uri, sizeof uri, "kafka:stuck?brokers=%s&memory_mb=4", t_brokers);
+    t_probe probe = {0, 1 << 30};
+    kp_endpoint ep = {.name = "out",
+                      .uri = uri,
+                      .parallelism = 1,
+                      .cancelled = t_cancelled,
+                      .cancel_arg = &probe};
+    kp_sink_writer *w = kp_connector_find(uri)->open_sink(&ep, err, sizeof err);
+    cr_assert_not_null(w, "open sink: %s", err);
+    cr_assert_eq(w->tick(w, err, sizeof err), 0, "tick: %s", err);
+    /* the broker stops answering: the 2 MiB queue of a 4 MiB budget fills up */
+    rd_kafka_mock_broker_set_down(t_mock, 1);
+    static char doc[4096];
+    memset(doc, 'x', sizeof doc - 1);
+    probe.calls = 0;
+    probe.after = 5;
+    int rc = 0, i;
+    for (i = 0; i < 100000 && rc == 0; i++)
+        rc = w->write(w, KP_CSTR("id"), KP_CSTR(doc), 1, err, sizeof err);
+    cr_assert_eq(rc, -1, "the producer queue never filled");
+    cr_assert(strstr(err, "cancelled"), "write failed otherwise: %s", err);
+    cr_assert_lt(i, 2000, "%d documents of 4 KiB queued under a 2 MiB queue", i);
+    probe.calls = 0;
+    cr_assert_eq(w->flush(w, err, sizeof err), -1);
+    cr_assert(strstr(err, "cancelled"), "flush failed otherwise: %s", err);
+    w->close(w); /* abandons the queue instead of waiting 10 s */
+    rd_kafka_mock_broker_set_up(t_mock, 1);
 }
