@@ -30,7 +30,8 @@ typedef struct kp_rec {
     uint32_t key_off, key_len;
     uint32_t val_off, val_len;
     kp_time ts;
-    kp_time cwm; /* the record's carried watermark (engine.h, kp_event.cwm) */
+    kp_time cwm;   /* the record's carried watermark (engine.h, kp_event.cwm) */
+    uint64_t hash; /* the key's kp_hash64, so the consumer does not hash it again */
 } kp_rec;
 
 typedef struct kp_batch {
@@ -66,7 +67,7 @@ static inline int kp_batch_fits(const kp_batch *b, size_t klen, size_t vlen)
 
 /* Appends a record; the caller checked kp_batch_fits. */
 static inline void kp_batch_append(kp_batch *b, kp_bytes key, kp_bytes value, kp_time ts,
-                                   kp_time cwm)
+                                   kp_time cwm, uint64_t hash)
 {
     kp_rec *r = &b->recs[b->n++];
     r->key_off = b->used;
@@ -81,6 +82,7 @@ static inline void kp_batch_append(kp_batch *b, kp_bytes key, kp_bytes value, kp
     b->used += (uint32_t)value.len;
     r->ts = ts;
     r->cwm = cwm;
+    r->hash = hash;
 }
 
 #endif

@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "channel.h"
 #include "clock.h"
+#include "keygroup.h"
 #include "graph.h"
 
 /* A growable byte buffer that is reused, never freed per record. */
@@ -43,10 +44,21 @@ struct kp_event {
      * operator (window results, process-function output) carry that operator's watermark
      * from before the input or advance that produced them. */
     kp_time cwm;
+    uint64_t hash;   /* kp_hash64(key) once computed, else 0: read it with kp_event_hash */
     kp_buf *key_buf; /* where setters copy to; owned by the operator that made the event */
     kp_buf *val_buf;
     int bad; /* set by event setters on allocation failure */
 };
+
+/* The key's hash, computed at most once per record along its whole way (it crosses
+ * exchanges in the batch): the exchange needs it for the key group, keyed operators for their
+ * tables. Whoever changes a key resets hash to 0 (kp_event_copy_key does). */
+static inline uint64_t kp_event_hash(kp_event *ev)
+{
+    if (!ev->hash)
+        ev->hash = kp_hash64(ev->key.ptr, ev->key.len);
+    return ev->hash;
+}
 
 /* An output document under construction: id and JSON object. */
 struct kp_doc {

@@ -56,11 +56,11 @@ static void flush_one(exchange_op *x, int i)
     }
 }
 
-static int target_of(exchange_op *x, const kp_event *ev)
+static int target_of(exchange_op *x, kp_event *ev)
 {
     switch (x->mode) {
     case KP_PART_HASH: {
-        int kg = kp_key_group(kp_hash64(ev->key.ptr, ev->key.len), x->max_parallelism);
+        int kg = kp_key_group(kp_event_hash(ev), x->max_parallelism);
         return kp_key_group_owner(kg, x->max_parallelism, x->nchans);
     }
     case KP_PART_REBALANCE:
@@ -86,7 +86,7 @@ static int exchange_record(kp_op *op, kp_event *ev)
     }
     if (!b && !(b = x->cur[t] = acquire(x, t)))
         return -1;
-    kp_batch_append(b, ev->key, ev->value, ev->ts, ev->cwm);
+    kp_batch_append(b, ev->key, ev->value, ev->ts, ev->cwm, ev->hash);
     return 0;
 }
 

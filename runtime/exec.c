@@ -292,7 +292,8 @@ static int records(kp_op *head, const kp_batch *b)
         kp_event ev = {.key = {(const char *)b->arena + r->key_off, r->key_len},
                        .value = {(const char *)b->arena + r->val_off, r->val_len},
                        .ts = r->ts,
-                       .cwm = r->cwm};
+                       .cwm = r->cwm,
+                       .hash = r->hash};
         if (head->vt->record(head, &ev) != 0)
             return -1;
     }

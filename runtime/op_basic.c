@@ -198,7 +198,14 @@ kp_op *kp_op_basic_new(kp_subtask *st, const kp_node *n)
 typedef struct sink_op {
     kp_op op;
     kp_sink_writer *w;
+    long long written; /* not yet added to the job's records_out (added on tick and finish) */
 } sink_op;
+
+static void sink_count(sink_op *s)
+{
+    atomic_fetch_add_explicit(&s->op.st->metrics->records_out, s->written, memory_order_relaxed);
+    s->written = 0;
+}
 
 static int sink_record(kp_op *op, kp_event *ev)
 {
@@ -206,7 +213,7 @@ static int sink_record(kp_op *op, kp_event *ev)
     char err[256];
     if (s->w->write(s->w, ev->key, ev->value, ev->ts, err, sizeof err) != 0)
         return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
-    atomic_fetch_add_explicit(&op->st->metrics->records_out, 1, memory_order_relaxed);
+    s->written++;
     return 0;
 }
 
@@ -224,6 +231,7 @@ static int sink_finish(kp_op *op)
 {
     sink_op *s = (sink_op *)op;
     char err[256];
+    sink_count(s);
     if (s->w->flush(s->w, err, sizeof err) != 0)
         return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
     kp_print_connector_stats(op->st, op->node->name, s->w->stats ? s->w : NULL, NULL);
@@ -243,6 +251,7 @@ static int sink_tick(kp_op *op, kp_time now)
 {
     sink_op *s = (sink_op *)op;
     char err[256];
+    sink_count(s);
     if (s->w->tick && s->w->tick(s->w, err, sizeof err) != 0)
         return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
     return 0;
