@@ -81,6 +81,7 @@ static void copy_into(kp_event *ev, kp_buf *buf, kp_bytes in, kp_bytes *field)
 
 void kp_event_copy_key(kp_event *ev, kp_bytes key)
 {
+    ev->hash = 0;
     copy_into(ev, ev->key_buf, key, &ev->key);
 }
 
