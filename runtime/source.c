@@ -33,7 +33,7 @@ struct kp_source_task {
     kp_time allowed;  /* alignment: do not read past this watermark (coordinator's bound) */
     int idle;         /* the last thing sent downstream was "idle" */
     kp_time now;      /* wall clock, read once per poll */
-    kp_time ticked;   /* when the chain was last ticked */
+    kp_time ticked;   /* when the chain was last ticked (monotonic) */
     kp_time refreshed;
     int since_wm;
     int watermark_every;
@@ -251,9 +251,10 @@ static int finish(source_state *s)
 
 static int tick(source_state *s)
 {
-    if (s->now - s->ticked < KP_TICK_MS)
+    kp_time mono = kp_mono_ms();
+    if (mono - s->ticked < KP_TICK_MS)
         return 0;
-    s->ticked = s->now;
+    s->ticked = mono;
     return kp_op_tick(s->chain, s->now);
 }
 
