@@ -1,6 +1,8 @@
 /* Sessions and timers: per user, click sessions with a 30-minute gap (count and distinct
  * span), and a keyed process function that flags users who go quiet for 2 hours of event
- * time after a burst of 3+ clicks (an event-time timer per user).
+ * time after a burst of 3+ clicks. The function keeps ONE pending event-time timer per user
+ * (each click that moves the deadline deletes the old timer and registers the new one), and
+ * clears the user's state when the timer fires, so users who stop clicking cost nothing.
  *
  * Sinks: "user-sessions" ({user_id, clicks, session_start, session_end}) and
  * "quiet-users" ({user_id, last_click, burst}). */
@@ -39,11 +41,15 @@ typedef struct quiet_state {
 
 static kp_rc on_click(kp_ctx *ctx, const kp_event *ev)
 {
-    quiet_state *s = kp_ctx_value(ctx, NULL);
+    bool exists;
+    quiet_state *s = kp_ctx_value(ctx, &exists);
     kp_time t = kp_event_get_time(ev);
-    if (t > s->last_click)
-        s->last_click = t;
     s->burst++;
+    if (exists && t <= s->last_click)
+        return KP_OK; /* the deadline stays */
+    if (exists)
+        kp_timer_delete(ctx, s->last_click + QUIET, true);
+    s->last_click = t;
     kp_ctx_timer_event(ctx, s->last_click + QUIET);
     return KP_OK;
 }
@@ -52,8 +58,8 @@ static kp_rc on_quiet(kp_ctx *ctx, kp_time when, bool event_time)
 {
     bool exists;
     quiet_state *s = kp_ctx_value(ctx, &exists);
-    if (!exists || when != s->last_click + QUIET)
-        return KP_OK; /* a newer click moved the deadline */
+    if (exists && when != s->last_click + QUIET)
+        return KP_OK; /* cannot happen: a click that moves the deadline deletes the timer */
     if (s->burst >= 3) {
         kp_doc *doc = kp_ctx_emit(ctx);
         kp_str user = kp_ctx_key(ctx);

@@ -37,4 +37,15 @@ void kp_map_clear(kp_keyed_state *ks);
 /* Bytes held, for memory reporting. */
 size_t kp_keyed_state_bytes(const kp_keyed_state *ks);
 
+/* What a process operator (op_process.c) holds: for tests and memory reports.
+ * @locality the operator's subtask thread, or any thread once it has stopped. */
+typedef struct kp_process_counts {
+    size_t keys;           /* keys in the value table */
+    size_t pending_timers; /* timers registered and neither fired nor deleted (the set) */
+    size_t heap_entries;   /* timer heap entries, pending and stale */
+    size_t bytes;          /* tables, heaps, list and map state */
+} kp_process_counts;
+
+void kp_op_process_counts(const kp_op *op, kp_process_counts *c);
+
 #endif

@@ -2,15 +2,45 @@
  *
  * on_event runs for each record with a context scoped to the record's key; it can read and
  * write the key's value state (value_size bytes), list state and map state (keyed_state.c),
- * register event-time timers (fired when the
- * watermark reaches them) and processing-time timers (fired when the wall clock does), and
- * emit documents. on_timer runs with the same context for the timer's key. A timer
- * registered twice for the same key, time and kind fires once, as in Flink.
+ * register and delete event-time timers and processing-time timers (fired when the wall
+ * clock reaches them), and emit documents. on_timer runs with the same context for the
+ * timer's key. A timer registered twice for the same key, time and kind is one timer, as in
+ * Flink; kp_timer_delete removes a pending one.
  *
- * State is in memory (keytable.c); timers are a binary heap per kind plus a set that
- * de-duplicates them. Processing-time timers are checked on every record, watermark and
- * subtask tick (KP_TICK_MS), so they fire at most about 100 ms late even on an idle input.
- * Pending processing-time timers are not fired at the end of bounded input. */
+ * What is deterministic (a function of the log), and what is not:
+ * - An event-time timer of key K at time t fires before any record of K whose carried
+ *   watermark (cwm) is >= t is processed, and after every record of K with cwm < t (which the
+ *   operator's watermark W cannot pass before they arrive). So for a key whose records all
+ *   come from one source partition (records of a partition stay in order), the interleaving of
+ *   its records and event-time timers, and what each call sees of the key's state, is a
+ *   function of the log, at any parallelism and under any thread timing. A timer registered at
+ *   a time <= the cwm of the record being handled fires right after that record's on_event.
+ *   Timers still also fire when W passes them (and all of them at the end of bounded input);
+ *   that firing can come earlier than the key's next record, never later.
+ * - kp_ctx_watermark: during on_event, the record's cwm; during on_timer of an event-time
+ *   timer, the timer's time. Both are functions of the log. During on_timer of a
+ *   processing-time timer it is W, which is not.
+ * - Not deterministic: the order of calls ACROSS keys (timers fired by W run between records
+ *   as thread timing has it), hence the order of emitted documents of different keys; a key
+ *   whose records come from several partitions; everything about processing-time timers
+ *   (they fire on the wall clock, checked on every record, watermark and subtask tick,
+ *   KP_TICK_MS, so about 100 ms late at most even on an idle input; pending ones are not
+ *   fired at the end of bounded input); kp_ctx_now.
+ * - Emitted documents carry as cwm the operator's watermark W from before the input or
+ *   watermark advance that produced them (the engine's rule for records an operator makes).
+ *
+ * State is in memory (keytable.c), one entry per key holding a header (pending timers, list
+ * and map state) and the value. Timers are a heap per kind (timer_heap.c, keys copied into
+ * it) plus a set of the pending ones (kind, time, key): a timer leaves the set when it fires
+ * or is deleted, so the set is exact. Deleting a timer, or firing it for a record before W
+ * reaches it, leaves its heap entry behind; such stale entries are skipped when popped, and
+ * the heap is rebuilt once they outnumber the pending ones. Each key also keeps its pending
+ * event-time timers sorted (one inline, more in an array), which is what lets a record find
+ * its key's due timers with one comparison. A key whose value is cleared, whose list and map
+ * are empty and which has no pending timer is removed from the table, so a job whose keys
+ * rotate keeps memory proportional to the keys that currently hold state.
+ *
+ * @locality one subtask thread per operator instance; no locks. */
 #include <stdlib.h>
 #include <time.h>
 
@@ -20,31 +50,97 @@
 #include "timer_heap.h"
 #include "ops.h"
 
+/* Stale heap entries tolerated before a rebuild is considered. */
+#define STALE_SLACK 1024
+
 struct kp_ctx {
     struct process_op *p;
     kp_keyentry *e;
     kp_bytes key;
     kp_time ts; /* time of the record or timer being handled */
+    kp_time wm; /* what kp_ctx_watermark returns */
 };
 
 typedef struct process_op {
     kp_op op;
     const kp_process_opts *o;
-    kp_keytable values;     /* key → {exists, value} */
-    kp_keytable timerset;   /* (kind, when, key) registered and not yet fired */
+    kp_keytable values;     /* key → value_hdr + value */
+    kp_keytable timerset;   /* (kind, when, key) of the pending timers → rebuild generation */
     kp_timer_heap heaps[2]; /* [1] event time, [0] processing time */
-    kp_time wm;
+    size_t pending[2];      /* pending timers of each kind (entries of timerset) */
+    uint64_t gen;           /* heap rebuilds so far */
+    kp_time wm;             /* W */
+    kp_time out_cwm;        /* cwm of emitted documents: W before the current advance */
+    size_t peak_bytes;      /* of table_bytes, sampled at each watermark */
     kp_doc doc;
     kp_buf tkey;
     int failed;
 } process_op;
 
+/* The per-key header in front of the value. */
 typedef struct value_hdr {
-    uint64_t exists;
+    uint32_t exists;
+    uint32_t pt;          /* pending processing-time timers */
+    uint32_t et_n;        /* pending event-time timers */
+    uint32_t et_cap;      /* capacity of et; 0 while the (at most one) timer is in et1 */
+    kp_time et1;          /* the pending event-time timer when et_cap == 0 and et_n == 1 */
+    kp_time *et;          /* the pending event-time timers, ascending, when et_cap > 0 */
     kp_keyed_state *coll; /* list and map state, created on first use */
 } value_hdr;
 
-/* The de-duplication key of a timer: kind byte, time, key bytes. */
+static value_hdr *hdr_of(kp_keyentry *e)
+{
+    return kp_keyentry_value(e);
+}
+
+/* ---- the pending event-time timers of one key ------------------------------------------- */
+
+static kp_time *et_times(value_hdr *h)
+{
+    return h->et_cap ? h->et : &h->et1;
+}
+
+/* Inserts `when` in order; 0, or -1 when out of memory. */
+static int et_add(value_hdr *h, kp_time when)
+{
+    if (h->et_cap == 0 && h->et_n == 0) {
+        h->et1 = when;
+        h->et_n = 1;
+        return 0;
+    }
+    if (h->et_cap == 0 || h->et_n == h->et_cap) { /* the inline slot or the array is full */
+        uint32_t cap = h->et_cap ? h->et_cap * 2 : 4;
+        kp_time *a = realloc(h->et, cap * sizeof *a);
+        if (!a)
+            return -1;
+        if (h->et_cap == 0)
+            a[0] = h->et1;
+        h->et = a;
+        h->et_cap = cap;
+    }
+    uint32_t i = h->et_n++;
+    while (i > 0 && h->et[i - 1] > when) {
+        h->et[i] = h->et[i - 1];
+        i--;
+    }
+    h->et[i] = when;
+    return 0;
+}
+
+static void et_del(value_hdr *h, kp_time when)
+{
+    kp_time *a = et_times(h);
+    for (uint32_t i = 0; i < h->et_n; i++)
+        if (a[i] == when) {
+            memmove(a + i, a + i + 1, (h->et_n - i - 1) * sizeof *a);
+            h->et_n--;
+            return;
+        }
+}
+
+/* ---- the set of pending timers ----------------------------------------------------------- */
+
+/* The set key of a timer: kind byte, time, key bytes. */
 static kp_bytes timer_id(process_op *p, bool event_time, kp_time when, kp_bytes key)
 {
     p->tkey.len = 0;
@@ -56,6 +152,78 @@ static kp_bytes timer_id(process_op *p, bool event_time, kp_time when, kp_bytes 
     return (kp_bytes){p->tkey.ptr, p->tkey.len};
 }
 
+static void timers_oom(process_op *p)
+{
+    p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
+}
+
+/* The set entry of a pending timer, or NULL (also when out of memory: the job has failed). */
+static kp_keyentry *pending_find(process_op *p, bool event_time, kp_time when, kp_bytes key)
+{
+    kp_bytes id = timer_id(p, event_time, when, key);
+    if (!id.ptr) {
+        timers_oom(p);
+        return NULL;
+    }
+    return kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id);
+}
+
+/* Takes a pending timer out of the set and out of its key's header: it fired or was
+ * deleted. 1 if it was pending. Its heap entry, if any, becomes stale. */
+static int unpend(process_op *p, value_hdr *h, bool event_time, kp_time when, kp_bytes key)
+{
+    kp_keyentry *te = pending_find(p, event_time, when, key);
+    if (!te)
+        return 0;
+    kp_keytable_remove(&p->timerset, te);
+    p->pending[event_time]--;
+    if (event_time)
+        et_del(h, when);
+    else
+        h->pt--;
+    return 1;
+}
+
+typedef struct rebuild_arg {
+    process_op *p;
+    bool event_time;
+} rebuild_arg;
+
+/* Keeps a heap entry iff its timer is pending and no other entry of it was kept already
+ * (deleting and registering a timer again leaves two entries of it). */
+static bool keep_pending(void *arg, const kp_timer_heap *h, const kp_timer *t)
+{
+    rebuild_arg *a = arg;
+    kp_keyentry *te = pending_find(a->p, a->event_time, t->when, kp_timer_key(h, t));
+    if (!te || *(uint64_t *)kp_keyentry_value(te) == a->p->gen)
+        return false;
+    *(uint64_t *)kp_keyentry_value(te) = a->p->gen;
+    return true;
+}
+
+/* Drops the stale entries of a heap once they outnumber the pending timers. */
+static void settle(process_op *p, bool event_time)
+{
+    kp_timer_heap *h = &p->heaps[event_time];
+    if (h->n <= 2 * p->pending[event_time] + STALE_SLACK)
+        return;
+    p->gen++;
+    rebuild_arg a = {p, event_time};
+    kp_timer_heap_filter(h, keep_pending, &a);
+}
+
+/* Removes the key of `e` when it holds nothing: value cleared, list and map empty, no
+ * pending timer. `e` (and pointers into the table) are invalid afterwards. */
+static void drop_if_empty(process_op *p, kp_keyentry *e)
+{
+    value_hdr *h = hdr_of(e);
+    if (h->exists || h->pt || h->et_n || (h->coll && (h->coll->n || h->coll->live)))
+        return;
+    kp_keyed_state_free(h->coll);
+    free(h->et);
+    kp_keytable_remove(&p->values, e);
+}
+
 /* ---- the context API ------------------------------------------------------------------- */
 
 static kp_str ctx_key(kp_ctx *c)
@@ -65,18 +233,18 @@ static kp_str ctx_key(kp_ctx *c)
 
 static void *ctx_value(kp_ctx *c, bool *exists)
 {
-    value_hdr *h = kp_keyentry_value(c->e);
+    value_hdr *h = hdr_of(c->e);
     if (exists)
         *exists = h->exists != 0;
     h->exists = 1;
-    return h + 1;
+    return (uint8_t *)kp_keyentry_value(c->e) + sizeof(value_hdr);
 }
 
 static void ctx_value_clear(kp_ctx *c)
 {
-    value_hdr *h = kp_keyentry_value(c->e);
+    value_hdr *h = hdr_of(c->e);
     h->exists = 0;
-    memset(h + 1, 0, c->p->o->value_size);
+    memset((uint8_t *)kp_keyentry_value(c->e) + sizeof(value_hdr), 0, c->p->o->value_size);
 }
 
 static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
@@ -84,22 +252,35 @@ static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
     process_op *p = c->p;
     kp_bytes id = timer_id(p, event_time, when, c->key);
     int created;
-    kp_keyentry *t =
+    kp_keyentry *te =
         id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created) : NULL;
-    if (!t) {
-        p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
+    if (!te) {
+        timers_oom(p);
         return;
     }
-    if (!created && *(uint64_t *)kp_keyentry_value(t))
+    if (!created)
         return; /* already pending */
-    *(uint64_t *)kp_keyentry_value(t) = 1;
+    value_hdr *h = hdr_of(c->e);
+    if ((event_time ? et_add(h, when) : 0) != 0) {
+        kp_keytable_remove(&p->timerset, te);
+        timers_oom(p);
+        return;
+    }
+    h->pt += !event_time;
+    p->pending[event_time]++;
     if (kp_timer_push(&p->heaps[event_time], when, 0, c->e->hash, c->key) != 0)
-        p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
+        timers_oom(p);
+}
+
+static void ctx_timer_delete(kp_ctx *c, kp_time when, bool event_time)
+{
+    if (unpend(c->p, hdr_of(c->e), event_time, when, c->key))
+        settle(c->p, event_time);
 }
 
 static kp_time ctx_watermark(kp_ctx *c)
 {
-    return c->p->wm;
+    return c->wm;
 }
 
 static kp_time ctx_now(kp_ctx *c)
@@ -126,7 +307,7 @@ static void ctx_emit_done(kp_ctx *c, kp_doc *doc)
         p->failed = kp_subtask_fail(p->op.st, "%s: out of memory", p->op.node->name);
         return;
     }
-    if (kp_op_emit_doc(&p->op, doc, c->ts, p->wm) != 0)
+    if (kp_op_emit_doc(&p->op, doc, c->ts, p->out_cwm) != 0)
         p->failed = -1;
 }
 
@@ -134,13 +315,12 @@ static void ctx_emit_done(kp_ctx *c, kp_doc *doc)
  * of memory. */
 static kp_keyed_state *coll(kp_ctx *c, int create)
 {
-    value_hdr *h = kp_keyentry_value(c->e);
+    value_hdr *h = hdr_of(c->e);
     if (!h->coll && create && !(h->coll = kp_keyed_state_new()))
         c->p->failed =
             kp_subtask_fail(c->p->op.st, "%s: out of memory for state", c->p->op.node->name);
     return h->coll;
 }
-
 static void oom(kp_ctx *c)
 {
     c->p->failed = kp_subtask_fail(c->p->op.st, "%s: out of memory for state", c->p->op.node->name);
@@ -231,6 +411,7 @@ void kp_process_api_fill(kp_api *api)
     api->ctx_map_size = ctx_map_size;
     api->ctx_map_next = ctx_map_next;
     api->ctx_map_clear = ctx_map_clear;
+    api->ctx_timer_delete = ctx_timer_delete;
 }
 
 /* ---- the operator ------------------------------------------------------------------------ */
@@ -245,27 +426,50 @@ static int check(process_op *p, kp_rc rc, const char *what)
                            rc == KP_BAD_INPUT ? "KP_BAD_INPUT" : "KP_ERROR");
 }
 
-/* Fires every timer of one kind due at `upto`. */
+/* Runs on_timer for a timer that has just left the pending set. */
+static int call_on_timer(process_op *p, kp_keyentry *e, kp_time when, bool event_time)
+{
+    if (!p->o->on_timer)
+        return 0;
+    kp_ctx c = {p, e, kp_keytable_key(&p->values, e), when, event_time ? when : p->wm};
+    return check(p, p->o->on_timer(&c, when, event_time), "on_timer");
+}
+
+/* Fires every timer of one kind due at `upto` (W for event time, the wall clock for
+ * processing time), in time order, skipping stale heap entries. */
 static int fire_due(process_op *p, bool event_time, kp_time upto)
 {
     kp_timer_heap *h = &p->heaps[event_time];
     while (h->n && h->a[0].when <= upto) {
         kp_timer t = kp_timer_pop(h);
         kp_bytes key = kp_timer_key(h, &t);
-        kp_bytes id = timer_id(p, event_time, t.when, key);
-        kp_keyentry *te =
-            id.ptr ? kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id) : NULL;
-        if (te)
-            *(uint64_t *)kp_keyentry_value(te) = 0;
         kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);
-        if (!e || !p->o->on_timer)
+        /* a pending timer keeps its key in the table; no entry means a stale heap entry */
+        if (!e || !unpend(p, hdr_of(e), event_time, t.when, key))
             continue;
-        kp_ctx c = {p, e, kp_keytable_key(&p->values, e), t.when};
-        if (check(p, p->o->on_timer(&c, t.when, event_time), "on_timer") != 0)
+        /* on_timer may push (invalidating `key`), but it does not touch `values`: `e` holds */
+        if (call_on_timer(p, e, t.when, event_time) != 0)
+            return -1;
+        drop_if_empty(p, e);
+    }
+    return 0;
+}
+
+/* Fires the event-time timers of key `e` due at `cwm` (the cwm of a record of that key), in
+ * time order, including ones the calls register. */
+static int fire_key_due(process_op *p, kp_keyentry *e, kp_time cwm)
+{
+    value_hdr *h = hdr_of(e);
+    if (!h->et_n || et_times(h)[0] > cwm)
+        return 0;
+    while (h->et_n && et_times(h)[0] <= cwm) {
+        kp_time when = et_times(h)[0];
+        if (!unpend(p, h, true, when, kp_keytable_key(&p->values, e)))
+            return -1; /* out of memory for its set key; the job has failed */
+        if (call_on_timer(p, e, when, true) != 0)
             return -1;
     }
-    if (!p->heaps[0].n && !p->heaps[1].n)
-        kp_keytable_clear(&p->timerset); /* nothing pending: reclaim the set */
+    settle(p, true);
     return 0;
 }
 
@@ -273,14 +477,26 @@ static int process_record(kp_op *op, kp_event *ev)
 {
     process_op *p = (process_op *)op;
     int created;
-    kp_keyentry *e =
-        kp_keytable_upsert(&p->values, kp_hash64(ev->key.ptr, ev->key.len), ev->key, &created);
+    uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
+    kp_keyentry *e = kp_keytable_upsert(&p->values, hash, ev->key, &created);
     if (!e)
         return kp_subtask_fail(op->st, "%s: out of memory for state", op->node->name);
-    kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts};
-    if (check(p, p->o->on_event(&c, ev), "on_event") != 0)
+    /* Neither the calls below nor the context insert into or remove from `values`, so `e`
+     * stays valid until drop_if_empty. */
+    if (fire_key_due(p, e, ev->cwm) != 0)
         return -1;
+    kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts, ev->cwm};
+    if (check(p, p->o->on_event(&c, ev), "on_event") != 0 || fire_key_due(p, e, ev->cwm) != 0)
+        return -1;
+    drop_if_empty(p, e);
     return p->heaps[0].n ? fire_due(p, false, kp_wall_ms()) : 0;
+}
+
+/* Bytes of the tables and heaps (list and map state left out: it would take a walk). */
+static size_t table_bytes(const process_op *p)
+{
+    return kp_keytable_bytes(&p->values) + kp_keytable_bytes(&p->timerset) +
+           kp_timer_heap_bytes(&p->heaps[0]) + kp_timer_heap_bytes(&p->heaps[1]);
 }
 
 static int process_watermark(kp_op *op, kp_time wm)
@@ -288,16 +504,36 @@ static int process_watermark(kp_op *op, kp_time wm)
     process_op *p = (process_op *)op;
     if (wm <= p->wm)
         return 0;
+    size_t bytes = table_bytes(p); /* sampled per watermark: cheap, and enough for a peak */
+    if (bytes > p->peak_bytes)
+        p->peak_bytes = bytes;
+    p->out_cwm = p->wm; /* documents made by this advance carry W from before it */
     p->wm = wm;
     if (fire_due(p, true, wm) != 0 || fire_due(p, false, kp_wall_ms()) != 0)
         return -1;
+    p->out_cwm = p->wm;
     return kp_op_emit_watermark(op, wm);
+}
+
+void kp_op_process_counts(const kp_op *op, kp_process_counts *c)
+{
+    const process_op *p = (const process_op *)op;
+    *c = (kp_process_counts){p->values.n, p->pending[0] + p->pending[1],
+                             p->heaps[0].n + p->heaps[1].n, table_bytes(p)};
+    size_t i = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->values, &i)))
+        if (hdr_of(e)->coll)
+            c->bytes += kp_keyed_state_bytes(hdr_of(e)->coll);
 }
 
 static int process_finish(kp_op *op)
 {
+    process_op *p = (process_op *)op;
     if (process_watermark(op, KP_TIME_MAX) != 0)
         return -1;
+    atomic_fetch_add_explicit(&op->st->metrics->state_cache_peak, (long long)p->peak_bytes,
+                              memory_order_relaxed);
     return kp_op_emit_finish(op);
 }
 
@@ -306,8 +542,10 @@ static void process_destroy(kp_op *op)
     process_op *p = (process_op *)op;
     size_t i = 0;
     kp_keyentry *e;
-    while ((e = kp_keytable_next(&p->values, &i)))
-        kp_keyed_state_free(((value_hdr *)kp_keyentry_value(e))->coll);
+    while ((e = kp_keytable_next(&p->values, &i))) {
+        kp_keyed_state_free(hdr_of(e)->coll);
+        free(hdr_of(e)->et);
+    }
     kp_keytable_free(&p->values);
     kp_keytable_free(&p->timerset);
     kp_timer_heap_free(&p->heaps[0]);
@@ -341,7 +579,7 @@ kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
     }
     p->op = (kp_op){.vt = &process_vt, .node = n, .st = st};
     p->o = &n->u.process;
-    p->wm = KP_TIME_MIN;
+    p->wm = p->out_cwm = KP_TIME_MIN;
     kp_keytable_init(&p->values, sizeof(value_hdr) + p->o->value_size);
     kp_keytable_init(&p->timerset, sizeof(uint64_t));
     return &p->op;

@@ -12,6 +12,7 @@
 #include "exec.h"
 #include "graph.h"
 #include "keyed_state.h"
+#include "ops.h"
 
 static kp_rc decode(kp_event *ev, kp_bytes raw)
 {
@@ -217,4 +218,265 @@ Test(process, keyed_state_containers)
     cr_assert_eq(ks->live, 0);
     cr_assert_eq(kp_map_get(ks, KP_LIT("key1"), NULL), 0);
     kp_keyed_state_free(ks);
+}
+
+/* ---- the operator driven directly: exact interleavings of records and watermarks ----------- */
+
+/* A scripted process function. A record's value is a list of commands for its key:
+ * rT register an event-time timer at T, dT delete it, s set the value, c clear it, l add to
+ * the list, L clear the list, m put in the map, M clear the map. Every call appends
+ * "key:E<ts>@<wm>" (on_event) or "key:T<when>@<wm>" (on_timer) to `script_log`; on_timer emits
+ * a document. */
+static char script_log[8192];
+
+static void log_call(kp_ctx *ctx, char kind, kp_time t)
+{
+    kp_str key = kp_ctx_key(ctx);
+    kp_time wm = kp_ctx_watermark(ctx);
+    size_t n = strlen(script_log);
+    if (wm == KP_TIME_MIN)
+        snprintf(script_log + n, sizeof script_log - n, "%s%.*s:%c%lld@min", n ? " " : "",
+                 KP_STR(key), kind, (long long)t);
+    else
+        snprintf(script_log + n, sizeof script_log - n, "%s%.*s:%c%lld@%lld", n ? " " : "",
+                 KP_STR(key), kind, (long long)t, (long long)wm);
+}
+
+static kp_rc script_event(kp_ctx *ctx, const kp_event *ev)
+{
+    log_call(ctx, 'E', kp_event_get_time(ev));
+    kp_bytes v = kp_event_get_value(ev);
+    char cmds[256];
+    snprintf(cmds, sizeof cmds, "%.*s", KP_STR(v));
+    for (char *c = strtok(cmds, " "); c; c = strtok(NULL, " ")) {
+        kp_time t = strtoll(c + 1, NULL, 10);
+        switch (c[0]) {
+        case 'r':
+            kp_ctx_timer_event(ctx, t);
+            break;
+        case 'd':
+            kp_timer_delete(ctx, t, true);
+            break;
+        case 's':
+            *(int64_t *)kp_ctx_value(ctx, NULL) = 1;
+            break;
+        case 'c':
+            kp_ctx_value_clear(ctx);
+            break;
+        case 'l':
+            kp_ctx_list_add(ctx, KP_LIT("x"));
+            break;
+        case 'L':
+            kp_ctx_list_clear(ctx);
+            break;
+        case 'm':
+            kp_ctx_map_put(ctx, KP_LIT("k"), KP_LIT("v"));
+            break;
+        case 'M':
+            kp_ctx_map_clear(ctx);
+            break;
+        default:
+            cr_assert_fail("bad command %s", c);
+        }
+    }
+    return KP_OK;
+}
+
+static kp_rc script_timer(kp_ctx *ctx, kp_time when, bool event_time)
+{
+    log_call(ctx, 'T', when);
+    kp_doc *doc = kp_ctx_emit(ctx);
+    kp_doc_int(doc, "when", when);
+    kp_ctx_emit_done(ctx, doc);
+    return KP_OK;
+}
+
+/* Collects what the operator emits: the carried watermark of each document. */
+typedef struct capture {
+    kp_op op;
+    kp_time cwm[64];
+    int n;
+} capture;
+
+static int cap_record(kp_op *op, kp_event *ev)
+{
+    capture *c = (capture *)op;
+    if (c->n < 64)
+        c->cwm[c->n] = ev->cwm;
+    c->n++;
+    return 0;
+}
+
+static int cap_watermark(kp_op *op, kp_time wm)
+{
+    return 0;
+}
+
+static int cap_idle(kp_op *op)
+{
+    return 0;
+}
+
+static const kp_op_vt cap_vt = {cap_record, cap_watermark, cap_idle, cap_idle, NULL, NULL};
+
+typedef struct harness {
+    kp_metrics metrics;
+    kp_subtask st;
+    kp_node node;
+    kp_op *op;
+    capture cap;
+} harness;
+
+static void h_open(harness *h, kp_rc (*ev_fn)(kp_ctx *, const kp_event *),
+                   kp_rc (*timer_fn)(kp_ctx *, kp_time, bool), size_t value_size)
+{
+    kp_host_api(); /* the inline API calls go through the host's table */
+    memset(h, 0, sizeof *h);
+    h->st.metrics = &h->metrics;
+    snprintf(h->node.name, sizeof h->node.name, "script");
+    h->node.u.process =
+        (kp_process_opts){.on_event = ev_fn, .on_timer = timer_fn, .value_size = value_size};
+    h->op = kp_op_process_new(&h->st, &h->node);
+    cr_assert_not_null(h->op);
+    h->cap.op.vt = &cap_vt;
+    h->op->out[0] = &h->cap.op;
+    h->op->nout = 1;
+    script_log[0] = 0;
+}
+
+static void h_rec(harness *h, const char *key, const char *cmds, kp_time ts, kp_time cwm)
+{
+    kp_event ev = {.key = KP_CSTR(key), .value = KP_CSTR(cmds), .ts = ts, .cwm = cwm};
+    cr_assert_eq(h->op->vt->record(h->op, &ev), 0);
+}
+
+static void h_wm(harness *h, kp_time wm)
+{
+    cr_assert_eq(h->op->vt->watermark(h->op, wm), 0);
+}
+
+static kp_process_counts h_counts(harness *h)
+{
+    kp_process_counts c;
+    kp_op_process_counts(h->op, &c);
+    return c;
+}
+
+static void h_close(harness *h)
+{
+    h->op->vt->destroy(h->op);
+}
+
+Test(process, timer_delete)
+{
+    harness h;
+    h_open(&h, script_event, script_timer, sizeof(int64_t));
+    h_rec(&h, "a", "r100 r200 r100", 0, KP_TIME_MIN); /* 100 twice: one timer */
+    cr_assert_eq(h_counts(&h).pending_timers, 2);
+    h_rec(&h, "a", "d200 d999", 1, KP_TIME_MIN); /* deleting what is not pending: no effect */
+    cr_assert_eq(h_counts(&h).pending_timers, 1);
+    h_rec(&h, "b", "r50 d50", 2, KP_TIME_MIN);
+    cr_assert_eq(h_counts(&h).pending_timers, 1);
+    cr_assert_eq(h_counts(&h).keys, 1, "b holds nothing: removed");
+    h_rec(&h, "c", "r300 d300 r300", 3, KP_TIME_MIN); /* deleted and registered again: one */
+    cr_assert_eq(h_counts(&h).pending_timers, 2);
+    script_log[0] = 0;
+    h_wm(&h, 1000);
+    cr_assert_str_eq(script_log, "a:T100@100 c:T300@300");
+    kp_process_counts c = h_counts(&h);
+    cr_assert(c.keys == 0 && c.pending_timers == 0 && c.heap_entries == 0,
+              "all fired: %zu keys, %zu pending, %zu heap entries", c.keys, c.pending_timers,
+              c.heap_entries);
+    h_close(&h);
+}
+
+/* The timer set and the heap stay the size of what is pending in a live stream, where the
+ * heaps are never both empty (before, the set was cleared only then). */
+Test(process, timer_bookkeeping_is_exact)
+{
+    harness h;
+    h_open(&h, script_event, script_timer, sizeof(int64_t));
+    char key[32], cmds[64];
+    size_t peak_heap = 0, peak_set = 0;
+    for (int i = 0; i < 200000; i++) {
+        /* a new key per record, each with a timer 10 ms on, and one long-lived key that
+         * moves its deadline on every record (delete + register) */
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(cmds, sizeof cmds, "r%d", i + 10);
+        h_rec(&h, key, cmds, i, i - 1);
+        snprintf(cmds, sizeof cmds, "d%d r%d", i + 1000000 - 1, i + 1000000);
+        h_rec(&h, "mover", i ? cmds : cmds + strcspn(cmds, " ") + 1, i, i - 1);
+        if (i % 16 == 0)
+            h_wm(&h, i - 1);
+        kp_process_counts c = h_counts(&h);
+        peak_set = c.pending_timers > peak_set ? c.pending_timers : peak_set;
+        peak_heap = c.heap_entries > peak_heap ? c.heap_entries : peak_heap;
+    }
+    kp_process_counts c = h_counts(&h);
+    /* pending: the keys of the last 16 + 10 records (W lags by up to 16, timers are 10 on),
+     * and the mover */
+    cr_assert_leq(peak_set, 28, "pending timers peaked at %zu", peak_set);
+    cr_assert_leq(peak_heap, 2 * 28 + 1024 + 1, "heap peaked at %zu entries", peak_heap);
+    cr_assert_leq(c.keys, 28, "%zu keys left; keys whose timer fired hold nothing", c.keys);
+    h_close(&h);
+}
+
+/* A key leaves the table once its value is cleared, its list and map are empty and no timer
+ * is pending for it, and not before. */
+Test(process, cleared_keys_are_removed)
+{
+    harness h;
+    h_open(&h, script_event, script_timer, sizeof(int64_t));
+    h_rec(&h, "v", "s", 0, KP_TIME_MIN);
+    h_rec(&h, "l", "l", 0, KP_TIME_MIN);
+    h_rec(&h, "m", "m", 0, KP_TIME_MIN);
+    h_rec(&h, "t", "r5", 0, KP_TIME_MIN);
+    h_rec(&h, "n", "", 0, KP_TIME_MIN);
+    cr_assert_eq(h_counts(&h).keys, 4, "each but n holds something");
+    h_rec(&h, "v", "c", 1, KP_TIME_MIN);
+    h_rec(&h, "l", "L", 1, KP_TIME_MIN);
+    h_rec(&h, "m", "M", 1, KP_TIME_MIN);
+    cr_assert_eq(h_counts(&h).keys, 1, "only t (a pending timer) is left");
+    h_wm(&h, 5);
+    cr_assert_eq(h_counts(&h).keys, 0);
+    /* state memory follows the live keys: 100k keys in, all cleared, the table shrinks */
+    char key[32];
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        h_rec(&h, key, "s l m", 10, KP_TIME_MIN);
+    }
+    size_t full = h_counts(&h).bytes;
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        h_rec(&h, key, "c L M", 11, KP_TIME_MIN);
+    }
+    kp_process_counts c = h_counts(&h);
+    cr_assert_eq(c.keys, 0);
+    cr_assert_lt(c.bytes, full / 10, "%zu bytes left of %zu", c.bytes, full);
+    h_close(&h);
+}
+
+/* The rule: an event-time timer of a key at t fires before any record of that key whose
+ * carried watermark is >= t, and after its records with a smaller one, however far behind
+ * the operator's watermark is; the function sees the record's cwm, or the timer's time. */
+Test(process, timer_fires_before_record_that_passed_it)
+{
+    harness h;
+    h_open(&h, script_event, script_timer, sizeof(int64_t));
+    h_rec(&h, "a", "r100", 0, KP_TIME_MIN);
+    h_rec(&h, "b", "r100", 500, -1);
+    h_rec(&h, "b", "", 50, 99); /* cwm 99 < 100: b's timer stays pending */
+    h_rec(&h, "a", "", 510, 499);
+    h_rec(&h, "a", "r300", 520, 509); /* a timer already due fires right after on_event */
+    cr_assert_str_eq(script_log, "a:E0@min b:E500@-1 b:E50@99 a:T100@100 a:E510@499 "
+                                 "a:E520@509 a:T300@300");
+    cr_assert_eq(h.cap.n, 2);
+    cr_assert_eq(h.cap.cwm[0], KP_TIME_MIN, "W was never advanced");
+    script_log[0] = 0;
+    h_wm(&h, 50);
+    h_wm(&h, 200); /* b's timer fires on W: its document carries W from before, 50 */
+    cr_assert_str_eq(script_log, "b:T100@100");
+    cr_assert_eq(h.cap.n, 3);
+    cr_assert_eq(h.cap.cwm[2], 50);
+    h_close(&h);
 }

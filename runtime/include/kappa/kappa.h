@@ -253,6 +253,8 @@ typedef struct kp_api {
     size_t (*ctx_map_size)(kp_ctx *ctx);
     int (*ctx_map_next)(kp_ctx *ctx, size_t *cursor, kp_bytes *key, kp_bytes *value);
     void (*ctx_map_clear)(kp_ctx *ctx);
+    /* added later; new members only ever go at the end (a plugin checks struct_size) */
+    void (*ctx_timer_delete)(kp_ctx *ctx, kp_time when, bool event_time);
 } kp_api;
 
 /* The plugin's one exported symbol. */
@@ -434,6 +436,10 @@ static inline void kp_ctx_value_clear(kp_ctx *ctx)
 {
     kp__api->ctx_value_clear(ctx);
 }
+/* Registers a timer of the current key at `when`: event time (fires when the watermark
+ * reaches it, and before any record of the key whose carried watermark has reached it) or
+ * processing time (fires when the wall clock, in ms, reaches it). The same key, time and kind
+ * registered twice is one timer. */
 static inline void kp_ctx_timer_event(kp_ctx *ctx, kp_time when)
 {
     kp__api->ctx_timer(ctx, when, true);
@@ -442,6 +448,20 @@ static inline void kp_ctx_timer_processing(kp_ctx *ctx, kp_time when)
 {
     kp__api->ctx_timer(ctx, when, false);
 }
+/* Deletes the current key's pending timer at `when` of that kind (event_time true: event
+ * time), as Flink's deleteEventTimeTimer / deleteProcessingTimeTimer; no effect if there is
+ * none. A function that moves a deadline deletes the old timer and registers the new one, so
+ * a key has one pending timer, not one per record. A key whose value is cleared
+ * (kp_ctx_value_clear), whose list and map state are empty and which has no pending timer
+ * holds no memory: it is removed from the operator's state. */
+static inline void kp_timer_delete(kp_ctx *ctx, kp_time when, bool event_time)
+{
+    kp__api->ctx_timer_delete(ctx, when, event_time);
+}
+/* The watermark as this call may see it, deterministically (a function of the log): in
+ * on_event the record's carried watermark (its source partition's watermark through the
+ * records before it); in on_timer of an event-time timer the timer's time. In on_timer of a
+ * processing-time timer: the operator's current watermark (not deterministic). */
 static inline kp_time kp_ctx_watermark(kp_ctx *ctx)
 {
     return kp__api->ctx_watermark(ctx);
