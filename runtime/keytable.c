@@ -1,10 +1,24 @@
-/* Per-key in-memory state table; see keytable.h. */
+/* Per-key in-memory state table; see keytable.h.
+ *
+ * Linear probing without tombstones: removal shifts the entries of the probe run that
+ * follows back into the hole (backward-shift deletion), so a lookup still stops at the first
+ * empty slot. Key bytes live in an append-only arena; a removed key's bytes become garbage,
+ * counted in arena_dead, and the arena is rebuilt (live keys only) once garbage exceeds live
+ * bytes, so memory follows what is live at an amortised O(1) cost per removal. */
 #include "keytable.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define SLOT(t, i) ((kp_keyentry *)((t)->slots + (i) * (t)->entry_size))
+#define MIN_CAP    64
+#define MIN_ARENA  4096
+
+/* The home slot of a hash in a table of `cap` slots (a power of two). */
+static inline size_t home(uint64_t hash, size_t cap)
+{
+    return hash & (cap - 1);
+}
 
 void kp_keytable_init(kp_keytable *t, size_t value_size)
 {
@@ -26,6 +40,7 @@ void kp_keytable_clear(kp_keytable *t)
         memset(t->slots, 0, t->cap * t->entry_size);
     t->n = 0;
     t->arena_len = 0;
+    t->arena_dead = 0;
 }
 
 static inline uint64_t fix_hash(uint64_t h)
@@ -33,9 +48,9 @@ static inline uint64_t fix_hash(uint64_t h)
     return h ? h : 1;
 }
 
-static int grow(kp_keytable *t)
+/* Moves every entry into a fresh slot array of `cap` slots (a power of two > n). */
+static int resize(kp_keytable *t, size_t cap)
 {
-    size_t cap = t->cap ? t->cap * 2 : 64;
     uint8_t *slots = calloc(cap, t->entry_size);
     if (!slots)
         return -1;
@@ -43,7 +58,7 @@ static int grow(kp_keytable *t)
         kp_keyentry *e = SLOT(t, i);
         if (!e->hash)
             continue;
-        size_t j = e->hash & (cap - 1);
+        size_t j = home(e->hash, cap);
         while (((kp_keyentry *)(slots + j * t->entry_size))->hash)
             j = (j + 1) & (cap - 1);
         memcpy(slots + j * t->entry_size, e, t->entry_size);
@@ -57,7 +72,7 @@ static int grow(kp_keytable *t)
 static int arena_add(kp_keytable *t, kp_bytes key, uint32_t *off)
 {
     if (t->arena_len + key.len > t->arena_cap) {
-        size_t cap = t->arena_cap ? t->arena_cap * 2 : 4096;
+        size_t cap = t->arena_cap ? t->arena_cap * 2 : MIN_ARENA;
         while (cap < t->arena_len + key.len)
             cap *= 2;
         if (cap > UINT32_MAX)
@@ -68,8 +83,9 @@ static int arena_add(kp_keytable *t, kp_bytes key, uint32_t *off)
         t->arena = a;
         t->arena_cap = cap;
     }
-    memcpy(t->arena + t->arena_len, key.ptr, key.len);
     *off = (uint32_t)t->arena_len;
+    if (key.len)
+        memcpy(t->arena + t->arena_len, key.ptr, key.len);
     t->arena_len += key.len;
     return 0;
 }
@@ -79,7 +95,7 @@ kp_keyentry *kp_keytable_find(const kp_keytable *t, uint64_t hash, kp_bytes key)
     if (!t->cap)
         return NULL;
     hash = fix_hash(hash);
-    for (size_t i = hash & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    for (size_t i = home(hash, t->cap);; i = (i + 1) & (t->cap - 1)) {
         kp_keyentry *e = SLOT(t, i);
         if (!e->hash)
             return NULL;
@@ -92,9 +108,9 @@ kp_keyentry *kp_keytable_find(const kp_keytable *t, uint64_t hash, kp_bytes key)
 kp_keyentry *kp_keytable_upsert(kp_keytable *t, uint64_t hash, kp_bytes key, int *created)
 {
     hash = fix_hash(hash);
-    if ((t->n + 1) * 4 > t->cap * 3 && grow(t) != 0)
+    if ((t->n + 1) * 4 > t->cap * 3 && resize(t, t->cap ? t->cap * 2 : MIN_CAP) != 0)
         return NULL;
-    size_t i = hash & (t->cap - 1);
+    size_t i = home(hash, t->cap);
     for (;; i = (i + 1) & (t->cap - 1)) {
         kp_keyentry *e = SLOT(t, i);
         if (!e->hash)
@@ -114,6 +130,67 @@ kp_keyentry *kp_keytable_upsert(kp_keytable *t, uint64_t hash, kp_bytes key, int
     t->n++;
     *created = 1;
     return e;
+}
+
+/* Copies the live keys into a fresh arena sized for them. On allocation failure the table
+ * keeps its garbage (still correct) and the next removal tries again. */
+static void compact_arena(kp_keytable *t)
+{
+    size_t live = t->arena_len - t->arena_dead;
+    size_t cap = 0;
+    char *arena = NULL;
+    if (live) {
+        cap = MIN_ARENA;
+        while (cap < live)
+            cap *= 2;
+        arena = malloc(cap);
+        if (!arena)
+            return;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < t->cap; i++) {
+        kp_keyentry *e = SLOT(t, i);
+        if (!e->hash || !e->key_len)
+            continue;
+        memcpy(arena + len, t->arena + e->key_off, e->key_len);
+        e->key_off = (uint32_t)len;
+        len += e->key_len;
+    }
+    free(t->arena);
+    t->arena = arena;
+    t->arena_cap = cap;
+    t->arena_len = len;
+    t->arena_dead = 0;
+}
+
+void kp_keytable_remove(kp_keytable *t, kp_keyentry *e)
+{
+    const size_t mask = t->cap - 1;
+    size_t hole = (size_t)((uint8_t *)e - t->slots) / t->entry_size;
+    t->arena_dead += e->key_len;
+    t->n--;
+    /* Backward shift: an entry after the hole moves into it unless its home lies cyclically
+     * in (hole, j], i.e. unless moving it would put it before its home. */
+    for (size_t j = (hole + 1) & mask;; j = (j + 1) & mask) {
+        kp_keyentry *f = SLOT(t, j);
+        if (!f->hash)
+            break;
+        size_t h = home(f->hash, t->cap);
+        if (((j - h) & mask) >= ((j - hole) & mask)) {
+            memcpy(SLOT(t, hole), f, t->entry_size);
+            hole = j;
+        }
+    }
+    memset(SLOT(t, hole), 0, t->entry_size);
+
+    if (t->cap > MIN_CAP && t->n * 8 < t->cap) {
+        size_t cap = t->cap;
+        while (cap > MIN_CAP && t->n * 4 < cap)
+            cap /= 2;
+        (void)resize(t, cap); /* on failure the larger table stays, still correct */
+    }
+    if (t->arena_dead > t->arena_len - t->arena_dead)
+        compact_arena(t);
 }
 
 kp_keyentry *kp_keytable_next(const kp_keytable *t, size_t *i)

@@ -3,8 +3,16 @@
  *
  * Open addressing with linear probing; entries store the key's hash and the offset of its
  * bytes in the table's own arena, followed by the value, so a lookup touches one cache line
- * in the common case and nothing is allocated per record. Keys are never removed one by one:
- * a table is cleared as a whole (kp_keytable_clear), which is how windows purge panes. Owned by one subtask thread. */
+ * in the common case and nothing is allocated per record. A key is removed one by one with
+ * kp_keytable_remove (state that was cleared) or all at once with kp_keytable_clear (how
+ * windows purge panes); removal leaves no tombstones and the table returns the memory of
+ * removed keys (slots shrink when mostly empty, the key arena is rebuilt when more than half
+ * of it is garbage), so a table with rotating keys stays the size of its live keys.
+ *
+ * The home slot comes from the hash's HIGH bits: the low bits pick the key group
+ * (kp_key_group), so a subtask's keys all share a few low-bit residues.
+ *
+ * @locality one subtask thread owns a table; no locks. */
 #ifndef KP_KEYTABLE_H
 #define KP_KEYTABLE_H
 
@@ -20,6 +28,7 @@ typedef struct kp_keytable {
     uint8_t *slots;
     char *arena;
     size_t arena_len, arena_cap;
+    size_t arena_dead; /* bytes of removed keys still in the arena */
 } kp_keytable;
 
 typedef struct kp_keyentry {
@@ -34,11 +43,18 @@ void kp_keytable_free(kp_keytable *t);
 void kp_keytable_clear(kp_keytable *t);
 
 /* The entry for `key` (hash from kp_hash64), inserting a zero-filled one if absent.
- * *created says which. NULL on allocation failure. Pointers are valid until the next insert. */
+ * *created says which. NULL on allocation failure. Pointers are valid until the next insert
+ * or removal. */
 kp_keyentry *kp_keytable_upsert(kp_keytable *t, uint64_t hash, kp_bytes key, int *created);
 
 /* The entry for `key`, or NULL. */
 kp_keyentry *kp_keytable_find(const kp_keytable *t, uint64_t hash, kp_bytes key);
+
+/* Removes entry `e` (from upsert, find or next of this table). Never fails. Every pointer
+ * into the table (entries, values, key bytes) is invalid afterwards, since entries move and
+ * the table may shrink. Do not remove while iterating with kp_keytable_next: collect the
+ * keys first, then find and remove each. */
+void kp_keytable_remove(kp_keytable *t, kp_keyentry *e);
 
 static inline void *kp_keyentry_value(kp_keyentry *e)
 {
@@ -53,7 +69,7 @@ static inline kp_bytes kp_keytable_key(const kp_keytable *t, const kp_keyentry *
 /* Iteration: for (i = 0; (e = kp_keytable_next(t, &i));) — skips empty slots. */
 kp_keyentry *kp_keytable_next(const kp_keytable *t, size_t *i);
 
-/* Bytes held by the table (slots + arena). */
+/* Bytes held by the table (slots + arena capacity, garbage included until compacted). */
 size_t kp_keytable_bytes(const kp_keytable *t);
 
 #endif
