@@ -36,7 +36,7 @@
  * and the rest of the budget (a quarter) for that per-message bookkeeping and librdkafka's own
  * buffers. The figures assume messages of 100 bytes or more on average; smaller ones cost
  * proportionally more bookkeeping. Partitions found later by discovery get the same share
- * each (the budget grows with them). tests/integration/test_kafka_memory.c measures the
+ * each (the budget grows with them). tests/integration/test_kafka_connectors.c measures the
  * process's RSS against it with 32 partitions and a stalled sink. rdkafka.<prop> options
  * override any of these. */
 #include <inttypes.h>

@@ -2,7 +2,8 @@
  * tests/integration/with-services; never skipped): bulk writes arrive exactly once, external
  * versions fence stale attempts and let later ones win, item errors follow on_error, open-time
  * failures say what is wrong — and, through fault_proxy.c, 429 items, dropped connections and
- * a node that is down for seconds lose and duplicate nothing. */
+ * a node that is down for seconds lose and duplicate nothing; a cancelled job ends the
+ * retries and flush at once instead of after retry_timeout_ms. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
@@ -443,6 +444,52 @@ Test(es_sink, gives_up_after_retries_with_a_clear_error, .timeout = 120)
     snprintf(want, sizeof want, "Elasticsearch at %s unreachable after 3 attempts",
              fault_proxy_url(p));
     cr_expect(strstr(err, want), "%s", err);
+    w->close(w);
+    fault_proxy_stop(p);
+    drop_index(idx);
+}
+
+/* A cancellation probe that says "cancelled" from its `after`-th call on. */
+typedef struct probe {
+    int calls, after;
+} probe;
+
+static int probe_cancelled(void *arg)
+{
+    probe *p = arg;
+    return ++p->calls >= p->after;
+}
+
+/* Defect 7: with the node unreachable, flush() used to retry for up to retry_timeout_ms
+ * (120 s) whatever happened to the job. Now it stops at the job's cancellation. */
+Test(es_sink, cancellation_ends_retries_and_flush, .timeout = 60)
+{
+    char idx[128], uri[256], err[1024], conf_url[600];
+    make_index(idx, sizeof idx, "cancel", 0);
+    fault_proxy *p = fault_proxy_start(es_url());
+    cr_assert_not_null(p);
+    snprintf(uri, sizeof uri, "es:%s?max_actions=50&backoff_ms=50", idx);
+    snprintf(conf_url, sizeof conf_url, "es.url=%s", fault_proxy_url(p));
+    const char *conf[] = {conf_url, NULL};
+    probe pr = {0, 1 << 30};
+    kp_endpoint ep = {.name = "out",
+                      .uri = uri,
+                      .parallelism = 1,
+                      .conf = conf,
+                      .epoch = time(NULL),
+                      .cancelled = probe_cancelled,
+                      .cancel_arg = &pr};
+    kp_sink_writer *w = kp_es_connector.open_sink(&ep, err, sizeof err);
+    cr_assert_not_null(w, "%s", err);
+    fault_proxy_down(p, 600000, 1); /* every request held unanswered, then reset */
+    pr.calls = 0;
+    pr.after = 10; /* ~10 waits of at most 200 ms, then the job is cancelled */
+    int rc = write_docs(w, 0, 1000, 1, NULL, 0, err, sizeof err);
+    if (rc == 0)
+        rc = w->flush(w, err, sizeof err);
+    cr_assert_eq(rc, -1, "flush succeeded with the node down");
+    cr_assert(strstr(err, "cancelled"), "failed otherwise: %s", err);
+    cr_log_info("es sink: %s", err);
     w->close(w);
     fault_proxy_stop(p);
     drop_index(idx);

@@ -11,13 +11,25 @@
  * back exactly once by an independent read_committed consumer, keyed by document id); a dead
  * letter with its headers; partitions added while a source runs are picked up; and a topic
  * that does not exist gives a clear error at open.
+ *
+ * And through the CLI ($KAPPA_CLI run --local, jobs in $KAPPA_JOBS): the source's read-ahead
+ * stays within its memory budget when the sink stalls (32 partitions, every record sent to a
+ * dead-letter FIFO nobody reads; the RSS of the kappa process, read from /proc while it runs,
+ * must stay under the budget plus an allowance for the rest of the process — and a control
+ * run with the old read-ahead settings shows the test can fail); and a live topic of 3
+ * partitions read at -p 4 (one subtask owns nothing) delivers results while events are
+ * produced, and the CLI exits promptly on SIGINT.
  */
 #include <criterion/criterion.h>
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -550,4 +562,265 @@ Test(kafka_connectors, dead_letter_with_headers)
     int ok = 0;
     cr_assert_eq(t_bare_read(topic, 1, t_check_dead, &ok), 1);
     cr_assert_eq(ok, 1);
+}
+
+/* ---- the CLI: memory under a stalled sink, live topics at -p 4 ---- */
+
+static void t_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static const char *t_env(const char *name)
+{
+    const char *v = getenv(name);
+    cr_assert(v && *v, "%s is not set: run through meson test (suite integration)", name);
+    return v;
+}
+
+/* Produces `per_part` records to each of `parts` partitions; value(part, i, buf) writes the
+ * value into buf (at least 1024 bytes) and returns its length. */
+static void t_produce_values(const char *topic, int parts, int from, int to,
+                             size_t (*value)(int part, int i, char *buf))
+{
+    rd_kafka_t *p = t_client(RD_KAFKA_PRODUCER, "linger.ms", "20");
+    char val[1024];
+    for (int i = from; i < to; i++)
+        for (int part = 0; part < parts; part++) {
+            size_t len = value(part, i, val);
+            rd_kafka_resp_err_t e;
+            while ((e = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+                                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                          RD_KAFKA_V_VALUE(val, len), RD_KAFKA_V_END)) ==
+                   RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(p, 10);
+            cr_assert_eq(e, 0, "produce: %s", rd_kafka_err2str(e));
+        }
+    cr_assert_eq(rd_kafka_flush(p, T_WAIT_MS), 0, "producer flush timed out");
+    rd_kafka_destroy(p);
+}
+
+/* Starts `kappa run --local` with argv (NULL-terminated, after "run --local JOB"); output to
+ * log. Returns the pid. */
+static pid_t t_spawn(const char *job, const char *const *args, const char *log)
+{
+    static char cli[512], jobpath[512];
+    snprintf(cli, sizeof cli, "%s", t_env("KAPPA_CLI"));
+    snprintf(jobpath, sizeof jobpath, "%s/%s.so", t_env("KAPPA_JOBS"), job);
+    const char *argv[64] = {cli, "run", "--local", jobpath};
+    int n = 4;
+    for (int i = 0; args[i]; i++) {
+        cr_assert_lt(n, 62);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(cli, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* VmRSS of a live process in KiB, or -1 once it is gone. */
+static long t_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* 1 if the child exited (status in *status), within ms. */
+static int t_wait_exit(pid_t pid, long ms, int *status)
+{
+    for (long t = 0; t <= ms; t += 50) {
+        if (waitpid(pid, status, WNOHANG) == pid)
+            return 1;
+        t_sleep_ms(50);
+    }
+    return 0;
+}
+
+static void t_show_log(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        cr_log_info("kappa: %s", line);
+    if (f)
+        fclose(f);
+}
+
+#define MEM_PARTS    32
+#define MEM_PER_PART 8000
+#define MEM_VALUE    600
+#define MEM_BUDGET   64 /* MiB, the default memory_mb */
+
+/* Not JSON: every record goes to the dead-letter output. */
+static size_t t_garbage(int part, int i, char *buf)
+{
+    int n = snprintf(buf, 64, "not json %d:%d ", part, i);
+    memset(buf + n, 'x', MEM_VALUE - (size_t)n);
+    return MEM_VALUE;
+}
+
+/* Runs hourly_clicks over `topic` with its source stalled behind a dead-letter FIFO nobody
+ * reads, for `ms`; returns the peak RSS in KiB. `extra` adds --conf flags. */
+static long t_stalled_peak(const char *topic, const char *const *extra, long ms)
+{
+    char fifo[128], dead[160], src[256], log[128];
+    snprintf(fifo, sizeof fifo, "/tmp/kappa-mem-fifo-%d", (int)getpid());
+    snprintf(log, sizeof log, "/tmp/kappa-mem-%d.log", (int)getpid());
+    unlink(fifo);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK); /* lets the writer open it; never read */
+    cr_assert_geq(rd, 0);
+    snprintf(dead, sizeof dead, "clicks=file:%s", fifo);
+    snprintf(src, sizeof src, "clicks=kafka:%s", topic);
+    const char *args[32] = {"--source",
+                            src,
+                            "--sink",
+                            "hourly-click-index=file:/dev/null",
+                            "--brokers",
+                            t_brokers(),
+                            "--from-earliest",
+                            "--on-error",
+                            "clicks=dead-letter",
+                            "--dead-letter",
+                            dead};
+    int n = 11;
+    for (int i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    pid_t pid = t_spawn("hourly_clicks", args, log);
+    long peak = 0;
+    for (long t = 0; t < ms; t += 100) {
+        long kb = t_rss_kb(pid);
+        if (kb < 0)
+            break;
+        peak = kb > peak ? kb : peak;
+        t_sleep_ms(100);
+    }
+    int status = 0;
+    int exited = waitpid(pid, &status, WNOHANG) == pid;
+    if (exited)
+        t_show_log(log);
+    cr_assert(!exited, "kappa ended while its sink was stalled (status %d)", status);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(rd);
+    unlink(fifo);
+    unlink(log);
+    return peak;
+}
+
+Test(kafka_connectors, read_ahead_stays_within_the_memory_budget_when_the_sink_stalls,
+     .timeout = 600)
+{
+    const char *topic = t_topic("mem", MEM_PARTS);
+    t_produce_values(topic, MEM_PARTS, 0, MEM_PER_PART, t_garbage);
+    long payload_mb = (long)MEM_PARTS * MEM_PER_PART * MEM_VALUE >> 20;
+    /* the rest of the process: code, libraries, the file source/sink buffers, thread stacks
+     * touched, RocksDB's first allocations — measured at about 30 MiB */
+    const long allowance_mb = 48;
+    long peak = t_stalled_peak(topic, NULL, 20000);
+    cr_log_info("stalled sink, %d partitions, %ld MiB in the topic: peak RSS %ld MiB (budget %d "
+                "MiB + allowance %ld MiB)",
+                MEM_PARTS, payload_mb, peak >> 10, MEM_BUDGET, allowance_mb);
+    fprintf(stderr, "kafka memory: peak RSS %ld KiB with memory_mb=%d (topic %ld MiB)\n", peak,
+            MEM_BUDGET, payload_mb);
+    cr_assert_lt(peak >> 10, MEM_BUDGET + allowance_mb,
+                 "peak RSS %ld MiB over the budget of %d MiB + %ld MiB", peak >> 10, MEM_BUDGET,
+                 allowance_mb);
+    /* control: librdkafka's read-ahead as it was (100k messages / 128 MiB per partition) */
+    static const char *const old[] = {"--conf", "kafka.rdkafka.queued.min.messages=100000",
+                                      "--conf", "kafka.rdkafka.queued.max.messages.kbytes=131072",
+                                      "--conf", "kafka.rdkafka.max.partition.fetch.bytes=262144",
+                                      "--conf", "kafka.rdkafka.fetch.max.bytes=8388608",
+                                      NULL};
+    long control = t_stalled_peak(topic, old, 20000);
+    fprintf(stderr, "kafka memory: peak RSS %ld KiB with the old read-ahead settings\n", control);
+    cr_assert_gt(control >> 10, MEM_BUDGET + allowance_mb,
+                 "the control run stayed at %ld MiB: the test would not see unbounded read-ahead",
+                 control >> 10);
+}
+
+/* A click per record: 3 partitions, event time spread over `hours` from T_BASE. */
+static size_t t_click(int part, int i, char *buf)
+{
+    long long ts = T_BASE + (long long)i * 6000 + part; /* 10 events per partition a minute */
+    return (size_t)snprintf(buf, 1024,
+                            "{\"user_id\":\"user_%d\",\"item_id\":\"item_%d\",\"timestamp\":%lld}",
+                            i % 17, (i + part) % 5, ts);
+}
+
+static int t_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Defect 1: with more source subtasks than partitions, a live topic (no stop_at) used to
+ * livelock in watermark alignment: the subtask with no partition never published a
+ * watermark. Results must flow while events are produced, and SIGINT must end the CLI. */
+Test(kafka_connectors, live_topic_with_more_subtasks_than_partitions, .timeout = 300)
+{
+    const char *topic = t_topic("live", 3);
+    t_produce_values(topic, 3, 0, 1200, t_click); /* 2 hours of event time */
+    char src[256], sink[160], out[128], log[128];
+    snprintf(out, sizeof out, "/tmp/kappa-live-%d.ndjson", (int)getpid());
+    snprintf(log, sizeof log, "/tmp/kappa-live-%d.log", (int)getpid());
+    snprintf(src, sizeof src, "clicks=kafka:%s", topic);
+    snprintf(sink, sizeof sink, "hourly-click-index=file:%s", out);
+    const char *args[] = {"-p",        "4",         "--source",        src, "--sink", sink,
+                          "--brokers", t_brokers(), "--from-earliest", NULL};
+    pid_t pid = t_spawn("hourly_clicks", args, log);
+    int first = 0, status;
+    for (int t = 0; t < 600 && first == 0 && waitpid(pid, &status, WNOHANG) == 0; t++) {
+        first = t_lines(out);
+        t_sleep_ms(100);
+    }
+    if (first == 0)
+        t_show_log(log);
+    cr_assert_gt(first, 0, "no window results within 60 s from a live 3-partition topic at -p 4");
+    /* more events, live: later hours fire too */
+    t_produce_values(topic, 3, 1200, 2400, t_click);
+    int later = first;
+    for (int t = 0; t < 600 && later == first; t++) {
+        later = t_lines(out);
+        t_sleep_ms(100);
+    }
+    cr_assert_gt(later, first, "no results for events produced while the job ran");
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    int exited = t_wait_exit(pid, 30000, &status);
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        t_show_log(log);
+    }
+    cr_assert(exited, "kappa run --local did not exit within 30 s of SIGINT");
+    fprintf(stderr, "live -p 4: %d then %d results; after SIGINT: %s %d\n", first, later,
+            WIFSIGNALED(status) ? "killed by signal" : "exit status",
+            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    unlink(out);
+    unlink(log);
 }
