@@ -10,23 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/engine.h"
 #include "../runtime/json.h"
-
-int es_buf_reserve(es_buf *b, size_t extra)
-{
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64u << 10;
-    while (cap < b->len + extra)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
 
 int es_action_init(es_action *a, const char *index, const char *version_type)
 {
@@ -63,10 +47,10 @@ static int grow_items(es_bulk *b)
 int es_bulk_add(es_bulk *b, const es_action *a, kp_bytes id, kp_bytes doc, uint64_t version)
 {
     size_t need = a->head_len + 6 * id.len + 64 + a->vtype_len + doc.len + 1;
-    if (grow_items(b) != 0 || es_buf_reserve(&b->body, need) != 0)
+    if (grow_items(b) != 0 || kp_buf_reserve(&b->body, need) != 0)
         return -1;
     es_item *it = &b->items[b->n++];
-    char *p = b->body.p + b->body.len;
+    char *p = b->body.ptr + b->body.len;
     it->start = (uint32_t)b->body.len;
     size_t o;
     if (id.len == 0) {
@@ -106,10 +90,10 @@ int es_bulk_copy_item(es_bulk *dst, const es_bulk *src, size_t i)
 {
     const es_item *s = &src->items[i];
     size_t len = s->end - s->start;
-    if (grow_items(dst) != 0 || es_buf_reserve(&dst->body, len) != 0)
+    if (grow_items(dst) != 0 || kp_buf_reserve(&dst->body, len) != 0)
         return -1;
     uint32_t base = (uint32_t)dst->body.len;
-    memcpy(dst->body.p + base, src->body.p + s->start, len);
+    memcpy(dst->body.ptr + base, src->body.ptr + s->start, len);
     dst->items[dst->n++] = (es_item){base, base + (s->doc - s->start), base + (uint32_t)len};
     dst->body.len += len;
     return 0;
@@ -128,7 +112,7 @@ void es_bulk_free(es_bulk *b)
 {
     if (!b)
         return;
-    free(b->body.p);
+    free(b->body.ptr);
     free(b->items);
     free(b);
 }
@@ -136,7 +120,7 @@ void es_bulk_free(es_bulk *b)
 kp_bytes es_bulk_doc(const es_bulk *b, size_t i)
 {
     const es_item *it = &b->items[i];
-    return (kp_bytes){b->body.p + it->doc, it->end - it->doc - 1};
+    return (kp_bytes){b->body.ptr + it->doc, it->end - it->doc - 1};
 }
 
 /* "... current version [5] is higher or equal to the one provided [5]": equal versions mean

@@ -11,14 +11,7 @@
 #include <stdint.h>
 
 #include "../runtime/connector.h"
-
-typedef struct es_buf {
-    char *p;
-    size_t len, cap;
-} es_buf;
-
-/* Room for `extra` more bytes. Returns 0 or -1 (out of memory). */
-int es_buf_reserve(es_buf *b, size_t extra);
+#include "../runtime/engine.h"
 
 /* One document in a body: action line at [start, doc), document line at [doc, end). */
 typedef struct es_item {
@@ -26,7 +19,7 @@ typedef struct es_item {
 } es_item;
 
 typedef struct es_bulk {
-    es_buf body;
+    kp_buf body; /* the NDJSON request body (runtime/engine.h buffer) */
     es_item *items;
     size_t n, cap;
     int attempt;      /* requests sent for these documents so far */

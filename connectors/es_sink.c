@@ -60,8 +60,8 @@ typedef struct es_opts {
 typedef struct es_slot {
     CURL *easy;
     es_bulk *bulk; /* in flight, or NULL */
-    es_buf resp;
-    es_buf gz;
+    kp_buf resp;
+    kp_buf gz;
     int64_t start_ms;
     char curl_err[CURL_ERROR_SIZE];
 } es_slot;
@@ -202,11 +202,11 @@ static int gzip_body(es_writer *e, es_slot *s, const es_bulk *b)
     deflateReset(&e->z);
     size_t bound = deflateBound(&e->z, b->body.len) + 64;
     s->gz.len = 0;
-    if (es_buf_reserve(&s->gz, bound) != 0)
+    if (kp_buf_reserve(&s->gz, bound) != 0)
         return fail(e, "es:%s: out of memory", e->index);
-    e->z.next_in = (unsigned char *)b->body.p;
+    e->z.next_in = (unsigned char *)b->body.ptr;
     e->z.avail_in = (unsigned)b->body.len;
-    e->z.next_out = (unsigned char *)s->gz.p;
+    e->z.next_out = (unsigned char *)s->gz.ptr;
     e->z.avail_out = (unsigned)bound;
     if (deflate(&e->z, Z_FINISH) != Z_STREAM_END)
         return fail(e, "es:%s: gzip failed", e->index);
@@ -216,12 +216,12 @@ static int gzip_body(es_writer *e, es_slot *s, const es_bulk *b)
 
 static int start(es_writer *e, es_slot *s, es_bulk *b)
 {
-    const char *body = b->body.p;
+    const char *body = b->body.ptr;
     size_t len = b->body.len;
     if (e->o.gzip) {
         if (gzip_body(e, s, b) != 0)
             return -1;
-        body = s->gz.p;
+        body = s->gz.ptr;
         len = s->gz.len;
     }
     if (b->attempt++ == 0)
@@ -327,8 +327,8 @@ static int handle_items(es_writer *e, es_slot *s, es_bulk *b)
     size_t counts[5] = {0};
     item_ctx c = {.e = e, .done = b};
     char perr[512];
-    int rc = es_bulk_parse(s->resp.p ? s->resp.p : "", s->resp.len, b->n, counts, on_item, &c, perr,
-                           sizeof perr);
+    int rc = es_bulk_parse(s->resp.ptr ? s->resp.ptr : "", s->resp.len, b->n, counts, on_item, &c,
+                           perr, sizeof perr);
     if (rc != 0 && !e->failed)
         fail(e, "Elasticsearch at %s: %s", e->o.url, perr);
     e->st.acked += counts[ES_ITEM_OK] + counts[ES_ITEM_DUP];
@@ -371,7 +371,7 @@ static void finish(es_writer *e, es_slot *s, CURLcode cc)
     if (cc != CURLE_OK)
         snprintf(why, sizeof why, "%s", s->curl_err[0] ? s->curl_err : curl_easy_strerror(cc));
     else
-        snprintf(why, sizeof why, "HTTP %ld: %.300s", status, s->resp.p ? s->resp.p : "");
+        snprintf(why, sizeof why, "HTTP %ld: %.300s", status, s->resp.ptr ? s->resp.ptr : "");
     if (cc == CURLE_OK && (status == 401 || status == 403)) {
         fail(e, "Elasticsearch at %s refused the credentials (set user/password or api_key): %s",
              e->o.url, why);
@@ -586,8 +586,8 @@ static void es_close(kp_sink_writer *w)
         }
         if (s->easy)
             curl_easy_cleanup(s->easy);
-        free(s->resp.p);
-        free(s->gz.p);
+        free(s->resp.ptr);
+        free(s->gz.ptr);
     }
     if (e->multi)
         curl_multi_cleanup(e->multi);
@@ -606,12 +606,12 @@ static void es_close(kp_sink_writer *w)
 
 static size_t collect(char *data, size_t size, size_t n, void *arg)
 {
-    es_buf *b = arg;
-    if (es_buf_reserve(b, size * n + 1) != 0)
+    kp_buf *b = arg;
+    if (kp_buf_reserve(b, size * n + 1) != 0)
         return 0;
-    memcpy(b->p + b->len, data, size * n);
+    memcpy(b->ptr + b->len, data, size * n);
     b->len += size * n;
-    b->p[b->len] = 0;
+    b->ptr[b->len] = 0;
     return size * n;
 }
 
@@ -735,7 +735,7 @@ static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
         snprintf(errstr, errlen, "es: cannot initialise libcurl");
         return -1;
     }
-    es_buf body = {0};
+    kp_buf body = {0};
     struct curl_slist *h = NULL;
     common_opts(e, c);
     if (*e->o.api_key) {
@@ -766,8 +766,8 @@ static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
                  e->o.url);
     else if (status >= 0 && (status < 200 || status >= 300) && status != 404)
         snprintf(errstr, errlen, "Elasticsearch at %s answered GET %s with HTTP %ld: %.200s",
-                 e->o.url, *path ? path : "/", status, body.p ? body.p : "");
-    free(body.p);
+                 e->o.url, *path ? path : "/", status, body.ptr ? body.ptr : "");
+    free(body.ptr);
     curl_easy_cleanup(c);
     curl_slist_free_all(h);
     return status;

@@ -25,7 +25,7 @@ Test(es_bulk_format, action_lines_escape_and_version)
                        "{\"index\":{\"_index\":\"idx\"}}\n"
                        "{ \"y\":2}\n";
     cr_assert_eq(b.body.len, strlen(want));
-    cr_assert_arr_eq(b.body.p, want, strlen(want));
+    cr_assert_arr_eq(b.body.ptr, want, strlen(want));
     cr_assert_eq(b.n, 2);
     kp_bytes d = es_bulk_doc(&b, 1);
     cr_assert_eq(d.len, 8);
@@ -37,17 +37,17 @@ Test(es_bulk_format, action_lines_escape_and_version)
     cr_assert_eq(r.body.len, b.body.len);
     d = es_bulk_doc(&r, 1);
     cr_assert_arr_eq(d.ptr, "{\"x\":1}", 7);
-    free(r.body.p);
+    free(r.body.ptr);
     free(r.items);
-    free(b.body.p);
+    free(b.body.ptr);
     free(b.items);
 
     cr_assert_eq(es_action_init(&a, "idx", "none"), 0);
     es_bulk c = {0};
     cr_assert_eq(es_bulk_add(&c, &a, B("k"), B("{}"), 3), 0);
     want = "{\"index\":{\"_index\":\"idx\",\"_id\":\"k\"}}\n{}\n";
-    cr_assert_arr_eq(c.body.p, want, strlen(want));
-    free(c.body.p);
+    cr_assert_arr_eq(c.body.ptr, want, strlen(want));
+    free(c.body.ptr);
     free(c.items);
 }
 
