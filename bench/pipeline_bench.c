@@ -5,8 +5,10 @@
  * Events are seed-shaped: {"user_id":"user_U","item_id":"item_K","timestamp":T} with K drawn
  * from `keys` distinct items and T advancing evenly over 7 days with up to 10 s of backwards
  * jitter (within the job's 10 s out-of-orderness). A "mem" source connector hands out records
- * pointing into the pre-generated buffer (subtask i of p takes every p-th event), a "null"
- * sink connector only counts documents.
+ * pointing into the pre-generated buffer, a "null" sink connector only counts documents. The
+ * mem source has 8 partitions (event i is in partition i mod 8; subtask i of p owns the
+ * partitions j with j mod p == i), each with its own watermark, so the input the job sees is
+ * the same at every p.
  *
  * For each configuration it prints: keys, window kind (tumbling 1 h, or sliding 1 h / 1 min),
  * parallelism, events, wall seconds, events/s, events/s per core, peak RSS of the process so
@@ -20,10 +22,19 @@
  * are printed too, and events per CPU-second, the alternative definition.
  *
  *     pipeline_bench [events-small=10000000] [events-10M-keys=20000000] [only=all]
- *                    [span-hours=168] [small-cache-mib=64]
+ *                    [span-hours=168] [small-cache-mib=64] [events-scaling=2000000]
  *
  * `only` restricts the runs: "1k", "100k", "10M", "10Msmall", "sliding" (100k keys, tumbling
- * and sliding at p=1), "tumbling" (100k keys, p=1 only, for profiling), or "all".
+ * and sliding at p=1), "tumbling" (100k keys, p=1 only, for profiling), "scaling" (below),
+ * "scaling-1k", "scaling-100k", "scaling-1M" (one key count of it), or "all" (everything).
+ *
+ * The scaling runs measure the per-record cost as p grows: tumbling counts at 1k, 100k and 1M
+ * keys, p = 1, 2, 4 (one thread per subtask), `events-scaling` events each, over 2 h of event
+ * time (unless span-hours is given with only=scaling*), so that a pane holds up to ~1M
+ * distinct keys and the in-memory key table is what is measured. Read ns/event (process CPU
+ * ns per record, all threads): it should be flat in p. A run's time is bounded by the event
+ * counts: e.g. `pipeline_bench 1 1 scaling` is 9 runs of 2M events; a quick look is
+ * `pipeline_bench 1 1 scaling 2 64 200000`.
  * span-hours is the event-time range the events cover: the window state holds only the keys
  * seen in the open hour(s), so with 168 h and 20M events a pane holds ~120k distinct keys
  * whatever the total; a span of 2 h puts millions of distinct keys in each pane (and makes
@@ -94,27 +105,63 @@ static int generate(long n, long keys)
 
 /* ---- "mem" source ------------------------------------------------------------------------ */
 
+/* The events form MEM_PARTITIONS partitions: event i is record i / MEM_PARTITIONS of
+ * partition i % MEM_PARTITIONS. Subtask s of p owns the partitions j with j mod p == s and
+ * reads its events in index order, so what each partition holds, and so the job's result,
+ * does not depend on p. */
+#define MEM_PARTITIONS 8
+
 typedef struct mem_reader {
     kp_source_reader r;
-    long next, stride;
+    long next; /* next event index to consider */
+    int mine, p;
 } mem_reader;
+
+static int mem_owns(const mem_reader *m, int32_t partition)
+{
+    return partition >= 0 && partition < MEM_PARTITIONS && partition % m->p == m->mine;
+}
 
 static kp_poll_rc mem_poll(kp_source_reader *r, kp_raw *out, int max, int *n, int timeout_ms,
                            char *errstr, size_t errlen)
 {
     mem_reader *m = (mem_reader *)r;
     *n = 0;
-    while (*n < max && m->next < events.n) {
+    for (; *n < max && m->next < events.n; m->next++) {
         long i = m->next;
+        int32_t part = (int32_t)(i % MEM_PARTITIONS);
+        if (!mem_owns(m, part))
+            continue;
         out[(*n)++] =
             (kp_raw){.key = {"", 0},
                      .value = {events.text + events.off[i], events.off[i + 1] - events.off[i]},
                      .ts = KP_TIME_MIN,
-                     .partition = -1,
-                     .offset = i};
-        m->next += m->stride;
+                     .partition = part,
+                     .offset = i / MEM_PARTITIONS};
     }
     return *n > 0 ? KP_POLL_RECORDS : KP_POLL_EOF;
+}
+
+static int mem_partitions(kp_source_reader *r, int32_t *out, int max)
+{
+    mem_reader *m = (mem_reader *)r;
+    int n = 0;
+    for (int32_t j = m->mine; j < MEM_PARTITIONS && n < max; j += m->p)
+        out[n++] = j;
+    return n;
+}
+
+/* A partition has ended (and is caught up: memory does not grow) once the reader has gone
+ * past its last event. */
+static int mem_ended(kp_source_reader *r, int32_t partition)
+{
+    mem_reader *m = (mem_reader *)r;
+    if (!mem_owns(m, partition))
+        return 0;
+    if (partition >= events.n)
+        return 1; /* empty partition */
+    long last = partition + (events.n - 1 - partition) / MEM_PARTITIONS * MEM_PARTITIONS;
+    return m->next > last;
 }
 
 static void mem_close(kp_source_reader *r)
@@ -129,9 +176,13 @@ static kp_source_reader *mem_open(const kp_endpoint *ep, char *errstr, size_t er
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    m->r = (kp_source_reader){.poll = mem_poll, .close = mem_close};
-    m->next = ep->subtask;
-    m->stride = ep->parallelism > 0 ? ep->parallelism : 1;
+    m->r = (kp_source_reader){.poll = mem_poll,
+                              .close = mem_close,
+                              .partitions = mem_partitions,
+                              .caught_up = mem_ended,
+                              .ended = mem_ended};
+    m->mine = ep->subtask;
+    m->p = ep->parallelism > 0 ? ep->parallelism : 1;
     return &m->r;
 }
 
@@ -296,14 +347,47 @@ static int run_one(long keys, int slide, int p, size_t cache_mb)
     return 0;
 }
 
+/* The scaling runs: tumbling 1 h counts at 1k, 100k and 1M keys, p = 1, 2, 4, CPU ns per
+ * record. `which` is "scaling" (all three key counts) or "scaling-1k" / "-100k" / "-1M". */
+static int run_scaling(const char *which, long n, size_t cache_mb)
+{
+    static const long keysets[] = {1000, 100000, 1000000};
+    static const char *const labels[] = {"scaling-1k", "scaling-100k", "scaling-1M"};
+    for (int k = 0; k < 3; k++) {
+        if (strcmp(which, "scaling") != 0 && strcmp(which, labels[k]) != 0)
+            continue;
+        double g0 = now();
+        if (generate(n, keysets[k]) != 0) {
+            fprintf(stderr, "out of memory generating %ld events\n", n);
+            return -1;
+        }
+        printf("# scaling: generated %ld events over %ld keys, %ld h of event time (%.1f MiB) in "
+               "%.1f s\n",
+               n, keysets[k], span_hours, (double)events.off[n] / (1 << 20), now() - g0);
+        fflush(stdout);
+        for (int p = 1; p <= 4; p *= 2)
+            if (run_one(keysets[k], 0, p, cache_mb) != 0)
+                return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long n_small = argc > 1 ? atol(argv[1]) : 10000000;
     long n_big = argc > 2 ? atol(argv[2]) : 20000000;
     const char *only = argc > 3 ? argv[3] : "all";
-    span_hours = argc > 4 ? atol(argv[4]) : 168;
+    int scaling_only = !strncmp(only, "scaling", 7);
+    span_hours = argc > 4 ? atol(argv[4]) : scaling_only ? 2 : 168;
     size_t small_cache = argc > 5 ? (size_t)atol(argv[5]) : 64;
+    long n_scaling = argc > 6 ? atol(argv[6]) : 2000000;
     int all = !strcmp(only, "all");
+    if (n_small <= 0 || n_big <= 0 || span_hours <= 0 || n_scaling <= 0) {
+        fprintf(stderr,
+                "usage: pipeline_bench [events-small] [events-10M-keys] [only] [span-hours] "
+                "[small-cache-mib] [events-scaling]\n");
+        return 2;
+    }
 
     static const kp_connector mem = {"mem", mem_open, NULL};
     static const kp_connector null = {"null", NULL, null_open};
@@ -312,6 +396,8 @@ int main(int argc, char **argv)
 
     printf("# cores online: %ld; events/s/core = events/s / min(2p busy threads, cores)\n",
            sysconf(_SC_NPROCESSORS_ONLN));
+    if (scaling_only)
+        return run_scaling(only, n_scaling, 256) == 0 ? 0 : 1;
     long keysets[] = {1000, 100000, 10000000};
     const char *labels[] = {"1k", "100k", "10M"};
     for (int k = 0; k < 3; k++) {
@@ -348,6 +434,13 @@ int main(int argc, char **argv)
                 run_one(keysets[k], 1, p, 256);
         if (k == 2)
             run_one(keysets[k], 0, 1, small_cache);
+    }
+    if (all) {
+        long saved = span_hours;
+        span_hours = 2; /* panes of up to ~1M distinct keys: the key table is what is measured */
+        if (run_scaling("scaling", n_scaling, 256) != 0)
+            return 1;
+        span_hours = saved;
     }
     return 0;
 }

@@ -14,10 +14,22 @@
 #define MIN_CAP    64
 #define MIN_ARENA  4096
 
-/* The home slot of a hash in a table of `cap` slots (a power of two). */
-static inline size_t home(uint64_t hash, size_t cap)
+/* The home slot of a hash in a table of 2^bits slots: the hash's top bits. Not the low bits,
+ * which pick the key group (kp_key_group: hash % 128): the keys of one subtask of p share
+ * 128/p low-bit residues, so indexing by them leaves all but 1/p of the home slots unused
+ * (long probe runs, slower as p grows). kp_hash64 mixes every bit, so the top bits of one
+ * subtask's keys are as uniform as anyone's. */
+static inline size_t home(uint64_t hash, unsigned bits)
 {
-    return hash & (cap - 1);
+    return (size_t)(hash >> (64 - bits));
+}
+
+static unsigned log2_cap(size_t cap)
+{
+    unsigned bits = 0;
+    while (((size_t)1 << bits) < cap)
+        bits++;
+    return bits;
 }
 
 void kp_keytable_init(kp_keytable *t, size_t value_size)
@@ -54,11 +66,12 @@ static int resize(kp_keytable *t, size_t cap)
     uint8_t *slots = calloc(cap, t->entry_size);
     if (!slots)
         return -1;
+    unsigned bits = log2_cap(cap);
     for (size_t i = 0; i < t->cap; i++) {
         kp_keyentry *e = SLOT(t, i);
         if (!e->hash)
             continue;
-        size_t j = home(e->hash, cap);
+        size_t j = home(e->hash, bits);
         while (((kp_keyentry *)(slots + j * t->entry_size))->hash)
             j = (j + 1) & (cap - 1);
         memcpy(slots + j * t->entry_size, e, t->entry_size);
@@ -66,6 +79,7 @@ static int resize(kp_keytable *t, size_t cap)
     free(t->slots);
     t->slots = slots;
     t->cap = cap;
+    t->bits = bits;
     return 0;
 }
 
@@ -95,7 +109,7 @@ kp_keyentry *kp_keytable_find(const kp_keytable *t, uint64_t hash, kp_bytes key)
     if (!t->cap)
         return NULL;
     hash = fix_hash(hash);
-    for (size_t i = home(hash, t->cap);; i = (i + 1) & (t->cap - 1)) {
+    for (size_t i = home(hash, t->bits);; i = (i + 1) & (t->cap - 1)) {
         kp_keyentry *e = SLOT(t, i);
         if (!e->hash)
             return NULL;
@@ -110,7 +124,7 @@ kp_keyentry *kp_keytable_upsert(kp_keytable *t, uint64_t hash, kp_bytes key, int
     hash = fix_hash(hash);
     if ((t->n + 1) * 4 > t->cap * 3 && resize(t, t->cap ? t->cap * 2 : MIN_CAP) != 0)
         return NULL;
-    size_t i = home(hash, t->cap);
+    size_t i = home(hash, t->bits);
     for (;; i = (i + 1) & (t->cap - 1)) {
         kp_keyentry *e = SLOT(t, i);
         if (!e->hash)
@@ -175,7 +189,7 @@ void kp_keytable_remove(kp_keytable *t, kp_keyentry *e)
         kp_keyentry *f = SLOT(t, j);
         if (!f->hash)
             break;
-        size_t h = home(f->hash, t->cap);
+        size_t h = home(f->hash, t->bits);
         if (((j - h) & mask) >= ((j - hole) & mask)) {
             memcpy(SLOT(t, hole), f, t->entry_size);
             hole = j;
@@ -202,6 +216,19 @@ kp_keyentry *kp_keytable_next(const kp_keytable *t, size_t *i)
             return e;
     }
     return NULL;
+}
+
+double kp_keytable_mean_probes(const kp_keytable *t)
+{
+    if (!t->n)
+        return 0;
+    size_t sum = 0;
+    for (size_t i = 0; i < t->cap; i++) {
+        const kp_keyentry *e = SLOT(t, i);
+        if (e->hash)
+            sum += 1 + ((i - home(e->hash, t->bits)) & (t->cap - 1));
+    }
+    return (double)sum / (double)t->n;
 }
 
 size_t kp_keytable_bytes(const kp_keytable *t)

@@ -25,6 +25,7 @@ typedef struct kp_keytable {
     size_t value_size;
     size_t entry_size; /* header + value, 8-byte aligned */
     size_t n, cap;     /* cap is a power of two; 0 when empty */
+    unsigned bits;     /* cap == 2^bits when cap > 0 */
     uint8_t *slots;
     char *arena;
     size_t arena_len, arena_cap;
@@ -68,6 +69,11 @@ static inline kp_bytes kp_keytable_key(const kp_keytable *t, const kp_keyentry *
 
 /* Iteration: for (i = 0; (e = kp_keytable_next(t, &i));) — skips empty slots. */
 kp_keyentry *kp_keytable_next(const kp_keytable *t, size_t *i);
+
+/* The mean number of slots a successful lookup probes (1 = every key in its home slot),
+ * over the table's present keys; 0 for an empty table. O(cap): for benchmarks and tests,
+ * it shows clustering without timing anything. */
+double kp_keytable_mean_probes(const kp_keytable *t);
 
 /* Bytes held by the table (slots + arena capacity, garbage included until compacted). */
 size_t kp_keytable_bytes(const kp_keytable *t);
