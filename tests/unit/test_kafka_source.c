@@ -12,7 +12,8 @@
  * topic), and the sink's round trip and dead-letter headers; ended() (stop_at=end, by offset)
  * and caught_up() (at the high watermark of the last fetch, not before the first one, and no
  * longer once new records were fetched); the memory_mb option; and a sink whose broker is
- * down failing write() and flush() with "cancelled" once the cancellation probe says so.
+ * down failing write() and flush() with "cancelled" once the cancellation probe says so, and
+ * its tick() reporting a message that could not be delivered.
  *
  * Limitation: the mock cluster of librdkafka 2.0 does not implement ListOffsets by timestamp
  * (it answers "no such offset"), so here start=timestamp can only be checked for the
@@ -617,5 +618,26 @@ Test(kafka_source, sink_waits_end_when_the_job_is_cancelled)
     cr_assert_eq(w->flush(w, err, sizeof err), -1);
     cr_assert(strstr(err, "cancelled"), "flush failed otherwise: %s", err);
     w->close(w); /* abandons the queue instead of waiting 10 s */
+    rd_kafka_mock_broker_set_up(t_mock, 1);
+}
+
+Test(kafka_source, sink_tick_reports_a_failed_delivery_in_a_live_job)
+{
+    cr_assert_eq(rd_kafka_mock_topic_create(t_mock, "lost", 1, 1), 0);
+    char uri[512], err[512] = "";
+    snprintf(uri, sizeof uri, "kafka:lost?brokers=%s&rdkafka.message.timeout.ms=300", t_brokers);
+    kp_endpoint ep = {.name = "out", .uri = uri, .parallelism = 1};
+    kp_sink_writer *w = kp_connector_find(uri)->open_sink(&ep, err, sizeof err);
+    cr_assert_not_null(w, "open sink: %s", err);
+    rd_kafka_mock_broker_set_down(t_mock, 1);
+    cr_assert_eq(w->write(w, KP_CSTR("id"), KP_CSTR("{}"), 1, err, sizeof err), 0, "%s", err);
+    int rc = 0;
+    for (int i = 0; i < 200 && rc == 0; i++) { /* the engine ticks every ~100 ms */
+        t_sleep_ms(50);
+        rc = w->tick(w, err, sizeof err);
+    }
+    cr_assert_eq(rc, -1, "tick never reported the undeliverable message");
+    cr_assert(strstr(err, "failed"), "%s", err);
+    w->close(w);
     rd_kafka_mock_broker_set_up(t_mock, 1);
 }
