@@ -243,7 +243,9 @@ static int parse(run_opts *o, int argc, char **argv)
     return 0;
 }
 
-static void print_stats(const kp_exec_stats *s)
+/* The run summary; with --stats also how well the exchanges batch (records per batch: a
+ * watermark or a clock tick that flushes partly filled batches shows up here). */
+static void print_stats(const kp_exec_stats *s, int detailed)
 {
     fprintf(stderr,
             "kappa: done in %.2f s: %lld records in (%.0f/s), %lld out, %lld decode errors "
@@ -253,6 +255,13 @@ static void print_stats(const kp_exec_stats *s)
             s->records_out, s->decode_errors, s->dead_lettered, s->skipped, s->late_records,
             s->windows_fired, s->state_spills, s->state_cache_peak / 1048576.0,
             s->state_rocksdb / 1048576.0);
+    if (!detailed)
+        return;
+    if (s->batches_sent > 0)
+        fprintf(stderr, "kappa: exchanges: %lld records in %lld batches, %.1f records per batch\n",
+                s->records_sent, s->batches_sent, (double)s->records_sent / s->batches_sent);
+    else
+        fprintf(stderr, "kappa: exchanges: none sent a batch (every operator chained)\n");
 }
 
 /* nftw callback: removes one entry; children come first (FTW_DEPTH). */
@@ -297,7 +306,7 @@ static int run_job(run_opts *o, kp_job *job)
     kp_exec_stats stats = {0};
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     if (stats.seconds > 0)
-        print_stats(&stats);
+        print_stats(&stats, o->stats);
     if (tmp_state)
         remove_tree(o->state_dir);
     if (rc != 0) {

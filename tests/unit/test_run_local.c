@@ -205,6 +205,33 @@ Test(run_local, skip_policy_counts_and_fail_policy_names_the_record)
         0);
 }
 
+/* --stats reports how the exchanges batched: every well-formed event crosses the key_by
+ * exchange exactly once, so the records sent equal the well-formed events, and records per
+ * batch is their ratio. */
+Test(run_local, stats_report_records_per_batch)
+{
+    cr_assert_eq(run("hourly_clicks", 2, "--on-error clicks=skip --stats"), 0);
+    char path[600], line[512];
+    snprintf(path, sizeof path, "%s/stderr.txt", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    long long records = -1, batches = -1;
+    double per_batch = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "kappa: exchanges: %lld records in %lld batches, %lf records per batch",
+                   &records, &batches, &per_batch) == 3)
+            break;
+    fclose(f);
+    cr_assert_gt(batches, 0, "no 'kappa: exchanges: ... records per batch' line in %s", path);
+    long long valid = truth_total("valid");
+    cr_assert_gt(valid, 0);
+    cr_assert_eq(records, valid, "%lld records crossed the exchange, %lld are well-formed", records,
+                 valid);
+    cr_assert_float_eq(per_batch, (double)records / (double)batches, 0.05);
+    printf("records per batch at p=2: %.1f (%lld records, %lld batches)\n", per_batch, records,
+           batches);
+}
+
 Test(run_local, bad_flags_exit_2)
 {
     const char *cli = kp_test_env("KAPPA_CLI");
