@@ -63,11 +63,11 @@ struct kp_source_reader {
     int (*pause)(kp_source_reader *r, int32_t partition, int paused);
     /* Optional. 1 if an owned partition is caught up with the log end right now: everything
      * the system held for it (Kafka: up to the high watermark of the latest fetch response; a
-     * file: up to EOF) has been handed out. 0 if records are or may be pending, also while the
-     * system is unreachable or before the first fetch answered. Only a caught-up partition may
-     * count as idle (after producing nothing for the idle timeout), and only a caught-up
-     * partition may fall behind in alignment; without this callback the source guesses from
-     * a second without records. */
+     * file: up to EOF) has been handed out. 0 if records are or may be pending, also before the
+     * system first answered (while it is unreachable, its last answer counts: Kafka keeps the
+     * high watermark it last saw). Only a caught-up partition may count as idle (after
+     * producing nothing for the idle timeout), and only a caught-up partition may fall behind
+     * in alignment; without this callback the source guesses from a second without records. */
     int (*caught_up)(kp_source_reader *r, int32_t partition);
     /* Optional (NULL: partitions never end). 1 if an owned partition will deliver nothing more,
      * ever: Kafka with stop_at=end once its position reached the end offset captured at open;
