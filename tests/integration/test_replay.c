@@ -72,8 +72,13 @@ static void setup_dir(void)
     snprintf(es, sizeof es, "%s", kp_test_env("KAPPA_ES_URL"));
 }
 
+/* Removes the topic (the broker may outlive the test) and the directory. */
 static void teardown_dir(void)
 {
+    const char *src = getenv("KAPPA_SRC");
+    if (topic[0] && src)
+        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-delete %s >/dev/null 2>&1", brokers,
+                   src, topic);
     if (!getenv("KAPPA_KEEP_TEST_DIR"))
         kp_test_rmtree(dir);
     else
