@@ -1,27 +1,50 @@
 /* Event-time session windows.
  *
- * Each record opens the window [ts, ts + gap); windows of one key that touch or overlap are
- * merged (accumulators merged with the aggregate's merge), as in Flink's MergingWindowSet.
- * A session fires when the watermark passes its end - 1 and is dropped once it also passes
- * end - 1 + allowed lateness; a record merged into a session that already fired fires it
- * again. A record whose merged session would already be past its lateness is late: counted
- * and sent to the late side output.
+ * Each record opens the window [ts, ts + gap) (the end saturates at KP_TIME_MAX); windows of
+ * one key that touch or overlap are merged — [a,b) and [b,c) merge — with the aggregate's
+ * merge, as in Flink's MergingWindowSet. A session fires when the operator's watermark W
+ * reaches end - 1 and is dropped once W also passes end - 1 + allowed lateness; a record
+ * merged into a session that already fired fires the merged session at once.
+ *
+ * Lateness (docs/semantics.md). A record's own window [ts, ts + gap) does not say which
+ * session it would join, so a record is judged by its own timestamp against its carried
+ * watermark cwm: it is late (counted, sent to the late side output) iff
+ *     ts - 1 + allowed_lateness <= cwm.
+ * Why this keeps what a session finally holds a function of the log: a session [s, e) is
+ * dropped only when e - 1 + lateness <= W' for the watermark W' of that moment. A record
+ * that would merge with it touches it, so ts <= e, and it arrives later, when
+ * W' <= W <= cwm (W never passes the carried watermark of a record still to arrive). Then
+ * ts - 1 + lateness <= e - 1 + lateness <= W' <= cwm: the record is late. So a record that
+ * is not late never meets a dropped session, and the final sessions are the merged windows of
+ * all records that are not late, whatever the interleaving. With allowed lateness 0 a
+ * session also fires exactly once: a record that is not late has ts - 1 > cwm >= W, so every
+ * session it merges with, and the merged one, ends after W + 1 and has not fired. With
+ * allowed lateness > 0 a session may fire, then grow under a later record (within lateness)
+ * and fire again under its new end; the document of the earlier, smaller session stays — as
+ * in Flink — and whether it was written depends on timing. The final document of every final
+ * session does not.
  *
  * State: a key table maps each key to its open sessions (a small array per key, allocated
- * when a key first appears, not per record), and a binary heap of (time, key, session end)
- * timers drives firing. Stale timers (the session merged or fired meanwhile) are skipped when
- * popped. Sessions are kept in memory only; they are not spilled to RocksDB (see
- * docs/architecture.md). */
+ * when a key first appears, not per record); a key whose last session is dropped is removed.
+ * A binary heap of timers drives firing, with ONE live timer per session: a session names its
+ * timer by an id (the timer's aux); when sessions merge, the merged one keeps the earliest of
+ * their timers and the others become stale. A popped timer that is early for its session
+ * (the session grew, or fired and now waits for its lateness) is pushed again at the
+ * session's next deadline — lazily, so a record that extends a session pushes nothing. Stale
+ * timers are skipped when popped, and filtered out once they outnumber the live ones.
+ * Sessions are kept in memory only; they are not spilled to RocksDB (docs/architecture.md). */
 #include <stdlib.h>
 
 #include "keygroup.h"
 #include "keytable.h"
-#include "timer_heap.h"
 #include "ops.h"
+#include "timer_heap.h"
 #include "window_agg.h"
 
 typedef struct session {
     kp_time start, end; /* [start, end) */
+    kp_time timer;      /* when its live timer is due (a watermark); KP_TIME_MAX + no id: none */
+    int64_t id;         /* names its live timer (the timer's aux) */
     int fired;
     /* acc_size bytes follow, 8-byte aligned */
 } session;
@@ -40,6 +63,8 @@ typedef struct session_op {
     size_t sess_size;
     kp_keytable keys; /* key → key_sessions */
     kp_timer_heap timers;
+    size_t nsessions; /* = live timers; the rest of the heap is stale */
+    int64_t next_id;
     kp_doc doc;
     uint8_t *tmp; /* one session, for merging */
 } session_op;
@@ -47,29 +72,71 @@ typedef struct session_op {
 #define SESS(s, ks, i) ((session *)((ks)->items + (size_t)(i) * (s)->sess_size))
 #define ACC(sess)      ((void *)((uint8_t *)(sess) + sizeof(session)))
 
-/* ---- timer heap ------------------------------------------------------------------------ */
-
-static int arm(session_op *s, kp_keyentry *e, kp_time when, kp_time end)
+/* The watermark at which session x needs attention: its firing, then its purge. */
+static kp_time deadline(const session_op *s, const session *x)
 {
-    if (kp_timer_push(&s->timers, when, end, e->hash, kp_keytable_key(&s->keys, e)) != 0)
+    return x->fired ? kp_time_add_sat(x->end - 1, s->lateness) : x->end - 1;
+}
+
+/* Is a record with time ts and carried watermark cwm late: ts - 1 + lateness <= cwm? */
+static int record_late(const session_op *s, kp_time ts, kp_time cwm)
+{
+    if (ts == KP_TIME_MIN) /* ts - 1 does not exist: ts + (lateness - 1) */
+        return s->lateness == 0 || kp_past_lateness(ts, s->lateness - 1, cwm);
+    return kp_past_lateness(ts - 1, s->lateness, cwm);
+}
+
+/* ---- timers ----------------------------------------------------------------------------- */
+
+static int push_timer(session_op *s, session *x, uint64_t hash, kp_bytes key)
+{
+    x->timer = deadline(s, x);
+    if (kp_timer_push(&s->timers, x->timer, x->id, hash, key) != 0)
         return kp_subtask_fail(s->op.st, "%s: out of memory for timers", s->op.node->name);
     return 0;
 }
 
+static session *find_session(session_op *s, key_sessions *ks, int64_t id, int *pos)
+{
+    for (int i = 0; ks && i < ks->n; i++)
+        if (SESS(s, ks, i)->id == id) {
+            *pos = i;
+            return SESS(s, ks, i);
+        }
+    return NULL;
+}
+
+static bool timer_live(void *arg, const kp_timer_heap *h, const kp_timer *t)
+{
+    session_op *s = arg;
+    kp_keyentry *e = kp_keytable_find(&s->keys, t->hash, kp_timer_key(h, t));
+    int pos;
+    session *x = e ? find_session(s, kp_keyentry_value(e), t->aux, &pos) : NULL;
+    return x && x->timer == t->when;
+}
+
+/* Drops stale timers once they outnumber the live ones (amortised O(1) per timer). */
+static void filter_stale(session_op *s)
+{
+    if (s->timers.n > 1024 && s->timers.n > 2 * s->nsessions)
+        kp_timer_heap_filter(&s->timers, timer_live, s);
+}
+
 /* ---- sessions of one key ----------------------------------------------------------------- */
 
-static int fire(session_op *s, kp_bytes key, session *x)
+static int fire(session_op *s, kp_bytes key, session *x, kp_time cwm)
 {
     kp_window w = {x->start, x->end};
     x->fired = 1;
     atomic_fetch_add_explicit(&s->op.st->metrics->windows_fired, 1, memory_order_relaxed);
-    return kp_agg_emit(&s->agg, &s->op, &s->doc, &w, key, ACC(x), s->wm);
+    return kp_agg_emit(&s->agg, &s->op, &s->doc, &w, key, ACC(x), cwm);
 }
 
 static void remove_at(session_op *s, key_sessions *ks, int i)
 {
     memmove(SESS(s, ks, i), SESS(s, ks, i + 1), (size_t)(ks->n - i - 1) * s->sess_size);
     ks->n--;
+    s->nsessions--;
 }
 
 static int append(session_op *s, key_sessions *ks, const session *x)
@@ -84,6 +151,7 @@ static int append(session_op *s, key_sessions *ks, const session *x)
     }
     memcpy(SESS(s, ks, ks->n), x, s->sess_size);
     ks->n++;
+    s->nsessions++;
     return 0;
 }
 
@@ -99,70 +167,69 @@ static int late_record(session_op *s, kp_event *ev)
 static int session_record(kp_op *op, kp_event *ev)
 {
     session_op *s = (session_op *)op;
-    kp_time start = ev->ts, end = ev->ts + s->gap;
-    uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
-    kp_keyentry *e = kp_keytable_find(&s->keys, hash, ev->key);
-    key_sessions *ks = e ? kp_keyentry_value(e) : NULL;
-    /* the merged window first, to decide lateness before touching state */
-    for (int i = 0; ks && i < ks->n; i++) {
-        session *x = SESS(s, ks, i);
-        if (x->start <= end && x->end >= start) {
-            start = x->start < start ? x->start : start;
-            end = x->end > end ? x->end : end;
-        }
-    }
-    if (end - 1 + s->lateness <= s->wm)
+    if (record_late(s, ev->ts, ev->cwm))
         return late_record(s, ev);
-    if (!e) {
-        int created;
-        e = kp_keytable_upsert(&s->keys, hash, ev->key, &created);
-        if (!e)
-            return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
-        ks = kp_keyentry_value(e);
-    }
+    uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
+    int created;
+    kp_keyentry *e = kp_keytable_upsert(&s->keys, hash, ev->key, &created);
+    if (!e)
+        return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
+    key_sessions *ks = kp_keyentry_value(e);
     session *m = (session *)s->tmp;
-    *m = (session){ev->ts, ev->ts + s->gap, 0};
+    *m = (session){ev->ts, kp_time_add_sat(ev->ts, s->gap), KP_TIME_MAX, -1, 0};
     kp_agg_init(&s->agg, ACC(m));
     kp_agg_add(&s->agg, ACC(m), ev);
+    /* merge every session that touches or overlaps; keep the earliest of their timers */
     for (int i = 0; i < ks->n;) {
         session *x = SESS(s, ks, i);
         if (x->start <= m->end && x->end >= m->start) {
             m->start = x->start < m->start ? x->start : m->start;
             m->end = x->end > m->end ? x->end : m->end;
             kp_agg_merge(&s->agg, ACC(m), ACC(x));
+            if (m->id < 0 || x->timer < m->timer) {
+                m->timer = x->timer;
+                m->id = x->id;
+            }
             remove_at(s, ks, i);
         } else {
             i++;
         }
     }
+    /* m->fired stays 0: a session that fired and then grew has not fired at its new end yet
+     * (Flink re-registers the trigger on merge). One already due fires right here; it is not
+     * past its lateness: m->end - 1 + lateness >= ts - 1 + lateness > cwm >= W. */
+    if (m->end - 1 <= s->wm && fire(s, ev->key, m, s->wm) != 0)
+        return -1;
+    int need_timer = m->id < 0 || m->timer > deadline(s, m);
+    if (need_timer)
+        m->id = s->next_id++; /* the kept timer (if any) is too late: a new one */
     if (append(s, ks, m) != 0)
         return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
-    /* m->fired stays 0: a session that fired and then grew past the watermark has not fired
-     * at its new end yet; its timer at the new end fires it (Flink re-registers the trigger on
-     * merge). A merged session already due fires right here. */
-    session *x = SESS(s, ks, ks->n - 1);
-    if (x->end - 1 <= s->wm) /* within allowed lateness: fire again now */
-        return fire(s, ev->key, x) != 0 ? -1 : arm(s, e, x->end + s->lateness, x->end);
-    return arm(s, e, x->end, x->end);
+    filter_stale(s);
+    if (!need_timer)
+        return 0; /* the timer kept is due first; it is pushed again when it pops early */
+    return push_timer(s, SESS(s, ks, ks->n - 1), hash, ev->key);
 }
 
-/* Handles one due timer; stale ones (merged or removed sessions) do nothing. */
-static int on_timer(session_op *s, const kp_timer *t)
+/* Handles one due timer (popped at watermark wm; `before` is the watermark before this
+ * advance, carried by what fires now). Stale timers do nothing. */
+static int on_timer(session_op *s, const kp_timer *t, kp_time wm, kp_time before)
 {
     kp_bytes key = kp_timer_key(&s->timers, t);
     kp_keyentry *e = kp_keytable_find(&s->keys, t->hash, key);
     key_sessions *ks = e ? kp_keyentry_value(e) : NULL;
-    for (int i = 0; ks && i < ks->n; i++) {
-        session *x = SESS(s, ks, i);
-        if (x->end != t->aux)
-            continue;
-        if (!x->fired && fire(s, key, x) != 0)
-            return -1;
-        if (x->end - 1 + s->lateness <= s->wm)
-            remove_at(s, ks, i);
-        else if (t->when != x->end + s->lateness)
-            return arm(s, e, x->end + s->lateness, x->end);
-        return 0;
+    int i;
+    session *x = find_session(s, ks, t->aux, &i);
+    if (!x || x->timer != t->when)
+        return 0; /* stale: its session merged into another */
+    if (!x->fired && x->end - 1 <= wm && fire(s, key, x, before) != 0)
+        return -1;
+    if (deadline(s, x) > wm) /* early: the session grew, or now waits for its lateness */
+        return push_timer(s, x, t->hash, key);
+    remove_at(s, ks, i);
+    if (ks->n == 0) { /* the key holds nothing any more: drop it */
+        free(ks->items);
+        kp_keytable_remove(&s->keys, e);
     }
     return 0;
 }
@@ -172,10 +239,11 @@ static int session_watermark(kp_op *op, kp_time wm)
     session_op *s = (session_op *)op;
     if (wm <= s->wm)
         return 0;
+    kp_time before = s->wm;
     s->wm = wm;
-    while (s->timers.n && s->timers.a[0].when - 1 <= wm) {
+    while (s->timers.n && s->timers.a[0].when <= wm) {
         kp_timer t = kp_timer_pop(&s->timers);
-        if (on_timer(s, &t) != 0)
+        if (on_timer(s, &t, wm, before) != 0)
             return -1;
     }
     return kp_op_emit_watermark(op, wm);

@@ -2,21 +2,44 @@
  *
  * Time is cut into panes of gcd(size, slide); each record updates exactly one pane
  * accumulator for its key, so the cost per record does not grow with size/slide (Flink
- * assigns a sliding-window record to size/slide windows; this does not). A window fires when
- * the watermark passes its end - 1 and merges the panes it covers. Tumbling windows are the
- * case pane == window.
+ * assigns a sliding-window record to size/slide windows; this does not). Window ends lie on
+ * the grid offset + n * slide; a window [end - size, end) fires when the operator's watermark
+ * W reaches end - 1 and merges the panes it covers. Tumbling windows are the case
+ * pane == window.
+ *
+ * Lateness (docs/semantics.md): a record is late for a window when
+ * end - 1 + allowed_lateness <= its carried watermark cwm — the watermark of its own source
+ * partition, never this operator's. It is dropped (counted, sent to the late side output) when
+ * it is late for ALL its windows. Since W <= the cwm of every record still to arrive, a record
+ * that is not late for a window finds the window not purged yet, so what each window holds is
+ * a function of the log alone. A record for a window that already fired (end - 1 <= W) but
+ * is not late for it updates the window and fires it again at once, for that key, with the
+ * same document id; with allowed lateness 0 that cannot happen (end - 1 > cwm >= W), so every
+ * window fires exactly once.
+ *
+ * Sub-panes: a pane is shared by several sliding windows, and a record may be late for the
+ * earlier of them but not for the later ones. Added to its pane, it would show up in an
+ * earlier window that has not fired yet here (timing-dependent) and in that window's
+ * refires. So a pane is keyed by (end, from): `from` is the first window end its records
+ * count for. Records normally go to the main pane, from = the first window containing it;
+ * the rare partly-late record goes to a sub-pane with a later `from`. A window ending at E
+ * covers the panes with end in (E - size, E] and from <= E — when it fires, refires, runs
+ * incrementally, spills and loads.
  *
  * State: panes live in memory (keytable.c) as a write-back cache over RocksDB. When the
  * cache passes its byte budget the largest pane is written to RocksDB as partial
  * accumulators (blind writes: no read per record, ever) and cleared; when a spilled pane is
  * needed, its partials are read back and merged. RocksDB keys are
- *   key group (2, BE) | pane end (8, BE, sign flipped) | key | spill sequence (4, BE)
- * — the pane before the key, so a pane is one range per key group (docs/architecture.md).
+ *   key group (2, BE) | pane end (8) | pane from (8) | key | spill sequence (4, BE)
+ * (times big-endian with the sign flipped) — the pane before the key, so a pane is one range
+ * per key group (docs/architecture.md).
  *
- * Lateness (Flink semantics): a record is late when every window containing it has
- * end - 1 + allowed_lateness <= watermark; late records are counted and go to the late side
- * output. A record for an already fired window that is still within allowed lateness updates
- * the window and fires it again, for that key, with the same document id. */
+ * Extreme times: event times are any int64 and sizes, slides and lateness are validated only
+ * to be positive, so all arithmetic here is overflow-free: the offset is reduced modulo the
+ * slide, sums with the lateness saturate (kp_past_lateness), and a record whose windows would
+ * end past KP_TIME_MAX is assigned as if its time were t_hi, the last time whose windows all
+ * end by KP_TIME_MAX (it lands in the last representable windows). A window start before
+ * KP_TIME_MIN is reported as KP_TIME_MIN. */
 #include <stdlib.h>
 
 #include "keygroup.h"
@@ -25,10 +48,9 @@
 #include "state.h"
 #include "window_agg.h"
 
-#define MAX_PANES_DEFAULT 4096
-
 typedef struct pane {
-    kp_time end;
+    kp_time end;  /* the pane is [end - gran, end) */
+    kp_time from; /* the first window end its records count for */
     kp_keytable t;
     int spilled;
 } pane;
@@ -38,17 +60,20 @@ typedef struct window_op {
     kp_op *late[KP_MAX_OUTPUTS];
     int nlate;
     kp_agg agg;
-    kp_time size, slide, offset, gran, lateness;
-    kp_time wm;
-    kp_time fired_upto; /* end of the last window fired; KP_TIME_MIN if none */
-    pane **panes;       /* sorted by end */
+    kp_time size, slide, gran, lateness;
+    kp_time off_slide, off_gran; /* the offset modulo slide and gran */
+    kp_time t_hi;                /* the last event time whose windows all end by KP_TIME_MAX */
+    int tumbling;
+    kp_time wm;   /* the operator's watermark: every window ending by wm + 1 has fired */
+    pane **panes; /* sorted by (end, from) */
     int npanes, cap;
+    pane *hot;          /* the pane the last record went to */
     kp_keytable merged; /* sliding: scratch for merging panes */
-    /* sliding counts: a running window, the sum of the panes with end in (run_lo, run_hi];
+    /* sliding counts: a running window, the sum of the panes in the window ending at run_hi;
      * run_hi == KP_TIME_MIN when it must be rebuilt */
     int incremental;
     kp_keytable running;
-    kp_time run_lo, run_hi;
+    kp_time run_hi;
     kp_doc doc;
     uint8_t *acc_tmp;
     uint8_t *spill_tmp; /* an aligned copy of a spilled accumulator (RocksDB values are not) */
@@ -74,56 +99,106 @@ static kp_time gcd64(kp_time a, kp_time b)
     return a;
 }
 
-static kp_time floor_div(kp_time a, kp_time b)
+/* a mod m in [0, m), for m > 0 */
+static kp_time mod_pos(kp_time a, kp_time m)
 {
-    kp_time q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+    kp_time r = a % m;
+    return r < 0 ? r + m : r;
 }
 
-/* End of the pane holding ts. */
+/* End of the pane holding ts (ts <= t_hi, so it exists). */
 static kp_time pane_end_of(const window_op *w, kp_time ts)
 {
-    return floor_div(ts - w->offset, w->gran) * w->gran + w->offset + w->gran;
+    kp_time m = mod_pos(mod_pos(ts, w->gran) - w->off_gran, w->gran);
+    return ts + (w->gran - m);
+}
+
+/* The largest window end <= x; one exists wherever it is used. */
+static kp_time grid_floor(const window_op *w, kp_time x)
+{
+    return x - mod_pos(mod_pos(x, w->slide) - w->off_slide, w->slide);
+}
+
+/* The smallest window end > x, or KP_TIME_MIN if there is none before KP_TIME_MAX. */
+static kp_time grid_after(const window_op *w, kp_time x)
+{
+    kp_time e, m = mod_pos(mod_pos(x, w->slide) - w->off_slide, w->slide);
+    if (__builtin_add_overflow(x, w->slide - m, &e))
+        return KP_TIME_MIN;
+    return e;
 }
 
 /* First and last window ends whose windows contain the pane ending at pe. */
 static kp_time first_window(const window_op *w, kp_time pe)
 {
-    return floor_div(pe - w->offset + w->slide - 1, w->slide) * w->slide + w->offset;
+    return w->tumbling ? pe : grid_after(w, pe - 1);
 }
 
 static kp_time last_window(const window_op *w, kp_time pe)
 {
-    return floor_div(pe - w->gran + w->size - w->offset, w->slide) * w->slide + w->offset;
+    if (w->tumbling)
+        return pe;
+    /* the largest window end <= pe - gran + size, from the first one so nothing overflows */
+    kp_time first = first_window(w, pe);
+    kp_time d = (w->size - w->gran) - (first - pe); /* >= 0: first - pe <= slide - gran */
+    return first + d / w->slide * w->slide;
 }
 
-static int is_fired(const window_op *w, kp_time end)
+/* Does the window ending at end cover pane p? */
+static int covers(const window_op *w, kp_time end, const pane *p)
 {
-    return w->fired_upto != KP_TIME_MIN && end <= w->fired_upto;
+    return p->end <= end && (uint64_t)end - (uint64_t)p->end < (uint64_t)w->size && p->from <= end;
+}
+
+static kp_window window_at(const window_op *w, kp_time end)
+{
+    return (kp_window){kp_time_add_sat(end, -w->size), end};
 }
 
 /* ---- panes ----------------------------------------------------------------------------- */
 
-static pane *find_pane(window_op *w, kp_time end, int *pos)
+static int pane_before(const pane *p, kp_time end, kp_time from)
+{
+    return p->end < end || (p->end == end && p->from < from);
+}
+
+static pane *find_pane(window_op *w, kp_time end, kp_time from, int *pos)
 {
     int lo = 0, hi = w->npanes;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (w->panes[mid]->end < end)
+        if (pane_before(w->panes[mid], end, from))
             lo = mid + 1;
         else
             hi = mid;
     }
     *pos = lo;
-    return lo < w->npanes && w->panes[lo]->end == end ? w->panes[lo] : NULL;
+    pane *p = lo < w->npanes ? w->panes[lo] : NULL;
+    return p && p->end == end && p->from == from ? p : NULL;
 }
 
-static pane *get_pane(window_op *w, kp_time end)
+/* The index of the first pane with end > t. */
+static int first_pane_after(const window_op *w, kp_time t)
 {
+    int lo = 0, hi = w->npanes;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (w->panes[mid]->end <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static pane *get_pane(window_op *w, kp_time end, kp_time from)
+{
+    if (w->hot && w->hot->end == end && w->hot->from == from)
+        return w->hot;
     int pos;
-    pane *p = find_pane(w, end, &pos);
+    pane *p = find_pane(w, end, from, &pos);
     if (p)
-        return p;
+        return w->hot = p;
     if (w->npanes == w->cap) {
         int cap = w->cap ? w->cap * 2 : 16;
         pane **a = realloc(w->panes, (size_t)cap * sizeof *a);
@@ -136,11 +211,12 @@ static pane *get_pane(window_op *w, kp_time end)
     if (!p)
         return NULL;
     p->end = end;
+    p->from = from;
     kp_keytable_init(&p->t, w->agg.acc_size);
     memmove(w->panes + pos + 1, w->panes + pos, (size_t)(w->npanes - pos) * sizeof *w->panes);
     w->panes[pos] = p;
     w->npanes++;
-    return p;
+    return w->hot = p;
 }
 
 /* Upsert into a pane, keeping the cache byte count current. */
@@ -162,11 +238,23 @@ static void put_be(uint8_t *p, uint64_t v, int n)
         p[i] = (uint8_t)v;
 }
 
-static size_t spill_prefix(uint8_t *p, int kg, kp_time end)
+#define PREFIX 18 /* key group, pane end, pane from */
+
+static size_t spill_prefix(uint8_t *p, int kg, const pane *pn)
 {
     put_be(p, (uint64_t)kg, 2);
-    put_be(p + 2, (uint64_t)end ^ (1ull << 63), 8);
-    return 10;
+    put_be(p + 2, (uint64_t)pn->end ^ (1ull << 63), 8);
+    put_be(p + 10, (uint64_t)pn->from ^ (1ull << 63), 8);
+    return PREFIX;
+}
+
+/* The range [lo, hi) of one pane's spilled entries in key group kg. */
+static void spill_range(uint8_t *lo, uint8_t *hi, int kg, const pane *pn)
+{
+    spill_prefix(lo, kg, pn);
+    memcpy(hi, lo, PREFIX);
+    for (int i = PREFIX - 1; i >= 0 && ++hi[i] == 0; i--)
+        ; /* the next prefix: +1 with carry */
 }
 
 static int open_state(window_op *w)
@@ -204,9 +292,9 @@ static int spill_pane(window_op *w, pane *p)
         kp_bytes key = kp_keytable_key(&p->t, e);
         int kg = kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism);
         w->kbuf.len = 0;
-        if (kp_buf_reserve(&w->kbuf, 14 + key.len) != 0)
+        if (kp_buf_reserve(&w->kbuf, PREFIX + 4 + key.len) != 0)
             return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
-        size_t n = spill_prefix((uint8_t *)w->kbuf.ptr, kg, p->end);
+        size_t n = spill_prefix((uint8_t *)w->kbuf.ptr, kg, p);
         memcpy(w->kbuf.ptr + n, key.ptr, key.len);
         memcpy(w->kbuf.ptr + n + key.len, seq, 4);
         kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr, n + key.len + 4,
@@ -240,15 +328,14 @@ static int load_pane(window_op *w, pane *p)
         return 0;
     char err[512];
     for (int kg = w->kg_first; kg < w->kg_end; kg++) {
-        uint8_t lo[10], hi[10];
-        spill_prefix(lo, kg, p->end);
-        spill_prefix(hi, kg, p->end + 1);
-        kp_state_iter *it = kp_state_iter_open(w->state, w->cf, lo, 10, hi, 10);
+        uint8_t lo[PREFIX], hi[PREFIX];
+        spill_range(lo, hi, kg, p);
+        kp_state_iter *it = kp_state_iter_open(w->state, w->cf, lo, PREFIX, hi, PREFIX);
         for (; it && kp_state_iter_valid(it); kp_state_iter_next(it)) {
             size_t klen, vlen;
             const char *k = kp_state_iter_key(it, &klen);
             const void *v = kp_state_iter_value(it, &vlen);
-            kp_bytes key = {k + 10, klen - 14};
+            kp_bytes key = {k + PREFIX, klen - PREFIX - 4};
             int created;
             kp_keyentry *e = pane_upsert(w, p, kp_hash64(key.ptr, key.len), key, &created);
             if (!e || vlen != w->agg.acc_size) {
@@ -265,7 +352,7 @@ static int load_pane(window_op *w, pane *p)
             }
         }
         if (!it || kp_state_iter_close(it, err, sizeof err) != 0 ||
-            kp_state_del_range(w->state, w->cf, lo, 10, hi, 10, err, sizeof err) != 0)
+            kp_state_del_range(w->state, w->cf, lo, PREFIX, hi, PREFIX, err, sizeof err) != 0)
             return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name,
                                    it ? err : "iterator");
     }
@@ -281,9 +368,10 @@ static int window_value(window_op *w, kp_time end, uint64_t hash, kp_bytes key, 
 {
     int found = 0;
     kp_agg_init(&w->agg, acc);
-    for (int i = 0; i < w->npanes; i++) {
+    for (int i = first_pane_after(w, kp_time_add_sat(end, -w->size));
+         i < w->npanes && w->panes[i]->end <= end; i++) {
         pane *p = w->panes[i];
-        if (p->end <= end - w->size || p->end > end)
+        if (!covers(w, end, p))
             continue;
         if (load_pane(w, p) != 0)
             return -1;
@@ -296,36 +384,38 @@ static int window_value(window_op *w, kp_time end, uint64_t hash, kp_bytes key, 
     return found;
 }
 
-static int emit_table(window_op *w, kp_keytable *t, kp_time end)
+static int emit_table(window_op *w, kp_keytable *t, kp_time end, kp_time cwm)
 {
-    kp_window win = {end - w->size, end};
+    kp_window win = window_at(w, end);
     size_t i = 0;
     kp_keyentry *e;
     while ((e = kp_keytable_next(t, &i)))
-        if (kp_agg_emit(&w->agg, &w->op, &w->doc, &win, kp_keytable_key(t, e),
-                        kp_keyentry_value(e), w->wm) != 0)
+        if (kp_agg_emit(&w->agg, &w->op, &w->doc, &win, kp_keytable_key(t, e), kp_keyentry_value(e),
+                        cwm) != 0)
             return -1;
     return 0;
 }
 
-static int fire_running(window_op *w, kp_time end);
+static int fire_running(window_op *w, kp_time end, kp_time cwm);
 
-static int fire_window(window_op *w, kp_time end)
+/* Fires the window ending at `end` for every key with data in it; results carry cwm. */
+static int fire_window(window_op *w, kp_time end, kp_time cwm)
 {
     atomic_fetch_add_explicit(&w->op.st->metrics->windows_fired, 1, memory_order_relaxed);
-    if (w->size == w->gran) { /* tumbling: the pane is the window */
+    if (w->tumbling) { /* the pane is the window, and it has no sub-panes */
         int pos;
-        pane *p = find_pane(w, end, &pos);
+        pane *p = find_pane(w, end, end, &pos);
         if (!p)
             return 0;
-        return load_pane(w, p) != 0 ? -1 : emit_table(w, &p->t, end);
+        return load_pane(w, p) != 0 ? -1 : emit_table(w, &p->t, end, cwm);
     }
     if (w->incremental)
-        return fire_running(w, end);
+        return fire_running(w, end, cwm);
     kp_keytable_clear(&w->merged);
-    for (int i = 0; i < w->npanes; i++) {
+    for (int i = first_pane_after(w, kp_time_add_sat(end, -w->size));
+         i < w->npanes && w->panes[i]->end <= end; i++) {
         pane *p = w->panes[i];
-        if (p->end <= end - w->size || p->end > end)
+        if (!covers(w, end, p))
             continue;
         if (load_pane(w, p) != 0)
             return -1;
@@ -343,7 +433,7 @@ static int fire_window(window_op *w, kp_time end)
                 kp_agg_merge(&w->agg, kp_keyentry_value(m), kp_keyentry_value(e));
         }
     }
-    return emit_table(w, &w->merged, end);
+    return emit_table(w, &w->merged, end, cwm);
 }
 
 /* ---- sliding counts as a running window ------------------------------------------------- */
@@ -367,27 +457,25 @@ static int run_apply(window_op *w, pane *p, int64_t sign)
 }
 
 /* Fires a sliding count window by moving the running window to end: add the panes that
- * entered, subtract those that left (panes already purged were subtracted then) — two panes per
- * slide instead of size/slide of them. Keys whose count fell to zero are skipped, and the
- * table is rebuilt once they are the majority. */
-static int fire_running(window_op *w, kp_time end)
+ * entered, subtract those that left (panes already purged were subtracted then; sub-panes
+ * enter when the window reaches their `from`) — about two panes per slide instead of
+ * size/slide of them. Keys whose count fell to zero are skipped, and the table is rebuilt once
+ * they are the majority. */
+static int fire_running(window_op *w, kp_time end, kp_time cwm)
 {
-    if (w->run_hi == KP_TIME_MIN || end < w->run_hi) {
+    int valid = w->run_hi != KP_TIME_MIN && end >= w->run_hi;
+    if (!valid)
         kp_keytable_clear(&w->running);
-        w->run_lo = w->run_hi = end - w->size;
-    }
-    for (int i = 0; i < w->npanes; i++) {
+    kp_time lo = valid ? w->run_hi : end; /* panes of either window end after lo - size */
+    for (int i = first_pane_after(w, kp_time_add_sat(lo, -w->size));
+         i < w->npanes && w->panes[i]->end <= end; i++) {
         pane *p = w->panes[i];
-        int leaves = p->end > w->run_lo && p->end <= end - w->size;
-        int enters = p->end > w->run_hi && p->end <= end;
-        if (leaves && enters)
-            continue; /* a jump over a whole window: in and out again */
-        if ((leaves || enters) && (load_pane(w, p) != 0 || run_apply(w, p, enters ? 1 : -1) != 0))
+        int was = valid && covers(w, w->run_hi, p), now = covers(w, end, p);
+        if (was != now && (load_pane(w, p) != 0 || run_apply(w, p, now - was) != 0))
             return -1;
     }
-    w->run_lo = end - w->size;
     w->run_hi = end;
-    kp_window win = {end - w->size, end};
+    kp_window win = window_at(w, end);
     size_t i = 0, zeros = 0;
     kp_keyentry *e;
     while ((e = kp_keytable_next(&w->running, &i))) {
@@ -396,7 +484,7 @@ static int fire_running(window_op *w, kp_time end)
             continue;
         }
         if (kp_agg_emit(&w->agg, &w->op, &w->doc, &win, kp_keytable_key(&w->running, e),
-                        kp_keyentry_value(e), w->wm) != 0)
+                        kp_keyentry_value(e), cwm) != 0)
             return -1;
     }
     if (zeros > 1024 && zeros > w->running.n / 2)
@@ -407,46 +495,67 @@ static int fire_running(window_op *w, kp_time end)
 /* A pane is about to be purged: take it out of the running window first. */
 static void run_forget(window_op *w, pane *p)
 {
-    if (!w->incremental || w->run_hi == KP_TIME_MIN || p->end <= w->run_lo || p->end > w->run_hi)
+    if (!w->incremental || w->run_hi == KP_TIME_MIN || !covers(w, w->run_hi, p))
         return;
     if (p->spilled || run_apply(w, p, -1) != 0)
         w->run_hi = KP_TIME_MIN;
-    w->run_lo = p->end;
 }
 
-/* The next window end after fired_upto that covers some pane, or KP_TIME_MAX. */
-static kp_time next_window(const window_op *w)
+/* The smallest window end E with E - 1 > after that covers some pane, into *end; 0 if none. */
+static int next_window(const window_op *w, kp_time after, kp_time *end)
 {
-    for (int i = 0; i < w->npanes; i++) {
-        kp_time pe = w->panes[i]->end;
-        if (is_fired(w, last_window(w, pe)))
-            continue;
-        kp_time first = first_window(w, pe);
-        if (w->fired_upto != KP_TIME_MIN && first <= w->fired_upto)
-            first = w->fired_upto + w->slide;
-        return first;
+    if (after == KP_TIME_MAX)
+        return 0;
+    kp_time lowest = grid_after(w, after + 1); /* E > after + 1 */
+    if (lowest == KP_TIME_MIN)
+        return 0;
+    int found = 0;
+    /* last_window grows with the pane end: skip the panes whose windows all fired */
+    int lo = 0, hi = w->npanes;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (last_window(w, w->panes[mid]->end) < lowest)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return KP_TIME_MAX;
-}
-
-static void drop_pane(window_op *w, int i)
-{
-    pane *p = w->panes[i];
-    run_forget(w, p);
-    if (p->spilled && w->state) {
-        char err[256];
-        for (int kg = w->kg_first; kg < w->kg_end; kg++) {
-            uint8_t lo[10], hi[10];
-            spill_prefix(lo, kg, p->end);
-            spill_prefix(hi, kg, p->end + 1);
-            kp_state_del_range(w->state, w->cf, lo, 10, hi, 10, err, sizeof err);
+    for (int i = lo; i < w->npanes; i++) {
+        const pane *p = w->panes[i];
+        kp_time first = first_window(w, p->end);
+        if (found && first >= *end)
+            break; /* first_window grows with the pane end too */
+        kp_time e = first > p->from ? first : p->from;
+        e = e > lowest ? e : lowest;
+        if (e <= last_window(w, p->end) && (!found || e < *end)) {
+            *end = e;
+            found = 1;
         }
     }
+    return found;
+}
+
+/* Frees a pane that no window can update any more (deleting its spilled partials when
+ * `delete_spilled`); the caller takes it out of the array. */
+static int free_pane(window_op *w, pane *p, int delete_spilled)
+{
+    int rc = 0;
+    run_forget(w, p);
+    for (int kg = w->kg_first; delete_spilled && p->spilled && w->state && kg < w->kg_end; kg++) {
+        uint8_t lo[PREFIX], hi[PREFIX];
+        char err[256];
+        spill_range(lo, hi, kg, p);
+        if (kp_state_del_range(w->state, w->cf, lo, PREFIX, hi, PREFIX, err, sizeof err) != 0) {
+            rc = kp_subtask_fail(w->op.st, "%s: deleting spilled window state: %s",
+                                 w->op.node->name, err);
+            break;
+        }
+    }
+    if (w->hot == p)
+        w->hot = NULL;
     w->cache_bytes -= kp_keytable_bytes(&p->t);
     kp_keytable_free(&p->t);
     free(p);
-    memmove(w->panes + i, w->panes + i + 1, (size_t)(w->npanes - i - 1) * sizeof *w->panes);
-    w->npanes--;
+    return rc;
 }
 
 static int window_watermark(kp_op *op, kp_time wm)
@@ -454,30 +563,22 @@ static int window_watermark(kp_op *op, kp_time wm)
     window_op *w = (window_op *)op;
     if (wm <= w->wm)
         return 0;
+    kp_time before = w->wm; /* results of this advance carry the watermark from before it */
     w->wm = wm;
-    for (kp_time end; (end = next_window(w)) != KP_TIME_MAX && end - 1 <= wm;) {
-        if (fire_window(w, end) != 0)
+    /* windows ending in (before + 1, wm + 1]: those ending earlier fired at an earlier advance,
+     * or at once when a record reached them (refire) */
+    kp_time end = KP_TIME_MIN;
+    for (kp_time after = before; next_window(w, after, &end) && end - 1 <= wm; after = end - 1)
+        if (fire_window(w, end, before) != 0)
             return -1;
-        w->fired_upto = end;
-    }
-    /* Every window ending by wm + 1 is now done, including those no record had reached: mark
-     * them fired, so a record that lands in one later is judged by lateness (skipped, or
-     * fired again at once within allowed lateness) instead of firing it at the next watermark
-     * with data that was late for it. */
-    if (wm < KP_TIME_MAX && wm > KP_TIME_MIN + w->slide) {
-        kp_time done = floor_div(wm + 1 - w->offset, w->slide) * w->slide + w->offset;
-        if (w->fired_upto == KP_TIME_MIN || done > w->fired_upto)
-            w->fired_upto = done;
-    }
-    /* purge panes no window can update any more */
-    for (int i = 0; i < w->npanes;) {
-        kp_time last = last_window(w, w->panes[i]->end);
-        if (last - 1 + w->lateness <= wm && is_fired(w, last))
-            drop_pane(w, i);
-        else
-            i++;
-    }
-    return kp_op_emit_watermark(op, wm);
+    /* purge the panes no window can update any more: their last window is past its lateness
+     * (and so has fired). last_window grows with the pane end, so they are a prefix. */
+    int n = 0, rc = 0;
+    while (n < w->npanes && kp_past_lateness(last_window(w, w->panes[n]->end) - 1, w->lateness, wm))
+        rc |= free_pane(w, w->panes[n++], 1);
+    memmove(w->panes, w->panes + n, (size_t)(w->npanes - n) * sizeof *w->panes);
+    w->npanes -= n;
+    return rc != 0 ? -1 : kp_op_emit_watermark(op, wm);
 }
 
 /* ---- records ----------------------------------------------------------------------------- */
@@ -491,31 +592,46 @@ static int late_record(window_op *w, kp_event *ev)
     return 0;
 }
 
-/* A record landed in windows that already fired (within allowed lateness): fire them again
- * for this key. */
-static int refire(window_op *w, kp_time pe, uint64_t hash, kp_bytes key)
+/* A record landed in pane p, counting for the windows ending at p->from .. last: fire again,
+ * for this key, those that already fired (end - 1 <= W). They are not purged: the record is
+ * not late for them, so end - 1 + lateness > its cwm >= W. */
+static int refire(window_op *w, const pane *p, kp_time last, uint64_t hash, kp_bytes key)
 {
-    kp_time last = last_window(w, pe);
-    for (kp_time end = first_window(w, pe); end <= last && is_fired(w, end); end += w->slide) {
-        if (end - 1 + w->lateness <= w->wm)
-            continue;
+    for (kp_time end = p->from; end - 1 <= w->wm; end += w->slide) {
         int found = window_value(w, end, hash, key, w->acc_tmp);
         if (found < 0)
             return -1;
-        kp_window win = {end - w->size, end};
+        kp_window win = window_at(w, end);
         if (found && kp_agg_emit(&w->agg, &w->op, &w->doc, &win, key, w->acc_tmp, w->wm) != 0)
             return -1;
+        if ((uint64_t)last - (uint64_t)end < (uint64_t)w->slide)
+            break; /* end was the last window */
     }
     return 0;
+}
+
+/* The first window end from `first` on that a record with carried watermark cwm is not late
+ * for; the caller knows there is one (its last window, at most). Rare: only records late for
+ * some of their windows get here. */
+static kp_time first_not_late(const window_op *w, kp_time cwm)
+{
+    /* not late: end - 1 + lateness > cwm, i.e. end > cwm - lateness + 1. cwm >= first - 1 +
+     * lateness (late for the first window), so the difference does not underflow, and
+     * cwm < KP_TIME_MAX (not late for the last window), so the sum does not overflow. */
+    return grid_after(w, cwm - w->lateness + 1);
 }
 
 static int window_record(kp_op *op, kp_event *ev)
 {
     window_op *w = (window_op *)op;
-    kp_time pe = pane_end_of(w, ev->ts);
-    if (last_window(w, pe) - 1 + w->lateness <= w->wm)
+    kp_time pe = pane_end_of(w, ev->ts < w->t_hi ? ev->ts : w->t_hi);
+    kp_time last = last_window(w, pe);
+    if (kp_past_lateness(last - 1, w->lateness, ev->cwm))
         return late_record(w, ev);
-    pane *p = get_pane(w, pe);
+    kp_time from = first_window(w, pe);
+    if (kp_past_lateness(from - 1, w->lateness, ev->cwm))
+        from = first_not_late(w, ev->cwm); /* a sub-pane */
+    pane *p = get_pane(w, pe, from);
     uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
     int created;
     kp_keyentry *e = p ? pane_upsert(w, p, hash, ev->key, &created) : NULL;
@@ -524,15 +640,14 @@ static int window_record(kp_op *op, kp_event *ev)
     if (created)
         kp_agg_init(&w->agg, kp_keyentry_value(e));
     kp_agg_add(&w->agg, kp_keyentry_value(e), ev);
-    if (w->incremental && w->run_hi != KP_TIME_MIN && pe > w->run_lo && pe <= w->run_hi) {
+    if (w->incremental && w->run_hi != KP_TIME_MIN && covers(w, w->run_hi, p)) {
         int fresh;
         kp_keyentry *r = kp_keytable_upsert(&w->running, hash, ev->key, &fresh);
         if (!r)
             return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
-        (*(int64_t *)kp_keyentry_value(r))++; /* a late count for windows already fired */
+        (*(int64_t *)kp_keyentry_value(r))++; /* a count for windows already fired */
     }
-    if (w->fired_upto != KP_TIME_MIN && first_window(w, pe) <= w->fired_upto &&
-        refire(w, pe, hash, ev->key) != 0)
+    if (from - 1 <= w->wm && refire(w, p, last, hash, ev->key) != 0)
         return -1;
     if (created && maybe_spill(w) != 0)
         return -1;
@@ -577,8 +692,8 @@ static int window_idle(kp_op *op)
 static void window_destroy(kp_op *op)
 {
     window_op *w = (window_op *)op;
-    while (w->npanes)
-        drop_pane(w, w->npanes - 1);
+    for (int i = 0; i < w->npanes; i++)
+        free_pane(w, w->panes[i], 0); /* the state is closed below, spilled partials and all */
     free(w->panes);
     kp_keytable_free(&w->merged);
     kp_keytable_free(&w->running);
@@ -631,11 +746,15 @@ kp_op *kp_op_window_new(kp_subtask *st, const kp_node *n)
     kp_agg_setup(&w->agg, n->u.window.aggregate);
     w->size = s->size;
     w->slide = s->kind == KP_WINDOW_TUMBLING ? s->size : s->slide;
-    w->offset = s->offset;
     w->gran = gcd64(w->size, w->slide);
+    w->tumbling = w->size == w->slide;
+    w->off_slide = mod_pos(s->offset, w->slide);
+    w->off_gran = mod_pos(s->offset, w->gran);
+    /* the last window end is grid_floor(KP_TIME_MAX); the last pane all of whose windows end
+     * by it ends at that end + slide - size */
+    w->t_hi = grid_floor(w, KP_TIME_MAX) - (w->size - w->slide) - 1;
     w->lateness = n->u.window.opts.allowed_lateness;
     w->wm = KP_TIME_MIN;
-    w->fired_upto = KP_TIME_MIN;
     w->cache_limit = st->state_cache_bytes ? st->state_cache_bytes : 256u << 20;
     w->kg_first = kp_key_group_first(st->index, st->job->max_parallelism, st->parallelism);
     w->kg_end = kp_key_group_first(st->index + 1, st->job->max_parallelism, st->parallelism);

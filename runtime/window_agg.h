@@ -85,6 +85,30 @@ static inline void kp_agg_merge(const kp_agg *a, void *acc, const void *other)
     }
 }
 
+/* ---- time arithmetic where user times meet options ------------------------------------ */
+
+/* a + b saturated to [KP_TIME_MIN, KP_TIME_MAX]: event times are any int64, and window
+ * sizes, gaps and allowed lateness may be as large as KP_TIME_MAX, so their sums may not
+ * exist in int64. */
+static inline kp_time kp_time_add_sat(kp_time a, kp_time b)
+{
+    kp_time s;
+    if (__builtin_add_overflow(a, b, &s))
+        return b > 0 ? KP_TIME_MAX : KP_TIME_MIN;
+    return s;
+}
+
+/* The lateness rule (docs/semantics.md): a window or session whose last instant is `last`
+ * (end - 1) is past its allowed lateness at watermark wm when last + lateness <= wm, the sum
+ * saturated (with lateness KP_TIME_MAX a window is kept until the watermark reaches
+ * KP_TIME_MAX, the end of input). Judged against a record's carried watermark it says
+ * whether the record is late for the window; against the operator's watermark, whether the
+ * window can be purged. */
+static inline int kp_past_lateness(kp_time last, kp_time lateness, kp_time wm)
+{
+    return kp_time_add_sat(last, lateness) <= wm;
+}
+
 /* Builds the result document of one (key, window) into `doc` and emits it on `op`.
  * The document id defaults to "key|window_end"; the record's time is window end - 1. */
 int kp_agg_emit(const kp_agg *a, kp_op *op, kp_doc *doc, const kp_window *w, kp_bytes key,
