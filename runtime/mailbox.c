@@ -56,7 +56,11 @@ static int drop_superseded(kp_mailbox *m, const kp_ctl *msg)
 int kp_mailbox_post(kp_mailbox *m, kp_ctl msg)
 {
     pthread_mutex_lock(&m->lock);
-    int ok = m->n < m->cap || drop_superseded(m, &msg);
+    /* Supersede on every post, not only when full: a queue filled with one sender's
+     * watermarks would otherwise have no room for another's DONE, which is never dropped
+     * (the coordinator then waits for it forever). */
+    drop_superseded(m, &msg);
+    int ok = m->n < m->cap;
     if (ok) {
         m->msgs[(m->head + m->n) % m->cap] = msg;
         m->n++;

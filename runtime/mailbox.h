@@ -33,9 +33,9 @@ typedef struct kp_mailbox kp_mailbox;
 kp_mailbox *kp_mailbox_new(int cap);
 void kp_mailbox_free(kp_mailbox *m);
 
-/* Posts a message. A full mailbox drops its oldest ALIGN/WATERMARK message for the same
- * (task, subtask, kind) — later ones supersede it — and never blocks. 0, or -1 when full of
- * messages that cannot be dropped. */
+/* Posts a message. A queued ALIGN/WATERMARK/IDLE message for the same (task, subtask, kind)
+ * is dropped — the new one supersedes it — so the queue holds at most one per sender and
+ * kind, plus the DONEs; never blocks. 0, or -1 when full of messages that cannot be dropped. */
 int kp_mailbox_post(kp_mailbox *m, kp_ctl msg);
 
 /* Takes the oldest message, waiting up to timeout_ms (0 = do not wait). 1 if one was taken,
