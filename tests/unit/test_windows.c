@@ -3,7 +3,9 @@
  * Each case writes random out-of-order NDJSON input ({"k":"key_17","t":12345,"v":-3,"i":42})
  * and binds the source as file:PATH?partitions=N (N random in 1..4): line k — empty lines
  * count — is in partition k mod N. It runs a job built in-process (source, key_by and window +
- * aggregate, all at parallelism P) through kp_exec_run at P = 1, 2, 3 and 4, and compares the
+ * aggregate, all at parallelism P) through kp_exec_run at P = 1, 2, 3 and 4 (threads), and once
+ * more at a random P under the deterministic scheduler (kp_exec_config.step_seed: subtasks,
+ * partitions and exchanges interleaved in an order drawn from the seed), and compares the
  * sink's documents and the late side output with a reference that applies the rule of
  * docs/semantics.md directly, record by record, independent of any interleaving:
  *
@@ -618,7 +620,7 @@ static void read_docs(const char *path, emissions *got, const char *what)
 /* Runs the engine at parallelism g.parallelism over the input file; compares with `want`
  * (the final documents, canonical order) and the late records. */
 static void run_engine(const char *what, const rec *recs, const emissions *want, const char *late,
-                       long long want_late)
+                       long long want_late, uint64_t step_seed)
 {
     char in_path[512], out_path[512], late_path[512], state_dir[512], a[256], b[256];
     snprintf(in_path, sizeof in_path, "%s/input.ndjson", tmpdir);
@@ -644,7 +646,8 @@ static void run_engine(const char *what, const rec *recs, const emissions *want,
                           .nbindings = 3,
                           .state_dir = state_dir,
                           .state_cache_bytes = g.cache_bytes,
-                          .watermark_every = 1};
+                          .watermark_every = 1,
+                          .step_seed = step_seed};
     kp_exec_stats stats = {0};
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     kp_job_free(job);
@@ -750,8 +753,16 @@ static void run_case(uint64_t seed)
     for (int p = only ? only : 1; p <= (only ? only : 4); p++) {
         g.parallelism = p;
         describe(seed, what, sizeof what);
-        run_engine(what, recs, &want, late, want_late);
+        run_engine(what, recs, &want, late, want_late, 0);
     }
+    /* and once under the deterministic scheduler: the subtasks, partitions and exchanges
+     * interleaved in an order drawn from the seed */
+    g.parallelism = only ? only : (int)rnd_in(2, 4);
+    uint64_t step_seed = seed * 2654435761u + 1;
+    describe(seed, what, sizeof what);
+    char stepped[700];
+    snprintf(stepped, sizeof stepped, "%s, stepped with seed %" PRIu64, what, step_seed);
+    run_engine(stepped, recs, &want, late, want_late, step_seed);
     g.parallelism = only;
     free(recs);
     free(late);
