@@ -15,6 +15,7 @@
 #include "graph.h"
 #include "keyed_state.h"
 #include "ops.h"
+#include "timer_heap.h"
 
 static kp_rc decode(kp_event *ev, kp_bytes raw)
 {
@@ -704,4 +705,54 @@ Test(process, timers_and_records_interleave_as_the_log_says, .timeout = 240)
         free(key);
         unlink(in);
     }
+}
+
+/* The timer heap owns its keys: they survive the caller's buffers, come back with their
+ * timers in time order, may be pushed again straight from a popped timer, and the arena is
+ * compacted so it follows the pending timers, not all timers ever pushed. */
+Test(process, timer_heap_owns_its_keys)
+{
+    kp_timer_heap h = {0};
+    char key[32];
+    srand(11);
+    size_t peak = 0;
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < 2000; i++) {
+            kp_time when = rand() % 100000;
+            int len = snprintf(key, sizeof key, "key-%lld-%d", (long long)when, round);
+            cr_assert_eq(kp_timer_push(&h, when, round, 0, (kp_bytes){key, (size_t)len}), 0);
+        }
+        memset(key, 'x', sizeof key); /* the heap must not point into our buffer */
+        kp_time last = KP_TIME_MIN;
+        for (int i = 0; i < 1990; i++) {
+            kp_timer t = kp_timer_pop(&h);
+            cr_assert_geq(t.when, last);
+            last = t.when;
+            int len =
+                snprintf(key, sizeof key, "key-%lld-%lld", (long long)t.when, (long long)t.aux);
+            kp_bytes k = kp_timer_key(&h, &t);
+            cr_assert(k.len == (size_t)len && !memcmp(k.ptr, key, k.len), "key of %lld: %.*s",
+                      (long long)t.when, KP_STR(k));
+            if (i % 100 == 0) /* re-arm from the popped key itself: it aliases the arena */
+                cr_assert_eq(kp_timer_push(&h, t.when + 1000000, t.aux, 0, k), 0);
+        }
+        size_t bytes = kp_timer_heap_bytes(&h);
+        peak = bytes > peak ? bytes : peak;
+    }
+    /* 50 rounds leave ~1,500 timers (10 + 20 re-armed per round): the arena holds their keys
+     * and at most as much garbage again, not the 100,000 keys pushed */
+    cr_assert_lt(h.used, 4 * h.live + 8192, "arena %zu bytes for %zu live", h.used, h.live);
+    cr_assert_lt(peak, 512 * 1024, "heap peaked at %zu bytes", peak);
+    kp_time last = KP_TIME_MIN;
+    while (h.n) {
+        kp_timer t = kp_timer_pop(&h);
+        cr_assert_geq(t.when, last);
+        last = t.when;
+        kp_bytes k = kp_timer_key(&h, &t);
+        int len =
+            snprintf(key, sizeof key, "key-%lld-%lld",
+                     (long long)(t.when >= 1000000 ? t.when - 1000000 : t.when), (long long)t.aux);
+        cr_assert(k.len == (size_t)len && !memcmp(k.ptr, key, k.len));
+    }
+    kp_timer_heap_free(&h);
 }

@@ -180,7 +180,12 @@ typedef struct kp_agg_opts {
     kp_emit_acc_fn emit_acc;
 } kp_agg_opts;
 
-/* Keyed process functions: per-key state and timers. */
+/* Keyed process functions: per-key state and timers. For a key whose records all come from
+ * one source partition, the order of its on_event and event-time on_timer calls, and what
+ * they see (state, kp_ctx_watermark), is a function of the log: an event-time timer at t
+ * fires after the key's records whose carried watermark is < t and before those whose
+ * carried watermark is >= t (docs/semantics.md). The order across keys, and anything about
+ * processing-time timers, depends on timing. */
 typedef struct kp_process_opts {
     KP_OP_COMMON;
     size_t value_size; /* bytes of per-key value state (0 = none) */
