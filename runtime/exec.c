@@ -409,23 +409,25 @@ static int create_subtasks(struct kp_exec *x)
                 for (int k = 0; k < t->upstream; k++)
                     s->cons.in[k] = (input_state){KP_TIME_MIN, 0, 0};
             }
-            s->st =
-                (kp_subtask){.exec = x,
-                             .job = x->job,
-                             .index = j,
-                             .parallelism = t->parallelism,
-                             .metrics = &x->metrics,
-                             .state_dir = x->cfg->state_dir,
-                             .state_cache_bytes = x->cfg->state_cache_bytes,
-                             .rocksdb_cache_bytes = x->cfg->rocksdb_cache_bytes,
-                             .rocksdb_memtable_bytes = x->cfg->rocksdb_memtable_bytes,
-                             .ctl = t->ctl ? t->ctl[j] : NULL,
-                             .coordinator = t->ctl && t->parallelism > 1 ? x->coordinator : NULL,
-                             .task_id = i,
-                             .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
-                             .conf = x->cfg->conf,
-                             .epoch = x->epoch,
-                             .print_stats = x->cfg->print_stats};
+            s->st = (kp_subtask){.exec = x,
+                                 .job = x->job,
+                                 .index = j,
+                                 .parallelism = t->parallelism,
+                                 .metrics = &x->metrics,
+                                 .state_dir = x->cfg->state_dir,
+                                 .state_cache_bytes = x->cfg->state_cache_bytes,
+                                 .rocksdb_cache_bytes = x->cfg->rocksdb_cache_bytes,
+                                 .rocksdb_memtable_bytes = x->cfg->rocksdb_memtable_bytes,
+                                 .ctl = t->ctl ? t->ctl[j] : NULL,
+                                 /* aligned only when threads run: the scheduler orders steps */
+                                 .coordinator = t->ctl && t->parallelism > 1 && !x->cfg->step_seed
+                                                    ? x->coordinator
+                                                    : NULL,
+                                 .task_id = i,
+                                 .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
+                                 .conf = x->cfg->conf,
+                                 .epoch = x->epoch,
+                                 .print_stats = x->cfg->print_stats};
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,
                      t->parallelism);
         }
@@ -515,7 +517,7 @@ int kp_exec_prepare(struct kp_exec *x)
         total += x->job->nodes[i]->parallelism;
     if (size_exchanges(x) != 0)
         return -1;
-    x->coordinator = kp_mailbox_new(64 + 4 * total);
+    x->coordinator = kp_mailbox_new(16 + 2 * total); /* one report + one DONE each */
     if (!x->coordinator || plan(x) != 0 || create_subtasks(x) != 0) {
         if (!atomic_load(&x->failed))
             snprintf(x->error, sizeof x->error, "out of memory while planning the job");

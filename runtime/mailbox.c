@@ -36,36 +36,34 @@ void kp_mailbox_free(kp_mailbox *m)
     free(m);
 }
 
-/* Removes a superseded message (same sender and kind, a value message); 1 if one was. */
-static int drop_superseded(kp_mailbox *m, const kp_ctl *msg)
+/* A watermark or idleness report supersedes the sender's earlier one, an announcement the
+ * earlier announcement: only the latest state matters. */
+static int same_class(const kp_ctl *a, const kp_ctl *b)
 {
-    if (msg->kind == KP_CTL_DONE)
+    if (a->kind == KP_CTL_DONE || b->kind == KP_CTL_DONE)
         return 0;
-    for (int i = 0; i < m->n; i++) {
-        kp_ctl *c = &m->msgs[(m->head + i) % m->cap];
-        if (c->kind == msg->kind && c->task == msg->task && c->subtask == msg->subtask) {
-            for (int j = i; j + 1 < m->n; j++)
-                m->msgs[(m->head + j) % m->cap] = m->msgs[(m->head + j + 1) % m->cap];
-            m->n--;
-            return 1;
-        }
-    }
-    return 0;
+    int a_report = a->kind != KP_CTL_ALIGN, b_report = b->kind != KP_CTL_ALIGN;
+    return a_report == b_report && a->task == b->task && a->subtask == b->subtask;
 }
 
 int kp_mailbox_post(kp_mailbox *m, kp_ctl msg)
 {
     pthread_mutex_lock(&m->lock);
-    /* Supersede on every post, not only when full: a queue filled with one sender's
-     * watermarks would otherwise have no room for another's DONE, which is never dropped
-     * (the coordinator then waits for it forever). */
-    drop_superseded(m, &msg);
-    int ok = m->n < m->cap;
-    if (ok) {
+    int ok = 0;
+    for (int i = 0; i < m->n && !ok; i++) {
+        kp_ctl *c = &m->msgs[(m->head + i) % m->cap];
+        if (same_class(c, &msg)) {
+            *c = msg; /* replaced in place: the queue holds one state per sender */
+            ok = 1;
+        }
+    }
+    if (!ok && m->n < m->cap) {
         m->msgs[(m->head + m->n) % m->cap] = msg;
         m->n++;
-        pthread_cond_signal(&m->readable);
+        ok = 1;
     }
+    if (ok)
+        pthread_cond_signal(&m->readable);
     pthread_mutex_unlock(&m->lock);
     return ok ? 0 : -1;
 }

@@ -33,9 +33,10 @@ typedef struct kp_mailbox kp_mailbox;
 kp_mailbox *kp_mailbox_new(int cap);
 void kp_mailbox_free(kp_mailbox *m);
 
-/* Posts a message. A queued ALIGN/WATERMARK/IDLE message for the same (task, subtask, kind)
- * is dropped — the new one supersedes it — so the queue holds at most one per sender and
- * kind, plus the DONEs; never blocks. 0, or -1 when full of messages that cannot be dropped. */
+/* Posts a message, never blocking. A report (WATERMARK or IDLE) replaces the same sender's
+ * report still queued, an ALIGN the one still queued for the same subtask — only the latest
+ * state matters — so a mailbox with room for two messages per sender never fills. 0, or -1
+ * when full. */
 int kp_mailbox_post(kp_mailbox *m, kp_ctl msg);
 
 /* Takes the oldest message, waiting up to timeout_ms (0 = do not wait). 1 if one was taken,

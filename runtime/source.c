@@ -50,8 +50,8 @@ static void report(source_state *s, kp_ctl_kind kind, kp_time wm)
     kp_subtask *st = s->st;
     if (!st->coordinator || (kind == KP_CTL_WATERMARK && wm == s->reported))
         return;
-    s->reported = kind == KP_CTL_WATERMARK ? wm : KP_TIME_MIN;
-    kp_mailbox_post(st->coordinator, (kp_ctl){kind, st->task_id, st->index, wm});
+    if (kp_mailbox_post(st->coordinator, (kp_ctl){kind, st->task_id, st->index, wm}) == 0)
+        s->reported = kind == KP_CTL_WATERMARK ? wm : KP_TIME_MIN; /* else: again next time */
 }
 
 /* Reads the coordinator's announcements; waits up to timeout_ms for one when told to. */
@@ -269,7 +269,7 @@ int kp_source_step(source_state *s, int timeout_ms)
         s->refreshed = s->now;
     }
     read_bounds(s, 0);
-    if (s->emitted_wm > s->allowed) { /* aligned: wait for the slowest subtask */
+    if (s->emitted_wm > s->allowed && s->emitted_wm != KP_TIME_MAX) { /* wait for the slowest */
         read_bounds(s, timeout_ms);
         s->now = kp_wall_ms();
         return tick(s) != 0 ? -1 : 1;
