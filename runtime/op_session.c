@@ -31,7 +31,8 @@
  * their timers and the others become stale. A popped timer that is early for its session
  * (the session grew, or fired and now waits for its lateness) is pushed again at the
  * session's next deadline — lazily, so a record that extends a session pushes nothing. Stale
- * timers are skipped when popped, and filtered out once they outnumber the live ones.
+ * timers are skipped when popped, and filtered out once they outnumber the live ones. The
+ * peak bytes of the key table and timers are added to the state_cache_peak metric.
  * Sessions are kept in memory only; they are not spilled to RocksDB (docs/architecture.md). */
 #include <stdlib.h>
 
@@ -66,7 +67,8 @@ typedef struct session_op {
     size_t nsessions; /* = live timers; the rest of the heap is stale */
     int64_t next_id;
     kp_doc doc;
-    uint8_t *tmp; /* one session, for merging */
+    uint8_t *tmp;      /* one session, for merging */
+    size_t state_peak; /* the most bytes the key table and the timers held */
 } session_op;
 
 #define SESS(s, ks, i) ((session *)((ks)->items + (size_t)(i) * (s)->sess_size))
@@ -241,6 +243,9 @@ static int session_watermark(kp_op *op, kp_time wm)
         return 0;
     kp_time before = s->wm;
     s->wm = wm;
+    size_t bytes = kp_keytable_bytes(&s->keys) + kp_timer_heap_bytes(&s->timers);
+    if (bytes > s->state_peak)
+        s->state_peak = bytes;
     while (s->timers.n && s->timers.a[0].when <= wm) {
         kp_timer t = kp_timer_pop(&s->timers);
         if (on_timer(s, &t, wm, before) != 0)
@@ -254,6 +259,8 @@ static int session_finish(kp_op *op)
     session_op *s = (session_op *)op;
     if (session_watermark(op, KP_TIME_MAX) != 0)
         return -1;
+    atomic_fetch_add_explicit(&s->op.st->metrics->state_cache_peak, (long long)s->state_peak,
+                              memory_order_relaxed);
     for (int i = 0; i < s->nlate; i++)
         if (s->late[i]->vt->finish(s->late[i]) != 0)
             return -1;

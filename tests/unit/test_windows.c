@@ -484,6 +484,7 @@ static char *slurp(const char *path, size_t *len)
 }
 
 static char tmpdir[256];
+static kp_exec_stats last_stats; /* of the last engine run */
 
 static void make_tmpdir(void)
 {
@@ -650,6 +651,7 @@ static void run_engine(const char *what, const rec *recs, const emissions *want,
                           .step_seed = step_seed};
     kp_exec_stats stats = {0};
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
+    last_stats = stats;
     kp_job_free(job);
     cr_assert_eq(rc, 0, "%s: run failed: %s", what, err);
     cr_assert_eq(stats.records_in, g.nrec, "%s: records_in %lld, expected %d", what,
@@ -1034,4 +1036,36 @@ Test(windows_regression, session_touching_dropped_session_is_late)
     static const rec r[] = {
         {0, 0, 1, 0, 0}, {1, 200, 1, 0, 0}, {0, 10, 1, 0, 0}, {0, 300, 1, 0, 0}};
     fixed(kp_session(10), AGG_COUNT, 10, 1, r, 4);
+}
+
+/* ---- state that must not grow (defect 3) ------------------------------------------------- */
+
+/* Sessions with rotating keys — each key has a few records, then never again — plus one key
+ * whose session never ends (a record every 2 ms, gap 30). The session operator's key table
+ * and timers must stay the size of what is live: keys whose sessions were dropped are
+ * removed, and a session has one timer, not one per record. Before, the table kept all 10k
+ * keys (~0.5 MiB) and the endless session queued a timer per record (~0.6 MiB). */
+Test(windows_state, session_state_stays_bounded)
+{
+    enum { N = 40000 };
+    rec *r = calloc(N, sizeof *r);
+    cr_assert(r);
+    for (int i = 0; i < N; i++)
+        r[i] = (rec){i % 2 ? 1000000 : i / 8, i, 1, 0, 0};
+    g = (case_cfg){.spec = kp_session(30),
+                   .agg = AGG_COUNT,
+                   .lateness = 10,
+                   .ooo = 5,
+                   .parallelism = 1,
+                   .nparts = 1,
+                   .nrec = N,
+                   .nkeys = 1000001};
+    fixed_recs = r;
+    run_case(0);
+    fixed_recs = NULL;
+    rm_tmpdir();
+    free(r);
+    cr_assert_lt(last_stats.state_cache_peak, 64 << 10,
+                 "the session operator held %lld bytes of keys and timers at its peak",
+                 last_stats.state_cache_peak);
 }
