@@ -28,6 +28,11 @@
  *   fired at the end of bounded input); kp_ctx_now.
  * - Emitted documents carry as cwm the operator's watermark W from before the input or
  *   watermark advance that produced them (the engine's rule for records an operator makes).
+ *   W depends on timing, so a downstream operator judging these documents' lateness does
+ *   too. (A deterministic choice that keeps the engine's invariant would be the record's cwm
+ *   for documents from on_event, and t - 1 for those of an event-time timer at t: W < t
+ *   whenever such a timer fires, else it would have fired earlier. Not done: the brief
+ *   fixes the rule above for every operator.)
  *
  * State is in memory (keytable.c), one entry per key holding a header (pending timers, list
  * and map state) and the value. Timers are a heap per kind (timer_heap.c, keys copied into

@@ -28,8 +28,8 @@
 #define START_MS      1699999200000LL
 #define SPACING_MS    100
 #define SPREAD        1000
-#define RSS_BUDGET_MB 160
-#define FLAT_SLACK_MB 24
+#define RSS_BUDGET_MB 64
+#define FLAT_SLACK_MB 8
 
 typedef struct run_result {
     long peak_rss_kb;
