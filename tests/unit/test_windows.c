@@ -1069,3 +1069,92 @@ Test(windows_state, session_state_stays_bounded)
                  "the session operator held %lld bytes of keys and timers at its peak",
                  last_stats.state_cache_peak);
 }
+
+/* ---- the watermark that window results carry --------------------------------------------- */
+
+static kp_bytes one_key(const kp_event *ev)
+{
+    (void)ev;
+    return KP_LIT("all");
+}
+
+/* Tumbling 100 counts, and the same windows again over the first window's results. A result
+ * of window [s, e) has time e - 1 and carries the first operator's watermark from before the
+ * advance that fired it, which is < e - 1: it is never late for the second window [s, e).
+ * (Carrying the watermark from after the advance, >= e - 1, would drop every result.) */
+static int define_chained(const kp_api *api, kp_job *job)
+{
+    (void)api;
+    kp_stream *src = kp_source(job, "clicks", .decode = decode, .out_of_order = g.ooo);
+    kp_stream *first = kp_count(kp_window(kp_key_by(src), kp_tumbling(100)));
+    kp_sink(first, "out");
+    kp_windowed *w2 = kp_window(kp_key_by(first, .fn = one_key), kp_tumbling(100));
+    kp_sink(kp_count(w2), "out2");
+    kp_sink(kp_late_records(w2), "late");
+    return 0;
+}
+
+Test(windows_chained, results_carry_the_watermark_before_the_advance)
+{
+    for (size_t s = 0; s < NFIXED; s++) {
+        rng_state = fixed_seeds[s];
+        g = (case_cfg){.spec = kp_tumbling(100),
+                       .agg = AGG_COUNT,
+                       .ooo = rnd_in(0, 40),
+                       .parallelism = (int)rnd_in(1, 4),
+                       .nparts = (int)rnd_in(1, 4),
+                       .nrec = 1000,
+                       .nkeys = 20,
+                       .step_max = 8,
+                       .disorder = 200,
+                       .base = 1000000};
+        make_tmpdir();
+        char in[512], out[512], out2[512], late[512], what[600];
+        snprintf(in, sizeof in, "%s/input.ndjson", tmpdir);
+        snprintf(out, sizeof out, "%s/out.ndjson", tmpdir);
+        snprintf(out2, sizeof out2, "%s/out2.ndjson", tmpdir);
+        snprintf(late, sizeof late, "%s/late.ndjson", tmpdir);
+        free(make_input(in, "input"));
+        describe(fixed_seeds[s], what, sizeof what);
+        kp_job *job = kp_job_new("chained");
+        cr_assert(job);
+        job->parallelism_override = g.parallelism;
+        char err[1024] = "", in_uri[600], out_uri[600], out2_uri[600], late_uri[600];
+        cr_assert_eq(kp_job_define(job, define_chained, err, sizeof err), 0, "%s: %s", what, err);
+        kp_connectors_register_builtin();
+        snprintf(in_uri, sizeof in_uri, "file:%s?partitions=%d", in, g.nparts);
+        snprintf(out_uri, sizeof out_uri, "file:%s", out);
+        snprintf(out2_uri, sizeof out2_uri, "file:%s", out2);
+        snprintf(late_uri, sizeof late_uri, "file:%s", late);
+        kp_binding bind[] = {{.name = "clicks", .uri = in_uri},
+                             {.name = "out", .uri = out_uri},
+                             {.name = "out2", .uri = out2_uri},
+                             {.name = "late", .uri = late_uri}};
+        kp_exec_config cfg = {.bindings = bind, .nbindings = 4, .watermark_every = 1};
+        kp_exec_stats stats = {0};
+        int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
+        kp_job_free(job);
+        cr_assert_eq(rc, 0, "%s: %s", what, err);
+        size_t len1, len2, lenl;
+        char *t1 = slurp(out, &len1), *t2 = slurp(out2, &len2), *tl = slurp(late, &lenl);
+        cr_assert(t1 && t2 && tl, "%s: missing output", what);
+        long long docs = 0, counted = 0;
+        for (char *c = t1; *c; c++)
+            docs += *c == '\n';
+        for (char *line = t2, *nl; *line; line = nl + 1) {
+            nl = strchr(line, '\n');
+            cr_assert(nl);
+            kp_json j;
+            cr_assert_eq(kp_json_parse(&j, (kp_bytes){line, (size_t)(nl - line)}), 0);
+            counted += kp_json_int(&j, "value", 0);
+        }
+        cr_assert_eq(lenl, 0, "%s: results of the first window were late for the second: %s", what,
+                     tl);
+        cr_assert_eq(counted, docs, "%s: the second window counted %lld of %lld results", what,
+                     counted, docs);
+        free(t1);
+        free(t2);
+        free(tl);
+    }
+    rm_tmpdir();
+}
