@@ -576,8 +576,10 @@ static int window_watermark(kp_op *op, kp_time wm)
     int n = 0, rc = 0;
     while (n < w->npanes && kp_past_lateness(last_window(w, w->panes[n]->end) - 1, w->lateness, wm))
         rc |= free_pane(w, w->panes[n++], 1);
-    memmove(w->panes, w->panes + n, (size_t)(w->npanes - n) * sizeof *w->panes);
-    w->npanes -= n;
+    if (n > 0) {
+        memmove(w->panes, w->panes + n, (size_t)(w->npanes - n) * sizeof *w->panes);
+        w->npanes -= n;
+    }
     return rc != 0 ? -1 : kp_op_emit_watermark(op, wm);
 }
 
