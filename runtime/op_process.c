@@ -26,13 +26,11 @@
  *   (they fire on the wall clock, checked on every record, watermark and subtask tick,
  *   KP_TICK_MS, so about 100 ms late at most even on an idle input; pending ones are not
  *   fired at the end of bounded input); kp_ctx_now.
- * - Emitted documents carry as cwm the operator's watermark W from before the input or
- *   watermark advance that produced them (the engine's rule for records an operator makes).
- *   W depends on timing, so a downstream operator judging these documents' lateness does
- *   too. (A deterministic choice that keeps the engine's invariant would be the record's cwm
- *   for documents from on_event, and t - 1 for those of an event-time timer at t: W < t
- *   whenever such a timer fires, else it would have fired earlier. Not done: the brief
- *   fixes the rule above for every operator.)
+ * - Emitted documents carry a carried watermark that is a function of the log and keeps
+ *   the engine's invariant (no downstream watermark is ahead of it): in on_event, the
+ *   record's cwm (the operator's watermark is never ahead of it); in on_timer of an
+ *   event-time timer at t, t - 1 (the operator's watermark before the advance that fired
+ *   it was below t, or the timer would have fired earlier). Processing-time timers: W.
  *
  * State is in memory (keytable.c), one entry per key holding a header (pending timers, list
  * and map state) and the value. Timers are a heap per kind (timer_heap.c, keys copied into
@@ -62,8 +60,9 @@ struct kp_ctx {
     struct process_op *p;
     kp_keyentry *e;
     kp_bytes key;
-    kp_time ts; /* time of the record or timer being handled */
-    kp_time wm; /* what kp_ctx_watermark returns */
+    kp_time ts;      /* time of the record or timer being handled */
+    kp_time wm;      /* what kp_ctx_watermark returns */
+    kp_time out_cwm; /* the carried watermark of documents emitted in this call */
 };
 
 typedef struct process_op {
@@ -75,7 +74,6 @@ typedef struct process_op {
     size_t pending[2];      /* pending timers of each kind (entries of timerset) */
     uint64_t gen;           /* heap rebuilds so far */
     kp_time wm;             /* W */
-    kp_time out_cwm;        /* cwm of emitted documents: W before the current advance */
     size_t peak_bytes;      /* of table_bytes, sampled at each watermark */
     kp_doc doc;
     kp_buf tkey;
@@ -312,7 +310,7 @@ static void ctx_emit_done(kp_ctx *c, kp_doc *doc)
         p->failed = kp_subtask_fail(p->op.st, "%s: out of memory", p->op.node->name);
         return;
     }
-    if (kp_op_emit_doc(&p->op, doc, c->ts, p->out_cwm) != 0)
+    if (kp_op_emit_doc(&p->op, doc, c->ts, c->out_cwm) != 0)
         p->failed = -1;
 }
 
@@ -436,7 +434,13 @@ static int call_on_timer(process_op *p, kp_keyentry *e, kp_time when, bool event
 {
     if (!p->o->on_timer)
         return 0;
-    kp_ctx c = {p, e, kp_keytable_key(&p->values, e), when, event_time ? when : p->wm};
+    kp_time before = when == KP_TIME_MIN ? when : when - 1;
+    kp_ctx c = {p,
+                e,
+                kp_keytable_key(&p->values, e),
+                when,
+                event_time ? when : p->wm,
+                event_time ? before : p->wm};
     return check(p, p->o->on_timer(&c, when, event_time), "on_timer");
 }
 
@@ -490,7 +494,7 @@ static int process_record(kp_op *op, kp_event *ev)
      * stays valid until drop_if_empty. */
     if (fire_key_due(p, e, ev->cwm) != 0)
         return -1;
-    kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts, ev->cwm};
+    kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts, ev->cwm, ev->cwm};
     if (check(p, p->o->on_event(&c, ev), "on_event") != 0 || fire_key_due(p, e, ev->cwm) != 0)
         return -1;
     drop_if_empty(p, e);
@@ -512,11 +516,9 @@ static int process_watermark(kp_op *op, kp_time wm)
     size_t bytes = table_bytes(p); /* sampled per watermark: cheap, and enough for a peak */
     if (bytes > p->peak_bytes)
         p->peak_bytes = bytes;
-    p->out_cwm = p->wm; /* documents made by this advance carry W from before it */
     p->wm = wm;
     if (fire_due(p, true, wm) != 0 || fire_due(p, false, kp_wall_ms()) != 0)
         return -1;
-    p->out_cwm = p->wm;
     return kp_op_emit_watermark(op, wm);
 }
 
@@ -584,7 +586,7 @@ kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
     }
     p->op = (kp_op){.vt = &process_vt, .node = n, .st = st};
     p->o = &n->u.process;
-    p->wm = p->out_cwm = KP_TIME_MIN;
+    p->wm = KP_TIME_MIN;
     kp_keytable_init(&p->values, sizeof(value_hdr) + p->o->value_size);
     kp_keytable_init(&p->timerset, sizeof(uint64_t));
     return &p->op;
