@@ -81,7 +81,10 @@ KP_JOB(user_sessions)
     kp_sink(kp_count(kp_window(by_user, kp_session(30 * KP_MINUTE)), .emit = write_session,
                      .uid = "user-session-count"),
             "user-sessions");
+    /* the clicks topic is keyed by user_id (Kafka's default partitioner): a user's clicks
+     * come from one partition, so the quiet-user timers follow the log exactly */
     kp_sink(kp_process(by_user, .on_event = on_click, .on_timer = on_quiet,
-                       .value_size = sizeof(quiet_state), .uid = "quiet-users"),
+                       .key_in_one_partition = true, .value_size = sizeof(quiet_state),
+                       .uid = "quiet-users"),
             "quiet-users");
 }

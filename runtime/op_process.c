@@ -7,7 +7,10 @@
  * timer's key. A timer registered twice for the same key, time and kind is one timer, as in
  * Flink; kp_timer_delete removes a pending one.
  *
- * What is deterministic (a function of the log), and what is not:
+ * What is deterministic (a function of the log), and what is not — with
+ * .key_in_one_partition set (every record of a key comes from one source partition; without
+ * it, timers fire only when W passes them, Flink's semantics, and the first point below does
+ * not hold; the rest does):
  * - An event-time timer of key K at time t fires before any record of K whose carried
  *   watermark (cwm) is >= t is processed, and after every record of K with cwm < t (which the
  *   operator's watermark W cannot pass before they arrive). So for a key whose records all
@@ -492,10 +495,11 @@ static int process_record(kp_op *op, kp_event *ev)
         return kp_subtask_fail(op->st, "%s: out of memory for state", op->node->name);
     /* Neither the calls below nor the context insert into or remove from `values`, so `e`
      * stays valid until drop_if_empty. */
-    if (fire_key_due(p, e, ev->cwm) != 0)
+    kp_time due = p->o->key_in_one_partition ? ev->cwm : KP_TIME_MIN;
+    if (fire_key_due(p, e, due) != 0)
         return -1;
     kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts, ev->cwm, ev->cwm};
-    if (check(p, p->o->on_event(&c, ev), "on_event") != 0 || fire_key_due(p, e, ev->cwm) != 0)
+    if (check(p, p->o->on_event(&c, ev), "on_event") != 0 || fire_key_due(p, e, due) != 0)
         return -1;
     drop_if_empty(p, e);
     return p->heaps[0].n ? fire_due(p, false, kp_wall_ms()) : 0;

@@ -200,7 +200,7 @@ static int session_record(kp_op *op, kp_event *ev)
     /* m->fired stays 0: a session that fired and then grew has not fired at its new end yet
      * (Flink re-registers the trigger on merge). One already due fires right here; it is not
      * past its lateness: m->end - 1 + lateness >= ts - 1 + lateness > cwm >= W. */
-    if (m->end - 1 <= s->wm && fire(s, ev->key, m, s->wm) != 0)
+    if (m->end - 1 <= s->wm && fire(s, ev->key, m, ev->cwm) != 0)
         return -1;
     int need_timer = m->id < 0 || m->timer > deadline(s, m);
     if (need_timer)
@@ -213,9 +213,8 @@ static int session_record(kp_op *op, kp_event *ev)
     return push_timer(s, SESS(s, ks, ks->n - 1), hash, ev->key);
 }
 
-/* Handles one due timer (popped at watermark wm; `before` is the watermark before this
- * advance, carried by what fires now). Stale timers do nothing. */
-static int on_timer(session_op *s, const kp_timer *t, kp_time wm, kp_time before)
+/* Handles one due timer (popped at watermark wm). Stale timers do nothing. */
+static int on_timer(session_op *s, const kp_timer *t, kp_time wm)
 {
     kp_bytes key = kp_timer_key(&s->timers, t);
     kp_keyentry *e = kp_keytable_find(&s->keys, t->hash, key);
@@ -224,7 +223,7 @@ static int on_timer(session_op *s, const kp_timer *t, kp_time wm, kp_time before
     session *x = find_session(s, ks, t->aux, &i);
     if (!x || x->timer != t->when)
         return 0; /* stale: its session merged into another */
-    if (!x->fired && x->end - 1 <= wm && fire(s, key, x, before) != 0)
+    if (!x->fired && x->end - 1 <= wm && fire(s, key, x, KP_EMIT_FIRED) != 0)
         return -1;
     if (deadline(s, x) > wm) /* early: the session grew, or now waits for its lateness */
         return push_timer(s, x, t->hash, key);
@@ -241,14 +240,13 @@ static int session_watermark(kp_op *op, kp_time wm)
     session_op *s = (session_op *)op;
     if (wm <= s->wm)
         return 0;
-    kp_time before = s->wm;
     s->wm = wm;
     size_t bytes = kp_keytable_bytes(&s->keys) + kp_timer_heap_bytes(&s->timers);
     if (bytes > s->state_peak)
         s->state_peak = bytes;
     while (s->timers.n && s->timers.a[0].when <= wm) {
         kp_timer t = kp_timer_pop(&s->timers);
-        if (on_timer(s, &t, wm, before) != 0)
+        if (on_timer(s, &t, wm) != 0)
             return -1;
     }
     return kp_op_emit_watermark(op, wm);

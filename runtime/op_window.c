@@ -563,13 +563,13 @@ static int window_watermark(kp_op *op, kp_time wm)
     window_op *w = (window_op *)op;
     if (wm <= w->wm)
         return 0;
-    kp_time before = w->wm; /* results of this advance carry the watermark from before it */
+    kp_time before = w->wm;
     w->wm = wm;
     /* windows ending in (before + 1, wm + 1]: those ending earlier fired at an earlier advance,
      * or at once when a record reached them (refire) */
     kp_time end = KP_TIME_MIN;
     for (kp_time after = before; next_window(w, after, &end) && end - 1 <= wm; after = end - 1)
-        if (fire_window(w, end, before) != 0)
+        if (fire_window(w, end, KP_EMIT_FIRED) != 0)
             return -1;
     /* purge the panes no window can update any more: their last window is past its lateness
      * (and so has fired). last_window grows with the pane end, so they are a prefix. */
@@ -597,14 +597,15 @@ static int late_record(window_op *w, kp_event *ev)
 /* A record landed in pane p, counting for the windows ending at p->from .. last: fire again,
  * for this key, those that already fired (end - 1 <= W). They are not purged: the record is
  * not late for them, so end - 1 + lateness > its cwm >= W. */
-static int refire(window_op *w, const pane *p, kp_time last, uint64_t hash, kp_bytes key)
+static int refire(window_op *w, const pane *p, kp_time last, uint64_t hash, kp_bytes key,
+                  kp_time cwm)
 {
     for (kp_time end = p->from; end - 1 <= w->wm; end += w->slide) {
         int found = window_value(w, end, hash, key, w->acc_tmp);
         if (found < 0)
             return -1;
         kp_window win = window_at(w, end);
-        if (found && kp_agg_emit(&w->agg, &w->op, &w->doc, &win, key, w->acc_tmp, w->wm) != 0)
+        if (found && kp_agg_emit(&w->agg, &w->op, &w->doc, &win, key, w->acc_tmp, cwm) != 0)
             return -1;
         if ((uint64_t)last - (uint64_t)end < (uint64_t)w->slide)
             break; /* end was the last window */
@@ -649,7 +650,7 @@ static int window_record(kp_op *op, kp_event *ev)
             return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
         (*(int64_t *)kp_keyentry_value(r))++; /* a count for windows already fired */
     }
-    if (from - 1 <= w->wm && refire(w, p, last, hash, ev->key) != 0)
+    if (from - 1 <= w->wm && refire(w, p, last, hash, ev->key, ev->cwm) != 0)
         return -1;
     if (created && maybe_spill(w) != 0)
         return -1;

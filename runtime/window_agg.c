@@ -33,5 +33,7 @@ int kp_agg_emit(const kp_agg *a, kp_op *op, kp_doc *doc, const kp_window *w, kp_
     }
     if (kp_doc_end(doc) != 0)
         return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
+    if (cwm == KP_EMIT_FIRED) /* fired by the watermark: below the result's time, from the log */
+        cwm = w->end < KP_TIME_MIN + 2 ? KP_TIME_MIN : w->end - 2;
     return kp_op_emit_doc(op, doc, w->end - 1, cwm);
 }

@@ -109,6 +109,12 @@ static inline int kp_past_lateness(kp_time last, kp_time lateness, kp_time wm)
     return kp_time_add_sat(last, lateness) <= wm;
 }
 
+/* The cwm argument of kp_agg_emit for a firing by the watermark: the result then carries
+ * end - 2 — a function of the log, and no downstream watermark can be ahead of it (this
+ * operator passes a watermark >= end - 1 on only after firing). A re-firing caused by a record
+ * passes that record's cwm, which the operator's watermark is never ahead of. */
+#define KP_EMIT_FIRED KP_TIME_MAX
+
 /* Builds the result document of one (key, window) into `doc` and emits it on `op`.
  * The document id defaults to "key|window_end"; the record's time is window end - 1. */
 int kp_agg_emit(const kp_agg *a, kp_op *op, kp_doc *doc, const kp_window *w, kp_bytes key,

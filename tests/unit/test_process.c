@@ -96,8 +96,9 @@ static kp_rc on_timer(kp_ctx *ctx, kp_time when, bool event_time)
 static int define(const kp_api *api, kp_job *job)
 {
     kp_stream *in = kp_source(job, "in", .decode = decode, .parallelism = 1);
+    /* one partition: timers and records of a key interleave as the file says */
     kp_sink(kp_process(kp_key_by(in), .on_event = on_event, .on_timer = on_timer,
-                       .value_size = sizeof(per_key), .uid = "flush"),
+                       .key_in_one_partition = true, .value_size = sizeof(per_key), .uid = "flush"),
             "out");
     return 0;
 }
@@ -337,8 +338,10 @@ static void h_open(harness *h, kp_rc (*ev_fn)(kp_ctx *, const kp_event *),
     memset(h, 0, sizeof *h);
     h->st.metrics = &h->metrics;
     snprintf(h->node.name, sizeof h->node.name, "script");
-    h->node.u.process =
-        (kp_process_opts){.on_event = ev_fn, .on_timer = timer_fn, .value_size = value_size};
+    h->node.u.process = (kp_process_opts){.on_event = ev_fn,
+                                          .on_timer = timer_fn,
+                                          .value_size = value_size,
+                                          .key_in_one_partition = true};
     h->op = kp_op_process_new(&h->st, &h->node);
     cr_assert_not_null(h->op);
     h->cap.op.vt = &cap_vt;
@@ -538,8 +541,8 @@ static kp_rc det_timer(kp_ctx *ctx, kp_time when, bool event_time)
 static int define_det(const kp_api *api, kp_job *job)
 {
     kp_stream *in = kp_source(job, "in", .decode = decode, .out_of_order = DET_OOO);
-    kp_sink(kp_process(kp_key_by(in), .on_event = det_event, .on_timer = det_timer,
-                       .value_size = sizeof(det_state), .uid = "det"),
+    kp_sink(kp_process(kp_key_by(in), .key_in_one_partition = true, .on_event = det_event,
+                       .on_timer = det_timer, .value_size = sizeof(det_state), .uid = "det"),
             "out");
     return 0;
 }

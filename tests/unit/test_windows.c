@@ -1094,7 +1094,7 @@ static int define_chained(const kp_api *api, kp_job *job)
     return 0;
 }
 
-Test(windows_chained, results_carry_the_watermark_before_the_advance)
+Test(windows_chained, results_are_never_late_downstream)
 {
     for (size_t s = 0; s < NFIXED; s++) {
         rng_state = fixed_seeds[s];

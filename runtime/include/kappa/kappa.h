@@ -191,6 +191,15 @@ typedef struct kp_process_opts {
     size_t value_size; /* bytes of per-key value state (0 = none) */
     kp_rc (*on_event)(kp_ctx *ctx, const kp_event *ev);
     kp_rc (*on_timer)(kp_ctx *ctx, kp_time when, bool event_time);
+    /* Set when every record of a key comes from one source partition (the log is partitioned
+     * by this key, e.g. a Kafka topic keyed by it with the default partitioner). Event-time
+     * timers of a key then also fire before any of its records whose partition's watermark
+     * passed them, so records and timers interleave as the log says: a replay gives the same
+     * calls in the same order. Unset (the default, Flink's semantics): timers fire when the
+     * operator's watermark — the slowest input — passes them; correct for keys spread over
+     * partitions, but how a key's timers interleave with its records then depends on timing
+     * (docs/semantics.md). */
+    bool key_in_one_partition;
 } kp_process_opts;
 
 typedef struct kp_sink_opts {
