@@ -53,7 +53,14 @@ typedef struct replay_job {
     const char *truth_options;    /* extra kappa-gen truth options; NULL: no truth exists */
     bool filters;                 /* decode skips (filters) events the truth counts as filtered */
     bool fresh_seed;              /* a fresh seed (printed) instead of the fixed one */
+    int compared;                 /* how many of sinks must agree across runs; 0 = all */
 } replay_job;
+
+/* Whether sink k's index is compared across runs. */
+static bool compared(const replay_job *j, int k)
+{
+    return !j->compared || k < j->compared;
+}
 
 typedef struct run_summary {
     int rc;
@@ -307,13 +314,16 @@ static void check_runs(const replay_job *j, const run_summary *r, const comparis
                      EVENTS);
         cr_expect_eq(r[i].late, r[0].late, "run %d (p=%d) counted %lld late, run 0 (p=1) %lld", i,
                      p, r[i].late, r[0].late);
-        cr_expect_eq(r[i].out, r[0].out, "run %d (p=%d) emitted %lld results, run 0 (p=1) %lld", i,
-                     p, r[i].out, r[0].out);
+        if (!j->compared)
+            cr_expect_eq(r[i].out, r[0].out, "run %d (p=%d) emitted %lld results, run 0 (p=1) %lld",
+                         i, p, r[i].out, r[0].out);
         cr_expect_eq(r[i].decode_errors, r[0].decode_errors,
                      "run %d (p=%d) had %lld decode errors, run 0 %lld", i, p, r[i].decode_errors,
                      r[0].decode_errors);
         long long docs = 0;
         for (int k = 0; k < MAX_SINKS && j->sinks[k]; k++) {
+            if (!compared(j, k))
+                continue;
             cr_expect_eq(c->vs_first[i][k], 0,
                          "index of sink %s, run %d (p=%d): %lld lines differ from run 0's "
                          "(%lld documents, run 0 %lld)",
@@ -321,8 +331,9 @@ static void check_runs(const replay_job *j, const run_summary *r, const comparis
             docs += r[i].docs[k];
         }
         /* allowed lateness 0: every window and every timer emits once, each a new document */
-        cr_expect_eq(r[i].out, docs, "run %d (p=%d) emitted %lld results into %lld documents", i, p,
-                     r[i].out, docs);
+        if (!j->compared)
+            cr_expect_eq(r[i].out, docs, "run %d (p=%d) emitted %lld results into %lld documents",
+                         i, p, r[i].out, docs);
         if (j->truth_options)
             cr_expect_eq(c->vs_truth[i], 0,
                          "index of run %d (p=%d): %lld lines differ from kappa-gen's truth "
@@ -394,11 +405,14 @@ Test(replay, hourly_clicks_v2)
 
 /* No generator truth exists for sessions or quiet users: the runs must agree with each other.
  * In this log each user's clicks are spread over all four partitions (range places events, not
- * keys), so the quiet-users process function sees a key's records from several partitions. */
+ * keys). Session windows are deterministic whatever the partitioning; the quiet-users process
+ * function declares .key_in_one_partition (its topic is keyed by user), which this log breaks,
+ * so only the sessions sink is compared here (docs/semantics.md, "Process functions"); the
+ * next test checks both sinks on a topic keyed as the job declares. */
 Test(replay, user_sessions)
 {
-    static const replay_job j = {"user_sessions", "range", {"user-sessions", "quiet-users"}, NULL,
-                                 false,           false};
+    static const replay_job j = {
+        "user_sessions", "range", {"user-sessions", "quiet-users"}, NULL, false, false, 1};
     replay(&j);
 }
 
