@@ -390,16 +390,21 @@ TestSuite(replay, .init = setup_dir, .fini = teardown_dir, .timeout = 900);
 
 Test(replay, hourly_clicks)
 {
-    static const replay_job j = {"hourly_clicks", "range", {"hourly-click-index"}, "",
-                                 false,           false};
+    static const replay_job j = {"hourly_clicks", "range", {"hourly-click-index"}, "", false,
+                                 false,           0};
     replay(&j);
 }
 
 /* deploy/dev/seed's v2: same sink and document ids, only users numbered above 50 count */
 Test(replay, hourly_clicks_v2)
 {
-    static const replay_job j = {"hourly_clicks_v2",        "range", {"hourly-click-index"},
-                                 "--filter-users-above 50", true,    false};
+    static const replay_job j = {"hourly_clicks_v2",
+                                 "range",
+                                 {"hourly-click-index"},
+                                 "--filter-users-above 50",
+                                 true,
+                                 false,
+                                 0};
     replay(&j);
 }
 
@@ -422,7 +427,7 @@ Test(replay, user_sessions)
  * (printed; KAPPA_REPLAY_SEED reproduces it). */
 Test(replay, user_sessions_key_in_one_partition)
 {
-    static const replay_job j = {"user_sessions", "hash", {"user-sessions", "quiet-users"}, NULL,
-                                 false,           true};
+    static const replay_job j = {
+        "user_sessions", "hash", {"user-sessions", "quiet-users"}, NULL, false, true, 0};
     replay(&j);
 }
