@@ -9,6 +9,9 @@
  *   cwm = max_ts[p] - out_of_order - 1,  or INT64_MIN (KP_TIME_MIN) before p's first valid event,
  * taken before the event itself is accounted. A valid event is late iff, for its tumbling
  * window [start, end),  end - 1 + allowed_lateness <= cwm.
+ * With --filter-users-above, events of users numbered at or below it are filtered BEFORE the
+ * rule and do not advance max_ts (the corrected job drops them in its decoder, before the
+ * source's watermark sees them).
  * Counted: valid, non-late events of users whose number is > --filter-users-above. Not
  * counted: malformed messages and late events. Whether an event is late depends only on the
  * events before it in its own partition, never on timing, so the truth is exact for any
@@ -166,14 +169,16 @@ bool kp_gen_truth_add(kp_gen_truth_t *t, const kp_gen_event_t *ev)
         return true;
     }
     t->totals.moved_back += ev->kind == KP_GEN_EV_LATE;
+    /* filtered users are dropped first, as the corrected job drops them in its decoder: they
+     * never reach the source's watermark, so they do not advance the partition's either */
+    if (ev->user <= t->filter_users_above) {
+        t->totals.filtered++;
+        return true;
+    }
     int64_t ws = kp_gen_window_start(ev->ts_ms, t->window_ms);
     if (kp_gen_judge_late(t, part, ev->ts_ms, ws)) {
         t->totals.late++;
         part->late++;
-        return true;
-    }
-    if (ev->user <= t->filter_users_above) {
-        t->totals.filtered++;
         return true;
     }
     if (2 * (t->used + 1) > t->cap && !kp_gen_truth_grow(t))
