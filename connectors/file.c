@@ -21,6 +21,7 @@
  *
  * @locality a reader or writer belongs to its subtask's thread; shared files have their lock. */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -53,7 +54,10 @@ typedef struct file_reader {
     char path[512];
 } file_reader;
 
-static int fill(file_reader *f, char *errstr, size_t errlen)
+/* Reads more into the buffer. 0, 1 if nothing arrived within timeout_ms (a pipe or
+ * terminal: a live stdin must not block the subtask, which has to tick and notice
+ * cancellation), -1 with errstr. */
+static int fill(file_reader *f, int timeout_ms, char *errstr, size_t errlen)
 {
     if (f->off > 0) {
         memmove(f->buf, f->buf + f->off, f->len - f->off);
@@ -66,6 +70,10 @@ static int fill(file_reader *f, char *errstr, size_t errlen)
                  (long long)f->buf_pos, READ_BUF);
         return -1;
     }
+    struct pollfd pfd = {.fd = f->fd, .events = POLLIN};
+    int ready = poll(&pfd, 1, timeout_ms);
+    if (ready == 0 || (ready < 0 && errno == EINTR))
+        return 1;
     ssize_t n;
     do
         n = read(f->fd, f->buf + f->len, READ_BUF - f->len);
@@ -101,8 +109,11 @@ static kp_poll_rc file_poll(kp_source_reader *r, kp_raw *out, int max, int *n, i
         if (!nl && !f->eof) {
             if (*n > 0)
                 break; /* hand out what we have: the buffer moves on refill */
-            if (fill(f, errstr, errlen) != 0)
+            int rc = fill(f, timeout_ms, errstr, errlen);
+            if (rc < 0)
                 return KP_POLL_ERROR;
+            if (rc > 0)
+                return KP_POLL_EMPTY;
             continue;
         }
         size_t len = nl ? (size_t)(nl - start) : f->len - f->off;

@@ -531,7 +531,9 @@ static void coordinate(struct kp_exec *x, int running)
 {
     while (running > 0) {
         kp_ctl m;
-        if (!kp_mailbox_take(x->coordinator, &m, 1000))
+        if (x->cfg->cancel && *x->cfg->cancel && !atomic_load(&x->failed))
+            kp_subtask_fail(&x->subtasks[0]->st, "cancelled");
+        if (!kp_mailbox_take(x->coordinator, &m, 100))
             continue;
         if (m.kind == KP_CTL_DONE)
             running--;

@@ -5,6 +5,8 @@
 #ifndef KP_EXEC_H
 #define KP_EXEC_H
 
+#include <signal.h>
+
 #include "engine.h"
 
 typedef struct kp_binding {
@@ -30,7 +32,10 @@ typedef struct kp_exec_config {
                                  none runs further ahead of the slowest; 0 = 1 hour,
                                  negative = off */
     size_t network_bytes; /* budget for all record batches of all exchanges; 0 = 512 MiB */
-    uint64_t step_seed;   /* nonzero: run single-threaded under the deterministic scheduler,
+    /* Set to nonzero (e.g. from a signal handler) to cancel the run: it fails with "cancelled"
+     * within about 100 ms, every subtask stopping where it is. NULL = not cancellable. */
+    const volatile sig_atomic_t *cancel;
+    uint64_t step_seed; /* nonzero: run single-threaded under the deterministic scheduler,
                              interleaving subtasks in an order drawn from this seed (tests) */
 } kp_exec_config;
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ typedef struct run_opts {
     kp_binding b[MAX_BINDINGS];
     int nb;
     char state_dir[512];
-    size_t cache_mb, rocks_cache_mb, memtable_mb;
+    size_t cache_mb, rocks_cache_mb, memtable_mb, network_mb;
     const char *conf[MAX_BINDINGS + 1]; /* "key=value", NULL-terminated */
     int nconf;
     char conf_buf[4][600]; /* storage for conf entries built from flags */
@@ -46,6 +47,7 @@ static void run_usage(FILE *out)
             "  --state-cache-mb N       in-memory window cache per subtask before spilling\n"
             "  --rocksdb-cache-mb N     RocksDB block cache per keyed subtask (default 32)\n"
             "  --rocksdb-memtable-mb N  RocksDB memtable size, at most 2 per state (default 16)\n"
+            "  --network-memory-mb N    record batches of all exchanges (default 512)\n"
             "  --stats                  print each connector's metrics (JSON) at the end\n"
             "  --plan                   print the job graph and exit\n");
 }
@@ -141,6 +143,7 @@ static int parse(run_opts *o, int argc, char **argv)
         {"stats", no_argument, NULL, 'T'},
         {"rocksdb-cache-mb", required_argument, NULL, 'R'},
         {"rocksdb-memtable-mb", required_argument, NULL, 'M'},
+        {"network-memory-mb", required_argument, NULL, 'N'},
         {"conf", required_argument, NULL, 'c'},
         {"brokers", required_argument, NULL, 'b'},
         {"es-url", required_argument, NULL, 'u'},
@@ -192,12 +195,17 @@ static int parse(run_opts *o, int argc, char **argv)
             o->stats = 1;
             break;
         case 'R':
-        case 'M': {
-            size_t *mb = c == 'R' ? &o->rocks_cache_mb : &o->memtable_mb;
+        case 'M':
+        case 'N': {
+            size_t *mb = c == 'R'   ? &o->rocks_cache_mb
+                         : c == 'M' ? &o->memtable_mb
+                                    : &o->network_mb;
             *mb = strtoul(optarg, &end, 10);
             if (*end || !*mb || *mb > 65536) {
                 fprintf(stderr, "kappa run: --%s must be 1..65536\n",
-                        c == 'R' ? "rocksdb-cache-mb" : "rocksdb-memtable-mb");
+                        c == 'R'   ? "rocksdb-cache-mb"
+                        : c == 'M' ? "rocksdb-memtable-mb"
+                                   : "network-memory-mb");
                 return -1;
             }
             break;
@@ -283,6 +291,24 @@ static void remove_tree(const char *dir)
         fprintf(stderr, "kappa run: could not remove %s: %s\n", dir, strerror(errno));
 }
 
+/* SIGINT/SIGTERM cancel the job: subtasks stop, the run ends with "cancelled", temporary
+ * state is removed. A second signal kills the process (the default action is restored). */
+static volatile sig_atomic_t cancel_requested;
+
+static void on_signal(int sig)
+{
+    cancel_requested = sig;
+    signal(sig, SIG_DFL);
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static int run_job(run_opts *o, kp_job *job)
 {
     char err[1024];
@@ -302,13 +328,21 @@ static int run_job(run_opts *o, kp_job *job)
                           .conf = o->conf,
                           .print_stats = o->stats,
                           .rocksdb_cache_bytes = o->rocks_cache_mb << 20,
-                          .rocksdb_memtable_bytes = o->memtable_mb << 20};
+                          .rocksdb_memtable_bytes = o->memtable_mb << 20,
+                          .network_bytes = o->network_mb << 20,
+                          .cancel = &cancel_requested};
     kp_exec_stats stats = {0};
+    catch_signals();
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     if (stats.seconds > 0)
         print_stats(&stats, o->stats);
     if (tmp_state)
         remove_tree(o->state_dir);
+    if (rc != 0 && cancel_requested) {
+        fprintf(stderr, "kappa run: job '%s' cancelled by signal %d\n", job->name,
+                (int)cancel_requested);
+        return 128 + (int)cancel_requested;
+    }
     if (rc != 0) {
         fprintf(stderr, "kappa run: job '%s' failed: %s\n", job->name, err);
         return 1;
