@@ -22,18 +22,14 @@
 
 #include "../runtime/keygroup.h"
 #include "../runtime/keytable.h"
+#include "../runtime/rng.h"
 
 #define MAX_PARALLELISM 128
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return kp_rng_next(&rng_state);
 }
 
 static double clock_s(clockid_t id)

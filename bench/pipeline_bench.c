@@ -51,6 +51,7 @@
 #include "../runtime/connector.h"
 #include "../runtime/exec.h"
 #include "../runtime/graph.h"
+#include "../runtime/rng.h"
 
 /* ---- pre-generated events ------------------------------------------------------------- */
 
@@ -65,12 +66,7 @@ static event_buf events;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return kp_rng_next(&rng_state);
 }
 
 static long span_hours = 168;

@@ -12,15 +12,11 @@
 #include <stdlib.h>
 
 #include "exec_int.h"
+#include "rng.h"
 
 static uint64_t next(uint64_t *s)
 {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return kp_rng_next(s);
 }
 
 static int pick(uint64_t *rng, int n)

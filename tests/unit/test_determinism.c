@@ -21,6 +21,7 @@
 #include "../../runtime/connector.h"
 #include "../../runtime/exec.h"
 #include "../../runtime/graph.h"
+#include "../../runtime/rng.h"
 
 #define NPART   4
 #define PERPART 600
@@ -45,12 +46,7 @@ static int nrec[NPART];
 
 static uint64_t rng_of(uint64_t *s)
 {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return kp_rng_next(s);
 }
 
 static int64_t in_range(uint64_t *s, int64_t lo, int64_t hi)

@@ -16,17 +16,13 @@
 
 #include "../../runtime/keygroup.h"
 #include "../../runtime/keytable.h"
+#include "../../runtime/rng.h"
 
 static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return kp_rng_next(&rng_state);
 }
 
 /* ---- the model: key i is "k<i>" padded to a length that depends on i ------------------ */
