@@ -143,17 +143,27 @@ static int json_bool(kp_json *j, const char *field, int dflt)
 
 /* ---- documents ----------------------------------------------------------------------- */
 
+/* Appends to the document's JSON; a failed allocation marks the document bad, which
+ * kp_doc_end reports, so a truncated document is never emitted. */
+static void doc_put(kp_doc *doc, const char *data, size_t len)
+{
+    if (kp_buf_append(&doc->json, data, len) != 0)
+        doc->bad = 1;
+}
+
 void kp_doc_begin(kp_doc *doc)
 {
     doc->id.len = 0;
     doc->json.len = 0;
     doc->nfields = 0;
-    kp_buf_append(&doc->json, "{", 1);
+    doc->bad = 0;
+    doc_put(doc, "{", 1);
 }
 
 int kp_doc_end(kp_doc *doc)
 {
-    return kp_buf_append(&doc->json, "}", 1);
+    doc_put(doc, "}", 1);
+    return doc->bad ? -1 : 0;
 }
 
 void kp_doc_free(kp_doc *doc)
@@ -176,9 +186,10 @@ static int json_quote(kp_buf *b, const char *s, size_t len)
 static void doc_field(kp_doc *doc, const char *field)
 {
     if (doc->nfields++)
-        kp_buf_append(&doc->json, ",", 1);
-    json_quote(&doc->json, field, strlen(field));
-    kp_buf_append(&doc->json, ":", 1);
+        doc_put(doc, ",", 1);
+    if (json_quote(&doc->json, field, strlen(field)) != 0)
+        doc->bad = 1;
+    doc_put(doc, ":", 1);
 }
 
 /* Document ids are formatted once per output record: the common conversions (%s, %.*s,
@@ -261,7 +272,8 @@ static void doc_idv(kp_doc *doc, const char *fmt, va_list ap)
 static void doc_str(kp_doc *doc, const char *field, kp_str value)
 {
     doc_field(doc, field);
-    json_quote(&doc->json, value.ptr, value.len);
+    if (json_quote(&doc->json, value.ptr, value.len) != 0)
+        doc->bad = 1;
 }
 
 static void doc_int(kp_doc *doc, const char *field, int64_t value)
@@ -269,7 +281,7 @@ static void doc_int(kp_doc *doc, const char *field, int64_t value)
     char num[24];
     size_t n = kp_fmt_i64(num, value);
     doc_field(doc, field);
-    kp_buf_append(&doc->json, num, n);
+    doc_put(doc, num, n);
 }
 
 static void doc_double(kp_doc *doc, const char *field, double value)
@@ -278,13 +290,13 @@ static void doc_double(kp_doc *doc, const char *field, double value)
     int n = value == value && value - value == 0 ? snprintf(num, sizeof num, "%.17g", value)
                                                  : snprintf(num, sizeof num, "null");
     doc_field(doc, field);
-    kp_buf_append(&doc->json, num, (size_t)n);
+    doc_put(doc, num, (size_t)n);
 }
 
 static void doc_bool(kp_doc *doc, const char *field, bool value)
 {
     doc_field(doc, field);
-    kp_buf_append(&doc->json, value ? "true" : "false", value ? 4 : 5);
+    doc_put(doc, value ? "true" : "false", value ? 4 : 5);
 }
 
 /* ---- the table ----------------------------------------------------------------------- */

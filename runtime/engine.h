@@ -65,6 +65,7 @@ struct kp_doc {
     kp_buf id;
     kp_buf json;
     int nfields;
+    int bad; /* an append ran out of memory: kp_doc_end fails */
 };
 
 void kp_doc_begin(kp_doc *doc);

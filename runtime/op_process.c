@@ -489,7 +489,7 @@ static int process_record(kp_op *op, kp_event *ev)
 {
     process_op *p = (process_op *)op;
     int created;
-    uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
+    uint64_t hash = kp_event_hash(ev);
     kp_keyentry *e = kp_keytable_upsert(&p->values, hash, ev->key, &created);
     if (!e)
         return kp_subtask_fail(op->st, "%s: out of memory for state", op->node->name);

@@ -171,7 +171,7 @@ static int session_record(kp_op *op, kp_event *ev)
     session_op *s = (session_op *)op;
     if (record_late(s, ev->ts, ev->cwm))
         return late_record(s, ev);
-    uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
+    uint64_t hash = kp_event_hash(ev);
     int created;
     kp_keyentry *e = kp_keytable_upsert(&s->keys, hash, ev->key, &created);
     if (!e)

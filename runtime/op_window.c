@@ -635,7 +635,7 @@ static int window_record(kp_op *op, kp_event *ev)
     if (kp_past_lateness(from - 1, w->lateness, ev->cwm))
         from = first_not_late(w, ev->cwm); /* a sub-pane */
     pane *p = get_pane(w, pe, from);
-    uint64_t hash = kp_hash64(ev->key.ptr, ev->key.len);
+    uint64_t hash = kp_event_hash(ev);
     int created;
     kp_keyentry *e = p ? pane_upsert(w, p, hash, ev->key, &created) : NULL;
     if (!e)
