@@ -320,6 +320,7 @@ int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b)
         break;
     case KP_MSG_END:
         ch->ended = 1;
+        ch->wm = KP_TIME_MAX; /* an input that ended holds nothing back */
         break;
     }
     kp_inbox_release(inbox, b);
@@ -329,8 +330,22 @@ int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b)
     kp_time m = min_watermark(c->in, c->n, &all_idle, &all_ended);
     if (all_ended)
         return head->vt->finish(head) != 0 ? -1 : 0;
-    if (all_idle && !c->was_idle && head->vt->idle(head) != 0)
-        return -1;
+    if (all_idle && !c->was_idle) {
+        /* the last active input went idle or ended: first pass on the furthest watermark any
+         * input reached (an input that ended reached KP_TIME_MAX), as Flink's valve does —
+         * otherwise windows an ended input completed would wait for idle inputs, and the
+         * downstream operators, told "idle", would pass this subtask's results by */
+        kp_time top = KP_TIME_MIN;
+        for (int i = 0; i < c->n; i++)
+            top = c->in[i].wm > top ? c->in[i].wm : top;
+        if (top > c->cur) {
+            c->cur = top;
+            if (head->vt->watermark(head, top) != 0)
+                return -1;
+        }
+        if (head->vt->idle(head) != 0)
+            return -1;
+    }
     c->was_idle = all_idle;
     if (!all_idle && m > c->cur) {
         c->cur = m;
