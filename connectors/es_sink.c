@@ -724,9 +724,10 @@ static int abort_if_cancelled(void *arg, curl_off_t dltotal, curl_off_t dlnow, c
     return kp_endpoint_cancelled(e->cancelled, e->cancel_arg);
 }
 
-/* A blocking GET of url+path at open time (aborted if the job is cancelled); returns the HTTP
- * status, or -1 with errstr. */
-static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
+/* One blocking GET of url+path at open time (aborted if the job is cancelled); returns the HTTP
+ * status, or -1 with errstr and the libcurl code in *cc_out. */
+static long probe_once(es_writer *e, const char *path, CURLcode *cc_out, char *errstr,
+                       size_t errlen)
 {
     char url[1024], cerr[CURL_ERROR_SIZE] = "";
     snprintf(url, sizeof url, "%s%s", e->o.url, path);
@@ -754,6 +755,7 @@ static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, e);
     CURLcode cc = curl_easy_perform(c);
+    *cc_out = cc;
     long status = -1;
     if (cc != CURLE_OK)
         snprintf(errstr, errlen, "cannot reach Elasticsearch at %s: %s", e->o.url,
@@ -771,6 +773,22 @@ static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
     curl_easy_cleanup(c);
     curl_slist_free_all(h);
     return status;
+}
+
+/* probe_once, tried again (3 attempts, 200 ms apart) when a connection was made and then dropped:
+ * a node restarting or a proxy recycling connections is not a reason to fail the job. A refused
+ * connection, a timeout or an HTTP answer is final, so an unreachable node fails fast. */
+static long probe(es_writer *e, const char *path, char *errstr, size_t errlen)
+{
+    for (int attempt = 1;; attempt++) {
+        CURLcode cc = CURLE_OK;
+        long status = probe_once(e, path, &cc, errstr, errlen);
+        int dropped = cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING;
+        if (!dropped || attempt == 3 || kp_endpoint_cancelled(e->cancelled, e->cancel_arg))
+            return status;
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
 }
 
 static int setup_curl(es_writer *e, char *errstr, size_t errlen)
