@@ -12,131 +12,39 @@
 #include "cli.h"
 #include "connectors.h"
 #include "exec.h"
+#include "job_opts.h"
+#include "memory_budget.h"
 #include "plugin.h"
 
-#define MAX_BINDINGS 64
-
 typedef struct run_opts {
-    int local, plan_only, parallelism, stats;
+    int local, plan_only, stats;
     const char *job_path;
-    kp_binding b[MAX_BINDINGS];
-    int nb;
+    kp_job_opts job; /* bindings, connector options, start position, -p (job_opts.h) */
     char state_dir[512];
-    size_t cache_mb, rocks_cache_mb, memtable_mb, network_mb;
-    const char *conf[MAX_BINDINGS + 1]; /* "key=value", NULL-terminated */
-    int nconf;
-    char conf_buf[4][600]; /* storage for conf entries built from flags */
-    int nbuf;
+    size_t cache_mb, rocks_cache_mb, memtable_mb, network_mb, slot_mb;
+    char fetch_conf[64]; /* kafka.memory_mb from the slot budget */
 } run_opts;
 
 static void run_usage(FILE *out)
 {
+    fprintf(out, "usage: kappa run --local JOB.so [options]\n");
+    kp_job_opts_usage(out);
     fprintf(out,
-            "usage: kappa run --local JOB.so [options]\n"
-            "  --source NAME=URI        bind source NAME (file:PATH, stdin:)\n"
-            "  --sink NAME=URI          bind sink NAME (file:PATH, stdout:)\n"
-            "  --on-error NAME=POLICY   decode errors of source NAME: fail, skip, dead-letter\n"
-            "  --dead-letter NAME=URI   where source NAME's malformed records go (file:, kafka:)\n"
-            "  --conf KEY=VALUE         connector option, e.g. kafka.brokers=H:P, es.url=URL\n"
-            "  --brokers H:P            = --conf kafka.brokers=H:P\n"
-            "  --es-url URL             = --conf es.url=URL\n"
-            "  --from-earliest          Kafka sources start at the earliest offsets\n"
-            "  --from-latest            Kafka sources start at the latest offsets\n"
-            "  -p, --parallelism N      override the job's default parallelism\n"
             "  --state-dir DIR          RocksDB state directory (default: a temporary one)\n"
             "  --state-cache-mb N       in-memory window cache per subtask before spilling\n"
             "  --rocksdb-cache-mb N     RocksDB block cache per keyed subtask (default 32)\n"
             "  --rocksdb-memtable-mb N  RocksDB memtable size, at most 2 per state (default 16)\n"
             "  --network-memory-mb N    record batches of all exchanges (default 512)\n"
+            "  --slot-memory-mb N       memory budget of one slot, split over state, RocksDB,\n"
+            "                           exchanges and Kafka read-ahead (memory_budget.h)\n"
             "  --stats                  print each connector's metrics (JSON) at the end\n"
             "  --plan                   print the job graph and exit\n");
-}
-
-static kp_binding *binding(run_opts *o, const char *name)
-{
-    for (int i = 0; i < o->nb; i++)
-        if (!strcmp(o->b[i].name, name))
-            return &o->b[i];
-    if (o->nb == MAX_BINDINGS)
-        return NULL;
-    o->b[o->nb] = (kp_binding){.name = name};
-    return &o->b[o->nb++];
-}
-
-/* Splits NAME=VALUE in place; NULL if there is no '='. */
-static char *split_arg(char *arg)
-{
-    char *eq = strchr(arg, '=');
-    if (!eq || eq == arg || !eq[1])
-        return NULL;
-    *eq = 0;
-    return eq + 1;
-}
-
-static int parse_policy(const char *s, kp_error_policy *out)
-{
-    if (!strcmp(s, "fail"))
-        *out = KP_POLICY_FAIL;
-    else if (!strcmp(s, "skip"))
-        *out = KP_POLICY_SKIP;
-    else if (!strcmp(s, "dead-letter"))
-        *out = KP_POLICY_DEAD_LETTER;
-    else
-        return -1;
-    return 0;
-}
-
-static int bind_arg(run_opts *o, int opt, char *arg)
-{
-    char *val = split_arg(arg);
-    kp_binding *b = val ? binding(o, arg) : NULL;
-    if (!b) {
-        fprintf(stderr, "kappa run: expected NAME=VALUE, got '%s'\n", arg);
-        return -1;
-    }
-    if (opt == 's' || opt == 'k')
-        b->uri = val;
-    else if (opt == 'd')
-        b->dead_letter = val;
-    else if (parse_policy(val, &b->on_error) != 0) {
-        fprintf(stderr, "kappa run: unknown policy '%s' (fail, skip or dead-letter)\n", val);
-        return -1;
-    }
-    return 0;
-}
-
-/* Adds a connector configuration entry. Flags given later win: entries are searched in
- * order, so they are inserted at the front. */
-static int add_conf(run_opts *o, const char *fmt, const char *arg)
-{
-    const char *entry = arg;
-    if (strcmp(fmt, "%s") != 0) {
-        if (o->nbuf == 4) {
-            fprintf(stderr, "kappa run: too many connector flags\n");
-            return -1;
-        }
-        snprintf(o->conf_buf[o->nbuf], sizeof o->conf_buf[0], fmt, arg);
-        entry = o->conf_buf[o->nbuf++];
-    }
-    if (o->nconf == MAX_BINDINGS) {
-        fprintf(stderr, "kappa run: too many --conf entries\n");
-        return -1;
-    }
-    memmove(o->conf + 1, o->conf, (size_t)o->nconf * sizeof *o->conf);
-    o->conf[0] = entry;
-    o->nconf++;
-    return 0;
 }
 
 static int parse(run_opts *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"local", no_argument, NULL, 'l'},
-        {"source", required_argument, NULL, 's'},
-        {"sink", required_argument, NULL, 'k'},
-        {"on-error", required_argument, NULL, 'e'},
-        {"dead-letter", required_argument, NULL, 'd'},
-        {"parallelism", required_argument, NULL, 'p'},
         {"state-dir", required_argument, NULL, 'S'},
         {"state-cache-mb", required_argument, NULL, 'C'},
         {"plan", no_argument, NULL, 'P'},
@@ -144,40 +52,24 @@ static int parse(run_opts *o, int argc, char **argv)
         {"rocksdb-cache-mb", required_argument, NULL, 'R'},
         {"rocksdb-memtable-mb", required_argument, NULL, 'M'},
         {"network-memory-mb", required_argument, NULL, 'N'},
-        {"conf", required_argument, NULL, 'c'},
-        {"brokers", required_argument, NULL, 'b'},
-        {"es-url", required_argument, NULL, 'u'},
-        {"from-earliest", no_argument, NULL, 'E'},
-        {"from-latest", no_argument, NULL, 'L'},
+        {"slot-memory-mb", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
+        KP_JOB_LONGOPTS,
         {0},
     };
     int c;
     char *end;
+    o->job.verb = "kappa run";
     while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
+        int shared = kp_job_opts_parse(&o->job, c, optarg);
+        if (shared < 0)
+            return -1;
+        if (shared)
+            continue;
         switch (c) {
         case 'l':
             o->local = 1;
             break;
-        case 's':
-        case 'k':
-        case 'e':
-        case 'd':
-            if (bind_arg(o, c, optarg) != 0)
-                return -1;
-            break;
-        case 'p': {
-            long p = strtol(optarg, &end, 10);
-            if (end == optarg || *end || p < 1 || p > KP_MAX_PARALLELISM) {
-                fprintf(stderr,
-                        "kappa run: --parallelism must be within 1..%d (the most subtasks one "
-                        "operator may have), got '%s'\n",
-                        KP_MAX_PARALLELISM, optarg);
-                return -1;
-            }
-            o->parallelism = (int)p;
-            break;
-        }
         case 'S':
             snprintf(o->state_dir, sizeof o->state_dir, "%s", optarg);
             break;
@@ -196,41 +88,23 @@ static int parse(run_opts *o, int argc, char **argv)
             break;
         case 'R':
         case 'M':
-        case 'N': {
+        case 'N':
+        case 'B': {
             size_t *mb = c == 'R'   ? &o->rocks_cache_mb
                          : c == 'M' ? &o->memtable_mb
-                                    : &o->network_mb;
+                         : c == 'N' ? &o->network_mb
+                                    : &o->slot_mb;
             *mb = strtoul(optarg, &end, 10);
             if (*end || !*mb || *mb > 65536) {
                 fprintf(stderr, "kappa run: --%s must be 1..65536\n",
                         c == 'R'   ? "rocksdb-cache-mb"
                         : c == 'M' ? "rocksdb-memtable-mb"
-                                   : "network-memory-mb");
+                        : c == 'N' ? "network-memory-mb"
+                                   : "slot-memory-mb");
                 return -1;
             }
             break;
         }
-        case 'c':
-            if (!strchr(optarg, '=') || *optarg == '=') {
-                fprintf(stderr, "kappa run: --conf expects KEY=VALUE, got '%s'\n", optarg);
-                return -1;
-            }
-            if (add_conf(o, "%s", optarg) != 0)
-                return -1;
-            break;
-        case 'b':
-            if (add_conf(o, "kafka.brokers=%s", optarg) != 0)
-                return -1;
-            break;
-        case 'u':
-            if (add_conf(o, "es.url=%s", optarg) != 0)
-                return -1;
-            break;
-        case 'E':
-        case 'L':
-            if (add_conf(o, "kafka.start=%s", c == 'E' ? "earliest" : "latest") != 0)
-                return -1;
-            break;
         case 'h':
             run_usage(stdout);
             exit(0);
@@ -309,6 +183,47 @@ static void catch_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* The slots a local run needs (slot sharing: the largest parallelism) and the keyed subtasks
+ * each slot holds (one per window, session or process operator). */
+static void slot_shape(const kp_job *job, int *slots, int *keyed)
+{
+    *slots = 1;
+    *keyed = 0;
+    for (int i = 0; i < job->nnodes; i++) {
+        const kp_node *n = job->nodes[i];
+        if (n->parallelism > *slots)
+            *slots = n->parallelism;
+        *keyed += n->kind == KP_NODE_WINDOW || n->kind == KP_NODE_PROCESS;
+    }
+}
+
+/* Sets every memory knob the user did not set from the slot budget (memory_budget.h). Kafka's
+ * read-ahead goes in as the last conf entry, so any kafka.memory_mb the user gave wins. */
+static int apply_slot_budget(run_opts *o, const kp_job *job, kp_exec_config *cfg, kp_slot_memory *m)
+{
+    char err[256];
+    int slots, keyed;
+    slot_shape(job, &slots, &keyed);
+    if (kp_slot_memory_split((o->slot_mb ? o->slot_mb : KP_SLOT_MEMORY_DEFAULT >> 20) << 20, keyed,
+                             m, err, sizeof err) != 0) {
+        fprintf(stderr, "kappa run: --slot-memory-mb: %s\n", err);
+        return -1;
+    }
+    if (o->cache_mb)
+        m->state_cache = o->cache_mb << 20;
+    if (o->rocks_cache_mb)
+        m->rocksdb_cache = o->rocks_cache_mb << 20;
+    if (o->memtable_mb)
+        m->memtable = o->memtable_mb << 20;
+    cfg->state_cache_bytes = m->state_cache;
+    cfg->rocksdb_cache_bytes = m->rocksdb_cache;
+    cfg->rocksdb_memtable_bytes = m->memtable;
+    cfg->network_bytes = o->network_mb ? o->network_mb << 20 : m->network * (size_t)slots;
+    snprintf(o->fetch_conf, sizeof o->fetch_conf, "kafka.memory_mb=%zu", m->source_fetch >> 20);
+    o->job.conf[o->job.nconf++] = o->fetch_conf; /* kp_job_opts keeps one entry free */
+    return 0;
+}
+
 static int run_job(run_opts *o, kp_job *job)
 {
     char err[1024];
@@ -321,16 +236,23 @@ static int run_job(run_opts *o, kp_job *job)
             return 1;
         }
     }
-    kp_exec_config cfg = {.bindings = o->b,
-                          .nbindings = o->nb,
+    kp_exec_config cfg = {.bindings = o->job.b,
+                          .nbindings = o->job.nb,
                           .state_dir = o->state_dir,
-                          .state_cache_bytes = o->cache_mb << 20,
-                          .conf = o->conf,
+                          .conf = o->job.conf,
                           .print_stats = o->stats,
-                          .rocksdb_cache_bytes = o->rocks_cache_mb << 20,
-                          .rocksdb_memtable_bytes = o->memtable_mb << 20,
-                          .network_bytes = o->network_mb << 20,
                           .cancel = &cancel_requested};
+    kp_slot_memory mem;
+    if (apply_slot_budget(o, job, &cfg, &mem) != 0) {
+        if (tmp_state)
+            remove_tree(o->state_dir);
+        return 2;
+    }
+    if (o->stats) {
+        char line[512];
+        kp_slot_memory_describe(&mem, line, sizeof line);
+        fprintf(stderr, "kappa: %s\n", line);
+    }
     kp_exec_stats stats = {0};
     catch_signals();
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
@@ -357,15 +279,11 @@ int kp_cli_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
-    for (int i = 0; i < o.nb; i++)
-        if (!o.b[i].uri) {
-            fprintf(stderr, "kappa run: '%s' has options but no --source/--sink URI\n",
-                    o.b[i].name);
-            return 2;
-        }
+    if (kp_job_opts_check(&o.job) != 0)
+        return 2;
     kp_connectors_register_builtin();
     char err[1024];
-    kp_plugin_handle *h = kp_plugin_load(o.job_path, o.parallelism, err, sizeof err);
+    kp_plugin_handle *h = kp_plugin_load(o.job_path, o.job.parallelism, err, sizeof err);
     if (!h) {
         fprintf(stderr, "kappa run: %s\n", err);
         return 1;
