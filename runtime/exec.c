@@ -51,36 +51,17 @@ int kp_subtask_cancel_probe(void *subtask)
 
 /* ---- planning ------------------------------------------------------------------------ */
 
-/* The node that feeds `n`'s outputs at the data level: an aggregate's records come out of
- * its window operator, a late stream's too. */
-static kp_partitioning edge_kind(const kp_node *from, const kp_node *to)
-{
-    if (from->kind == KP_NODE_KEY_BY)
-        return KP_PART_HASH;
-    if (from->parallelism != to->parallelism)
-        return KP_PART_REBALANCE;
-    return KP_PART_FORWARD;
-}
-
-static int is_task_head(const kp_node *n)
-{
-    if (!n->input)
-        return 1;
-    if (n->kind == KP_NODE_AGGREGATE || n->kind == KP_NODE_LATE)
-        return 0;
-    return edge_kind(n->input, n) != KP_PART_FORWARD;
-}
-
 static int plan(struct kp_exec *x)
 {
-    for (int i = 0; i < x->job->nnodes; i++) {
-        const kp_node *n = x->job->nodes[i];
-        if (!is_task_head(n))
-            continue;
+    if (kp_plan_build(x->job, &x->plan) != 0)
+        return -1;
+    for (int i = 0; i < x->plan.ntasks; i++) {
+        const kp_plan_task *pt = &x->plan.tasks[i];
+        const kp_node *n = x->job->nodes[pt->id];
         task *t = &x->tasks[x->ntasks++];
         t->head = n;
-        t->parallelism = n->parallelism;
-        t->upstream = n->input ? n->input->parallelism : 0;
+        t->parallelism = pt->parallelism;
+        t->upstream = kp_plan_channels(&x->plan, pt);
         x->task_of[n->id] = t;
         if (!n->input) {
             t->ctl = calloc((size_t)t->parallelism, sizeof *t->ctl);
@@ -112,7 +93,7 @@ static int size_exchanges(struct kp_exec *x)
     long long channels = 0;
     for (int i = 0; i < x->job->nnodes; i++) {
         const kp_node *n = x->job->nodes[i];
-        if (n->input && is_task_head(n))
+        if (n->input && kp_plan_is_head(n))
             channels += (long long)n->input->parallelism * n->parallelism;
     }
     size_t budget = x->cfg->network_bytes ? x->cfg->network_bytes : (size_t)512 << 20;
@@ -150,7 +131,7 @@ static kp_op *build(subtask_rt *s, const kp_node *n);
 static int add_out(subtask_rt *s, kp_op *op, const kp_node *child, int late)
 {
     kp_op *o;
-    if (!is_task_head(child) || child->kind == KP_NODE_AGGREGATE || child->kind == KP_NODE_LATE) {
+    if (!kp_plan_is_head(child)) {
         o = build(s, child);
     } else {
         task *t = s->st.exec->task_of[child->id];
@@ -159,7 +140,7 @@ static int add_out(subtask_rt *s, kp_op *op, const kp_node *child, int late)
             return kp_subtask_fail(&s->st, "out of memory");
         for (int j = 0; j < t->parallelism; j++)
             chans[j] = kp_inbox_channel(t->inboxes[j], s->st.index);
-        o = kp_op_exchange_new(&s->st, child->input, edge_kind(child->input, child), chans,
+        o = kp_op_exchange_new(&s->st, child->input, kp_plan_edge(child->input, child), chans,
                                t->parallelism);
         free(chans);
         if (o)

@@ -9,6 +9,7 @@
 #include "exec.h"
 #include "mailbox.h"
 #include "ops.h"
+#include "plan.h"
 
 /* Per input channel of a consumer subtask: its watermark and state. */
 typedef struct input_state {
@@ -48,6 +49,7 @@ typedef struct subtask_rt {
 struct kp_exec {
     const kp_job *job;
     const kp_exec_config *cfg;
+    kp_plan plan;
     task tasks[KP_MAX_NODES];
     int ntasks;
     task *task_of[KP_MAX_NODES]; /* head node id → task */

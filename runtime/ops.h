@@ -5,18 +5,13 @@
 
 #include "connector.h"
 #include "engine.h"
+#include "plan.h"
 
 /* map, filter, flat_map, key_by; NULL with the reason in the subtask on failure. */
 kp_op *kp_op_basic_new(kp_subtask *st, const kp_node *n);
 
 /* The end of a chain at a sink node, writing to `w` (the op takes ownership of w). */
 kp_op *kp_op_sink_new(kp_subtask *st, const kp_node *n, kp_sink_writer *w);
-
-typedef enum kp_partitioning {
-    KP_PART_FORWARD = 1, /* subtask i → subtask i (equal parallelism) */
-    KP_PART_HASH,        /* by key group */
-    KP_PART_REBALANCE,   /* round robin */
-} kp_partitioning;
 
 /* The end of a chain at a task boundary: batches records into `chans` (one per downstream
  * subtask), forwards watermarks, idleness and the end of input to all of them. */
