@@ -1,0 +1,227 @@
+/* The job state machine: what happens to a job on each event (a subtask state report, a lost
+ * taskmanager, a cancel request, the clock). States and transitions, as Flink's:
+ *
+ *   CREATED --slots--> deploy --all subtasks RUNNING--> RUNNING --all FINISHED--> FINISHED
+ *   any active --subtask FAILED / taskmanager lost--> FAILING --rest cancelled--> RESTARTING
+ *     (attempt+1, a new fencing epoch, the original start position) or FAILED (strategy spent)
+ *   any active --cancel--> CANCELLING --all stopped--> CANCELED
+ *
+ * A state report is only believed from the taskmanager the subtask was placed on and for the
+ * current attempt; anything older is ignored, so a slow taskmanager cannot move a restarted
+ * job. FAILING and CANCELLING wait for the taskmanagers' acknowledgements at most
+ * cancel_timeout_ms, so a silent taskmanager cannot hold a job forever. Everything here runs
+ * with jm->lock held. */
+#include <stdio.h>
+#include <string.h>
+
+#include "jm.h"
+
+static bool settled(const kp_jm_t *jm, const kp_jm_sub_t *sub)
+{
+    if (sub->tm < 0 || !jm->tms[sub->tm].alive)
+        return true;
+    return sub->state != KP_SUB_DEPLOYING && sub->state != KP_SUB_RUNNING;
+}
+
+static bool all_settled(const kp_jm_t *jm, const kp_jm_job_t *job)
+{
+    for (size_t i = 0; i < job->nsubs; i++)
+        if (!settled(jm, &job->subs[i]))
+            return false;
+    return true;
+}
+
+static uint32_t restart_delay(const kp_jm_job_t *job)
+{
+    const kp_restart_t *r = &job->restart;
+    if (r->kind != KP_RESTART_EXPONENTIAL)
+        return r->delay_ms;
+    uint64_t d = r->delay_ms ? r->delay_ms : 1;
+    for (uint32_t i = 1; i < job->attempt && d < r->max_delay_ms; i++)
+        d *= 2;
+    return (uint32_t)(d > r->max_delay_ms && r->max_delay_ms ? r->max_delay_ms : d);
+}
+
+/* FAILING and every subtask stopped: restart or give up. */
+static void after_failing(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    char msg[256];
+    kp_sched_release(job);
+    if (job->restart.kind == KP_RESTART_NONE || job->attempt >= job->restart.attempts) {
+        snprintf(msg, sizeof msg, "no restart left (strategy %s, %u restart%s allowed)",
+                 job->restart.kind == KP_RESTART_NONE ? "none" : "allows restarts",
+                 job->restart.attempts, job->restart.attempts == 1 ? "" : "s");
+        kp_job_transition(jm, job, KP_JOB_FAILED, msg);
+        return;
+    }
+    job->attempt++;
+    uint32_t delay = restart_delay(job);
+    job->restart_at_mono = kp_mono_ms() + delay;
+    snprintf(msg, sizeof msg, "restart %u of %u in %u ms from the original start position",
+             job->attempt, job->restart.attempts, delay);
+    kp_job_transition(jm, job, KP_JOB_RESTARTING, msg);
+}
+
+static void fail_job(kp_jm_t *jm, kp_jm_job_t *job, const char *message)
+{
+    kp_job_transition(jm, job, KP_JOB_FAILING, message);
+    kp_control_send_cancel(jm, job, message);
+    job->cancel_deadline_mono = kp_mono_ms() + jm->cfg.cancel_timeout_ms;
+    if (all_settled(jm, job))
+        after_failing(jm, job);
+}
+
+static void became_running(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    kp_job_transition(jm, job, KP_JOB_RUNNING, NULL);
+    if (!job->replaces[0])
+        return;
+    kp_jm_job_t *old = kp_registry_find(jm, job->replaces);
+    char msg[128];
+    snprintf(msg, sizeof msg, "replaced by job %s", job->id);
+    if (old && old != job && !kp_job_state_terminal(old->state))
+        kp_life_cancel(jm, old, msg);
+}
+
+/* Re-reads the subtask states of an active job and moves it on. `why` names the first
+ * failure, if any. */
+static void check_job(kp_jm_t *jm, kp_jm_job_t *job, const char *why)
+{
+    if (!job->deployed)
+        return;
+    if (job->state == KP_JOB_FAILING || job->state == KP_JOB_CANCELLING) {
+        if (!all_settled(jm, job))
+            return;
+        if (job->state == KP_JOB_FAILING)
+            after_failing(jm, job);
+        else {
+            kp_sched_release(job);
+            kp_job_transition(jm, job, KP_JOB_CANCELED, NULL);
+        }
+        return;
+    }
+    size_t running = 0, finished = 0;
+    for (size_t i = 0; i < job->nsubs; i++) {
+        kp_sub_state s = job->subs[i].state;
+        if (s == KP_SUB_FAILED || s == KP_SUB_LOST || s == KP_SUB_CANCELED) {
+            fail_job(jm, job, why ? why : "a subtask stopped unexpectedly");
+            return;
+        }
+        running += s == KP_SUB_RUNNING;
+        finished += s == KP_SUB_FINISHED;
+    }
+    if (finished == job->nsubs) {
+        kp_sched_release(job);
+        kp_job_transition(jm, job, KP_JOB_FINISHED, NULL);
+    } else if (running + finished == job->nsubs && job->state != KP_JOB_RUNNING) {
+        became_running(jm, job);
+    }
+}
+
+static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    if (!kp_sched_place(jm, job))
+        return;
+    job->epoch = ++jm->epoch;
+    kp_jm_log("job %s (%s): deploying attempt %u, epoch %llu, %zu subtasks in %u slots", job->id,
+              job->name, job->attempt, (unsigned long long)job->epoch, job->nsubs, job->slots);
+    kp_registry_save(jm);
+    kp_control_send_deploy(jm, job);
+}
+
+void kp_life_step(kp_jm_t *jm)
+{
+    kp_time now = kp_mono_ms();
+    for (size_t j = 0; j < jm->njobs; j++) {
+        kp_jm_job_t *job = jm->jobs[j];
+        switch (job->state) {
+        case KP_JOB_CREATED:
+            if (!job->deployed)
+                deploy(jm, job);
+            break;
+        case KP_JOB_RESTARTING:
+            if (!job->deployed && now >= job->restart_at_mono)
+                deploy(jm, job);
+            break;
+        case KP_JOB_FAILING:
+        case KP_JOB_CANCELLING:
+            if (now >= job->cancel_deadline_mono) {
+                for (size_t i = 0; i < job->nsubs; i++)
+                    if (!settled(jm, &job->subs[i]))
+                        job->subs[i].state = KP_SUB_CANCELED;
+                check_job(jm, job, NULL);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+void kp_life_task_state(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
+                        uint32_t subtask, kp_sub_state state, const char *message)
+{
+    kp_jm_job_t *job = NULL;
+    for (size_t j = 0; j < jm->njobs && !job; j++)
+        if (!strcmp(jm->jobs[j]->id, job_id))
+            job = jm->jobs[j];
+    if (!job || !job->deployed || job->attempt != attempt) {
+        kp_jm_log("taskmanager %s: state of %s attempt %u ignored (not a current deployment)",
+                  jm->tms[tm].id, job_id, attempt);
+        return;
+    }
+    kp_jm_sub_t *sub = NULL;
+    for (size_t i = 0; i < job->nsubs && !sub; i++)
+        if (job->subs[i].task_id == task_id && job->subs[i].subtask == subtask)
+            sub = &job->subs[i];
+    if (!sub || sub->tm != tm) {
+        kp_jm_log("taskmanager %s: state of task %d subtask %u of %s ignored (not placed there)",
+                  jm->tms[tm].id, task_id, subtask, job_id);
+        return;
+    }
+    sub->state = state;
+    char why[512];
+    snprintf(why, sizeof why, "task %d subtask %u on taskmanager %s %s%s%s", task_id, subtask,
+             jm->tms[tm].id, kp_sub_state_name(state), message && *message ? ": " : "",
+             message ? message : "");
+    check_job(jm, job, why);
+}
+
+void kp_life_tm_lost(kp_jm_t *jm, int tm, const char *reason)
+{
+    char why[512];
+    snprintf(why, sizeof why, "taskmanager %s lost: %s", jm->tms[tm].id, reason);
+    kp_jm_log("%s", why);
+    for (size_t j = 0; j < jm->njobs; j++) {
+        kp_jm_job_t *job = jm->jobs[j];
+        if (!job->deployed)
+            continue;
+        bool hit = false;
+        for (size_t i = 0; i < job->nsubs; i++)
+            if (job->subs[i].tm == tm &&
+                (job->subs[i].state == KP_SUB_DEPLOYING || job->subs[i].state == KP_SUB_RUNNING)) {
+                job->subs[i].state = KP_SUB_LOST;
+                hit = true;
+            }
+        if (hit || job->state == KP_JOB_FAILING || job->state == KP_JOB_CANCELLING)
+            check_job(jm, job, why);
+    }
+}
+
+int kp_life_cancel(kp_jm_t *jm, kp_jm_job_t *job, const char *reason)
+{
+    if (kp_job_state_terminal(job->state))
+        return -1;
+    if (job->state == KP_JOB_CANCELLING)
+        return 0;
+    if (!job->deployed) {
+        kp_job_transition(jm, job, KP_JOB_CANCELED, reason);
+        return 0;
+    }
+    kp_job_transition(jm, job, KP_JOB_CANCELLING, reason);
+    kp_control_send_cancel(jm, job, reason);
+    job->cancel_deadline_mono = kp_mono_ms() + jm->cfg.cancel_timeout_ms;
+    check_job(jm, job, NULL);
+    kp_jm_wake(jm);
+    return 0;
+}
