@@ -2,10 +2,25 @@
 #ifndef KP_CLI_H
 #define KP_CLI_H
 
+#include <jansson.h>
 #include <kappa/kappa.h>
 
 #define KP_VERSION "0.1.0"
 
 int kp_cli_run(int argc, char **argv);
+int kp_cli_submit(int argc, char **argv);
+int kp_cli_list(int argc, char **argv);
+int kp_cli_status(int argc, char **argv);
+int kp_cli_cancel(int argc, char **argv);
+int kp_cli_taskmanagers(int argc, char **argv);
+
+/* The table of jobs `kappa list` prints, also the first lines of `kappa status` (list.c). */
+void kp_cli_job_header(void);
+void kp_cli_job_row(json_t *job);
+
+struct kp_rest;
+/* Polls the job until it ends: KP_EXIT_OK (FINISHED), KP_EXIT_FAILED (FAILED), KP_EXIT_CANCELED,
+ * or KP_EXIT_UNREACHABLE when the jobmanager stops answering (status.c). */
+int kp_cli_wait(struct kp_rest *r, const char *jobid);
 
 #endif

@@ -1,6 +1,8 @@
-/* `kappa`: the command-line client. Subcommands dispatch to one file each; today `run`
- * (local execution); the cluster issue adds submit, list, cancel and savepoint, which talk
- * REST to the jobmanager. Exit codes: 0 ok, 1 the job failed, 2 bad usage. */
+/* `kappa`: the command-line client. Subcommands dispatch to one file each: `run --local`
+ * (run_local.c) runs a job in this process; submit, list, status, cancel and taskmanagers talk
+ * REST to the jobmanager (submit.c, list.c, status.c, cancel.c over rest.c). Exit codes
+ * (docs/cli.md): 0 ok, 1 the job failed or the jobmanager refused, 2 bad usage, 3 the
+ * jobmanager is unreachable, 4 the job was cancelled (--wait); `run --local` 128+signal. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +15,11 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  run --local JOB.so [options]   run a job in this process (see kappa run --help)\n"
+            "  submit JOB.so [options]        run a job on the cluster (see kappa submit --help)\n"
+            "  list                           the cluster's jobs\n"
+            "  status NAME|ID                 one job: state, placement, exceptions\n"
+            "  cancel NAME|ID                 cancel a job\n"
+            "  taskmanagers                   the registered taskmanagers and their slots\n"
             "  version                        print the version and job ABI\n"
             "  help                           this text\n");
 }
@@ -23,8 +30,15 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "run"))
-        return kp_cli_run(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+    } verbs[] = {{"run", kp_cli_run},       {"submit", kp_cli_submit},
+                 {"list", kp_cli_list},     {"status", kp_cli_status},
+                 {"cancel", kp_cli_cancel}, {"taskmanagers", kp_cli_taskmanagers}};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (!strcmp(argv[1], verbs[i].name))
+            return verbs[i].fn(argc - 1, argv + 1);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("kappa %s (job ABI %u)\n", KP_VERSION, KP_ABI_VERSION);
         return 0;
