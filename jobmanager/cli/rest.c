@@ -122,22 +122,23 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     return add;
 }
 
-/* Prints the jobmanager's {"errors":[...]} (or the status line when the body is not that). */
+/* Prints the jobmanager's {"errors":[...]} (or the status line when the body is not that),
+ * and how to give a token after a 401 unless the jobmanager said so itself. */
 static void print_errors(const kp_rest *r, long status, json_t *body)
 {
     json_t *errs = json_object_get(body, "errors"), *e;
     size_t i;
-    if (json_array_size(errs) == 0) {
+    int told = 0;
+    if (json_array_size(errs) == 0)
         fprintf(stderr, "%s: the jobmanager answered HTTP %ld\n", r->verb, status);
-        return;
-    }
     json_array_foreach(errs, i, e)
     {
         const char *m = json_string_value(e);
         fprintf(stderr, "%s: the jobmanager answered HTTP %ld: %s\n", r->verb, status,
                 m ? m : "(no message)");
+        told |= m && strstr(m, "token-file");
     }
-    if (status == 401)
+    if (status == 401 && !told)
         fprintf(stderr, "%s: give the jobmanager's token with --token-file F or $KAPPA_TOKEN\n",
                 r->verb);
 }
