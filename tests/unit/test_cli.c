@@ -7,38 +7,25 @@
  * message; --wait exits with the job's outcome; list/status/cancel/taskmanagers print what the
  * jobmanager said. Binaries come from meson: KAPPA_CLI, KAPPA_JOBS. */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "../support/spawn.h"
 #include "graph_codec.h"
 #include "plugin.h"
-
-extern char **environ;
 
 /* ---- running kappa ------------------------------------------------------------------------- */
 
 static char dir[] = "/tmp/kappa-test-cli-XXXXXX";
 static char out[1 << 16], err[1 << 16];
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    size_t n = fread(buf, 1, len - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
 
 /* Runs kappa with the NULL-terminated arguments; stdout and stderr land in out/err. The
  * environment is the test's minus KAPPA_JOBMANAGER and KAPPA_TOKEN, plus `env` (or NULL). */
@@ -52,29 +39,15 @@ static int kappa_env(const char *env, ...)
     while ((argv[n] = va_arg(ap, const char *)) != NULL)
         cr_assert_lt(++n, 63);
     va_end(ap);
-    char *envp[512];
-    int ne = 0;
-    for (char **e = environ; *e && ne < 510; e++)
-        if (strncmp(*e, "KAPPA_JOBMANAGER=", 17) && strncmp(*e, "KAPPA_TOKEN=", 12))
-            envp[ne++] = *e;
-    if (env)
-        envp[ne++] = (char *)env;
-    envp[ne] = NULL;
+    static const char *const drop[] = {"KAPPA_JOBMANAGER", "KAPPA_TOKEN", NULL};
     char o[512], e[512];
     snprintf(o, sizeof o, "%s/stdout", dir);
     snprintf(e, sizeof e, "%s/stderr", dir);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, o, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, e, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char **)argv, envp), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    slurp(o, out, sizeof out);
-    slurp(e, err, sizeof err);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    kp_test_proc p = {.argv = argv, .drop = drop, .add = env, .out = o, .err = e};
+    int rc = kp_test_wait(kp_test_spawn(&p));
+    kp_test_slurp(o, out, sizeof out);
+    kp_test_slurp(e, err, sizeof err);
+    return rc;
 }
 
 #define kappa(...) kappa_env(NULL, __VA_ARGS__, NULL)
