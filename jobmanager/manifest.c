@@ -269,6 +269,7 @@ kp_jm_job_t *kp_manifest_parse(const kp_jm_config_t *cfg, const char *text, size
     job->end_time = -1;
     job->start_time = kp_wall_ms();
     job->timestamps[KP_JOB_CREATED] = job->start_time;
+    snprintf(job->waiting_reason, sizeof job->waiting_reason, "waiting for the scheduler");
     if (fill_job(cfg, job, m, err, errlen)) {
         kp_job_free(job);
         return NULL;

@@ -145,6 +145,19 @@ static enum MHD_Result submit_finish(kp_jm_t *jm, struct MHD_Connection *conn, r
         kp_manifest_parse(&jm->cfg, req->manifest, req->manifest_len, err, sizeof err);
     if (!job)
         return send_error(conn, 400, err);
+    const char *replace = json_string_value(json_object_get(job->manifest, "replace"));
+    if (replace) { /* checked before the upload is kept: a refusal stores nothing */
+        pthread_mutex_lock(&jm->lock);
+        kp_jm_job_t *old = kp_registry_find(jm, replace);
+        if (old && !kp_job_state_terminal(old->state))
+            memcpy(job->replaces, old->id, sizeof job->replaces);
+        pthread_mutex_unlock(&jm->lock);
+        if (!job->replaces[0]) {
+            snprintf(err, sizeof err, "--replace %s: no active job with that name or id", replace);
+            kp_job_free(job);
+            return send_error(conn, 404, err);
+        }
+    }
     job->plugin_size = kp_upload_size(req->upload);
     int rc = kp_upload_commit(req->upload, job->plugin_sha256, err, sizeof err);
     req->upload = NULL;
@@ -153,17 +166,6 @@ static enum MHD_Result submit_finish(kp_jm_t *jm, struct MHD_Connection *conn, r
         return send_error(conn, 400, err);
     }
     pthread_mutex_lock(&jm->lock);
-    const char *replace = json_string_value(json_object_get(job->manifest, "replace"));
-    if (replace) {
-        kp_jm_job_t *old = kp_registry_find(jm, replace);
-        if (!old || kp_job_state_terminal(old->state)) {
-            pthread_mutex_unlock(&jm->lock);
-            snprintf(err, sizeof err, "--replace %s: no active job with that name or id", replace);
-            kp_job_free(job);
-            return send_error(conn, 404, err);
-        }
-        memcpy(job->replaces, old->id, sizeof job->replaces);
-    }
     if (kp_registry_add(jm, job)) {
         pthread_mutex_unlock(&jm->lock);
         kp_job_free(job);
@@ -179,20 +181,29 @@ static enum MHD_Result submit_finish(kp_jm_t *jm, struct MHD_Connection *conn, r
     return send_json(conn, 202, body);
 }
 
+/* libmicrohttpd takes a response only before or after the body: after an error the rest of
+ * the body is read and dropped, which the Content-Length check in submit_begin bounds; a
+ * body without a length that runs past the bound gets its connection closed instead. */
 static enum MHD_Result submit(kp_jm_t *jm, struct MHD_Connection *conn, req_t *req,
                               const char *data, size_t *size)
 {
+    uint64_t bound = jm->cfg.max_upload_bytes + MANIFEST_MAX + 65536;
     if (*size == 0)
         return req->status ? send_error(conn, (unsigned)req->status, req->error)
                            : submit_finish(jm, conn, req);
     req->body_bytes += *size;
-    if (!req->status && req->body_bytes > jm->cfg.max_upload_bytes + MANIFEST_MAX + 65536)
-        req_fail(req, 413, "the request body is larger than --max-upload-mb allows");
+    if (req->body_bytes > bound) {
+        kp_jm_log("rest: POST /jobs body past %llu bytes: connection closed",
+                  (unsigned long long)bound);
+        return MHD_NO;
+    }
     if (!req->status && MHD_post_process(req->pp, data, *size) != MHD_YES)
         req_fail(req, 400, "the body is not valid multipart/form-data");
+    if (req->status && req->upload) { /* keep nothing of a refused upload */
+        kp_upload_abort(req->upload);
+        req->upload = NULL;
+    }
     *size = 0;
-    if (req->status) /* answer now, without reading the rest */
-        return send_error(conn, (unsigned)req->status, req->error);
     return MHD_YES;
 }
 
@@ -377,11 +388,11 @@ kp_rest_t *kp_rest_start(kp_jm_t *jm, int *port, char *err, size_t errlen)
         return NULL;
     }
     rest->jm = jm;
-    rest->d = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                               handler, rest, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                               MHD_OPTION_NOTIFY_COMPLETED, completed, rest,
-                               MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    rest->d = MHD_start_daemon(
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, rest,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, rest, MHD_OPTION_CONNECTION_LIMIT, 64u,
+        MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
     if (!rest->d) {
         snprintf(err, errlen, "cannot serve REST on %s:%d (port in use?)", jm->cfg.bind, *port);
         free(rest);

@@ -1,0 +1,540 @@
+/* kappa-jobmanager as a process: its REST API (submissions accepted, every kind of bad input
+ * refused with a 4xx and nothing written outside the upload dir, the token), the control
+ * plane through a fake taskmanager (registration, Deploy with placement, plugin fetch, state
+ * reports, a lost taskmanager and the restart that follows, --replace), a fuzzed frame stream
+ * that must not crash it, and the job list surviving a restart. No Kafka or Elasticsearch:
+ * the jobmanager never runs job code. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../runtime/rng.h"
+#include "control.pb-c.h"
+#include "jm_harness.h"
+#include "../support/shell.h"
+
+static char dir_[256];
+
+static void fresh_dir(void)
+{
+    snprintf(dir_, sizeof dir_, "/tmp/kappa-jm-test-%d", (int)getpid());
+    kp_test_rmtree(dir_);
+}
+
+static void cleanup(void)
+{
+    kp_test_rmtree(dir_);
+    char log[300];
+    snprintf(log, sizeof log, "%s.log", dir_);
+    unlink(log);
+}
+
+static void *plugin_bytes(size_t *len, char sha[65])
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/hourly_clicks.so", kp_test_env("KAPPA_JOBS"));
+    void *p = read_all(path, len);
+    sha256_hex(p, *len, sha);
+    return p;
+}
+
+/* Submits a job of one task per par[] entry; returns its id (asserts 202). */
+static void submit_ok(const jm_proc *jm, const char *name, const int *par, size_t n, json_t *extra,
+                      const char *token, char id[33])
+{
+    size_t len;
+    char sha[65];
+    void *so = plugin_bytes(&len, sha);
+    char *m = make_manifest(name, sha, par, n, extra);
+    http_reply r = http_submit(jm, m, so, len, token);
+    cr_assert_eq(r.status, 202, "POST /jobs: %ld", r.status);
+    const char *jid = json_string_value(json_object_get(r.body, "jobid"));
+    cr_assert(jid && strlen(jid) == 32);
+    snprintf(id, 33, "%s", jid);
+    cr_assert_str_eq(json_string_value(json_object_get(r.body, "state")), "CREATED");
+    http_free(&r);
+    free(m);
+    free(so);
+}
+
+/* The entries of a directory, sorted names joined by ',' (hidden ones too). */
+static void list_dir(const char *path, char *out, size_t len)
+{
+    struct dirent **ents;
+    int n = scandir(path, &ents, NULL, alphasort);
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (strcmp(ents[i]->d_name, ".") && strcmp(ents[i]->d_name, ".."))
+            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "",
+                     ents[i]->d_name);
+        free(ents[i]);
+    }
+    free(ents);
+}
+
+static void expect_error(http_reply r, long status, const char *what)
+{
+    cr_assert_eq(r.status, status, "%s: HTTP %ld, expected %ld", what, r.status, status);
+    json_t *errs = json_object_get(r.body, "errors");
+    cr_assert(json_is_array(errs) && json_array_size(errs) == 1 &&
+                  json_is_string(json_array_get(errs, 0)),
+              "%s: no {\"errors\":[...]} body", what);
+    http_free(&r);
+}
+
+Test(jobmanager, submission_waits_in_created_without_taskmanagers, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    char id[33];
+    int par[] = {2, 2};
+    submit_ok(&jm, "hourly-clicks", par, 2, NULL, NULL, id);
+
+    http_reply r = http_req(&jm, "GET", "/jobs", NULL);
+    cr_assert_eq(r.status, 200);
+    json_t *jobs = json_object_get(r.body, "jobs");
+    cr_assert_eq(json_array_size(jobs), 1);
+    json_t *j = json_array_get(jobs, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "jid")), id);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "CREATED");
+    cr_assert_eq(json_integer_value(json_object_get(j, "end-time")), -1);
+    http_free(&r);
+
+    const char *why = NULL;
+    for (int i = 0; i < 200; i++) { /* the scheduler runs on the control thread: poll */
+        http_free(&r);
+        r = http_req(&jm, "GET", "/jobs/hourly-clicks", NULL); /* by name */
+        cr_assert_eq(r.status, 200);
+        why = json_string_value(json_object_get(r.body, "waiting_reason"));
+        cr_assert(why, "a CREATED job always says what it waits for");
+        if (strstr(why, "needs 2"))
+            break;
+        usleep(50000);
+    }
+    cr_assert(strstr(why, "needs 2, 0 free on 0 taskmanagers"), "waiting_reason: %s", why);
+    cr_assert_eq(json_array_size(json_object_get(r.body, "tasks")), 2);
+    http_free(&r);
+
+    size_t len;
+    char sha[65], want[128], got[512], up[300];
+    free(plugin_bytes(&len, sha));
+    snprintf(want, sizeof want, "%s.so", sha);
+    snprintf(up, sizeof up, "%s/uploads", dir_);
+    list_dir(up, got, sizeof got);
+    cr_assert_str_eq(got, want, "uploads holds exactly the content-addressed plugin");
+    jm_stop(&jm);
+}
+
+Test(jobmanager, bad_submissions_are_4xx_and_write_nothing, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    const char *flags[] = {"--max-upload-mb", "1", NULL};
+    jm_start(&jm, dir_, flags);
+    size_t len;
+    char sha[65];
+    void *so = plugin_bytes(&len, sha);
+    int par[] = {1};
+
+    expect_error(http_post_raw(&jm, "application/octet-stream", "garbage\x01\x02", 9), 400,
+                 "garbage body");
+    expect_error(http_post_raw(&jm, "multipart/form-data; boundary=xx", "--xx\r\ngarbage", 13), 400,
+                 "broken multipart");
+    expect_error(http_submit(&jm, "{not json", so, len, NULL), 400, "garbage manifest");
+    expect_error(http_submit(&jm, "[1,2]", so, len, NULL), 400, "manifest not an object");
+
+    char *m = make_manifest("ok-name",
+                            "00000000000000000000000000000000000000000000000000000000"
+                            "00000000",
+                            par, 1, NULL);
+    expect_error(http_submit(&jm, m, so, len, NULL), 400, "wrong sha256");
+    free(m);
+
+    m = make_manifest("../../etc/passwd", sha, par, 1, NULL);
+    expect_error(http_submit(&jm, m, so, len, NULL), 400, "path traversal in the name");
+    free(m);
+
+    json_t *extra = json_pack("{s:s}", "graph_hash",
+                              "1111111111111111111111111111111111111111111111111111111111111111");
+    m = make_manifest("bad-hash", sha, par, 1, extra);
+    expect_error(http_submit(&jm, m, so, len, NULL), 400, "graph hash not of the graph");
+    free(m);
+    json_decref(extra);
+
+    extra = json_pack("{s:s}", "replace", "no-such-job");
+    m = make_manifest("replacer", sha, par, 1, extra);
+    expect_error(http_submit(&jm, m, so, len, NULL), 404, "--replace of an unknown job");
+    free(m);
+    json_decref(extra);
+
+    size_t big_len = (2u << 20);
+    char *big = calloc(1, big_len), big_sha[65];
+    sha256_hex(big, big_len, big_sha);
+    m = make_manifest("too-big", big_sha, par, 1, NULL);
+    expect_error(http_submit(&jm, m, big, big_len, NULL), 413, "oversized plugin");
+    free(m);
+    free(big);
+
+    expect_error(http_req(&jm, "GET", "/jobs/0123456789abcdef0123456789abcdef", NULL), 404,
+                 "unknown job");
+    expect_error(http_req(&jm, "PATCH", "/jobs/nope?mode=cancel", NULL), 404, "cancel unknown");
+    expect_error(http_req(&jm, "GET", "/jobs/..%2F..%2Fetc", NULL), 400, "traversal in an id");
+    expect_error(http_req(&jm, "GET", "/nothing", NULL), 404, "unknown path");
+    expect_error(http_req(&jm, "DELETE", "/overview", NULL), 405, "wrong method");
+
+    http_reply r = http_req(&jm, "GET", "/jobs", NULL);
+    cr_assert_eq(json_array_size(json_object_get(r.body, "jobs")), 0, "nothing was accepted");
+    http_free(&r);
+    jm_stop(&jm);
+
+    char got[512], up[300];
+    list_dir(dir_, got, sizeof got);
+    cr_assert_str_eq(got, "jobs.json,uploads", "the state dir holds only what the server made");
+    snprintf(up, sizeof up, "%s/uploads", dir_);
+    list_dir(up, got, sizeof got);
+    cr_assert_str_eq(got, "", "no upload kept (no temporary file left either)");
+    free(so);
+}
+
+Test(jobmanager, token_guards_mutating_requests, .fini = cleanup)
+{
+    fresh_dir();
+    char tokfile[300];
+    snprintf(tokfile, sizeof tokfile, "%s.token", dir_);
+    FILE *f = fopen(tokfile, "w");
+    fputs("s3cret-token\n", f);
+    fclose(f);
+    jm_proc jm;
+    const char *flags[] = {"--token-file", tokfile, NULL};
+    jm_start(&jm, dir_, flags);
+    size_t len;
+    char sha[65], id[33];
+    void *so = plugin_bytes(&len, sha);
+    int par[] = {1};
+    char *m = make_manifest("guarded", sha, par, 1, NULL);
+    expect_error(http_submit(&jm, m, so, len, NULL), 401, "no token");
+    expect_error(http_submit(&jm, m, so, len, "wrong"), 401, "wrong token");
+    submit_ok(&jm, "guarded", par, 1, NULL, "s3cret-token", id);
+
+    http_reply r = http_req(&jm, "GET", "/jobs", NULL);
+    cr_assert_eq(r.status, 200, "reading needs no token");
+    http_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s?mode=cancel", id);
+    expect_error(http_req(&jm, "PATCH", path, NULL), 401, "cancel without token");
+    r = http_req(&jm, "PATCH", path, "s3cret-token");
+    cr_assert_eq(r.status, 202);
+    http_free(&r);
+    wait_job_state(&jm, id, "CANCELED");
+    expect_error(http_req(&jm, "PATCH", path, "s3cret-token"), 409, "cancel of a final job");
+    jm_stop(&jm);
+    unlink(tokfile);
+    free(m);
+    free(so);
+}
+
+/* Reads the Deploy a fake taskmanager gets; checks it and returns attempt and epoch. */
+static void expect_deploy(int fd, const char *id, size_t locals, uint32_t *attempt, uint64_t *epoch)
+{
+    size_t n;
+    uint8_t *p = tm_expect(fd, KP_FRAME_DEPLOY, &n);
+    Kappa__Control__Deploy *d = kappa__control__deploy__unpack(NULL, n, p);
+    cr_assert_not_null(d);
+    cr_assert_str_eq(d->job_id, id);
+    cr_assert_eq(d->n_locals, locals);
+    cr_assert_eq(d->n_bindings, 1);
+    cr_assert_str_eq(d->bindings[0]->uri, "kafka://clicks");
+    cr_assert_str_eq(d->start, "earliest");
+    cr_assert(d->n_placements >= locals);
+    *attempt = d->attempt;
+    *epoch = d->epoch;
+    kappa__control__deploy__free_unpacked(d, NULL);
+    free(p);
+}
+
+static void report(int fd, const char *id, uint32_t attempt, int task, uint32_t subtask,
+                   Kappa__Control__TaskState__State state)
+{
+    Kappa__Control__TaskState s = KAPPA__CONTROL__TASK_STATE__INIT;
+    s.job_id = (char *)id;
+    s.attempt = attempt;
+    s.task_id = task;
+    s.subtask = subtask;
+    s.state = state;
+    s.message = state == KAPPA__CONTROL__TASK_STATE__STATE__FAILED ? "boom" : "";
+    tm_send(fd, KP_FRAME_TASK_STATE, &s.base);
+}
+
+Test(jobmanager, fake_taskmanager_runs_loses_and_restarts_a_job, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    char id[33];
+    int par[] = {2, 1};
+    submit_ok(&jm, "clicks", par, 2, NULL, NULL, id);
+
+    int tm = tm_register(jm.rpc_port, "tm-a", 2);
+    wait_taskmanagers(&jm, 1);
+    http_reply r = http_req(&jm, "GET", "/taskmanagers", NULL);
+    json_t *t0 = json_array_get(json_object_get(r.body, "taskmanagers"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(t0, "id")), "tm-a");
+    cr_assert_eq(json_integer_value(json_object_get(t0, "slots_total")), 2);
+    http_free(&r);
+
+    uint32_t attempt;
+    uint64_t epoch;
+    expect_deploy(tm, id, 3, &attempt, &epoch);
+    cr_assert_eq(attempt, 0);
+
+    /* the plugin, fetched over the control plane, is the submitted file */
+    size_t len, n;
+    char sha[65], got_sha[65];
+    void *so = plugin_bytes(&len, sha);
+    Kappa__Control__PluginRequest req = KAPPA__CONTROL__PLUGIN_REQUEST__INIT;
+    req.sha256 = sha;
+    tm_send(tm, KP_FRAME_PLUGIN_REQUEST, &req.base);
+    uint8_t *buf = malloc(len), *p;
+    size_t have = 0;
+    while (have < len) {
+        p = tm_expect(tm, KP_FRAME_PLUGIN_DATA, &n);
+        Kappa__Control__PluginData *pd = kappa__control__plugin_data__unpack(NULL, n, p);
+        cr_assert(pd && !pd->error[0] && pd->total_size == len && pd->offset == have &&
+                  have + pd->bytes.len <= len);
+        memcpy(buf + have, pd->bytes.data, pd->bytes.len);
+        have += pd->bytes.len;
+        kappa__control__plugin_data__free_unpacked(pd, NULL);
+        free(p);
+    }
+    sha256_hex(buf, len, got_sha);
+    cr_assert_str_eq(got_sha, sha);
+    free(buf);
+    free(so);
+
+    report(tm, id, attempt, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    report(tm, id, attempt, 0, 1, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    report(tm, id, attempt, 1, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, id, "RUNNING");
+    tm_heartbeat(tm, 1);
+    free(tm_expect(tm, KP_FRAME_HEARTBEAT, &n));
+
+    close(tm); /* dies: noticed by the closed connection */
+    wait_taskmanagers(&jm, 0);
+    wait_job_state(&jm, id, "RESTARTING");
+    r = http_req(&jm, "GET", "/jobs/clicks", NULL);
+    json_t *exc = json_object_get(r.body, "exceptions");
+    cr_assert(json_array_size(exc) >= 2);
+    const char *msg = json_string_value(json_object_get(json_array_get(exc, 0), "message"));
+    cr_assert(msg && strstr(msg, "tm-a lost"), "exception: %s", msg ? msg : "(null)");
+    cr_assert_eq(json_integer_value(json_object_get(r.body, "attempt")), 1);
+    http_free(&r);
+
+    /* a new taskmanager gets attempt 1 with a larger epoch */
+    int tm2 = tm_register(jm.rpc_port, "tm-b", 4);
+    uint32_t attempt2;
+    uint64_t epoch2;
+    expect_deploy(tm2, id, 3, &attempt2, &epoch2);
+    cr_assert_eq(attempt2, 1);
+    cr_assert_gt(epoch2, epoch);
+    report(tm2, id, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__FAILED); /* stale: ignored */
+    report(tm2, id, 1, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED);
+    report(tm2, id, 1, 0, 1, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED);
+    report(tm2, id, 1, 1, 0, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED);
+    wait_job_state(&jm, id, "FINISHED");
+    close(tm2);
+    jm_stop(&jm);
+}
+
+Test(jobmanager, hung_taskmanager_lost_by_heartbeat_timeout, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    const char *flags[] = {"--heartbeat-interval-ms",
+                           "50",
+                           "--heartbeat-timeout-ms",
+                           "300",
+                           "--restart-strategy",
+                           "none",
+                           NULL};
+    jm_start(&jm, dir_, flags);
+    char id[33];
+    int par[] = {1};
+    submit_ok(&jm, "hung", par, 1, NULL, NULL, id);
+    int tm = tm_register(jm.rpc_port, "tm-hung", 1);
+    uint32_t attempt;
+    uint64_t epoch;
+    expect_deploy(tm, id, 1, &attempt, &epoch);
+    /* no heartbeats: the jobmanager gives up on it and closes its connection */
+    cr_assert(tm_closed_by_peer(tm), "the jobmanager did not drop a silent taskmanager");
+    wait_taskmanagers(&jm, 0);
+    wait_job_state(&jm, id, "FAILED");
+    close(tm);
+    jm_stop(&jm);
+}
+
+Test(jobmanager, replace_cancels_the_old_job_once_the_new_runs, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    int tm = tm_register(jm.rpc_port, "tm-r", 2);
+    char old_id[33], new_id[33];
+    int par[] = {1};
+    uint32_t attempt;
+    uint64_t epoch;
+    submit_ok(&jm, "clicks", par, 1, NULL, NULL, old_id);
+    expect_deploy(tm, old_id, 1, &attempt, &epoch);
+    report(tm, old_id, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, old_id, "RUNNING");
+
+    json_t *extra = json_pack("{s:s}", "replace", "clicks");
+    submit_ok(&jm, "clicks-v2", par, 1, extra, NULL, new_id);
+    json_decref(extra);
+    expect_deploy(tm, new_id, 1, &attempt, &epoch);
+    cr_assert_str_eq(job_state(&jm, old_id, (char[32]){0}, 32), "RUNNING",
+                     "the old job runs until the new one does");
+    report(tm, new_id, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, new_id, "RUNNING");
+
+    size_t n;
+    uint8_t *p = tm_expect(tm, KP_FRAME_CANCEL, &n);
+    Kappa__Control__Cancel *c = kappa__control__cancel__unpack(NULL, n, p);
+    cr_assert_not_null(c);
+    cr_assert_str_eq(c->job_id, old_id);
+    kappa__control__cancel__free_unpacked(c, NULL);
+    free(p);
+    wait_job_state(&jm, old_id, "CANCELLING");
+    report(tm, old_id, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED);
+    wait_job_state(&jm, old_id, "CANCELED");
+    cr_assert_str_eq(job_state(&jm, new_id, (char[32]){0}, 32), "RUNNING");
+    close(tm);
+    jm_stop(&jm);
+}
+
+Test(jobmanager, restart_shows_the_job_list_again, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    char waiting[33], running[33], canceled[33];
+    int one[] = {1}, many[] = {8};
+    submit_ok(&jm, "waits", many, 1, NULL, NULL, waiting);
+    submit_ok(&jm, "runs", one, 1, NULL, NULL, running);
+    submit_ok(&jm, "cancelled", many, 1, NULL, NULL, canceled);
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s?mode=cancel", canceled);
+    http_reply r = http_req(&jm, "PATCH", path, NULL);
+    cr_assert_eq(r.status, 202);
+    http_free(&r);
+    int tm = tm_register(jm.rpc_port, "tm-x", 1);
+    uint32_t attempt;
+    uint64_t epoch;
+    expect_deploy(tm, running, 1, &attempt, &epoch);
+    report(tm, running, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, running, "RUNNING");
+    jm_stop(&jm);
+    close(tm);
+
+    jm_start(&jm, dir_, NULL);
+    r = http_req(&jm, "GET", "/jobs", NULL);
+    cr_assert_eq(json_array_size(json_object_get(r.body, "jobs")), 3);
+    http_free(&r);
+    char st[32];
+    cr_assert_str_eq(job_state(&jm, waiting, st, sizeof st), "CREATED");
+    cr_assert_str_eq(job_state(&jm, running, st, sizeof st), "FAILED");
+    cr_assert_str_eq(job_state(&jm, canceled, st, sizeof st), "CANCELED");
+    snprintf(path, sizeof path, "/jobs/%s", running);
+    r = http_req(&jm, "GET", path, NULL);
+    json_t *exc = json_object_get(r.body, "exceptions");
+    const char *last = json_string_value(
+        json_object_get(json_array_get(exc, json_array_size(exc) - 1), "message"));
+    cr_assert(last && !strcmp(last, "jobmanager restarted"), "%s", last ? last : "(null)");
+    cr_assert_neq(json_integer_value(json_object_get(r.body, "end-time")), -1);
+    http_free(&r);
+    jm_stop(&jm);
+}
+
+/* One fuzzed connection: a mix of garbage, valid frames, corrupted valid frames and frames
+ * whose CRC is right but whose payload is random. */
+static void fuzz_connection(int port, uint64_t *rng)
+{
+    int fd = tm_connect(port);
+    struct timeval tv = {0, 200000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    uint8_t buf[4096];
+    int frames = 1 + (int)(kp_rng_next(rng) % 8);
+    for (int f = 0; f < frames; f++) {
+        size_t n = kp_rng_next(rng) % 512;
+        for (size_t i = 0; i < n + KP_FRAME_HEADER_SIZE; i++)
+            buf[i] = (uint8_t)kp_rng_next(rng);
+        uint16_t type = (uint16_t)(kp_rng_next(rng) % (KP_FRAME_TYPE_MAX_ + 1));
+        switch (kp_rng_next(rng) % 4) {
+        case 0: /* pure garbage */
+            break;
+        case 1: /* a valid header for a random payload */
+            kp_frame_header_encode(buf, (kp_frame_type)type, buf + KP_FRAME_HEADER_SIZE,
+                                   (uint32_t)n);
+            break;
+        case 2: { /* a valid Hello, then one flipped bit */
+            Kappa__Control__Hello h = KAPPA__CONTROL__HELLO__INIT;
+            h.role = KAPPA__CONTROL__HELLO__ROLE__ROLE_TASKMANAGER;
+            h.instance_id = "fuzz";
+            h.slots = (uint32_t)(kp_rng_next(rng) % 3);
+            h.data_address = "127.0.0.1:1";
+            n = kappa__control__hello__pack(&h, buf + KP_FRAME_HEADER_SIZE);
+            kp_frame_header_encode(buf, KP_FRAME_HELLO, buf + KP_FRAME_HEADER_SIZE, (uint32_t)n);
+            if (kp_rng_next(rng) % 2) {
+                size_t bit = kp_rng_next(rng) % ((n + KP_FRAME_HEADER_SIZE) * 8);
+                buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            }
+            break;
+        }
+        default: /* a header claiming a huge or odd length */
+            kp_frame_header_encode(buf, (kp_frame_type)type, buf + KP_FRAME_HEADER_SIZE,
+                                   (uint32_t)n);
+            buf[8] = (uint8_t)kp_rng_next(rng);
+            break;
+        }
+        size_t cut = n + KP_FRAME_HEADER_SIZE;
+        if (kp_rng_next(rng) % 4 == 0)
+            cut = kp_rng_next(rng) % cut; /* truncated */
+        if (tm_send_raw(fd, buf, cut))
+            break;
+    }
+    close(fd);
+}
+
+Test(jobmanager, fuzzed_frames_never_crash_it, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    uint64_t seeds[6] = {1, 2, 3, 0x9e3779b97f4a7c15ull, 424242, 0};
+    cr_assert_eq(getrandom(&seeds[5], sizeof seeds[5], 0), (ssize_t)sizeof seeds[5]);
+    seeds[5] |= 1;
+    for (size_t s = 0; s < 6; s++) {
+        if (s == 5)
+            fprintf(stderr, "fuzzed_frames_never_crash_it: random seed %llu\n",
+                    (unsigned long long)seeds[s]);
+        uint64_t rng = seeds[s];
+        for (int c = 0; c < 60; c++)
+            fuzz_connection(jm.rpc_port, &rng);
+        cr_assert(jm_alive(&jm), "the jobmanager died on seed %llu", (unsigned long long)seeds[s]);
+    }
+    /* still serving both ports */
+    http_reply r = http_req(&jm, "GET", "/overview", NULL);
+    cr_assert_eq(r.status, 200);
+    http_free(&r);
+    int tm = tm_register(jm.rpc_port, "tm-after-fuzz", 1);
+    tm_heartbeat(tm, 1);
+    size_t n;
+    free(tm_expect(tm, KP_FRAME_HEARTBEAT, &n));
+    close(tm);
+    jm_stop(&jm);
+}
