@@ -305,6 +305,30 @@ Test(kafka_source, timestamp_after_everything_starts_at_the_end)
     r->close(r);
 }
 
+/* The start position as `kappa run --local` and `kappa submit` pass it: connector conf entries
+ * (kafka.start=..., --from-group-offsets / --from-timestamp), not URI options. */
+Test(kafka_source, start_from_conf_as_the_cli_passes_it)
+{
+    kp_source_reader *r = t_open("group=g2", 0, 1);
+    kp_offset offs[1] = {{1, 4}};
+    char err[512] = "", uri[512];
+    cr_assert_eq(r->commit(r, offs, 1, err, sizeof err), 0, "commit: %s", err);
+    r->close(r);
+    snprintf(uri, sizeof uri, "kafka:t?brokers=%s&stop_at=end", t_brokers);
+    const char *group[] = {"kafka.start=group", "kafka.group=g2", "kafka.fallback=latest", NULL};
+    const char *late[] = {"kafka.start=timestamp:1900000000000", NULL};
+    const char *const *confs[] = {group, late};
+    int want[] = {T_PER_PART - 4, 0};
+    for (int i = 0; i < 2; i++) {
+        kp_endpoint ep = {.name = "clicks", .uri = uri, .parallelism = 1, .conf = confs[i]};
+        r = kp_connector_find(uri)->open_source(&ep, err, sizeof err);
+        cr_assert_not_null(r, "%s: %s", confs[i][0], err);
+        rec rs[64];
+        cr_assert_eq(t_read_all(r, rs, 64), want[i], "%s", confs[i][0]);
+        r->close(r);
+    }
+}
+
 Test(kafka_source, bad_options_are_named)
 {
     char q[512], err[512] = "";
