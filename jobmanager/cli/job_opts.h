@@ -3,7 +3,8 @@
  * (--from-earliest | --from-latest | --from-timestamp MS | --from-group-offsets) and -p —
  * parsed in one place, so `kappa run --local` and `kappa submit` accept exactly the same
  * words with the same meaning. A verb puts KP_JOB_LONGOPTS into its getopt_long table and
- * hands every option it does not know itself to kp_job_opts_parse(). */
+ * hands every option it does not know itself to kp_job_opts_parse().
+ * @locality the CLI's one thread (parsing happens before anything else runs) */
 #ifndef KP_CLI_JOB_OPTS_H
 #define KP_CLI_JOB_OPTS_H
 

@@ -1,5 +1,5 @@
 /* The manifest part of `kappa submit`'s upload (docs/cli.md, cluster contract): what the
- * jobmanager needs to know about a job without loading its code. */
+ * jobmanager needs to know about a job without loading its code. @locality the CLI's thread */
 #ifndef KP_CLI_MANIFEST_H
 #define KP_CLI_MANIFEST_H
 

@@ -35,8 +35,8 @@ int kp_rest_opts_parse(kp_rest *r, int opt, const char *arg)
 
 void kp_rest_usage(FILE *out)
 {
-    fprintf(out, "  --jobmanager URL         the jobmanager's REST address (default: "
-                 "$KAPPA_JOBMANAGER, else " DEFAULT_URL ")\n"
+    fprintf(out, "  --jobmanager URL         the jobmanager's REST address\n"
+                 "                           (default: $KAPPA_JOBMANAGER, else " DEFAULT_URL ")\n"
                  "  --token-file F           bearer token for a jobmanager started with "
                  "--token-file\n"
                  "                           (default: $KAPPA_TOKEN)\n"
