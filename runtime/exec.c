@@ -34,6 +34,9 @@ int kp_subtask_fail(kp_subtask *st, const char *fmt, ...)
             for (int j = 0; j < x->tasks[i].parallelism && x->tasks[i].inboxes; j++)
                 if (x->tasks[i].inboxes[j])
                     kp_inbox_abort(x->tasks[i].inboxes[j]);
+        kp_transport *tr = x->part ? x->part->transport : NULL;
+        if (tr && tr->vt->abort)
+            tr->vt->abort(tr);
     }
     pthread_mutex_unlock(&x->lock);
     return -1;
@@ -51,6 +54,48 @@ int kp_subtask_cancel_probe(void *subtask)
 
 /* ---- planning ------------------------------------------------------------------------ */
 
+/* Whether subtask j of the task headed by node `task_id` runs in this process. */
+static int runs_here(const struct kp_exec *x, int task_id, int j)
+{
+    if (!x->part)
+        return 1;
+    for (int i = 0; i < x->part->nlocal; i++)
+        if (x->part->local[i].task_id == task_id && x->part->local[i].subtask == j)
+            return 1;
+    return 0;
+}
+
+static int transport_error(struct kp_exec *x, const char *what, kp_channel_id id, const char *err)
+{
+    snprintf(x->error, sizeof x->error, "%s channel %d/%d -> %d/%d: %s", what, id.producer_task,
+             id.producer_subtask, id.consumer_task, id.consumer_subtask, err);
+    atomic_store(&x->failed, 1);
+    return -1;
+}
+
+/* The inbox of local consumer subtask j of t; inbound channels from remote producers are
+ * handed to the transport. */
+static int open_inbox(struct kp_exec *x, task *t, int j)
+{
+    if (!(t->inboxes[j] = kp_inbox_new(t->upstream, x->credits)))
+        return -1;
+    for (int in = 0; in < t->plan->nin; in++) {
+        const kp_plan_task *up = kp_plan_task_by_id(&x->plan, t->plan->in[in].task);
+        for (int p = 0; p < up->parallelism; p++) {
+            if (runs_here(x, up->id, p))
+                continue;
+            kp_channel_id id = {up->id, p, t->plan->id, j, in};
+            char err[512] = "no transport for a remote subtask";
+            kp_transport *tr = x->part->transport;
+            kp_channel *ch =
+                kp_inbox_channel(t->inboxes[j], kp_plan_channel(&x->plan, t->plan, in, p));
+            if (!tr || tr->vt->in_channel(tr, id, ch, err, sizeof err) != 0)
+                return transport_error(x, "inbound", id, err);
+        }
+    }
+    return 0;
+}
+
 static int plan(struct kp_exec *x)
 {
     if (kp_plan_build(x->job, &x->plan) != 0)
@@ -60,6 +105,7 @@ static int plan(struct kp_exec *x)
         const kp_node *n = x->job->nodes[pt->id];
         task *t = &x->tasks[x->ntasks++];
         t->head = n;
+        t->plan = pt;
         t->parallelism = pt->parallelism;
         t->upstream = kp_plan_channels(&x->plan, pt);
         x->task_of[n->id] = t;
@@ -81,7 +127,7 @@ static int plan(struct kp_exec *x)
         if (!t->inboxes)
             return -1;
         for (int j = 0; j < t->parallelism; j++)
-            if (!(t->inboxes[j] = kp_inbox_new(t->upstream, x->credits)))
+            if (runs_here(x, pt->id, j) && open_inbox(x, t, j) != 0)
                 return -1;
     }
     return 0;
@@ -128,18 +174,42 @@ const kp_binding *kp_exec_binding(const kp_exec_config *cfg, const char *name)
 
 static kp_op *build(subtask_rt *s, const kp_node *n);
 
+/* The channel from subtask s into consumer subtask j of task t: its inbox's when j runs
+ * here, else the transport's. NULL after failing s. */
+static kp_channel *out_channel(subtask_rt *s, task *t, int j)
+{
+    struct kp_exec *x = s->st.exec;
+    int in = 0, self = s->t->plan->id;
+    while (in < t->plan->nin - 1 && t->plan->in[in].task != self)
+        in++;
+    if (t->inboxes[j])
+        return kp_inbox_channel(t->inboxes[j], kp_plan_channel(&x->plan, t->plan, in, s->st.index));
+    kp_channel_id id = {self, s->st.index, t->plan->id, j, in};
+    kp_transport *tr = x->part ? x->part->transport : NULL;
+    char err[512] = "no transport for a remote subtask";
+    kp_channel *ch = tr ? tr->vt->out_channel(tr, id, x->credits, err, sizeof err) : NULL;
+    if (!ch)
+        kp_subtask_fail(&s->st, "outbound channel %d/%d -> %d/%d: %s", id.producer_task,
+                        id.producer_subtask, id.consumer_task, id.consumer_subtask, err);
+    return ch;
+}
+
 static int add_out(subtask_rt *s, kp_op *op, const kp_node *child, int late)
 {
     kp_op *o;
     if (!kp_plan_is_head(child)) {
         o = build(s, child);
     } else {
-        task *t = s->st.exec->task_of[child->id];
+        struct kp_exec *x = s->st.exec;
+        task *t = x->task_of[child->id];
         kp_channel **chans = malloc((size_t)t->parallelism * sizeof *chans);
         if (!chans)
             return kp_subtask_fail(&s->st, "out of memory");
         for (int j = 0; j < t->parallelism; j++)
-            chans[j] = kp_inbox_channel(t->inboxes[j], s->st.index);
+            if (!(chans[j] = out_channel(s, t, j))) {
+                free(chans);
+                return -1;
+            }
         o = kp_op_exchange_new(&s->st, child->input, kp_plan_edge(child->input, child), chans,
                                t->parallelism);
         free(chans);
@@ -376,6 +446,9 @@ static void *subtask_main(void *arg)
     } else {
         rc = consume(s);
     }
+    /* a subtask stopped by a closed channel (a remote end went away) fails the run here */
+    if (rc != 0 && !kp_subtask_cancelled(&s->st))
+        kp_subtask_fail(&s->st, "stopped: one of its channels was closed");
     kp_mailbox_post(s->st.exec->coordinator,
                     (kp_ctl){KP_CTL_DONE, s->st.task_id, s->st.index, rc == 0 ? 0 : -1});
     return NULL;
@@ -392,6 +465,8 @@ static int create_subtasks(struct kp_exec *x)
     for (int i = 0; i < x->ntasks; i++) {
         task *t = &x->tasks[i];
         for (int j = 0; j < t->parallelism; j++) {
+            if (!runs_here(x, t->plan->id, j))
+                continue;
             subtask_rt *s = calloc(1, sizeof *s);
             if (!s)
                 return -1;
@@ -415,10 +490,12 @@ static int create_subtasks(struct kp_exec *x)
                                  .rocksdb_cache_bytes = x->cfg->rocksdb_cache_bytes,
                                  .rocksdb_memtable_bytes = x->cfg->rocksdb_memtable_bytes,
                                  .ctl = t->ctl ? t->ctl[j] : NULL,
-                                 /* aligned only when threads run: the scheduler orders steps */
-                                 .coordinator = t->ctl && t->parallelism > 1 && !x->cfg->step_seed
-                                                    ? x->coordinator
-                                                    : NULL,
+                                 /* aligned only when threads run (the scheduler orders steps)
+                                  * and all of a source's subtasks run here */
+                                 .coordinator =
+                                     t->ctl && t->parallelism > 1 && !x->cfg->step_seed && !x->part
+                                         ? x->coordinator
+                                         : NULL,
                                  .task_id = i,
                                  .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
                                  .conf = x->cfg->conf,
@@ -434,7 +511,9 @@ static int create_subtasks(struct kp_exec *x)
     return 0;
 }
 
-static void teardown(struct kp_exec *x)
+/* Operators first (an exchange hands its unsent batches to their channels), then the
+ * transport lets go of the channels, then the inboxes go. */
+static void teardown(struct kp_exec *x, int ok)
 {
     for (int i = 0; i < x->nsubtasks; i++) {
         subtask_rt *s = x->subtasks[i];
@@ -444,6 +523,9 @@ static void teardown(struct kp_exec *x)
         free(s);
     }
     free(x->subtasks);
+    kp_transport *tr = x->part ? x->part->transport : NULL;
+    if (tr && tr->vt->drop)
+        tr->vt->drop(tr, ok);
     for (int i = 0; i < x->ntasks; i++) {
         for (int j = 0; x->tasks[i].inboxes && j < x->tasks[i].parallelism; j++)
             kp_inbox_free(x->tasks[i].inboxes[j]);
@@ -542,10 +624,20 @@ static void coordinate(struct kp_exec *x, int running)
 int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats, char *errstr,
                 size_t errlen)
 {
+    return kp_exec_run_part(job, cfg, NULL, stats, errstr, errlen);
+}
+
+int kp_exec_run_part(const kp_job *job, const kp_exec_config *cfg, const kp_exec_part *part,
+                     kp_exec_stats *stats, char *errstr, size_t errlen)
+{
     if (stats)
         memset(stats, 0, sizeof *stats);
     if (check_bindings(job, cfg, errstr, errlen) != 0)
         return -1;
+    if (part && cfg->step_seed) {
+        snprintf(errstr, errlen, "the deterministic scheduler runs whole jobs only");
+        return -1;
+    }
     struct kp_exec *x = calloc(1, sizeof *x);
     if (!x) {
         snprintf(errstr, errlen, "out of memory");
@@ -554,6 +646,7 @@ int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *sta
     x->epoch = cfg->epoch ? cfg->epoch : (int64_t)time(NULL);
     x->job = job;
     x->cfg = cfg;
+    x->part = part;
     pthread_mutex_init(&x->lock, NULL);
     double t0 = kp_mono_s();
     int started = 0;
@@ -577,7 +670,7 @@ int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *sta
         snprintf(errstr, errlen, "%s", x->error);
     if (stats)
         collect_stats(x, stats, t0);
-    teardown(x);
+    teardown(x, !failed);
     free(x);
     return failed ? -1 : 0;
 }

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include "engine.h"
+#include "transport.h"
 
 typedef struct kp_binding {
     const char *name;         /* source or sink name in the job */
@@ -51,6 +52,27 @@ typedef struct kp_exec_stats {
  * with the first subtask's error in errstr. @locality the calling thread blocks. */
 int kp_exec_run(const kp_job *job, const kp_exec_config *cfg, kp_exec_stats *stats, char *errstr,
                 size_t errlen);
+
+/* One subtask of the plan: task id (head node id, plan.h) and subtask index. */
+typedef struct kp_subtask_ref {
+    int task_id, subtask;
+} kp_subtask_ref;
+
+/* A share of a job for one process (a taskmanager): the subtasks that run here, and the
+ * transport for channels whose other end runs elsewhere (transport.h). */
+typedef struct kp_exec_part {
+    const kp_subtask_ref *local;
+    int nlocal;
+    kp_transport *transport; /* may be NULL when every subtask is local */
+} kp_exec_part;
+
+/* Runs the local subtasks of `job`: channels between two of them stay in-process, the
+ * others come from part->transport. Alignment between source subtasks is off (cluster runs
+ * pass align_drift < 0); step_seed is refused. kp_exec_run is this with every subtask local.
+ * Returns 0 once every local subtask finished, or -1 with the first local error in errstr.
+ * @locality the calling thread blocks */
+int kp_exec_run_part(const kp_job *job, const kp_exec_config *cfg, const kp_exec_part *part,
+                     kp_exec_stats *stats, char *errstr, size_t errlen);
 
 /* kp_subtask_cancelled as a connector cancellation probe (kp_endpoint.cancelled, with
  * cancel_arg = the subtask). @locality any thread @locks none */

@@ -29,9 +29,10 @@ typedef struct task {
     const kp_node *head;
     int parallelism;
     int upstream; /* channels per inbox: the upstream task's parallelism (0 for sources) */
-    kp_inbox **inboxes;
-    kp_align *align;  /* sources: the alignment coordinator's state for this task */
-    kp_mailbox **ctl; /* sources: each subtask's mailbox for announcements */
+    const kp_plan_task *plan;
+    kp_inbox **inboxes; /* per subtask; NULL where that subtask runs elsewhere */
+    kp_align *align;    /* sources: the alignment coordinator's state for this task */
+    kp_mailbox **ctl;   /* sources: each subtask's mailbox for announcements */
 } task;
 
 typedef struct subtask_rt {
@@ -49,6 +50,7 @@ typedef struct subtask_rt {
 struct kp_exec {
     const kp_job *job;
     const kp_exec_config *cfg;
+    const kp_exec_part *part; /* NULL = every subtask runs here */
     kp_plan plan;
     task tasks[KP_MAX_NODES];
     int ntasks;
