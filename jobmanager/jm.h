@@ -145,7 +145,7 @@ const char *kp_job_state_name(kp_job_state s);
 bool kp_job_state_terminal(kp_job_state s);
 const char *kp_sub_state_name(kp_sub_state s);
 
-/* --- registry.c (@locality any thread, jm->lock held) --- */
+/* --- registry.c: @locality any thread, @locks jm->lock held by the caller --- */
 
 /* Loads state-dir/jobs.json; jobs that were not in a final state are marked FAILED ("jobmanager
  * restarted"), waiting CREATED jobs stay. 0, or -1 with the reason. */
@@ -158,13 +158,16 @@ int kp_registry_add(kp_jm_t *jm, kp_jm_job_t *job);
 /* By id, or by name: the one active job of that name, else the newest. NULL if none. */
 kp_jm_job_t *kp_registry_find(kp_jm_t *jm, const char *id_or_name);
 void kp_job_free(kp_jm_job_t *job);
+/* write(2) until done; 0 or -1 (errno set). fsync of a directory (after a rename in it). */
+int kp_jm_write_all(int fd, const void *buf, size_t n);
+void kp_jm_fsync_dir(const char *dir);
 /* Moves the job to `to`, recording the transition with `message` in its exceptions when the
  * message is not NULL. Saves the registry. */
 void kp_job_transition(kp_jm_t *jm, kp_jm_job_t *job, kp_job_state to, const char *message);
 /* The job as REST shows it: the list entry, or with `detail` everything. New reference. */
 json_t *kp_job_json(const kp_jm_t *jm, const kp_jm_job_t *job, bool detail);
 
-/* --- scheduler.c (jm->lock held) --- */
+/* --- scheduler.c: @locality any thread, @locks jm->lock held by the caller --- */
 
 /* Free slots of taskmanager `tm` (slots minus those held by deployed jobs). */
 uint32_t kp_sched_free_slots(const kp_jm_t *jm, int tm);
@@ -175,7 +178,7 @@ bool kp_sched_place(kp_jm_t *jm, kp_jm_job_t *job);
 /* Forgets the placement (the slots are free again). */
 void kp_sched_release(kp_jm_job_t *job);
 
-/* --- lifecycle.c (jm->lock held; the control thread unless said otherwise) --- */
+/* --- lifecycle.c: @locality the control thread unless said otherwise, @locks jm->lock held --- */
 
 /* One pass over all jobs: deploy waiting ones, fire due restarts, finish timed-out cancels. */
 void kp_life_step(kp_jm_t *jm);
@@ -187,7 +190,8 @@ void kp_life_tm_lost(kp_jm_t *jm, int tm, const char *reason);
 /* REST cancel (@locality REST thread). 0, or -1 when the job is already final. */
 int kp_life_cancel(kp_jm_t *jm, kp_jm_job_t *job, const char *reason);
 
-/* --- control.c --- */
+/* --- control.c: the listener and loop belong to the control thread; the senders may be
+ * called from any thread with jm->lock held (they only queue and try a nonblocking send) --- */
 
 /* Opens the control-plane listener (port 0 = a free one); the bound port in *port. */
 int kp_control_listen(kp_jm_t *jm, int *port, char *err, size_t errlen);
@@ -201,14 +205,15 @@ void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *rea
 /* Wakes the control thread. @locality any thread */
 void kp_jm_wake(kp_jm_t *jm);
 
-/* --- rest.c --- */
+/* --- rest.c: @locality main thread (start/stop); handlers run on libmicrohttpd's thread and
+ * take jm->lock themselves --- */
 
 typedef struct kp_rest_t kp_rest_t;
 /* Starts the HTTP server (its own thread); the bound port in *port. NULL with the reason. */
 kp_rest_t *kp_rest_start(kp_jm_t *jm, int *port, char *err, size_t errlen);
 void kp_rest_stop(kp_rest_t *rest);
 
-/* --- manifest.c (no lock needed) --- */
+/* --- manifest.c: @locality any thread, @locks none (pure functions) --- */
 
 /* Checks a submitted manifest (JSON text) and builds a job from it (state CREATED, a fresh
  * id). NULL with the reason (for a 400) in err. */
@@ -217,7 +222,7 @@ kp_jm_job_t *kp_manifest_parse(const kp_jm_config_t *cfg, const char *text, size
 /* A job name or id safe for paths and logs: [A-Za-z0-9._-], 1..127 chars, no leading dot. */
 bool kp_manifest_name_ok(const char *name);
 
-/* --- uploads.c --- */
+/* --- uploads.c: @locality the REST thread (one upload per request), @locks none --- */
 
 typedef struct kp_upload_t kp_upload_t;
 /* A new upload into state-dir/uploads under a server-generated temporary name. */
@@ -237,7 +242,7 @@ int kp_upload_path(const char *state_dir, const char *sha, char *out, size_t out
 void kp_jm_sha256_hex(const void *data, size_t len, char hex[KP_JM_SHA_LEN]);
 bool kp_jm_is_hex(const char *s, size_t len);
 
-/* --- main.c --- */
+/* --- main.c: @locality any thread (stderr is line-buffered by one fprintf per line) --- */
 void kp_jm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

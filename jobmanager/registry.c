@@ -164,8 +164,9 @@ static json_t *job_record(const kp_jm_job_t *job)
                      "waiting_reason", job->waiting_reason, "replaces", job->replaces);
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int kp_jm_write_all(int fd, const void *buf, size_t n)
 {
+    const char *p = buf;
     while (n) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
@@ -178,6 +179,15 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+void kp_jm_fsync_dir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
 /* Writes `text` to dir/name atomically. 0 or -1 (errno kept). */
 static int write_atomic(const char *dir, const char *name, const char *text)
 {
@@ -187,7 +197,7 @@ static int write_atomic(const char *dir, const char *name, const char *text)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    if (write_all(fd, text, strlen(text)) || fsync(fd)) {
+    if (kp_jm_write_all(fd, text, strlen(text)) || fsync(fd)) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -201,11 +211,7 @@ static int write_atomic(const char *dir, const char *name, const char *text)
         errno = e;
         return -1;
     }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    kp_jm_fsync_dir(dir);
     return 0;
 }
 

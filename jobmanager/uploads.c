@@ -71,17 +71,9 @@ int kp_upload_write(kp_upload_t *up, const void *data, size_t len)
 {
     if (!EVP_DigestUpdate(up->md, data, len))
         return -1;
-    const char *p = data;
-    while (len) {
-        ssize_t w = write(up->fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-        up->size += (uint64_t)w;
-    }
+    if (kp_jm_write_all(up->fd, data, len))
+        return -1;
+    up->size += len;
     return 0;
 }
 
@@ -125,11 +117,7 @@ int kp_upload_commit(kp_upload_t *up, const char *expect_sha, char *err, size_t 
     } else {
         snprintf(dst, sizeof dst, "%s/%s.so", up->dir, hex);
         if (rename(up->tmp, dst) == 0) {
-            int dfd = open(up->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                fsync(dfd);
-                close(dfd);
-            }
+            kp_jm_fsync_dir(up->dir);
             close(up->fd);
             EVP_MD_CTX_free(up->md);
             free(up);
