@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "key_spill.h"
 #include "keygroup.h"
 
 #define TOMBSTONE UINT32_MAX
@@ -164,4 +165,80 @@ size_t kp_keyed_state_bytes(const kp_keyed_state *ks)
 {
     return sizeof *ks + ks->items.cap + ks->cap * sizeof *ks->offs + kp_keytable_bytes(&ks->map) +
            ks->vals.cap;
+}
+
+/* ---- spilling: the state byte for byte --------------------------------------------------- */
+
+typedef struct saved_hdr {
+    uint32_t n;         /* list items */
+    uint32_t map_bits;  /* the map's slot count is 2^map_bits, or 0 */
+    uint64_t items_len; /* list bytes */
+    uint64_t map_n, arena_len, arena_dead, vals_len, live, dead;
+} saved_hdr;
+
+int kp_keyed_state_save(const kp_keyed_state *ks, kp_buf *out)
+{
+    const kp_keytable *m = &ks->map;
+    saved_hdr h = {ks->n,         m->cap ? m->bits : 0, ks->items.len, m->n,    m->arena_len,
+                   m->arena_dead, ks->vals.len,         ks->live,      ks->dead};
+    if (kp_buf_append(out, &h, sizeof h) != 0 ||
+        (ks->n && kp_buf_append(out, ks->offs, (ks->n + 1) * sizeof *ks->offs) != 0) ||
+        kp_buf_append(out, ks->items.ptr, ks->items.len) != 0 ||
+        kp_buf_append(out, m->slots, m->cap * m->entry_size) != 0 ||
+        kp_buf_append(out, m->arena, m->arena_len) != 0 ||
+        kp_buf_append(out, ks->vals.ptr, ks->vals.len) != 0)
+        return -1;
+    return 0;
+}
+
+/* Reads `len` bytes of *in into a fresh buffer (NULL for 0 bytes); -1 on short input or OOM. */
+static int take_bytes(kp_bytes *in, size_t len, void **dst)
+{
+    *dst = NULL;
+    if (len == 0)
+        return 0;
+    if (len > in->len || !(*dst = malloc(len)))
+        return -1;
+    return kp_blob_read(in, *dst, len);
+}
+
+kp_keyed_state *kp_keyed_state_load(kp_bytes *in)
+{
+    saved_hdr h;
+    kp_keyed_state *ks = kp_keyed_state_new();
+    if (!ks || kp_blob_read(in, &h, sizeof h) != 0 || h.map_bits >= 40)
+        goto error;
+    kp_keytable *m = &ks->map;
+    size_t cap = h.map_bits ? (size_t)1 << h.map_bits : 0;
+    void *p;
+    if (h.n) {
+        if (take_bytes(in, (h.n + 1) * sizeof *ks->offs, &p) != 0)
+            goto error;
+        ks->offs = p;
+        ks->n = h.n;
+        ks->cap = h.n + 1;
+    }
+    if (take_bytes(in, h.items_len, &p) != 0)
+        goto error;
+    ks->items = (kp_buf){p, h.items_len, h.items_len};
+    if (take_bytes(in, cap * m->entry_size, &p) != 0)
+        goto error;
+    m->slots = p;
+    m->cap = cap;
+    m->bits = h.map_bits;
+    m->n = h.map_n;
+    if (take_bytes(in, h.arena_len, &p) != 0)
+        goto error;
+    m->arena = p;
+    m->arena_len = m->arena_cap = h.arena_len;
+    m->arena_dead = h.arena_dead;
+    if (take_bytes(in, h.vals_len, &p) != 0)
+        goto error;
+    ks->vals = (kp_buf){p, h.vals_len, h.vals_len};
+    ks->live = h.live;
+    ks->dead = h.dead;
+    return ks;
+error:
+    kp_keyed_state_free(ks);
+    return NULL;
 }

@@ -37,6 +37,14 @@ void kp_map_clear(kp_keyed_state *ks);
 /* Bytes held, for memory reporting. */
 size_t kp_keyed_state_bytes(const kp_keyed_state *ks);
 
+/* Spilling (key_spill.h): save appends the state to `out` as it is in memory, tables and all,
+ * so that load rebuilds it exactly — the same map iteration order, so what a function sees
+ * does not depend on whether its key was spilled. save returns 0 or -1 (out of memory); load
+ * consumes the saved bytes from *in and returns the state, or NULL (out of memory or bytes
+ * that are no saved state). */
+int kp_keyed_state_save(const kp_keyed_state *ks, kp_buf *out);
+kp_keyed_state *kp_keyed_state_load(kp_bytes *in);
+
 /* What a process operator (op_process.c) holds: for tests and memory reports.
  * @locality the operator's subtask thread, or any thread once it has stopped. */
 typedef struct kp_process_counts {
@@ -44,6 +52,9 @@ typedef struct kp_process_counts {
     size_t pending_timers; /* timers registered and neither fired nor deleted (the set) */
     size_t heap_entries;   /* timer heap entries, pending and stale */
     size_t bytes;          /* tables, heaps, list and map state */
+    size_t cache_bytes;    /* what counts against state_cache_bytes: the value table and
+                              what its keys hold (list/map state, timer arrays) */
+    long long spills, keys_spilled, keys_read_back; /* key_spill.h */
 } kp_process_counts;
 
 void kp_op_process_counts(const kp_op *op, kp_process_counts *c);

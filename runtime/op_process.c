@@ -46,11 +46,21 @@
  * are empty and which has no pending timer is removed from the table, so a job whose keys
  * rotate keeps memory proportional to the keys that currently hold state.
  *
+ * Spilling (key_spill.h, docs/state.md): the value table is a write-back cache over RocksDB
+ * under the subtask's state_cache_bytes (the table, the keys' list/map state and their
+ * arrays of event-time timers count). A cold key's whole state — value, list, map (tables
+ * byte for byte, so the map iterates in the same order after a read-back) and its pending
+ * event-time timers — is written as one value under key group | key and read back when a
+ * record or a timer of it comes. What stays in memory: the timer heaps and the set of pending
+ * timers (about 100 bytes plus twice the key per pending timer), which find due timers
+ * without reading RocksDB. Spilling changes no result: a key read back is the key evicted.
+ *
  * @locality one subtask thread per operator instance; no locks. */
 #include <stdlib.h>
 #include <time.h>
 
 #include "keygroup.h"
+#include "key_spill.h"
 #include "keyed_state.h"
 #include "keytable.h"
 #include "timer_heap.h"
@@ -81,6 +91,9 @@ typedef struct process_op {
     kp_doc doc;
     kp_buf tkey;
     int failed;
+    size_t extra_bytes; /* held by the keys outside the table: list/map state, timer arrays */
+    size_t cache_limit; /* for the table and extra_bytes */
+    kp_key_spill spill;
 } process_op;
 
 /* The per-key header in front of the value. */
@@ -92,6 +105,8 @@ typedef struct value_hdr {
     kp_time et1;          /* the pending event-time timer when et_cap == 0 and et_n == 1 */
     kp_time *et;          /* the pending event-time timers, ascending, when et_cap > 0 */
     kp_keyed_state *coll; /* list and map state, created on first use */
+    uint32_t used;        /* touched since the eviction clock last passed (key_spill.h) */
+    uint32_t spare;
 } value_hdr;
 
 static value_hdr *hdr_of(kp_keyentry *e)
@@ -131,6 +146,12 @@ static int et_add(value_hdr *h, kp_time when)
     }
     h->et[i] = when;
     return 0;
+}
+
+/* Bytes a key holds outside the table: its timer array, its list and map state. */
+static size_t key_extra(const value_hdr *h)
+{
+    return h->et_cap * sizeof(kp_time) + (h->coll ? kp_keyed_state_bytes(h->coll) : 0);
 }
 
 static void et_del(value_hdr *h, kp_time when)
@@ -225,9 +246,96 @@ static void drop_if_empty(process_op *p, kp_keyentry *e)
     value_hdr *h = hdr_of(e);
     if (h->exists || h->pt || h->et_n || (h->coll && (h->coll->n || h->coll->live)))
         return;
+    p->extra_bytes -= key_extra(h);
     kp_keyed_state_free(h->coll);
     free(h->et);
     kp_keytable_remove(&p->values, e);
+}
+
+/* ---- the value table as a cache over RocksDB (key_spill.h) ------------------------------- */
+
+/* What a key's spilled value starts with; then its pending event-time timers (et_n times),
+ * its value (value_size bytes) and, if has_coll, its list and map (kp_keyed_state_save). */
+typedef struct saved_key {
+    uint32_t exists, pt, et_n, has_coll;
+} saved_key;
+
+static int pk_used(void *arg, kp_keyentry *e)
+{
+    value_hdr *h = hdr_of(e);
+    int used = (int)h->used;
+    h->used = 0;
+    return used;
+}
+
+static int pk_save(void *arg, kp_keyentry *e, kp_buf *out)
+{
+    process_op *p = arg;
+    value_hdr *h = hdr_of(e);
+    saved_key k = {h->exists, h->pt, h->et_n, h->coll != NULL};
+    if (kp_buf_append(out, &k, sizeof k) != 0 ||
+        kp_buf_append(out, et_times(h), h->et_n * sizeof(kp_time)) != 0 ||
+        kp_buf_append(out, (uint8_t *)h + sizeof *h, p->o->value_size) != 0 ||
+        (h->coll && kp_keyed_state_save(h->coll, out) != 0))
+        return -1;
+    return 0;
+}
+
+static size_t pk_bytes(void *arg, kp_keyentry *e)
+{
+    return key_extra(hdr_of(e));
+}
+
+static void pk_drop(void *arg, kp_keyentry *e)
+{
+    process_op *p = arg;
+    value_hdr *h = hdr_of(e);
+    p->extra_bytes -= key_extra(h);
+    kp_keyed_state_free(h->coll);
+    free(h->et);
+}
+
+static int pk_restore(void *arg, kp_keyentry *e, kp_bytes in)
+{
+    process_op *p = arg;
+    value_hdr *h = hdr_of(e);
+    saved_key k;
+    if (kp_blob_read(&in, &k, sizeof k) != 0 || k.et_n > in.len / sizeof(kp_time))
+        return -1;
+    *h = (value_hdr){.exists = k.exists, .pt = k.pt, .et_n = k.et_n};
+    if (k.et_n > 1 && !(h->et = malloc(k.et_n * sizeof(kp_time))))
+        return -1;
+    h->et_cap = k.et_n > 1 ? k.et_n : 0;
+    if (kp_blob_read(&in, et_times(h), k.et_n * sizeof(kp_time)) != 0 ||
+        kp_blob_read(&in, (uint8_t *)h + sizeof *h, p->o->value_size) != 0 ||
+        (k.has_coll && !(h->coll = kp_keyed_state_load(&in))) || in.len) {
+        kp_keyed_state_free(h->coll);
+        free(h->et);
+        return -1;
+    }
+    p->extra_bytes += key_extra(h);
+    return 0;
+}
+
+/* The entry of `key` in *out (kp_key_spill_entry), marked used. */
+static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
+{
+    if (kp_key_spill_entry(&p->spill, &p->values, hash, key, create, pk_restore, p, out) != 0)
+        return -1;
+    if (*out)
+        hdr_of(*out)->used = 1;
+    return 0;
+}
+
+/* Evicts cold keys once the table and what its keys hold pass the budget, down to half of
+ * it. Only between calls: no kp_ctx holds an entry then. */
+static int maybe_evict(process_op *p)
+{
+    static const kp_key_spill_ops ops = {pk_used, pk_save, pk_bytes, pk_drop};
+    size_t bytes = kp_keytable_bytes(&p->values) + p->extra_bytes;
+    if (bytes <= p->cache_limit)
+        return 0;
+    return kp_key_spill_evict(&p->spill, &p->values, bytes - p->cache_limit / 2, &ops, p);
 }
 
 /* ---- the context API ------------------------------------------------------------------- */
@@ -455,14 +563,22 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
     while (h->n && h->a[0].when <= upto) {
         kp_timer t = kp_timer_pop(h);
         kp_bytes key = kp_timer_key(h, &t);
+        /* a pending timer keeps its key (in memory or spilled); a timer not pending is a
+         * stale heap entry, whose key is not read back */
         kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);
-        /* a pending timer keeps its key in the table; no entry means a stale heap entry */
+        if (!e && pending_find(p, event_time, t.when, key) && key_entry(p, t.hash, key, 0, &e) != 0)
+            return -1;
         if (!e || !unpend(p, hdr_of(e), event_time, t.when, key))
             continue;
+        hdr_of(e)->used = 1;
         /* on_timer may push (invalidating `key`), but it does not touch `values`: `e` holds */
+        size_t before = key_extra(hdr_of(e));
         if (call_on_timer(p, e, t.when, event_time) != 0)
             return -1;
+        p->extra_bytes += key_extra(hdr_of(e)) - before;
         drop_if_empty(p, e);
+        if (maybe_evict(p) != 0)
+            return -1;
     }
     return 0;
 }
@@ -488,11 +604,11 @@ static int fire_key_due(process_op *p, kp_keyentry *e, kp_time cwm)
 static int process_record(kp_op *op, kp_event *ev)
 {
     process_op *p = (process_op *)op;
-    int created;
     uint64_t hash = kp_event_hash(ev);
-    kp_keyentry *e = kp_keytable_upsert(&p->values, hash, ev->key, &created);
-    if (!e)
-        return kp_subtask_fail(op->st, "%s: out of memory for state", op->node->name);
+    kp_keyentry *e;
+    if (key_entry(p, hash, ev->key, 1, &e) != 0)
+        return -1;
+    size_t before = key_extra(hdr_of(e));
     /* Neither the calls below nor the context insert into or remove from `values`, so `e`
      * stays valid until drop_if_empty. */
     kp_time due = p->o->key_in_one_partition ? ev->cwm : KP_TIME_MIN;
@@ -501,14 +617,17 @@ static int process_record(kp_op *op, kp_event *ev)
     kp_ctx c = {p, e, kp_keytable_key(&p->values, e), ev->ts, ev->cwm, ev->cwm};
     if (check(p, p->o->on_event(&c, ev), "on_event") != 0 || fire_key_due(p, e, due) != 0)
         return -1;
+    p->extra_bytes += key_extra(hdr_of(e)) - before;
     drop_if_empty(p, e);
+    if (maybe_evict(p) != 0)
+        return -1;
     return p->heaps[0].n ? fire_due(p, false, kp_wall_ms()) : 0;
 }
 
-/* Bytes of the tables and heaps (list and map state left out: it would take a walk). */
+/* Bytes of the tables, heaps and what the keys in memory hold. */
 static size_t table_bytes(const process_op *p)
 {
-    return kp_keytable_bytes(&p->values) + kp_keytable_bytes(&p->timerset) +
+    return kp_keytable_bytes(&p->values) + p->extra_bytes + kp_keytable_bytes(&p->timerset) +
            kp_timer_heap_bytes(&p->heaps[0]) + kp_timer_heap_bytes(&p->heaps[1]);
 }
 
@@ -529,13 +648,14 @@ static int process_watermark(kp_op *op, kp_time wm)
 void kp_op_process_counts(const kp_op *op, kp_process_counts *c)
 {
     const process_op *p = (const process_op *)op;
-    *c = (kp_process_counts){p->values.n, p->pending[0] + p->pending[1],
-                             p->heaps[0].n + p->heaps[1].n, table_bytes(p)};
-    size_t i = 0;
-    kp_keyentry *e;
-    while ((e = kp_keytable_next(&p->values, &i)))
-        if (hdr_of(e)->coll)
-            c->bytes += kp_keyed_state_bytes(hdr_of(e)->coll);
+    *c = (kp_process_counts){p->values.n,
+                             p->pending[0] + p->pending[1],
+                             p->heaps[0].n + p->heaps[1].n,
+                             table_bytes(p),
+                             kp_keytable_bytes(&p->values) + p->extra_bytes,
+                             p->spill.spills,
+                             p->spill.keys_out,
+                             p->spill.keys_in};
 }
 
 static int process_finish(kp_op *op)
@@ -545,6 +665,7 @@ static int process_finish(kp_op *op)
         return -1;
     atomic_fetch_add_explicit(&op->st->metrics->state_cache_peak, (long long)p->peak_bytes,
                               memory_order_relaxed);
+    kp_key_spill_report(&p->spill);
     return kp_op_emit_finish(op);
 }
 
@@ -558,6 +679,7 @@ static void process_destroy(kp_op *op)
         free(hdr_of(e)->et);
     }
     kp_keytable_free(&p->values);
+    kp_key_spill_finish(&p->spill);
     kp_keytable_free(&p->timerset);
     kp_timer_heap_free(&p->heaps[0]);
     kp_timer_heap_free(&p->heaps[1]);
@@ -593,5 +715,7 @@ kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
     p->wm = KP_TIME_MIN;
     kp_keytable_init(&p->values, sizeof(value_hdr) + p->o->value_size);
     kp_keytable_init(&p->timerset, sizeof(uint64_t));
+    p->cache_limit = st->state_cache_bytes ? st->state_cache_bytes : 256u << 20;
+    kp_key_spill_init(&p->spill, st, n, "process");
     return &p->op;
 }

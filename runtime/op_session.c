@@ -33,10 +33,18 @@
  * session's next deadline — lazily, so a record that extends a session pushes nothing. Stale
  * timers are skipped when popped, and filtered out once they outnumber the live ones. The
  * peak bytes of the key table and timers are added to the state_cache_peak metric.
- * Sessions are kept in memory only; they are not spilled to RocksDB (docs/architecture.md). */
+ *
+ * Spilling (key_spill.h, docs/state.md): the key table is a write-back cache over RocksDB
+ * under the subtask's state_cache_bytes. What spills is a key's sessions — their bounds,
+ * timer ids and accumulators, byte for byte — as one value under key group | key; a record
+ * or a timer of a key that is not in memory reads it back. The timers stay in memory (one
+ * heap entry per open session plus stale ones, each with a copy of its key): the heap is
+ * what finds due sessions without reading RocksDB. Spilling changes no result: a key read
+ * back is exactly the key evicted. */
 #include <stdlib.h>
 
 #include "keygroup.h"
+#include "key_spill.h"
 #include "keytable.h"
 #include "ops.h"
 #include "timer_heap.h"
@@ -53,6 +61,7 @@ typedef struct session {
 typedef struct key_sessions {
     int n, cap;
     uint8_t *items; /* n sessions of sess_size bytes */
+    int used;       /* touched since the eviction clock last passed (key_spill.h) */
 } key_sessions;
 
 typedef struct session_op {
@@ -67,8 +76,11 @@ typedef struct session_op {
     size_t nsessions; /* = live timers; the rest of the heap is stale */
     int64_t next_id;
     kp_doc doc;
-    uint8_t *tmp;      /* one session, for merging */
-    size_t state_peak; /* the most bytes the key table and the timers held */
+    uint8_t *tmp;       /* one session, for merging */
+    size_t state_peak;  /* the most bytes the key table and the timers held */
+    size_t items_bytes; /* of all keys' session arrays (the table's bytes come on top) */
+    size_t cache_limit; /* for the table and the arrays */
+    kp_key_spill spill;
 } session_op;
 
 #define SESS(s, ks, i) ((session *)((ks)->items + (size_t)(i) * (s)->sess_size))
@@ -112,6 +124,8 @@ static bool timer_live(void *arg, const kp_timer_heap *h, const kp_timer *t)
 {
     session_op *s = arg;
     kp_keyentry *e = kp_keytable_find(&s->keys, t->hash, kp_timer_key(h, t));
+    if (!e && s->spill.ever)
+        return true; /* its key may be in RocksDB: kept; skipped when it pops, if stale */
     int pos;
     session *x = e ? find_session(s, kp_keyentry_value(e), t->aux, &pos) : NULL;
     return x && x->timer == t->when;
@@ -148,6 +162,7 @@ static int append(session_op *s, key_sessions *ks, const session *x)
         uint8_t *items = realloc(ks->items, (size_t)cap * s->sess_size);
         if (!items)
             return -1;
+        s->items_bytes += (size_t)(cap - ks->cap) * s->sess_size;
         ks->items = items;
         ks->cap = cap;
     }
@@ -155,6 +170,81 @@ static int append(session_op *s, key_sessions *ks, const session *x)
     ks->n++;
     s->nsessions++;
     return 0;
+}
+
+/* ---- the key table as a cache over RocksDB (key_spill.h) --------------------------------- */
+
+static int ks_used(void *arg, kp_keyentry *e)
+{
+    key_sessions *ks = kp_keyentry_value(e);
+    int used = ks->used;
+    ks->used = 0;
+    return used;
+}
+
+/* A key's spilled value: the number of sessions (int32), then the sessions as in memory. */
+static int ks_save(void *arg, kp_keyentry *e, kp_buf *out)
+{
+    session_op *s = arg;
+    key_sessions *ks = kp_keyentry_value(e);
+    int32_t n = ks->n;
+    if (kp_buf_append(out, &n, sizeof n) != 0 ||
+        kp_buf_append(out, ks->items, (size_t)ks->n * s->sess_size) != 0)
+        return -1;
+    return 0;
+}
+
+static size_t ks_bytes(void *arg, kp_keyentry *e)
+{
+    session_op *s = arg;
+    return (size_t)((key_sessions *)kp_keyentry_value(e))->cap * s->sess_size;
+}
+
+/* Frees a key's sessions; their count stays in nsessions (their timers stay live). */
+static void ks_drop(void *arg, kp_keyentry *e)
+{
+    session_op *s = arg;
+    s->items_bytes -= ks_bytes(arg, e);
+    free(((key_sessions *)kp_keyentry_value(e))->items);
+}
+
+static int ks_restore(void *arg, kp_keyentry *e, kp_bytes in)
+{
+    session_op *s = arg;
+    key_sessions *ks = kp_keyentry_value(e);
+    int32_t n;
+    if (kp_blob_read(&in, &n, sizeof n) != 0 || n <= 0 || in.len != (size_t)n * s->sess_size)
+        return -1;
+    if (!(ks->items = malloc(in.len)))
+        return -1;
+    memcpy(ks->items, in.ptr, in.len);
+    ks->n = ks->cap = n;
+    s->items_bytes += in.len;
+    return 0;
+}
+
+/* The entry of `key` in *out (kp_key_spill_entry), marked used. */
+static int key_entry(session_op *s, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
+{
+    if (kp_key_spill_entry(&s->spill, &s->keys, hash, key, create, ks_restore, s, out) != 0)
+        return -1;
+    if (*out)
+        ((key_sessions *)kp_keyentry_value(*out))->used = 1;
+    return 0;
+}
+
+/* Evicts cold keys once the table and the session arrays pass the budget, down to half of
+ * it; records the peak of what the state held (timers included). */
+static int maybe_evict(session_op *s)
+{
+    static const kp_key_spill_ops ops = {ks_used, ks_save, ks_bytes, ks_drop};
+    size_t bytes = kp_keytable_bytes(&s->keys) + s->items_bytes;
+    size_t all = bytes + kp_timer_heap_bytes(&s->timers);
+    if (all > s->state_peak)
+        s->state_peak = all;
+    if (bytes <= s->cache_limit)
+        return 0;
+    return kp_key_spill_evict(&s->spill, &s->keys, bytes - s->cache_limit / 2, &ops, s);
 }
 
 static int late_record(session_op *s, kp_event *ev)
@@ -172,10 +262,9 @@ static int session_record(kp_op *op, kp_event *ev)
     if (record_late(s, ev->ts, ev->cwm))
         return late_record(s, ev);
     uint64_t hash = kp_event_hash(ev);
-    int created;
-    kp_keyentry *e = kp_keytable_upsert(&s->keys, hash, ev->key, &created);
-    if (!e)
-        return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
+    kp_keyentry *e;
+    if (key_entry(s, hash, ev->key, 1, &e) != 0)
+        return -1;
     key_sessions *ks = kp_keyentry_value(e);
     session *m = (session *)s->tmp;
     *m = (session){ev->ts, kp_time_add_sat(ev->ts, s->gap), KP_TIME_MAX, -1, 0};
@@ -208,16 +297,19 @@ static int session_record(kp_op *op, kp_event *ev)
     if (append(s, ks, m) != 0)
         return kp_subtask_fail(op->st, "%s: out of memory", op->node->name);
     filter_stale(s);
-    if (!need_timer)
-        return 0; /* the timer kept is due first; it is pushed again when it pops early */
-    return push_timer(s, SESS(s, ks, ks->n - 1), hash, ev->key);
+    /* without a new timer, the one kept is due first; it is pushed again when it pops early */
+    if (need_timer && push_timer(s, SESS(s, ks, ks->n - 1), hash, ev->key) != 0)
+        return -1;
+    return maybe_evict(s);
 }
 
 /* Handles one due timer (popped at watermark wm). Stale timers do nothing. */
 static int on_timer(session_op *s, const kp_timer *t, kp_time wm)
 {
     kp_bytes key = kp_timer_key(&s->timers, t);
-    kp_keyentry *e = kp_keytable_find(&s->keys, t->hash, key);
+    kp_keyentry *e;
+    if (key_entry(s, t->hash, key, 0, &e) != 0)
+        return -1;
     key_sessions *ks = e ? kp_keyentry_value(e) : NULL;
     int i;
     session *x = find_session(s, ks, t->aux, &i);
@@ -229,6 +321,7 @@ static int on_timer(session_op *s, const kp_timer *t, kp_time wm)
         return push_timer(s, x, t->hash, key);
     remove_at(s, ks, i);
     if (ks->n == 0) { /* the key holds nothing any more: drop it */
+        s->items_bytes -= (size_t)ks->cap * s->sess_size;
         free(ks->items);
         kp_keytable_remove(&s->keys, e);
     }
@@ -241,12 +334,9 @@ static int session_watermark(kp_op *op, kp_time wm)
     if (wm <= s->wm)
         return 0;
     s->wm = wm;
-    size_t bytes = kp_keytable_bytes(&s->keys) + kp_timer_heap_bytes(&s->timers);
-    if (bytes > s->state_peak)
-        s->state_peak = bytes;
     while (s->timers.n && s->timers.a[0].when <= wm) {
         kp_timer t = kp_timer_pop(&s->timers);
-        if (on_timer(s, &t, wm) != 0)
+        if (on_timer(s, &t, wm) != 0 || maybe_evict(s) != 0)
             return -1;
     }
     return kp_op_emit_watermark(op, wm);
@@ -259,6 +349,7 @@ static int session_finish(kp_op *op)
         return -1;
     atomic_fetch_add_explicit(&s->op.st->metrics->state_cache_peak, (long long)s->state_peak,
                               memory_order_relaxed);
+    kp_key_spill_report(&s->spill);
     for (int i = 0; i < s->nlate; i++)
         if (s->late[i]->vt->finish(s->late[i]) != 0)
             return -1;
@@ -282,6 +373,7 @@ static void session_destroy(kp_op *op)
     while ((e = kp_keytable_next(&s->keys, &i)))
         free(((key_sessions *)kp_keyentry_value(e))->items);
     kp_keytable_free(&s->keys);
+    kp_key_spill_finish(&s->spill);
     kp_timer_heap_free(&s->timers);
     free(s->tmp);
     kp_doc_free(&s->doc);
@@ -306,6 +398,8 @@ kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n)
     s->wm = KP_TIME_MIN;
     s->sess_size = (sizeof(session) + s->agg.acc_size + 7) & ~(size_t)7;
     kp_keytable_init(&s->keys, sizeof(key_sessions));
+    s->cache_limit = st->state_cache_bytes ? st->state_cache_bytes : 256u << 20;
+    kp_key_spill_init(&s->spill, st, n, "sessions");
     s->tmp = calloc(1, s->sess_size);
     if (!s->tmp) {
         session_destroy(&s->op);

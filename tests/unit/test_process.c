@@ -17,6 +17,8 @@
 #include "ops.h"
 #include "timer_heap.h"
 
+#include "../support/shell.h"
+
 static kp_rc decode(kp_event *ev, kp_bytes raw)
 {
     kp_json j;
@@ -103,7 +105,8 @@ static int define(const kp_api *api, kp_job *job)
     return 0;
 }
 
-static void run(int parallelism, const char *in, const char *out)
+/* Runs the job; `cache_bytes` is the state budget (0: the default). Returns the spills. */
+static long long run(int parallelism, const char *in, const char *out, size_t cache_bytes)
 {
     kp_connectors_register_builtin();
     kp_job *job = kp_job_new("process-test");
@@ -113,13 +116,20 @@ static void run(int parallelism, const char *in, const char *out)
     snprintf(src, sizeof src, "file:%s", in);
     snprintf(dst, sizeof dst, "file:%s", out);
     kp_binding b[] = {{.name = "in", .uri = src}, {.name = "out", .uri = dst}};
-    kp_exec_config cfg = {.bindings = b, .nbindings = 2, .state_dir = "/tmp", .watermark_every = 1};
+    kp_exec_config cfg = {.bindings = b,
+                          .nbindings = 2,
+                          .state_dir = "/tmp",
+                          .state_cache_bytes = cache_bytes,
+                          .watermark_every = 1};
     kp_exec_stats st;
     cr_assert_eq(kp_exec_run(job, &cfg, &st, err, sizeof err), 0, "%s", err);
     kp_job_free(job);
+    return st.state_spills;
 }
 
-Test(process, list_map_value_state_and_timers)
+/* With `cache_bytes` tiny, every key's state is spilled to RocksDB after each record and
+ * read back by the next record or timer of the key: the documents are the same. */
+static void list_map_value_state_and_timers(size_t cache_bytes)
 {
     char in[] = "/tmp/kappa-process-in-XXXXXX", out[64];
     int fd = mkstemp(in);
@@ -136,7 +146,8 @@ Test(process, list_map_value_state_and_timers)
     for (int p = 1; p <= 3; p++) {
         snprintf(out, sizeof out, "%s.out", in);
         timer_calls = 0;
-        run(p, in, out);
+        long long spills = run(p, in, out, cache_bytes);
+        cr_assert(!cache_bytes || spills > 0, "p=%d: the tiny budget never spilled", p);
         cr_assert_eq(timer_calls, 4,
                      "%d timer calls at p=%d, expected 4 (one per key and "
                      "deadline)",
@@ -175,6 +186,16 @@ Test(process, list_map_value_state_and_timers)
         unlink(out);
     }
     unlink(in);
+}
+
+Test(process, list_map_value_state_and_timers)
+{
+    list_map_value_state_and_timers(0);
+}
+
+Test(process, list_map_value_state_and_timers_spilled)
+{
+    list_map_value_state_and_timers(1024);
 }
 
 Test(process, keyed_state_containers)
@@ -331,12 +352,16 @@ typedef struct harness {
     capture cap;
 } harness;
 
-static void h_open(harness *h, kp_rc (*ev_fn)(kp_ctx *, const kp_event *),
-                   kp_rc (*timer_fn)(kp_ctx *, kp_time, bool), size_t value_size)
+/* `cache_bytes` > 0: the state budget, with RocksDB in `state_dir`. */
+static void h_open_budget(harness *h, kp_rc (*ev_fn)(kp_ctx *, const kp_event *),
+                          kp_rc (*timer_fn)(kp_ctx *, kp_time, bool), size_t value_size,
+                          size_t cache_bytes, const char *state_dir)
 {
     kp_host_api(); /* the inline API calls go through the host's table */
     memset(h, 0, sizeof *h);
     h->st.metrics = &h->metrics;
+    h->st.state_cache_bytes = cache_bytes;
+    h->st.state_dir = state_dir;
     snprintf(h->node.name, sizeof h->node.name, "script");
     h->node.u.process = (kp_process_opts){.on_event = ev_fn,
                                           .on_timer = timer_fn,
@@ -348,6 +373,12 @@ static void h_open(harness *h, kp_rc (*ev_fn)(kp_ctx *, const kp_event *),
     h->op->out[0] = &h->cap.op;
     h->op->nout = 1;
     script_log[0] = 0;
+}
+
+static void h_open(harness *h, kp_rc (*ev_fn)(kp_ctx *, const kp_event *),
+                   kp_rc (*timer_fn)(kp_ctx *, kp_time, bool), size_t value_size)
+{
+    h_open_budget(h, ev_fn, timer_fn, value_size, 0, NULL);
 }
 
 static void h_rec(harness *h, const char *key, const char *cmds, kp_time ts, kp_time cwm)
@@ -550,7 +581,7 @@ static int define_det(const kp_api *api, kp_job *job)
 /* Runs define_det over `in` read as `partitions` partitions; the output lines "key seq kind t
  * wm", sorted, into out (a jansson array of strings). */
 static json_t *run_det(const char *in, int partitions, int parallelism, int watermark_every,
-                       uint64_t step_seed)
+                       uint64_t step_seed, size_t cache_bytes, long long *spills)
 {
     kp_connectors_register_builtin();
     kp_job *job = kp_job_new("process-det");
@@ -565,10 +596,12 @@ static json_t *run_det(const char *in, int partitions, int parallelism, int wate
                           .nbindings = 2,
                           .state_dir = "/tmp",
                           .watermark_every = watermark_every,
-                          .step_seed = step_seed};
+                          .step_seed = step_seed,
+                          .state_cache_bytes = cache_bytes};
     kp_exec_stats st;
     cr_assert_eq(kp_exec_run(job, &cfg, &st, err, sizeof err), 0, "%s", err);
     kp_job_free(job);
+    *spills = st.state_spills;
     FILE *f = fopen(out, "r");
     cr_assert_not_null(f);
     json_t *lines = json_array();
@@ -613,7 +646,7 @@ static char *sorted_text(json_t *lines)
     return s;
 }
 
-#define DET_KEYS 8 /* per partition */
+static int det_keys = 8; /* per partition */
 
 /* The brute-force reference: per partition the carried watermark of each line, then per key
  * (a key lives in one partition) its calls in order under the rule. */
@@ -622,7 +655,7 @@ static json_t *det_reference(const kp_time *ts, const int *key, int n, int parti
     kp_time *maxts = malloc(sizeof(kp_time) * (size_t)partitions);
     for (int j = 0; j < partitions; j++)
         maxts[j] = KP_TIME_MIN;
-    int nkeys = DET_KEYS * partitions;
+    int nkeys = det_keys * partitions;
     int64_t *seq = calloc((size_t)nkeys, sizeof *seq);
     kp_time *deadline = calloc((size_t)nkeys, sizeof *deadline);
     json_t *lines = json_array();
@@ -658,17 +691,20 @@ static json_t *det_reference(const kp_time *ts, const int *key, int n, int parti
 }
 
 /* Timers and records of a key interleave as the log says, whatever the parallelism, the
- * watermark cadence and the thread timing: equal to the brute-force reference. Keys of
- * partition j are k<j + partitions * r>, so each key lives in one partition. */
-Test(process, timers_and_records_interleave_as_the_log_says, .timeout = 240)
+ * watermark cadence, the thread timing and the state budget (`cache_bytes`, 0: the default;
+ * small: keys are spilled to RocksDB and read back): equal to the brute-force reference. Keys
+ * of partition j are k<j + partitions * r>, so each key lives in one partition. */
+static void interleave_property(int keys_per_partition, size_t cache_bytes)
 {
     const int partitions = 3, n = 6000;
+    det_keys = keys_per_partition;
     unsigned seeds[8] = {1, 2, 3, 0};
     int nseeds = 3;
     seeds[nseeds++] = (unsigned)time(NULL);
     for (int si = 0; si < nseeds; si++) {
         unsigned seed = seeds[si];
-        fprintf(stderr, "timers_and_records_interleave_as_the_log_says: seed %u\n", seed);
+        fprintf(stderr, "interleave_property: seed %u, %d keys per partition, budget %zu\n", seed,
+                det_keys, cache_bytes);
         srand(seed);
         char in[] = "/tmp/kappa-process-det-XXXXXX";
         int fd = mkstemp(in);
@@ -682,7 +718,7 @@ Test(process, timers_and_records_interleave_as_the_log_says, .timeout = 240)
              * few far-late records make timers due before records arrive */
             kp_time base = 1000 + (kp_time)i * 3 + (part == 2 ? 400 : 0);
             ts[i] = base - rand() % 40 - (rand() % 50 == 0 ? 300 : 0);
-            key[i] = part + partitions * (rand() % DET_KEYS);
+            key[i] = part + partitions * (rand() % det_keys);
             fprintf(f, "{\"k\":\"k%d\",\"v\":\"\",\"t\":%lld}\n", key[i], (long long)ts[i]);
         }
         fclose(f);
@@ -694,9 +730,12 @@ Test(process, timers_and_records_interleave_as_the_log_says, .timeout = 240)
         for (int p = 1; p <= 3; p++)
             for (int every = 1; every <= 1000; every *= 1000) {
                 uint64_t step = every == 1 || p > 1 ? 0 : (uint64_t)seed * 7919 + (uint64_t)p;
-                json_t *got_lines = run_det(in, partitions, p, every, step);
+                long long spills;
+                json_t *got_lines = run_det(in, partitions, p, every, step, cache_bytes, &spills);
                 char *got = sorted_text(got_lines);
                 cr_assert_eq(det_stray_timers, 0, "a deleted timer fired");
+                cr_assert(!cache_bytes || spills > 0, "seed %u, p=%d: budget %zu never spilled",
+                          seed, p, cache_bytes);
                 cr_assert_str_eq(got, want,
                                  "seed %u, p=%d, watermark every %d records, step seed %llu", seed,
                                  p, every, (unsigned long long)step);
@@ -708,6 +747,19 @@ Test(process, timers_and_records_interleave_as_the_log_says, .timeout = 240)
         free(key);
         unlink(in);
     }
+}
+
+Test(process, timers_and_records_interleave_as_the_log_says, .timeout = 240)
+{
+    interleave_property(8, 0);
+}
+
+/* Every key evicted after each of its records (a budget below an empty table's size), and a
+ * budget that holds part of 600 keys (the clock picks which are evicted). */
+Test(process, spilled_keys_interleave_as_the_log_says, .timeout = 480)
+{
+    interleave_property(8, 1024);
+    interleave_property(200, 24 * 1024);
 }
 
 /* The timer heap owns its keys: they survive the caller's buffers, come back with their
@@ -758,4 +810,113 @@ Test(process, timer_heap_owns_its_keys)
         cr_assert(k.len == (size_t)len && !memcmp(k.ptr, key, k.len));
     }
     kp_timer_heap_free(&h);
+}
+
+/* ---- spilling: memory stays inside the budget, and a key read back is the key evicted ------ */
+
+/* A 24/7 job whose keys rotate but never clear their state: 50,000 keys each hold a value,
+ * a list item, a map entry and a timer far ahead. The value table and what its keys hold stay
+ * inside the budget all along (keys go to RocksDB); every key is then read back, cleared and
+ * its timer deleted, and nothing is left anywhere. */
+Test(process, rotating_keys_stay_inside_the_budget, .timeout = 240)
+{
+    char dir[] = "/tmp/kappa-process-spill-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    const size_t budget = 256 * 1024;
+    harness h;
+    h_open_budget(&h, script_event, script_timer, sizeof(int64_t), budget, dir);
+    char key[32], cmds[64];
+    size_t peak = 0;
+    const int keys = 50000;
+    for (int i = 0; i < keys; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        snprintf(cmds, sizeof cmds, "s l m r%d", 10000000 + i);
+        h_rec(&h, key, cmds, i, i - 1);
+        script_log[0] = 0;
+        kp_process_counts c = h_counts(&h);
+        peak = c.cache_bytes > peak ? c.cache_bytes : peak;
+        cr_assert_leq(c.cache_bytes, budget, "record %d: %zu bytes in memory, budget %zu", i,
+                      c.cache_bytes, budget);
+    }
+    kp_process_counts c = h_counts(&h);
+    fprintf(stderr,
+            "rotating_keys_stay_inside_the_budget: %d keys, %zu in memory (peak %zu bytes of "
+            "%zu), %lld spills, %lld keys spilled; %zu bytes with the timers\n",
+            keys, c.keys, peak, budget, c.spills, c.keys_spilled, c.bytes);
+    cr_assert_gt(c.spills, 0);
+    cr_assert_lt(c.keys, (size_t)keys / 10, "most keys are in RocksDB, not in memory");
+    cr_assert_eq(c.pending_timers, (size_t)keys, "spilled keys keep their timers");
+    for (int i = 0; i < keys; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        snprintf(cmds, sizeof cmds, "c L M d%d", 10000000 + i);
+        h_rec(&h, key, cmds, keys, keys);
+        script_log[0] = 0;
+    }
+    c = h_counts(&h);
+    cr_assert_geq(c.keys_read_back, (long long)keys * 9 / 10, "%lld keys read back",
+                  c.keys_read_back);
+    cr_assert(c.keys == 0 && c.pending_timers == 0, "%zu keys, %zu timers left", c.keys,
+              c.pending_timers);
+    h_wm(&h, KP_TIME_MAX);
+    cr_assert_str_eq(script_log, "", "a cleared key came back from RocksDB: %s", script_log);
+    h_close(&h);
+    kp_test_rmtree(dir);
+}
+
+/* The map of a key iterates in the same order after the key was spilled and read back: what
+ * a function sees does not depend on when spills happen. */
+static char map_order[4096];
+
+static kp_rc map_event(kp_ctx *ctx, const kp_event *ev)
+{
+    kp_bytes v = kp_event_get_value(ev);
+    if (v.len && v.ptr[0] == 'f') { /* fill: 300 entries, every third removed */
+        char k[16];
+        for (int i = 0; i < 300; i++) {
+            snprintf(k, sizeof k, "e%d", i);
+            kp_ctx_map_put(ctx, KP_CSTR(k), KP_LIT("v"));
+            kp_ctx_list_add(ctx, KP_CSTR(k));
+        }
+        for (int i = 0; i < 300; i += 3) {
+            snprintf(k, sizeof k, "e%d", i);
+            kp_ctx_map_remove(ctx, KP_CSTR(k));
+        }
+    } else if (v.len && v.ptr[0] == 'o') { /* order: the map's keys, then the list */
+        map_order[0] = 0;
+        size_t cursor = 0, n = 0;
+        kp_bytes k, val;
+        while (kp_ctx_map_next(ctx, &cursor, &k, &val))
+            n += (size_t)snprintf(map_order + n, sizeof map_order - n, "%.*s,", KP_STR(k));
+        for (size_t i = 0; i < kp_ctx_list_len(ctx); i += 50)
+            n += (size_t)snprintf(map_order + n, sizeof map_order - n, "|%.*s",
+                                  KP_STR(kp_ctx_list_get(ctx, i)));
+    } else {
+        *(int64_t *)kp_ctx_value(ctx, NULL) = 1; /* the other keys: a value each */
+    }
+    return KP_OK;
+}
+
+Test(process, spilled_map_iterates_in_the_same_order)
+{
+    char dir[] = "/tmp/kappa-process-spill-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    harness h;
+    h_open_budget(&h, map_event, script_timer, sizeof(int64_t), 64 * 1024, dir);
+    h_rec(&h, "big", "f", 0, KP_TIME_MIN);
+    h_rec(&h, "big", "o", 0, KP_TIME_MIN);
+    char before[sizeof map_order];
+    memcpy(before, map_order, sizeof before);
+    cr_assert_gt(strlen(before), 600);
+    char key[32];
+    for (int i = 0; i < 20000; i++) { /* other keys push "big" out of memory */
+        snprintf(key, sizeof key, "other-%d", i);
+        h_rec(&h, key, "", 0, KP_TIME_MIN);
+    }
+    kp_process_counts c = h_counts(&h);
+    cr_assert_gt(c.keys_spilled, 0);
+    h_rec(&h, "big", "o", 0, KP_TIME_MIN);
+    cr_assert_gt(h_counts(&h).keys_read_back, 0);
+    cr_assert_str_eq(map_order, before, "the map iterates in another order after a read-back");
+    h_close(&h);
+    kp_test_rmtree(dir);
 }

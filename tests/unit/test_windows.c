@@ -916,6 +916,16 @@ Test(windows, sliding_spill)
 {
     property_ex(kp_sliding(50, 20), AGG_CUSTOM, -1, 1);
 }
+/* Sessions too: every key's sessions are evicted to RocksDB and read back by its next record
+ * or timer (key_spill.h). */
+Test(windows, session_spill)
+{
+    property_ex(kp_session(30), AGG_CUSTOM, -1, 1);
+}
+Test(windows, session_count_spill)
+{
+    property_ex(kp_session(60), AGG_COUNT, 0, 1);
+}
 
 /* ---- extreme times: nothing overflows, nothing is dropped by accident (defect 6) --------- */
 

@@ -1,0 +1,89 @@
+/* Spilling per-key state of keyed operators (session windows, process functions) to RocksDB.
+ *
+ * Such an operator keeps its keys in a key table (keytable.h) that is a write-back cache
+ * over RocksDB: hot keys in memory, cold ones evicted in batches and read back when a record
+ * or a timer needs them. The operator says what one key's state is (it serializes it to one
+ * blob and frees it); this file does the rest, the same way for every such operator:
+ *   - the key layout, shared by all keyed state: key group (2 bytes, big endian) | key, so a
+ *     key-group range is one RocksDB range (checkpoints, rescaling);
+ *   - eviction with a second-chance clock over the key table: a key used since the hand last
+ *     passed is spared once; the others are written in one write batch (no WAL) and removed,
+ *     until about half the budget is free, so one spill moves many keys and costs what it
+ *     moves;
+ *   - read-back: a key that is not in memory is looked up in RocksDB only once something was
+ *     spilled (an all-cached run never reads); a key found there is deleted there at once (a
+ *     memtable tombstone, no WAL), so the memory copy is the only one: a key dropped from
+ *     memory because it holds nothing any more cannot come back from disk, and evicting it
+ *     again writes it again.
+ * The database opens lazily on the first spill, in <state_dir>/<uid>-<subtask index>.
+ *
+ * @locality one subtask thread (the owning operator's); no locks. */
+#ifndef KP_KEY_SPILL_H
+#define KP_KEY_SPILL_H
+
+#include "engine.h"
+#include "keytable.h"
+#include "state.h"
+
+typedef struct kp_key_spill kp_key_spill;
+
+/* What the operator tells the eviction about its keys.
+ * used:  1 if the key was used since the last call for it (and clears that mark): spared;
+ * save:  appends the key's state to `out` (the blob read back by the operator); -1 on OOM;
+ * bytes: the memory the key's state holds outside the table (freed by drop);
+ * drop:  frees what the key holds outside the table; the table entry is removed after. */
+typedef struct kp_key_spill_ops {
+    int (*used)(void *arg, kp_keyentry *e);
+    int (*save)(void *arg, kp_keyentry *e, kp_buf *out);
+    size_t (*bytes)(void *arg, kp_keyentry *e);
+    void (*drop)(void *arg, kp_keyentry *e);
+} kp_key_spill_ops;
+
+struct kp_key_spill {
+    kp_subtask *st;
+    const kp_node *node;
+    const char *cf_name;
+    int max_parallelism;
+    kp_state *state; /* opened on the first spill */
+    int cf;
+    kp_state_batch *batch; /* the keys of one eviction */
+    kp_buf rkey;           /* a RocksDB key */
+    kp_buf blob;           /* a key's state being saved */
+    kp_buf victims;        /* (hash, len, key bytes) of the keys being evicted */
+    size_t clock;          /* the eviction hand: a slot index into the key table */
+    int ever;              /* something was spilled: misses must look in RocksDB */
+    long long keys_out, keys_in, bytes_out, bytes_in, spills;
+};
+
+/* Sets up `sp` for the operator of `node` on subtask `st`; the column family is `cf_name`. */
+void kp_key_spill_init(kp_key_spill *sp, kp_subtask *st, const kp_node *node, const char *cf_name);
+
+/* Closes the database (the spilled state of a finished run is not kept). */
+void kp_key_spill_finish(kp_key_spill *sp);
+
+/* Evicts keys of `t` until about `need` bytes (the estimate: two slots, the key and ops->bytes
+ * per key) are freed, or every key was considered twice. One write batch, one spill. 0, or -1
+ * after kp_subtask_fail. Every pointer into `t` is invalid afterwards. */
+int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key_spill_ops *ops,
+                       void *arg);
+
+/* The entry of `key` (hash: kp_hash64 of it) in *out: from memory; else read back from
+ * RocksDB into a new zeroed entry by restore(arg, e, blob) (0, or -1 for bytes that are no
+ * saved state or no memory; it must free what it allocated before failing); else, if
+ * `create`, a new zeroed entry; else NULL. 0, or -1 after kp_subtask_fail. */
+int kp_key_spill_entry(kp_key_spill *sp, kp_keytable *t, uint64_t hash, kp_bytes key, int create,
+                       int (*restore)(void *arg, kp_keyentry *e, kp_bytes blob), void *arg,
+                       kp_keyentry **out);
+
+/* Reads back the spilled state of `key` (hash: kp_hash64 of it): 1 and *blob (malloc'd, free
+ * it) if it was spilled, 0 if not, -1 after kp_subtask_fail. A found key's on-disk copy is
+ * deleted. */
+int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob, size_t *len);
+
+/* Adds the RocksDB memory of this database to the job's metrics (at the end). */
+void kp_key_spill_report(kp_key_spill *sp);
+
+/* Reading a blob: copies `n` bytes from *in into dst and advances; -1 if *in is too short. */
+int kp_blob_read(kp_bytes *in, void *dst, size_t n);
+
+#endif
