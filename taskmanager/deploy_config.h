@@ -1,0 +1,37 @@
+/* Turning a Deploy message into what the executor takes: source/sink bindings, connector
+ * configuration (with the start position), and the check that the subtasks it assigns here
+ * exist in the plan the plugin builds. Pure translation, no I/O. */
+#ifndef KP_TM_DEPLOY_CONFIG_H
+#define KP_TM_DEPLOY_CONFIG_H
+
+#include <stddef.h>
+
+#include "control.pb-c.h"
+#include "exec.h"
+#include "plan.h"
+
+typedef struct kp_tm_exec_args {
+    kp_binding *bindings; /* strings point into the Deploy message */
+    int nbindings;
+    const char **conf; /* NULL-terminated; entries point into the message or start_conf */
+    char start_conf[64];
+} kp_tm_exec_args;
+
+/* What can be checked in a Deploy before its plugin is there: the job id is usable in a path
+ * (1..64 letters, digits, '-', '_'), the plugin sha256 is 64 lowercase hex digits, and at least
+ * one subtask is assigned here. 0, or -1 with the reason. @locality any thread */
+int kp_tm_deploy_check(const Kappa__Control__Deploy *d, char *err, size_t errlen);
+
+/* Fills `a` from `d`. 0, or -1 with the reason (an unknown on_error policy or start). Free
+ * with kp_tm_exec_args_free. @locality the deployment's thread */
+int kp_tm_exec_args_build(const Kappa__Control__Deploy *d, kp_tm_exec_args *a, char *err,
+                          size_t errlen);
+void kp_tm_exec_args_free(kp_tm_exec_args *a);
+
+/* Checks the Deploy's local subtasks against the plan: every one names a task of the plan and
+ * a subtask below its parallelism, none twice. Sets *whole when they are every subtask of the
+ * job (nothing runs elsewhere). 0, or -1 with the reason. */
+int kp_tm_locals_check(const Kappa__Control__Deploy *d, const kp_plan *plan, int *whole, char *err,
+                       size_t errlen);
+
+#endif

@@ -1,0 +1,218 @@
+/* A deployment's life (deployment.h): created from a Deploy by the session thread, run on its
+ * own thread — load the verified plugin, rebuild the graph and compare its hash with the one
+ * submitted, check the assigned subtasks against the plan, run them — and reported subtask by
+ * subtask through the outbox. The session only ever cancels and joins it. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deploy_config.h"
+#include "deployment.h"
+#include "exec.h"
+#include "graph_codec.h"
+#include "plan.h"
+#include "plugin.h"
+#include "tm.h"
+
+struct kp_tm_deployment {
+    Kappa__Control__Deploy *d;
+    kp_tm_env env;
+    char plugin_path[1100];
+    char state_dir[1200];
+    pthread_t thread;
+    int started;
+    volatile sig_atomic_t cancel; /* written by the session thread, read by the executor */
+    atomic_int done;
+};
+
+/* kp_plugin_load and kp_plugin_close run one at a time in a process (plugin.h). */
+static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
+
+kp_tm_deployment *kp_tm_deployment_new(Kappa__Control__Deploy *d, const kp_tm_env *env)
+{
+    kp_tm_deployment *dep = calloc(1, sizeof *dep);
+    if (!dep)
+        return NULL;
+    dep->d = d;
+    dep->env = *env;
+    snprintf(dep->state_dir, sizeof dep->state_dir, "%s/jobs/%s/%u", env->state_dir, d->job_id,
+             d->attempt);
+    return dep;
+}
+
+const Kappa__Control__Deploy *kp_tm_deployment_msg(const kp_tm_deployment *dep)
+{
+    return dep->d;
+}
+
+/* @locality the session thread or the deployment's thread (the outbox locks) */
+void kp_tm_deployment_report(kp_tm_deployment *dep, Kappa__Control__TaskState__State state,
+                             const char *message)
+{
+    for (size_t i = 0; i < dep->d->n_locals; i++) {
+        Kappa__Control__TaskState ts = KAPPA__CONTROL__TASK_STATE__INIT;
+        ts.job_id = dep->d->job_id;
+        ts.attempt = dep->d->attempt;
+        ts.task_id = dep->d->locals[i]->task_id;
+        ts.subtask = dep->d->locals[i]->subtask;
+        ts.state = state;
+        ts.message = (char *)(message ? message : "");
+        if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_TASK_STATE, &ts.base) != 0)
+            kp_tm_log("job %s: out of memory reporting a task state", dep->d->job_id);
+    }
+}
+
+/* The plugin must build exactly the graph that was submitted (same code, same -p). */
+static int check_graph(kp_tm_deployment *dep, const kp_job *job, char *err, size_t errlen)
+{
+    char hex[KP_SHA256_HEX];
+    if (kp_graph_hash(job, hex, err, errlen) != 0)
+        return -1;
+    if (strcmp(hex, dep->d->graph_hash) != 0) {
+        snprintf(err, errlen,
+                 "the plugin builds a different graph than the one submitted (graph hash %s, "
+                 "submitted %s, parallelism override %u): refusing to run it",
+                 hex, dep->d->graph_hash, dep->d->parallelism);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs the job's subtasks assigned here. Until the executor can run a subset of a job over the
+ * network data plane, only deployments of a whole job run (see docs/cluster.md). */
+static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t errlen)
+{
+    kp_plan *plan = malloc(sizeof *plan);
+    int whole = 0;
+    int rc = plan ? kp_plan_build(job, plan) : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "%s",
+                 plan ? "the job's physical plan cannot be built" : "out of memory");
+    if (rc == 0)
+        rc = kp_tm_locals_check(dep->d, plan, &whole, err, errlen);
+    free(plan);
+    if (rc != 0)
+        return -1;
+    if (!whole) {
+        snprintf(err, errlen,
+                 "the job is split over taskmanagers (%zu of its subtasks here); this "
+                 "taskmanager runs whole jobs only until the network data plane lands: give one "
+                 "taskmanager enough slots",
+                 dep->d->n_locals);
+        return -1;
+    }
+    kp_tm_exec_args args;
+    if (kp_tm_exec_args_build(dep->d, &args, err, errlen) != 0)
+        return -1;
+    kp_tm_rmtree(dep->state_dir); /* a crashed earlier run of this attempt left it */
+    if (kp_tm_mkdirs(dep->state_dir) != 0) {
+        snprintf(err, errlen, "cannot create %.600s: %s", dep->state_dir, strerror(errno));
+        kp_tm_exec_args_free(&args);
+        return -1;
+    }
+    kp_exec_config cfg = {.bindings = args.bindings,
+                          .nbindings = args.nbindings,
+                          .conf = args.conf,
+                          .state_dir = dep->state_dir,
+                          .epoch = (int64_t)dep->d->epoch,
+                          .align_drift = -1, /* off across processes (docs/cluster.md) */
+                          .cancel = &dep->cancel};
+    kp_exec_stats stats = {0};
+    kp_tm_deployment_report(dep, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING, "");
+    kp_tm_log("job %s attempt %u: running %zu subtasks", dep->d->job_id, dep->d->attempt,
+              dep->d->n_locals);
+    rc = kp_exec_run(job, &cfg, &stats, err, errlen);
+    kp_tm_log("job %s attempt %u: %s after %.2f s, %lld records in, %lld out", dep->d->job_id,
+              dep->d->attempt,
+              rc == 0       ? "finished"
+              : dep->cancel ? "cancelled"
+                            : "failed",
+              stats.seconds, stats.records_in, stats.records_out);
+    kp_tm_exec_args_free(&args);
+    kp_tm_rmtree(dep->state_dir); /* no checkpoints yet: state dies with its attempt */
+    return rc;
+}
+
+static Kappa__Control__TaskState__State run(kp_tm_deployment *dep, char *err, size_t errlen)
+{
+    char lerr[1024];
+    pthread_mutex_lock(&plugin_lock);
+    kp_plugin_handle *h =
+        kp_plugin_load(dep->plugin_path, (int)dep->d->parallelism, lerr, sizeof lerr);
+    pthread_mutex_unlock(&plugin_lock);
+    if (!h) {
+        snprintf(err, errlen, "cannot load the plugin: %.900s", lerr);
+        return KAPPA__CONTROL__TASK_STATE__STATE__FAILED;
+    }
+    int rc = check_graph(dep, kp_plugin_job(h), err, errlen);
+    int ran = rc == 0 && !dep->cancel;
+    if (ran)
+        rc = run_job(dep, kp_plugin_job(h), err, errlen);
+    pthread_mutex_lock(&plugin_lock);
+    kp_plugin_close(h);
+    pthread_mutex_unlock(&plugin_lock);
+    if (rc != 0 && dep->cancel)
+        return KAPPA__CONTROL__TASK_STATE__STATE__CANCELED; /* the executor's "cancelled" */
+    if (rc != 0)
+        return KAPPA__CONTROL__TASK_STATE__STATE__FAILED;
+    return ran ? KAPPA__CONTROL__TASK_STATE__STATE__FINISHED
+               : KAPPA__CONTROL__TASK_STATE__STATE__CANCELED;
+}
+
+/* @locality the deployment's own thread */
+static void *deployment_main(void *arg)
+{
+    kp_tm_deployment *dep = arg;
+    char err[1024] = "";
+    Kappa__Control__TaskState__State st = run(dep, err, sizeof err);
+    if (st == KAPPA__CONTROL__TASK_STATE__STATE__FAILED)
+        kp_tm_log("job %s attempt %u failed: %s", dep->d->job_id, dep->d->attempt, err);
+    kp_tm_deployment_report(dep, st,
+                            st == KAPPA__CONTROL__TASK_STATE__STATE__FAILED     ? err
+                            : st == KAPPA__CONTROL__TASK_STATE__STATE__CANCELED ? "cancelled"
+                                                                                : "");
+    atomic_store(&dep->done, 1);
+    kp_tm_outbox_wake(dep->env.outbox);
+    return NULL;
+}
+
+int kp_tm_deployment_start(kp_tm_deployment *dep, const char *plugin_path, char *err, size_t errlen)
+{
+    snprintf(dep->plugin_path, sizeof dep->plugin_path, "%s", plugin_path);
+    int rc = pthread_create(&dep->thread, NULL, deployment_main, dep);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(rc));
+        return -1;
+    }
+    dep->started = 1;
+    return 0;
+}
+
+int kp_tm_deployment_started(const kp_tm_deployment *dep)
+{
+    return dep->started;
+}
+
+void kp_tm_deployment_cancel(kp_tm_deployment *dep)
+{
+    dep->cancel = 1;
+}
+
+int kp_tm_deployment_done(const kp_tm_deployment *dep)
+{
+    return atomic_load(&((kp_tm_deployment *)dep)->done);
+}
+
+void kp_tm_deployment_free(kp_tm_deployment *dep)
+{
+    if (!dep)
+        return;
+    if (dep->started)
+        pthread_join(dep->thread, NULL);
+    kappa__control__deploy__free_unpacked(dep->d, NULL);
+    free(dep);
+}

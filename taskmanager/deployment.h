@@ -1,0 +1,52 @@
+/* One deployment: the subtasks of one attempt of a job that the jobmanager placed on this
+ * taskmanager. The session creates it from a Deploy message, starts it once the plugin is in
+ * the verified cache, and may cancel it at any time; the deployment runs on a thread of its
+ * own, loads and checks the plugin (ABI, graph hash), runs its subtasks and reports each
+ * subtask's TaskState through the outbox. */
+#ifndef KP_TM_DEPLOYMENT_H
+#define KP_TM_DEPLOYMENT_H
+
+#include <stdint.h>
+
+#include "control.pb-c.h"
+#include "outbox.h"
+
+typedef struct kp_tm_deployment kp_tm_deployment;
+
+/* What every deployment needs from the daemon; the strings outlive every deployment. */
+typedef struct kp_tm_env {
+    const char *state_dir; /* jobs/<job>/<attempt> go below it */
+    kp_tm_outbox *outbox;  /* TaskState messages go here */
+} kp_tm_env;
+
+/* Takes ownership of `d` (unpacked by protobuf-c, checked by kp_tm_deploy_check, so its ids
+ * are safe in paths). NULL when out of memory (d is still the caller's). @locality the
+ * session thread, as every function here unless said otherwise */
+kp_tm_deployment *kp_tm_deployment_new(Kappa__Control__Deploy *d, const kp_tm_env *env);
+
+/* The Deploy message it was made from (owned by the deployment). */
+const Kappa__Control__Deploy *kp_tm_deployment_msg(const kp_tm_deployment *dep);
+
+/* Posts a TaskState for every local subtask. */
+void kp_tm_deployment_report(kp_tm_deployment *dep, Kappa__Control__TaskState__State state,
+                             const char *message);
+
+/* Starts the deployment's thread on the verified plugin at `plugin_path`. 0, or -1 with the
+ * reason (then nothing runs and the caller reports FAILED). */
+int kp_tm_deployment_start(kp_tm_deployment *dep, const char *plugin_path, char *err,
+                           size_t errlen);
+
+/* True once started. */
+int kp_tm_deployment_started(const kp_tm_deployment *dep);
+
+/* Asks a started deployment to stop (its subtasks end within about 100 ms, reported
+ * CANCELED). */
+void kp_tm_deployment_cancel(kp_tm_deployment *dep);
+
+/* True when the thread has ended (it wakes the outbox as its last act). @locality any thread */
+int kp_tm_deployment_done(const kp_tm_deployment *dep);
+
+/* Joins the thread if started and frees everything. Accepts NULL. */
+void kp_tm_deployment_free(kp_tm_deployment *dep);
+
+#endif

@@ -1,0 +1,759 @@
+/* kappa-taskmanager as a real process against a fake jobmanager played by this test (a listening
+ * socket on 127.0.0.1 that speaks proto/frame.h frames): it registers with the right Hello,
+ * heartbeats, registers again under the same id after the jobmanager goes away and comes back,
+ * refuses a plugin whose bytes do not hash to the sha256 it was deployed with, refuses a graph
+ * that hashes differently and (for now) a job split over taskmanagers, runs a whole job over
+ * file sources and sinks to FINISHED with the same output as `kappa run --local`, cancels on
+ * request, and survives garbage frame streams (each closes the connection, the process lives on
+ * and connects again). Binaries come from meson: KAPPA_TM, KAPPA_CLI, KAPPA_GEN, KAPPA_JOBS.
+ * No services needed. Every process the test starts is stopped in the fixture's fini. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../support/shell.h"
+#include "clock.h"
+#include "control.pb-c.h"
+#include "frame.h"
+#include "graph_codec.h"
+#include "plan.h"
+#include "plugin.h"
+#include "rng.h"
+
+#define MAX_STATES 256
+
+static char dir[] = "/tmp/kappa-tm-test-XXXXXX";
+static pid_t tm_pid = -1;
+static int listen_fd = -1;
+static int jm_port;
+
+typedef struct task_state {
+    char job[40];
+    uint32_t attempt;
+    int task, subtask, state;
+    char message[512];
+} task_state;
+
+/* One accepted taskmanager connection and what it has sent so far. */
+typedef struct jm_conn {
+    int fd;
+    Kappa__Control__Hello *hello;
+    int heartbeats;
+    task_state states[MAX_STATES];
+    int nstates;
+    int plugin_requests;
+    const uint8_t *plugin; /* served on PluginRequest, in `chunks` frames */
+    size_t plugin_len;
+    const char *plugin_sha; /* the sha256 the PluginData frames name */
+    int chunks;
+} jm_conn;
+
+/* ---- the fake jobmanager's socket ------------------------------------------------------ */
+
+static void jm_listen(int port)
+{
+    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(listen_fd, 0);
+    int one = 1;
+    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(listen_fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
+    cr_assert_eq(listen(listen_fd, 8), 0);
+    socklen_t sl = sizeof a;
+    getsockname(listen_fd, (struct sockaddr *)&a, &sl);
+    jm_port = ntohs(a.sin_port);
+}
+
+static void jm_unlisten(void)
+{
+    if (listen_fd >= 0)
+        close(listen_fd);
+    listen_fd = -1;
+}
+
+static int jm_accept(int timeout_ms)
+{
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) != 1)
+        return -1;
+    return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+static void send_raw(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return; /* the taskmanager may have closed on us: that is what some tests want */
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void send_msg(int fd, kp_frame_type type, const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(KP_FRAME_HEADER_SIZE + n + 1);
+    cr_assert_not_null(buf);
+    protobuf_c_message_pack(m, buf + KP_FRAME_HEADER_SIZE);
+    kp_frame_header_encode(buf, type, buf + KP_FRAME_HEADER_SIZE, (uint32_t)n);
+    send_raw(fd, buf, KP_FRAME_HEADER_SIZE + n);
+    free(buf);
+}
+
+/* Reads exactly n bytes before the deadline: 1, 0 when the peer closed, -1 on timeout. */
+static int read_full(int fd, uint8_t *buf, size_t n, kp_time deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        kp_time left = deadline - kp_mono_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) != 1)
+            return -1;
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        if (r <= 0)
+            return 0;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+/* One frame from the taskmanager, which must be valid. 1, 0 closed, -1 timeout. */
+static int recv_frame(int fd, kp_frame_header_t *h, uint8_t **payload, kp_time deadline)
+{
+    uint8_t hdr[KP_FRAME_HEADER_SIZE];
+    int rc = read_full(fd, hdr, sizeof hdr, deadline);
+    if (rc != 1)
+        return rc;
+    cr_assert_eq(kp_frame_header_decode(h, hdr, sizeof hdr), KP_FRAME_OK,
+                 "the taskmanager sent a bad frame header");
+    *payload = malloc(h->length + 1);
+    rc = read_full(fd, *payload, h->length, deadline);
+    if (rc == 1)
+        cr_assert_eq(kp_frame_payload_check(h, *payload, h->length), KP_FRAME_OK);
+    else
+        free(*payload);
+    return rc;
+}
+
+static void serve_plugin(jm_conn *c)
+{
+    size_t chunk = c->plugin_len / (size_t)c->chunks + 1;
+    for (size_t off = 0; off < c->plugin_len; off += chunk) {
+        Kappa__Control__PluginData d = KAPPA__CONTROL__PLUGIN_DATA__INIT;
+        d.sha256 = (char *)c->plugin_sha;
+        d.offset = off;
+        d.total_size = c->plugin_len;
+        d.bytes.data = (uint8_t *)c->plugin + off;
+        d.bytes.len = off + chunk > c->plugin_len ? c->plugin_len - off : chunk;
+        send_msg(c->fd, KP_FRAME_PLUGIN_DATA, &d.base);
+    }
+}
+
+/* Handles one frame from the taskmanager: echoes heartbeats, records task states, serves
+ * plugin requests. */
+static void handle(jm_conn *c, const kp_frame_header_t *h, const uint8_t *p)
+{
+    if (h->type == KP_FRAME_HEARTBEAT) {
+        Kappa__Control__Heartbeat *hb = kappa__control__heartbeat__unpack(NULL, h->length, p);
+        cr_assert_not_null(hb, "a heartbeat does not decode");
+        cr_assert_eq(hb->sequence, (uint64_t)c->heartbeats + 1, "heartbeat sequence %llu",
+                     (unsigned long long)hb->sequence);
+        c->heartbeats++;
+        send_msg(c->fd, KP_FRAME_HEARTBEAT, &hb->base);
+        kappa__control__heartbeat__free_unpacked(hb, NULL);
+    } else if (h->type == KP_FRAME_TASK_STATE) {
+        Kappa__Control__TaskState *ts = kappa__control__task_state__unpack(NULL, h->length, p);
+        cr_assert_not_null(ts);
+        cr_assert_lt(c->nstates, MAX_STATES);
+        task_state *s = &c->states[c->nstates++];
+        snprintf(s->job, sizeof s->job, "%s", ts->job_id);
+        snprintf(s->message, sizeof s->message, "%s", ts->message);
+        s->attempt = ts->attempt;
+        s->task = ts->task_id;
+        s->subtask = (int)ts->subtask;
+        s->state = ts->state;
+        cr_log_info("TaskState %s/%u task %d.%d: %d %s", s->job, s->attempt, s->task, s->subtask,
+                    s->state, s->message);
+        kappa__control__task_state__free_unpacked(ts, NULL);
+    } else if (h->type == KP_FRAME_PLUGIN_REQUEST) {
+        Kappa__Control__PluginRequest *r =
+            kappa__control__plugin_request__unpack(NULL, h->length, p);
+        cr_assert_not_null(r);
+        cr_assert_not_null(c->plugin, "unexpected plugin request");
+        cr_assert_str_eq(r->sha256, c->plugin_sha);
+        c->plugin_requests++;
+        kappa__control__plugin_request__free_unpacked(r, NULL);
+        serve_plugin(c);
+    } else {
+        cr_assert_fail("unexpected frame type %u from the taskmanager", h->type);
+    }
+}
+
+/* Serves the connection until pred(c, arg) holds: 1, 0 when the taskmanager closed, -1 on
+ * timeout. */
+static int serve_until(jm_conn *c, int (*pred)(jm_conn *, long), long arg, int timeout_ms)
+{
+    kp_time deadline = kp_mono_ms() + timeout_ms;
+    while (!pred(c, arg)) {
+        kp_frame_header_t h;
+        uint8_t *p;
+        int rc = recv_frame(c->fd, &h, &p, deadline);
+        if (rc != 1)
+            return rc;
+        handle(c, &h, p);
+        free(p);
+    }
+    return 1;
+}
+
+static int heartbeats_at_least(jm_conn *c, long n)
+{
+    return c->heartbeats >= n;
+}
+
+/* The taskmanager's Hello, then ours and the RegisterAck. */
+static void jm_register(jm_conn *c, int fd)
+{
+    *c = (jm_conn){.fd = fd};
+    kp_frame_header_t h;
+    uint8_t *p;
+    cr_assert_eq(recv_frame(fd, &h, &p, kp_mono_ms() + 10000), 1, "no Hello from the taskmanager");
+    cr_assert_eq(h.type, KP_FRAME_HELLO, "first frame of type %u", h.type);
+    c->hello = kappa__control__hello__unpack(NULL, h.length, p);
+    free(p);
+    cr_assert_not_null(c->hello);
+    Kappa__Control__Hello hello = KAPPA__CONTROL__HELLO__INIT;
+    hello.role = KAPPA__CONTROL__HELLO__ROLE__ROLE_JOBMANAGER;
+    hello.build_version = "fake";
+    hello.abi_version = KP_ABI_VERSION;
+    send_msg(fd, KP_FRAME_HELLO, &hello.base);
+    Kappa__Control__RegisterAck ack = KAPPA__CONTROL__REGISTER_ACK__INIT;
+    ack.taskmanager_id = c->hello->instance_id;
+    ack.heartbeat_interval_ms = 50;
+    ack.heartbeat_timeout_ms = 3000;
+    ack.jobmanager_id = "fake-jm";
+    send_msg(fd, KP_FRAME_REGISTER_ACK, &ack.base);
+}
+
+static void jm_close(jm_conn *c)
+{
+    if (c->hello)
+        kappa__control__hello__free_unpacked(c->hello, NULL);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->hello = NULL;
+    c->fd = -1;
+}
+
+static void accept_and_register(jm_conn *c)
+{
+    int fd = jm_accept(15000);
+    cr_assert_geq(fd, 0, "the taskmanager did not connect");
+    jm_register(c, fd);
+}
+
+/* ---- the taskmanager process ------------------------------------------------------------ */
+
+static void start_tm(void)
+{
+    char jm[64], state[600], log[600];
+    snprintf(jm, sizeof jm, "127.0.0.1:%d", jm_port);
+    snprintf(state, sizeof state, "%s/state", dir);
+    snprintf(log, sizeof log, "%s/tm.log", dir);
+    const char *tm = kp_test_env("KAPPA_TM");
+    tm_pid = fork();
+    cr_assert_geq(tm_pid, 0);
+    if (tm_pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        execl(tm, tm, "--jobmanager", jm, "--state-dir", state, "--slots", "2", "--data-port", "0",
+              "--heartbeat-timeout-ms", "3000", (char *)NULL);
+        _exit(127);
+    }
+}
+
+static int tm_alive(void)
+{
+    return tm_pid > 0 && waitpid(tm_pid, NULL, WNOHANG) == 0;
+}
+
+/* SIGTERM, then up to 10 s for a clean exit, then SIGKILL. Returns the exit status or -1. */
+static int stop_tm(void)
+{
+    if (tm_pid <= 0)
+        return -1;
+    int status = 0, rc = -1;
+    kill(tm_pid, SIGTERM);
+    for (int i = 0; i < 200; i++) {
+        if (waitpid(tm_pid, &status, WNOHANG) == tm_pid) {
+            rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            break;
+        }
+        poll(NULL, 0, 50);
+    }
+    if (rc == -1 && waitpid(tm_pid, &status, WNOHANG) == 0) {
+        kill(tm_pid, SIGKILL);
+        waitpid(tm_pid, &status, 0);
+    }
+    tm_pid = -1;
+    return rc;
+}
+
+static void setup(void)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    jm_listen(0);
+    start_tm();
+}
+
+static void teardown(void)
+{
+    stop_tm();
+    jm_unlisten();
+    kp_test_sh("sed 's/^/  tm: /' %s/tm.log >&2", dir); /* the daemon's log, for failures */
+    kp_test_rmtree(dir);
+}
+
+TestSuite(taskmanager, .init = setup, .fini = teardown, .timeout = 180);
+
+/* ---- jobs and deployments ----------------------------------------------------------------- */
+
+typedef struct job_fixture {
+    uint8_t *plugin;
+    size_t plugin_len;
+    char sha[KP_SHA256_HEX], graph_hash[KP_SHA256_HEX];
+    kp_plan plan;
+    int parallelism;
+} job_fixture;
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n + 1);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* A job plugin as `kappa submit` would send it: its bytes, sha256, graph hash and plan at p. */
+static void load_job(job_fixture *j, const char *name, int p)
+{
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/%s.so", kp_test_env("KAPPA_JOBS"), name);
+    j->plugin = read_file(path, &j->plugin_len);
+    kp_sha256_hex(j->plugin, j->plugin_len, j->sha);
+    kp_plugin_handle *h = kp_plugin_load(path, p, err, sizeof err);
+    cr_assert_not_null(h, "%s", err);
+    cr_assert_eq(kp_graph_hash(kp_plugin_job(h), j->graph_hash, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kp_plan_build(kp_plugin_job(h), &j->plan), 0);
+    kp_plugin_close(h);
+    j->parallelism = p;
+}
+
+/* A Deploy of every subtask of the job's plan (or, with `half`, of subtask 0 of each task only:
+ * a job split over taskmanagers). Strings are the caller's; free with free_deploy. */
+static Kappa__Control__Deploy *make_deploy(const job_fixture *j, const char *job_id,
+                                           uint32_t attempt, const char *source_uri,
+                                           const char *sink_uri, int half)
+{
+    Kappa__Control__Deploy *d = calloc(1, sizeof *d);
+    kappa__control__deploy__init(d);
+    d->job_id = (char *)job_id;
+    d->attempt = attempt;
+    d->epoch = 7 + attempt;
+    d->name = "hourly-clicks";
+    d->plugin_sha256 = (char *)j->sha;
+    d->plugin_size = j->plugin_len;
+    d->graph_hash = (char *)j->graph_hash;
+    d->parallelism = (uint32_t)j->parallelism;
+    d->start = "earliest";
+    static Kappa__Control__Binding b[2];
+    kappa__control__binding__init(&b[0]);
+    kappa__control__binding__init(&b[1]);
+    b[0].name = "clicks";
+    b[0].uri = (char *)source_uri;
+    b[1].name = "hourly-click-index";
+    b[1].uri = (char *)sink_uri;
+    d->bindings = calloc(2, sizeof *d->bindings);
+    d->bindings[0] = &b[0];
+    d->bindings[1] = &b[1];
+    d->n_bindings = 2;
+    int total = 0;
+    for (int t = 0; t < j->plan.ntasks; t++)
+        total += j->plan.tasks[t].parallelism;
+    d->locals = calloc((size_t)total, sizeof *d->locals);
+    d->placements = calloc((size_t)total, sizeof *d->placements);
+    for (int t = 0; t < j->plan.ntasks; t++)
+        for (int s = 0; s < j->plan.tasks[t].parallelism; s++) {
+            Kappa__Control__Placement *pl = calloc(1, sizeof *pl);
+            kappa__control__placement__init(pl);
+            pl->task_id = j->plan.tasks[t].id;
+            pl->subtask = (uint32_t)s;
+            pl->taskmanager_id = s > 0 && half ? "another-tm" : "this-tm";
+            pl->data_address = "127.0.0.1:1";
+            d->placements[d->n_placements++] = pl;
+            if (s > 0 && half)
+                continue;
+            Kappa__Control__Local *l = calloc(1, sizeof *l);
+            kappa__control__local__init(l);
+            l->task_id = j->plan.tasks[t].id;
+            l->subtask = (uint32_t)s;
+            d->locals[d->n_locals++] = l;
+        }
+    return d;
+}
+
+static void free_deploy(Kappa__Control__Deploy *d)
+{
+    for (size_t i = 0; i < d->n_locals; i++)
+        free(d->locals[i]);
+    for (size_t i = 0; i < d->n_placements; i++)
+        free(d->placements[i]);
+    free(d->locals);
+    free(d->placements);
+    free(d->bindings);
+    free(d);
+}
+
+/* At least n final states (FINISHED, CANCELED, FAILED) were reported. */
+static int finals_reached(jm_conn *c, long n)
+{
+    int k = 0;
+    for (int i = 0; i < c->nstates; i++)
+        k += c->states[i].state >= KAPPA__CONTROL__TASK_STATE__STATE__FINISHED;
+    return k >= n;
+}
+
+static int has_state(jm_conn *c, long state)
+{
+    for (int i = 0; i < c->nstates; i++)
+        if (c->states[i].state == state)
+            return 1;
+    return 0;
+}
+
+/* Every final state reported is `state`, for `n` subtasks; returns the first message. */
+static const char *assert_finals(jm_conn *c, int state, size_t n)
+{
+    size_t finals = 0;
+    const char *msg = NULL;
+    for (int i = 0; i < c->nstates; i++) {
+        if (c->states[i].state < KAPPA__CONTROL__TASK_STATE__STATE__FINISHED)
+            continue;
+        cr_assert_eq(c->states[i].state, state, "task %d.%d ended in state %d: %s",
+                     c->states[i].task, c->states[i].subtask, c->states[i].state,
+                     c->states[i].message);
+        finals++;
+        msg = msg ? msg : c->states[i].message;
+    }
+    cr_assert_eq(finals, n, "%zu final states, want %zu", finals, n);
+    return msg;
+}
+
+static void deploy_and_wait(jm_conn *c, job_fixture *j, Kappa__Control__Deploy *d, int timeout_ms)
+{
+    c->plugin = j->plugin;
+    c->plugin_len = j->plugin_len;
+    c->plugin_sha = j->sha;
+    c->chunks = c->chunks ? c->chunks : 3;
+    send_msg(c->fd, KP_FRAME_DEPLOY, &d->base);
+    cr_assert_eq(serve_until(c, finals_reached, (long)d->n_locals, timeout_ms), 1,
+                 "no final state for every subtask within %d ms", timeout_ms);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+Test(taskmanager, registers_with_its_hello_and_heartbeats)
+{
+    jm_conn c;
+    accept_and_register(&c);
+    const Kappa__Control__Hello *h = c.hello;
+    cr_assert_eq(h->role, KAPPA__CONTROL__HELLO__ROLE__ROLE_TASKMANAGER);
+    cr_assert_eq(h->slots, 2);
+    cr_assert_eq(h->abi_version, KP_ABI_VERSION);
+    cr_assert_gt(strlen(h->build_version), 0);
+    cr_assert_eq(strlen(h->instance_id), 32, "instance id '%s'", h->instance_id);
+    int port = 0;
+    cr_assert_eq(sscanf(h->data_address, "127.0.0.1:%d", &port), 1, "data address '%s'",
+                 h->data_address);
+    cr_assert_gt(port, 0);
+    char path[700], stored[128];
+    snprintf(path, sizeof path, "cat %s/state/instance-id", dir);
+    kp_test_capture(stored, sizeof stored, path);
+    cr_assert_str_eq(stored, h->instance_id, "the id is kept in --state-dir");
+    cr_assert_eq(serve_until(&c, heartbeats_at_least, 5, 10000), 1, "fewer than 5 heartbeats");
+    jm_close(&c);
+    cr_assert_eq(stop_tm(), 0, "SIGTERM is a clean exit");
+}
+
+Test(taskmanager, registers_again_when_the_jobmanager_comes_back)
+{
+    jm_conn c;
+    accept_and_register(&c);
+    char id[64];
+    snprintf(id, sizeof id, "%s", c.hello->instance_id);
+    cr_assert_eq(serve_until(&c, heartbeats_at_least, 2, 10000), 1);
+    /* the jobmanager goes away entirely, then comes back on the same port */
+    int port = jm_port;
+    jm_close(&c);
+    jm_unlisten();
+    poll(NULL, 0, 500);
+    cr_assert(tm_alive());
+    jm_listen(port);
+    accept_and_register(&c);
+    cr_assert_str_eq(c.hello->instance_id, id, "same instance id after reconnecting");
+    cr_assert_eq(serve_until(&c, heartbeats_at_least, 2, 10000), 1);
+    jm_close(&c);
+    /* a restarted taskmanager keeps its id too */
+    cr_assert_eq(stop_tm(), 0);
+    start_tm();
+    accept_and_register(&c);
+    cr_assert_str_eq(c.hello->instance_id, id, "same instance id after a restart");
+    jm_close(&c);
+}
+
+Test(taskmanager, refuses_a_plugin_whose_bytes_do_not_match_its_sha256)
+{
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 1);
+    jm_conn c;
+    accept_and_register(&c);
+    Kappa__Control__Deploy *d = make_deploy(j, "0123456789abcdef0123456789abcdef", 0,
+                                            "file:/dev/null", "file:/dev/null", 0);
+    uint8_t *bad = malloc(j->plugin_len);
+    memcpy(bad, j->plugin, j->plugin_len);
+    bad[j->plugin_len / 2] ^= 0x5a; /* one byte flipped */
+    c.plugin = bad;
+    c.plugin_len = j->plugin_len;
+    c.plugin_sha = j->sha;
+    c.chunks = 2;
+    send_msg(c.fd, KP_FRAME_DEPLOY, &d->base);
+    cr_assert_eq(serve_until(&c, finals_reached, (long)d->n_locals, 20000), 1);
+    const char *msg = assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, d->n_locals);
+    cr_assert(strstr(msg, "do not match their sha256"), "message: %s", msg);
+    cr_assert_eq(c.plugin_requests, 1);
+    cr_assert(has_state(&c, KAPPA__CONTROL__TASK_STATE__STATE__DEPLOYING));
+    cr_assert(!has_state(&c, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING), "nothing ran");
+    char path[800];
+    snprintf(path, sizeof path, "%s/state/plugins/%s.so", dir, j->sha);
+    cr_assert_neq(access(path, F_OK), 0, "the bad bytes are not in the cache");
+    cr_assert_eq(kp_test_sh("ls -A %s/state/plugins | grep -q .", dir), 1,
+                 "no partial download is left behind");
+    cr_assert(tm_alive());
+    free(bad);
+    free_deploy(d);
+    jm_close(&c);
+    free(j->plugin);
+    free(j);
+}
+
+/* The seed job at p=2 over a kappa-gen file, deployed whole, equals `kappa run --local`. */
+Test(taskmanager, runs_a_whole_job_like_run_local, .timeout = 300)
+{
+    cr_assert_eq(kp_test_sh("%s --output %s/events.ndjson --count 20000 --out-of-order-ms 10000 "
+                            "--late-fraction 0.001 --malformed 0.01 --seed 11 --quiet",
+                            kp_test_env("KAPPA_GEN"), dir),
+                 0);
+    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --source "
+                            "clicks=file:%s/events.ndjson?partitions=4 --sink "
+                            "hourly-click-index=file:%s/local.ndjson 2>/dev/null",
+                            kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), dir, dir),
+                 0);
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 2);
+    jm_conn c;
+    accept_and_register(&c);
+    char src[700], sink[700];
+    snprintf(src, sizeof src, "file:%s/events.ndjson?partitions=4", dir);
+    snprintf(sink, sizeof sink, "file:%s/tm.ndjson", dir);
+    const char *job = "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb";
+    Kappa__Control__Deploy *d = make_deploy(j, job, 0, src, sink, 0);
+    cr_assert_gt(d->n_locals, 2, "p=2 over at least two tasks");
+    deploy_and_wait(&c, j, d, 120000);
+    assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, d->n_locals);
+    cr_assert(has_state(&c, KAPPA__CONTROL__TASK_STATE__STATE__DEPLOYING));
+    cr_assert(has_state(&c, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING));
+    cr_assert_eq(c.plugin_requests, 1);
+    cr_assert_eq(kp_test_sh("test -s %s/local.ndjson && sort %s/local.ndjson > %s/a && sort "
+                            "%s/tm.ndjson > %s/b && cmp -s %s/a %s/b",
+                            dir, dir, dir, dir, dir, dir, dir),
+                 0, "the taskmanager's output differs from kappa run --local");
+    cr_assert_eq(kp_test_sh("test -d %s/state/jobs/%s/0", dir, job), 1,
+                 "the attempt's state is removed after the run");
+    /* the next attempt finds the plugin in the verified cache: no second request */
+    c.nstates = 0;
+    Kappa__Control__Deploy *d2 = make_deploy(j, job, 1, src, sink, 0);
+    deploy_and_wait(&c, j, d2, 120000);
+    assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, d2->n_locals);
+    cr_assert_eq(c.plugin_requests, 1, "the cached plugin is used");
+    cr_assert_eq(kp_test_sh("sort %s/tm.ndjson > %s/b && cmp -s %s/a %s/b", dir, dir, dir, dir), 0);
+    free_deploy(d);
+    free_deploy(d2);
+    jm_close(&c);
+    free(j->plugin);
+    free(j);
+}
+
+/* Deploys hourly_clicks (graph hashed at p; the Deploy asks for deploy_p; with `half` only a
+ * part of its subtasks) and expects every subtask FAILED with `why` in the message and nothing
+ * run. */
+static void assert_refused(int p, int deploy_p, int half, const char *why)
+{
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", p);
+    jm_conn c;
+    accept_and_register(&c);
+    Kappa__Control__Deploy *d = make_deploy(j, "cccccccccccccccccccccccccccccccc", 0,
+                                            "file:/dev/null", "file:/dev/null", half);
+    d->parallelism = (uint32_t)deploy_p;
+    deploy_and_wait(&c, j, d, 20000);
+    const char *msg = assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, d->n_locals);
+    cr_assert(strstr(msg, why), "message: %s", msg);
+    cr_assert(!has_state(&c, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING));
+    free_deploy(d);
+    jm_close(&c);
+    free(j->plugin);
+    free(j);
+}
+
+Test(taskmanager, refuses_a_graph_that_hashes_differently)
+{
+    assert_refused(1, 3, 0, "different graph"); /* hashed at p=1, deployed at p=3 */
+}
+
+/* Until the executor runs a subset of a job over the network data plane, a split deployment is
+ * refused with a clear message (docs/cluster.md, "Taskmanager"). */
+Test(taskmanager, refuses_a_split_deployment_for_now)
+{
+    assert_refused(2, 2, 1, "split over taskmanagers");
+}
+
+static int running(jm_conn *c, long n)
+{
+    int k = 0;
+    for (int i = 0; i < c->nstates; i++)
+        k += c->states[i].state == KAPPA__CONTROL__TASK_STATE__STATE__RUNNING;
+    return k >= n;
+}
+
+/* A job reading a FIFO nobody writes to runs until cancelled; a lost jobmanager cancels too. */
+Test(taskmanager, cancel_stops_a_running_job)
+{
+    char fifo[700], src[720], sink[720];
+    snprintf(fifo, sizeof fifo, "%s/live", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    int hold = open(fifo, O_RDWR); /* a writer that never writes: the source waits */
+    cr_assert_geq(hold, 0);
+    snprintf(src, sizeof src, "file:%s", fifo);
+    snprintf(sink, sizeof sink, "file:%s/out.ndjson", dir);
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 1);
+    jm_conn c;
+    accept_and_register(&c);
+    const char *job = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+    Kappa__Control__Deploy *d = make_deploy(j, job, 0, src, sink, 0);
+    c.plugin = j->plugin;
+    c.plugin_len = j->plugin_len;
+    c.plugin_sha = j->sha;
+    c.chunks = 1;
+    send_msg(c.fd, KP_FRAME_DEPLOY, &d->base);
+    cr_assert_eq(serve_until(&c, running, (long)d->n_locals, 20000), 1);
+    cr_assert_eq(kp_test_sh("test -d %s/state/jobs/%s/0", dir, job), 0, "state dir while running");
+    Kappa__Control__Cancel cancel = KAPPA__CONTROL__CANCEL__INIT;
+    cancel.job_id = (char *)job;
+    cancel.attempt = 0;
+    send_msg(c.fd, KP_FRAME_CANCEL, &cancel.base);
+    cr_assert_eq(serve_until(&c, finals_reached, (long)d->n_locals, 20000), 1);
+    assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED, d->n_locals);
+    cr_assert_eq(kp_test_sh("test -d %s/state/jobs/%s/0", dir, job), 1, "state removed");
+    /* again, then the jobmanager goes away: the taskmanager cancels what it runs */
+    c.nstates = 0;
+    d->attempt = 1;
+    send_msg(c.fd, KP_FRAME_DEPLOY, &d->base);
+    cr_assert_eq(serve_until(&c, running, (long)d->n_locals, 20000), 1);
+    jm_close(&c);
+    int removed = 0;
+    for (int i = 0; i < 100 && !removed; i++, poll(NULL, 0, 100))
+        removed = kp_test_sh("test -d %s/state/jobs/%s/1", dir, job) == 1;
+    cr_assert(removed, "the job was not cancelled when the jobmanager went away");
+    cr_assert(tm_alive());
+    close(hold);
+    free_deploy(d);
+    free(j->plugin);
+    free(j);
+}
+
+/* One garbage stream after registering; the taskmanager must close the connection. */
+static void garbage_round(uint64_t seed, int kind)
+{
+    jm_conn c;
+    accept_and_register(&c);
+    uint8_t buf[4096];
+    uint64_t rng = seed;
+    size_t len = 64 + kp_rng_next(&rng) % (sizeof buf - 64);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)kp_rng_next(&rng);
+    switch (kind) {
+    case 0: /* random bytes */
+        break;
+    case 1: /* a valid header for a Deploy whose payload is not protobuf */
+        buf[KP_FRAME_HEADER_SIZE] = 0xff; /* field 31, wire type 7: never valid */
+        kp_frame_header_encode(buf, KP_FRAME_DEPLOY, buf + KP_FRAME_HEADER_SIZE,
+                               (uint32_t)(len - KP_FRAME_HEADER_SIZE));
+        break;
+    case 2: /* a valid header whose checksum does not match */
+        kp_frame_header_encode(buf, KP_FRAME_PLUGIN_DATA, buf + KP_FRAME_HEADER_SIZE,
+                               (uint32_t)(len - KP_FRAME_HEADER_SIZE));
+        buf[len - 1] ^= 1;
+        break;
+    default: /* a header announcing more than the frame limit */
+        kp_frame_header_encode(buf, KP_FRAME_CANCEL, buf + KP_FRAME_HEADER_SIZE, 0);
+        buf[8] = buf[9] = buf[10] = buf[11] = 0xff;
+        break;
+    }
+    send_raw(c.fd, buf, len);
+    /* the taskmanager reads, logs and closes: serve until the connection ends */
+    int rc = serve_until(&c, heartbeats_at_least, 1000000, 10000);
+    cr_assert_eq(rc, 0, "seed %llu kind %d: the connection stayed open", (unsigned long long)seed,
+                 kind);
+    jm_close(&c);
+    cr_assert(tm_alive(), "seed %llu kind %d: the taskmanager died", (unsigned long long)seed,
+              kind);
+}
+
+Test(taskmanager, garbage_frames_close_the_connection_not_the_process)
+{
+    static const uint64_t seeds[] = {1, 2, 3, 0x9e3779b97f4a7c15ull};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
+        for (int kind = 0; kind < 4; kind++)
+            garbage_round(seeds[i], kind);
+    uint64_t fresh = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 1;
+    fprintf(stderr, "test_taskmanager: fresh garbage seed %llu\n", (unsigned long long)fresh);
+    for (int kind = 0; kind < 4; kind++)
+        garbage_round(fresh, kind);
+    /* and it still registers and heartbeats normally */
+    jm_conn c;
+    accept_and_register(&c);
+    cr_assert_eq(serve_until(&c, heartbeats_at_least, 3, 10000), 1);
+    jm_close(&c);
+}
