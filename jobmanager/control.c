@@ -460,7 +460,12 @@ static void dispatch(kp_jm_t *jm, kp_jm_conn_t *c, uint16_t type, const uint8_t 
     }
     case KP_FRAME_METRICS: {
         Kappa__Control__Metrics *UNPACK(mt, kappa__control__metrics, "Metrics");
-        kappa__control__metrics__free_unpacked(mt, NULL); /* accepted, not aggregated yet */
+        if (mt->job_id && strlen(mt->job_id) == 32 && kp_jm_is_hex(mt->job_id, 32))
+            kp_life_metrics(jm, c->tm, mt->job_id, mt->attempt, mt->task_id, mt->subtask,
+                            mt->records_in, mt->records_out, mt->watermark_ms);
+        else
+            conn_close_later(c, "Metrics: bad job id");
+        kappa__control__metrics__free_unpacked(mt, NULL);
         return;
     }
     default: {

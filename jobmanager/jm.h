@@ -20,13 +20,14 @@
 
 #include "clock.h"
 
-#define KP_JM_ID_LEN    33 /* 32 hex digits of a job id and the NUL */
-#define KP_JM_SHA_LEN   65 /* 64 hex digits of a sha256 and the NUL */
-#define KP_JM_NAME_MAX  128
-#define KP_JM_ADDR_MAX  256
-#define KP_JM_TM_MAX    256  /* registered taskmanagers (live and lost) kept at once */
-#define KP_JM_SLOTS_MAX 1024 /* slots one taskmanager may offer */
-#define KP_JM_PAR_MAX   1024 /* largest task parallelism accepted */
+#define KP_JM_ID_LEN         33 /* 32 hex digits of a job id and the NUL */
+#define KP_JM_SHA_LEN        65 /* 64 hex digits of a sha256 and the NUL */
+#define KP_JM_NAME_MAX       128
+#define KP_JM_ADDR_MAX       256
+#define KP_JM_TM_MAX         256  /* registered taskmanagers (live and lost) kept at once */
+#define KP_JM_SLOTS_MAX      1024 /* slots one taskmanager may offer */
+#define KP_JM_PAR_MAX        1024 /* largest task parallelism accepted */
+#define KP_JM_EXCEPTIONS_MAX 100  /* transitions with a cause kept per job, newest */
 
 typedef enum kp_job_state {
     KP_JOB_CREATED,
@@ -76,6 +77,9 @@ typedef struct kp_jm_sub_t {
     uint32_t subtask;
     int tm; /* index into kp_jm_t.tms, -1 = not placed */
     kp_sub_state state;
+    bool has_metrics; /* the last Metrics report of this attempt, if any */
+    uint64_t records_in, records_out;
+    kp_time watermark_ms;
 } kp_jm_sub_t;
 
 typedef struct kp_jm_job_t {
@@ -185,6 +189,10 @@ void kp_life_step(kp_jm_t *jm);
 /* A taskmanager reported a subtask state. */
 void kp_life_task_state(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
                         uint32_t subtask, kp_sub_state state, const char *message);
+/* A taskmanager reported a subtask's counters (kept for REST; stale reports ignored). */
+void kp_life_metrics(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
+                     uint32_t subtask, uint64_t records_in, uint64_t records_out,
+                     kp_time watermark_ms);
 /* A taskmanager is gone (connection closed or heartbeat timeout). */
 void kp_life_tm_lost(kp_jm_t *jm, int tm, const char *reason);
 /* REST cancel (@locality REST thread). 0, or -1 when the job is already final. */

@@ -158,33 +158,58 @@ void kp_life_step(kp_jm_t *jm)
     }
 }
 
-void kp_life_task_state(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
-                        uint32_t subtask, kp_sub_state state, const char *message)
+/* The subtask of the job's current attempt that a report from taskmanager `tm` is about, or
+ * NULL (logged) when the report is stale or from elsewhere. */
+static kp_jm_sub_t *reported_sub(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt,
+                                 int task_id, uint32_t subtask, kp_jm_job_t **jobp)
 {
     kp_jm_job_t *job = NULL;
     for (size_t j = 0; j < jm->njobs && !job; j++)
         if (!strcmp(jm->jobs[j]->id, job_id))
             job = jm->jobs[j];
     if (!job || !job->deployed || job->attempt != attempt) {
-        kp_jm_log("taskmanager %s: state of %s attempt %u ignored (not a current deployment)",
+        kp_jm_log("taskmanager %s: report on %s attempt %u ignored (not a current deployment)",
                   jm->tms[tm].id, job_id, attempt);
-        return;
+        return NULL;
     }
-    kp_jm_sub_t *sub = NULL;
-    for (size_t i = 0; i < job->nsubs && !sub; i++)
-        if (job->subs[i].task_id == task_id && job->subs[i].subtask == subtask)
-            sub = &job->subs[i];
-    if (!sub || sub->tm != tm) {
-        kp_jm_log("taskmanager %s: state of task %d subtask %u of %s ignored (not placed there)",
-                  jm->tms[tm].id, task_id, subtask, job_id);
+    for (size_t i = 0; i < job->nsubs; i++)
+        if (job->subs[i].task_id == task_id && job->subs[i].subtask == subtask &&
+            job->subs[i].tm == tm) {
+            *jobp = job;
+            return &job->subs[i];
+        }
+    kp_jm_log("taskmanager %s: report on task %d subtask %u of %s ignored (not placed there)",
+              jm->tms[tm].id, task_id, subtask, job_id);
+    return NULL;
+}
+
+void kp_life_task_state(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
+                        uint32_t subtask, kp_sub_state state, const char *message)
+{
+    kp_jm_job_t *job;
+    kp_jm_sub_t *sub = reported_sub(jm, tm, job_id, attempt, task_id, subtask, &job);
+    if (!sub)
         return;
-    }
     sub->state = state;
     char why[512];
     snprintf(why, sizeof why, "task %d subtask %u on taskmanager %s %s%s%s", task_id, subtask,
              jm->tms[tm].id, kp_sub_state_name(state), message && *message ? ": " : "",
              message ? message : "");
     check_job(jm, job, why);
+}
+
+void kp_life_metrics(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
+                     uint32_t subtask, uint64_t records_in, uint64_t records_out,
+                     kp_time watermark_ms)
+{
+    kp_jm_job_t *job;
+    kp_jm_sub_t *sub = reported_sub(jm, tm, job_id, attempt, task_id, subtask, &job);
+    if (!sub)
+        return;
+    sub->has_metrics = true;
+    sub->records_in = records_in;
+    sub->records_out = records_out;
+    sub->watermark_ms = watermark_ms;
 }
 
 void kp_life_tm_lost(kp_jm_t *jm, int tm, const char *reason)

@@ -90,6 +90,8 @@ void kp_job_transition(kp_jm_t *jm, kp_jm_job_t *job, kp_job_state to, const cha
     kp_time now = kp_wall_ms();
     kp_jm_log("job %s (%s): %s -> %s%s%s", job->id, job->name, kp_job_state_name(job->state),
               kp_job_state_name(to), message ? ": " : "", message ? message : "");
+    if (message && json_array_size(job->exceptions) >= KP_JM_EXCEPTIONS_MAX)
+        json_array_remove(job->exceptions, 0); /* the oldest goes: the list stays bounded */
     if (message)
         json_array_append_new(job->exceptions,
                               json_pack("{s:I,s:s,s:s,s:s}", "time", (json_int_t)now, "from",
@@ -119,11 +121,17 @@ static json_t *tasks_json(const kp_jm_t *jm, const kp_jm_job_t *job)
         json_t *subs = json_array();
         for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, sub++) {
             const kp_jm_tm_t *tm = sub->tm >= 0 ? &jm->tms[sub->tm] : NULL;
+            json_t *metrics =
+                sub->has_metrics
+                    ? json_pack("{s:I,s:I,s:I}", "records_in", (json_int_t)sub->records_in,
+                                "records_out", (json_int_t)sub->records_out, "watermark_ms",
+                                (json_int_t)sub->watermark_ms)
+                    : json_null();
             json_array_append_new(
-                subs, json_pack("{s:i,s:o,s:o,s:s}", "subtask", (int)sub->subtask, "taskmanager",
-                                tm ? json_string(tm->id) : json_null(), "data_address",
-                                tm ? json_string(tm->data_address) : json_null(), "state",
-                                kp_sub_state_name(sub->state)));
+                subs, json_pack("{s:i,s:o,s:o,s:s,s:o}", "subtask", (int)sub->subtask,
+                                "taskmanager", tm ? json_string(tm->id) : json_null(),
+                                "data_address", tm ? json_string(tm->data_address) : json_null(),
+                                "state", kp_sub_state_name(sub->state), "metrics", metrics));
         }
         json_array_append_new(tasks, json_pack("{s:i,s:s,s:i,s:o}", "id", job->tasks[t].id, "name",
                                                job->tasks[t].name, "parallelism",

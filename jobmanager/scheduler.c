@@ -64,6 +64,7 @@ bool kp_sched_place(kp_jm_t *jm, kp_jm_job_t *job)
     for (size_t i = 0; i < job->nsubs; i++) {
         job->subs[i].tm = slot_tm[job->subs[i].subtask];
         job->subs[i].state = KP_SUB_DEPLOYING;
+        job->subs[i].has_metrics = false;
     }
     free(slot_tm);
     job->deployed = true;

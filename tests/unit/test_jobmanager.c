@@ -321,6 +321,22 @@ Test(jobmanager, fake_taskmanager_runs_loses_and_restarts_a_job, .fini = cleanup
     report(tm, id, attempt, 0, 1, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
     report(tm, id, attempt, 1, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
     wait_job_state(&jm, id, "RUNNING");
+    Kappa__Control__Metrics mt = KAPPA__CONTROL__METRICS__INIT;
+    mt.job_id = id;
+    mt.task_id = 1;
+    mt.records_in = 1234;
+    mt.records_out = 56;
+    tm_send(tm, KP_FRAME_METRICS, &mt.base);
+    tm_heartbeat(tm, 1); /* its echo proves the Metrics before it was handled */
+    free(tm_expect(tm, KP_FRAME_HEARTBEAT, &n));
+    r = http_req(&jm, "GET", "/jobs/clicks", NULL);
+    json_t *m1 = json_object_get(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(r.body, "tasks"), 1), "subtasks"), 0),
+        "metrics");
+    cr_assert_eq(json_integer_value(json_object_get(m1, "records_in")), 1234);
+    cr_assert_eq(json_integer_value(json_object_get(m1, "records_out")), 56);
+    http_free(&r);
     tm_heartbeat(tm, 1);
     free(tm_expect(tm, KP_FRAME_HEARTBEAT, &n));
 
