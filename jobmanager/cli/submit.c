@@ -20,10 +20,10 @@ typedef struct submit_opts {
     kp_job_opts job;
     kp_rest rest;
     const char *path, *name, *replace;
-    int wait;
+    int wait, dry_run;
 } submit_opts;
 
-enum { OPT_NAME = 3000, OPT_REPLACE, OPT_WAIT };
+enum { OPT_NAME = 3000, OPT_REPLACE, OPT_WAIT, OPT_DRY_RUN };
 
 static void usage(FILE *out)
 {
@@ -31,7 +31,9 @@ static void usage(FILE *out)
             "usage: kappa submit JOB.so [options]\n"
             "  --name NAME              the job's name on the cluster (default: the job's own)\n"
             "  --replace NAME|ID        cancel that job once this one runs (reprocessing)\n"
-            "  --wait                   stay until the job ends; exit with its outcome\n");
+            "  --wait                   stay until the job ends; exit with its outcome\n"
+            "  --dry-run                print the manifest (with the graph and both hashes) and\n"
+            "                           exit without contacting the jobmanager\n");
     kp_job_opts_usage(out);
     kp_rest_usage(out);
 }
@@ -43,6 +45,7 @@ static int parse(submit_opts *o, int argc, char **argv)
         {"name", required_argument, NULL, OPT_NAME},
         {"replace", required_argument, NULL, OPT_REPLACE},
         {"wait", no_argument, NULL, OPT_WAIT},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         KP_JOB_LONGOPTS,
         KP_REST_LONGOPTS,
         {0},
@@ -59,6 +62,8 @@ static int parse(submit_opts *o, int argc, char **argv)
             o->replace = optarg;
         } else if (c == OPT_WAIT) {
             o->wait = 1;
+        } else if (c == OPT_DRY_RUN) {
+            o->dry_run = 1;
         } else if (c == 'h') {
             o->rest.help = 1;
         } else {
@@ -194,6 +199,14 @@ static int post(submit_opts *o, json_t *manifest, const char *bytes, size_t len,
     return rc;
 }
 
+/* --dry-run: the manifest, as it would be sent, on stdout. */
+static int print_manifest(json_t *manifest)
+{
+    if (json_dumpf(manifest, stdout, JSON_SORT_KEYS | JSON_COMPACT) != 0 || putchar('\n') == EOF)
+        return KP_EXIT_FAILED;
+    return KP_EXIT_OK;
+}
+
 int kp_cli_submit(int argc, char **argv)
 {
     submit_opts o = {.job.verb = "kappa submit", .rest.verb = "kappa submit"};
@@ -215,12 +228,14 @@ int kp_cli_submit(int argc, char **argv)
         fprintf(stderr, "kappa submit: %s\n", err);
     else if (check_bindings(&o.job, kp_plugin_job(h)) != 0)
         rc = KP_EXIT_USAGE;
-    else if ((manifest = manifest_of(&o, kp_plugin_job(h), sha)))
+    else if ((manifest = manifest_of(&o, kp_plugin_job(h), sha)) && o.dry_run)
+        rc = print_manifest(manifest);
+    else if (manifest)
         rc = post(&o, manifest, bytes, len, jobid, sizeof jobid);
     kp_plugin_close(h);
     json_decref(manifest);
     free(bytes);
-    if (rc == KP_EXIT_OK && o.wait)
+    if (rc == KP_EXIT_OK && o.wait && !o.dry_run)
         rc = kp_cli_wait(&o.rest, jobid);
     return rc;
 }

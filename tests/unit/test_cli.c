@@ -453,6 +453,23 @@ Test(cli, submit_defaults_and_json_output)
     json_decref(m);
 }
 
+Test(cli, dry_run_prints_the_manifest_and_sends_nothing)
+{
+    int rc = kappa("submit", job_so("hourly_clicks"), "--dry-run", "-p", "2", "--jobmanager",
+                   "http://127.0.0.1:1");
+    cr_assert_eq(rc, 0, "exit %d, stderr: %s", rc, err);
+    json_error_t e;
+    json_t *m = json_loads(out, 0, &e);
+    cr_assert_not_null(m, "--dry-run prints the manifest: %s", e.text);
+    char *canon = json_dumps(json_object_get(m, "graph"), JSON_SORT_KEYS | JSON_COMPACT);
+    char sha[KP_SHA256_HEX];
+    kp_sha256_hex(canon, strlen(canon), sha);
+    free(canon);
+    cr_assert_str_eq(str(m, "graph_hash"), sha);
+    cr_assert_eq(strlen(str(m, "plugin_sha256")), 64);
+    json_decref(m);
+}
+
 Test(cli, refusals_are_exit_1_with_the_jobmanagers_message)
 {
     jm.post_status = 413;
