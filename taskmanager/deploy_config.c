@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "deploy_config.h"
+#include "memory_budget.h"
 #include "plugin_cache.h"
 
 /* Ids that become path components: letters, digits, '-' and '_', 1..64 of them. */
@@ -79,7 +80,7 @@ int kp_tm_exec_args_build(const Kappa__Control__Deploy *d, kp_tm_exec_args *a, c
         return -1;
     }
     a->bindings = calloc(d->n_bindings + 1, sizeof *a->bindings);
-    a->conf = calloc(d->n_conf + 2, sizeof *a->conf);
+    a->conf = calloc(d->n_conf + 3, sizeof *a->conf);
     if (!a->bindings || !a->conf) {
         snprintf(err, errlen, "out of memory");
         kp_tm_exec_args_free(a);
@@ -148,4 +149,31 @@ int kp_tm_locals_check(const Kappa__Control__Deploy *d, const kp_plan *plan, int
     free(seen);
     *whole = rc == 0 && d->n_locals == (size_t)total;
     return rc;
+}
+
+int kp_tm_memory_apply(const Kappa__Control__Deploy *d, const kp_job *job, size_t slot_bytes,
+                       kp_tm_exec_args *a, kp_exec_config *cfg, char *err, size_t errlen)
+{
+    int keyed = 0, slots = 0;
+    for (int i = 0; i < job->nnodes; i++)
+        keyed += job->nodes[i]->kind == KP_NODE_WINDOW || job->nodes[i]->kind == KP_NODE_PROCESS;
+    for (size_t i = 0; i < d->n_locals; i++)
+        if ((int)d->locals[i]->subtask + 1 > slots)
+            slots = (int)d->locals[i]->subtask + 1;
+    kp_slot_memory m;
+    char why[256];
+    if (kp_slot_memory_split(slot_bytes, keyed, &m, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--slot-memory-mb: %s", why);
+        return -1;
+    }
+    cfg->state_cache_bytes = m.state_cache;
+    cfg->rocksdb_cache_bytes = m.rocksdb_cache;
+    cfg->rocksdb_memtable_bytes = m.memtable;
+    cfg->network_bytes = m.network * (size_t)slots;
+    snprintf(a->fetch_conf, sizeof a->fetch_conf, "kafka.memory_mb=%zu", m.source_fetch >> 20);
+    size_t n = 0;
+    while (a->conf[n])
+        n++;
+    a->conf[n] = a->fetch_conf; /* room was left for it */
+    return 0;
 }

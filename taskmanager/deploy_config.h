@@ -15,6 +15,7 @@ typedef struct kp_tm_exec_args {
     int nbindings;
     const char **conf; /* NULL-terminated; entries point into the message or start_conf */
     char start_conf[64];
+    char fetch_conf[64]; /* kafka.memory_mb from the slot budget, the last conf entry */
 } kp_tm_exec_args;
 
 /* What can be checked in a Deploy before its plugin is there: the job id is usable in a path
@@ -27,6 +28,15 @@ int kp_tm_deploy_check(const Kappa__Control__Deploy *d, char *err, size_t errlen
 int kp_tm_exec_args_build(const Kappa__Control__Deploy *d, kp_tm_exec_args *a, char *err,
                           size_t errlen);
 void kp_tm_exec_args_free(kp_tm_exec_args *a);
+
+/* Sizes the run's memory from one slot's budget (memory_budget.h), as `kappa run --local
+ * --slot-memory-mb` does: the state caches, RocksDB caches and memtables of every keyed
+ * subtask, the exchanges' batches for the slots the local subtasks occupy (slot i holds
+ * subtask i of every task), and the Kafka read-ahead as the last conf entry (a conf entry
+ * from the job's submission wins). 0, or -1 with the reason (a budget too small for the
+ * job's keyed operators). Call after kp_tm_exec_args_build. */
+int kp_tm_memory_apply(const Kappa__Control__Deploy *d, const kp_job *job, size_t slot_bytes,
+                       kp_tm_exec_args *a, kp_exec_config *cfg, char *err, size_t errlen);
 
 /* Checks the Deploy's local subtasks against the plan: every one names a task of the plan and
  * a subtask below its parallelism, none twice. Sets *whole when they are every subtask of the

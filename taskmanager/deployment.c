@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "deploy_config.h"
 #include "deployment.h"
@@ -109,7 +110,10 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
     if (kp_tm_exec_args_build(dep->d, &args, err, errlen) != 0)
         return -1;
     kp_tm_rmtree(dep->state_dir); /* a crashed earlier run of this attempt left it */
-    if (kp_tm_mkdirs(dep->state_dir) != 0) {
+    int made = kp_tm_mkdirs(dep->state_dir);
+    for (int i = 0; made != 0 && errno == ENOENT && i < 3; i++)
+        made = kp_tm_mkdirs(dep->state_dir); /* an older attempt just removed the job's dir */
+    if (made != 0) {
         snprintf(err, errlen, "cannot create %.600s: %s", dep->state_dir, strerror(errno));
         kp_tm_exec_args_free(&args);
         return -1;
@@ -121,6 +125,10 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
                           .epoch = (int64_t)dep->d->epoch,
                           .align_drift = -1, /* off across processes (docs/cluster.md) */
                           .cancel = &dep->cancel};
+    if (kp_tm_memory_apply(dep->d, job, dep->env.slot_bytes, &args, &cfg, err, errlen) != 0) {
+        kp_tm_exec_args_free(&args);
+        return -1;
+    }
     kp_exec_stats stats = {0};
     kp_tm_deployment_report(dep, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING, "");
     kp_tm_log("job %s attempt %u: running %zu subtasks", dep->d->job_id, dep->d->attempt,
@@ -134,6 +142,10 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
               stats.seconds, stats.records_in, stats.records_out);
     kp_tm_exec_args_free(&args);
     kp_tm_rmtree(dep->state_dir); /* no checkpoints yet: state dies with its attempt */
+    char *slash = strrchr(dep->state_dir, '/');
+    *slash = 0;
+    rmdir(dep->state_dir); /* the job's directory, once no attempt of it is left */
+    *slash = '/';
     return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include "connectors.h"
 #include "data_listener.h"
+#include "memory_budget.h"
 #include "session.h"
 #include "tm.h"
 
@@ -41,6 +42,8 @@ static void usage(FILE *out)
             "  --jobmanager HOST:PORT     the jobmanager's control-plane (--rpc-port) address\n"
             "  --bind ADDR                data-plane listen address (default 127.0.0.1)\n"
             "  --slots N                  task slots offered (default 1)\n"
+            "  --slot-memory-mb N         memory budget of one slot, split over state, RocksDB,\n"
+            "                             exchanges and Kafka read-ahead (default 512)\n"
             "  --data-port N              data-plane port (default 0 = a free port)\n"
             "  --state-dir DIR            instance id, plugin cache and job state\n"
             "                             (default ./kappa-taskmanager-state)\n"
@@ -91,6 +94,7 @@ static int parse(kp_tm_options *o, int argc, char **argv)
         {"jobmanager", required_argument, NULL, 'j'},
         {"bind", required_argument, NULL, 'b'},
         {"slots", required_argument, NULL, 's'},
+        {"slot-memory-mb", required_argument, NULL, 'm'},
         {"data-port", required_argument, NULL, 'd'},
         {"state-dir", required_argument, NULL, 'S'},
         {"heartbeat-interval-ms", required_argument, NULL, 'i'},
@@ -100,6 +104,7 @@ static int parse(kp_tm_options *o, int argc, char **argv)
     };
     *o = (kp_tm_options){.bind = "127.0.0.1",
                          .slots = 1,
+                         .slot_mb = (int)(KP_SLOT_MEMORY_DEFAULT >> 20),
                          .state_dir = "kappa-taskmanager-state",
                          .heartbeat_ms = 1000,
                          .heartbeat_timeout_ms = 10000};
@@ -115,6 +120,10 @@ static int parse(kp_tm_options *o, int argc, char **argv)
             break;
         case 's':
             rc = parse_int("--slots", optarg, 1, 1024, &o->slots);
+            break;
+        case 'm':
+            rc = parse_int("--slot-memory-mb", optarg, (int)(KP_SLOT_MEMORY_MIN >> 20), 1 << 20,
+                           &o->slot_mb);
             break;
         case 'd':
             rc = parse_int("--data-port", optarg, 0, 65535, &o->data_port);

@@ -459,26 +459,32 @@ int kp_tm_session_run(const kp_tm_options *opt, const char *instance_id, const c
     s->instance_id = instance_id;
     s->data_address = data_address;
     s->conn.fd = -1;
-    s->env = (kp_tm_env){.state_dir = opt->state_dir, .outbox = &s->outbox};
+    s->env = (kp_tm_env){.state_dir = opt->state_dir,
+                         .outbox = &s->outbox,
+                         .slot_bytes = (size_t)opt->slot_mb << 20};
     s->rng = (uint64_t)kp_wall_ms() ^ ((uint64_t)getpid() << 32) ^ 1;
     snprintf(s->plugin_dir, sizeof s->plugin_dir, "%s/plugins", opt->state_dir);
     int backoff = BACKOFF_MIN_MS;
     while (!kp_tm_stop) {
         char err[1024] = "";
+        int served = 0;
         if (kp_tm_conn_open(&s->conn, opt->jm_host, opt->jm_port, opt->heartbeat_timeout_ms, err,
                             sizeof err) == 0 &&
             register_tm(s, err, sizeof err) == 0) {
             backoff = BACKOFF_MIN_MS;
             serve(s);
-        } else if (!kp_tm_stop) {
-            kp_tm_log("jobmanager %s:%s: %s", opt->jm_host, opt->jm_port, err);
+            served = 1;
         }
         cancel_all(s);
         kp_tm_conn_close(&s->conn);
         if (kp_tm_stop)
             break;
         int delay = backoff / 2 + (int)(kp_rng_next(&s->rng) % (uint64_t)(backoff / 2 + 1));
-        kp_tm_log("connecting again in %d ms", delay);
+        if (served)
+            kp_tm_log("connecting again in %d ms", delay);
+        else
+            kp_tm_log("jobmanager %s:%s: %s; trying again in %d ms", opt->jm_host, opt->jm_port,
+                      err, delay);
         sleep_ms(delay);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }

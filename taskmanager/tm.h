@@ -19,6 +19,7 @@ typedef struct kp_tm_options {
     char jm_port[16];
     const char *bind;         /* address of the data-plane listener, advertised to the JM */
     int slots;                /* task slots offered */
+    int slot_mb;              /* memory budget of one slot (memory_budget.h) */
     int data_port;            /* 0 = a free port */
     const char *state_dir;    /* instance id, plugin cache, job state */
     int heartbeat_ms;         /* until the RegisterAck says otherwise */
