@@ -21,7 +21,10 @@ static void usage(FILE *out)
             "  cancel NAME|ID                 cancel a job\n"
             "  taskmanagers                   the registered taskmanagers and their slots\n"
             "  version                        print the version and job ABI\n"
-            "  help                           this text\n");
+            "  help                           this text\n"
+            "\n"
+            "exit codes: 0 ok; 1 the job failed or the jobmanager refused; 2 usage error (nothing\n"
+            "sent); 3 jobmanager unreachable; 4 the job was cancelled (--wait); see docs/cli.md\n");
 }
 
 int main(int argc, char **argv)
