@@ -526,26 +526,93 @@ static void fuzz_connection(int port, uint64_t *rng)
     close(fd);
 }
 
+/* One fuzzed registered taskmanager: a valid Hello, then well-formed frames with random
+ * fields (job ids real or not, any attempt, task, subtask and state), some with a payload bit
+ * flipped after the CRC was computed or a random payload under a valid CRC. Drives the job
+ * state machine through orders no real taskmanager would produce. */
+static void fuzz_registered(int port, uint64_t *rng, const char *job_id)
+{
+    int fd = tm_connect(port);
+    struct timeval tv = {0, 200000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    char tm_id[32], fake_id[33];
+    snprintf(tm_id, sizeof tm_id, "fuzz-%u", (unsigned)(kp_rng_next(rng) % 3));
+    snprintf(fake_id, sizeof fake_id, "%016llx%016llx", (unsigned long long)kp_rng_next(rng),
+             (unsigned long long)kp_rng_next(rng));
+    Kappa__Control__Hello h = KAPPA__CONTROL__HELLO__INIT;
+    h.role = KAPPA__CONTROL__HELLO__ROLE__ROLE_TASKMANAGER;
+    h.instance_id = tm_id;
+    h.slots = 1 + (uint32_t)(kp_rng_next(rng) % 4);
+    h.data_address = "127.0.0.1:1";
+    tm_send(fd, KP_FRAME_HELLO, &h.base);
+    uint8_t buf[4096];
+    int frames = 1 + (int)(kp_rng_next(rng) % 16);
+    for (int f = 0; f < frames; f++) {
+        Kappa__Control__TaskState ts = KAPPA__CONTROL__TASK_STATE__INIT;
+        Kappa__Control__Metrics mt = KAPPA__CONTROL__METRICS__INIT;
+        Kappa__Control__Heartbeat hb = KAPPA__CONTROL__HEARTBEAT__INIT;
+        Kappa__Control__PluginRequest pr = KAPPA__CONTROL__PLUGIN_REQUEST__INIT;
+        const char *jid = kp_rng_next(rng) % 4 ? job_id : fake_id;
+        ts.job_id = mt.job_id = (char *)jid;
+        ts.attempt = mt.attempt = (uint32_t)(kp_rng_next(rng) % 3);
+        ts.task_id = mt.task_id = (int32_t)(kp_rng_next(rng) % 4) - 1;
+        ts.subtask = mt.subtask = (uint32_t)(kp_rng_next(rng) % 3);
+        ts.state = (Kappa__Control__TaskState__State)(kp_rng_next(rng) % 7);
+        ts.message = "fuzz";
+        mt.records_in = kp_rng_next(rng);
+        pr.sha256 = fake_id;
+        const ProtobufCMessage *msgs[] = {&ts.base, &mt.base, &hb.base, &pr.base};
+        const kp_frame_type types[] = {KP_FRAME_TASK_STATE, KP_FRAME_METRICS, KP_FRAME_HEARTBEAT,
+                                       KP_FRAME_PLUGIN_REQUEST};
+        size_t k = kp_rng_next(rng) % 4;
+        size_t n = protobuf_c_message_pack(msgs[k], buf + KP_FRAME_HEADER_SIZE);
+        int mode = (int)(kp_rng_next(rng) % 8);
+        if (mode == 0) /* random payload, valid CRC */
+            for (size_t i = 0; i < n; i++)
+                buf[KP_FRAME_HEADER_SIZE + i] = (uint8_t)kp_rng_next(rng);
+        kp_frame_header_encode(buf, types[k], buf + KP_FRAME_HEADER_SIZE, (uint32_t)n);
+        if (mode == 1 && n) /* corrupted after the CRC */
+            buf[KP_FRAME_HEADER_SIZE + kp_rng_next(rng) % n] ^= 0x10;
+        if (tm_send_raw(fd, buf, KP_FRAME_HEADER_SIZE + n))
+            break;
+    }
+    close(fd);
+}
+
 Test(jobmanager, fuzzed_frames_never_crash_it, .fini = cleanup)
 {
     fresh_dir();
     jm_proc jm;
-    jm_start(&jm, dir_, NULL);
+    const char *flags[] = {"--restart-delay-ms", "0", "--restart-attempts", "1000000", NULL};
+    jm_start(&jm, dir_, flags);
+    char id[33];
+    int par[] = {2, 3};
+    submit_ok(&jm, "fuzzed", par, 2, NULL, NULL, id); /* a real job for the reports to hit */
     uint64_t seeds[6] = {1, 2, 3, 0x9e3779b97f4a7c15ull, 424242, 0};
     cr_assert_eq(getrandom(&seeds[5], sizeof seeds[5], 0), (ssize_t)sizeof seeds[5]);
     seeds[5] |= 1;
+    /* connections per seed; KAPPA_FUZZ_ROUNDS raises it for a longer run by hand */
+    int rounds = getenv("KAPPA_FUZZ_ROUNDS") ? atoi(getenv("KAPPA_FUZZ_ROUNDS")) : 60;
     for (size_t s = 0; s < 6; s++) {
         if (s == 5)
             fprintf(stderr, "fuzzed_frames_never_crash_it: random seed %llu\n",
                     (unsigned long long)seeds[s]);
         uint64_t rng = seeds[s];
-        for (int c = 0; c < 60; c++)
+        for (int c = 0; c < rounds; c++) {
             fuzz_connection(jm.rpc_port, &rng);
+            fuzz_registered(jm.rpc_port, &rng, id);
+        }
         cr_assert(jm_alive(&jm), "the jobmanager died on seed %llu", (unsigned long long)seeds[s]);
     }
-    /* still serving both ports */
+    /* still serving both ports; how far the reports drove the job is printed */
     http_reply r = http_req(&jm, "GET", "/overview", NULL);
     cr_assert_eq(r.status, 200);
+    http_free(&r);
+    r = http_req(&jm, "GET", "/jobs/fuzzed", NULL);
+    cr_assert_eq(r.status, 200);
+    fprintf(stderr, "fuzzed_frames_never_crash_it: the job reached attempt %lld, state %s\n",
+            (long long)json_integer_value(json_object_get(r.body, "attempt")),
+            json_string_value(json_object_get(r.body, "state")));
     http_free(&r);
     int tm = tm_register(jm.rpc_port, "tm-after-fuzz", 1);
     tm_heartbeat(tm, 1);
