@@ -11,6 +11,9 @@ struct kp_channel {
     int index;
     int allocated; /* batches created so far, at most the inbox's credits */
     kp_batch *free;
+    /* The network data plane's hooks (NULL in process), called under the inbox lock. */
+    kp_channel_hook on_send, on_release;
+    void *hook_ctx;
 };
 
 struct kp_inbox {
@@ -70,30 +73,28 @@ kp_channel *kp_inbox_channel(kp_inbox *in, int i)
     return &in->channels[i];
 }
 
-kp_batch *kp_channel_acquire(kp_channel *ch, int *oom)
+/* Takes a free batch or the right to allocate one; the caller holds the inbox lock. Returns
+ * the batch, or NULL with *allocate set when the caller must create one (outside the lock). */
+static kp_batch *take_locked(kp_channel *ch, int *allocate)
 {
-    *oom = 0;
-    kp_inbox *in = ch->inbox;
-    kp_batch *b = NULL;
-    pthread_mutex_lock(&in->lock);
-    while (!in->aborted && !ch->free && ch->allocated >= in->credits)
-        pthread_cond_wait(&in->writable, &in->lock);
-    if (!in->aborted) {
-        if (ch->free) {
-            b = ch->free;
-            ch->free = b->next;
-        } else {
-            ch->allocated++; /* allocate outside the lock below */
-        }
-    }
-    int need_new = !in->aborted && !b;
-    pthread_mutex_unlock(&in->lock);
-    if (need_new) {
+    *allocate = 0;
+    kp_batch *b = ch->free;
+    if (b)
+        ch->free = b->next;
+    else if (ch->allocated < ch->inbox->credits && (*allocate = 1))
+        ch->allocated++;
+    return b;
+}
+
+/* Allocates if `allocate` (undoing the reservation on failure) and prepares the batch. */
+static kp_batch *finish_take(kp_channel *ch, kp_batch *b, int allocate, int *oom)
+{
+    if (allocate) {
         b = kp_batch_new();
         if (!b) {
-            pthread_mutex_lock(&in->lock);
+            pthread_mutex_lock(&ch->inbox->lock);
             ch->allocated--;
-            pthread_mutex_unlock(&in->lock);
+            pthread_mutex_unlock(&ch->inbox->lock);
             *oom = 1;
             return NULL;
         }
@@ -104,6 +105,60 @@ kp_batch *kp_channel_acquire(kp_channel *ch, int *oom)
         b->next = NULL;
     }
     return b;
+}
+
+kp_batch *kp_channel_acquire(kp_channel *ch, int *oom)
+{
+    *oom = 0;
+    kp_inbox *in = ch->inbox;
+    kp_batch *b = NULL;
+    int allocate = 0;
+    pthread_mutex_lock(&in->lock);
+    while (!in->aborted && !ch->free && ch->allocated >= in->credits)
+        pthread_cond_wait(&in->writable, &in->lock);
+    if (!in->aborted)
+        b = take_locked(ch, &allocate);
+    pthread_mutex_unlock(&in->lock);
+    return finish_take(ch, b, allocate, oom);
+}
+
+kp_batch *kp_channel_try_acquire(kp_channel *ch, int *oom)
+{
+    *oom = 0;
+    kp_inbox *in = ch->inbox;
+    kp_batch *b = NULL;
+    int allocate = 0;
+    pthread_mutex_lock(&in->lock);
+    if (!in->aborted)
+        b = take_locked(ch, &allocate);
+    pthread_mutex_unlock(&in->lock);
+    return finish_take(ch, b, allocate, oom);
+}
+
+void kp_channel_putback(kp_channel *ch, kp_batch *b)
+{
+    kp_inbox *in = ch->inbox;
+    pthread_mutex_lock(&in->lock);
+    b->next = ch->free;
+    ch->free = b;
+    pthread_cond_broadcast(&in->writable);
+    pthread_mutex_unlock(&in->lock);
+}
+
+int kp_channel_credits(const kp_channel *ch)
+{
+    return ch->inbox->credits;
+}
+
+void kp_channel_set_hooks(kp_channel *ch, kp_channel_hook on_send, kp_channel_hook on_release,
+                          void *ctx)
+{
+    kp_inbox *in = ch->inbox;
+    pthread_mutex_lock(&in->lock);
+    ch->on_send = on_send;
+    ch->on_release = on_release;
+    ch->hook_ctx = ctx;
+    pthread_mutex_unlock(&in->lock);
 }
 
 void kp_channel_send(kp_channel *ch, kp_batch *b)
@@ -117,6 +172,8 @@ void kp_channel_send(kp_channel *ch, kp_batch *b)
         in->head = b;
     in->tail = b;
     pthread_cond_signal(&in->readable);
+    if (ch->on_send)
+        ch->on_send(ch->hook_ctx);
     pthread_mutex_unlock(&in->lock);
 }
 
@@ -147,6 +204,8 @@ void kp_inbox_release(kp_inbox *in, kp_batch *b)
     b->next = ch->free;
     ch->free = b;
     pthread_cond_broadcast(&in->writable);
+    if (ch->on_release)
+        ch->on_release(ch->hook_ctx);
     pthread_mutex_unlock(&in->lock);
 }
 
