@@ -15,6 +15,7 @@
 #include "deployment.h"
 #include "exec.h"
 #include "graph_codec.h"
+#include "net_transport.h"
 #include "plan.h"
 #include "plugin.h"
 #include "tm.h"
@@ -83,41 +84,73 @@ static int check_graph(kp_tm_deployment *dep, const kp_job *job, char *err, size
     return 0;
 }
 
-/* Runs the job's subtasks assigned here. Until the executor can run a subset of a job over the
- * network data plane, only deployments of a whole job run (see docs/cluster.md). */
-static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t errlen)
+/* Checks the local subtasks against the job's plan; *whole when nothing runs elsewhere. */
+static int check_locals(kp_tm_deployment *dep, const kp_job *job, int *whole, char *err,
+                        size_t errlen)
 {
-    kp_plan *plan = malloc(sizeof *plan);
-    int whole = 0;
+    kp_plan *plan = malloc(sizeof *plan); /* ~20 KiB: not on the thread's stack */
     int rc = plan ? kp_plan_build(job, plan) : -1;
     if (rc != 0)
         snprintf(err, errlen, "%s",
                  plan ? "the job's physical plan cannot be built" : "out of memory");
-    if (rc == 0)
-        rc = kp_tm_locals_check(dep->d, plan, &whole, err, errlen);
+    else
+        rc = kp_tm_locals_check(dep->d, plan, whole, err, errlen);
     free(plan);
-    if (rc != 0)
-        return -1;
-    if (!whole) {
-        snprintf(err, errlen,
-                 "the job is split over taskmanagers (%zu of its subtasks here); this "
-                 "taskmanager runs whole jobs only until the network data plane lands: give one "
-                 "taskmanager enough slots",
-                 dep->d->n_locals);
-        return -1;
-    }
-    kp_tm_exec_args args;
-    if (kp_tm_exec_args_build(dep->d, &args, err, errlen) != 0)
-        return -1;
-    kp_tm_rmtree(dep->state_dir); /* a crashed earlier run of this attempt left it */
+    return rc;
+}
+
+/* A fresh state directory for the attempt (a crashed earlier run of it may have left one). */
+static int make_state_dir(kp_tm_deployment *dep, char *err, size_t errlen)
+{
+    kp_tm_rmtree(dep->state_dir);
     int made = kp_tm_mkdirs(dep->state_dir);
     for (int i = 0; made != 0 && errno == ENOENT && i < 3; i++)
         made = kp_tm_mkdirs(dep->state_dir); /* an older attempt just removed the job's dir */
-    if (made != 0) {
+    if (made != 0)
         snprintf(err, errlen, "cannot create %.600s: %s", dep->state_dir, strerror(errno));
-        kp_tm_exec_args_free(&args);
+    return made;
+}
+
+/* No checkpoints yet: the state dies with its attempt, the job's directory with its last. */
+static void remove_state_dir(kp_tm_deployment *dep)
+{
+    kp_tm_rmtree(dep->state_dir);
+    char *slash = strrchr(dep->state_dir, '/');
+    *slash = 0;
+    rmdir(dep->state_dir);
+    *slash = '/';
+}
+
+/* The executor: the whole job in this process, or the local subtasks with the others reached
+ * over the data plane. */
+static int execute(kp_tm_deployment *dep, const kp_job *job, const kp_exec_config *cfg, int whole,
+                   kp_exec_stats *stats, char *err, size_t errlen)
+{
+    if (whole)
+        return kp_exec_run(job, cfg, stats, err, errlen);
+    kp_subtask_ref *local = calloc(dep->d->n_locals, sizeof *local);
+    if (!local) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
+    for (size_t i = 0; i < dep->d->n_locals; i++)
+        local[i] = (kp_subtask_ref){dep->d->locals[i]->task_id, (int)dep->d->locals[i]->subtask};
+    kp_tm_net_transport t;
+    kp_tm_net_transport_init(&t, dep->env.net, dep->d);
+    kp_exec_part part = {.local = local, .nlocal = (int)dep->d->n_locals, .transport = &t.base};
+    int rc = kp_exec_run_part(job, cfg, &part, stats, err, errlen);
+    free(local);
+    return rc;
+}
+
+/* Runs the job's subtasks assigned here. */
+static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t errlen)
+{
+    int whole = 0;
+    kp_tm_exec_args args;
+    if (check_locals(dep, job, &whole, err, errlen) != 0 ||
+        kp_tm_exec_args_build(dep->d, &args, err, errlen) != 0)
+        return -1;
     kp_exec_config cfg = {.bindings = args.bindings,
                           .nbindings = args.nbindings,
                           .conf = args.conf,
@@ -125,15 +158,16 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
                           .epoch = (int64_t)dep->d->epoch,
                           .align_drift = -1, /* off across processes (docs/cluster.md) */
                           .cancel = &dep->cancel};
-    if (kp_tm_memory_apply(dep->d, job, dep->env.slot_bytes, &args, &cfg, err, errlen) != 0) {
+    if (kp_tm_memory_apply(dep->d, job, dep->env.slot_bytes, &args, &cfg, err, errlen) != 0 ||
+        make_state_dir(dep, err, errlen) != 0) {
         kp_tm_exec_args_free(&args);
         return -1;
     }
     kp_exec_stats stats = {0};
     kp_tm_deployment_report(dep, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING, "");
-    kp_tm_log("job %s attempt %u: running %zu subtasks", dep->d->job_id, dep->d->attempt,
-              dep->d->n_locals);
-    rc = kp_exec_run(job, &cfg, &stats, err, errlen);
+    kp_tm_log("job %s attempt %u: running %zu subtasks%s", dep->d->job_id, dep->d->attempt,
+              dep->d->n_locals, whole ? " (the whole job)" : ", the rest elsewhere");
+    int rc = execute(dep, job, &cfg, whole, &stats, err, errlen);
     kp_tm_log("job %s attempt %u: %s after %.2f s, %lld records in, %lld out", dep->d->job_id,
               dep->d->attempt,
               rc == 0       ? "finished"
@@ -141,11 +175,7 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
                             : "failed",
               stats.seconds, stats.records_in, stats.records_out);
     kp_tm_exec_args_free(&args);
-    kp_tm_rmtree(dep->state_dir); /* no checkpoints yet: state dies with its attempt */
-    char *slash = strrchr(dep->state_dir, '/');
-    *slash = 0;
-    rmdir(dep->state_dir); /* the job's directory, once no attempt of it is left */
-    *slash = '/';
+    remove_state_dir(dep);
     return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "control.pb-c.h"
+#include "net.h"
 #include "outbox.h"
 
 typedef struct kp_tm_deployment kp_tm_deployment;
@@ -18,6 +19,7 @@ typedef struct kp_tm_env {
     const char *state_dir; /* jobs/<job>/<attempt> go below it */
     kp_tm_outbox *outbox;  /* TaskState messages go here */
     size_t slot_bytes;     /* memory budget of one slot (--slot-memory-mb) */
+    kp_net *net;           /* the data plane, for subtasks whose peers run elsewhere */
 } kp_tm_env;
 
 /* Takes ownership of `d` (unpacked by protobuf-c, checked by kp_tm_deploy_check, so its ids

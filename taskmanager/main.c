@@ -172,10 +172,10 @@ int main(int argc, char **argv)
         kp_tm_log("%s", err);
         return 1;
     }
-    kp_tm_data_listener data;
-    if (kp_tm_data_listen(&data, opt.bind, opt.data_port, opt.jm_host, opt.jm_port, err,
-                          sizeof err) != 0) {
-        kp_tm_log("%s", err);
+    kp_net *net =
+        kp_tm_data_start(opt.bind, opt.data_port, opt.jm_host, opt.jm_port, err, sizeof err);
+    if (!net) {
+        kp_tm_log("cannot start the data plane on %s:%d: %s", opt.bind, opt.data_port, err);
         return 1;
     }
     struct sigaction sa = {.sa_handler = on_signal};
@@ -186,9 +186,10 @@ int main(int argc, char **argv)
     kp_connectors_register_builtin();
     kp_tm_log("taskmanager %s (kappa %s, job ABI %u): %d slots, data %s, state %s, jobmanager "
               "%s:%s",
-              id, KP_TM_VERSION, KP_ABI_VERSION, opt.slots, data.address, opt.state_dir,
+              id, KP_TM_VERSION, KP_ABI_VERSION, opt.slots, kp_net_address(net), opt.state_dir,
               opt.jm_host, opt.jm_port);
-    int rc = kp_tm_session_run(&opt, id, data.address);
-    kp_tm_data_close(&data);
+    int rc = kp_tm_session_run(&opt, id, net);
+    if (rc == 0) /* else a deployment may still use the endpoint: the exit frees it all */
+        kp_net_stop(net);
     return rc;
 }

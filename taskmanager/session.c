@@ -25,6 +25,7 @@
 #define MAX_DEPLOYMENTS 64
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  5000
+#define STOP_TIMEOUT_MS 15000
 
 typedef struct dep_entry {
     kp_tm_deployment *dep;
@@ -45,6 +46,7 @@ typedef struct session {
     dep_entry deps[MAX_DEPLOYMENTS];
     int ndeps;
     kp_tm_fetch *fetch; /* the plugin download in flight, if any */
+    int abandoned;      /* deployments that did not stop when cancelled (never freed) */
     uint64_t rng;
 } session;
 
@@ -151,14 +153,31 @@ static void reap(session *s)
             remove_dep(s, i);
 }
 
-/* Connection lost or shutting down: nothing keeps running without a jobmanager. */
+/* Connection lost or shutting down: nothing keeps running without a jobmanager. A
+ * deployment that has not stopped after STOP_TIMEOUT_MS is left behind, never freed, so the
+ * session can serve again (a producer blocked on a remote channel's credits whose consumer was
+ * cancelled wakes only when the data connection breaks: docs/cluster.md, "Taskmanager"). */
 static void cancel_all(session *s)
 {
     for (int i = 0; i < s->ndeps; i++)
         if (!s->deps[i].waiting)
             kp_tm_deployment_cancel(s->deps[i].dep);
-    while (s->ndeps > 0)
-        remove_dep(s, s->ndeps - 1); /* joins the started ones */
+    kp_time deadline = kp_mono_ms() + STOP_TIMEOUT_MS;
+    while (s->ndeps > 0) {
+        reap(s);
+        for (int i = s->ndeps - 1; i >= 0; i--)
+            if (s->deps[i].waiting)
+                remove_dep(s, i);
+        if (s->ndeps > 0 && kp_mono_ms() >= deadline) {
+            const Kappa__Control__Deploy *d = kp_tm_deployment_msg(s->deps[0].dep);
+            kp_tm_log("job %s attempt %u did not stop within %d ms: its thread is left behind",
+                      d->job_id, d->attempt, STOP_TIMEOUT_MS);
+            s->abandoned++;
+            s->deps[0] = s->deps[--s->ndeps];
+        } else if (s->ndeps > 0) {
+            poll(NULL, 0, 20);
+        }
+    }
     kp_tm_fetch_free(s->fetch);
     s->fetch = NULL;
     kp_tm_outbox_free_list(kp_tm_outbox_take(&s->outbox)); /* for a connection that is gone */
@@ -447,7 +466,7 @@ static void sleep_ms(int ms)
         poll(NULL, 0, 50);
 }
 
-int kp_tm_session_run(const kp_tm_options *opt, const char *instance_id, const char *data_address)
+int kp_tm_session_run(const kp_tm_options *opt, const char *instance_id, kp_net *net)
 {
     session *s = calloc(1, sizeof *s);
     if (!s || kp_tm_outbox_init(&s->outbox) != 0) {
@@ -457,11 +476,12 @@ int kp_tm_session_run(const kp_tm_options *opt, const char *instance_id, const c
     }
     s->opt = opt;
     s->instance_id = instance_id;
-    s->data_address = data_address;
+    s->data_address = kp_net_address(net);
     s->conn.fd = -1;
     s->env = (kp_tm_env){.state_dir = opt->state_dir,
                          .outbox = &s->outbox,
-                         .slot_bytes = (size_t)opt->slot_mb << 20};
+                         .slot_bytes = (size_t)opt->slot_mb << 20,
+                         .net = net};
     s->rng = (uint64_t)kp_wall_ms() ^ ((uint64_t)getpid() << 32) ^ 1;
     snprintf(s->plugin_dir, sizeof s->plugin_dir, "%s/plugins", opt->state_dir);
     int backoff = BACKOFF_MIN_MS;
@@ -490,6 +510,10 @@ int kp_tm_session_run(const kp_tm_options *opt, const char *instance_id, const c
     }
     kp_tm_log("stopping");
     cancel_all(s);
+    if (s->abandoned) { /* their threads may still post: keep the outbox until exit */
+        kp_tm_log("exiting with %d deployments that did not stop", s->abandoned);
+        return 1;
+    }
     kp_tm_outbox_destroy(&s->outbox);
     free(s);
     return 0;

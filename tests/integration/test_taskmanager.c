@@ -35,6 +35,7 @@
 
 static char dir[] = "/tmp/kappa-tm-test-XXXXXX";
 static pid_t tm_pid = -1;
+static pid_t tm2_pid = -1; /* a second taskmanager, for split deployments */
 static int listen_fd = -1;
 static int jm_port;
 
@@ -269,22 +270,29 @@ static void accept_and_register(jm_conn *c)
 
 /* ---- the taskmanager process ------------------------------------------------------------ */
 
-static void start_tm(void)
+/* Starts a taskmanager with state and log named by `name`; returns its pid. */
+static pid_t spawn_tm(const char *name)
 {
     char jm[64], state[600], log[600];
     snprintf(jm, sizeof jm, "127.0.0.1:%d", jm_port);
-    snprintf(state, sizeof state, "%s/state", dir);
-    snprintf(log, sizeof log, "%s/tm.log", dir);
+    snprintf(state, sizeof state, "%s/%s", dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
     const char *tm = kp_test_env("KAPPA_TM");
-    tm_pid = fork();
-    cr_assert_geq(tm_pid, 0);
-    if (tm_pid == 0) {
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
         execl(tm, tm, "--jobmanager", jm, "--state-dir", state, "--slots", "2", "--data-port", "0",
               "--heartbeat-timeout-ms", "3000", (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+static void start_tm(void)
+{
+    tm_pid = spawn_tm("state");
 }
 
 static int tm_alive(void)
@@ -293,25 +301,30 @@ static int tm_alive(void)
 }
 
 /* SIGTERM, then up to 10 s for a clean exit, then SIGKILL. Returns the exit status or -1. */
-static int stop_tm(void)
+static int stop_pid(pid_t *pid)
 {
-    if (tm_pid <= 0)
+    if (*pid <= 0)
         return -1;
     int status = 0, rc = -1;
-    kill(tm_pid, SIGTERM);
+    kill(*pid, SIGTERM);
     for (int i = 0; i < 200; i++) {
-        if (waitpid(tm_pid, &status, WNOHANG) == tm_pid) {
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
             break;
         }
         poll(NULL, 0, 50);
     }
-    if (rc == -1 && waitpid(tm_pid, &status, WNOHANG) == 0) {
-        kill(tm_pid, SIGKILL);
-        waitpid(tm_pid, &status, 0);
+    if (rc == -1 && waitpid(*pid, &status, WNOHANG) == 0) {
+        kill(*pid, SIGKILL);
+        waitpid(*pid, &status, 0);
     }
-    tm_pid = -1;
+    *pid = -1;
     return rc;
+}
+
+static int stop_tm(void)
+{
+    return stop_pid(&tm_pid);
 }
 
 static void setup(void)
@@ -324,8 +337,12 @@ static void setup(void)
 static void teardown(void)
 {
     stop_tm();
+    stop_pid(&tm2_pid);
     jm_unlisten();
-    kp_test_sh("sed 's/^/  tm: /' %s/tm.log >&2", dir); /* the daemon's log, for failures */
+    /* the daemons' logs, for failures */
+    kp_test_sh("sed 's/^/  tm: /' %s/state.log >&2; test ! -f %s/state2.log || sed 's/^/  tm2: /' "
+               "%s/state2.log >&2",
+               dir, dir, dir);
     kp_test_rmtree(dir);
 }
 
@@ -370,12 +387,15 @@ static void load_job(job_fixture *j, const char *name, int p)
     j->parallelism = p;
 }
 
-/* A Deploy of every subtask of the job's plan (or, with `half`, of subtask 0 of each task only:
- * a job split over taskmanagers). Strings are the caller's; free with free_deploy. */
-static Kappa__Control__Deploy *make_deploy(const job_fixture *j, const char *job_id,
-                                           uint32_t attempt, const char *source_uri,
-                                           const char *sink_uri, int half)
+/* A Deploy of the job's plan over `ntm` taskmanagers at data addresses addr[]: subtask s of
+ * every task goes to taskmanager s mod ntm (the jobmanager's slot sharing), and the Deploy is
+ * the one for taskmanager `which`. Strings are the caller's; free with free_deploy. */
+static Kappa__Control__Deploy *make_deploy_on(const job_fixture *j, const char *job_id,
+                                              uint32_t attempt, const char *source_uri,
+                                              const char *sink_uri, const char *const *addr,
+                                              int ntm, int which)
 {
+    static const char *const tm_ids[] = {"tm-0", "tm-1", "tm-2", "tm-3"};
     Kappa__Control__Deploy *d = calloc(1, sizeof *d);
     kappa__control__deploy__init(d);
     d->job_id = (char *)job_id;
@@ -409,10 +429,10 @@ static Kappa__Control__Deploy *make_deploy(const job_fixture *j, const char *job
             kappa__control__placement__init(pl);
             pl->task_id = j->plan.tasks[t].id;
             pl->subtask = (uint32_t)s;
-            pl->taskmanager_id = s > 0 && half ? "another-tm" : "this-tm";
-            pl->data_address = "127.0.0.1:1";
+            pl->taskmanager_id = (char *)tm_ids[s % ntm];
+            pl->data_address = (char *)addr[s % ntm];
             d->placements[d->n_placements++] = pl;
-            if (s > 0 && half)
+            if (s % ntm != which)
                 continue;
             Kappa__Control__Local *l = calloc(1, sizeof *l);
             kappa__control__local__init(l);
@@ -421,6 +441,15 @@ static Kappa__Control__Deploy *make_deploy(const job_fixture *j, const char *job
             d->locals[d->n_locals++] = l;
         }
     return d;
+}
+
+/* The whole job on one taskmanager. */
+static Kappa__Control__Deploy *make_deploy(const job_fixture *j, const char *job_id,
+                                           uint32_t attempt, const char *source_uri,
+                                           const char *sink_uri)
+{
+    static const char *const addr[] = {"127.0.0.1:1"};
+    return make_deploy_on(j, job_id, attempt, source_uri, sink_uri, addr, 1, 0);
 }
 
 static void free_deploy(Kappa__Control__Deploy *d)
@@ -538,8 +567,8 @@ Test(taskmanager, refuses_a_plugin_whose_bytes_do_not_match_its_sha256)
     load_job(j, "hourly_clicks", 1);
     jm_conn c;
     accept_and_register(&c);
-    Kappa__Control__Deploy *d = make_deploy(j, "0123456789abcdef0123456789abcdef", 0,
-                                            "file:/dev/null", "file:/dev/null", 0);
+    Kappa__Control__Deploy *d =
+        make_deploy(j, "0123456789abcdef0123456789abcdef", 0, "file:/dev/null", "file:/dev/null");
     uint8_t *bad = malloc(j->plugin_len);
     memcpy(bad, j->plugin, j->plugin_len);
     bad[j->plugin_len / 2] ^= 0x5a; /* one byte flipped */
@@ -587,7 +616,7 @@ Test(taskmanager, runs_a_whole_job_like_run_local, .timeout = 300)
     snprintf(src, sizeof src, "file:%s/events.ndjson?partitions=4", dir);
     snprintf(sink, sizeof sink, "file:%s/tm.ndjson", dir);
     const char *job = "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb";
-    Kappa__Control__Deploy *d = make_deploy(j, job, 0, src, sink, 0);
+    Kappa__Control__Deploy *d = make_deploy(j, job, 0, src, sink);
     cr_assert_gt(d->n_locals, 2, "p=2 over at least two tasks");
     deploy_and_wait(&c, j, d, 120000);
     assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, d->n_locals);
@@ -602,7 +631,7 @@ Test(taskmanager, runs_a_whole_job_like_run_local, .timeout = 300)
                  "the attempt's state is removed after the run");
     /* the next attempt finds the plugin in the verified cache: no second request */
     c.nstates = 0;
-    Kappa__Control__Deploy *d2 = make_deploy(j, job, 1, src, sink, 0);
+    Kappa__Control__Deploy *d2 = make_deploy(j, job, 1, src, sink);
     deploy_and_wait(&c, j, d2, 120000);
     assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, d2->n_locals);
     cr_assert_eq(c.plugin_requests, 1, "the cached plugin is used");
@@ -614,21 +643,18 @@ Test(taskmanager, runs_a_whole_job_like_run_local, .timeout = 300)
     free(j);
 }
 
-/* Deploys hourly_clicks (graph hashed at p; the Deploy asks for deploy_p; with `half` only a
- * part of its subtasks) and expects every subtask FAILED with `why` in the message and nothing
- * run. */
-static void assert_refused(int p, int deploy_p, int half, const char *why)
+Test(taskmanager, refuses_a_graph_that_hashes_differently)
 {
     job_fixture *j = calloc(1, sizeof *j);
-    load_job(j, "hourly_clicks", p);
+    load_job(j, "hourly_clicks", 1);
     jm_conn c;
     accept_and_register(&c);
-    Kappa__Control__Deploy *d = make_deploy(j, "cccccccccccccccccccccccccccccccc", 0,
-                                            "file:/dev/null", "file:/dev/null", half);
-    d->parallelism = (uint32_t)deploy_p;
+    Kappa__Control__Deploy *d =
+        make_deploy(j, "cccccccccccccccccccccccccccccccc", 0, "file:/dev/null", "file:/dev/null");
+    d->parallelism = 3; /* the graph hash was taken at p=1 */
     deploy_and_wait(&c, j, d, 20000);
     const char *msg = assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, d->n_locals);
-    cr_assert(strstr(msg, why), "message: %s", msg);
+    cr_assert(strstr(msg, "different graph"), "message: %s", msg);
     cr_assert(!has_state(&c, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING));
     free_deploy(d);
     jm_close(&c);
@@ -636,16 +662,83 @@ static void assert_refused(int p, int deploy_p, int half, const char *why)
     free(j);
 }
 
-Test(taskmanager, refuses_a_graph_that_hashes_differently)
+/* Serves two taskmanagers at once until each reported na / nb final states. */
+static void serve_two(jm_conn *a, long na, jm_conn *b, long nb, int timeout_ms)
 {
-    assert_refused(1, 3, 0, "different graph"); /* hashed at p=1, deployed at p=3 */
+    kp_time deadline = kp_mono_ms() + timeout_ms;
+    while (!finals_reached(a, na) || !finals_reached(b, nb)) {
+        struct pollfd p[2] = {{.fd = a->fd, .events = POLLIN}, {.fd = b->fd, .events = POLLIN}};
+        kp_time left = deadline - kp_mono_ms();
+        cr_assert(left > 0 && poll(p, 2, (int)left) > 0, "no final state for every subtask");
+        for (int i = 0; i < 2; i++) {
+            if (!p[i].revents)
+                continue;
+            jm_conn *c = i ? b : a;
+            kp_frame_header_t h;
+            uint8_t *payload;
+            cr_assert_eq(recv_frame(c->fd, &h, &payload, deadline), 1,
+                         "taskmanager %d closed its connection", i);
+            handle(c, &h, payload);
+            free(payload);
+        }
+    }
 }
 
-/* Until the executor runs a subset of a job over the network data plane, a split deployment is
- * refused with a clear message (docs/cluster.md, "Taskmanager"). */
-Test(taskmanager, refuses_a_split_deployment_for_now)
+/* The seed job at p=2 split over two taskmanagers (subtask i of every task on taskmanager
+ * i mod 2, records crossing the TCP data plane) equals `kappa run --local`. */
+Test(taskmanager, runs_a_job_split_over_two_taskmanagers, .timeout = 300)
 {
-    assert_refused(2, 2, 1, "split over taskmanagers");
+    cr_assert_eq(kp_test_sh("%s --output %s/events.ndjson --count 20000 --out-of-order-ms 10000 "
+                            "--late-fraction 0.001 --malformed 0.01 --seed 13 --quiet",
+                            kp_test_env("KAPPA_GEN"), dir),
+                 0);
+    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --source "
+                            "clicks=file:%s/events.ndjson?partitions=4 --sink "
+                            "hourly-click-index=file:%s/local.ndjson 2>/dev/null",
+                            kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), dir, dir),
+                 0);
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 2);
+    jm_conn a, b;
+    accept_and_register(&a);
+    tm2_pid = spawn_tm("state2");
+    accept_and_register(&b);
+    const char *addr[] = {a.hello->data_address, b.hello->data_address};
+    char src[700], sink[700];
+    snprintf(src, sizeof src, "file:%s/events.ndjson?partitions=4", dir);
+    snprintf(sink, sizeof sink, "file:%s/tm.ndjson", dir);
+    const char *job = "ffffffffffffffff0000000000000000";
+    Kappa__Control__Deploy *da = make_deploy_on(j, job, 0, src, sink, addr, 2, 0);
+    Kappa__Control__Deploy *db = make_deploy_on(j, job, 0, src, sink, addr, 2, 1);
+    /* both write the same file: the sink's two subtasks are in two processes, so each writes
+     * its own file here */
+    static Kappa__Control__Binding sink_b;
+    char sink_b_uri[720];
+    snprintf(sink_b_uri, sizeof sink_b_uri, "file:%s/tm-b.ndjson", dir);
+    sink_b = *db->bindings[1];
+    sink_b.uri = sink_b_uri;
+    db->bindings[1] = &sink_b;
+    cr_assert_gt(da->n_locals, 0);
+    cr_assert_gt(db->n_locals, 0);
+    a.plugin = b.plugin = j->plugin;
+    a.plugin_len = b.plugin_len = j->plugin_len;
+    a.plugin_sha = b.plugin_sha = j->sha;
+    a.chunks = b.chunks = 2;
+    send_msg(a.fd, KP_FRAME_DEPLOY, &da->base);
+    send_msg(b.fd, KP_FRAME_DEPLOY, &db->base);
+    serve_two(&a, (long)da->n_locals, &b, (long)db->n_locals, 120000);
+    assert_finals(&a, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, da->n_locals);
+    assert_finals(&b, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, db->n_locals);
+    cr_assert_eq(kp_test_sh("sort %s/local.ndjson > %s/a && sort %s/tm.ndjson %s/tm-b.ndjson > "
+                            "%s/b && test -s %s/a && cmp -s %s/a %s/b",
+                            dir, dir, dir, dir, dir, dir, dir, dir),
+                 0, "the split run's output differs from kappa run --local");
+    free_deploy(da);
+    free_deploy(db);
+    jm_close(&a);
+    jm_close(&b);
+    free(j->plugin);
+    free(j);
 }
 
 static int running(jm_conn *c, long n)
@@ -671,7 +764,7 @@ Test(taskmanager, cancel_stops_a_running_job)
     jm_conn c;
     accept_and_register(&c);
     const char *job = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
-    Kappa__Control__Deploy *d = make_deploy(j, job, 0, src, sink, 0);
+    Kappa__Control__Deploy *d = make_deploy(j, job, 0, src, sink);
     c.plugin = j->plugin;
     c.plugin_len = j->plugin_len;
     c.plugin_sha = j->sha;
