@@ -280,18 +280,47 @@ static void remember_dropped(kp_net *net, const char *job, uint32_t attempt)
 
 /* Drops channels (all if job is NULL), then unlinks the failed connections left without
  * channels into *dead, for the caller to free outside the endpoint lock. */
-static void drop_all(kp_net *net, const char *job, uint32_t attempt, int drain_ms, int *undrained,
-                     net_conn **dead)
+/* Waits (without the endpoint lock, so aborts and other attempts go on) until the outgoing
+ * channels of (job, attempt) sent what their producers queued, or drain_ms passed, or their
+ * connection failed; returns how many still hold batches. A connection holding channels of
+ * the attempt is not freed before the attempt is dropped, so the pointers stay valid. */
+static int drain_attempt(kp_net *net, const char *job, uint32_t attempt, int drain_ms)
 {
+    pthread_mutex_lock(&net->lock);
+    size_t n = 0, k = 0;
+    for (net_conn *c = net->conns; c; c = c->next)
+        n++;
+    net_conn **conns = malloc((n ? n : 1) * sizeof *conns);
+    for (net_conn *c = net->conns; conns && c; c = c->next) {
+        pthread_mutex_lock(&c->lock);
+        int mine = 0;
+        for (size_t i = 0; i < c->outs.cap && !mine; i++) {
+            net_out *o = c->outs.slots[i];
+            mine = o && o->outbox && matches(&o->id, job, attempt);
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (mine)
+            conns[k++] = c;
+    }
+    pthread_mutex_unlock(&net->lock);
     struct timespec deadline = kp_deadline_ms(drain_ms > 0 ? drain_ms : 0);
+    int undrained = 0;
+    for (size_t i = 0; i < k; i++) {
+        pthread_mutex_lock(&conns[i]->lock);
+        undrained += drain(conns[i], job, attempt, &deadline);
+        pthread_mutex_unlock(&conns[i]->lock);
+    }
+    free(conns);
+    return undrained;
+}
+
+/* Drops channels (all if job is NULL), then unlinks the failed connections left without
+ * channels into *dead, for the caller to free outside the endpoint lock. */
+static void drop_all(kp_net *net, const char *job, uint32_t attempt, net_conn **dead)
+{
     pthread_mutex_lock(&net->lock);
     if (job)
         remember_dropped(net, job, attempt);
-    for (net_conn *c = net->conns; c; c = c->next) {
-        pthread_mutex_lock(&c->lock);
-        *undrained += drain(c, job, attempt, &deadline);
-        pthread_mutex_unlock(&c->lock);
-    }
     for (net_conn *c = net->conns; c; c = c->next)
         drop_conn(c, job, attempt);
     for (net_conn **p = &net->conns; *p;) {
@@ -321,11 +350,36 @@ static void free_conns(net_conn *c)
 
 int kp_net_drop_attempt(kp_net *net, const char *job, uint32_t attempt, int drain_ms)
 {
-    int undrained = 0;
+    int undrained = drain_attempt(net, job, attempt, drain_ms);
     net_conn *dead = NULL;
-    drop_all(net, job, attempt, drain_ms, &undrained, &dead);
+    drop_all(net, job, attempt, &dead);
     free_conns(dead);
     return undrained;
+}
+
+void kp_net_abort_attempt(kp_net *net, const char *job, uint32_t attempt)
+{
+    pthread_mutex_lock(&net->lock);
+    for (net_conn *c = net->conns; c; c = c->next) {
+        pthread_mutex_lock(&c->lock);
+        size_t n = 0;
+        kp_inbox **boxes = malloc((c->outs.count ? c->outs.count : 1) * sizeof *boxes);
+        for (size_t i = 0; i < c->outs.cap; i++) {
+            net_out *o = c->outs.slots[i];
+            if (boxes && o && o->outbox && matches(&o->id, job, attempt))
+                boxes[n++] = o->outbox;
+        }
+        for (size_t i = 0; i < c->ins.cap; i++) {
+            net_in *in = c->ins.slots[i];
+            if (in && matches(&in->id, job, attempt))
+                in->aborted = 1;
+        }
+        pthread_mutex_unlock(&c->lock);
+        for (size_t i = 0; i < n; i++) /* outboxes live until the drop */
+            kp_inbox_abort(boxes[i]);
+        free(boxes);
+    }
+    pthread_mutex_unlock(&net->lock);
 }
 
 /* A peer dialled us: the connection to it takes the socket. */
@@ -467,9 +521,8 @@ void kp_net_stop(kp_net *net)
     shutdown(net->listen_fd, SHUT_RDWR);
     pthread_join(net->acceptor, NULL);
     close(net->listen_fd);
-    int undrained = 0;
     net_conn *dead = NULL;
-    drop_all(net, NULL, 0, 0, &undrained, &dead);
+    drop_all(net, NULL, 0, &dead);
     pthread_mutex_lock(&net->lock);
     net_conn *live = net->conns;
     net->conns = NULL;

@@ -74,10 +74,17 @@ int kp_net_open_in(kp_net *net, const char *peer, const kp_net_chan_id *id, kp_c
 
 /* Closes every channel of (job, attempt). With drain_ms > 0, first waits up to that long for
  * outgoing channels to send what their producers queued (the END of a finished subtask); a
- * cancelled attempt passes 0. Call once the attempt's subtasks no longer use the channels.
+ * cancelled attempt passes 0. Call once the attempt's subtasks no longer use the channels;
+ * an attempt is not reopened after its drop (credits that arrive for it later are ignored).
  * Returns the number of outgoing channels whose batches could not all be sent.
  * @locality any thread; @locks endpoint, connection */
 int kp_net_drop_attempt(kp_net *net, const char *job, uint32_t attempt, int drain_ms);
+
+/* The attempt failed or was cancelled: wakes every producer blocked on its outgoing channels
+ * (their acquire returns NULL) and stops delivering into its incoming ones; the channels stay
+ * allocated until kp_net_drop_attempt. Waits for no peer (transport.h's abort).
+ * @locality any thread; @locks endpoint, connection, outbox (briefly) */
+void kp_net_abort_attempt(kp_net *net, const char *job, uint32_t attempt);
 
 /* @locality any thread */
 kp_net_stats kp_net_get_stats(kp_net *net);

@@ -210,11 +210,11 @@ static int on_batch(net_conn *c, const kp_net_header *h, char *err, size_t errle
         return -1;
     }
     int oom = 0, rc = 0;
-    kp_batch *b = kp_channel_try_acquire(in->deliver, &oom);
+    kp_batch *b = in->aborted ? NULL : kp_channel_try_acquire(in->deliver, &oom);
     if (!b && oom) {
         snprintf(err, errlen, "out of memory for a record batch");
         rc = -1;
-    } else if (!b) { /* the consumer's inbox was aborted: its job is failing */
+    } else if (!b) { /* the run was aborted: its job is failing */
         rc = discard(c, payload);
         if (rc < 0)
             snprintf(err, errlen, "truncated batch of %u records", h->n);

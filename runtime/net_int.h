@@ -31,6 +31,7 @@ typedef struct net_in { /* a channel this endpoint receives on */
     int outstanding; /* credits granted and not yet used by a batch */
     int grant;       /* credits to grant with the next CREDIT frame */
     int busy;        /* the reader is filling a batch of it */
+    int aborted;     /* kp_net_abort_attempt: arriving batches are dropped */
     int in_grants;
     struct net_in *grants;
 } net_in;

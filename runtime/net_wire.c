@@ -60,7 +60,8 @@ static uint8_t *put_chan(uint8_t *p, const kp_net_chan_id *c)
     p = put32(p, (uint32_t)c->producer_task);
     p = put32(p, (uint32_t)c->producer_subtask);
     p = put32(p, (uint32_t)c->consumer_task);
-    return put32(p, (uint32_t)c->consumer_subtask);
+    p = put32(p, (uint32_t)c->consumer_subtask);
+    return put32(p, (uint32_t)c->input);
 }
 
 static const uint8_t *get_chan(const uint8_t *p, kp_net_chan_id *c)
@@ -68,14 +69,15 @@ static const uint8_t *get_chan(const uint8_t *p, kp_net_chan_id *c)
     memcpy(c->job, p, KP_NET_JOB_ID_MAX);
     c->job[KP_NET_JOB_ID_MAX] = 0;
     p += KP_NET_JOB_ID_MAX;
-    uint32_t v[4];
+    uint32_t v[5];
     p = get32(p, &c->attempt);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         p = get32(p, &v[i]);
     c->producer_task = (int32_t)v[0];
     c->producer_subtask = (int32_t)v[1];
     c->consumer_task = (int32_t)v[2];
     c->consumer_subtask = (int32_t)v[3];
+    c->input = (int32_t)v[4];
     return p;
 }
 
@@ -214,7 +216,7 @@ int kp_net_chan_eq(const kp_net_chan_id *a, const kp_net_chan_id *b)
 {
     return a->attempt == b->attempt && a->producer_task == b->producer_task &&
            a->producer_subtask == b->producer_subtask && a->consumer_task == b->consumer_task &&
-           a->consumer_subtask == b->consumer_subtask &&
+           a->consumer_subtask == b->consumer_subtask && a->input == b->input &&
            strncmp(a->job, b->job, KP_NET_JOB_ID_MAX) == 0;
 }
 
@@ -227,6 +229,6 @@ uint64_t kp_net_chan_hash(const kp_net_chan_id *c)
 
 void kp_net_chan_format(const kp_net_chan_id *c, char *out, size_t len)
 {
-    snprintf(out, len, "%.32s/%u %d.%d -> %d.%d", c->job, c->attempt, c->producer_task,
-             c->producer_subtask, c->consumer_task, c->consumer_subtask);
+    snprintf(out, len, "%.32s/%u %d.%d -> %d.%d input %d", c->job, c->attempt, c->producer_task,
+             c->producer_subtask, c->consumer_task, c->consumer_subtask, c->input);
 }

@@ -30,15 +30,17 @@ typedef enum kp_net_frame {
     KP_NET_CREDIT = 3, /* the receiver can take `count` more batches on one channel */
 } kp_net_frame;
 
-/* A channel between two subtasks of one attempt of one job (cluster.md). */
+/* A channel between two subtasks of one attempt of one job (cluster.md; transport.h's
+ * kp_channel_id plus the job and attempt, so a stale attempt's traffic is told apart). */
 typedef struct kp_net_chan_id {
     char job[KP_NET_JOB_ID_MAX + 1]; /* NUL-terminated, at most 32 bytes */
     uint32_t attempt;
     int32_t producer_task, producer_subtask;
     int32_t consumer_task, consumer_subtask;
+    int32_t input; /* which input of the consumer task it feeds (0 until multi-input ops) */
 } kp_net_chan_id;
 
-#define KP_NET_CHAN_WIRE  (KP_NET_JOB_ID_MAX + 5 * 4)
+#define KP_NET_CHAN_WIRE  (KP_NET_JOB_ID_MAX + 6 * 4)
 #define KP_NET_HELLO_LEN  (KP_NET_PREFIX + KP_NET_ADDRESS_MAX)
 #define KP_NET_BATCH_LEN  (KP_NET_PREFIX + KP_NET_CHAN_WIRE + 3 * 4 + 8)
 #define KP_NET_CREDIT_LEN (KP_NET_PREFIX + KP_NET_CHAN_WIRE + 4)

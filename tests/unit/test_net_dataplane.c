@@ -7,6 +7,7 @@
  *   connection, with a reason; the other peer's channels keep flowing;
  * - a stale attempt gets no credits, and batches arriving after their attempt was dropped are
  *   refused without harming the connection;
+ * - aborting an attempt wakes its blocked producers and stops delivery to its consumers;
  * - a peer that goes away fails the channels with a clear error and unblocks their threads. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -370,6 +371,39 @@ Test(net_dataplane, batches_after_a_drop_are_refused, .timeout = 60)
     kp_net_stop(a);
     kp_net_stop(b);
     kp_inbox_free(in);
+    consumer_free(&c);
+    free(p);
+}
+
+/* ---- abort: the run failed ---------------------------------------------------------------- */
+
+Test(net_dataplane, abort_wakes_producers_and_stops_delivery, .timeout = 60)
+{
+    errors ea = {0}, eb = {0};
+    kp_net *a = start(&ea, 2), *b = start(&eb, 2);
+    consumer c;
+    producer *p = flow(a, b, &c, 1, 0, 1, 2, 100, 5);
+    pthread_create(&p[0].thread, NULL, produce, &p[0]);
+    wait_at_least(&p[0].sent, 4); /* 2 delivered, 2 queued, the producer blocked */
+    kp_net_abort_attempt(b, JOB, 1);
+    kp_net_abort_attempt(a, JOB, 1);
+    pthread_join(p[0].thread, NULL);
+    cr_assert(p[0].aborted, "the blocked producer was woken");
+    /* what was delivered before the abort stays; releasing it lets the queued batches go, and
+     * the receiver drops them */
+    int timed_out;
+    for (int i = 0; i < 2; i++) {
+        kp_batch *got = kp_inbox_pop_timed(c.inbox, 20000, &timed_out);
+        cr_assert_not_null(got);
+        kp_inbox_release(c.inbox, got);
+    }
+    cr_assert_null(kp_inbox_pop_timed(c.inbox, 300, &timed_out));
+    cr_assert(timed_out, "nothing is delivered after the abort");
+    kp_net_drop_attempt(a, JOB, 1, 0);
+    kp_net_drop_attempt(b, JOB, 1, 0);
+    cr_assert_eq(ea.count + eb.count, 0);
+    kp_net_stop(a);
+    kp_net_stop(b);
     consumer_free(&c);
     free(p);
 }
