@@ -596,18 +596,25 @@ Test(taskmanager, refuses_a_plugin_whose_bytes_do_not_match_its_sha256)
     free(j);
 }
 
-/* The seed job at p=2 over a kappa-gen file, deployed whole, equals `kappa run --local`. */
-Test(taskmanager, runs_a_whole_job_like_run_local, .timeout = 300)
+/* events.ndjson (kappa-gen, 20k events with late and malformed ones) and local.ndjson, what
+ * `kappa run --local` makes of it with the seed job at p=2 over 4 file partitions. */
+static void make_reference(int seed)
 {
     cr_assert_eq(kp_test_sh("%s --output %s/events.ndjson --count 20000 --out-of-order-ms 10000 "
-                            "--late-fraction 0.001 --malformed 0.01 --seed 11 --quiet",
-                            kp_test_env("KAPPA_GEN"), dir),
+                            "--late-fraction 0.001 --malformed 0.01 --seed %d --quiet",
+                            kp_test_env("KAPPA_GEN"), dir, seed),
                  0);
     cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --source "
                             "clicks=file:%s/events.ndjson?partitions=4 --sink "
                             "hourly-click-index=file:%s/local.ndjson 2>/dev/null",
                             kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), dir, dir),
                  0);
+}
+
+/* The seed job at p=2 over a kappa-gen file, deployed whole, equals `kappa run --local`. */
+Test(taskmanager, runs_a_whole_job_like_run_local, .timeout = 300)
+{
+    make_reference(11);
     job_fixture *j = calloc(1, sizeof *j);
     load_job(j, "hourly_clicks", 2);
     jm_conn c;
@@ -688,15 +695,7 @@ static void serve_two(jm_conn *a, long na, jm_conn *b, long nb, int timeout_ms)
  * i mod 2, records crossing the TCP data plane) equals `kappa run --local`. */
 Test(taskmanager, runs_a_job_split_over_two_taskmanagers, .timeout = 300)
 {
-    cr_assert_eq(kp_test_sh("%s --output %s/events.ndjson --count 20000 --out-of-order-ms 10000 "
-                            "--late-fraction 0.001 --malformed 0.01 --seed 13 --quiet",
-                            kp_test_env("KAPPA_GEN"), dir),
-                 0);
-    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --source "
-                            "clicks=file:%s/events.ndjson?partitions=4 --sink "
-                            "hourly-click-index=file:%s/local.ndjson 2>/dev/null",
-                            kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), dir, dir),
-                 0);
+    make_reference(13);
     job_fixture *j = calloc(1, sizeof *j);
     load_job(j, "hourly_clicks", 2);
     jm_conn a, b;
