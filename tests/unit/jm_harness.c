@@ -25,6 +25,28 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+static pid_t started_[16]; /* jobmanagers started and not yet stopped */
+
+static void track(pid_t pid, pid_t replace)
+{
+    for (size_t i = 0; i < sizeof started_ / sizeof started_[0]; i++)
+        if (started_[i] == replace) {
+            started_[i] = pid;
+            return;
+        }
+}
+
+void jm_kill_all(void)
+{
+    for (size_t i = 0; i < sizeof started_ / sizeof started_[0]; i++)
+        if (started_[i] > 0) {
+            int st;
+            kill(started_[i], SIGKILL);
+            waitpid(started_[i], &st, 0);
+            started_[i] = 0;
+        }
+}
+
 void jm_start(jm_proc *jm, const char *dir, const char *const *extra)
 {
     const char *bin = getenv("KAPPA_JOBMANAGER");
@@ -50,6 +72,7 @@ void jm_start(jm_proc *jm, const char *dir, const char *const *extra)
         _exit(127);
     }
     close(out[1]);
+    track(pid, 0);
     memset(jm, 0, sizeof *jm);
     jm->pid = pid;
     snprintf(jm->dir, sizeof jm->dir, "%s", dir);
@@ -79,6 +102,7 @@ void jm_stop(jm_proc *jm)
     if (jm->pid <= 0)
         return;
     int st = 0;
+    track(0, jm->pid);
     kill(jm->pid, SIGTERM);
     for (int i = 0; i < 200 && waitpid(jm->pid, &st, WNOHANG) == 0; i++)
         sleep_ms(50);

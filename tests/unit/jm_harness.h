@@ -26,6 +26,9 @@ typedef struct jm_proc {
 void jm_start(jm_proc *jm, const char *dir, const char *const *extra);
 /* SIGTERM and wait; asserts it exits 0 (it did not crash). */
 void jm_stop(jm_proc *jm);
+/* SIGKILLs every jobmanager this process started and did not stop: for a test's .fini, so
+ * a failed assertion leaves no process behind. Does not assert. */
+void jm_kill_all(void);
 /* True while the process runs. */
 int jm_alive(jm_proc *jm);
 

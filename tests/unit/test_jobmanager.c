@@ -28,6 +28,7 @@ static void fresh_dir(void)
 
 static void cleanup(void)
 {
+    jm_kill_all();
     kp_test_rmtree(dir_);
     char log[300];
     snprintf(log, sizeof log, "%s.log", dir_);

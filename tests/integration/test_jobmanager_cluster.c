@@ -1,0 +1,133 @@
+/* kappa-jobmanager with real kappa-taskmanager processes and the real `kappa` CLI, no Kafka or
+ * Elasticsearch (a file source and a file sink): a submitted job is deployed, runs and
+ * finishes with exactly the output `kappa run --local` gives; a jobmanager restart brings the
+ * taskmanager back (it re-registers) and shows the finished job again. Every process started
+ * here is stopped here. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../support/shell.h"
+#include "../unit/jm_harness.h"
+
+static char dir_[256];
+static pid_t tm_pid_;
+
+/* Runs after the test whatever happened: nothing it started outlives it. */
+static void cleanup(void)
+{
+    int st;
+    if (tm_pid_ > 0) {
+        kill(tm_pid_, SIGKILL);
+        waitpid(tm_pid_, &st, 0);
+    }
+    jm_kill_all();
+    kp_test_rmtree(dir_);
+}
+
+static pid_t tm_start(const char *jm_rpc, const char *name, int slots)
+{
+    char state[300], log[300], hostport[64], nslots[16];
+    snprintf(state, sizeof state, "%s/%s", dir_, name);
+    snprintf(log, sizeof log, "%s/%s.log", dir_, name);
+    snprintf(hostport, sizeof hostport, "%s", jm_rpc);
+    snprintf(nslots, sizeof nslots, "%d", slots);
+    const char *bin = kp_test_env("KAPPA_TM");
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        FILE *l = freopen(log, "w", stderr);
+        (void)l;
+        execl(bin, bin, "--jobmanager", hostport, "--slots", nslots, "--state-dir", state,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void tm_stop(pid_t pid)
+{
+    tm_pid_ = 0;
+    kill(pid, SIGTERM);
+    int st;
+    for (int i = 0; i < 200 && waitpid(pid, &st, WNOHANG) == 0; i++)
+        usleep(50000);
+    if (waitpid(pid, &st, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+}
+
+/* The lines of a file, sorted, as one string (the sink's line order depends on subtasks). */
+static char *sorted_lines(const char *path)
+{
+    char cmd[600], *out = NULL;
+    size_t cap = 0;
+    snprintf(cmd, sizeof cmd, "LC_ALL=C sort '%s'", path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    FILE *m = open_memstream(&out, &cap);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        fwrite(buf, 1, n, m);
+    pclose(p);
+    fclose(m);
+    return out;
+}
+
+Test(jobmanager_cluster, submitted_job_runs_on_a_taskmanager_like_run_local, .fini = cleanup)
+{
+    snprintf(dir_, sizeof dir_, "/tmp/kappa-jm-cluster-%d", (int)getpid());
+    kp_test_rmtree(dir_);
+    cr_assert_eq(kp_test_sh("mkdir -p %s", dir_), 0);
+    const char *cli = kp_test_env("KAPPA_CLI"), *jobs = kp_test_env("KAPPA_JOBS");
+    cr_assert_eq(kp_test_sh("%s --output %s/events.ndjson --count 50000 --seed 7 2>/dev/null",
+                            kp_test_env("KAPPA_GEN"), dir_),
+                 0);
+    char jmdir[300], rpc[64];
+    snprintf(jmdir, sizeof jmdir, "%s/jm", dir_);
+    jm_proc jm_store, *jm = &jm_store;
+    jm_start(jm, jmdir, NULL);
+    snprintf(rpc, sizeof rpc, "127.0.0.1:%d", jm->rpc_port);
+    pid_t tm = tm_pid_ = tm_start(rpc, "tm1", 2);
+    wait_taskmanagers(jm, 1);
+
+    cr_assert_eq(kp_test_sh("%s submit %s/hourly_clicks.so --jobmanager %s -p 2 --name clicks "
+                            "--from-earliest --source clicks=file:%s/events.ndjson "
+                            "--sink hourly-click-index=file:%s/cluster.ndjson --wait "
+                            ">%s/submit.out 2>&1",
+                            cli, jobs, jm->rest, dir_, dir_, dir_),
+                 0, "kappa submit --wait did not end FINISHED (see %s/submit.out)", dir_);
+    char st[32];
+    cr_assert_str_eq(job_state(jm, "clicks", st, sizeof st), "FINISHED");
+    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --source "
+                            "clicks=file:%s/events.ndjson --sink "
+                            "hourly-click-index=file:%s/local.ndjson 2>/dev/null",
+                            cli, jobs, dir_, dir_),
+                 0);
+    char a[300], b[300];
+    snprintf(a, sizeof a, "%s/cluster.ndjson", dir_);
+    snprintf(b, sizeof b, "%s/local.ndjson", dir_);
+    char *got = sorted_lines(a), *want = sorted_lines(b);
+    cr_assert(strlen(want) > 0, "run --local wrote nothing");
+    cr_assert(!strcmp(got, want), "the cluster's output differs from run --local's");
+    free(got);
+    free(want);
+
+    /* the jobmanager restarts on the same control port: the taskmanager comes back and the
+     * finished job is listed again */
+    char port[16];
+    snprintf(port, sizeof port, "%d", jm->rpc_port);
+    jm_stop(jm);
+    const char *same_port[] = {"--rpc-port", port, NULL};
+    jm_start(jm, jmdir, same_port);
+    wait_taskmanagers(jm, 1);
+    cr_assert_str_eq(job_state(jm, "clicks", st, sizeof st), "FINISHED");
+    tm_stop(tm);
+    jm_stop(jm);
+}
