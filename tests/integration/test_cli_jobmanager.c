@@ -3,8 +3,10 @@
  * sha256 and the graph hash itself — and shows the same hashes back; a missing token, a name
  * that could be a path and a file that is not a plugin are refused (exit 1) with nothing stored
  * but content-addressed uploads; a job waiting for slots says why; `--wait` ends with exit 4
- * when another `kappa cancel` cancels the job; list and taskmanagers print tables. Every
- * process the test starts is stopped. Binaries from meson: KAPPA_CLI, KAPPA_JM, KAPPA_JOBS. */
+ * when another `kappa cancel` cancels the job; list and taskmanagers print tables; and with a
+ * real kappa-taskmanager, `kappa submit --wait` of the seed job on a kappa-gen file ends with
+ * exit 0 and output equal to the generator's truth. Every process the test starts is stopped.
+ * Binaries from meson: KAPPA_CLI, KAPPA_JM, KAPPA_TM, KAPPA_GEN, KAPPA_JOBS. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <jansson.h>
@@ -22,9 +24,9 @@
 #include "plugin.h"
 
 static char dir[] = "/tmp/kappa-test-cli-jm-XXXXXX";
-static char url[64], env_url[128], token_path[600];
+static char url[64], rpc[64], env_url[128], token_path[600];
 static char out[1 << 16], err[1 << 16];
-static pid_t jm_pid;
+static pid_t jm_pid, tm_pid;
 
 static const char *path_in(const char *name)
 {
@@ -99,16 +101,16 @@ static void start_jobmanager(void)
     jm_pid = kp_test_spawn(&p);
     char text[4096];
     const struct timespec pause = {0, 50 * 1000000L};
-    for (int i = 0; i < 400 && !url[0]; i++) { /* it prints "rest HOST:PORT" once bound */
+    char rest[64] = "";
+    for (int i = 0; i < 400 && !rpc[0]; i++) { /* it prints "rest H:P" and "rpc H:P" once bound */
         kp_test_slurp(path_in("jm.out"), text, sizeof text);
-        char *rest = strstr(text, "rest ");
-        char *nl = rest ? strchr(rest, '\n') : NULL;
-        if (nl)
-            snprintf(url, sizeof url, "http://%.*s", (int)(nl - rest - 5), rest + 5);
-        else
+        if (sscanf(text, "rest %63s rpc %63s", rest, rpc) != 2) {
+            rpc[0] = 0;
             nanosleep(&pause, NULL);
+        }
     }
-    cr_assert(url[0], "the jobmanager did not print its REST address");
+    cr_assert(rpc[0], "the jobmanager did not print its addresses: %s", text);
+    snprintf(url, sizeof url, "http://%s", rest);
     snprintf(env_url, sizeof env_url, "KAPPA_JOBMANAGER=%s", url);
 }
 
@@ -116,12 +118,17 @@ static void setup(void)
 {
     cr_assert_not_null(mkdtemp(dir));
     snprintf(token_path, sizeof token_path, "%s/token", dir);
-    url[0] = 0;
+    url[0] = rpc[0] = 0;
+    tm_pid = 0;
     start_jobmanager();
 }
 
 static void teardown(void)
 {
+    if (tm_pid > 0) {
+        kill(tm_pid, SIGTERM);
+        kp_test_wait(tm_pid);
+    }
     if (jm_pid > 0) {
         kill(jm_pid, SIGTERM);
         kp_test_wait(jm_pid);
@@ -239,4 +246,69 @@ Test(cli_jobmanager, wait_ends_with_exit_4_when_the_job_is_cancelled)
     kp_test_slurp(path_in("waiter.err"), err, sizeof err);
     cr_assert_eq(rc, 4, "exit %d, stderr: %s", rc, err);
     cr_assert_not_null(strstr(err, "CANCELED"), "%s", err);
+}
+
+/* ---- a job run on a taskmanager -------------------------------------------------------------- */
+
+/* "item|window_end" -> count, from kappa-gen's truth (TSV) or the job's NDJSON output. */
+static json_t *counts(const char *path, int truth)
+{
+    json_t *map = json_object();
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char line[512], key[256], item[128];
+    long long start, end, count;
+    while (fgets(line, sizeof line, f)) {
+        if (truth) {
+            if (line[0] == '#' ||
+                sscanf(line, "%127s %lld %lld %lld", item, &start, &end, &count) != 4)
+                continue;
+            snprintf(key, sizeof key, "%s|%lld", item, end);
+        } else {
+            json_t *d = json_loads(line, 0, NULL);
+            cr_assert_not_null(d, "output line is not JSON: %s", line);
+            snprintf(key, sizeof key, "%s|%lld", json_string_value(json_object_get(d, "item_id")),
+                     (long long)json_integer_value(json_object_get(d, "window_end")));
+            count = json_integer_value(json_object_get(d, "click_count"));
+            json_decref(d);
+        }
+        json_object_set_new(map, key, json_integer(count));
+    }
+    fclose(f);
+    return map;
+}
+
+Test(cli_jobmanager, submit_wait_runs_the_job_on_a_taskmanager)
+{
+    const char *gen[] = {kp_test_env("KAPPA_GEN"),
+                         "--output",
+                         path_in("events.ndjson"),
+                         "--count",
+                         "20000",
+                         "--seed",
+                         "7",
+                         "--quiet",
+                         "--truth",
+                         path_in("truth.tsv"),
+                         NULL};
+    kp_test_proc g = {.argv = gen, .out = path_in("gen.out"), .err = path_in("gen.err")};
+    cr_assert_eq(kp_test_wait(kp_test_spawn(&g)), 0, "kappa-gen failed");
+    const char *tm[] = {kp_test_env("KAPPA_TM"), "--jobmanager", rpc, "--slots", "2",
+                        "--state-dir",           path_in("tm"),  NULL};
+    kp_test_proc t = {.argv = tm, .out = path_in("tm.out"), .err = path_in("tm.err")};
+    tm_pid = kp_test_spawn(&t);
+    char source[700], sink[700];
+    snprintf(source, sizeof source, "clicks=file:%s", path_in("events.ndjson"));
+    snprintf(sink, sizeof sink, "hourly-click-index=file:%s", path_in("out.ndjson"));
+    /* submitted before the taskmanager may have registered: the job waits for its slots */
+    int rc = kappa("submit", job_so("hourly_clicks"), "-p", "2", "--source", source, "--sink", sink,
+                   "--wait");
+    cr_assert_eq(rc, 0, "exit %d, stderr: %s", rc, err);
+    cr_assert_not_null(strstr(err, "FINISHED"), "%s", err);
+    json_t *want = counts(path_in("truth.tsv"), 1), *got = counts(path_in("out.ndjson"), 0);
+    cr_assert_gt(json_object_size(want), 0);
+    cr_assert(json_equal(want, got), "the output equals kappa-gen's truth (%zu vs %zu windows)",
+              json_object_size(got), json_object_size(want));
+    json_decref(want);
+    json_decref(got);
 }
