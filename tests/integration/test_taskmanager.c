@@ -37,6 +37,7 @@ static char dir[] = "/tmp/kappa-tm-test-XXXXXX";
 static pid_t tm_pid = -1;
 static pid_t tm2_pid = -1; /* a second taskmanager, for split deployments */
 static int listen_fd = -1;
+static int ack_timeout_ms = 3000; /* the heartbeat timeout our RegisterAck sets */
 static int jm_port;
 
 typedef struct task_state {
@@ -246,7 +247,7 @@ static void jm_register(jm_conn *c, int fd)
     Kappa__Control__RegisterAck ack = KAPPA__CONTROL__REGISTER_ACK__INIT;
     ack.taskmanager_id = c->hello->instance_id;
     ack.heartbeat_interval_ms = 50;
-    ack.heartbeat_timeout_ms = 3000;
+    ack.heartbeat_timeout_ms = (uint32_t)ack_timeout_ms;
     ack.jobmanager_id = "fake-jm";
     send_msg(fd, KP_FRAME_REGISTER_ACK, &ack.base);
 }
@@ -535,6 +536,32 @@ Test(taskmanager, registers_with_its_hello_and_heartbeats)
     cr_assert_eq(stop_tm(), 0, "SIGTERM is a clean exit");
 }
 
+/* A jobmanager that keeps the connection open but goes silent is given up after the heartbeat
+ * timeout its RegisterAck set, and registered with again. */
+Test(taskmanager, leaves_a_silent_jobmanager_after_the_heartbeat_timeout)
+{
+    ack_timeout_ms = 600;
+    jm_conn c;
+    accept_and_register(&c);
+    cr_assert_eq(serve_until(&c, heartbeats_at_least, 2, 10000), 1);
+    /* read without answering until the taskmanager closes */
+    kp_time deadline = kp_mono_ms() + 10000;
+    uint8_t buf[4096];
+    ssize_t n;
+    for (;;) {
+        struct pollfd p = {.fd = c.fd, .events = POLLIN};
+        kp_time left = deadline - kp_mono_ms();
+        cr_assert(left > 0 && poll(&p, 1, (int)left) == 1, "the connection stayed open");
+        if ((n = recv(c.fd, buf, sizeof buf, 0)) <= 0)
+            break;
+    }
+    jm_close(&c);
+    cr_assert(tm_alive());
+    accept_and_register(&c);
+    cr_assert_eq(serve_until(&c, heartbeats_at_least, 2, 10000), 1);
+    jm_close(&c);
+}
+
 Test(taskmanager, registers_again_when_the_jobmanager_comes_back)
 {
     jm_conn c;
@@ -643,8 +670,19 @@ Test(taskmanager, runs_a_whole_job_like_run_local, .timeout = 300)
     assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, d2->n_locals);
     cr_assert_eq(c.plugin_requests, 1, "the cached plugin is used");
     cr_assert_eq(kp_test_sh("sort %s/tm.ndjson > %s/b && cmp -s %s/a %s/b", dir, dir, dir, dir), 0);
+    /* a cached file that no longer hashes to its name is fetched again */
+    cr_assert_eq(kp_test_sh("printf x | dd of=%s/state/plugins/%s.so bs=1 seek=100 conv=notrunc "
+                            "2>/dev/null",
+                            dir, j->sha),
+                 0);
+    c.nstates = 0;
+    Kappa__Control__Deploy *d3 = make_deploy(j, job, 2, src, sink);
+    deploy_and_wait(&c, j, d3, 120000);
+    assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, d3->n_locals);
+    cr_assert_eq(c.plugin_requests, 2, "a corrupted cache entry is fetched again");
     free_deploy(d);
     free_deploy(d2);
+    free_deploy(d3);
     jm_close(&c);
     free(j->plugin);
     free(j);
