@@ -38,6 +38,15 @@ static inline int error_count(errors *e)
     return n;
 }
 
+/* The last report, copied under the lock into `buf`. */
+static inline const char *last_error(errors *e, char *buf, size_t len)
+{
+    pthread_mutex_lock(&e->lock);
+    snprintf(buf, len, "%s", e->last);
+    pthread_mutex_unlock(&e->lock);
+    return buf;
+}
+
 /* An endpoint reporting to `e`; send_credits 0 = the default, timeout in ms. */
 static inline kp_net *start_endpoint(errors *e, int send_credits, int connect_timeout_ms)
 {
