@@ -48,9 +48,12 @@ static void after_failing(kp_jm_t *jm, kp_jm_job_t *job)
     char msg[256];
     kp_sched_release(job);
     if (job->restart.kind == KP_RESTART_NONE || job->attempt >= job->restart.attempts) {
-        snprintf(msg, sizeof msg, "no restart left (strategy %s, %u restart%s allowed)",
-                 job->restart.kind == KP_RESTART_NONE ? "none" : "allows restarts",
-                 job->restart.attempts, job->restart.attempts == 1 ? "" : "s");
+        if (job->restart.kind == KP_RESTART_NONE)
+            snprintf(msg, sizeof msg, "not restarted: the restart strategy is none");
+        else
+            snprintf(msg, sizeof msg, "not restarted: the %s strategy allows %u restart%s",
+                     job->restart.kind == KP_RESTART_FIXED ? "fixed-delay" : "exponential-delay",
+                     job->restart.attempts, job->restart.attempts == 1 ? "" : "s");
         kp_job_transition(jm, job, KP_JOB_FAILED, msg);
         return;
     }
