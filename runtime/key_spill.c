@@ -19,8 +19,8 @@ void kp_key_spill_finish(kp_key_spill *sp)
         kp_state_batch_free(sp->batch);
     kp_state_close(sp->state);
     kp_buf_free(&sp->rkey);
-    kp_buf_free(&sp->blob);
     kp_buf_free(&sp->victims);
+    kp_buf_free(&sp->order);
     sp->state = NULL;
     sp->batch = NULL;
 }
@@ -63,13 +63,18 @@ static int rocks_key(kp_key_spill *sp, uint64_t hash, kp_bytes key)
     return 0;
 }
 
+/* An evicted key in `victims`: this header, the key bytes, the saved state, padding to 8. */
 typedef struct victim {
     uint64_t hash;
-    size_t len; /* key bytes follow */
+    uint32_t key_len, blob_len;
 } victim;
 
-/* One turn of the clock: visits each key of `t` at most once from the hand, puts the keys
- * not used since the last turn in the batch and collects them in `victims`, until `need`
+#define VICTIM_SIZE(v) ((sizeof(victim) + (v)->key_len + (v)->blob_len + 7) & ~(size_t)7)
+
+static const char zeros[8];
+
+/* One turn of the clock: visits each key of `t` at most once from the hand and saves the keys
+ * not used since the last turn into `victims` (their offsets into `order`), until `need`
  * bytes (an estimate) are found. Returns the bytes found, or (size_t)-1 after
  * kp_subtask_fail. */
 static size_t choose(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key_spill_ops *ops,
@@ -77,6 +82,7 @@ static size_t choose(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key
 {
     size_t found = 0, visits = 0, n = t->n;
     sp->victims.len = 0;
+    sp->order.len = 0;
     while (found < need && visits < n) {
         if (sp->clock >= t->cap)
             sp->clock = 0;
@@ -87,35 +93,72 @@ static size_t choose(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key
         if (ops->used(arg, e))
             continue;
         kp_bytes key = kp_keytable_key(t, e);
-        sp->blob.len = 0;
-        victim v = {e->hash, key.len};
-        if (ops->save(arg, e, &sp->blob) != 0 || rocks_key(sp, e->hash, key) != 0 ||
+        size_t at = sp->victims.len;
+        victim v = {e->hash, (uint32_t)key.len, 0};
+        if (kp_buf_append(&sp->order, &at, sizeof at) != 0 ||
             kp_buf_append(&sp->victims, &v, sizeof v) != 0 ||
             kp_buf_append(&sp->victims, key.ptr, key.len) != 0 ||
-            kp_buf_append(&sp->victims, "\0\0\0\0\0\0\0", (8 - key.len % 8) % 8) != 0) {
+            ops->save(arg, e, &sp->victims) != 0 ||
+            sp->victims.len - at - sizeof v - key.len > UINT32_MAX) {
             kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
             return (size_t)-1;
         }
-        kp_state_batch_put(sp->batch, sp->state, sp->cf, sp->rkey.ptr, sp->rkey.len, sp->blob.ptr,
-                           sp->blob.len);
-        sp->bytes_out += (long long)(sp->rkey.len + sp->blob.len);
+        v.blob_len = (uint32_t)(sp->victims.len - at - sizeof v - key.len);
+        memcpy(sp->victims.ptr + at, &v, sizeof v);
+        if (kp_buf_append(&sp->victims, zeros, VICTIM_SIZE(&v) - (sp->victims.len - at)) != 0) {
+            kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
+            return (size_t)-1;
+        }
         found += 2 * t->entry_size + key.len + ops->bytes(arg, e);
     }
     return found;
 }
 
-/* Writes the batch, then takes the victims out of memory (their key bytes are copies). */
+typedef struct order_ctx {
+    const char *base; /* victims */
+    int max_parallelism;
+} order_ctx;
+
+/* RocksDB key order: key group, then the key's bytes (a shorter prefix first). */
+static int victim_cmp(const void *a, const void *b, void *arg)
+{
+    const order_ctx *c = arg;
+    const victim *x = (const victim *)(c->base + *(const size_t *)a);
+    const victim *y = (const victim *)(c->base + *(const size_t *)b);
+    int gx = kp_key_group(x->hash, c->max_parallelism);
+    int gy = kp_key_group(y->hash, c->max_parallelism);
+    if (gx != gy)
+        return gx < gy ? -1 : 1;
+    uint32_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int d = memcmp(x + 1, y + 1, n);
+    return d ? d : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* Writes the victims in one batch, in key order (a sorted batch goes into the memtable's skip
+ * list as sequential inserts, much cheaper than random ones), then takes them out of memory
+ * (their key bytes are copies). */
 static int write_victims(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops *ops, void *arg)
 {
+    size_t n = sp->order.len / sizeof(size_t);
+    size_t *order = (size_t *)(void *)sp->order.ptr;
+    order_ctx ctx = {sp->victims.ptr, sp->max_parallelism};
+    qsort_r(order, n, sizeof *order, victim_cmp, &ctx);
+    for (size_t i = 0; i < n; i++) {
+        const victim *v = (const victim *)(void *)(sp->victims.ptr + order[i]);
+        const char *key = (const char *)(v + 1);
+        if (rocks_key(sp, v->hash, (kp_bytes){key, v->key_len}) != 0)
+            return kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
+        kp_state_batch_put(sp->batch, sp->state, sp->cf, sp->rkey.ptr, sp->rkey.len,
+                           key + v->key_len, v->blob_len);
+        sp->bytes_out += (long long)(sp->rkey.len + v->blob_len);
+    }
     char err[512];
     if (kp_state_write(sp->state, sp->batch, err, sizeof err) != 0)
         return kp_subtask_fail(sp->st, "%s: spilling keyed state: %s", sp->node->name, err);
-    for (size_t off = 0; off < sp->victims.len;) {
-        victim v;
-        memcpy(&v, sp->victims.ptr + off, sizeof v);
-        kp_bytes key = {sp->victims.ptr + off + sizeof v, v.len};
-        off += sizeof v + ((v.len + 7) & ~(size_t)7);
-        kp_keyentry *e = kp_keytable_find(t, v.hash, key);
+    for (size_t i = 0; i < n; i++) {
+        const victim *v = (const victim *)(void *)(sp->victims.ptr + order[i]);
+        kp_keyentry *e =
+            kp_keytable_find(t, v->hash, (kp_bytes){(const char *)(v + 1), v->key_len});
         ops->drop(arg, e);
         kp_keytable_remove(t, e);
         sp->keys_out++;
@@ -136,7 +179,7 @@ int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_k
         size_t found = choose(sp, t, need - freed, ops, arg);
         if (found == (size_t)-1)
             return -1;
-        if (kp_state_batch_count(sp->batch) && write_victims(sp, t, ops, arg) != 0)
+        if (sp->order.len && write_victims(sp, t, ops, arg) != 0)
             return -1;
         freed += found;
     }
@@ -157,8 +200,6 @@ int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob
     char err[512];
     int rc =
         kp_state_get(sp->state, sp->cf, sp->rkey.ptr, sp->rkey.len, blob, len, err, sizeof err);
-    if (rc == 1 && kp_state_del(sp->state, sp->cf, sp->rkey.ptr, sp->rkey.len, err, sizeof err))
-        rc = -1;
     if (rc < 0)
         return kp_subtask_fail(sp->st, "%s: reading keyed state: %s", sp->node->name, err);
     if (rc == 1) {
@@ -166,6 +207,16 @@ int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob
         sp->bytes_in += (long long)(sp->rkey.len + *len);
     }
     return rc;
+}
+
+int kp_key_spill_forget(kp_key_spill *sp, uint64_t hash, kp_bytes key)
+{
+    char err[512];
+    if (rocks_key(sp, hash, key) != 0)
+        return kp_subtask_fail(sp->st, "%s: out of memory", sp->node->name);
+    if (kp_state_del(sp->state, sp->cf, sp->rkey.ptr, sp->rkey.len, err, sizeof err) != 0)
+        return kp_subtask_fail(sp->st, "%s: deleting keyed state: %s", sp->node->name, err);
+    return 0;
 }
 
 int kp_key_spill_entry(kp_key_spill *sp, kp_keytable *t, uint64_t hash, kp_bytes key, int create,

@@ -11,10 +11,10 @@
  *     until about half the budget is free, so one spill moves many keys and costs what it
  *     moves;
  *   - read-back: a key that is not in memory is looked up in RocksDB only once something was
- *     spilled (an all-cached run never reads); a key found there is deleted there at once (a
- *     memtable tombstone, no WAL), so the memory copy is the only one: a key dropped from
- *     memory because it holds nothing any more cannot come back from disk, and evicting it
- *     again writes it again.
+ *     spilled (an all-cached run never reads). Its on-disk copy stays (deleting it would cost
+ *     a write per read-back); the operator remembers that the key is on disk, overwrites it
+ *     when it evicts the key again, and deletes it (kp_key_spill_forget) when the key is
+ *     dropped because it holds nothing any more — so a dropped key never comes back.
  * The database opens lazily on the first spill, in <state_dir>/<uid>-<subtask index>.
  *
  * @locality one subtask thread (the owning operator's); no locks. */
@@ -48,8 +48,8 @@ struct kp_key_spill {
     int cf;
     kp_state_batch *batch; /* the keys of one eviction */
     kp_buf rkey;           /* a RocksDB key */
-    kp_buf blob;           /* a key's state being saved */
-    kp_buf victims;        /* (hash, len, key bytes) of the keys being evicted */
+    kp_buf victims;        /* the keys being evicted and their saved state (key_spill.c) */
+    kp_buf order;          /* offsets of the victims, sorted in RocksDB key order */
     size_t clock;          /* the eviction hand: a slot index into the key table */
     int ever;              /* something was spilled: misses must look in RocksDB */
     long long keys_out, keys_in, bytes_out, bytes_in, spills;
@@ -68,7 +68,8 @@ int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_k
                        void *arg);
 
 /* The entry of `key` (hash: kp_hash64 of it) in *out: from memory; else read back from
- * RocksDB into a new zeroed entry by restore(arg, e, blob) (0, or -1 for bytes that are no
+ * RocksDB into a new zeroed entry by restore(arg, e, blob) (which notes that the key is on
+ * disk) (0, or -1 for bytes that are no
  * saved state or no memory; it must free what it allocated before failing); else, if
  * `create`, a new zeroed entry; else NULL. 0, or -1 after kp_subtask_fail. */
 int kp_key_spill_entry(kp_key_spill *sp, kp_keytable *t, uint64_t hash, kp_bytes key, int create,
@@ -76,9 +77,12 @@ int kp_key_spill_entry(kp_key_spill *sp, kp_keytable *t, uint64_t hash, kp_bytes
                        kp_keyentry **out);
 
 /* Reads back the spilled state of `key` (hash: kp_hash64 of it): 1 and *blob (malloc'd, free
- * it) if it was spilled, 0 if not, -1 after kp_subtask_fail. A found key's on-disk copy is
- * deleted. */
+ * it) if it was spilled, 0 if not, -1 after kp_subtask_fail. The on-disk copy stays. */
 int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob, size_t *len);
+
+/* Deletes the on-disk copy of a key that was read back and is now dropped from memory. 0, or
+ * -1 after kp_subtask_fail. */
+int kp_key_spill_forget(kp_key_spill *sp, uint64_t hash, kp_bytes key);
 
 /* Adds the RocksDB memory of this database to the job's metrics (at the end). */
 void kp_key_spill_report(kp_key_spill *sp);

@@ -106,7 +106,7 @@ typedef struct value_hdr {
     kp_time *et;          /* the pending event-time timers, ascending, when et_cap > 0 */
     kp_keyed_state *coll; /* list and map state, created on first use */
     uint32_t used;        /* touched since the eviction clock last passed (key_spill.h) */
-    uint32_t spare;
+    uint32_t on_disk;     /* read back from RocksDB, where its older copy still is */
 } value_hdr;
 
 static value_hdr *hdr_of(kp_keyentry *e)
@@ -241,15 +241,18 @@ static void settle(process_op *p, bool event_time)
 
 /* Removes the key of `e` when it holds nothing: value cleared, list and map empty, no
  * pending timer. `e` (and pointers into the table) are invalid afterwards. */
-static void drop_if_empty(process_op *p, kp_keyentry *e)
+static int drop_if_empty(process_op *p, kp_keyentry *e)
 {
     value_hdr *h = hdr_of(e);
     if (h->exists || h->pt || h->et_n || (h->coll && (h->coll->n || h->coll->live)))
-        return;
+        return 0;
+    if (h->on_disk && kp_key_spill_forget(&p->spill, e->hash, kp_keytable_key(&p->values, e)))
+        return -1;
     p->extra_bytes -= key_extra(h);
     kp_keyed_state_free(h->coll);
     free(h->et);
     kp_keytable_remove(&p->values, e);
+    return 0;
 }
 
 /* ---- the value table as a cache over RocksDB (key_spill.h) ------------------------------- */
@@ -302,7 +305,7 @@ static int pk_restore(void *arg, kp_keyentry *e, kp_bytes in)
     saved_key k;
     if (kp_blob_read(&in, &k, sizeof k) != 0 || k.et_n > in.len / sizeof(kp_time))
         return -1;
-    *h = (value_hdr){.exists = k.exists, .pt = k.pt, .et_n = k.et_n};
+    *h = (value_hdr){.exists = k.exists, .pt = k.pt, .et_n = k.et_n, .on_disk = 1};
     if (k.et_n > 1 && !(h->et = malloc(k.et_n * sizeof(kp_time))))
         return -1;
     h->et_cap = k.et_n > 1 ? k.et_n : 0;
@@ -576,8 +579,7 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
         if (call_on_timer(p, e, t.when, event_time) != 0)
             return -1;
         p->extra_bytes += key_extra(hdr_of(e)) - before;
-        drop_if_empty(p, e);
-        if (maybe_evict(p) != 0)
+        if (drop_if_empty(p, e) != 0 || maybe_evict(p) != 0)
             return -1;
     }
     return 0;
@@ -618,8 +620,7 @@ static int process_record(kp_op *op, kp_event *ev)
     if (check(p, p->o->on_event(&c, ev), "on_event") != 0 || fire_key_due(p, e, due) != 0)
         return -1;
     p->extra_bytes += key_extra(hdr_of(e)) - before;
-    drop_if_empty(p, e);
-    if (maybe_evict(p) != 0)
+    if (drop_if_empty(p, e) != 0 || maybe_evict(p) != 0)
         return -1;
     return p->heaps[0].n ? fire_due(p, false, kp_wall_ms()) : 0;
 }

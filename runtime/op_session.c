@@ -62,6 +62,7 @@ typedef struct key_sessions {
     int n, cap;
     uint8_t *items; /* n sessions of sess_size bytes */
     int used;       /* touched since the eviction clock last passed (key_spill.h) */
+    int on_disk;    /* read back from RocksDB, where its older copy still is */
 } key_sessions;
 
 typedef struct session_op {
@@ -219,6 +220,7 @@ static int ks_restore(void *arg, kp_keyentry *e, kp_bytes in)
         return -1;
     memcpy(ks->items, in.ptr, in.len);
     ks->n = ks->cap = n;
+    ks->on_disk = 1;
     s->items_bytes += in.len;
     return 0;
 }
@@ -321,9 +323,12 @@ static int on_timer(session_op *s, const kp_timer *t, kp_time wm)
         return push_timer(s, x, t->hash, key);
     remove_at(s, ks, i);
     if (ks->n == 0) { /* the key holds nothing any more: drop it */
+        int on_disk = ks->on_disk;
         s->items_bytes -= (size_t)ks->cap * s->sess_size;
         free(ks->items);
         kp_keytable_remove(&s->keys, e);
+        if (on_disk)
+            return kp_key_spill_forget(&s->spill, t->hash, key);
     }
     return 0;
 }
