@@ -150,6 +150,11 @@ int kp_channel_credits(const kp_channel *ch)
     return ch->inbox->credits;
 }
 
+kp_inbox *kp_channel_inbox(kp_channel *ch)
+{
+    return ch->inbox;
+}
+
 void kp_channel_set_hooks(kp_channel *ch, kp_channel_hook on_send, kp_channel_hook on_release,
                           void *ctx)
 {

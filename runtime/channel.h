@@ -34,7 +34,8 @@ void kp_channel_send(kp_channel *ch, kp_batch *b);
 /* The network data plane's side of a channel (runtime/net_*.c).
  * try_acquire is acquire without waiting: NULL when all of the channel's batches are in
  * flight (or the inbox was aborted, or *oom). putback returns an acquired, unsent batch to
- * the free list without calling the release hook. credits is the channel's batch count.
+ * the free list without calling the release hook. credits is the channel's batch count;
+ * inbox the inbox it feeds (which the data plane aborts when the channel's peer is lost).
  * set_hooks installs functions called after every send / release on this channel, with the
  * inbox lock held: a hook must not call into this inbox, and any lock it takes must never be
  * held while an inbox lock is taken. NULL hooks (the default) cost one branch.
@@ -43,6 +44,7 @@ typedef void (*kp_channel_hook)(void *ctx);
 kp_batch *kp_channel_try_acquire(kp_channel *ch, int *oom);
 void kp_channel_putback(kp_channel *ch, kp_batch *b);
 int kp_channel_credits(const kp_channel *ch);
+kp_inbox *kp_channel_inbox(kp_channel *ch);
 void kp_channel_set_hooks(kp_channel *ch, kp_channel_hook on_send, kp_channel_hook on_release,
                           void *ctx);
 

@@ -67,8 +67,9 @@ void kp_net_fail_channels(net_conn *c)
         net_out *o = i < n[0] ? v[i] : NULL;
         if (o && !o->outbox)
             continue; /* credits for a channel not opened here */
-        if (o)
-            kp_inbox_abort(o->outbox);
+        /* wake the producer, or the consumer (whose input is cut short: it must fail, not
+         * end), as a failed run would */
+        kp_inbox_abort(o ? o->outbox : kp_channel_inbox(((net_in *)v[i])->deliver));
         if (net->cfg.on_error && !atomic_load(&net->stopping))
             net->cfg.on_error(net->cfg.ctx, (const kp_net_chan_id *)v[i], msg);
     }

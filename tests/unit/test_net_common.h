@@ -1,6 +1,5 @@
 /* What the data-plane tests share: an endpoint on 127.0.0.1 (a free port) whose channel
- * failures are recorded, and optionally wake a consumer as an executor would. Header only,
- * included by tests/unit/test_net_*.c. */
+ * failures are recorded. Header only, included by tests/unit/test_net_*.c. */
 #ifndef KP_TEST_NET_COMMON_H
 #define KP_TEST_NET_COMMON_H
 
@@ -14,7 +13,6 @@ typedef struct errors {
     pthread_mutex_t lock;
     int count;
     char last[512];
-    kp_inbox *abort_on_error; /* the consumer to wake, as an executor would fail the subtask */
 } errors;
 
 static inline void on_error(void *ctx, const kp_net_chan_id *chan, const char *msg)
@@ -24,10 +22,7 @@ static inline void on_error(void *ctx, const kp_net_chan_id *chan, const char *m
     pthread_mutex_lock(&e->lock);
     e->count++;
     snprintf(e->last, sizeof e->last, "%s", msg);
-    kp_inbox *in = e->abort_on_error;
     pthread_mutex_unlock(&e->lock);
-    if (in)
-        kp_inbox_abort(in);
 }
 
 static inline int error_count(errors *e)

@@ -222,7 +222,6 @@ Test(net_faults, lost_peer_fails_the_channels, .timeout = 60)
     kp_net *a = start(&ea), *b = start(&eb);
     char err[256];
     blocked s = {.in = kp_inbox_new(1, 2)};
-    eb.abort_on_error = s.in;
     kp_inbox *a_in = kp_inbox_new(1, 2);
     kp_net_chan_id to_a = chan_id(0), to_b = chan_id(1);
     cr_assert_eq(
@@ -269,7 +268,6 @@ static void expect_failure(const char *peer, const char *reason)
     kp_net *a = start_endpoint(&ea, 0, 300);
     char err[256];
     kp_inbox *in = kp_inbox_new(1, 2);
-    ea.abort_on_error = in;
     kp_net_chan_id id = chan_id(0);
     cr_assert_eq(kp_net_open_in(a, peer, &id, kp_inbox_channel(in, 0), err, sizeof err), 0, "%s",
                  err);
