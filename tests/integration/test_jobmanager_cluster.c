@@ -4,62 +4,21 @@
  * taskmanager back (it re-registers) and shows the finished job again. Every process started
  * here is stopped here. */
 #include <criterion/criterion.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../support/shell.h"
 #include "../unit/jm_harness.h"
 
 static char dir_[256];
-static pid_t tm_pid_;
 
 /* Runs after the test whatever happened: nothing it started outlives it. */
 static void cleanup(void)
 {
-    int st;
-    if (tm_pid_ > 0) {
-        kill(tm_pid_, SIGKILL);
-        waitpid(tm_pid_, &st, 0);
-    }
     jm_kill_all();
     kp_test_rmtree(dir_);
-}
-
-static pid_t tm_start(const char *jm_rpc, const char *name, int slots)
-{
-    char state[300], log[300], hostport[64], nslots[16];
-    snprintf(state, sizeof state, "%s/%s", dir_, name);
-    snprintf(log, sizeof log, "%s/%s.log", dir_, name);
-    snprintf(hostport, sizeof hostport, "%s", jm_rpc);
-    snprintf(nslots, sizeof nslots, "%d", slots);
-    const char *bin = kp_test_env("KAPPA_TM");
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        FILE *l = freopen(log, "w", stderr);
-        (void)l;
-        execl(bin, bin, "--jobmanager", hostport, "--slots", nslots, "--state-dir", state,
-              (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void tm_stop(pid_t pid)
-{
-    tm_pid_ = 0;
-    kill(pid, SIGTERM);
-    int st;
-    for (int i = 0; i < 200 && waitpid(pid, &st, WNOHANG) == 0; i++)
-        usleep(50000);
-    if (waitpid(pid, &st, WNOHANG) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-    }
 }
 
 /* The lines of a file, sorted, as one string (the sink's line order depends on subtasks). */
@@ -89,12 +48,12 @@ Test(jobmanager_cluster, submitted_job_runs_on_a_taskmanager_like_run_local, .fi
     cr_assert_eq(kp_test_sh("%s --output %s/events.ndjson --count 50000 --seed 7 2>/dev/null",
                             kp_test_env("KAPPA_GEN"), dir_),
                  0);
-    char jmdir[300], rpc[64];
+    char jmdir[300], tmdir[300];
     snprintf(jmdir, sizeof jmdir, "%s/jm", dir_);
+    snprintf(tmdir, sizeof tmdir, "%s/tm1", dir_);
     jm_proc jm_store, *jm = &jm_store;
     jm_start(jm, jmdir, NULL);
-    snprintf(rpc, sizeof rpc, "127.0.0.1:%d", jm->rpc_port);
-    pid_t tm = tm_pid_ = tm_start(rpc, "tm1", 2);
+    pid_t tm = tm_proc_start(jm, tmdir, 2);
     wait_taskmanagers(jm, 1);
 
     cr_assert_eq(kp_test_sh("%s submit %s/hourly_clicks.so --jobmanager %s -p 2 --name clicks "
@@ -128,6 +87,6 @@ Test(jobmanager_cluster, submitted_job_runs_on_a_taskmanager_like_run_local, .fi
     jm_start(jm, jmdir, same_port);
     wait_taskmanagers(jm, 1);
     cr_assert_str_eq(job_state(jm, "clicks", st, sizeof st), "FINISHED");
-    tm_stop(tm);
+    tm_proc_stop(tm);
     jm_stop(jm);
 }

@@ -25,7 +25,7 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static pid_t started_[16]; /* jobmanagers started and not yet stopped */
+static pid_t started_[16]; /* jobmanagers and taskmanagers started and not yet stopped */
 
 static void track(pid_t pid, pid_t replace)
 {
@@ -45,6 +45,51 @@ void jm_kill_all(void)
             waitpid(started_[i], &st, 0);
             started_[i] = 0;
         }
+}
+
+pid_t tm_proc_start(const jm_proc *jm, const char *state_dir, int slots)
+{
+    const char *bin = getenv("KAPPA_TM");
+    cr_assert(bin && *bin, "KAPPA_TM is not set (run through meson test)");
+    char log[300], addr[64], nslots[16];
+    snprintf(log, sizeof log, "%s.log", state_dir);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", jm->rpc_port);
+    snprintf(nslots, sizeof nslots, "%d", slots);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (lfd >= 0) {
+            dup2(lfd, 1);
+            dup2(lfd, 2);
+        }
+        execl(bin, bin, "--jobmanager", addr, "--slots", nslots, "--state-dir", state_dir,
+              (char *)NULL);
+        _exit(127);
+    }
+    track(pid, 0);
+    return pid;
+}
+
+void tm_proc_stop(pid_t pid)
+{
+    int st;
+    track(0, pid);
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 200 && waitpid(pid, &st, WNOHANG) == 0; i++)
+        sleep_ms(50);
+    if (waitpid(pid, &st, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+}
+
+void tm_proc_kill(pid_t pid)
+{
+    int st;
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    track(0, pid);
 }
 
 void jm_start(jm_proc *jm, const char *dir, const char *const *extra)

@@ -26,8 +26,15 @@ typedef struct jm_proc {
 void jm_start(jm_proc *jm, const char *dir, const char *const *extra);
 /* SIGTERM and wait; asserts it exits 0 (it did not crash). */
 void jm_stop(jm_proc *jm);
-/* SIGKILLs every jobmanager this process started and did not stop: for a test's .fini, so
- * a failed assertion leaves no process behind. Does not assert. */
+/* Starts a real kappa-taskmanager ($KAPPA_TM) registering at jm's control port with `slots`,
+ * its state in state_dir and its log in state_dir.log. */
+pid_t tm_proc_start(const jm_proc *jm, const char *state_dir, int slots);
+/* SIGTERM (SIGKILL after 10 s) and wait. */
+void tm_proc_stop(pid_t pid);
+/* SIGKILL (a crash, for failover tests) and wait. */
+void tm_proc_kill(pid_t pid);
+/* SIGKILLs every jobmanager and taskmanager this process started and did not stop: for a
+ * test's .fini, so a failed assertion leaves no process behind. Does not assert. */
 void jm_kill_all(void);
 /* True while the process runs. */
 int jm_alive(jm_proc *jm);
