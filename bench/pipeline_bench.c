@@ -52,6 +52,7 @@
 #include "../runtime/exec.h"
 #include "../runtime/graph.h"
 #include "../runtime/rng.h"
+#include "../runtime/state.h"
 
 /* ---- pre-generated events ------------------------------------------------------------- */
 
@@ -245,7 +246,8 @@ static void write_count(kp_doc *doc, const kp_window *w, kp_str item, int64_t co
     kp_doc_int(doc, "window_end", w->end);
 }
 
-static int sliding; /* read by the define functions */
+static int sliding;        /* read by the define functions */
+static size_t memtable_mb; /* PIPELINE_BENCH_MEMTABLE_MB; 0 = the default */
 
 static int define_seed(const kp_api *api, kp_job *job)
 {
@@ -294,7 +296,22 @@ static const char *key_label(long keys)
     return b;
 }
 
+/* One run's figures, for the state-scale matrix. */
+typedef struct run_result {
+    double ns_per_event;
+    long long spills, cache_peak;
+} run_result;
+
+static int run_bytes(long keys, int slide, int p, size_t cache_bytes, run_result *res);
+
 static int run_one(long keys, int slide, int p, size_t cache_mb)
+{
+    return run_bytes(keys, slide, p, cache_mb << 20, NULL);
+}
+
+/* Runs the seed job once with a write-back cache of cache_bytes per window subtask and prints
+ * one line; fills *res if given. */
+static int run_bytes(long keys, int slide, int p, size_t cache_bytes, run_result *res)
 {
     char err[1024], dir[] = "/tmp/kappa-pipeline-bench-XXXXXX";
     if (!mkdtemp(dir)) {
@@ -311,14 +328,20 @@ static int run_one(long keys, int slide, int p, size_t cache_mb)
     }
     kp_binding b[] = {{.name = "clicks", .uri = "mem:"},
                       {.name = "hourly-click-index", .uri = "null:"}};
-    kp_exec_config cfg = {
-        .bindings = b, .nbindings = 2, .state_dir = dir, .state_cache_bytes = cache_mb << 20};
+    kp_exec_config cfg = {.bindings = b,
+                          .nbindings = 2,
+                          .state_dir = dir,
+                          .state_cache_bytes = cache_bytes,
+                          .rocksdb_memtable_bytes = memtable_mb << 20};
     kp_exec_stats st;
     memset(&st, 0, sizeof st);
     atomic_store(&docs_out, 0);
+    kp_state_io io0, io1;
+    kp_state_io_totals(&io0);
     double c0 = cpu_seconds(), t0 = now();
     int rc = kp_exec_run(job, &cfg, &st, err, sizeof err);
     double secs = now() - t0, cpu = cpu_seconds() - c0;
+    kp_state_io_totals(&io1);
     kp_job_free(job);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -332,14 +355,20 @@ static int run_one(long keys, int slide, int p, size_t cache_mb)
     int busy = 2 * p;
     int cores = busy < ncpu ? busy : (int)ncpu;
     double eps = (double)st.records_in / secs;
-    printf("keys=%-4s window=%-8s p=%d cache=%4zuMiB events=%lld secs=%.2f events/s=%.0f "
+    double ns = 1e9 * cpu / (double)st.records_in;
+    printf("keys=%-4s window=%-8s p=%d cache=%.2fMiB events=%lld secs=%.2f events/s=%.0f "
            "events/s/core=%.0f (/%d) cpu_s=%.2f events/cpu_s=%.0f ns/event=%.0f "
-           "peak_rss=%ldMiB spills=%lld late=%lld fired=%lld docs=%lld\n",
-           key_label(keys), slide ? "sliding" : "tumbling", p, cache_mb, st.records_in, secs, eps,
-           eps / cores, cores, cpu, (double)st.records_in / cpu, 1e9 * cpu / (double)st.records_in,
-           peak_rss_mb(), st.state_spills, st.late_records, st.windows_fired,
+           "peak_rss=%ldMiB spills=%lld cache_peak=%.2fMiB rocksdb_written=%.1fMiB "
+           "rocksdb_read=%.1fMiB late=%lld fired=%lld docs=%lld\n",
+           key_label(keys), slide ? "sliding" : "tumbling", p, (double)cache_bytes / (1 << 20),
+           st.records_in, secs, eps, eps / cores, cores, cpu, (double)st.records_in / cpu, ns,
+           peak_rss_mb(), st.state_spills, (double)st.state_cache_peak / (1 << 20),
+           (double)(io1.bytes_written - io0.bytes_written) / (1 << 20),
+           (double)(io1.bytes_read - io0.bytes_read) / (1 << 20), st.late_records, st.windows_fired,
            (long long)atomic_load(&docs_out));
     fflush(stdout);
+    if (res)
+        *res = (run_result){ns, st.state_spills, st.state_cache_peak};
     return 0;
 }
 
@@ -368,16 +397,97 @@ static int run_scaling(const char *which, long n, size_t cache_mb)
     return 0;
 }
 
+/* Parses a comma-separated list of counts with optional k/M suffixes into v (at most max);
+ * returns how many, or -1 if malformed. */
+static int parse_list(const char *s, long *v, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s || x <= 0)
+            return -1;
+        if (*end == 'k')
+            x *= 1000, end++;
+        else if (*end == 'M')
+            x *= 1000000, end++;
+        v[n++] = x;
+        if (*end != ',' && *end != '\0')
+            return -1;
+        s = *end ? end + 1 : end;
+    }
+    return *s ? -1 : n;
+}
+
+/* The state-scale matrix (issue 8): tumbling 1 h counts over 2 h of event time, so every
+ * pane holds (nearly) all keys. For each key count and p, a first run with an unbounded cache
+ * measures the state (the peak of the write-back cache, per subtask): that is "1x" (the
+ * budget equals the state; nothing spills). Then the budget is set to state / 10 and
+ * state / 100. `spec` is "state" (everything) or "state:KEYS:PS:RATIOS", each a comma list,
+ * e.g. "state:100k,1M:1,2:10" (1x always runs: it is the reference). Events per key count:
+ * max(events-scaling, 2 * keys). */
+static int run_state_matrix(const char *spec, long n_min)
+{
+    long keys[8] = {100000, 1000000, 10000000}, ps[8] = {1, 2, 4}, ratios[8] = {10, 100};
+    int nk = 3, np = 3, nr = 2;
+    if (strncmp(spec, "state:", 6) == 0) {
+        char k[128], p[64], r[64];
+        r[0] = '\0';
+        if (sscanf(spec + 6, "%127[^:]:%63[^:]:%63s", k, p, r) < 2 ||
+            (nk = parse_list(k, keys, 8)) <= 0 || (np = parse_list(p, ps, 8)) <= 0 ||
+            (nr = r[0] ? parse_list(r, ratios, 8) : 0) < 0) {
+            fprintf(stderr, "state matrix: expected state:KEYS:PS[:RATIOS], e.g. "
+                            "state:100k,1M:1,2:10,100\n");
+            return -1;
+        }
+    }
+    for (int k = 0; k < nk; k++) {
+        long n = n_min > 2 * keys[k] ? n_min : 2 * keys[k];
+        double g0 = now();
+        if (generate(n, keys[k]) != 0) {
+            fprintf(stderr, "out of memory generating %ld events\n", n);
+            return -1;
+        }
+        printf("# state: generated %ld events over %ld keys, %ld h of event time (%.1f MiB) in "
+               "%.1f s\n",
+               n, keys[k], span_hours, (double)events.off[n] / (1 << 20), now() - g0);
+        fflush(stdout);
+        for (int i = 0; i < np; i++) {
+            run_result all, r;
+            printf("# state 1x (budget = the state, unbounded cache)\n");
+            if (run_bytes(keys[k], 0, (int)ps[i], (size_t)1 << 40, &all) != 0)
+                return -1;
+            size_t state = (size_t)all.cache_peak / (size_t)ps[i];
+            for (int j = 0; j < nr; j++) {
+                size_t budget = state / (size_t)ratios[j];
+                printf("# state %ldx: budget %.3f MiB per subtask\n", ratios[j],
+                       (double)budget / (1 << 20));
+                if (run_bytes(keys[k], 0, (int)ps[i], budget ? budget : 1, &r) != 0)
+                    return -1;
+                printf("# summary keys=%s p=%ld state=%ldx spills=%lld ns/event=%.0f (1x: %.0f) "
+                       "throughput per CPU-s kept=%.0f%%\n",
+                       key_label(keys[k]), ps[i], ratios[j], r.spills, r.ns_per_event,
+                       all.ns_per_event, 100.0 * all.ns_per_event / r.ns_per_event);
+                fflush(stdout);
+            }
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long n_small = argc > 1 ? atol(argv[1]) : 10000000;
     long n_big = argc > 2 ? atol(argv[2]) : 20000000;
     const char *only = argc > 3 ? argv[3] : "all";
     int scaling_only = !strncmp(only, "scaling", 7);
-    span_hours = argc > 4 ? atol(argv[4]) : scaling_only ? 2 : 168;
+    int state_only = !strncmp(only, "state", 5);
+    span_hours = argc > 4 ? atol(argv[4]) : scaling_only || state_only ? 2 : 168;
     size_t small_cache = argc > 5 ? (size_t)atol(argv[5]) : 64;
     long n_scaling = argc > 6 ? atol(argv[6]) : 2000000;
     int all = !strcmp(only, "all");
+    const char *mt = getenv("PIPELINE_BENCH_MEMTABLE_MB");
+    memtable_mb = mt ? (size_t)atol(mt) : 0;
     if (n_small <= 0 || n_big <= 0 || span_hours <= 0 || n_scaling <= 0) {
         fprintf(stderr,
                 "usage: pipeline_bench [events-small] [events-10M-keys] [only] [span-hours] "
@@ -394,6 +504,8 @@ int main(int argc, char **argv)
            sysconf(_SC_NPROCESSORS_ONLN));
     if (scaling_only)
         return run_scaling(only, n_scaling, 256) == 0 ? 0 : 1;
+    if (state_only)
+        return run_state_matrix(only, n_scaling) == 0 ? 0 : 1;
     long keysets[] = {1000, 100000, 10000000};
     const char *labels[] = {"1k", "100k", "10M"};
     for (int k = 0; k < 3; k++) {

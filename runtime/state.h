@@ -45,6 +45,13 @@ void kp_state_close(kp_state *st);
 /* Returns the id of column family `name`, creating it if needed; -1 and errstr on error. */
 int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen);
 
+/* Like kp_state_cf, for a column family that is only ever read by range scans (window panes):
+ * no bloom filter is built for it at flushes and compactions, and L0 files are compacted
+ * later (8 of them instead of 4), since most of what it holds is read once and deleted.
+ * docs/state.md has the measurements. An existing column family keeps the options it was
+ * opened with. */
+int kp_state_cf_scan(kp_state *st, const char *name, char *errstr, size_t errlen);
+
 /* Point operations. get returns 1 if found (value malloc'd into *val, free with free()),
  * 0 if absent, -1 on error. put/del return 0 or -1. */
 int kp_state_get(kp_state *st, int cf, const void *key, size_t klen, void **val, size_t *vlen,
@@ -72,6 +79,9 @@ int kp_state_write(kp_state *st, kp_state_batch *b, char *errstr, size_t errlen)
 kp_state_iter *kp_state_iter_open(kp_state *st, int cf, const void *lo, size_t lolen,
                                   const void *hi, size_t hilen);
 int kp_state_iter_valid(const kp_state_iter *it);
+/* Moves to the first key >= key (within the iterator's bounds): one iterator can read several
+ * ranges, which is much cheaper than one iterator per range. */
+void kp_state_iter_seek(kp_state_iter *it, const void *key, size_t klen);
 void kp_state_iter_next(kp_state_iter *it);
 const void *kp_state_iter_key(const kp_state_iter *it, size_t *len);
 const void *kp_state_iter_value(const kp_state_iter *it, size_t *len);
@@ -80,6 +90,18 @@ int kp_state_iter_close(kp_state_iter *it, char *errstr, size_t errlen);
 
 /* Memory currently used by RocksDB for this database. */
 void kp_state_memory_usage(kp_state *st, kp_state_memory *out);
+
+/* Bytes moved between the operators and RocksDB: keys plus values handed to puts and write
+ * batches, and returned by gets and iterators. */
+typedef struct kp_state_io {
+    uint64_t bytes_written, bytes_read;
+    uint64_t writes; /* puts, deletes and batches written */
+    uint64_t reads;  /* gets and iterators opened */
+} kp_state_io;
+
+/* Totals over every database this process opened since it started (benchmarks read them
+ * before and after a run). @locality any thread; the counters are atomic. */
+void kp_state_io_totals(kp_state_io *out);
 
 /* Hook for checkpoints (checkpoint issue): a consistent hard-linked copy in `dir`. */
 int kp_state_checkpoint(kp_state *st, const char *dir, char *errstr, size_t errlen);

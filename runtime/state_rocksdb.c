@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,8 @@ struct kp_state {
 
 struct kp_state_batch {
     rocksdb_writebatch_t *wb;
-    int bad_cf; /* first invalid column-family id added since the last write, or -1 */
+    int bad_cf;   /* first invalid column-family id added since the last write, or -1 */
+    size_t bytes; /* keys and values added since the last write */
 };
 
 struct kp_state_iter {
@@ -67,8 +69,32 @@ struct kp_state_iter {
     int cf;
     rocksdb_readoptions_t *ro; /* holds the bounds; must outlive the iterator */
     rocksdb_iterator_t *it;
-    char bounds[]; /* lower bound then upper bound, referenced by ro */
+    uint64_t bytes; /* keys and values returned, added to the totals at close */
+    char bounds[];  /* lower bound then upper bound, referenced by ro */
 };
+
+/* kp_state_io_totals: process-wide, updated once per operation (a batch, an iterator). */
+static _Atomic uint64_t io_bytes_written, io_bytes_read, io_writes, io_reads;
+
+static void io_count_write(size_t bytes)
+{
+    atomic_fetch_add_explicit(&io_bytes_written, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&io_writes, 1, memory_order_relaxed);
+}
+
+static void io_count_read(uint64_t bytes)
+{
+    atomic_fetch_add_explicit(&io_bytes_read, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&io_reads, 1, memory_order_relaxed);
+}
+
+void kp_state_io_totals(kp_state_io *out)
+{
+    out->bytes_written = atomic_load_explicit(&io_bytes_written, memory_order_relaxed);
+    out->bytes_read = atomic_load_explicit(&io_bytes_read, memory_order_relaxed);
+    out->writes = atomic_load_explicit(&io_writes, memory_order_relaxed);
+    out->reads = atomic_load_explicit(&io_reads, memory_order_relaxed);
+}
 
 /* Writes "<context>: <rocksdb message>" into errstr and frees the RocksDB message (if any). */
 static void kp_state_fail(char *errstr, size_t errlen, char **rerr, const char *fmt, ...)
@@ -146,6 +172,24 @@ static int kp_state_bg_jobs(void)
     return n > KP_STATE_MAX_BG_JOBS ? KP_STATE_MAX_BG_JOBS : (int)n;
 }
 
+/* Block-based tables on the shared cache, with or without bloom filters; o copies them. */
+static void kp_state_set_table(rocksdb_options_t *o, rocksdb_cache_t *cache, int bloom)
+{
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(t, cache);
+    rocksdb_block_based_options_set_block_size(t, KP_STATE_BLOCK_SIZE);
+    rocksdb_block_based_options_set_format_version(t, 5);
+    /* the table options take ownership of the filter policy */
+    if (bloom)
+        rocksdb_block_based_options_set_filter_policy(
+            t, rocksdb_filterpolicy_create_bloom_full(KP_STATE_BLOOM_BITS));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_options_set_block_based_table_factory(o, t); /* copies t */
+    rocksdb_block_based_options_destroy(t);
+}
+
 /* Options for the database and (the same object) for every column family. */
 static rocksdb_options_t *kp_state_options(const kp_state_config *cfg, rocksdb_cache_t *cache,
                                            int compression)
@@ -172,19 +216,7 @@ static rocksdb_options_t *kp_state_options(const kp_state_config *cfg, rocksdb_c
     rocksdb_options_set_target_file_size_base(o, 64 << 20);
     rocksdb_options_set_max_bytes_for_level_base(o, 256 << 20);
     rocksdb_options_set_compression(o, compression);
-
-    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_cache(t, cache);
-    rocksdb_block_based_options_set_block_size(t, KP_STATE_BLOCK_SIZE);
-    rocksdb_block_based_options_set_format_version(t, 5);
-    /* the table options take ownership of the filter policy */
-    rocksdb_block_based_options_set_filter_policy(
-        t, rocksdb_filterpolicy_create_bloom_full(KP_STATE_BLOOM_BITS));
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
-    rocksdb_options_set_block_based_table_factory(o, t); /* copies t */
-    rocksdb_block_based_options_destroy(t);
+    kp_state_set_table(o, cache, 1);
     return o;
 }
 
@@ -390,7 +422,9 @@ void kp_state_close(kp_state *st)
     kp_state_free(st);
 }
 
-int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen)
+/* kp_state_cf and kp_state_cf_scan: the column family `name`, created with `opts` if new. */
+static int kp_state_cf_with(kp_state *st, const char *name, const rocksdb_options_t *opts,
+                            char *errstr, size_t errlen)
 {
     if (!st || !st->db || !name || !name[0]) {
         kp_state_fail(errstr, errlen, NULL, "state: column family needs a non-empty name");
@@ -400,7 +434,7 @@ int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen)
         if (strcmp(st->names[i], name) == 0)
             return i;
     char *err = NULL;
-    rocksdb_column_family_handle_t *h = rocksdb_create_column_family(st->db, st->opts, name, &err);
+    rocksdb_column_family_handle_t *h = rocksdb_create_column_family(st->db, opts, name, &err);
     if (err) {
         kp_state_fail(errstr, errlen, &err, "state %s: creating column family '%s'", st->dir, name);
         return -1;
@@ -414,6 +448,23 @@ int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen)
         return -1;
     }
     return st->ncf - 1;
+}
+
+int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen)
+{
+    return kp_state_cf_with(st, name, st ? st->opts : NULL, errstr, errlen);
+}
+
+int kp_state_cf_scan(kp_state *st, const char *name, char *errstr, size_t errlen)
+{
+    if (!st || !st->opts)
+        return kp_state_cf_with(st, name, NULL, errstr, errlen); /* reports the error */
+    rocksdb_options_t *o = rocksdb_options_create_copy(st->opts);
+    kp_state_set_table(o, st->cache, 0);
+    rocksdb_options_set_level0_file_num_compaction_trigger(o, 8);
+    int cf = kp_state_cf_with(st, name, o, errstr, errlen);
+    rocksdb_options_destroy(o);
+    return cf;
 }
 
 int kp_state_get(kp_state *st, int cf, const void *key, size_t klen, void **val, size_t *vlen,
@@ -432,10 +483,13 @@ int kp_state_get(kp_state *st, int cf, const void *key, size_t klen, void **val,
                       st->names[cf]);
         return -1;
     }
-    if (!ps)
+    if (!ps) {
+        io_count_read(0);
         return 0;
+    }
     size_t n;
     const char *p = rocksdb_pinnableslice_value(ps, &n);
+    io_count_read(klen + n);
     void *copy = malloc(n ? n : 1);
     if (!copy) {
         rocksdb_pinnableslice_destroy(ps);
@@ -459,6 +513,7 @@ int kp_state_put(kp_state *st, int cf, const void *key, size_t klen, const void 
         return -1;
     char *err = NULL;
     rocksdb_put_cf(st->db, st->wo, st->cfs[cf], key, klen, val, vlen, &err);
+    io_count_write(klen + vlen);
     if (err) {
         kp_state_fail(errstr, errlen, &err, "state %s: put into column family '%s'", st->dir,
                       st->names[cf]);
@@ -473,6 +528,7 @@ int kp_state_del(kp_state *st, int cf, const void *key, size_t klen, char *errst
         return -1;
     char *err = NULL;
     rocksdb_delete_cf(st->db, st->wo, st->cfs[cf], key, klen, &err);
+    io_count_write(klen);
     if (err) {
         kp_state_fail(errstr, errlen, &err, "state %s: delete from column family '%s'", st->dir,
                       st->names[cf]);
@@ -503,6 +559,7 @@ kp_state_batch *kp_state_batch_new(void)
         return NULL;
     b->wb = rocksdb_writebatch_create();
     b->bad_cf = -1;
+    b->bytes = 0;
     return b;
 }
 
@@ -523,6 +580,7 @@ void kp_state_batch_put(kp_state_batch *b, kp_state *st, int cf, const void *key
         return;
     }
     rocksdb_writebatch_put_cf(b->wb, st->cfs[cf], key, klen, val, vlen);
+    b->bytes += klen + vlen;
 }
 
 void kp_state_batch_del(kp_state_batch *b, kp_state *st, int cf, const void *key, size_t klen)
@@ -533,6 +591,7 @@ void kp_state_batch_del(kp_state_batch *b, kp_state *st, int cf, const void *key
         return;
     }
     rocksdb_writebatch_delete_cf(b->wb, st->cfs[cf], key, klen);
+    b->bytes += klen;
 }
 
 size_t kp_state_batch_count(const kp_state_batch *b)
@@ -555,6 +614,7 @@ int kp_state_write(kp_state *st, kp_state_batch *b, char *errstr, size_t errlen)
     } else {
         char *err = NULL;
         rocksdb_write(st->db, st->wo, b->wb, &err);
+        io_count_write(b->bytes);
         if (err) {
             kp_state_fail(errstr, errlen, &err, "state %s: writing a batch of %d updates", st->dir,
                           rocksdb_writebatch_count(b->wb));
@@ -563,6 +623,7 @@ int kp_state_write(kp_state *st, kp_state_batch *b, char *errstr, size_t errlen)
     }
     rocksdb_writebatch_clear(b->wb);
     b->bad_cf = -1;
+    b->bytes = 0;
     return rc;
 }
 
@@ -577,6 +638,7 @@ kp_state_iter *kp_state_iter_open(kp_state *st, int cf, const void *lo, size_t l
         return NULL;
     it->st = st;
     it->cf = cf;
+    it->bytes = 0;
     it->ro = rocksdb_readoptions_create();
     if (lo) {
         memcpy(it->bounds, lo, lon);
@@ -599,6 +661,11 @@ int kp_state_iter_valid(const kp_state_iter *it)
     return it && rocksdb_iter_valid(it->it);
 }
 
+void kp_state_iter_seek(kp_state_iter *it, const void *key, size_t klen)
+{
+    rocksdb_iter_seek(it->it, key, klen);
+}
+
 void kp_state_iter_next(kp_state_iter *it)
 {
     rocksdb_iter_next(it->it);
@@ -606,12 +673,17 @@ void kp_state_iter_next(kp_state_iter *it)
 
 const void *kp_state_iter_key(const kp_state_iter *it, size_t *len)
 {
-    return rocksdb_iter_key(it->it, len);
+    const void *k = rocksdb_iter_key(it->it, len);
+    /* the iterator was malloc'd non-const; the const in the interface is about the position */
+    ((kp_state_iter *)it)->bytes += *len;
+    return k;
 }
 
 const void *kp_state_iter_value(const kp_state_iter *it, size_t *len)
 {
-    return rocksdb_iter_value(it->it, len);
+    const void *v = rocksdb_iter_value(it->it, len);
+    ((kp_state_iter *)it)->bytes += *len;
+    return v;
 }
 
 int kp_state_iter_close(kp_state_iter *it, char *errstr, size_t errlen)
@@ -626,6 +698,7 @@ int kp_state_iter_close(kp_state_iter *it, char *errstr, size_t errlen)
                       it->st->names[it->cf]);
         rc = -1;
     }
+    io_count_read(it->bytes);
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ro);
     free(it);
