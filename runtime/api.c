@@ -13,83 +13,6 @@
 
 _Static_assert(sizeof(kp_json_doc) <= sizeof(kp_json), "kp_json too small for kp_json_doc");
 
-int kp_buf_reserve(kp_buf *b, size_t extra)
-{
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra)
-        cap *= 2;
-    char *p = realloc(b->ptr, cap);
-    if (!p)
-        return -1;
-    b->ptr = p;
-    b->cap = cap;
-    return 0;
-}
-
-int kp_buf_append(kp_buf *b, const void *data, size_t len)
-{
-    if (kp_buf_reserve(b, len) != 0)
-        return -1;
-    if (len)
-        memcpy(b->ptr + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-size_t kp_fmt_u64(char *out, unsigned long long v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
-size_t kp_fmt_i64(char *out, long long v)
-{
-    if (v >= 0)
-        return kp_fmt_u64(out, (unsigned long long)v);
-    out[0] = '-';
-    return 1 + kp_fmt_u64(out + 1, 0ull - (unsigned long long)v);
-}
-
-void kp_buf_free(kp_buf *b)
-{
-    free(b->ptr);
-    *b = (kp_buf){0};
-}
-
-static void copy_into(kp_event *ev, kp_buf *buf, kp_bytes in, kp_bytes *field)
-{
-    if (!buf) { /* an event without scratch (read-only view): keep the caller's pointer */
-        *field = in;
-        return;
-    }
-    buf->len = 0;
-    if (kp_buf_append(buf, in.ptr, in.len) != 0) {
-        ev->bad = 1;
-        return;
-    }
-    *field = (kp_bytes){buf->ptr, in.len};
-}
-
-void kp_event_copy_key(kp_event *ev, kp_bytes key)
-{
-    ev->hash = 0;
-    copy_into(ev, ev->key_buf, key, &ev->key);
-}
-
-void kp_event_copy_value(kp_event *ev, kp_bytes value)
-{
-    copy_into(ev, ev->val_buf, value, &ev->value);
-}
-
 static void ev_set_time(kp_event *ev, kp_time t)
 {
     ev->ts = t;
@@ -143,35 +66,6 @@ static int json_bool(kp_json *j, const char *field, int dflt)
 
 /* ---- documents ----------------------------------------------------------------------- */
 
-/* Appends to the document's JSON; a failed allocation marks the document bad, which
- * kp_doc_end reports, so a truncated document is never emitted. */
-static void doc_put(kp_doc *doc, const char *data, size_t len)
-{
-    if (kp_buf_append(&doc->json, data, len) != 0)
-        doc->bad = 1;
-}
-
-void kp_doc_begin(kp_doc *doc)
-{
-    doc->id.len = 0;
-    doc->json.len = 0;
-    doc->nfields = 0;
-    doc->bad = 0;
-    doc_put(doc, "{", 1);
-}
-
-int kp_doc_end(kp_doc *doc)
-{
-    doc_put(doc, "}", 1);
-    return doc->bad ? -1 : 0;
-}
-
-void kp_doc_free(kp_doc *doc)
-{
-    kp_buf_free(&doc->id);
-    kp_buf_free(&doc->json);
-}
-
 /* Appends `s` as a JSON string literal (quotes included); -1 if out of memory. */
 static int json_quote(kp_buf *b, const char *s, size_t len)
 {
@@ -186,10 +80,10 @@ static int json_quote(kp_buf *b, const char *s, size_t len)
 static void doc_field(kp_doc *doc, const char *field)
 {
     if (doc->nfields++)
-        doc_put(doc, ",", 1);
+        kp_doc_append(doc, ",", 1);
     if (json_quote(&doc->json, field, strlen(field)) != 0)
         doc->bad = 1;
-    doc_put(doc, ":", 1);
+    kp_doc_append(doc, ":", 1);
 }
 
 /* Document ids are formatted once per output record: the common conversions (%s, %.*s,
@@ -281,7 +175,7 @@ static void doc_int(kp_doc *doc, const char *field, int64_t value)
     char num[24];
     size_t n = kp_fmt_i64(num, value);
     doc_field(doc, field);
-    doc_put(doc, num, n);
+    kp_doc_append(doc, num, n);
 }
 
 static void doc_double(kp_doc *doc, const char *field, double value)
@@ -290,13 +184,13 @@ static void doc_double(kp_doc *doc, const char *field, double value)
     int n = value == value && value - value == 0 ? snprintf(num, sizeof num, "%.17g", value)
                                                  : snprintf(num, sizeof num, "null");
     doc_field(doc, field);
-    doc_put(doc, num, (size_t)n);
+    kp_doc_append(doc, num, (size_t)n);
 }
 
 static void doc_bool(kp_doc *doc, const char *field, bool value)
 {
     doc_field(doc, field);
-    doc_put(doc, value ? "true" : "false", value ? 4 : 5);
+    kp_doc_append(doc, value ? "true" : "false", value ? 4 : 5);
 }
 
 /* ---- the table ----------------------------------------------------------------------- */
@@ -338,6 +232,21 @@ const kp_api *kp_host_api(void)
 {
     pthread_once(&host_api_once, host_api_init);
     return &host_api;
+}
+
+int kp_job_define(kp_job *job, int (*define)(const kp_api *api, kp_job *job), char *errstr,
+                  size_t errlen)
+{
+    if (define(kp_host_api(), job) != 0) {
+        snprintf(errstr, errlen, "job '%s' refused kappa's ABI version %u", job->name,
+                 KP_ABI_VERSION);
+        return -1;
+    }
+    if (kp_job_validate(job) != 0) {
+        snprintf(errstr, errlen, "job '%s' is invalid: %s", job->name, job->error);
+        return -1;
+    }
+    return 0;
 }
 
 /* The host's own binding of the inline API, for jobs linked into the host (tests). */

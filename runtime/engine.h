@@ -69,6 +69,8 @@ struct kp_doc {
 };
 
 void kp_doc_begin(kp_doc *doc);
+/* Appends raw JSON text; running out of memory marks the document bad. */
+void kp_doc_append(kp_doc *doc, const char *data, size_t len);
 /* Closes the JSON object; returns 0, or -1 if building it ran out of memory. */
 int kp_doc_end(kp_doc *doc);
 void kp_doc_free(kp_doc *doc);
@@ -113,10 +115,18 @@ typedef struct kp_metrics {
     atomic_llong records_sent;     /* records in them */
 } kp_metrics;
 
-struct kp_exec; /* exec.c */
+/* How a subtask reports to whoever runs it (the executor sets it up): operators, sources and
+ * sinks fail the run and check whether it is over through their subtask, never by calling the
+ * executor. `fail` receives the message without the subtask's name; the first failure wins.
+ * @locality fail: any thread (thread-safe); stopped is read with relaxed loads */
+typedef struct kp_subtask_host {
+    void (*fail)(void *ctx, const kp_subtask *st, const char *message);
+    void *ctx;
+    const atomic_int *stopped; /* nonzero once the run failed or was cancelled */
+} kp_subtask_host;
 
 struct kp_subtask {
-    struct kp_exec *exec;
+    const kp_subtask_host *host;
     const kp_job *job;
     int index;       /* subtask index within its task */
     int parallelism; /* of its task */
@@ -139,7 +149,14 @@ struct kp_subtask {
 int kp_subtask_fail(kp_subtask *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* True once the job failed or was cancelled; long loops check it. Thread-safe. */
-int kp_subtask_cancelled(const kp_subtask *st);
+static inline int kp_subtask_cancelled(const kp_subtask *st)
+{
+    return atomic_load_explicit(st->host->stopped, memory_order_relaxed);
+}
+
+/* kp_subtask_cancelled as a connector cancellation probe (kp_endpoint.cancelled, with
+ * cancel_arg = the subtask). @locality any thread @locks none */
+int kp_subtask_cancel_probe(void *subtask);
 
 /* Forwards to every output of `op`. */
 static inline int kp_op_emit(kp_op *op, kp_event *ev)

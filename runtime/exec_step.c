@@ -11,7 +11,8 @@
  * the calling thread; nothing else runs. */
 #include <stdlib.h>
 
-#include "exec_int.h"
+#include "exec_input.h"
+#include "exec_step.h"
 #include "rng.h"
 
 static uint64_t next(uint64_t *s)

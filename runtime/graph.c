@@ -424,21 +424,6 @@ int kp_job_validate(kp_job *job)
     return job->error[0] ? -1 : 0;
 }
 
-int kp_job_define(kp_job *job, int (*define)(const kp_api *api, kp_job *job), char *errstr,
-                  size_t errlen)
-{
-    if (define(kp_host_api(), job) != 0) {
-        snprintf(errstr, errlen, "job '%s' refused kappa's ABI version %u", job->name,
-                 KP_ABI_VERSION);
-        return -1;
-    }
-    if (kp_job_validate(job) != 0) {
-        snprintf(errstr, errlen, "job '%s' is invalid: %s", job->name, job->error);
-        return -1;
-    }
-    return 0;
-}
-
 void kp_job_describe(const kp_job *job, char *buf, size_t len)
 {
     int off = snprintf(buf, len, "job %s (parallelism %d, max parallelism %d)\n", job->name,

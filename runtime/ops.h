@@ -18,8 +18,10 @@ kp_op *kp_op_sink_new(kp_subtask *st, const kp_node *n, kp_sink_writer *w);
 kp_op *kp_op_exchange_new(kp_subtask *st, const kp_node *n, kp_partitioning mode,
                           kp_channel **chans, int nchans);
 
-/* Window operator (window node + its aggregate). Late records go to `late` if set. */
+/* Window operator (window node + its aggregate) for tumbling and sliding windows, and the
+ * session window operator (op_session.c). Late records go to `late` if set. */
 kp_op *kp_op_window_new(kp_subtask *st, const kp_node *window);
+kp_op *kp_op_session_new(kp_subtask *st, const kp_node *window);
 void kp_op_window_set_late(kp_op *op, kp_op *late);
 
 /* The tick of window and session operators: to late and main outputs. */

@@ -16,7 +16,7 @@
 
 #include "align.h"
 #include "connector.h"
-#include "exec.h"
+#include "source.h"
 #include "watermarks.h"
 
 struct kp_source_task {

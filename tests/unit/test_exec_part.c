@@ -7,7 +7,8 @@
  * The job: file source (4 partitions) → map → key_by → tumbling count → sink at another
  * parallelism, so the plan has a hash edge and a rebalance edge, plus the late side output
  * chained with the window. Placements split every task, so channels cross both ways. Also:
- * a remote subtask without a transport is a clear error. Seeds (placements, input): a fixed
+ * a remote subtask without a transport, and a placement naming a subtask the job does not
+ * have, are clear errors. Seeds (placements, input): a fixed
  * list plus a fresh printed one; KAPPA_TEST_SEED=N runs only N. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -521,4 +522,23 @@ Test(exec_part, remote_subtask_without_transport_is_an_error)
     unlink(input);
     cr_assert_eq(rc, -1);
     cr_assert(strstr(err, "no transport"), "error: %s", err);
+}
+
+Test(exec_part, placement_naming_a_missing_subtask_is_an_error)
+{
+    register_connectors();
+    job_parallelism = 2;
+    sink_parallelism = 2;
+    const char *input = write_input(6, 10);
+    kp_job *job = new_job();
+    kp_subtask_ref bad[] = {{0, 0}, {0, 2}}; /* task 0 has subtasks 0 and 1 */
+    kp_exec_part part = {bad, 2, NULL};
+    kp_binding bind[3];
+    kp_exec_config cfg = config_for(input, "/tmp", bind);
+    char err[1024] = "";
+    int rc = kp_exec_run_part(job, &cfg, &part, NULL, err, sizeof err);
+    kp_job_free(job);
+    unlink(input);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err, "subtask 2 of task 0"), "error: %s", err);
 }

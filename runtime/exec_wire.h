@@ -1,15 +1,17 @@
-/* The executor's internals, shared by the threaded runner (exec.c) and the deterministic
- * scheduler (exec_step.c): the plan of tasks and the runtime state of every subtask. */
-#ifndef KP_EXEC_INT_H
-#define KP_EXEC_INT_H
+/* The executor's state for one process's share of a run, set up here (exec_wire.c) and
+ * driven by the threaded runner (exec.c) or the deterministic scheduler (exec_step.c): the
+ * plan's tasks, their inboxes, and the runtime state of every local subtask. */
+#ifndef KP_EXEC_WIRE_H
+#define KP_EXEC_WIRE_H
 
 #include <pthread.h>
 
 #include "align.h"
-#include "exec.h"
+#include "exec_config.h"
 #include "mailbox.h"
 #include "ops.h"
 #include "plan.h"
+#include "source.h"
 
 /* Per input channel of a consumer subtask: its watermark and state. */
 typedef struct input_state {
@@ -37,6 +39,7 @@ typedef struct task {
 
 typedef struct subtask_rt {
     kp_subtask st;
+    struct kp_exec *x;
     task *t;
     kp_op *chain; /* first operator, or the source's pseudo-operator */
     kp_op *ops[KP_MAX_NODES];
@@ -60,24 +63,26 @@ struct kp_exec {
     kp_metrics metrics;
     pthread_mutex_t lock;
     atomic_int failed;
+    kp_subtask_host host;    /* how subtasks fail the run (exec_fail) */
     int64_t epoch;           /* fencing epoch of this attempt (exec.h) */
     int credits;             /* batches per channel, from the network budget */
     kp_mailbox *coordinator; /* reports of all subtasks (alignment, ends) */
     char error[1024];
 };
 
+/* A run of `job` with this share of its subtasks (part NULL = all), not yet prepared; NULL
+ * if out of memory. */
+struct kp_exec *kp_exec_new(const kp_job *job, const kp_exec_config *cfg, const kp_exec_part *part);
+
+/* Plans tasks and wires every local subtask (threads are not started). 0 or -1 (x->error
+ * set). */
+int kp_exec_prepare(struct kp_exec *x);
+
 /* The binding of a source or sink name, or NULL. */
 const kp_binding *kp_exec_binding(const kp_exec_config *cfg, const char *name);
 
-/* Plans tasks and wires every subtask (threads are not started). 0 or -1 (x->error set). */
-int kp_exec_prepare(struct kp_exec *x);
-
-/* Hands one popped batch to a consumer subtask's chain and gives it back to its inbox.
- * 1 = go on, 0 = every input ended and the chain finished, -1 = failed. */
-int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b);
-
-/* Runs the prepared job on one thread, interleaving subtask steps in an order drawn from
- * `seed` (exec_step.c). */
-void kp_exec_run_stepped(struct kp_exec *x, uint64_t seed);
+/* Destroys the operators, lets the transport go (`ok`: the run succeeded), frees the inboxes
+ * and x. Call after every subtask stopped. */
+void kp_exec_free(struct kp_exec *x, int ok);
 
 #endif
