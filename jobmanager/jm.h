@@ -106,6 +106,7 @@ typedef struct kp_jm_job_t {
     kp_restart_t restart;
     kp_time restart_at_mono;      /* RESTARTING: when to deploy again */
     kp_time cancel_deadline_mono; /* FAILING/CANCELLING: stop waiting for acks then */
+    kp_time deploy_deadline_mono; /* deployed: every subtask RUNNING by then, or it fails */
     char replaces[KP_JM_ID_LEN];  /* job to cancel once this one runs ("" = none) */
 } kp_jm_job_t;
 
@@ -130,6 +131,7 @@ typedef struct kp_jm_config_t {
     uint64_t max_upload_bytes;
     uint32_t heartbeat_interval_ms, heartbeat_timeout_ms;
     uint32_t cancel_timeout_ms; /* how long FAILING/CANCELLING wait for the taskmanagers */
+    uint32_t deploy_timeout_ms; /* how long a deploy may take until every subtask runs */
     kp_restart_t restart;       /* default restart strategy */
 } kp_jm_config_t;
 

@@ -126,10 +126,29 @@ static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
     if (!kp_sched_place(jm, job))
         return;
     job->epoch = ++jm->epoch;
+    job->deploy_deadline_mono = kp_mono_ms() + jm->cfg.deploy_timeout_ms;
     kp_jm_log("job %s (%s): deploying attempt %u, epoch %llu, %zu subtasks in %u slots", job->id,
               job->name, job->attempt, (unsigned long long)job->epoch, job->nsubs, job->slots);
     kp_registry_save(jm);
     kp_control_send_deploy(jm, job);
+}
+
+/* Deployed, but not every subtask runs within --deploy-timeout-ms: the first one that does
+ * not is named, and the job fails over like for any other failure. */
+static void deploy_timed_out(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    for (size_t i = 0; i < job->nsubs; i++) {
+        const kp_jm_sub_t *s = &job->subs[i];
+        if (s->state == KP_SUB_RUNNING || s->state == KP_SUB_FINISHED)
+            continue;
+        char why[512];
+        snprintf(why, sizeof why,
+                 "task %d subtask %u on taskmanager %s still %s %u ms after the deploy", s->task_id,
+                 s->subtask, s->tm >= 0 ? jm->tms[s->tm].id : "(none)", kp_sub_state_name(s->state),
+                 jm->cfg.deploy_timeout_ms);
+        fail_job(jm, job, why);
+        return;
+    }
 }
 
 void kp_life_step(kp_jm_t *jm)
@@ -139,11 +158,11 @@ void kp_life_step(kp_jm_t *jm)
         kp_jm_job_t *job = jm->jobs[j];
         switch (job->state) {
         case KP_JOB_CREATED:
-            if (!job->deployed)
-                deploy(jm, job);
-            break;
         case KP_JOB_RESTARTING:
-            if (!job->deployed && now >= job->restart_at_mono)
+            if (job->deployed && now >= job->deploy_deadline_mono)
+                deploy_timed_out(jm, job);
+            else if (!job->deployed &&
+                     (job->state == KP_JOB_CREATED || now >= job->restart_at_mono))
                 deploy(jm, job);
             break;
         case KP_JOB_FAILING:

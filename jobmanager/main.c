@@ -59,6 +59,8 @@ static void usage(FILE *out)
             "  --restart-attempts N        restarts allowed per job (10)\n"
             "  --restart-delay-ms N        delay before a restart, or the first one (1000)\n"
             "  --cancel-timeout-ms N       wait this long for cancel acknowledgements (10000)\n"
+            "  --deploy-timeout-ms N       a deployed job fails over when not every subtask\n"
+            "                              runs this long after its deploy (120000)\n"
             "A manifest's conf may override the restart strategy: restart-strategy=...,\n"
             "restart-strategy.attempts=N, restart-strategy.delay-ms=N,\n"
             "restart-strategy.max-delay-ms=N. Bound ports are printed on stdout.\n");
@@ -129,7 +131,7 @@ static int parse_restart(const char *v, kp_restart_kind *kind)
 
 static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
 {
-    enum { BIND = 256, REST, RPC, STATE, TOKEN, UPLOAD, HBI, HBT, RS, RA, RD, CT, HELP };
+    enum { BIND = 256, REST, RPC, STATE, TOKEN, UPLOAD, HBI, HBT, RS, RA, RD, CT, DT, HELP };
     static const struct option opts[] = {
         {"bind", 1, 0, BIND},
         {"rest-port", 1, 0, REST},
@@ -143,6 +145,7 @@ static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
         {"restart-attempts", 1, 0, RA},
         {"restart-delay-ms", 1, 0, RD},
         {"cancel-timeout-ms", 1, 0, CT},
+        {"deploy-timeout-ms", 1, 0, DT},
         {"help", 0, 0, HELP},
         {0, 0, 0, 0},
     };
@@ -196,6 +199,10 @@ static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
             if (parse_u32("--cancel-timeout-ms", optarg, 10, 3600000, &cfg->cancel_timeout_ms))
                 return -1;
             break;
+        case DT:
+            if (parse_u32("--deploy-timeout-ms", optarg, 10, 86400000, &cfg->deploy_timeout_ms))
+                return -1;
+            break;
         case HELP:
         case 'h':
             usage(stdout);
@@ -229,6 +236,7 @@ int main(int argc, char **argv)
         .heartbeat_interval_ms = 1000,
         .heartbeat_timeout_ms = 10000,
         .cancel_timeout_ms = 10000,
+        .deploy_timeout_ms = 120000,
         .restart = {KP_RESTART_FIXED, 10, 1000, 60000},
     };
     if (parse_flags(argc, argv, cfg))

@@ -395,6 +395,35 @@ Test(jobmanager, hung_taskmanager_lost_by_heartbeat_timeout, .fini = cleanup)
     jm_stop(&jm);
 }
 
+Test(jobmanager, deploy_that_never_runs_times_out, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    const char *flags[] = {"--deploy-timeout-ms", "300", "--restart-strategy", "none", NULL};
+    jm_start(&jm, dir_, flags);
+    char id[33];
+    int par[] = {2};
+    submit_ok(&jm, "stuck", par, 1, NULL, NULL, id);
+    int tm = tm_register(jm.rpc_port, "tm-stuck", 2);
+    uint32_t attempt;
+    uint64_t epoch;
+    expect_deploy(tm, id, 2, &attempt, &epoch);
+    report(tm, id, attempt, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    size_t n; /* subtask 1 never runs: the jobmanager gives up on the deploy and cancels it */
+    free(tm_expect(tm, KP_FRAME_CANCEL, &n));
+    report(tm, id, attempt, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED);
+    report(tm, id, attempt, 0, 1, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED);
+    wait_job_state(&jm, id, "FAILED");
+    http_reply r = http_req(&jm, "GET", "/jobs/stuck", NULL);
+    const char *msg = json_string_value(
+        json_object_get(json_array_get(json_object_get(r.body, "exceptions"), 0), "message"));
+    cr_assert(msg && strstr(msg, "subtask 1 on taskmanager tm-stuck still DEPLOYING"), "%s",
+              msg ? msg : "(null)");
+    http_free(&r);
+    close(tm);
+    jm_stop(&jm);
+}
+
 Test(jobmanager, replace_cancels_the_old_job_once_the_new_runs, .fini = cleanup)
 {
     fresh_dir();
