@@ -62,6 +62,7 @@ static void after_failing(kp_jm_t *jm, kp_jm_job_t *job)
     job->restart_at_mono = kp_mono_ms() + delay;
     snprintf(msg, sizeof msg, "restart %u of %u in %u ms from the original start position",
              job->attempt, job->restart.attempts, delay);
+    snprintf(job->waiting_reason, sizeof job->waiting_reason, "restart delay of %u ms", delay);
     kp_job_transition(jm, job, KP_JOB_RESTARTING, msg);
 }
 
