@@ -1,0 +1,395 @@
+/* The executor over the real data plane: a job split over two executors in one process, each
+ * running part of the subtasks, whose remote channels are kp_transports over two data-plane
+ * endpoints (runtime/net.h) talking TCP on 127.0.0.1 — the shape of two taskmanagers. The
+ * documents must equal those of the all-local run of the same input (results depend only on
+ * the log, docs/semantics.md), and every channel's batches, END included, must cross.
+ * The job and the split are those of test_exec_part.c (file source, 4 partitions → map →
+ * key_by → tumbling count → sink at another parallelism, late side output); seeds: a fixed
+ * list plus a fresh printed one, KAPPA_TEST_SEED=N runs only N. */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../runtime/connector.h"
+#include "../../runtime/exec.h"
+#include "../../runtime/graph.h"
+#include "../../runtime/json.h"
+#include "../../runtime/net.h"
+#include "../../runtime/plan.h"
+#include "../../runtime/rng.h"
+#include "connectors.h"
+
+/* ---- a collecting sink: every document as "id\tjson" ----------------------------------- */
+
+typedef struct doc_list {
+    char **lines;
+    size_t n, cap;
+} doc_list;
+
+static doc_list collected;
+static pthread_mutex_t collect_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int collect_write(kp_sink_writer *w, kp_bytes id, kp_bytes doc, kp_time ts, char *errstr,
+                         size_t errlen)
+{
+    char *line = malloc(id.len + doc.len + 2);
+    cr_assert(line);
+    memcpy(line, id.ptr, id.len);
+    line[id.len] = '\t';
+    memcpy(line + id.len + 1, doc.ptr, doc.len);
+    line[id.len + 1 + doc.len] = 0;
+    pthread_mutex_lock(&collect_lock);
+    if (collected.n == collected.cap) {
+        collected.cap = collected.cap ? 2 * collected.cap : 1024;
+        collected.lines = realloc(collected.lines, collected.cap * sizeof *collected.lines);
+        cr_assert(collected.lines);
+    }
+    collected.lines[collected.n++] = line;
+    pthread_mutex_unlock(&collect_lock);
+    return 0;
+}
+
+static int collect_flush(kp_sink_writer *w, char *errstr, size_t errlen)
+{
+    return 0;
+}
+
+static void collect_close(kp_sink_writer *w)
+{
+    free(w);
+}
+
+static kp_sink_writer *collect_open(const kp_endpoint *ep, char *errstr, size_t errlen)
+{
+    kp_sink_writer *w = calloc(1, sizeof *w);
+    w->write = collect_write;
+    w->flush = collect_flush;
+    w->close = collect_close;
+    return w;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Takes the collected documents, sorted. */
+static doc_list take_sorted(void)
+{
+    doc_list l = collected;
+    collected = (doc_list){0};
+    qsort(l.lines, l.n, sizeof *l.lines, cmp_str);
+    return l;
+}
+
+static void free_list(doc_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->lines[i]);
+    free(l->lines);
+}
+
+/* ---- the job ------------------------------------------------------------------------------- */
+
+static int job_parallelism, sink_parallelism;
+
+static kp_rc decode(kp_event *ev, kp_bytes raw)
+{
+    kp_json j;
+    if (kp_json_parse(&j, raw) != 0)
+        return KP_BAD_INPUT;
+    kp_str k = kp_json_str(&j, "k");
+    int64_t t = kp_json_int(&j, "t", INT64_MIN);
+    if (k.len == 0 || t == INT64_MIN)
+        return KP_BAD_INPUT;
+    kp_event_key(ev, k);
+    kp_event_time(ev, t);
+    return KP_OK;
+}
+
+static kp_rc pass(kp_event *ev)
+{
+    return KP_OK;
+}
+
+static void emit_count(kp_doc *doc, const kp_window *w, kp_str key, int64_t count)
+{
+    kp_doc_id(doc, "%.*s|%" PRId64, KP_STR(key), w->end);
+    kp_doc_int(doc, "c", count);
+}
+
+static int define(const kp_api *api, kp_job *job)
+{
+    (void)api;
+    kp_job_parallelism(job, job_parallelism);
+    kp_stream *src = kp_source(job, "in", .decode = decode, .out_of_order = 200);
+    kp_stream *keyed = kp_key_by(kp_map(src, pass));
+    kp_windowed *w = kp_window(keyed, kp_tumbling(1000));
+    kp_sink(kp_count(w, .emit = emit_count), "out", .parallelism = sink_parallelism);
+    kp_sink(kp_late_records(w), "late");
+    return 0;
+}
+
+/* Writes random out-of-order NDJSON input; returns its path (static). */
+static const char *write_input(uint64_t seed, int nrec)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "/tmp/kappa-net-exec-%d.ndjson", (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    int64_t front = 1000000;
+    for (int i = 0; i < nrec; i++) {
+        front += (int64_t)(kp_rng_next(&s) % 20);
+        int64_t ts = front - (int64_t)(kp_rng_next(&s) % 300); /* some are late */
+        fprintf(f, "{\"k\":\"k%d\",\"t\":%" PRId64 "}\n", (int)(kp_rng_next(&s) % 23), ts);
+    }
+    fclose(f);
+    return path;
+}
+
+static kp_job *new_job(void)
+{
+    kp_job *job = kp_job_new("exec-part");
+    char err[512] = "";
+    cr_assert(job);
+    cr_assert_eq(kp_job_define(job, define, err, sizeof err), 0, "define: %s", err);
+    return job;
+}
+
+/* ---- a kp_transport over a data-plane endpoint ------------------------------------------ */
+
+#define JOB "netexec"
+
+typedef struct net_end {
+    kp_transport t;
+    kp_net *net;
+    char peer[KP_NET_ADDRESS_MAX + 1]; /* the other side's endpoint: every remote subtask */
+    uint32_t attempt;
+} net_end;
+
+static kp_net_chan_id net_id(const net_end *e, kp_channel_id id)
+{
+    kp_net_chan_id n = {.job = JOB,
+                        .attempt = e->attempt,
+                        .producer_task = id.producer_task,
+                        .producer_subtask = id.producer_subtask,
+                        .consumer_task = id.consumer_task,
+                        .consumer_subtask = id.consumer_subtask,
+                        .input = id.input};
+    return n;
+}
+
+static kp_channel *net_out(kp_transport *t, kp_channel_id id, int credits, char *err, size_t errlen)
+{
+    net_end *e = (net_end *)t;
+    kp_net_chan_id n = net_id(e, id);
+    return kp_net_open_out(e->net, e->peer, &n, err, errlen);
+}
+
+static int net_in(kp_transport *t, kp_channel_id id, kp_channel *ch, char *err, size_t errlen)
+{
+    net_end *e = (net_end *)t;
+    kp_net_chan_id n = net_id(e, id);
+    return kp_net_open_in(e->net, e->peer, &n, ch, err, errlen);
+}
+
+static void net_abort(kp_transport *t)
+{
+    net_end *e = (net_end *)t;
+    kp_net_abort_attempt(e->net, JOB, e->attempt);
+}
+
+static void net_drop(kp_transport *t, int ok)
+{
+    net_end *e = (net_end *)t;
+    cr_assert_eq(kp_net_drop_attempt(e->net, JOB, e->attempt, ok ? 20000 : 0), 0,
+                 "every batch, END included, left");
+}
+
+static const kp_transport_vt net_vt = {net_out, net_in, net_abort, net_drop};
+
+static void on_error(void *ctx, const kp_net_chan_id *chan, const char *msg)
+{
+    fprintf(stderr, "test_net_exec: unexpected data-plane failure: %s\n", msg);
+    atomic_fetch_add((atomic_int *)ctx, 1);
+}
+
+/* ---- running ------------------------------------------------------------------------------- */
+
+typedef struct side_run {
+    const char *input;
+    kp_exec_part part;
+    int side;
+    int rc;
+    char err[1024];
+    kp_exec_stats stats;
+} side_run;
+
+static kp_exec_config config_for(const char *input, const char *state_dir, kp_binding *bind)
+{
+    static char in_uri[512];
+    snprintf(in_uri, sizeof in_uri, "file:%s?partitions=4", input);
+    bind[0] = (kp_binding){.name = "in", .uri = in_uri};
+    bind[1] = (kp_binding){.name = "out", .uri = "collect:out"};
+    bind[2] = (kp_binding){.name = "late", .uri = "collect:late"};
+    return (kp_exec_config){.bindings = bind,
+                            .nbindings = 3,
+                            .state_dir = state_dir,
+                            .watermark_every = 7,
+                            .align_drift = -1};
+}
+
+static void *side_main(void *arg)
+{
+    side_run *r = arg;
+    char state_dir[128];
+    snprintf(state_dir, sizeof state_dir, "/tmp/kappa-net-exec-%d-%d", (int)getpid(), r->side);
+    kp_binding bind[3];
+    kp_exec_config cfg = config_for(r->input, state_dir, bind);
+    kp_job *job = new_job(); /* each side rebuilds the job, as a taskmanager does */
+    r->rc = kp_exec_run_part(job, &cfg, &r->part, &r->stats, r->err, sizeof r->err);
+    kp_job_free(job);
+    return NULL;
+}
+
+static void register_connectors(void)
+{
+    static int done;
+    if (done)
+        return;
+    static const kp_connector col = {"collect", NULL, collect_open};
+    kp_connectors_register_builtin();
+    kp_connector_register(&col);
+    done = 1;
+}
+
+static doc_list run_local(const char *input, long long *late)
+{
+    register_connectors();
+    kp_binding bind[3];
+    kp_exec_config cfg = config_for(input, "/tmp", bind);
+    kp_job *job = new_job();
+    char err[1024] = "";
+    kp_exec_stats st;
+    int rc = kp_exec_run(job, &cfg, &st, err, sizeof err);
+    kp_job_free(job);
+    cr_assert_eq(rc, 0, "local run failed: %s", err);
+    *late = st.late_records;
+    return take_sorted();
+}
+
+/* Splits every subtask between two sides by a seeded coin (both sides get at least one). */
+static int split(const kp_plan *plan, uint64_t seed, kp_subtask_ref *refs, int *side_of)
+{
+    uint64_t s = seed | 1;
+    int n = 0;
+    for (int i = 0; i < plan->ntasks; i++)
+        for (int j = 0; j < plan->tasks[i].parallelism; j++) {
+            refs[n] = (kp_subtask_ref){plan->tasks[i].id, j};
+            side_of[n] = (int)(kp_rng_next(&s) & 1);
+            n++;
+        }
+    side_of[0] = 0;
+    side_of[n - 1] = 1;
+    return n;
+}
+
+static void check_split(int p, int sink_p, uint64_t seed)
+{
+    job_parallelism = p;
+    sink_parallelism = sink_p;
+    const char *input = write_input(seed, 3000);
+    long long want_late;
+    doc_list want = run_local(input, &want_late);
+    cr_assert_gt(want.n, 0);
+
+    kp_job *job = new_job();
+    kp_plan *plan = malloc(sizeof *plan);
+    cr_assert(plan);
+    cr_assert_eq(kp_plan_build(job, plan), 0);
+    kp_subtask_ref refs[64], mine[2][64];
+    int side_of[64], nmine[2] = {0, 0};
+    int n = split(plan, seed, refs, side_of);
+    for (int i = 0; i < n; i++)
+        mine[side_of[i]][nmine[side_of[i]]++] = refs[i];
+    free(plan);
+    kp_job_free(job);
+
+    static uint32_t attempt; /* an attempt is never reopened after its drop */
+    attempt++;
+    static atomic_int failures;
+    kp_net_config ncfg = {.bind = "127.0.0.1", .on_error = on_error, .ctx = &failures};
+    char err[256];
+    kp_net *nets[2];
+    for (int s = 0; s < 2; s++)
+        cr_assert_not_null(nets[s] = kp_net_start(&ncfg, err, sizeof err), "%s", err);
+    net_end ends[2];
+    for (int s = 0; s < 2; s++) {
+        ends[s] = (net_end){.t = {&net_vt}, .net = nets[s], .attempt = attempt};
+        snprintf(ends[s].peer, sizeof ends[s].peer, "%s", kp_net_address(nets[1 - s]));
+    }
+    side_run runs[2];
+    pthread_t th[2];
+    for (int s = 0; s < 2; s++) {
+        runs[s] = (side_run){.input = input, .side = s};
+        runs[s].part = (kp_exec_part){mine[s], nmine[s], &ends[s].t};
+        cr_assert_eq(pthread_create(&th[s], NULL, side_main, &runs[s]), 0);
+    }
+    for (int s = 0; s < 2; s++)
+        pthread_join(th[s], NULL);
+    long long shipped =
+        kp_net_get_stats(nets[0]).batches_sent + kp_net_get_stats(nets[1]).batches_sent;
+    long long received =
+        kp_net_get_stats(nets[0]).batches_received + kp_net_get_stats(nets[1]).batches_received;
+    for (int s = 0; s < 2; s++)
+        kp_net_stop(nets[s]);
+    cr_assert_eq(atomic_load(&failures), 0);
+    cr_assert_eq(received, shipped, "every batch sent was delivered");
+    for (int s = 0; s < 2; s++)
+        cr_assert_eq(runs[s].rc, 0, "p=%d seed=%" PRIu64 " side %d failed: %s", p, seed, s,
+                     runs[s].err);
+    cr_assert_gt(shipped, 0, "p=%d seed=%" PRIu64 ": nothing crossed the data plane", p, seed);
+    doc_list got = take_sorted();
+    long long late = runs[0].stats.late_records + runs[1].stats.late_records;
+    cr_assert_eq(late, want_late, "p=%d seed=%" PRIu64 ": %lld late, all-local %lld", p, seed, late,
+                 want_late);
+    cr_assert_eq(got.n, want.n, "p=%d seed=%" PRIu64 ": %zu documents, all-local %zu", p, seed,
+                 got.n, want.n);
+    for (size_t i = 0; i < got.n; i++)
+        cr_assert_str_eq(got.lines[i], want.lines[i], "p=%d seed=%" PRIu64 ": document %zu", p,
+                         seed, i);
+    free_list(&got);
+    free_list(&want);
+    unlink(input);
+}
+
+static uint64_t fresh_seed(void)
+{
+    uint64_t s = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&s, sizeof s, 1, f) != 1)
+        s = 77;
+    if (f)
+        fclose(f);
+    fprintf(stderr, "test_net_exec: fresh seed %" PRIu64 "\n", s);
+    return s;
+}
+
+Test(net_exec, split_over_tcp_equals_local_run, .timeout = 240)
+{
+    const char *env = getenv("KAPPA_TEST_SEED");
+    if (env) {
+        check_split(2, 3, strtoull(env, NULL, 10));
+        return;
+    }
+    static const uint64_t seeds[] = {1, 2, 3, 17, 4242};
+    for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++)
+        check_split(1 + (int)(i % 3), 1 + (int)((i + 1) % 3), seeds[i]);
+    check_split(2, 3, fresh_seed());
+}
