@@ -87,6 +87,12 @@ static int read_token(const char *path, char *out, size_t outlen)
         fprintf(stderr, "kappa-jobmanager: --token-file %s: %s\n", path, strerror(errno));
         return -1;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+        fprintf(stderr,
+                "kappa-jobmanager: warning: --token-file %s is readable by others (chmod 600 "
+                "it)\n",
+                path);
     size_t n = fread(out, 1, outlen - 1, f);
     fclose(f);
     out[n] = '\0';
@@ -281,6 +287,10 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     printf("rest %s:%d\nrpc %s:%d\n", cfg->bind, rest_port, cfg->bind, rpc_port);
     fflush(stdout);
+    if (!cfg->token[0] && strcmp(cfg->bind, "127.0.0.1"))
+        kp_jm_log("warning: REST on %s accepts submissions from anyone who can reach it: give "
+                  "a --token-file",
+                  cfg->bind);
     kp_jm_log("started (id %s): REST %s:%d, control %s:%d, state %s, %zu jobs known",
               jm->instance_id, cfg->bind, rest_port, cfg->bind, rpc_port, cfg->state_dir,
               jm->njobs);
