@@ -1,6 +1,7 @@
 /* Turning a Deploy message into what the executor takes: source/sink bindings, connector
  * configuration (with the start position), and the check that the subtasks it assigns here
- * exist in the plan the plugin builds. Pure translation, no I/O. */
+ * exist in the plan the plugin builds. Pure translation, no I/O: any thread may call these, on
+ * its own arguments (@locality any thread). */
 #ifndef KP_TM_DEPLOY_CONFIG_H
 #define KP_TM_DEPLOY_CONFIG_H
 

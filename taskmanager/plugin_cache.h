@@ -11,7 +11,8 @@
 /* Largest plugin a taskmanager accepts. */
 #define KP_TM_PLUGIN_MAX (1024ull * 1024 * 1024)
 
-/* True for 64 lowercase hex digits — the only names the cache builds paths from. */
+/* True for 64 lowercase hex digits — the only names the cache builds paths from.
+ * @locality any thread */
 int kp_tm_sha256_valid(const char *hex);
 
 /* The cache path of `sha256` into path. 1 when that file exists and still hashes to its name,

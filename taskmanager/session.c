@@ -302,12 +302,13 @@ static int dispatch(session *s, const kp_frame_header_t *h, const uint8_t *p, ch
 
 /* ---- the connection ----------------------------------------------------------------- */
 
-/* Waits until the socket or the outbox is readable, at most timeout_ms. -1 on a poll error. */
-static int wait_io(session *s, int timeout_ms, int *readable)
+/* Waits until the socket (or, with_outbox, the outbox) is readable, at most timeout_ms. -1 on
+ * a poll error. */
+static int wait_io(session *s, int timeout_ms, int with_outbox, int *readable)
 {
     struct pollfd pf[2] = {{.fd = s->conn.fd, .events = POLLIN},
                            {.fd = s->outbox.wake_fd, .events = POLLIN}};
-    int n = poll(pf, 2, timeout_ms < 0 ? 0 : timeout_ms);
+    int n = poll(pf, with_outbox ? 2 : 1, timeout_ms < 0 ? 0 : timeout_ms);
     if (n < 0 && errno != EINTR)
         return -1;
     *readable = n > 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR));
@@ -333,7 +334,7 @@ static ProtobufCMessage *expect(session *s, kp_time deadline, kp_frame_type type
                      desc->short_name);
             return NULL;
         }
-        if (wait_io(s, (int)(deadline - now), &readable) != 0 ||
+        if (wait_io(s, (int)(deadline - now), 0, &readable) != 0 ||
             (readable && kp_tm_conn_fill(&s->conn, err, errlen) < 0))
             return NULL;
     }
@@ -433,7 +434,7 @@ static void serve(session *s)
         reap(s);
         int readable = 0;
         kp_time wait = s->next_hb - now < 250 ? s->next_hb - now : 250;
-        if (wait_io(s, (int)wait, &readable) != 0) {
+        if (wait_io(s, (int)wait, 1, &readable) != 0) {
             snprintf(err, sizeof err, "poll: %s", strerror(errno));
             break;
         }

@@ -38,10 +38,12 @@ void kp_tm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * taskmanager. 0, or -1 with the reason. @locality main thread, at start */
 int kp_tm_identity_load(const char *state_dir, char id[KP_TM_ID_LEN], char *err, size_t errlen);
 
-/* mkdir -p for `path` (mode 0700 for what it creates). 0, or -1 with errno set. */
+/* mkdir -p for `path` (mode 0700 for what it creates). 0, or -1 with errno set.
+ * @locality any thread */
 int kp_tm_mkdirs(const char *path);
 
-/* Removes a directory tree without following symbolic links; logs what it could not remove. */
+/* Removes a directory tree without following symbolic links; logs what it could not remove.
+ * @locality any thread */
 void kp_tm_rmtree(const char *path);
 
 #endif
