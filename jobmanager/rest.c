@@ -328,9 +328,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     req_box_t *box = *con_cls;
     if (post && jobs_root)
         return submit(jm, conn, &box->req, data, size);
-    if (*size) { /* a body where none is expected: ignore it */
+    if (*size) { /* a body where none is expected: ignored, up to 64 KiB */
+        box->req.body_bytes += *size;
         *size = 0;
-        return MHD_YES;
+        return box->req.body_bytes > 65536 ? MHD_NO : MHD_YES;
     }
     if (jobs_root)
         return get ? list_jobs(jm, conn) : send_error(conn, 405, "use GET or POST on /jobs");
