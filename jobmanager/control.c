@@ -476,11 +476,12 @@ static void dispatch(kp_jm_t *jm, kp_jm_conn_t *c, uint16_t type, const uint8_t 
 #undef UNPACK
 }
 
-/* Reads what the socket has and dispatches every complete frame. */
+/* Reads what the socket has (at most 1 MiB per round, so one flooding peer cannot starve the
+ * others) and dispatches every complete frame. */
 static void conn_read(kp_jm_t *jm, kp_jm_conn_t *c)
 {
     uint8_t buf[65536];
-    for (;;) {
+    for (int reads = 0; reads < 16; reads++) { /* then the others' turn: poll comes back */
         ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
