@@ -31,6 +31,12 @@ struct kp_tm_deployment {
     atomic_int done;
 };
 
+/* The cancel flag, read atomically (the session thread sets it; the executor polls it). */
+static int cancelled(kp_tm_deployment *dep)
+{
+    return __atomic_load_n(&dep->cancel, __ATOMIC_RELAXED) != 0;
+}
+
 /* kp_plugin_load and kp_plugin_close run one at a time in a process (plugin.h). */
 static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -170,9 +176,9 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
     int rc = execute(dep, job, &cfg, whole, &stats, err, errlen);
     kp_tm_log("job %s attempt %u: %s after %.2f s, %lld records in, %lld out", dep->d->job_id,
               dep->d->attempt,
-              rc == 0       ? "finished"
-              : dep->cancel ? "cancelled"
-                            : "failed",
+              rc == 0          ? "finished"
+              : cancelled(dep) ? "cancelled"
+                               : "failed",
               stats.seconds, stats.records_in, stats.records_out);
     kp_tm_exec_args_free(&args);
     remove_state_dir(dep);
@@ -191,13 +197,13 @@ static Kappa__Control__TaskState__State run(kp_tm_deployment *dep, char *err, si
         return KAPPA__CONTROL__TASK_STATE__STATE__FAILED;
     }
     int rc = check_graph(dep, kp_plugin_job(h), err, errlen);
-    int ran = rc == 0 && !dep->cancel;
+    int ran = rc == 0 && !cancelled(dep);
     if (ran)
         rc = run_job(dep, kp_plugin_job(h), err, errlen);
     pthread_mutex_lock(&plugin_lock);
     kp_plugin_close(h);
     pthread_mutex_unlock(&plugin_lock);
-    if (rc != 0 && dep->cancel)
+    if (rc != 0 && cancelled(dep))
         return KAPPA__CONTROL__TASK_STATE__STATE__CANCELED; /* the executor's "cancelled" */
     if (rc != 0)
         return KAPPA__CONTROL__TASK_STATE__STATE__FAILED;
@@ -241,7 +247,7 @@ int kp_tm_deployment_started(const kp_tm_deployment *dep)
 
 void kp_tm_deployment_cancel(kp_tm_deployment *dep)
 {
-    dep->cancel = 1;
+    __atomic_store_n(&dep->cancel, 1, __ATOMIC_RELAXED);
 }
 
 int kp_tm_deployment_done(const kp_tm_deployment *dep)
