@@ -1,5 +1,6 @@
-/* Constructors of the chained operators. exec.c builds one instance per node per subtask
- * and wires outputs; every operator then runs on its subtask's thread only. */
+/* Constructors of the chained operators. The executor (exec_wire.c) builds one instance per
+ * node per subtask and wires outputs; operators never construct each other. Every operator
+ * then runs on its subtask's thread only and reports through its subtask (engine.h). */
 #ifndef KP_OPS_H
 #define KP_OPS_H
 
