@@ -651,3 +651,24 @@ Test(jobmanager, fuzzed_frames_never_crash_it, .fini = cleanup)
     close(tm);
     jm_stop(&jm);
 }
+
+Test(jobmanager, bad_flags_and_a_corrupt_job_list_stop_it_with_a_reason, .fini = cleanup)
+{
+    fresh_dir();
+    const char *bin = kp_test_env("KAPPA_JOBMANAGER");
+    cr_assert_eq(kp_test_sh("%s --rest-port 70000 2>/dev/null", bin), 2);
+    cr_assert_eq(kp_test_sh("%s --heartbeat-interval-ms 500 --heartbeat-timeout-ms 100 "
+                            "2>/dev/null",
+                            bin),
+                 2);
+    cr_assert_eq(kp_test_sh("%s --restart-strategy sometimes 2>/dev/null", bin), 2);
+    cr_assert_eq(kp_test_sh("%s --token-file /nonexistent/token 2>/dev/null", bin), 2);
+    cr_assert_eq(kp_test_sh("mkdir -p %s && echo '{garbage' > %s/jobs.json", dir_, dir_), 0);
+    cr_assert_eq(kp_test_sh("%s --state-dir %s --rest-port 0 --rpc-port 0 2>%s.err >/dev/null", bin,
+                            dir_, dir_),
+                 1, "a corrupt job list must stop the start");
+    cr_assert_eq(kp_test_sh("grep -q 'not a kappa job list' %s.err", dir_), 0);
+    char err[300];
+    snprintf(err, sizeof err, "%s.err", dir_);
+    unlink(err);
+}
