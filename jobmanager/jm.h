@@ -244,6 +244,8 @@ uint64_t kp_upload_size(const kp_upload_t *up);
  * uploads/<sha256>.so (fsync'd) and 0 is returned; otherwise it is removed and -1 returned
  * with the reason. Frees `up` either way. */
 int kp_upload_commit(kp_upload_t *up, const char *expect_sha, char *err, size_t errlen);
+/* Removes the temporary files of uploads a previous run did not finish (at start). */
+void kp_uploads_sweep(const char *state_dir);
 /* Removes the temporary file and frees. Accepts NULL. */
 void kp_upload_abort(kp_upload_t *up);
 /* The stored plugin's path for a sha256 hex (checked to be hex) into out. -1 if malformed. */

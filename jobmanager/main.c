@@ -265,6 +265,7 @@ int main(int argc, char **argv)
                 strerror(errno));
         return 1;
     }
+    kp_uploads_sweep(cfg->state_dir);
     pthread_mutex_lock(&jm->lock);
     int rc = kp_registry_load(jm, err, sizeof err);
     pthread_mutex_unlock(&jm->lock);

@@ -4,6 +4,7 @@
  * again a name of the server's making. Nothing a client sends ever becomes part of a path. The
  * file is fsync'd before the job that refers to it is recorded. Content addressing makes a
  * resubmission of the same plugin store nothing new. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -90,6 +91,23 @@ void kp_upload_abort(kp_upload_t *up)
     unlink(up->tmp);
     EVP_MD_CTX_free(up->md);
     free(up);
+}
+
+void kp_uploads_sweep(const char *state_dir)
+{
+    char dir[3072], path[4096];
+    snprintf(dir, sizeof dir, "%s/uploads", state_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, ".upload-", 8)) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (unlink(path) == 0)
+                kp_jm_log("removed %s, an upload a previous run did not finish", path);
+        }
+    closedir(d);
 }
 
 int kp_upload_path(const char *state_dir, const char *sha, char *out, size_t outlen)

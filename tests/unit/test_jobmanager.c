@@ -487,7 +487,13 @@ Test(jobmanager, restart_shows_the_job_list_again, .fini = cleanup)
     jm_stop(&jm);
     close(tm);
 
+    char stale[400]; /* an upload a crash interrupted: removed at the next start */
+    snprintf(stale, sizeof stale, "%s/uploads/.upload-AbC123", dir_);
+    FILE *f = fopen(stale, "w");
+    cr_assert_not_null(f);
+    fclose(f);
     jm_start(&jm, dir_, NULL);
+    cr_assert_neq(access(stale, F_OK), 0, "the interrupted upload is still there");
     r = http_req(&jm, "GET", "/jobs", NULL);
     cr_assert_eq(json_array_size(json_object_get(r.body, "jobs")), 3);
     http_free(&r);
