@@ -71,18 +71,19 @@ struct kp_exec {
 };
 
 /* A run of `job` with this share of its subtasks (part NULL = all), not yet prepared; NULL
- * if out of memory. */
+ * if out of memory. @locality the running thread owns it; subtasks reach it only through
+ * their host (exec_fail, under `lock`) and their own subtask_rt */
 struct kp_exec *kp_exec_new(const kp_job *job, const kp_exec_config *cfg, const kp_exec_part *part);
 
 /* Plans tasks and wires every local subtask (threads are not started). 0 or -1 (x->error
- * set). */
+ * set). @locality the running thread, before any subtask runs */
 int kp_exec_prepare(struct kp_exec *x);
 
-/* The binding of a source or sink name, or NULL. */
+/* The binding of a source or sink name, or NULL. @locality any thread (cfg is read-only) */
 const kp_binding *kp_exec_binding(const kp_exec_config *cfg, const char *name);
 
 /* Destroys the operators, lets the transport go (`ok`: the run succeeded), frees the inboxes
- * and x. Call after every subtask stopped. */
+ * and x. @locality the running thread, after every subtask stopped */
 void kp_exec_free(struct kp_exec *x, int ok);
 
 #endif

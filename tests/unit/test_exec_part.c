@@ -542,3 +542,46 @@ Test(exec_part, placement_naming_a_missing_subtask_is_an_error)
     cr_assert_eq(rc, -1);
     cr_assert(strstr(err, "subtask 2 of task 0"), "error: %s", err);
 }
+
+static kp_channel *refuse_out(kp_transport *t, kp_channel_id id, int credits, char *err,
+                              size_t errlen)
+{
+    snprintf(err, errlen, "refused");
+    return NULL;
+}
+
+static int refuse_in(kp_transport *t, kp_channel_id id, kp_channel *ch, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "refused");
+    return -1;
+}
+
+Test(exec_part, transport_refusing_a_channel_fails_the_run_with_its_reason)
+{
+    register_connectors();
+    job_parallelism = 2;
+    sink_parallelism = 2;
+    const char *input = write_input(7, 10);
+    kp_job *job = new_job();
+    kp_plan *plan = malloc(sizeof *plan);
+    cr_assert(plan);
+    cr_assert_eq(kp_plan_build(job, plan), 0);
+    cr_assert_gt(plan->ntasks, 1);
+    kp_subtask_ref refs[2] = {{plan->tasks[0].id, 0}, {plan->tasks[1].id, 0}};
+    free(plan);
+    static const kp_transport_vt refuse_vt = {refuse_out, refuse_in, NULL, NULL};
+    kp_transport refuse = {&refuse_vt};
+    kp_binding bind[3];
+    kp_exec_config cfg = config_for(input, "/tmp", bind);
+    char err[1024] = "";
+    /* only a consumer subtask here: its channel from the remote source subtask is refused */
+    kp_exec_part in_part = {&refs[1], 1, &refuse};
+    cr_assert_eq(kp_exec_run_part(job, &cfg, &in_part, NULL, err, sizeof err), -1);
+    cr_assert(strstr(err, "inbound channel") && strstr(err, "refused"), "error: %s", err);
+    /* only a source subtask here: its channels to the remote consumers are refused */
+    kp_exec_part out_part = {&refs[0], 1, &refuse};
+    cr_assert_eq(kp_exec_run_part(job, &cfg, &out_part, NULL, err, sizeof err), -1);
+    cr_assert(strstr(err, "outbound channel") && strstr(err, "refused"), "error: %s", err);
+    kp_job_free(job);
+    unlink(input);
+}
