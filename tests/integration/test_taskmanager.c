@@ -59,6 +59,8 @@ typedef struct jm_conn {
     size_t plugin_len;
     const char *plugin_sha; /* the sha256 the PluginData frames name */
     int chunks;
+    const char *plugin_error; /* answer PluginRequest with this error instead */
+    int hold_plugin;          /* answer PluginRequest not at all */
 } jm_conn;
 
 /* ---- the fake jobmanager's socket ------------------------------------------------------ */
@@ -200,7 +202,14 @@ static void handle(jm_conn *c, const kp_frame_header_t *h, const uint8_t *p)
         cr_assert_str_eq(r->sha256, c->plugin_sha);
         c->plugin_requests++;
         kappa__control__plugin_request__free_unpacked(r, NULL);
-        serve_plugin(c);
+        if (c->plugin_error) {
+            Kappa__Control__PluginData d = KAPPA__CONTROL__PLUGIN_DATA__INIT;
+            d.sha256 = (char *)c->plugin_sha;
+            d.error = (char *)c->plugin_error;
+            send_msg(c->fd, KP_FRAME_PLUGIN_DATA, &d.base);
+        } else if (!c->hold_plugin) {
+            serve_plugin(c);
+        }
     } else {
         cr_assert_fail("unexpected frame type %u from the taskmanager", h->type);
     }
@@ -774,6 +783,48 @@ Test(taskmanager, runs_a_job_split_over_two_taskmanagers, .timeout = 300)
     free_deploy(db);
     jm_close(&a);
     jm_close(&b);
+    free(j->plugin);
+    free(j);
+}
+
+static int plugin_requested(jm_conn *c, long n)
+{
+    return c->plugin_requests >= n;
+}
+
+/* A jobmanager that cannot serve the plugin fails the deployment with its reason; a Cancel
+ * that arrives while the plugin is being fetched cancels the deployment before anything ran. */
+Test(taskmanager, plugin_errors_and_cancel_while_fetching)
+{
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 1);
+    jm_conn c;
+    accept_and_register(&c);
+    const char *job = "9999999999999999aaaaaaaaaaaaaaaa";
+    Kappa__Control__Deploy *d = make_deploy(j, job, 0, "file:/dev/null", "file:/dev/null");
+    c.plugin_error = "upload is gone";
+    deploy_and_wait(&c, j, d, 20000);
+    const char *msg = assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, d->n_locals);
+    cr_assert(strstr(msg, "upload is gone"), "message: %s", msg);
+    c.nstates = 0;
+    c.plugin_error = NULL;
+    c.hold_plugin = 1;
+    d->attempt = 1;
+    send_msg(c.fd, KP_FRAME_DEPLOY, &d->base);
+    cr_assert_eq(serve_until(&c, plugin_requested, 2, 20000), 1);
+    Kappa__Control__Cancel cancel = KAPPA__CONTROL__CANCEL__INIT;
+    cancel.job_id = (char *)job;
+    cancel.attempt = 1;
+    send_msg(c.fd, KP_FRAME_CANCEL, &cancel.base);
+    cr_assert_eq(serve_until(&c, finals_reached, (long)d->n_locals, 20000), 1);
+    assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED, d->n_locals);
+    cr_assert(!has_state(&c, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING));
+    /* bytes that come after the cancel still complete the verified cache; it serves on */
+    serve_plugin(&c);
+    cr_assert_eq(serve_until(&c, heartbeats_at_least, c.heartbeats + 3, 10000), 1);
+    cr_assert(tm_alive());
+    free_deploy(d);
+    jm_close(&c);
     free(j->plugin);
     free(j);
 }
