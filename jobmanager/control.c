@@ -167,7 +167,7 @@ static void fill_bindings(const kp_jm_job_t *job, Kappa__Control__Binding *b,
         const char *dl = json_string_value(json_object_get(o, "dead_letter"));
         b[i].name = (char *)json_string_value(json_object_get(o, "name"));
         b[i].uri = (char *)json_string_value(json_object_get(o, "uri"));
-        b[i].on_error = (char *)(oe ? oe : "fail");
+        b[i].on_error = (char *)(oe ? oe : "default"); /* the job's own choice */
         b[i].dead_letter = (char *)(dl ? dl : "");
         bp[i] = &b[i];
     }
