@@ -837,6 +837,54 @@ static int running(jm_conn *c, long n)
     return k >= n;
 }
 
+/* A split job whose other taskmanager dies (kill -9) fails on the survivor by itself: its data
+ * connection breaks, the channels to the dead peer fail and so does the run — no Cancel needed,
+ * nothing hangs. */
+Test(taskmanager, a_split_job_fails_when_its_peer_dies, .timeout = 120)
+{
+    char fifo[700], src[720], sink[720];
+    snprintf(fifo, sizeof fifo, "%s/live", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    int hold = open(fifo, O_RDWR); /* a writer that never writes: the sources wait */
+    cr_assert_geq(hold, 0);
+    snprintf(src, sizeof src, "file:%s?partitions=2", fifo);
+    snprintf(sink, sizeof sink, "file:%s/out.ndjson", dir);
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 2);
+    jm_conn a, b;
+    accept_and_register(&a);
+    tm2_pid = spawn_tm("state2");
+    accept_and_register(&b);
+    const char *addr[] = {a.hello->data_address, b.hello->data_address};
+    const char *job = "1234567890abcdef1234567890abcdef";
+    Kappa__Control__Deploy *da = make_deploy_on(j, job, 0, src, sink, addr, 2, 0);
+    Kappa__Control__Deploy *db = make_deploy_on(j, job, 0, src, sink, addr, 2, 1);
+    a.plugin = b.plugin = j->plugin;
+    a.plugin_len = b.plugin_len = j->plugin_len;
+    a.plugin_sha = b.plugin_sha = j->sha;
+    a.chunks = b.chunks = 1;
+    send_msg(a.fd, KP_FRAME_DEPLOY, &da->base);
+    send_msg(b.fd, KP_FRAME_DEPLOY, &db->base);
+    cr_assert_eq(serve_until(&a, running, (long)da->n_locals, 20000), 1);
+    cr_assert_eq(serve_until(&b, running, (long)db->n_locals, 20000), 1);
+    poll(NULL, 0, 300); /* let the data connection come up */
+    kill(tm2_pid, SIGKILL);
+    waitpid(tm2_pid, NULL, 0);
+    tm2_pid = -1;
+    jm_close(&b);
+    cr_assert_eq(serve_until(&a, finals_reached, (long)da->n_locals, 30000), 1,
+                 "the survivor's subtasks did not end");
+    const char *msg = assert_finals(&a, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, da->n_locals);
+    cr_log_info("survivor's error: %s", msg);
+    cr_assert(tm_alive());
+    close(hold);
+    free_deploy(da);
+    free_deploy(db);
+    jm_close(&a);
+    free(j->plugin);
+    free(j);
+}
+
 /* A job reading a FIFO nobody writes to runs until cancelled; a lost jobmanager cancels too. */
 Test(taskmanager, cancel_stops_a_running_job)
 {
