@@ -25,7 +25,8 @@ static void chan_id(const kp_tm_net_transport *t, kp_channel_id id, kp_net_chan_
                             .producer_task = id.producer_task,
                             .producer_subtask = id.producer_subtask,
                             .consumer_task = id.consumer_task,
-                            .consumer_subtask = id.consumer_subtask};
+                            .consumer_subtask = id.consumer_subtask,
+                            .input = id.input};
     snprintf(out->job, sizeof out->job, "%s", t->d->job_id);
 }
 
@@ -52,6 +53,13 @@ static int in_channel(kp_transport *tr, kp_channel_id id, kp_channel *ch, char *
     return kp_net_open_in(t->net, peer, &nid, ch, err, errlen);
 }
 
+/* The run failed or was cancelled: wake producers blocked on remote credits, stop delivery. */
+static void abort_run(kp_transport *tr)
+{
+    kp_tm_net_transport *t = (kp_tm_net_transport *)tr;
+    kp_net_abort_attempt(t->net, t->d->job_id, t->d->attempt);
+}
+
 static void drop(kp_transport *tr, int ok)
 {
     kp_tm_net_transport *t = (kp_tm_net_transport *)tr;
@@ -61,7 +69,7 @@ static void drop(kp_transport *tr, int ok)
 static const kp_transport_vt net_vt = {
     .out_channel = out_channel,
     .in_channel = in_channel,
-    .abort = NULL, /* see docs/cluster.md, "Taskmanager": net.h has no abort without free */
+    .abort = abort_run,
     .drop = drop,
 };
 

@@ -154,9 +154,8 @@ static void reap(session *s)
 }
 
 /* Connection lost or shutting down: nothing keeps running without a jobmanager. A
- * deployment that has not stopped after STOP_TIMEOUT_MS is left behind, never freed, so the
- * session can serve again (a producer blocked on a remote channel's credits whose consumer was
- * cancelled wakes only when the data connection breaks: docs/cluster.md, "Taskmanager"). */
+ * deployment that has not stopped after STOP_TIMEOUT_MS (a connector stuck in a call, say) is
+ * left behind, never freed, so the session can serve again. */
 static void cancel_all(session *s)
 {
     for (int i = 0; i < s->ndeps; i++)
