@@ -290,7 +290,8 @@ static void lose_tm(kp_jm_t *jm, int tm, const char *reason)
     kp_life_tm_lost(jm, tm, reason);
 }
 
-/* A record for taskmanager `id`: its old one, a free one, or -1 when the table is full. */
+/* A record for taskmanager `id`: its old one, a free one, the record of a lost taskmanager
+ * no deployed job uses (finished jobs then show no taskmanager there), or -1. */
 static int tm_slot(kp_jm_t *jm, const char *id)
 {
     for (size_t t = 0; t < jm->ntms; t++)
@@ -298,7 +299,10 @@ static int tm_slot(kp_jm_t *jm, const char *id)
             return (int)t;
     if (jm->ntms < KP_JM_TM_MAX)
         return (int)jm->ntms++;
-    return -1; /* records are kept: jobs' placements name them */
+    for (size_t t = 0; t < jm->ntms; t++)
+        if (!jm->tms[t].alive && kp_sched_forget_tm(jm, (int)t))
+            return (int)t;
+    return -1;
 }
 
 static void on_hello(kp_jm_t *jm, kp_jm_conn_t *c, const Kappa__Control__Hello *h)

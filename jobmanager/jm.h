@@ -181,6 +181,9 @@ uint32_t kp_sched_free_slots(const kp_jm_t *jm, int tm);
  * task in slot i; slots spread round-robin). false with job->waiting_reason set when there
  * are not enough free slots. */
 bool kp_sched_place(kp_jm_t *jm, kp_jm_job_t *job);
+/* Before the record of lost taskmanager `tm` is reused: false if a deployed job still uses
+ * it, else every placement on it is forgotten (tm = -1). */
+bool kp_sched_forget_tm(kp_jm_t *jm, int tm);
 /* Forgets the placement (the slots are free again). */
 void kp_sched_release(kp_jm_job_t *job);
 

@@ -72,6 +72,19 @@ bool kp_sched_place(kp_jm_t *jm, kp_jm_job_t *job)
     return true;
 }
 
+bool kp_sched_forget_tm(kp_jm_t *jm, int tm)
+{
+    for (size_t j = 0; j < jm->njobs; j++)
+        for (size_t i = 0; jm->jobs[j]->deployed && i < jm->jobs[j]->nsubs; i++)
+            if (jm->jobs[j]->subs[i].tm == tm)
+                return false;
+    for (size_t j = 0; j < jm->njobs; j++)
+        for (size_t i = 0; i < jm->jobs[j]->nsubs; i++)
+            if (jm->jobs[j]->subs[i].tm == tm)
+                jm->jobs[j]->subs[i].tm = -1;
+    return true;
+}
+
 void kp_sched_release(kp_jm_job_t *job)
 {
     job->deployed = false;

@@ -678,3 +678,20 @@ Test(jobmanager, bad_flags_and_a_corrupt_job_list_stop_it_with_a_reason, .fini =
     snprintf(err, sizeof err, "%s.err", dir_);
     unlink(err);
 }
+
+Test(jobmanager, taskmanagers_with_fresh_ids_never_fill_the_table, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    char id[32];
+    for (int i = 0; i < 300; i++) { /* more than the 256 records kept */
+        snprintf(id, sizeof id, "fresh-%d", i);
+        close(tm_register(jm.rpc_port, id, 1));
+    }
+    wait_taskmanagers(&jm, 0);
+    int tm = tm_register(jm.rpc_port, "last", 1);
+    wait_taskmanagers(&jm, 1);
+    close(tm);
+    jm_stop(&jm);
+}
