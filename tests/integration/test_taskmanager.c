@@ -837,52 +837,86 @@ static int running(jm_conn *c, long n)
     return k >= n;
 }
 
+/* A live split job: hourly_clicks at p=2 over two taskmanagers reading a FIFO nobody writes
+ * (hold keeps a writer open), both RUNNING when this returns. */
+typedef struct split_fixture {
+    job_fixture j;
+    jm_conn a, b;
+    Kappa__Control__Deploy *da, *db;
+    int hold;
+} split_fixture;
+
+static void start_live_split(split_fixture *f, const char *job)
+{
+    char fifo[700], src[720], sink[720];
+    snprintf(fifo, sizeof fifo, "%s/live", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    f->hold = open(fifo, O_RDWR);
+    cr_assert_geq(f->hold, 0);
+    snprintf(src, sizeof src, "file:%s?partitions=2", fifo);
+    snprintf(sink, sizeof sink, "file:%s/out.ndjson", dir);
+    load_job(&f->j, "hourly_clicks", 2);
+    accept_and_register(&f->a);
+    tm2_pid = spawn_tm("state2");
+    accept_and_register(&f->b);
+    const char *addr[] = {f->a.hello->data_address, f->b.hello->data_address};
+    f->da = make_deploy_on(&f->j, job, 0, src, sink, addr, 2, 0);
+    f->db = make_deploy_on(&f->j, job, 0, src, sink, addr, 2, 1);
+    jm_conn *cs[] = {&f->a, &f->b};
+    for (int i = 0; i < 2; i++) {
+        cs[i]->plugin = f->j.plugin;
+        cs[i]->plugin_len = f->j.plugin_len;
+        cs[i]->plugin_sha = f->j.sha;
+        cs[i]->chunks = 1;
+    }
+    send_msg(f->a.fd, KP_FRAME_DEPLOY, &f->da->base);
+    send_msg(f->b.fd, KP_FRAME_DEPLOY, &f->db->base);
+    cr_assert_eq(serve_until(&f->a, running, (long)f->da->n_locals, 20000), 1);
+    cr_assert_eq(serve_until(&f->b, running, (long)f->db->n_locals, 20000), 1);
+    poll(NULL, 0, 300); /* let the data connection come up */
+}
+
+static void free_split(split_fixture *f)
+{
+    close(f->hold);
+    free_deploy(f->da);
+    free_deploy(f->db);
+    jm_close(&f->a);
+    jm_close(&f->b);
+    free(f->j.plugin);
+}
+
 /* A split job whose other taskmanager dies (kill -9) fails on the survivor by itself: its data
  * connection breaks, the channels to the dead peer fail and so does the run — no Cancel needed,
  * nothing hangs. */
 Test(taskmanager, a_split_job_fails_when_its_peer_dies, .timeout = 120)
 {
-    char fifo[700], src[720], sink[720];
-    snprintf(fifo, sizeof fifo, "%s/live", dir);
-    cr_assert_eq(mkfifo(fifo, 0600), 0);
-    int hold = open(fifo, O_RDWR); /* a writer that never writes: the sources wait */
-    cr_assert_geq(hold, 0);
-    snprintf(src, sizeof src, "file:%s?partitions=2", fifo);
-    snprintf(sink, sizeof sink, "file:%s/out.ndjson", dir);
-    job_fixture *j = calloc(1, sizeof *j);
-    load_job(j, "hourly_clicks", 2);
-    jm_conn a, b;
-    accept_and_register(&a);
-    tm2_pid = spawn_tm("state2");
-    accept_and_register(&b);
-    const char *addr[] = {a.hello->data_address, b.hello->data_address};
-    const char *job = "1234567890abcdef1234567890abcdef";
-    Kappa__Control__Deploy *da = make_deploy_on(j, job, 0, src, sink, addr, 2, 0);
-    Kappa__Control__Deploy *db = make_deploy_on(j, job, 0, src, sink, addr, 2, 1);
-    a.plugin = b.plugin = j->plugin;
-    a.plugin_len = b.plugin_len = j->plugin_len;
-    a.plugin_sha = b.plugin_sha = j->sha;
-    a.chunks = b.chunks = 1;
-    send_msg(a.fd, KP_FRAME_DEPLOY, &da->base);
-    send_msg(b.fd, KP_FRAME_DEPLOY, &db->base);
-    cr_assert_eq(serve_until(&a, running, (long)da->n_locals, 20000), 1);
-    cr_assert_eq(serve_until(&b, running, (long)db->n_locals, 20000), 1);
-    poll(NULL, 0, 300); /* let the data connection come up */
+    static split_fixture f;
+    start_live_split(&f, "1234567890abcdef1234567890abcdef");
     kill(tm2_pid, SIGKILL);
     waitpid(tm2_pid, NULL, 0);
     tm2_pid = -1;
-    jm_close(&b);
-    cr_assert_eq(serve_until(&a, finals_reached, (long)da->n_locals, 30000), 1,
+    cr_assert_eq(serve_until(&f.a, finals_reached, (long)f.da->n_locals, 30000), 1,
                  "the survivor's subtasks did not end");
-    const char *msg = assert_finals(&a, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, da->n_locals);
-    cr_log_info("survivor's error: %s", msg);
+    assert_finals(&f.a, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, f.da->n_locals);
     cr_assert(tm_alive());
-    close(hold);
-    free_deploy(da);
-    free_deploy(db);
-    jm_close(&a);
-    free(j->plugin);
-    free(j);
+    free_split(&f);
+}
+
+/* Cancel reaches both halves of a split job: each reports CANCELED. */
+Test(taskmanager, cancel_stops_a_split_job, .timeout = 120)
+{
+    static split_fixture f;
+    const char *job = "abcdef1234567890abcdef1234567890";
+    start_live_split(&f, job);
+    Kappa__Control__Cancel cancel = KAPPA__CONTROL__CANCEL__INIT;
+    cancel.job_id = (char *)job;
+    send_msg(f.a.fd, KP_FRAME_CANCEL, &cancel.base);
+    send_msg(f.b.fd, KP_FRAME_CANCEL, &cancel.base);
+    serve_two(&f.a, (long)f.da->n_locals, &f.b, (long)f.db->n_locals, 30000);
+    assert_finals(&f.a, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED, f.da->n_locals);
+    assert_finals(&f.b, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED, f.db->n_locals);
+    free_split(&f);
 }
 
 /* A job reading a FIFO nobody writes to runs until cancelled; a lost jobmanager cancels too. */
