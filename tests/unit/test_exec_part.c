@@ -8,7 +8,8 @@
  * parallelism, so the plan has a hash edge and a rebalance edge, plus the late side output
  * chained with the window. Placements split every task, so channels cross both ways. Also:
  * a remote subtask without a transport, and a placement naming a subtask the job does not
- * have, are clear errors. Seeds (placements, input): a fixed
+ * have, are clear errors; a refused channel fails the run with the transport's reason; the
+ * plan of the job (plan.h) has the expected tasks, inputs and channel numbering. Seeds (placements, input): a fixed
  * list plus a fresh printed one; KAPPA_TEST_SEED=N runs only N. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -584,4 +585,47 @@ Test(exec_part, transport_refusing_a_channel_fails_the_run_with_its_reason)
     cr_assert(strstr(err, "outbound channel") && strstr(err, "refused"), "error: %s", err);
     kp_job_free(job);
     unlink(input);
+}
+
+Test(exec_part, plan_chains_forward_edges_and_lists_inputs)
+{
+    job_parallelism = 2;
+    sink_parallelism = 3;
+    kp_job *job = new_job();
+    kp_plan *plan = malloc(sizeof *plan);
+    cr_assert(plan);
+    cr_assert_eq(kp_plan_build(job, plan), 0);
+    /* source -> map -> key_by | hash | window + count + late sink | rebalance | sink */
+    cr_assert_eq(plan->ntasks, 3);
+    const kp_plan_task *src = &plan->tasks[0], *win = &plan->tasks[1], *out = &plan->tasks[2];
+    cr_assert_eq(src->nin, 0);
+    cr_assert_eq(src->upstream, -1);
+    cr_assert_eq(src->nnodes, 3);
+    cr_assert_eq(job->nodes[src->nodes[0]]->kind, KP_NODE_SOURCE);
+    cr_assert_eq(job->nodes[src->nodes[2]]->kind, KP_NODE_KEY_BY);
+    cr_assert_eq(win->upstream, src->id);
+    cr_assert_eq(win->partitioning, KP_PART_HASH);
+    cr_assert_eq(win->nin, 1);
+    cr_assert_eq(win->in[0].task, src->id);
+    cr_assert_eq(job->nodes[win->id]->kind, KP_NODE_WINDOW);
+    cr_assert_eq(out->upstream, win->id);
+    cr_assert_eq(out->partitioning, KP_PART_REBALANCE);
+    cr_assert_eq(out->parallelism, 3);
+    cr_assert_str_eq(kp_partitioning_name(out->partitioning), "rebalance");
+    int seen = 0;
+    for (int i = 0; i < plan->ntasks; i++)
+        for (int k = 0; k < plan->tasks[i].nnodes; k++) {
+            int id = plan->tasks[i].nodes[k];
+            cr_assert_eq(plan->index_of[id], i, "node %d is in task %d", id, i);
+            seen++;
+        }
+    cr_assert_eq(seen, job->nnodes, "every node is in exactly one task");
+    cr_assert_eq(kp_plan_task_by_id(plan, win->id), win);
+    cr_assert_null(kp_plan_task_by_id(plan, win->nodes[1]), "only heads name tasks");
+    /* a consumer's channels: one per producer subtask, numbered input after input */
+    cr_assert_eq(kp_plan_channels(plan, win), 2);
+    cr_assert_eq(kp_plan_channel(plan, win, 0, 1), 1);
+    cr_assert_eq(kp_plan_channels(plan, out), 2);
+    free(plan);
+    kp_job_free(job);
 }
