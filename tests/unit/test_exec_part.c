@@ -9,8 +9,8 @@
  * chained with the window. Placements split every task, so channels cross both ways. Also:
  * a remote subtask without a transport, and a placement naming a subtask the job does not
  * have, are clear errors; a refused channel fails the run with the transport's reason; the
- * plan of the job (plan.h) has the expected tasks, inputs and channel numbering. Seeds (placements, input): a fixed
- * list plus a fresh printed one; KAPPA_TEST_SEED=N runs only N. */
+ * plan of the job (plan.h) has the expected tasks, inputs and channel numbering. Seeds
+ * (placements, input): a fixed list plus a fresh printed one; KAPPA_TEST_SEED=N runs only N. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <pthread.h>
