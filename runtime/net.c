@@ -237,6 +237,9 @@ static void drop_conn(net_conn *c, const char *job, uint32_t attempt)
             kp_channel_set_hooks(kp_inbox_channel(outs[i]->outbox, 0), NULL, NULL, NULL);
             kp_inbox_abort(outs[i]->outbox);
         }
+    /* the reader or writer may be inside a frame of one of them: wait for it; a peer stuck
+     * mid-frame for 5 s gets its connection shut, which ends the frame (with an error) */
+    struct timespec deadline = kp_deadline_ms(5000);
     pthread_mutex_lock(&c->lock);
     for (;;) {
         int busy = 0;
@@ -246,7 +249,10 @@ static void drop_conn(net_conn *c, const char *job, uint32_t attempt)
             busy |= ins[i]->busy;
         if (!busy)
             break;
-        pthread_cond_wait(&c->cond, &c->lock);
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &deadline) == ETIMEDOUT && c->fd >= 0) {
+            shutdown(c->fd, SHUT_RDWR);
+            deadline = kp_deadline_ms(60000);
+        }
     }
     for (size_t i = 0; i < no; i++) {
         unlink_ready(c, outs[i]);
@@ -469,7 +475,7 @@ kp_net *kp_net_start(const kp_net_config *cfg, char *err, size_t errlen)
     if (net->cfg.send_credits <= 0)
         net->cfg.send_credits = 2;
     if (net->cfg.connect_timeout_ms <= 0)
-        net->cfg.connect_timeout_ms = 15000;
+        net->cfg.connect_timeout_ms = 60000;
     int port = 0;
     net->listen_fd = kp_net_listen(net->bind, cfg->port, &port, err, errlen);
     if (net->listen_fd < 0) {

@@ -43,7 +43,7 @@ typedef struct kp_net_config {
     int port;               /* 0 = a free port */
     const char *advertise;  /* "host:port" peers dial; NULL = bind address and bound port */
     int send_credits;       /* batches a producer may fill ahead per outgoing channel; 0 = 2 */
-    int connect_timeout_ms; /* dialling, or waiting to be dialled, gives up after; 0 = 15000 */
+    int connect_timeout_ms; /* dialling, or waiting to be dialled, gives up after; 0 = 60000 */
     kp_net_error_fn on_error;
     void *ctx;
 } kp_net_config;

@@ -231,10 +231,11 @@ typedef struct side_run {
     kp_exec_stats stats;
 } side_run;
 
-static kp_exec_config config_for(const char *input, const char *state_dir, kp_binding *bind)
+/* `in_uri` is the caller's (512 bytes): both sides build their config at the same time. */
+static kp_exec_config config_for(const char *input, const char *state_dir, kp_binding *bind,
+                                 char *in_uri)
 {
-    static char in_uri[512];
-    snprintf(in_uri, sizeof in_uri, "file:%s?partitions=4", input);
+    snprintf(in_uri, 512, "file:%s?partitions=4", input);
     bind[0] = (kp_binding){.name = "in", .uri = in_uri};
     bind[1] = (kp_binding){.name = "out", .uri = "collect:out"};
     bind[2] = (kp_binding){.name = "late", .uri = "collect:late"};
@@ -251,7 +252,8 @@ static void *side_main(void *arg)
     char state_dir[128];
     snprintf(state_dir, sizeof state_dir, "/tmp/kappa-net-exec-%d-%d", (int)getpid(), r->side);
     kp_binding bind[3];
-    kp_exec_config cfg = config_for(r->input, state_dir, bind);
+    char in_uri[512];
+    kp_exec_config cfg = config_for(r->input, state_dir, bind, in_uri);
     kp_job *job = new_job(); /* each side rebuilds the job, as a taskmanager does */
     r->rc = kp_exec_run_part(job, &cfg, &r->part, &r->stats, r->err, sizeof r->err);
     kp_job_free(job);
@@ -273,7 +275,8 @@ static doc_list run_local(const char *input, long long *late)
 {
     register_connectors();
     kp_binding bind[3];
-    kp_exec_config cfg = config_for(input, "/tmp", bind);
+    char in_uri[512];
+    kp_exec_config cfg = config_for(input, "/tmp", bind, in_uri);
     kp_job *job = new_job();
     char err[1024] = "";
     kp_exec_stats st;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -301,4 +303,40 @@ Test(net_faults, unreachable_peer_fails_the_channel, .timeout = 60)
     close(fd);
     /* a peer that should dial (its address sorts lower) and never does */
     expect_failure("127.0.0.0:1", "did not connect within");
+}
+
+/* A peer that stops in the middle of a batch does not hold a drop (and with it the endpoint)
+ * forever: after 5 s its connection is shut. */
+Test(net_faults, drop_is_not_held_by_a_peer_stuck_mid_frame, .timeout = 60)
+{
+    errors eb = {0};
+    kp_net *b = start(&eb);
+    kp_inbox *in = kp_inbox_new(1, 2);
+    kp_net_chan_id id = chan_id(0);
+    char err[256];
+    cr_assert_eq(kp_net_open_in(b, "127.0.0.0:4", &id, kp_inbox_channel(in, 0), err, sizeof err), 0,
+                 "%s", err);
+    int fd = hello(b, "127.0.0.0:4");
+    uint8_t credit[KP_NET_CREDIT_LEN], hdr[KP_NET_HEADER_MAX];
+    cr_assert_eq(recv(fd, credit, sizeof credit, MSG_WAITALL), (ssize_t)sizeof credit);
+    kp_batch *x = kp_batch_new();
+    kp_batch_reset(x);
+    kp_batch_append(x, (kp_bytes){"key", 3}, (kp_bytes){"value", 5}, 1, 1, 1);
+    send_all(fd, hdr, kp_net_encode_batch(hdr, &id, x));
+    send_all(fd, x->recs, 10); /* and then nothing */
+    /* the endpoint's kernel has the bytes (nothing left in our send queue); its reader, which
+     * was waiting for them, is then inside the frame and the drop finds the channel busy */
+    kp_time deadline = kp_mono_ms() + 20000;
+    int queued = 1;
+    while (queued > 0 && kp_mono_ms() < deadline && ioctl(fd, SIOCOUTQ, &queued) == 0)
+        usleep(1000);
+    usleep(100 * 1000);
+    kp_net_drop_attempt(b, JOB, 1, 0); /* returns once the stuck connection is shut */
+    expect_closed(fd);
+    cr_assert_eq(kp_net_get_stats(b).connections_failed, 1);
+    int timed_out;
+    cr_assert_null(kp_inbox_pop_timed(in, 0, &timed_out), "nothing of the cut batch delivered");
+    kp_batch_free(x);
+    kp_net_stop(b);
+    kp_inbox_free(in);
 }
