@@ -26,6 +26,8 @@
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  5000
 #define STOP_TIMEOUT_MS 15000
+/* A plugin download fails when no chunk came for this many heartbeat timeouts. */
+#define FETCH_TIMEOUTS 3
 
 typedef struct dep_entry {
     kp_tm_deployment *dep;
@@ -45,8 +47,9 @@ typedef struct session {
     uint64_t hb_seq;
     dep_entry deps[MAX_DEPLOYMENTS];
     int ndeps;
-    kp_tm_fetch *fetch; /* the plugin download in flight, if any */
-    int abandoned;      /* deployments that did not stop when cancelled (never freed) */
+    kp_tm_fetch *fetch;     /* the plugin download in flight, if any */
+    kp_time fetch_deadline; /* the download fails if no chunk arrives before */
+    int abandoned;          /* deployments that did not stop when cancelled (never freed) */
     uint64_t rng;
 } session;
 
@@ -115,6 +118,7 @@ static int pump_plugins(session *s, char *err, size_t errlen)
             i = -1; /* the list changed: look again */
             continue;
         }
+        s->fetch_deadline = kp_mono_ms() + (kp_time)FETCH_TIMEOUTS * s->hb_timeout_ms;
         Kappa__Control__PluginRequest req = KAPPA__CONTROL__PLUGIN_REQUEST__INIT;
         req.sha256 = d->plugin_sha256;
         kp_tm_log("fetching plugin %s (%llu bytes) for job %s", d->plugin_sha256,
@@ -143,6 +147,22 @@ static void cancel_job(session *s, const char *job_id, uint32_t attempt, int oth
             kp_tm_deployment_cancel(s->deps[i].dep);
         }
     }
+}
+
+/* A download the jobmanager stopped feeding fails the deployments waiting for it; the next
+ * plugin is requested. */
+static int check_fetch(session *s, char *err, size_t errlen)
+{
+    if (!s->fetch || kp_mono_ms() < s->fetch_deadline)
+        return 0;
+    char sha[65], why[256];
+    snprintf(sha, sizeof sha, "%s", kp_tm_fetch_sha256(s->fetch));
+    snprintf(why, sizeof why, "no data for plugin %s from the jobmanager for %d ms", sha,
+             FETCH_TIMEOUTS * s->hb_timeout_ms);
+    kp_tm_fetch_free(s->fetch);
+    s->fetch = NULL;
+    fail_waiting(s, sha, why);
+    return pump_plugins(s, err, errlen);
 }
 
 /* Joins and frees the deployments whose threads ended. */
@@ -239,6 +259,7 @@ static int on_plugin_data(session *s, ProtobufCMessage *msg, char *err, size_t e
         kp_tm_fetch_free(s->fetch);
         s->fetch = NULL;
     } else {
+        s->fetch_deadline = kp_mono_ms() + (kp_time)FETCH_TIMEOUTS * s->hb_timeout_ms;
         int rc = kp_tm_fetch_add(s->fetch, m->offset, m->total_size, m->bytes.data, m->bytes.len,
                                  why, sizeof why);
         if (rc < 0)
@@ -428,7 +449,7 @@ static void serve(session *s)
                 break;
             s->next_hb = now + s->hb_interval_ms;
         }
-        if (flush_outbox(s, err, sizeof err) != 0)
+        if (flush_outbox(s, err, sizeof err) != 0 || check_fetch(s, err, sizeof err) != 0)
             break;
         reap(s);
         int readable = 0;

@@ -829,6 +829,34 @@ Test(taskmanager, plugin_errors_and_cancel_while_fetching)
     free(j);
 }
 
+/* A plugin request the jobmanager never answers fails the deployment after 3 heartbeat
+ * timeouts instead of leaving it DEPLOYING for ever. */
+Test(taskmanager, an_unanswered_plugin_request_fails_the_deployment)
+{
+    ack_timeout_ms = 500;
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 1);
+    jm_conn c;
+    accept_and_register(&c);
+    Kappa__Control__Deploy *d =
+        make_deploy(j, "77777777777777777777777777777777", 0, "file:/dev/null", "file:/dev/null");
+    static const char never[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    d->plugin_sha256 = (char *)never;
+    c.plugin = j->plugin;
+    c.plugin_sha = never;
+    c.hold_plugin = 1;
+    send_msg(c.fd, KP_FRAME_DEPLOY, &d->base);
+    cr_assert_eq(serve_until(&c, finals_reached, (long)d->n_locals, 20000), 1);
+    const char *msg = assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FAILED, d->n_locals);
+    cr_assert(strstr(msg, "no data for plugin"), "message: %s", msg);
+    cr_assert_eq(c.plugin_requests, 1);
+    cr_assert(tm_alive());
+    free_deploy(d);
+    jm_close(&c);
+    free(j->plugin);
+    free(j);
+}
+
 static int running(jm_conn *c, long n)
 {
     int k = 0;
