@@ -80,8 +80,9 @@ struct kp_job {
 kp_job *kp_job_new(const char *name);
 void kp_job_free(kp_job *job);
 
-/* Runs a define function (from a plugin or linked in) against the host API. Returns 0, or -1
- * with the reason in errstr: the function refused the ABI, or the graph it built is invalid. */
+/* Runs a define function (from a plugin or linked in) against the host API (api.c, which
+ * sits above the graph: graph.c never calls the table). Returns 0, or -1 with the reason in
+ * errstr: the function refused the ABI, or the graph it built is invalid. */
 int kp_job_define(kp_job *job, int (*define)(const kp_api *api, kp_job *job), char *errstr,
                   size_t errlen);
 
