@@ -19,7 +19,7 @@
 #include "../../runtime/exec.h"
 #include "../../runtime/graph.h"
 #include "../../runtime/json.h"
-#include "../../runtime/net.h"
+#include "../../runtime/net_transport.h"
 #include "../../runtime/plan.h"
 #include "../../runtime/rng.h"
 #include "connectors.h"
@@ -162,57 +162,15 @@ static kp_job *new_job(void)
     return job;
 }
 
-/* ---- a kp_transport over a data-plane endpoint ------------------------------------------ */
+/* ---- the transport: kp_net_transport over one endpoint per side -------------------------- */
 
 #define JOB "netexec"
 
-typedef struct net_end {
-    kp_transport t;
-    kp_net *net;
-    char peer[KP_NET_ADDRESS_MAX + 1]; /* the other side's endpoint: every remote subtask */
-    uint32_t attempt;
-} net_end;
-
-static kp_net_chan_id net_id(const net_end *e, kp_channel_id id)
+/* Every remote subtask runs on the other side. */
+static const char *other_side(void *ctx, int task, int subtask, char *err, size_t errlen)
 {
-    kp_net_chan_id n = {.job = JOB,
-                        .attempt = e->attempt,
-                        .producer_task = id.producer_task,
-                        .producer_subtask = id.producer_subtask,
-                        .consumer_task = id.consumer_task,
-                        .consumer_subtask = id.consumer_subtask,
-                        .input = id.input};
-    return n;
+    return ctx;
 }
-
-static kp_channel *net_out(kp_transport *t, kp_channel_id id, int credits, char *err, size_t errlen)
-{
-    net_end *e = (net_end *)t;
-    kp_net_chan_id n = net_id(e, id);
-    return kp_net_open_out(e->net, e->peer, &n, err, errlen);
-}
-
-static int net_in(kp_transport *t, kp_channel_id id, kp_channel *ch, char *err, size_t errlen)
-{
-    net_end *e = (net_end *)t;
-    kp_net_chan_id n = net_id(e, id);
-    return kp_net_open_in(e->net, e->peer, &n, ch, err, errlen);
-}
-
-static void net_abort(kp_transport *t)
-{
-    net_end *e = (net_end *)t;
-    kp_net_abort_attempt(e->net, JOB, e->attempt);
-}
-
-static void net_drop(kp_transport *t, int ok)
-{
-    net_end *e = (net_end *)t;
-    cr_assert_eq(kp_net_drop_attempt(e->net, JOB, e->attempt, ok ? 20000 : 0), 0,
-                 "every batch, END included, left");
-}
-
-static const kp_transport_vt net_vt = {net_out, net_in, net_abort, net_drop};
 
 static void on_error(void *ctx, const kp_net_chan_id *chan, const char *msg)
 {
@@ -332,16 +290,17 @@ static void check_split(int p, int sink_p, uint64_t seed)
     kp_net *nets[2];
     for (int s = 0; s < 2; s++)
         cr_assert_not_null(nets[s] = kp_net_start(&ncfg, err, sizeof err), "%s", err);
-    net_end ends[2];
+    kp_net_transport ends[2];
+    char peers[2][KP_NET_ADDRESS_MAX + 1];
     for (int s = 0; s < 2; s++) {
-        ends[s] = (net_end){.t = {&net_vt}, .net = nets[s], .attempt = attempt};
-        snprintf(ends[s].peer, sizeof ends[s].peer, "%s", kp_net_address(nets[1 - s]));
+        snprintf(peers[s], sizeof peers[s], "%s", kp_net_address(nets[1 - s]));
+        kp_net_transport_init(&ends[s], nets[s], JOB, attempt, other_side, peers[s]);
     }
     side_run runs[2];
     pthread_t th[2];
     for (int s = 0; s < 2; s++) {
         runs[s] = (side_run){.input = input, .side = s};
-        runs[s].part = (kp_exec_part){mine[s], nmine[s], &ends[s].t};
+        runs[s].part = (kp_exec_part){mine[s], nmine[s], &ends[s].base};
         cr_assert_eq(pthread_create(&th[s], NULL, side_main, &runs[s]), 0);
     }
     for (int s = 0; s < 2; s++)
