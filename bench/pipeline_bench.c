@@ -40,6 +40,7 @@
  * whatever the total; a span of 2 h puts millions of distinct keys in each pane (and makes
  * the 256 MiB cache spill). */
 #include <inttypes.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,44 @@ static uint64_t rng(void)
 }
 
 static long span_hours = 168;
+static double skew; /* Zipf exponent of the items (item_0 hottest); 0 = uniform */
+
+/* An item drawn from Zipf(skew) over `keys` items by inverse CDF (cdf built once per call of
+ * generate), or uniformly when skew is 0. */
+static double *zipf_cdf;
+
+static int zipf_setup(long keys)
+{
+    free(zipf_cdf);
+    zipf_cdf = NULL;
+    if (skew <= 0)
+        return 0;
+    zipf_cdf = malloc((size_t)keys * sizeof *zipf_cdf);
+    if (!zipf_cdf)
+        return -1;
+    double sum = 0;
+    for (long k = 0; k < keys; k++)
+        zipf_cdf[k] = sum += pow((double)(k + 1), -skew);
+    for (long k = 0; k < keys; k++)
+        zipf_cdf[k] /= sum;
+    return 0;
+}
+
+static long draw_item(long keys)
+{
+    if (!zipf_cdf)
+        return (long)(rng() % (uint64_t)keys);
+    double u = (double)(rng() >> 11) / (double)(1ull << 53);
+    long lo = 0, hi = keys - 1;
+    while (lo < hi) {
+        long mid = (lo + hi) / 2;
+        if (zipf_cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
 
 static int generate(long n, long keys)
 {
@@ -79,7 +118,7 @@ static int generate(long n, long keys)
     size_t cap = (size_t)n * 80 + 64;
     events.text = malloc(cap);
     events.off = malloc(((size_t)n + 1) * sizeof *events.off);
-    if (!events.text || !events.off)
+    if (!events.text || !events.off || zipf_setup(keys) != 0)
         return -1;
     const int64_t t0 = 1700000000000ll, span = span_hours * KP_HOUR;
     size_t pos = 0;
@@ -87,7 +126,7 @@ static int generate(long n, long keys)
     for (long i = 0; i < n; i++) {
         int64_t ts = t0 + (int64_t)((double)span * (double)i / (double)n);
         ts -= (int64_t)(rng() % (10 * KP_SECOND));
-        long item = (long)(rng() % (uint64_t)keys);
+        long item = draw_item(keys);
         long user = (long)(rng() % 100000);
         events.off[i] = pos;
         pos += (size_t)snprintf(events.text + pos, cap - pos,
@@ -423,9 +462,10 @@ static int parse_list(const char *s, long *v, int max)
  * pane holds (nearly) all keys. For each key count and p, a first run with an unbounded cache
  * measures the state (the peak of the write-back cache, per subtask): that is "1x" (the
  * budget equals the state; nothing spills). Then the budget is set to state / 10 and
- * state / 100. `spec` is "state" (everything) or "state:KEYS:PS:RATIOS", each a comma list,
- * e.g. "state:100k,1M:1,2:10" (1x always runs: it is the reference). Events per key count:
- * max(events-scaling, 2 * keys). */
+ * state / 100. `spec` is "state" (everything) or "state:KEYS:PS:RATIOS:SKEW", KEYS, PS and
+ * RATIOS comma lists, e.g. "state:100k,1M:1,2:10" (1x always runs: it is the reference);
+ * SKEW is the items' Zipf exponent (default 0 = uniform, every key equally hot: the worst case
+ * for a cache; kappa-gen's default is 1.0). Events per key count: max(events-scaling, 2 * keys). */
 static int run_state_matrix(const char *spec, long n_min)
 {
     long keys[8] = {100000, 1000000, 10000000}, ps[8] = {1, 2, 4}, ratios[8] = {10, 100};
@@ -433,11 +473,11 @@ static int run_state_matrix(const char *spec, long n_min)
     if (strncmp(spec, "state:", 6) == 0) {
         char k[128], p[64], r[64];
         r[0] = '\0';
-        if (sscanf(spec + 6, "%127[^:]:%63[^:]:%63s", k, p, r) < 2 ||
+        if (sscanf(spec + 6, "%127[^:]:%63[^:]:%63[^:]:%lf", k, p, r, &skew) < 2 ||
             (nk = parse_list(k, keys, 8)) <= 0 || (np = parse_list(p, ps, 8)) <= 0 ||
             (nr = r[0] ? parse_list(r, ratios, 8) : 0) < 0) {
-            fprintf(stderr, "state matrix: expected state:KEYS:PS[:RATIOS], e.g. "
-                            "state:100k,1M:1,2:10,100\n");
+            fprintf(stderr, "state matrix: expected state:KEYS:PS[:RATIOS[:SKEW]], e.g. "
+                            "state:100k,1M:1,2:10,100:1.0\n");
             return -1;
         }
     }
@@ -448,9 +488,9 @@ static int run_state_matrix(const char *spec, long n_min)
             fprintf(stderr, "out of memory generating %ld events\n", n);
             return -1;
         }
-        printf("# state: generated %ld events over %ld keys, %ld h of event time (%.1f MiB) in "
-               "%.1f s\n",
-               n, keys[k], span_hours, (double)events.off[n] / (1 << 20), now() - g0);
+        printf("# state: generated %ld events over %ld keys (Zipf skew %.2f), %ld h of event time "
+               "(%.1f MiB) in %.1f s\n",
+               n, keys[k], skew, span_hours, (double)events.off[n] / (1 << 20), now() - g0);
         fflush(stdout);
         for (int i = 0; i < np; i++) {
             run_result all, r;

@@ -30,7 +30,7 @@
  * cache passes its byte budget the largest pane is written to RocksDB as partial
  * accumulators (blind writes: no read per record, ever) and cleared; when a spilled pane is
  * needed, its partials are read back and merged. RocksDB keys are
- *   key group (2, BE) | pane end (8) | pane from (8) | key | spill sequence (4, BE)
+ *   key group (2, BE) | pane end (8) | pane from (8) | spill sequence (4, BE) | key
  * (times big-endian with the sign flipped) — the pane before the key, so a pane is one range
  * per key group (docs/architecture.md).
  *
@@ -54,6 +54,13 @@ typedef struct pane {
     kp_keytable t;
     int spilled;
 } pane;
+
+/* One entry of a spill, to be written in RocksDB key order (see spill_pane). */
+typedef struct spill_ent {
+    uint64_t hi, lo;   /* key group and the first 14 bytes of the key, zero-padded */
+    uint32_t off, len; /* the whole RocksDB key in window_op.kbuf */
+    const void *val;
+} spill_ent;
 
 typedef struct window_op {
     kp_op op;
@@ -85,7 +92,10 @@ typedef struct window_op {
     int cf;
     kp_state_batch *batch;
     uint32_t spill_seq;
-    kp_buf kbuf;
+    kp_buf kbuf;       /* the keys of one spill, back to back */
+    spill_ent *sorted; /* the entries of one spill */
+    size_t nsorted, sorted_cap;
+    size_t hits_off; /* a pane entry's value: the accumulator, then a uint32_t hit count */
     int kg_first, kg_end;
 } window_op;
 
@@ -212,7 +222,7 @@ static pane *get_pane(window_op *w, kp_time end, kp_time from)
         return NULL;
     p->end = end;
     p->from = from;
-    kp_keytable_init(&p->t, w->agg.acc_size);
+    kp_keytable_init(&p->t, w->hits_off + sizeof(uint32_t));
     memmove(w->panes + pos + 1, w->panes + pos, (size_t)(w->npanes - pos) * sizeof *w->panes);
     w->panes[pos] = p;
     w->npanes++;
@@ -238,7 +248,8 @@ static void put_be(uint8_t *p, uint64_t v, int n)
         p[i] = (uint8_t)v;
 }
 
-#define PREFIX 18 /* key group, pane end, pane from */
+#define PREFIX     18           /* key group, pane end, pane from */
+#define SPILL_HEAD (PREFIX + 4) /* and the spill sequence: the key follows */
 
 static size_t spill_prefix(uint8_t *p, int kg, const pane *pn)
 {
@@ -273,38 +284,148 @@ static int open_state(window_op *w)
     w->state = kp_state_open(&cfg, err, sizeof err);
     if (!w->state)
         return kp_subtask_fail(st, "%s: cannot open window state: %s", w->op.node->name, err);
-    w->cf = kp_state_cf(w->state, "window", err, sizeof err);
+    w->cf = kp_state_cf_scan(w->state, "window", err, sizeof err);
     w->batch = kp_state_batch_new();
     if (w->cf < 0 || !w->batch)
         return kp_subtask_fail(st, "%s: window state: %s", w->op.node->name, err);
     return 0;
 }
 
+/* Big-endian bytes [from, from + n) of s (len bytes), zero past its end. */
+static uint64_t be_bytes(const uint8_t *s, size_t len, size_t from, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | (from + (size_t)i < len ? s[from + (size_t)i] : 0);
+    return v;
+}
+
+/* window_op.kbuf.ptr while qsort runs on this thread (each subtask thread has its own) */
+static _Thread_local const char *sort_keys;
+
+static int spill_ent_cmp(const void *a, const void *b)
+{
+    const spill_ent *x = a, *y = b;
+    if (x->hi != y->hi)
+        return x->hi < y->hi ? -1 : 1;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    /* same key group, pane and sequence: compare the keys */
+    int c = memcmp(sort_keys + x->off + SPILL_HEAD, sort_keys + y->off + SPILL_HEAD,
+                   (x->len < y->len ? x->len : y->len) - SPILL_HEAD);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Encodes every entry of pane p into w->kbuf and w->sorted, in RocksDB key order. The
+ * memtable is a skip list that remembers where its last insert went: an insert right after
+ * it costs a few comparisons, any other a search from the top (~2-3 us per entry measured,
+ * docs/state.md). Since the spill sequence comes before the key, a spill's entries are one
+ * run per key group, after every earlier spill of the pane; sorted, each goes right after
+ * the one before. */
+static uint32_t *entry_hits(const window_op *w, kp_keyentry *e)
+{
+    return (uint32_t *)((char *)kp_keyentry_value(e) + w->hits_off);
+}
+
+static int spill_collect(window_op *w, pane *p, const uint8_t seq[4], int all)
+{
+    if (p->t.n > w->sorted_cap) {
+        spill_ent *a = realloc(w->sorted, p->t.n * sizeof *a);
+        if (!a)
+            return -1;
+        w->sorted = a;
+        w->sorted_cap = p->t.n;
+    }
+    w->kbuf.len = 0;
+    size_t i = 0, n = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->t, &i))) {
+        if (!all && *entry_hits(w, e) != 0)
+            continue;
+        kp_bytes key = kp_keytable_key(&p->t, e);
+        int kg = kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism);
+        if (kp_buf_reserve(&w->kbuf, PREFIX + 4 + key.len) != 0)
+            return -1;
+        uint8_t *k = (uint8_t *)w->kbuf.ptr + w->kbuf.len;
+        spill_prefix(k, kg, p);
+        memcpy(k + PREFIX, seq, 4);
+        memcpy(k + SPILL_HEAD, key.ptr, key.len);
+        w->sorted[n++] = (spill_ent){
+            .hi = (uint64_t)kg << 48 | be_bytes((const uint8_t *)key.ptr, key.len, 0, 6),
+            .lo = be_bytes((const uint8_t *)key.ptr, key.len, 6, 8),
+            .off = (uint32_t)w->kbuf.len,
+            .len = (uint32_t)(SPILL_HEAD + key.len),
+            .val = kp_keyentry_value(e),
+        };
+        w->kbuf.len += SPILL_HEAD + key.len;
+    }
+    sort_keys = w->kbuf.ptr;
+    qsort(w->sorted, n, sizeof *w->sorted, spill_ent_cmp);
+    w->nsorted = n;
+    return 0;
+}
+
+/* How many of pane p's entries were not hit since the last sweep. */
+static size_t cold_entries(window_op *w, pane *p)
+{
+    size_t i = 0, n = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->t, &i)))
+        n += *entry_hits(w, e) == 0;
+    return n;
+}
+
+/* Keeps only the entries hit since the last sweep (their hit counts reset: a second chance),
+ * in a fresh table so the memory of the others is returned. */
+static int keep_hot(window_op *w, pane *p)
+{
+    kp_keytable t;
+    kp_keytable_init(&t, p->t.value_size);
+    size_t i = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->t, &i))) {
+        if (*entry_hits(w, e) == 0)
+            continue;
+        int created;
+        kp_keyentry *n = kp_keytable_upsert(&t, e->hash, kp_keytable_key(&p->t, e), &created);
+        if (!n) {
+            kp_keytable_free(&t);
+            return -1;
+        }
+        memcpy(kp_keyentry_value(n), kp_keyentry_value(e), w->hits_off);
+    }
+    w->cache_bytes = w->cache_bytes - kp_keytable_bytes(&p->t) + kp_keytable_bytes(&t);
+    kp_keytable_free(&p->t);
+    p->t = t;
+    return 0;
+}
+
+/* Writes pane p's entries to RocksDB as partial accumulators (blind writes, in key order). A
+ * sweep of a clock (second chance): the entries not hit since the last sweep go, the others
+ * stay with their hit counts reset — unless fewer than a quarter would go (the pane would be
+ * over budget again at once); then they all go. So hot keys stay cached under skewed input,
+ * and a sweep's cost, which is one pass over the pane, is at most 4 passes per entry moved. */
 static int spill_pane(window_op *w, pane *p)
 {
     if (!w->state && open_state(w) != 0)
         return -1;
     uint8_t seq[4];
     put_be(seq, w->spill_seq++, 4);
-    size_t i = 0;
-    kp_keyentry *e;
-    while ((e = kp_keytable_next(&p->t, &i))) {
-        kp_bytes key = kp_keytable_key(&p->t, e);
-        int kg = kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism);
-        w->kbuf.len = 0;
-        if (kp_buf_reserve(&w->kbuf, PREFIX + 4 + key.len) != 0)
-            return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
-        size_t n = spill_prefix((uint8_t *)w->kbuf.ptr, kg, p);
-        memcpy(w->kbuf.ptr + n, key.ptr, key.len);
-        memcpy(w->kbuf.ptr + n + key.len, seq, 4);
-        kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr, n + key.len + 4,
-                           kp_keyentry_value(e), w->agg.acc_size);
-    }
+    int all = cold_entries(w, p) * 4 < p->t.n;
+    if (spill_collect(w, p, seq, all) != 0)
+        return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
+    for (size_t i = 0; i < w->nsorted; i++)
+        kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + w->sorted[i].off,
+                           w->sorted[i].len, w->sorted[i].val, w->agg.acc_size);
     char err[512];
     if (kp_state_write(w->state, w->batch, err, sizeof err) != 0)
         return kp_subtask_fail(w->op.st, "%s: spilling window state: %s", w->op.node->name, err);
-    w->cache_bytes -= kp_keytable_bytes(&p->t);
-    kp_keytable_free(&p->t);
+    if (all) {
+        w->cache_bytes -= kp_keytable_bytes(&p->t);
+        kp_keytable_free(&p->t);
+    } else if (keep_hot(w, p) != 0) {
+        return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
+    }
     p->spilled = 1;
     atomic_fetch_add_explicit(&w->op.st->metrics->state_spills, 1, memory_order_relaxed);
     return 0;
@@ -321,40 +442,65 @@ static int maybe_spill(window_op *w)
     return largest ? spill_pane(w, largest) : 0;
 }
 
-/* Brings a spilled pane's partial accumulators back into memory and deletes them on disk. */
+/* Merges the partials of pane p in key group kg, where `it` has been positioned, into the
+ * pane's table. 0, or -1 on corrupt or unloadable state. */
+static int load_group(window_op *w, pane *p, kp_state_iter *it, const uint8_t lo[PREFIX])
+{
+    for (; kp_state_iter_valid(it); kp_state_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = kp_state_iter_key(it, &klen);
+        if (klen < PREFIX || memcmp(k, lo, PREFIX) != 0)
+            return 0; /* the next key group's (or pane's) entries */
+        const void *v = kp_state_iter_value(it, &vlen);
+        if (klen < SPILL_HEAD || vlen != w->agg.acc_size)
+            return -1;
+        kp_bytes key = {k + SPILL_HEAD, klen - SPILL_HEAD};
+        int created;
+        kp_keyentry *e = pane_upsert(w, p, kp_hash64(key.ptr, key.len), key, &created);
+        if (!e)
+            return -1;
+        if (created) {
+            memcpy(kp_keyentry_value(e), v, vlen);
+        } else {
+            /* merge functions may read the accumulator as its struct type */
+            memcpy(w->spill_tmp, v, vlen);
+            kp_agg_merge(&w->agg, kp_keyentry_value(e), w->spill_tmp);
+        }
+    }
+    return 0;
+}
+
+/* Brings a spilled pane's partial accumulators back into memory and deletes them on disk:
+ * one iterator over the subtask's key groups, a seek per key group (an iterator per key
+ * group cost more than reading the entries, docs/state.md). */
 static int load_pane(window_op *w, pane *p)
 {
     if (!p->spilled)
         return 0;
     char err[512];
-    for (int kg = w->kg_first; kg < w->kg_end; kg++) {
-        uint8_t lo[PREFIX], hi[PREFIX];
+    uint8_t first[PREFIX], end[PREFIX], lo[PREFIX], hi[PREFIX];
+    spill_range(first, hi, w->kg_first, p);
+    spill_range(lo, end, w->kg_end - 1, p);
+    kp_state_iter *it = kp_state_iter_open(w->state, w->cf, first, PREFIX, end, PREFIX);
+    if (!it)
+        return kp_subtask_fail(w->op.st, "%s: reading window state: out of memory",
+                               w->op.node->name);
+    int bad = 0;
+    for (int kg = w->kg_first; kg < w->kg_end && !bad; kg++) {
         spill_range(lo, hi, kg, p);
-        kp_state_iter *it = kp_state_iter_open(w->state, w->cf, lo, PREFIX, hi, PREFIX);
-        for (; it && kp_state_iter_valid(it); kp_state_iter_next(it)) {
-            size_t klen, vlen;
-            const char *k = kp_state_iter_key(it, &klen);
-            const void *v = kp_state_iter_value(it, &vlen);
-            kp_bytes key = {k + PREFIX, klen - PREFIX - 4};
-            int created;
-            kp_keyentry *e = pane_upsert(w, p, kp_hash64(key.ptr, key.len), key, &created);
-            if (!e || vlen != w->agg.acc_size) {
-                kp_state_iter_close(it, err, sizeof err);
-                return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
-                                       w->op.node->name);
-            }
-            if (created) {
-                memcpy(kp_keyentry_value(e), v, vlen);
-            } else {
-                /* merge functions may read the accumulator as its struct type */
-                memcpy(w->spill_tmp, v, vlen);
-                kp_agg_merge(&w->agg, kp_keyentry_value(e), w->spill_tmp);
-            }
-        }
-        if (!it || kp_state_iter_close(it, err, sizeof err) != 0 ||
-            kp_state_del_range(w->state, w->cf, lo, PREFIX, hi, PREFIX, err, sizeof err) != 0)
-            return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name,
-                                   it ? err : "iterator");
+        kp_state_iter_seek(it, lo, PREFIX);
+        bad = load_group(w, p, it, lo);
+    }
+    if (kp_state_iter_close(it, err, sizeof err) != 0)
+        return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name, err);
+    if (bad)
+        return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
+                               w->op.node->name);
+    for (int kg = w->kg_first; kg < w->kg_end; kg++) {
+        spill_range(lo, hi, kg, p);
+        if (kp_state_del_range(w->state, w->cf, lo, PREFIX, hi, PREFIX, err, sizeof err) != 0)
+            return kp_subtask_fail(w->op.st, "%s: deleting read-back window state: %s",
+                                   w->op.node->name, err);
     }
     p->spilled = 0;
     return 0;
@@ -642,6 +788,8 @@ static int window_record(kp_op *op, kp_event *ev)
         return kp_subtask_fail(op->st, "%s: out of memory for window state", op->node->name);
     if (created)
         kp_agg_init(&w->agg, kp_keyentry_value(e));
+    else if (*entry_hits(w, e) < UINT32_MAX)
+        ++*entry_hits(w, e); /* stays cached at the next sweep (spill_pane) */
     kp_agg_add(&w->agg, kp_keyentry_value(e), ev);
     if (w->incremental && w->run_hi != KP_TIME_MIN && covers(w, w->run_hi, p)) {
         int fresh;
@@ -702,6 +850,7 @@ static void window_destroy(kp_op *op)
     kp_keytable_free(&w->running);
     kp_doc_free(&w->doc);
     kp_buf_free(&w->kbuf);
+    free(w->sorted);
     free(w->acc_tmp);
     free(w->spill_tmp);
     if (w->batch)
@@ -743,6 +892,7 @@ kp_op *kp_op_window_new(kp_subtask *st, const kp_node *n)
     }
     w->op = (kp_op){.vt = &window_vt, .node = n, .st = st};
     kp_agg_setup(&w->agg, n->u.window.aggregate);
+    w->hits_off = (w->agg.acc_size + 3) & ~(size_t)3;
     w->size = s->size;
     w->slide = s->kind == KP_WINDOW_TUMBLING ? s->size : s->slide;
     w->gran = gcd64(w->size, w->slide);

@@ -916,6 +916,42 @@ Test(windows, sliding_spill)
 {
     property_ex(kp_sliding(50, 20), AGG_CUSTOM, -1, 1);
 }
+/* Every pane-window kind and aggregate under the same 4 KiB budget: panes spill (in key
+ * order, several times each) and are read back to fire, to re-fire for records within the
+ * allowed lateness and to move the running window of sliding counts; the results and the late
+ * side output equal the reference and the cases spilled (run_case asserts both). */
+Test(windows_spill, tumbling_count)
+{
+    property_ex(kp_tumbling(100), AGG_COUNT, -1, 1);
+}
+Test(windows_spill, tumbling_min)
+{
+    property_ex(kp_tumbling(50), AGG_MIN, -1, 1);
+}
+Test(windows_spill, tumbling_max_lateness)
+{
+    property_ex(kp_tumbling(100), AGG_MAX, 120, 1);
+}
+Test(windows_spill, tumbling_custom_lateness)
+{
+    property_ex(kp_tumbling(60), AGG_CUSTOM, 80, 1);
+}
+Test(windows_spill, sliding_sum_lateness)
+{
+    property_ex(kp_sliding(50, 20), AGG_SUM, 100, 1);
+}
+Test(windows_spill, sliding_max_odd)
+{
+    property_ex(kp_sliding(100, 30), AGG_MAX, -1, 1);
+}
+Test(windows_spill, sliding_min)
+{
+    property_ex(kp_sliding(50, 20), AGG_MIN, 0, 1);
+}
+Test(windows_spill, sliding_count_odd_lateness)
+{
+    property_ex(kp_sliding(100, 30), AGG_COUNT, 90, 1);
+}
 /* Sessions too: every key's sessions are evicted to RocksDB and read back by its next record
  * or timer (key_spill.h). */
 Test(windows, session_spill)
