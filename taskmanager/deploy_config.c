@@ -177,3 +177,15 @@ int kp_tm_memory_apply(const Kappa__Control__Deploy *d, const kp_job *job, size_
     a->conf[n] = a->fetch_conf; /* room was left for it */
     return 0;
 }
+
+const char *kp_tm_placement_peer(void *ctx, int task, int subtask, char *err, size_t errlen)
+{
+    const Kappa__Control__Deploy *d = ctx;
+    for (size_t i = 0; i < d->n_placements; i++) {
+        const Kappa__Control__Placement *p = d->placements[i];
+        if (p->task_id == task && p->subtask == (uint32_t)subtask && *p->data_address)
+            return p->data_address;
+    }
+    snprintf(err, errlen, "the deployment places subtask %d of task %d nowhere", subtask, task);
+    return NULL;
+}

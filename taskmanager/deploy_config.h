@@ -39,6 +39,11 @@ void kp_tm_exec_args_free(kp_tm_exec_args *a);
 int kp_tm_memory_apply(const Kappa__Control__Deploy *d, const kp_job *job, size_t slot_bytes,
                        kp_tm_exec_args *a, kp_exec_config *cfg, char *err, size_t errlen);
 
+/* The data address of the taskmanager that runs `subtask` of `task`, from the Deploy's
+ * placements (ctx is the Deploy): a kp_net_peer_fn for runtime/net_transport.h. NULL with the
+ * reason when the Deploy places it nowhere. */
+const char *kp_tm_placement_peer(void *ctx, int task, int subtask, char *err, size_t errlen);
+
 /* Checks the Deploy's local subtasks against the plan: every one names a task of the plan and
  * a subtask below its parallelism, none twice. Sets *whole when they are every subtask of the
  * job (nothing runs elsewhere). 0, or -1 with the reason. */

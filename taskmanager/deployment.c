@@ -141,8 +141,9 @@ static int execute(kp_tm_deployment *dep, const kp_job *job, const kp_exec_confi
     }
     for (size_t i = 0; i < dep->d->n_locals; i++)
         local[i] = (kp_subtask_ref){dep->d->locals[i]->task_id, (int)dep->d->locals[i]->subtask};
-    kp_tm_net_transport t;
-    kp_tm_net_transport_init(&t, dep->env.net, dep->d);
+    kp_net_transport t;
+    kp_net_transport_init(&t, dep->env.net, dep->d->job_id, dep->d->attempt, kp_tm_placement_peer,
+                          dep->d);
     kp_exec_part part = {.local = local, .nlocal = (int)dep->d->n_locals, .transport = &t.base};
     int rc = kp_exec_run_part(job, cfg, &part, stats, err, errlen);
     free(local);
