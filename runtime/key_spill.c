@@ -191,6 +191,11 @@ int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_k
     return 0;
 }
 
+int kp_key_spill_open(kp_key_spill *sp)
+{
+    return sp->state ? 0 : open_state(sp);
+}
+
 int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob, size_t *len)
 {
     if (!sp->ever)

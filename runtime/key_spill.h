@@ -76,6 +76,10 @@ int kp_key_spill_entry(kp_key_spill *sp, kp_keytable *t, uint64_t hash, kp_bytes
                        int (*restore)(void *arg, kp_keyentry *e, kp_bytes blob), void *arg,
                        kp_keyentry **out);
 
+/* Opens the database now if it is not open yet (for other column families of the same
+ * operator, e.g. timer_spill.h). 0, or -1 after kp_subtask_fail. */
+int kp_key_spill_open(kp_key_spill *sp);
+
 /* Reads back the spilled state of `key` (hash: kp_hash64 of it): 1 and *blob (malloc'd, free
  * it) if it was spilled, 0 if not, -1 after kp_subtask_fail. The on-disk copy stays. */
 int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob, size_t *len);

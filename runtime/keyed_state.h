@@ -55,6 +55,7 @@ typedef struct kp_process_counts {
     size_t cache_bytes;    /* what counts against state_cache_bytes: the value table and
                               what its keys hold (list/map state, timer arrays) */
     long long spills, keys_spilled, keys_read_back; /* key_spill.h */
+    long long timers_spilled, timers_read_back;     /* timer_spill.h, both kinds */
 } kp_process_counts;
 
 void kp_op_process_counts(const kp_op *op, kp_process_counts *c);

@@ -51,9 +51,12 @@
  * arrays of event-time timers count). A cold key's whole state — value, list, map (tables
  * byte for byte, so the map iterates in the same order after a read-back) and its pending
  * event-time timers — is written as one value under key group | key and read back when a
- * record or a timer of it comes. What stays in memory: the timer heaps and the set of pending
- * timers (about 100 bytes plus twice the key per pending timer), which find due timers
- * without reading RocksDB. Spilling changes no result: a key read back is the key evicted.
+ * record or a timer of it comes. Each timer heap keeps up to an eighth of the budget in
+ * memory; its later timers overflow into a column family ordered by due time (timer_spill.h)
+ * and come back before they are due. What stays in memory beyond the budget: the set of
+ * pending timers (about 60 bytes plus kind, time and key per pending timer), which keeps
+ * deletes, duplicates and stale heap entries exact without reading RocksDB. Spilling changes
+ * no result: a key read back is the key evicted, and timers fire in the order of their times.
  *
  * @locality one subtask thread per operator instance; no locks. */
 #include <stdlib.h>
@@ -64,6 +67,7 @@
 #include "keyed_state.h"
 #include "keytable.h"
 #include "timer_heap.h"
+#include "timer_spill.h"
 #include "ops.h"
 
 /* Stale heap entries tolerated before a rebuild is considered. */
@@ -94,6 +98,7 @@ typedef struct process_op {
     size_t extra_bytes; /* held by the keys outside the table: list/map state, timer arrays */
     size_t cache_limit; /* for the table and extra_bytes */
     kp_key_spill spill;
+    kp_timer_spill tspill[2]; /* each heap's timers beyond an eighth of the budget */
 } process_op;
 
 /* The per-key header in front of the value. */
@@ -335,6 +340,9 @@ static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_
 static int maybe_evict(process_op *p)
 {
     static const kp_key_spill_ops ops = {pk_used, pk_save, pk_bytes, pk_drop};
+    if (kp_timer_spill_check(&p->tspill[0], &p->heaps[0]) != 0 ||
+        kp_timer_spill_check(&p->tspill[1], &p->heaps[1]) != 0)
+        return -1;
     size_t bytes = kp_keytable_bytes(&p->values) + p->extra_bytes;
     if (bytes <= p->cache_limit)
         return 0;
@@ -563,8 +571,9 @@ static int call_on_timer(process_op *p, kp_keyentry *e, kp_time when, bool event
 static int fire_due(process_op *p, bool event_time, kp_time upto)
 {
     kp_timer_heap *h = &p->heaps[event_time];
-    while (h->n && h->a[0].when <= upto) {
-        kp_timer t = kp_timer_pop(h);
+    kp_timer t;
+    int due;
+    while ((due = kp_timer_spill_pop_due(&p->tspill[event_time], h, upto, &t)) == 1) {
         kp_bytes key = kp_timer_key(h, &t);
         /* a pending timer keeps its key (in memory or spilled); a timer not pending is a
          * stale heap entry, whose key is not read back */
@@ -582,7 +591,7 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
         if (drop_if_empty(p, e) != 0 || maybe_evict(p) != 0)
             return -1;
     }
-    return 0;
+    return due;
 }
 
 /* Fires the event-time timers of key `e` due at `cwm` (the cwm of a record of that key), in
@@ -622,7 +631,7 @@ static int process_record(kp_op *op, kp_event *ev)
     p->extra_bytes += key_extra(hdr_of(e)) - before;
     if (drop_if_empty(p, e) != 0 || maybe_evict(p) != 0)
         return -1;
-    return p->heaps[0].n ? fire_due(p, false, kp_wall_ms()) : 0;
+    return kp_timer_spill_any(&p->tspill[0], &p->heaps[0]) ? fire_due(p, false, kp_wall_ms()) : 0;
 }
 
 /* Bytes of the tables, heaps and what the keys in memory hold. */
@@ -656,7 +665,9 @@ void kp_op_process_counts(const kp_op *op, kp_process_counts *c)
                              kp_keytable_bytes(&p->values) + p->extra_bytes,
                              p->spill.spills,
                              p->spill.keys_out,
-                             p->spill.keys_in};
+                             p->spill.keys_in,
+                             p->tspill[0].timers_out + p->tspill[1].timers_out,
+                             p->tspill[0].timers_in + p->tspill[1].timers_in};
 }
 
 static int process_finish(kp_op *op)
@@ -680,6 +691,8 @@ static void process_destroy(kp_op *op)
         free(hdr_of(e)->et);
     }
     kp_keytable_free(&p->values);
+    kp_timer_spill_finish(&p->tspill[0]);
+    kp_timer_spill_finish(&p->tspill[1]);
     kp_key_spill_finish(&p->spill);
     kp_keytable_free(&p->timerset);
     kp_timer_heap_free(&p->heaps[0]);
@@ -693,7 +706,7 @@ static void process_destroy(kp_op *op)
 static int process_tick(kp_op *op, kp_time now)
 {
     process_op *p = (process_op *)op;
-    if (p->heaps[0].n && fire_due(p, false, now) != 0)
+    if (kp_timer_spill_any(&p->tspill[0], &p->heaps[0]) && fire_due(p, false, now) != 0)
         return -1;
     for (int i = 0; i < op->nout; i++)
         if (kp_op_tick(op->out[i], now) != 0)
@@ -718,5 +731,7 @@ kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
     kp_keytable_init(&p->timerset, sizeof(uint64_t));
     p->cache_limit = st->state_cache_bytes ? st->state_cache_bytes : 256u << 20;
     kp_key_spill_init(&p->spill, st, n, "process");
+    kp_timer_spill_init(&p->tspill[0], &p->spill, "process-timers-processing", p->cache_limit / 8);
+    kp_timer_spill_init(&p->tspill[1], &p->spill, "process-timers-event", p->cache_limit / 8);
     return &p->op;
 }

@@ -37,10 +37,10 @@
  * Spilling (key_spill.h, docs/state.md): the key table is a write-back cache over RocksDB
  * under the subtask's state_cache_bytes. What spills is a key's sessions — their bounds,
  * timer ids and accumulators, byte for byte — as one value under key group | key; a record
- * or a timer of a key that is not in memory reads it back. The timers stay in memory (one
- * heap entry per open session plus stale ones, each with a copy of its key): the heap is
- * what finds due sessions without reading RocksDB. Spilling changes no result: a key read
- * back is exactly the key evicted. */
+ * or a timer of a key that is not in memory reads it back. The timer heap keeps up to a
+ * quarter of the budget in memory; its later timers overflow into a column family ordered by
+ * due time (timer_spill.h) and come back before they are due. Spilling changes no result: a
+ * key read back is exactly the key evicted, and timers fire in the order of their times. */
 #include <stdlib.h>
 
 #include "keygroup.h"
@@ -48,6 +48,7 @@
 #include "keytable.h"
 #include "ops.h"
 #include "timer_heap.h"
+#include "timer_spill.h"
 #include "window_agg.h"
 
 typedef struct session {
@@ -82,6 +83,7 @@ typedef struct session_op {
     size_t items_bytes; /* of all keys' session arrays (the table's bytes come on top) */
     size_t cache_limit; /* for the table and the arrays */
     kp_key_spill spill;
+    kp_timer_spill tspill; /* the timers beyond a quarter of the budget */
 } session_op;
 
 #define SESS(s, ks, i) ((session *)((ks)->items + (size_t)(i) * (s)->sess_size))
@@ -240,6 +242,8 @@ static int key_entry(session_op *s, uint64_t hash, kp_bytes key, int create, kp_
 static int maybe_evict(session_op *s)
 {
     static const kp_key_spill_ops ops = {ks_used, ks_save, ks_bytes, ks_drop};
+    if (kp_timer_spill_check(&s->tspill, &s->timers) != 0)
+        return -1;
     size_t bytes = kp_keytable_bytes(&s->keys) + s->items_bytes;
     size_t all = bytes + kp_timer_heap_bytes(&s->timers);
     if (all > s->state_peak)
@@ -339,11 +343,13 @@ static int session_watermark(kp_op *op, kp_time wm)
     if (wm <= s->wm)
         return 0;
     s->wm = wm;
-    while (s->timers.n && s->timers.a[0].when <= wm) {
-        kp_timer t = kp_timer_pop(&s->timers);
+    kp_timer t;
+    int due;
+    while ((due = kp_timer_spill_pop_due(&s->tspill, &s->timers, wm, &t)) == 1)
         if (on_timer(s, &t, wm) != 0 || maybe_evict(s) != 0)
             return -1;
-    }
+    if (due < 0)
+        return -1;
     return kp_op_emit_watermark(op, wm);
 }
 
@@ -378,6 +384,7 @@ static void session_destroy(kp_op *op)
     while ((e = kp_keytable_next(&s->keys, &i)))
         free(((key_sessions *)kp_keyentry_value(e))->items);
     kp_keytable_free(&s->keys);
+    kp_timer_spill_finish(&s->tspill);
     kp_key_spill_finish(&s->spill);
     kp_timer_heap_free(&s->timers);
     free(s->tmp);
@@ -405,6 +412,7 @@ kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n)
     kp_keytable_init(&s->keys, sizeof(key_sessions));
     s->cache_limit = st->state_cache_bytes ? st->state_cache_bytes : 256u << 20;
     kp_key_spill_init(&s->spill, st, n, "sessions");
+    kp_timer_spill_init(&s->tspill, &s->spill, "session-timers", s->cache_limit / 4);
     s->tmp = calloc(1, s->sess_size);
     if (!s->tmp) {
         session_destroy(&s->op);

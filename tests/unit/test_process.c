@@ -13,9 +13,11 @@
 #include "connectors.h"
 #include "exec.h"
 #include "graph.h"
+#include "keygroup.h"
 #include "keyed_state.h"
 #include "ops.h"
 #include "timer_heap.h"
+#include "timer_spill.h"
 
 #include "../support/shell.h"
 
@@ -816,8 +818,8 @@ Test(process, timer_heap_owns_its_keys)
 
 /* A 24/7 job whose keys rotate but never clear their state: 50,000 keys each hold a value,
  * a list item, a map entry and a timer far ahead. The value table and what its keys hold stay
- * inside the budget all along (keys go to RocksDB); every key is then read back, cleared and
- * its timer deleted, and nothing is left anywhere. */
+ * inside the budget all along (keys go to RocksDB), and so do most timers; every key is then
+ * read back, cleared and its timer deleted, and nothing is left anywhere. */
 Test(process, rotating_keys_stay_inside_the_budget, .timeout = 240)
 {
     char dir[] = "/tmp/kappa-process-spill-XXXXXX";
@@ -846,6 +848,8 @@ Test(process, rotating_keys_stay_inside_the_budget, .timeout = 240)
     cr_assert_gt(c.spills, 0);
     cr_assert_lt(c.keys, (size_t)keys / 10, "most keys are in RocksDB, not in memory");
     cr_assert_eq(c.pending_timers, (size_t)keys, "spilled keys keep their timers");
+    cr_assert_gt(c.timers_spilled, 0);
+    cr_assert_lt(c.heap_entries, (size_t)keys / 10, "%zu timers in memory", c.heap_entries);
     for (int i = 0; i < keys; i++) {
         snprintf(key, sizeof key, "key-%d", i);
         snprintf(cmds, sizeof cmds, "c L M d%d", 10000000 + i);
@@ -858,7 +862,9 @@ Test(process, rotating_keys_stay_inside_the_budget, .timeout = 240)
     cr_assert(c.keys == 0 && c.pending_timers == 0, "%zu keys, %zu timers left", c.keys,
               c.pending_timers);
     h_wm(&h, KP_TIME_MAX);
-    cr_assert_str_eq(script_log, "", "a cleared key came back from RocksDB: %s", script_log);
+    cr_assert_str_eq(script_log, "", "a cleared key or a deleted timer came back: %s", script_log);
+    c = h_counts(&h);
+    cr_assert_eq(c.timers_read_back, c.timers_spilled, "every spilled timer came back");
     h_close(&h);
     kp_test_rmtree(dir);
 }
@@ -918,5 +924,75 @@ Test(process, spilled_map_iterates_in_the_same_order)
     cr_assert_gt(h_counts(&h).keys_read_back, 0);
     cr_assert_str_eq(map_order, before, "the map iterates in another order after a read-back");
     h_close(&h);
+    kp_test_rmtree(dir);
+}
+
+/* Timers beyond the limit go to RocksDB ordered by time and come back before they are due:
+ * popped in time order with their keys and aux, the same as from a heap in memory, while the
+ * heap holds about its limit. */
+Test(process, spilled_timers_pop_in_time_order)
+{
+    char dir[] = "/tmp/kappa-timer-spill-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    kp_metrics metrics = {0};
+    kp_subtask st = {.metrics = &metrics, .state_dir = dir};
+    kp_node node = {0};
+    snprintf(node.name, sizeof node.name, "timers");
+    kp_key_spill sp;
+    kp_key_spill_init(&sp, &st, &node, "keys");
+    kp_timer_spill ts;
+    const size_t limit = 16 * 1024;
+    kp_timer_spill_init(&ts, &sp, "timers", limit);
+    kp_timer_heap h = {0};
+    srand(5);
+    char key[32];
+    size_t peak = 0;
+    kp_time wm = 0, last = KP_TIME_MIN;
+    long pushed = 0, popped = 0;
+    static char seen[40000];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 2000; i++, pushed++) { /* due from just past wm to far ahead */
+            kp_time when = wm + 1 + rand() % 100000;
+            int len = snprintf(key, sizeof key, "k%lld-%ld", (long long)when, pushed);
+            cr_assert_eq(kp_timer_push(&h, when, pushed, kp_hash64(key, (size_t)len),
+                                       (kp_bytes){key, (size_t)len}),
+                         0);
+            cr_assert_eq(kp_timer_spill_check(&ts, &h), 0);
+            size_t need = h.n * sizeof *h.a + h.live;
+            peak = need > peak ? need : peak;
+        }
+        wm += 2500;
+        kp_timer t;
+        int rc;
+        while ((rc = kp_timer_spill_pop_due(&ts, &h, wm, &t)) == 1) {
+            popped++;
+            cr_assert_geq(t.when, last, "popped %lld after %lld", (long long)t.when,
+                          (long long)last);
+            last = t.when;
+            kp_bytes k = kp_timer_key(&h, &t);
+            int len = snprintf(key, sizeof key, "k%lld-%lld", (long long)t.when, (long long)t.aux);
+            cr_assert(k.len == (size_t)len && !memcmp(k.ptr, key, k.len), "key of %lld: %.*s",
+                      (long long)t.when, KP_STR(k));
+            cr_assert_eq(t.hash, kp_hash64(key, (size_t)len));
+            cr_assert(t.aux >= 0 && t.aux < 40000 && !seen[t.aux], "timer %lld popped twice",
+                      (long long)t.aux);
+            seen[t.aux] = 1;
+        }
+        cr_assert_eq(rc, 0);
+    }
+    kp_timer t;
+    while (kp_timer_spill_pop_due(&ts, &h, KP_TIME_MAX, &t) == 1) {
+        popped++;
+        cr_assert_geq(t.when, last);
+        last = t.when;
+    }
+    cr_assert_eq(popped, pushed, "every timer came back once");
+    cr_assert_gt(ts.spills, 0);
+    cr_assert_geq(ts.timers_in, ts.timers_out);
+    cr_assert_leq(peak, limit + sizeof(kp_timer) + 16, "the heap held %zu bytes", peak);
+    cr_assert(!kp_timer_spill_any(&ts, &h));
+    kp_timer_heap_free(&h);
+    kp_timer_spill_finish(&ts);
+    kp_key_spill_finish(&sp);
     kp_test_rmtree(dir);
 }
