@@ -344,27 +344,47 @@ static void writer_loop(net_conn *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* Dials until connected, the deadline or the connection's failure (kp_net_stop); retries back
+ * off from 20 ms to 500 ms, each attempt bounded by 2 s (a peer whose SYNs are dropped).
+ * 0 once c->fd is set. */
+static int dial(net_conn *c, int timeout)
+{
+    char err[256];
+    kp_time deadline = kp_mono_ms() + timeout;
+    int delay = 20;
+    pthread_mutex_lock(&c->lock);
+    while (!c->failed) {
+        pthread_mutex_unlock(&c->lock);
+        kp_time left = deadline - kp_mono_ms();
+        int fd = kp_net_dial_once(c->peer, left < 2000 ? (int)(left > 1 ? left : 1) : 2000, err,
+                                  sizeof err);
+        pthread_mutex_lock(&c->lock);
+        if (fd >= 0 && !c->failed) {
+            c->fd = fd;
+            pthread_mutex_unlock(&c->lock);
+            return 0;
+        }
+        if (fd >= 0)
+            close(fd);
+        if (c->failed || kp_mono_ms() + delay > deadline)
+            break;
+        struct timespec wake = kp_deadline_ms(delay); /* kp_net_conn_fail wakes it early */
+        pthread_cond_timedwait(&c->cond, &c->lock, &wake);
+        delay = delay < 500 ? delay * 2 : 500;
+    }
+    int failed = c->failed;
+    pthread_mutex_unlock(&c->lock);
+    if (!failed)
+        kp_net_conn_fail(c, "%s", err);
+    return -1;
+}
+
 /* Dials, or waits for the peer to dial; 0 once c->fd is set. */
 static int connect_peer(net_conn *c)
 {
-    kp_net *net = c->net;
-    int timeout = net->cfg.connect_timeout_ms;
-    if (c->dialer) {
-        char err[256];
-        int fd = kp_net_dial(c->peer, timeout, err, sizeof err);
-        if (fd < 0) {
-            kp_net_conn_fail(c, "%s", err);
-            return -1;
-        }
-        pthread_mutex_lock(&c->lock);
-        int failed = c->failed;
-        if (!failed)
-            c->fd = fd;
-        pthread_mutex_unlock(&c->lock);
-        if (failed)
-            close(fd);
-        return failed ? -1 : 0;
-    }
+    int timeout = c->net->cfg.connect_timeout_ms;
+    if (c->dialer)
+        return dial(c, timeout);
     struct timespec deadline = kp_deadline_ms(timeout);
     pthread_mutex_lock(&c->lock);
     int rc = 0;

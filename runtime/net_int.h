@@ -97,7 +97,7 @@ void kp_net_fail_channels(net_conn *c); /* endpoint lock held */
 
 /* net_sock.c — blocking socket helpers; -1 with errno or a reason */
 int kp_net_listen(const char *bind, int port, int *bound_port, char *err, size_t errlen);
-int kp_net_dial(const char *address, int timeout_ms, char *err, size_t errlen);
+int kp_net_dial_once(const char *address, int timeout_ms, char *err, size_t errlen);
 int kp_net_read_full(int fd, void *buf, size_t len); /* 1 read, 0 EOF before len, -1 error */
 int kp_net_write_full(int fd, struct iovec *iov, int iovcnt);
 void kp_net_set_timeout(int fd, int ms);

@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "net_int.h"
 
 /* Splits "host:port" / "[v6]:port" into host and port strings. */
@@ -100,30 +99,22 @@ static int connect_once(struct addrinfo *ai, int timeout_ms)
     return fd;
 }
 
-int kp_net_dial(const char *address, int timeout_ms, char *err, size_t errlen)
+int kp_net_dial_once(const char *address, int timeout_ms, char *err, size_t errlen)
 {
     char host[KP_NET_ADDRESS_MAX], port[16];
     if (split(address, host, sizeof host, port, sizeof port) < 0) {
         snprintf(err, errlen, "'%s' is not a host:port address", address);
         return -1;
     }
-    kp_time deadline = kp_mono_ms() + timeout_ms;
-    int delay = 20;
-    for (;;) {
-        struct addrinfo *ai;
-        if (resolve(host, port, 0, &ai, err, errlen) == 0) {
-            int fd = connect_once(ai, timeout_ms);
-            int e = errno;
-            freeaddrinfo(ai);
-            if (fd >= 0)
-                return fd;
-            snprintf(err, errlen, "cannot connect to %s: %s", address, strerror(e));
-        }
-        if (kp_mono_ms() + delay > deadline)
-            return -1;
-        usleep((useconds_t)delay * 1000);
-        delay = delay < 500 ? delay * 2 : 500;
-    }
+    struct addrinfo *ai;
+    if (resolve(host, port, 0, &ai, err, errlen) < 0)
+        return -1;
+    int fd = connect_once(ai, timeout_ms);
+    int e = errno;
+    freeaddrinfo(ai);
+    if (fd < 0)
+        snprintf(err, errlen, "cannot connect to %s: %s", address, strerror(e));
+    return fd;
 }
 
 int kp_net_read_full(int fd, void *buf, size_t len)

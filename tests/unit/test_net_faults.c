@@ -340,3 +340,32 @@ Test(net_faults, drop_is_not_held_by_a_peer_stuck_mid_frame, .timeout = 60)
     kp_net_stop(b);
     kp_inbox_free(in);
 }
+
+/* Stopping an endpoint does not wait out the connect timeout of a peer it is still dialling
+ * or still waiting for (the test's own timeout is far below the 60 s). */
+Test(net_faults, stop_does_not_wait_for_pending_connections, .timeout = 30)
+{
+    errors ea = {0};
+    kp_net *a = start_endpoint(&ea, 0, 60000);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.2", &sa.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    char refusing[64], err[256];
+    snprintf(refusing, sizeof refusing, "127.0.0.2:%d", ntohs(sa.sin_port));
+    kp_inbox *in = kp_inbox_new(2, 2);
+    kp_net_chan_id dialled = chan_id(0), awaited = chan_id(1);
+    cr_assert_eq(kp_net_open_in(a, refusing, &dialled, kp_inbox_channel(in, 0), err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(
+        kp_net_open_in(a, "127.0.0.0:5", &awaited, kp_inbox_channel(in, 1), err, sizeof err), 0,
+        "%s", err);
+    usleep(100 * 1000); /* both connection threads are in their loops */
+    kp_net_drop_attempt(a, JOB, 1, 0);
+    kp_net_stop(a);
+    cr_assert_eq(error_count(&ea), 0, "a stop is no failure");
+    close(fd);
+    kp_inbox_free(in);
+}
