@@ -27,12 +27,14 @@
  * incrementally, spills and loads.
  *
  * State: panes live in memory (keytable.c) as a write-back cache over RocksDB. When the
- * cache passes its byte budget the largest pane is written to RocksDB as partial
- * accumulators (blind writes: no read per record, ever) and cleared; when a spilled pane is
- * needed, its partials are read back and merged. RocksDB keys are
+ * cache passes its byte budget the largest pane is swept (second chance, spill_pane): its
+ * entries not hit since the last sweep are written to RocksDB as partial accumulators (blind
+ * writes: no read per record, ever) in key order and dropped; when a spilled pane is needed,
+ * its partials are read back and merged. RocksDB keys are
  *   key group (2, BE) | pane end (8) | pane from (8) | spill sequence (4, BE) | key
  * (times big-endian with the sign flipped) — the pane before the key, so a pane is one range
- * per key group (docs/architecture.md).
+ * per key group (docs/architecture.md), and the sequence before the key, so a sweep appends
+ * to the memtable (docs/state.md has the measurements).
  *
  * Extreme times: event times are any int64 and sizes, slides and lateness are validated only
  * to be positive, so all arithmetic here is overflow-free: the offset is reduced modulo the
