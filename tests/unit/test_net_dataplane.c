@@ -388,6 +388,9 @@ Test(net_dataplane, abort_wakes_producers_and_stops_delivery, .timeout = 60)
     producer *p = flow(a, b, &c, 1, 0, 1, 2, 100, 5);
     pthread_create(&p[0].thread, NULL, produce, &p[0]);
     wait_at_least(&p[0].sent, 4); /* 2 delivered, 2 queued, the producer blocked */
+    kp_time deadline = kp_mono_ms() + 20000;
+    while (kp_net_get_stats(b).batches_received < 2 && kp_mono_ms() < deadline)
+        usleep(1000);
     kp_net_abort_attempt(b, JOB, 1);
     kp_net_abort_attempt(a, JOB, 1);
     pthread_join(p[0].thread, NULL);
