@@ -1,0 +1,491 @@
+/* The cluster end to end, as a user runs it (issue 9): a real kappa-jobmanager and two real
+ * kappa-taskmanagers on free 127.0.0.1 ports, `kappa submit` and `kappa cancel`, a real Kafka
+ * broker and a real OpenSearch node (through with-services). Every job reads kappa-gen's
+ * events with `--from-earliest`; a job that must end is bounded by the Kafka source's
+ * `stop_at=end` (as the seed and replay tests bound theirs), one that must keep running is not.
+ *
+ * - the seed job at -p 4 on an 8-partition topic: the index equals kappa-gen's truth; an
+ *   unbounded job is RUNNING until `kappa cancel` → CANCELED; `--replace` with
+ *   hourly_clicks_v2 → the ids v2 writes hold the v2 truth and the replaced job ends CANCELED;
+ * - `kill -9` of a taskmanager while the job writes: the job restarts (attempt 1) and the index
+ *   still equals the truth (deterministic ids, versions fenced by the attempt's epoch);
+ * - deterministic replay across processes: at p=2 and p=4 the cluster's index is byte-identical
+ *   (every _id and _source, es_sources.py as test_replay.c dumps them) to `kappa run --local`'s
+ *   on the same topic, and both equal the truth. The p=2 pair is also measured (wall and CPU
+ *   seconds of every kappa process) and printed: a figure, never asserted.
+ *
+ * The processes come from tests/unit/jm_harness.h (shared with the jobmanager's tests); every
+ * one this file starts is stopped by the test, or SIGKILLed by its .fini when an assertion
+ * failed half-way. KAPPA_CLUSTER_EVENTS overrides the event count of each log (figures on a
+ * larger log); KAPPA_KEEP_TEST_DIR keeps the logs, dumps and truths. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../support/shell.h"
+#include "../unit/jm_harness.h"
+
+#define MAX_TOPICS 4
+
+static char dir_[] = "/tmp/kappa-cluster-XXXXXX";
+static char brokers_[128], es_[128];
+static char topics_[MAX_TOPICS][128];
+static jm_proc jm_;
+static pid_t tm_[2];
+static pid_t submit_; /* a `kappa submit --wait` in the background, not reaped yet */
+
+/* kappa-gen's options for every log: 100 items keep an index at ~17k documents (7 days x 24
+ * hours x 100), late events and malformed messages exercise lateness and decode errors. */
+static const char gen_model[] = "--items 100 --out-of-order-ms 10000 --late-fraction 0.001 "
+                                "--late-lag-ms 172800000 --malformed 0.002";
+
+static int events(int fallback)
+{
+    const char *v = getenv("KAPPA_CLUSTER_EVENTS");
+    return v && atoi(v) > 0 ? atoi(v) : fallback;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static const char *path_in(const char *name)
+{
+    static char p[8][400];
+    static int next;
+    char *s = p[next++ % 8];
+    snprintf(s, sizeof p[0], "%s/%s", dir_, name);
+    return s;
+}
+
+/* A jobmanager (restarts 200 ms apart) and two taskmanagers of 4 slots each: a p=4 job takes
+ * 2 slots on each (round-robin), two p=4 jobs fit at once (--replace runs the new job next to
+ * the old one), and one taskmanager alone can run a p=4 job after the other died. */
+static void start_cluster(void)
+{
+    cr_assert_not_null(mkdtemp(dir_));
+    snprintf(brokers_, sizeof brokers_, "%s", kp_test_env("KAPPA_BROKERS"));
+    snprintf(es_, sizeof es_, "%s", kp_test_env("KAPPA_ES_URL"));
+    const char *flags[] = {"--restart-delay-ms", "200", NULL};
+    jm_start(&jm_, path_in("jm"), flags);
+    tm_[0] = tm_proc_start(&jm_, path_in("tm1"), 4);
+    tm_[1] = tm_proc_start(&jm_, path_in("tm2"), 4);
+    wait_taskmanagers(&jm_, 2);
+}
+
+/* The clean end of a test: the processes stop on SIGTERM (the jobmanager must exit 0). */
+static void stop_cluster(void)
+{
+    for (int i = 0; i < 2; i++)
+        if (tm_[i] > 0)
+            tm_proc_stop(tm_[i]);
+    tm_[0] = tm_[1] = 0;
+    jm_stop(&jm_);
+}
+
+/* Whatever happened: no process, topic or index of the test outlives it. */
+static void teardown(void)
+{
+    if (submit_ > 0) {
+        kill(submit_, SIGTERM);
+        waitpid(submit_, NULL, 0);
+        submit_ = 0;
+    }
+    jm_kill_all();
+    for (int i = 0; i < MAX_TOPICS && topics_[i][0]; i++) {
+        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-delete %s >/dev/null 2>&1", brokers_,
+                   kp_test_env("KAPPA_SRC"), topics_[i]);
+        topics_[i][0] = '\0';
+    }
+    kp_test_sh("curl -s -XDELETE '%s/cluster-%d-*' >/dev/null", es_, (int)getpid());
+    if (!getenv("KAPPA_KEEP_TEST_DIR"))
+        kp_test_rmtree(dir_);
+    else
+        fprintf(stderr, "cluster: kept %s\n", dir_);
+}
+
+TestSuite(cluster, .init = start_cluster, .fini = teardown, .timeout = 900);
+
+/* A topic of `partitions` holding `count` kappa-gen events (seed 11, the model above) with
+ * `partitioner`; the truth of the write in dir/truth.tsv, sorted as (item, end, count) lines in
+ * dir/truth.sorted. Returns the topic's name. */
+static const char *produce(int partitions, const char *partitioner, int count)
+{
+    int slot = 0;
+    while (slot < MAX_TOPICS - 1 && topics_[slot][0])
+        slot++;
+    char *topic = topics_[slot];
+    snprintf(topic, sizeof topics_[0], "cluster-%ld-%d-%d", (long)time(NULL), (int)getpid(), slot);
+    cr_assert_eq(kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-create %s %d >/dev/null "
+                            "2>&1",
+                            brokers_, kp_test_env("KAPPA_SRC"), topic, partitions),
+                 0, "cannot create topic %s at %s", topic, brokers_);
+    cr_assert_eq(kp_test_sh("%s --brokers %s --topic %s --partitioner %s --count %d %s --seed 11 "
+                            "--truth %s/truth.tsv --quiet",
+                            kp_test_env("KAPPA_GEN"), brokers_, topic, partitioner, count,
+                            gen_model, dir_),
+                 0, "kappa-gen could not write the log");
+    cr_assert_eq(
+        kp_test_sh("grep -v '^#' %s/truth.tsv | awk -F'\\t' '{print $1\"\\t\"$3\"\\t\"$4}' "
+                   "| LC_ALL=C sort > %s/truth.sorted",
+                   dir_, dir_),
+        0);
+    return topic;
+}
+
+/* An index name of this test process (teardown deletes them all). */
+static const char *index_name(const char *what)
+{
+    static char p[4][128];
+    static int next;
+    char *s = p[next++ % 4];
+    snprintf(s, sizeof p[0], "cluster-%d-%s", (int)getpid(), what);
+    return s;
+}
+
+/* `kappa ARGS --jobmanager REST`, output into dir/LOG.out and .err; its exit status. */
+#define KAPPA(log, fmt, ...)                                                                       \
+    kp_test_sh("%s " fmt " --jobmanager %s >%s/%s.out 2>%s/%s.err", kp_test_env("KAPPA_CLI"),      \
+               __VA_ARGS__, jm_.rest, dir_, log, dir_, log)
+
+/* `kappa submit JOB.so -p P --name NAME --from-earliest` of the seed job family reading
+ * `source` (a kafka: URI) and writing `index`, plus `extra` flags. */
+#define SUBMIT(log, job, p, name, source, index, extra)                                            \
+    KAPPA(log,                                                                                     \
+          "submit %s/%s.so -p %d --name %s --brokers %s --es-url %s --from-earliest --source "     \
+          "'clicks=%s' --sink hourly-click-index=es:%s %s",                                        \
+          kp_test_env("KAPPA_JOBS"), job, p, name, brokers_, es_, source, index, extra)
+
+/* Polls the job's state until it is `want`; asserts it gets there within `seconds`. */
+static void await_state(const char *job, const char *want, int seconds)
+{
+    char got[32] = "";
+    double end = now_s() + seconds;
+    while (now_s() < end) {
+        if (!strcmp(job_state(&jm_, job, got, sizeof got), want))
+            return;
+        usleep(100 * 1000);
+    }
+    kp_test_sh("tail -n 20 %s/jm.log >&2", dir_);
+    cr_assert_fail("job %s is %s after %d s, expected %s", job, got, seconds, want);
+}
+
+/* GET /jobs/:job's integer field `name`. */
+static long long job_number(const char *job, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/jobs/%s", job);
+    http_reply r = http_req(&jm_, "GET", path, NULL);
+    cr_assert_eq(r.status, 200, "GET %s: %ld", path, r.status);
+    long long v = json_integer_value(json_object_get(r.body, name));
+    http_free(&r);
+    return v;
+}
+
+/* How many distinct taskmanagers the job's subtasks are placed on. */
+static int taskmanagers_used(const char *job)
+{
+    char path[256], seen[8][128];
+    int n = 0;
+    snprintf(path, sizeof path, "/jobs/%s", job);
+    http_reply r = http_req(&jm_, "GET", path, NULL);
+    size_t i, j;
+    json_t *task, *sub;
+    json_array_foreach(json_object_get(r.body, "tasks"), i, task)
+    {
+        json_array_foreach(json_object_get(task, "subtasks"), j, sub)
+        {
+            const char *tm = json_string_value(json_object_get(sub, "taskmanager"));
+            int k = 0;
+            while (tm && k < n && strcmp(seen[k], tm))
+                k++;
+            if (tm && k == n && n < 8)
+                snprintf(seen[n++], sizeof seen[0], "%s", tm);
+        }
+    }
+    http_free(&r);
+    return n;
+}
+
+/* Documents the index holds now, -1 if it cannot tell (no index yet). */
+static long long es_count(const char *index)
+{
+    char out[64], cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "curl -s --max-time 5 '%s/%s/_count' | grep -o '\"count\":[0-9]*' | cut -d: -f2", es_,
+             index);
+    kp_test_capture(out, sizeof out, cmd);
+    return out[0] ? atoll(out) : -1;
+}
+
+/* Lines of a file. */
+static long long lines(const char *path)
+{
+    char out[64], cmd[600];
+    snprintf(cmd, sizeof cmd, "wc -l < %s", path);
+    kp_test_capture(out, sizeof out, cmd);
+    return atoll(out);
+}
+
+/* The index as sorted (item, end, count) lines in dir/INDEX.sorted (es_dump.py). */
+static const char *dump_counts(const char *index)
+{
+    const char *sorted = path_in(index);
+    static char out[400];
+    snprintf(out, sizeof out, "%s.sorted", sorted);
+    cr_assert_eq(kp_test_sh("python3 %s/tests/integration/es_dump.py %s %s %s/%s.tsv && LC_ALL=C "
+                            "sort %s/%s.tsv > %s",
+                            kp_test_env("KAPPA_SRC"), es_, index, dir_, index, dir_, index, out),
+                 0, "cannot dump %s", index);
+    return out;
+}
+
+/* Asserts that two sorted files are byte-identical, showing the first differences if not. */
+static void assert_same(const char *want, const char *got, const char *what)
+{
+    if (kp_test_sh("cmp -s %s %s", want, got) != 0)
+        kp_test_sh("(wc -l %s %s; diff %s %s | head -n 12) >&2", want, got, want, got);
+    cr_assert_eq(kp_test_sh("cmp -s %s %s", want, got), 0, "%s: diff %s %s", what, want, got);
+}
+
+/* The index equals the truth of the last produce(). */
+static void assert_index_is_truth(const char *index)
+{
+    cr_assert_gt(lines(path_in("truth.sorted")), 0, "empty truth");
+    assert_same(path_in("truth.sorted"), dump_counts(index), index);
+}
+
+/* Starts `kappa submit ... --wait` in the background (like SUBMIT); returns at once. */
+static void submit_in_background(const char *log, const char *job, int p, const char *name,
+                                 const char *source, const char *index)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "exec %s submit %s/%s.so -p %d --name %s --brokers %s --es-url %s --from-earliest "
+             "--source 'clicks=%s' --sink hourly-click-index=es:%s --wait --jobmanager %s "
+             ">%s/%s.out 2>%s/%s.err",
+             kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), job, p, name, brokers_, es_,
+             source, index, jm_.rest, dir_, log, dir_, log);
+    submit_ = fork();
+    cr_assert_geq(submit_, 0);
+    if (submit_ == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+}
+
+static int wait_submit(void)
+{
+    int st;
+    cr_assert_eq(waitpid(submit_, &st, 0), submit_);
+    submit_ = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(cluster, seed_cancel_replace)
+{
+    int n = events(100000);
+    char bounded[256], unbounded[256];
+    const char *topic = produce(8, "hash", n);
+    snprintf(bounded, sizeof bounded, "kafka:%s?stop_at=end", topic);
+    snprintf(unbounded, sizeof unbounded, "kafka:%s", topic);
+    /* the v2 truth of the same events: only users numbered above 50 count */
+    cr_assert_eq(kp_test_sh("%s --dry-run --partitions 8 --count %d %s --seed 11 "
+                            "--filter-users-above 50 --truth %s/truth-v2.tsv --quiet && grep -v "
+                            "'^#' %s/truth-v2.tsv | awk -F'\\t' '{print $1\"\\t\"$3\"\\t\"$4}' | "
+                            "LC_ALL=C sort > %s/truth-v2.sorted",
+                            kp_test_env("KAPPA_GEN"), n, gen_model, dir_, dir_, dir_),
+                 0);
+    const char *index = index_name("seed");
+
+    /* the seed job at -p 4 over both taskmanagers; --wait exits 0 when it FINISHED */
+    cr_assert_eq(SUBMIT("seed", "hourly_clicks", 4, "seed", bounded, index, "--wait"), 0,
+                 "kappa submit --wait did not end FINISHED (%s/seed.err)", dir_);
+    cr_assert_eq(taskmanagers_used("seed"), 2, "the p=4 job did not spread over both");
+    assert_index_is_truth(index);
+
+    /* an unbounded job runs until cancelled */
+    cr_assert_eq(
+        SUBMIT("unbounded", "hourly_clicks", 4, "unbounded", unbounded, index_name("cancel"), ""),
+        0);
+    await_state("unbounded", "RUNNING", 120);
+    cr_assert_eq(KAPPA("cancel", "cancel %s", "unbounded"), 0, "kappa cancel failed");
+    await_state("unbounded", "CANCELED", 60);
+
+    /* reprocessing: the running job is replaced by v2 from the earliest offsets, into the same
+     * index (the same document ids, larger fencing versions) */
+    cr_assert_eq(SUBMIT("v1", "hourly_clicks", 4, "hourly-clicks", unbounded, index, ""), 0);
+    await_state("hourly-clicks", "RUNNING", 120);
+    cr_assert_eq(SUBMIT("v2", "hourly_clicks_v2", 4, "hourly-clicks-v2", bounded, index,
+                        "--replace hourly-clicks --wait"),
+                 0, "the v2 job did not end FINISHED (%s/v2.err)", dir_);
+    await_state("hourly-clicks", "CANCELED", 60);
+    /* every id v2 writes holds the v2 count: the index restricted to the v2 truth's ids */
+    const char *got = dump_counts(index);
+    cr_assert_eq(kp_test_sh("awk -F'\\t' 'NR==FNR {want[$1\"\\t\"$2] = 1; next} ($1\"\\t\"$2) in "
+                            "want' %s/truth-v2.sorted %s > %s/v2-ids.sorted",
+                            dir_, got, dir_),
+                 0);
+    cr_assert_gt(lines(path_in("truth-v2.sorted")), 0, "empty v2 truth");
+    assert_same(path_in("truth-v2.sorted"), path_in("v2-ids.sorted"), "the ids v2 wrote");
+    stop_cluster();
+}
+
+Test(cluster, killed_taskmanager_restarts_and_the_index_is_still_the_truth)
+{
+    char source[256];
+    snprintf(source, sizeof source, "kafka:%s?stop_at=end", produce(8, "hash", events(200000)));
+    const char *index = index_name("kill");
+    long long total = lines(path_in("truth.sorted"));
+    submit_in_background("kill", "hourly_clicks", 4, "killed", source, index);
+    await_state("killed", "RUNNING", 120);
+
+    /* the kill lands while the job writes: results indexed, not all of them */
+    long long docs = -1;
+    for (int i = 0; i < 2400 && docs <= 0; i++) {
+        usleep(50 * 1000);
+        docs = es_count(index);
+    }
+    cr_assert_gt(docs, 0, "the job wrote nothing to %s in 120 s", index);
+    cr_assert_lt(docs, total, "all %lld documents were indexed before the kill", total);
+    char st[32];
+    cr_assert_str_eq(job_state(&jm_, "killed", st, sizeof st), "RUNNING");
+    cr_assert_eq(job_number("killed", "attempt"), 0);
+    tm_proc_kill(tm_[0]);
+    tm_[0] = 0;
+    fprintf(stderr, "cluster: taskmanager killed with %lld of %lld documents indexed\n", docs,
+            total);
+
+    cr_assert_eq(wait_submit(), 0, "the job did not end FINISHED after the kill (%s/kill.err)",
+                 dir_);
+    cr_assert_eq(job_number("killed", "attempt"), 1, "the job did not restart exactly once");
+    http_reply r = http_req(&jm_, "GET", "/jobs/killed", NULL);
+    json_t *exc = json_array_get(json_object_get(r.body, "exceptions"), 0);
+    const char *msg = json_string_value(json_object_get(exc, "message"));
+    cr_assert(msg && strstr(msg, "lost"), "first exception: %s", msg ? msg : "(null)");
+    http_free(&r);
+    assert_index_is_truth(index);
+    stop_cluster();
+}
+
+/* CPU seconds (user + system) a live process has used, from /proc/PID/stat. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no %s", path);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    cr_assert_not_null(p);
+    unsigned long long utime = 0, stime = 0;
+    /* after the name: state, ppid, pgrp, session, tty, tpgid, flags, 4 fault counters, then
+     * utime and stime (fields 14 and 15) */
+    cr_assert_eq(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime), 2);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of the waited-for children of this process (and their waited-for children). */
+static double children_cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_CHILDREN, &u);
+    return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + (double)u.ru_stime.tv_sec +
+           u.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds of the cluster's long-lived processes. */
+static double cluster_cpu_s(void)
+{
+    return proc_cpu_s(jm_.pid) + proc_cpu_s(tm_[0]) + proc_cpu_s(tm_[1]);
+}
+
+typedef struct cost {
+    double wall, cpu;
+} cost;
+
+static void print_cost(const char *what, int p, const cost *c, int n)
+{
+    fprintf(stderr,
+            "cluster: figures: %s p=%d: %d events, wall %.2f s, cpu %.2f s, %.0f events "
+            "per cpu-second\n",
+            what, p, n, c->wall, c->cpu, n / c->cpu);
+}
+
+/* Replays the topic at p with `kappa run --local` and with `kappa submit --wait` on the
+ * cluster, each into its own index; asserts both dumps (_id and canonical _source, sorted) are
+ * byte-identical and their counts are the truth. Measures both runs. */
+static void replay_at(const char *topic, int p, int n)
+{
+    char source[256], local[64], cluster[64];
+    snprintf(source, sizeof source, "kafka:%s?stop_at=end", topic);
+    snprintf(local, sizeof local, "local-p%d", p);
+    snprintf(cluster, sizeof cluster, "cluster-p%d", p);
+    const char *li = index_name(local), *ci = index_name(cluster);
+
+    double c0 = children_cpu_s(), t0 = now_s();
+    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p %d --brokers %s --es-url %s "
+                            "--from-earliest --source 'clicks=%s' --sink hourly-click-index=es:%s "
+                            ">%s/%s.out 2>%s/%s.err",
+                            kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), p, brokers_, es_,
+                            source, li, dir_, local, dir_, local),
+                 0, "kappa run --local failed (%s/%s.err)", dir_, local);
+    cost lc = {now_s() - t0, children_cpu_s() - c0};
+
+    double k0 = cluster_cpu_s();
+    c0 = children_cpu_s();
+    t0 = now_s();
+    char name[32];
+    snprintf(name, sizeof name, "replay-p%d", p);
+    cr_assert_eq(SUBMIT(cluster, "hourly_clicks", p, name, source, ci, "--wait"), 0,
+                 "kappa submit --wait failed (%s/%s.err)", dir_, cluster);
+    cost cc = {now_s() - t0, children_cpu_s() - c0 + cluster_cpu_s() - k0};
+    cr_assert_eq(taskmanagers_used(name), 2, "the p=%d job did not spread over both", p);
+
+    char load[128];
+    kp_test_capture(load, sizeof load, "cut -d' ' -f1-3 /proc/loadavg");
+    fprintf(stderr, "cluster: figures: load average %s\n", load);
+    print_cost("run --local", p, &lc, n);
+    print_cost("cluster (2 taskmanagers)", p, &cc, n);
+    fprintf(stderr, "cluster: figures: p=%d events per cpu-second, cluster / local = %.3f\n", p,
+            lc.cpu / cc.cpu);
+
+    for (int k = 0; k < 2; k++) {
+        const char *idx = k ? ci : li, *tag = k ? cluster : local;
+        cr_assert_eq(kp_test_sh("python3 %s/tests/integration/es_sources.py %s %s %s/%s.src "
+                                "%s/%s.tsv item_id,window_end,click_count >/dev/null && LC_ALL=C "
+                                "sort %s/%s.tsv > %s/%s.sorted",
+                                kp_test_env("KAPPA_SRC"), es_, idx, dir_, tag, dir_, tag, dir_, tag,
+                                dir_, tag),
+                     0, "cannot dump %s", idx);
+        snprintf(source, sizeof source, "%s/%s.sorted", dir_, tag);
+        assert_same(path_in("truth.sorted"), source, idx);
+    }
+    char a[400], b[400];
+    snprintf(a, sizeof a, "%s/%s.src", dir_, local);
+    snprintf(b, sizeof b, "%s/%s.src", dir_, cluster);
+    cr_assert_gt(lines(a), 0);
+    assert_same(a, b, "the cluster's index vs run --local's");
+}
+
+/* test_replay.c's log (4 partitions, the range partitioner: partition 0 ends early) */
+Test(cluster, replay_across_processes_is_byte_identical_to_run_local)
+{
+    int n = events(100000);
+    const char *topic = produce(4, "range", n);
+    replay_at(topic, 2, n);
+    replay_at(topic, 4, n);
+    stop_cluster();
+}
