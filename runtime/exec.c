@@ -114,7 +114,9 @@ static void coordinate(struct kp_exec *x, int running)
 {
     while (running > 0) {
         kp_ctl m;
-        if (x->cfg->cancel && *x->cfg->cancel && !atomic_load(&x->failed))
+        /* a signal handler or another thread (a taskmanager's Cancel) sets the flag */
+        if (x->cfg->cancel && __atomic_load_n(x->cfg->cancel, __ATOMIC_RELAXED) &&
+            !atomic_load(&x->failed))
             kp_subtask_fail(&x->subtasks[0]->st, "cancelled");
         if (!kp_mailbox_take(x->coordinator, &m, 100))
             continue;

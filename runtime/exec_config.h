@@ -33,8 +33,9 @@ typedef struct kp_exec_config {
                                  none runs further ahead of the slowest; 0 = 1 hour,
                                  negative = off */
     size_t network_bytes; /* budget for all record batches of all exchanges; 0 = 512 MiB */
-    /* Set to nonzero (e.g. from a signal handler) to cancel the run: it fails with "cancelled"
-     * within about 100 ms, every subtask stopping where it is. NULL = not cancellable. */
+    /* Set to nonzero (from a signal handler, or atomically from another thread) to cancel the
+     * run: it fails with "cancelled" within about 100 ms, every subtask stopping where it is.
+     * NULL = not cancellable. */
     const volatile sig_atomic_t *cancel;
     uint64_t step_seed; /* nonzero: run single-threaded under the deterministic scheduler,
                              interleaving subtasks in an order drawn from this seed (tests) */
