@@ -13,6 +13,7 @@
  * with jm->lock held. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "jm.h"
 
@@ -126,7 +127,11 @@ static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
 {
     if (!kp_sched_place(jm, job))
         return;
-    job->epoch = ++jm->epoch;
+    /* at least the wall clock in seconds, the epoch `kappa run --local` writes with: the
+     * sink's versions are (epoch << 32 | seq), so a cluster job must outrank a local run (or a
+     * jobmanager with a fresh --state-dir) that wrote the same ids before it */
+    uint64_t now = (uint64_t)time(NULL);
+    job->epoch = jm->epoch = jm->epoch >= now ? jm->epoch + 1 : now;
     job->deploy_deadline_mono = kp_mono_ms() + jm->cfg.deploy_timeout_ms;
     kp_jm_log("job %s (%s): deploying attempt %u, epoch %llu, %zu subtasks in %u slots", job->id,
               job->name, job->attempt, (unsigned long long)job->epoch, job->nsubs, job->slots);
