@@ -291,6 +291,21 @@ static int wait_submit(void)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Every id in the v2 truth holds its v2 count: the index restricted to the v2 truth's ids
+ * (item, window end) equals it. The other ids keep what v1 wrote. */
+static void assert_v2_ids(const char *index, const char *tag)
+{
+    const char *got = dump_counts(index);
+    char ids[400];
+    snprintf(ids, sizeof ids, "%s/%s-ids.sorted", dir_, tag);
+    cr_assert_eq(kp_test_sh("awk -F'\\t' 'NR==FNR {want[$1\"\\t\"$2] = 1; next} ($1\"\\t\"$2) in "
+                            "want' %s/truth-v2.sorted %s > %s",
+                            dir_, got, ids),
+                 0);
+    cr_assert_gt(lines(path_in("truth-v2.sorted")), 0, "empty v2 truth");
+    assert_same(path_in("truth-v2.sorted"), ids, "the ids v2 wrote");
+}
+
 Test(cluster, seed_cancel_replace)
 {
     int n = events(100000);
@@ -329,14 +344,21 @@ Test(cluster, seed_cancel_replace)
                         "--replace hourly-clicks --wait"),
                  0, "the v2 job did not end FINISHED (%s/v2.err)", dir_);
     await_state("hourly-clicks", "CANCELED", 60);
-    /* every id v2 writes holds the v2 count: the index restricted to the v2 truth's ids */
-    const char *got = dump_counts(index);
-    cr_assert_eq(kp_test_sh("awk -F'\\t' 'NR==FNR {want[$1\"\\t\"$2] = 1; next} ($1\"\\t\"$2) in "
-                            "want' %s/truth-v2.sorted %s > %s/v2-ids.sorted",
-                            dir_, got, dir_),
-                 0);
-    cr_assert_gt(lines(path_in("truth-v2.sorted")), 0, "empty v2 truth");
-    assert_same(path_in("truth-v2.sorted"), path_in("v2-ids.sorted"), "the ids v2 wrote");
+    assert_v2_ids(index, "v2");
+
+    /* `kappa run --local` of v1 then writes the index (its fencing epoch is the wall clock);
+     * reprocessing it with v2 on the cluster must still win: the cluster's versions are not
+     * older than the local run's */
+    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --brokers %s --es-url %s "
+                            "--from-earliest --source 'clicks=%s' --sink hourly-click-index=es:%s "
+                            ">%s/local.out 2>%s/local.err",
+                            kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), brokers_, es_,
+                            bounded, index, dir_, dir_),
+                 0, "kappa run --local failed (%s/local.err)", dir_);
+    assert_index_is_truth(index);
+    cr_assert_eq(SUBMIT("v2-again", "hourly_clicks_v2", 4, "v2-again", bounded, index, "--wait"), 0,
+                 "the v2 job did not end FINISHED (%s/v2-again.err)", dir_);
+    assert_v2_ids(index, "v2-again");
     stop_cluster();
 }
 
