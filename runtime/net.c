@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -455,8 +453,7 @@ static void *acceptor_main(void *arg)
             continue;
         }
         kp_net_set_timeout(fd, 0);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        kp_net_tune(fd);
         attach(net, h.address, fd);
     }
     return NULL;

@@ -31,9 +31,9 @@
 
 typedef struct kp_net kp_net;
 
-/* A channel failed because its connection broke or the peer could not be reached. The data
- * plane has already aborted the channel's inbox: a producer's acquire returns NULL, and the
- * consumer's inbox (the deliver channel's, so all of that consumer's inputs) stops, so the
+/* A channel failed because its connection broke or the peer could not be reached. Right after
+ * this report the data plane aborts the channel's inbox: a producer's acquire returns NULL, and
+ * the consumer's inbox (the deliver channel's, so all of that consumer's inputs) stops, so the
  * subtask fails rather than taking a cut-short input for its end. The callback reports; it is
  * called on the connection's thread with the endpoint lock held and must not call kp_net. */
 typedef void (*kp_net_error_fn)(void *ctx, const kp_net_chan_id *chan, const char *message);

@@ -67,11 +67,11 @@ void kp_net_fail_channels(net_conn *c)
         net_out *o = i < n[0] ? v[i] : NULL;
         if (o && !o->outbox)
             continue; /* credits for a channel not opened here */
-        /* wake the producer, or the consumer (whose input is cut short: it must fail, not
-         * end), as a failed run would */
-        kp_inbox_abort(o ? o->outbox : kp_channel_inbox(((net_in *)v[i])->deliver));
+        /* report, then wake the producer, or the consumer (whose input is cut short: it must
+         * fail, not end), as a failed run would: whoever wakes finds the reason reported */
         if (net->cfg.on_error && !atomic_load(&net->stopping))
             net->cfg.on_error(net->cfg.ctx, (const kp_net_chan_id *)v[i], msg);
+        kp_inbox_abort(o ? o->outbox : kp_channel_inbox(((net_in *)v[i])->deliver));
     }
     free(v);
 }
@@ -89,13 +89,15 @@ void kp_net_conn_fail(net_conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->reason, sizeof c->reason, fmt, ap);
     va_end(ap);
+    kp_net *net = c->net;
+    int report = !atomic_load(&net->stopping);
+    if (report) /* counted before the peer can see the close */
+        atomic_fetch_add(&net->failures, 1);
     if (c->fd >= 0)
         shutdown(c->fd, SHUT_RDWR);
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    kp_net *net = c->net;
-    if (!atomic_load(&net->stopping)) {
-        atomic_fetch_add(&net->failures, 1);
+    if (report) {
         fprintf(stderr, "kappa data plane: connection with %s closed: %s\n", c->peer, c->reason);
     }
     pthread_mutex_lock(&net->lock);

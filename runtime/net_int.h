@@ -101,5 +101,8 @@ int kp_net_dial_once(const char *address, int timeout_ms, char *err, size_t errl
 int kp_net_read_full(int fd, void *buf, size_t len); /* 1 read, 0 EOF before len, -1 error */
 int kp_net_write_full(int fd, struct iovec *iov, int iovcnt);
 void kp_net_set_timeout(int fd, int ms);
+/* TCP_NODELAY, and keepalive probes plus TCP_USER_TIMEOUT so a peer host that vanished
+ * without closing (power, partition) fails its connection within about 30 s. */
+void kp_net_tune(int fd);
 
 #endif

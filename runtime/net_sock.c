@@ -80,6 +80,17 @@ void kp_net_set_timeout(int fd, int ms)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
+void kp_net_tune(int fd)
+{
+    int one = 1, idle = 10, interval = 5, count = 3, user_timeout = 30000;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
 /* One attempt; SO_SNDTIMEO bounds the connect. */
 static int connect_once(struct addrinfo *ai, int timeout_ms)
 {
@@ -94,8 +105,7 @@ static int connect_once(struct addrinfo *ai, int timeout_ms)
         return -1;
     }
     kp_net_set_timeout(fd, 0);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    kp_net_tune(fd);
     return fd;
 }
 

@@ -336,6 +336,9 @@ Test(net_faults, drop_is_not_held_by_a_peer_stuck_mid_frame, .timeout = 60)
     usleep(100 * 1000);
     kp_net_drop_attempt(b, JOB, 1, 0); /* returns once the stuck connection is shut */
     expect_closed(fd);
+    deadline = kp_mono_ms() + 20000; /* the reader counts the failure once the drop let go */
+    while (kp_net_get_stats(b).connections_failed < 1 && kp_mono_ms() < deadline)
+        usleep(1000);
     cr_assert_eq(kp_net_get_stats(b).connections_failed, 1);
     int timed_out;
     cr_assert_null(kp_inbox_pop_timed(in, 0, &timed_out), "nothing of the cut batch delivered");
