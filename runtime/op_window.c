@@ -446,7 +446,10 @@ static int maybe_spill(window_op *w)
 
 /* Merges the partials of pane p in key group kg, where `it` has been positioned, into the
  * pane's table. 0, or -1 on corrupt or unloadable state. */
-static int load_group(window_op *w, pane *p, kp_state_iter *it, const uint8_t lo[PREFIX])
+/* Merges the partials into pane p's table (counted in the cache), or into scratch table t
+ * when p is NULL. */
+static int load_group(window_op *w, pane *p, kp_keytable *t, kp_state_iter *it,
+                      const uint8_t lo[PREFIX])
 {
     for (; kp_state_iter_valid(it); kp_state_iter_next(it)) {
         size_t klen, vlen;
@@ -458,7 +461,9 @@ static int load_group(window_op *w, pane *p, kp_state_iter *it, const uint8_t lo
             return -1;
         kp_bytes key = {k + SPILL_HEAD, klen - SPILL_HEAD};
         int created;
-        kp_keyentry *e = pane_upsert(w, p, kp_hash64(key.ptr, key.len), key, &created);
+        uint64_t hash = kp_hash64(key.ptr, key.len);
+        kp_keyentry *e =
+            p ? pane_upsert(w, p, hash, key, &created) : kp_keytable_upsert(t, hash, key, &created);
         if (!e)
             return -1;
         if (created) {
@@ -491,7 +496,7 @@ static int load_pane(window_op *w, pane *p)
     for (int kg = w->kg_first; kg < w->kg_end && !bad; kg++) {
         spill_range(lo, hi, kg, p);
         kp_state_iter_seek(it, lo, PREFIX);
-        bad = load_group(w, p, it, lo);
+        bad = load_group(w, p, NULL, it, lo);
     }
     if (kp_state_iter_close(it, err, sizeof err) != 0)
         return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name, err);
@@ -546,6 +551,56 @@ static int emit_table(window_op *w, kp_keytable *t, kp_time end, kp_time cwm)
 
 static int fire_running(window_op *w, kp_time end, kp_time cwm);
 
+/* Fires a spilled tumbling pane one key group at a time: the group's cached entries and its
+ * partials on disk are merged in a scratch table, emitted, and the table cleared — so firing
+ * holds one key group of the pane (1/128 of it at p=1 with the default max parallelism), not
+ * the whole pane. The pane stays spilled until it is purged (a re-firing reads it whole). */
+static int fire_spilled(window_op *w, pane *p, kp_time end, kp_time cwm)
+{
+    static const uint8_t no_seq[4];
+    if (spill_collect(w, p, no_seq, 1) != 0) /* the cached entries by key group */
+        return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
+    char err[512];
+    uint8_t first[PREFIX], last[PREFIX], lo[PREFIX], hi[PREFIX];
+    spill_range(first, hi, w->kg_first, p);
+    spill_range(lo, last, w->kg_end - 1, p);
+    kp_state_iter *it = kp_state_iter_open(w->state, w->cf, first, PREFIX, last, PREFIX);
+    if (!it)
+        return kp_subtask_fail(w->op.st, "%s: reading window state: out of memory",
+                               w->op.node->name);
+    int rc = 0;
+    size_t i = 0;
+    for (int kg = w->kg_first; kg < w->kg_end && rc == 0; kg++) {
+        kp_keytable_clear(&w->merged);
+        for (; i < w->nsorted && (int)(w->sorted[i].hi >> 48) == kg && rc == 0; i++) {
+            const spill_ent *s = &w->sorted[i];
+            kp_bytes key = {w->kbuf.ptr + s->off + SPILL_HEAD, s->len - SPILL_HEAD};
+            int created;
+            kp_keyentry *e =
+                kp_keytable_upsert(&w->merged, kp_hash64(key.ptr, key.len), key, &created);
+            if (e)
+                memcpy(kp_keyentry_value(e), s->val, w->agg.acc_size);
+            else
+                rc = -1;
+        }
+        spill_range(lo, hi, kg, p);
+        kp_state_iter_seek(it, lo, PREFIX);
+        if (rc == 0)
+            rc = load_group(w, NULL, &w->merged, it, lo);
+        if (rc == 0 && emit_table(w, &w->merged, end, cwm) != 0)
+            rc = -2; /* the subtask has failed already */
+    }
+    kp_keytable_clear(&w->merged);
+    if (rc == 0 && i != w->nsorted)
+        rc = -1; /* a cached key outside this subtask's key groups: never emitted */
+    if (kp_state_iter_close(it, err, sizeof err) != 0)
+        return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name, err);
+    if (rc == -1)
+        return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
+                               w->op.node->name);
+    return rc;
+}
+
 /* Fires the window ending at `end` for every key with data in it; results carry cwm. */
 static int fire_window(window_op *w, kp_time end, kp_time cwm)
 {
@@ -555,7 +610,9 @@ static int fire_window(window_op *w, kp_time end, kp_time cwm)
         pane *p = find_pane(w, end, end, &pos);
         if (!p)
             return 0;
-        return load_pane(w, p) != 0 ? -1 : emit_table(w, &p->t, end, cwm);
+        if (p->spilled)
+            return fire_spilled(w, p, end, cwm);
+        return emit_table(w, &p->t, end, cwm);
     }
     if (w->incremental)
         return fire_running(w, end, cwm);
