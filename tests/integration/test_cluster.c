@@ -162,7 +162,7 @@ static const char *index_name(const char *what)
 #define SUBMIT(log, job, p, name, source, index, extra)                                            \
     KAPPA(log,                                                                                     \
           "submit %s/%s.so -p %d --name %s --brokers %s --es-url %s --from-earliest --source "     \
-          "'clicks=%s' --sink hourly-click-index=es:%s %s",                                        \
+          "'clicks=%s' --sink 'hourly-click-index=es:%s' %s",                                      \
           kp_test_env("KAPPA_JOBS"), job, p, name, brokers_, es_, source, index, extra)
 
 /* Polls the job's state until it is `want`; asserts it gets there within `seconds`. */
@@ -216,13 +216,15 @@ static int taskmanagers_used(const char *job)
     return n;
 }
 
-/* Documents the index holds now, -1 if it cannot tell (no index yet). */
+/* Documents the index holds now (refreshed first: all that were written), -1 if it cannot
+ * tell (no index yet). */
 static long long es_count(const char *index)
 {
     char out[64], cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "curl -s --max-time 5 '%s/%s/_count' | grep -o '\"count\":[0-9]*' | cut -d: -f2", es_,
-             index);
+             "curl -s --max-time 5 -XPOST '%s/%s/_refresh' >/dev/null && curl -s --max-time 5 "
+             "'%s/%s/_count' | grep -o '\"count\":[0-9]*' | cut -d: -f2",
+             es_, index, es_, index);
     kp_test_capture(out, sizeof out, cmd);
     return out[0] ? atoll(out) : -1;
 }
@@ -271,7 +273,7 @@ static void submit_in_background(const char *log, const char *job, int p, const 
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "exec %s submit %s/%s.so -p %d --name %s --brokers %s --es-url %s --from-earliest "
-             "--source 'clicks=%s' --sink hourly-click-index=es:%s --wait --jobmanager %s "
+             "--source 'clicks=%s' --sink 'hourly-click-index=es:%s' --wait --jobmanager %s "
              ">%s/%s.out 2>%s/%s.err",
              kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), job, p, name, brokers_, es_,
              source, index, jm_.rest, dir_, log, dir_, log);
@@ -349,12 +351,13 @@ Test(cluster, seed_cancel_replace)
     /* `kappa run --local` of v1 then writes the index (its fencing epoch is the wall clock);
      * reprocessing it with v2 on the cluster must still win: the cluster's versions are not
      * older than the local run's */
-    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --brokers %s --es-url %s "
-                            "--from-earliest --source 'clicks=%s' --sink hourly-click-index=es:%s "
-                            ">%s/local.out 2>%s/local.err",
-                            kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), brokers_, es_,
-                            bounded, index, dir_, dir_),
-                 0, "kappa run --local failed (%s/local.err)", dir_);
+    cr_assert_eq(
+        kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --brokers %s --es-url %s "
+                   "--from-earliest --source 'clicks=%s' --sink 'hourly-click-index=es:%s' "
+                   ">%s/local.out 2>%s/local.err",
+                   kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), brokers_, es_, bounded,
+                   index, dir_, dir_),
+        0, "kappa run --local failed (%s/local.err)", dir_);
     assert_index_is_truth(index);
     cr_assert_eq(SUBMIT("v2-again", "hourly_clicks_v2", 4, "v2-again", bounded, index, "--wait"), 0,
                  "the v2 job did not end FINISHED (%s/v2-again.err)", dir_);
@@ -366,15 +369,19 @@ Test(cluster, killed_taskmanager_restarts_and_the_index_is_still_the_truth)
 {
     char source[256];
     snprintf(source, sizeof source, "kafka:%s?stop_at=end", produce(8, "hash", events(200000)));
+    /* bulks of 5 documents, one in flight per subtask: the sink paces the job (credits), so
+     * it surely still writes when the first documents are searchable, even on an idle host */
     const char *index = index_name("kill");
+    char sink[160];
+    snprintf(sink, sizeof sink, "%s?max_actions=5&inflight=1", index);
     long long total = lines(path_in("truth.sorted"));
-    submit_in_background("kill", "hourly_clicks", 4, "killed", source, index);
+    submit_in_background("kill", "hourly_clicks", 4, "killed", source, sink);
     await_state("killed", "RUNNING", 120);
 
     /* the kill lands while the job writes: results indexed, not all of them */
     long long docs = -1;
-    for (int i = 0; i < 2400 && docs <= 0; i++) {
-        usleep(50 * 1000);
+    for (int i = 0; i < 1200 && docs <= 0; i++) {
+        usleep(100 * 1000);
         docs = es_count(index);
     }
     cr_assert_gt(docs, 0, "the job wrote nothing to %s in 120 s", index);
@@ -458,12 +465,13 @@ static void replay_at(const char *topic, int p, int n)
     const char *li = index_name(local), *ci = index_name(cluster);
 
     double c0 = children_cpu_s(), t0 = now_s();
-    cr_assert_eq(kp_test_sh("%s run --local %s/hourly_clicks.so -p %d --brokers %s --es-url %s "
-                            "--from-earliest --source 'clicks=%s' --sink hourly-click-index=es:%s "
-                            ">%s/%s.out 2>%s/%s.err",
-                            kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), p, brokers_, es_,
-                            source, li, dir_, local, dir_, local),
-                 0, "kappa run --local failed (%s/%s.err)", dir_, local);
+    cr_assert_eq(
+        kp_test_sh("%s run --local %s/hourly_clicks.so -p %d --brokers %s --es-url %s "
+                   "--from-earliest --source 'clicks=%s' --sink 'hourly-click-index=es:%s' "
+                   ">%s/%s.out 2>%s/%s.err",
+                   kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), p, brokers_, es_, source,
+                   li, dir_, local, dir_, local),
+        0, "kappa run --local failed (%s/%s.err)", dir_, local);
     cost lc = {now_s() - t0, children_cpu_s() - c0};
 
     double k0 = cluster_cpu_s();
