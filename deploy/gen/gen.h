@@ -59,6 +59,7 @@ typedef struct kp_gen_opts_s {
     double skew;
     int64_t start_time_ms;
     int64_t span_ms;
+    bool live_timestamps; /* base time = wall clock at production (--live-timestamps) */
     int64_t out_of_order_ms;
     double late_fraction;
     int64_t late_lag_ms;
@@ -114,7 +115,8 @@ typedef struct kp_gen_model_s kp_gen_model_t;
  * opts must outlive the model. */
 kp_gen_model_t *kp_gen_model_create(const kp_gen_opts_t *opts);
 void kp_gen_model_destroy(kp_gen_model_t *m);
-/* Produce event number i (i must go 0, 1, 2, ... up to opts->count - 1) into *ev. */
+/* Produce event number i (i must go 0, 1, 2, ... up to opts->count - 1) into *ev. With
+ * --live-timestamps its base time is the wall clock at this call. */
 void kp_gen_model_next(kp_gen_model_t *m, uint64_t i, kp_gen_event_t *ev);
 
 /* Java-compatible murmur2 partition of key, as librdkafka's murmur2_random does. */

@@ -9,6 +9,8 @@
  *   truth event by event.
  * - Event time is a function of the event's index: base(i) = start + i * span / count, so a
  *   run covers exactly the requested span whatever the count, minus the jitter and lateness.
+ *   The one exception, --live-timestamps (latency benchmarks), takes the base time from the
+ *   wall clock when the event is made (after pacing): event time = production time.
  * - Late events: a --late-fraction of the events is moved back by --late-lag-ms plus up to an
  *   hour, from the very first event on. The model does not decide whether such an event is
  *   late: that depends on the partition it lands in and on the events before it there, so
@@ -25,6 +27,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define KP_GEN_MALFORMED_KINDS 5
 
@@ -37,6 +40,14 @@ struct kp_gen_model_s {
     double malformed_below;
     double late_below;
 };
+
+/* Milliseconds since the epoch (CLOCK_REALTIME, vDSO: no syscall per event). */
+static int64_t kp_gen_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static uint64_t kp_gen_splitmix64(uint64_t *x)
 {
@@ -235,7 +246,9 @@ void kp_gen_model_next(kp_gen_model_t *m, uint64_t i, kp_gen_event_t *ev)
     uint64_t r_jitter = kp_gen_rand(m);
     uint64_t r_extra = kp_gen_rand(m);
 
-    int64_t base = o->start_time_ms + (int64_t)(i * m->span_q + i * m->span_r / o->count);
+    int64_t base = o->live_timestamps
+                       ? kp_gen_wall_ms()
+                       : o->start_time_ms + (int64_t)(i * m->span_q + i * m->span_r / o->count);
     ev->user = 1 + r_user % o->users;
     ev->item = kp_gen_pick_item(m, r_item);
     ev->ts_ms = base;

@@ -74,6 +74,10 @@ static const char kp_gen_usage_tail[] =
     "  --span MS                event times advance evenly over this range across the\n"
     "                           run: base(i) = start + i * span / count (default\n"
     "                           604800000 = 7 days)\n"
+    "  --live-timestamps        base time = the wall clock (ms) when the event is\n"
+    "                           handed to the producer, after pacing: event time is\n"
+    "                           production time, for latency measurements; replaces\n"
+    "                           --start-time/--span; the output is then not repeatable\n"
     "  --out-of-order-ms J      timestamp = base time - uniform 0..J (default 0); with\n"
     "                           J > the truth's out-of-orderness some of these events\n"
     "                           are late by the rule, and the truth counts them so\n"
@@ -140,6 +144,7 @@ enum {
     OPT_TRUTH_OOO,
     OPT_LATENESS,
     OPT_DRY_RUN,
+    OPT_LIVE,
 };
 
 static const struct option kp_gen_long_opts[] = {
@@ -169,6 +174,7 @@ static const struct option kp_gen_long_opts[] = {
     {"truth-out-of-order-ms", required_argument, NULL, OPT_TRUTH_OOO},
     {"allowed-lateness-ms", required_argument, NULL, OPT_LATENESS},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"live-timestamps", no_argument, NULL, OPT_LIVE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -314,6 +320,9 @@ static bool kp_gen_opt_set(kp_gen_opts_t *o, int c, const char *v)
         return true;
     case OPT_DRY_RUN:
         o->dry_run = true;
+        return true;
+    case OPT_LIVE:
+        o->live_timestamps = true;
         return true;
     case OPT_PARTITIONER:
         return kp_gen_parse_partitioner(v, o);

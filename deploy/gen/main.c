@@ -58,10 +58,11 @@ static int kp_gen_loop(kp_gen_run_t *run)
     kp_gen_event_t ev;
     double t0 = kp_gen_now();
     for (uint64_t i = 0; i < o->count && !kp_gen_stop; i++) {
-        kp_gen_model_next(run->model, i, &ev);
-        ev.partition = kp_gen_partition_pick(o->partitioner, i, o->count, &ev, run->partitions);
+        /* paced first: a --live-timestamps event is timed when it is due */
         if (o->rate > 0)
             kp_gen_pace(t0, i, o->rate);
+        kp_gen_model_next(run->model, i, &ev);
+        ev.partition = kp_gen_partition_pick(o->partitioner, i, o->count, &ev, run->partitions);
         if (kp_gen_sink_put(run->sink, &ev, run->errstr, sizeof(run->errstr)) != 0)
             return -1;
         if (!kp_gen_truth_add(run->truth, &ev)) {

@@ -748,6 +748,39 @@ Test(gen, timestamps_cover_the_span_in_order)
     t_lines_free(&l);
 }
 
+static int64_t t_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --live-timestamps: event time is the wall clock when the paced event is made, so the
+ * timestamps lie within the run, never decrease, and are at least 1/rate apart on average
+ * (pacing never runs ahead; under load it may only lag). */
+Test(gen, live_timestamps_are_the_wall_clock_at_production)
+{
+    int64_t before = t_wall_ms();
+    t_gen_ok("l.ndjson", "l.truth", "--rate 2000 --duration-s 0.5 --live-timestamps");
+    int64_t after = t_wall_ms();
+    t_lines_t l = t_lines_read("l.ndjson");
+    cr_assert_eq(l.n, 1000);
+    int64_t first = 0, prev = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        t_event_t ev;
+        cr_assert(t_event_parse(l.line[i], &ev), "line %zu: %s", i, l.line[i]);
+        cr_assert(ev.ts >= before && ev.ts <= after,
+                  "line %zu: %" PRId64 " not in [%" PRId64 ", %" PRId64 "]", i, ev.ts, before,
+                  after);
+        cr_assert_geq(ev.ts, prev, "line %zu", i);
+        first = i == 0 ? ev.ts : first;
+        prev = ev.ts;
+    }
+    cr_assert_geq(prev - first, 999 * 1000 / 2000 - 1, "paced events %" PRId64 " ms apart",
+                  prev - first);
+    t_lines_free(&l);
+}
+
 Test(gen, default_start_is_floored_to_the_hour)
 {
     t_gen_ok("s.ndjson", "s.truth", "--count 1");
