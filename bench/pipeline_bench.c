@@ -163,7 +163,13 @@ static kp_poll_rc mem_poll(kp_source_reader *r, kp_raw *out, int max, int *n, in
 {
     mem_reader *m = (mem_reader *)r;
     *n = 0;
-    for (; *n < max && m->next < events.n; m->next++) {
+    /* when p divides MEM_PARTITIONS the events owned are those with i mod p == mine: step
+     * over the others rather than test each (every subtask would pass over all events, a
+     * per-record cost that grows with p) */
+    long step = MEM_PARTITIONS % m->p == 0 ? m->p : 1;
+    if (step > 1 && m->next % step != m->mine)
+        m->next += (m->mine - m->next % step + step) % step;
+    for (; *n < max && m->next < events.n; m->next += step) {
         long i = m->next;
         int32_t part = (int32_t)(i % MEM_PARTITIONS);
         if (!mem_owns(m, part))
@@ -287,6 +293,7 @@ static void write_count(kp_doc *doc, const kp_window *w, kp_str item, int64_t co
 
 static int sliding;        /* read by the define functions */
 static size_t memtable_mb; /* PIPELINE_BENCH_MEMTABLE_MB; 0 = the default */
+static int only_p;         /* PIPELINE_BENCH_P: the scaling runs at this p only; 0 = 1, 2, 4 */
 
 static int define_seed(const kp_api *api, kp_job *job)
 {
@@ -405,6 +412,12 @@ static int run_bytes(long keys, int slide, int p, size_t cache_bytes, run_result
            (double)(io1.bytes_written - io0.bytes_written) / (1 << 20),
            (double)(io1.bytes_read - io0.bytes_read) / (1 << 20), st.late_records, st.windows_fired,
            (long long)atomic_load(&docs_out));
+    /* per thread: CPU of the source and window threads (sum, busiest), and their waits */
+    printf("  threads: source cpu_s=%.2f (max %.2f) blocked=%lld for %.2fs; window cpu_s=%.2f "
+           "(max %.2f) starved=%lld for %.2fs; cores busy=%.2f\n",
+           st.source_cpu_s, st.source_cpu_max_s, st.source_blocked, st.source_blocked_s,
+           st.other_cpu_s, st.other_cpu_max_s, st.other_starved, st.other_starved_s,
+           (st.source_cpu_s + st.other_cpu_s) / secs);
     fflush(stdout);
     if (res)
         *res = (run_result){ns, st.state_spills, st.state_cache_peak};
@@ -430,7 +443,7 @@ static int run_scaling(const char *which, long n, size_t cache_mb)
                n, keysets[k], span_hours, (double)events.off[n] / (1 << 20), now() - g0);
         fflush(stdout);
         for (int p = 1; p <= 4; p *= 2)
-            if (run_one(keysets[k], 0, p, cache_mb) != 0)
+            if ((!only_p || p == only_p) && run_one(keysets[k], 0, p, cache_mb) != 0)
                 return -1;
     }
     return 0;
@@ -528,6 +541,8 @@ int main(int argc, char **argv)
     int all = !strcmp(only, "all");
     const char *mt = getenv("PIPELINE_BENCH_MEMTABLE_MB");
     memtable_mb = mt ? (size_t)atol(mt) : 0;
+    const char *op = getenv("PIPELINE_BENCH_P");
+    only_p = op ? atoi(op) : 0;
     if (n_small <= 0 || n_big <= 0 || span_hours <= 0 || n_scaling <= 0) {
         fprintf(stderr,
                 "usage: pipeline_bench [events-small] [events-10M-keys] [only] [span-hours] "

@@ -6,6 +6,9 @@
 
 #include "clock.h"
 
+/* The calling thread's waits (kp_channel_waits_get): counted only on the slow path. */
+static _Thread_local kp_channel_waits waits;
+
 struct kp_channel {
     kp_inbox *inbox;
     int index;
@@ -114,8 +117,13 @@ kp_batch *kp_channel_acquire(kp_channel *ch, int *oom)
     kp_batch *b = NULL;
     int allocate = 0;
     pthread_mutex_lock(&in->lock);
-    while (!in->aborted && !ch->free && ch->allocated >= in->credits)
-        pthread_cond_wait(&in->writable, &in->lock);
+    if (!in->aborted && !ch->free && ch->allocated >= in->credits) {
+        double t0 = kp_mono_s();
+        while (!in->aborted && !ch->free && ch->allocated >= in->credits)
+            pthread_cond_wait(&in->writable, &in->lock);
+        waits.blocked++;
+        waits.blocked_s += kp_mono_s() - t0;
+    }
     if (!in->aborted)
         b = take_locked(ch, &allocate);
     pthread_mutex_unlock(&in->lock);
@@ -187,11 +195,16 @@ kp_batch *kp_inbox_pop_timed(kp_inbox *in, int timeout_ms, int *timed_out)
     struct timespec deadline = kp_deadline_ms(timeout_ms);
     *timed_out = 0;
     pthread_mutex_lock(&in->lock);
-    while (!in->aborted && !in->head)
-        if (pthread_cond_timedwait(&in->readable, &in->lock, &deadline) == ETIMEDOUT) {
-            *timed_out = !in->head && !in->aborted;
-            break;
-        }
+    if (!in->aborted && !in->head) {
+        double t0 = kp_mono_s();
+        while (!in->aborted && !in->head)
+            if (pthread_cond_timedwait(&in->readable, &in->lock, &deadline) == ETIMEDOUT) {
+                *timed_out = !in->head && !in->aborted;
+                break;
+            }
+        waits.starved++;
+        waits.starved_s += kp_mono_s() - t0;
+    }
     kp_batch *b = in->aborted ? NULL : in->head;
     if (b) {
         in->head = b->next;
@@ -212,6 +225,11 @@ void kp_inbox_release(kp_inbox *in, kp_batch *b)
     if (ch->on_release)
         ch->on_release(ch->hook_ctx);
     pthread_mutex_unlock(&in->lock);
+}
+
+void kp_channel_waits_get(kp_channel_waits *out)
+{
+    *out = waits;
 }
 
 void kp_inbox_abort(kp_inbox *in)

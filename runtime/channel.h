@@ -60,6 +60,17 @@ void kp_inbox_release(kp_inbox *in, kp_batch *b);
 int kp_inbox_pending(kp_inbox *in, int *channels, int max);
 kp_batch *kp_inbox_pop_channel(kp_inbox *in, int channel);
 
+/* How long the calling thread has waited in this file: blocked in kp_channel_acquire (all of
+ * a channel's batches in flight: backpressure from the consumer) and in kp_inbox_pop_timed
+ * (nothing queued: starved by the producers; timeouts included). Counted only when a call
+ * waits — a clock read before and after — so the fast paths cost nothing more.
+ * @locality the calling thread's own counters (thread-local) */
+typedef struct kp_channel_waits {
+    long long blocked, starved; /* waits */
+    double blocked_s, starved_s;
+} kp_channel_waits;
+void kp_channel_waits_get(kp_channel_waits *out);
+
 /* Wakes everyone blocked on the inbox; all later calls fail fast. */
 void kp_inbox_abort(kp_inbox *in);
 

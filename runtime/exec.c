@@ -5,6 +5,7 @@
  * exec_step.c's. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "connector.h"
 #include "exec.h"
@@ -38,11 +39,34 @@ static int consume(subtask_rt *s)
     }
 }
 
+/* Names the thread for top/perf ("kp src 1/2", "kp t2 1/2": task index, subtask of p). */
+static void name_thread(const subtask_rt *s)
+{
+    char name[48];
+    if (s->t->head->kind == KP_NODE_SOURCE)
+        snprintf(name, sizeof name, "kp src %d/%d", s->st.index + 1, s->st.parallelism);
+    else
+        snprintf(name, sizeof name, "kp t%d %d/%d", s->st.task_id, s->st.index + 1,
+                 s->st.parallelism);
+    name[15] = '\0'; /* the kernel's limit */
+    pthread_setname_np(pthread_self(), name);
+}
+
+/* The calling thread's CPU time and channel waits, kept in s for collect_stats. */
+static void account_thread(subtask_rt *s)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        s->cpu_s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    kp_channel_waits_get(&s->waits);
+}
+
 static void *subtask_main(void *arg)
 {
     subtask_rt *s = arg;
     int rc = -1;
     const kp_node *head = s->t->head;
+    name_thread(s);
     if (kp_subtask_cancelled(&s->st)) {
         rc = -1;
     } else if (head->kind == KP_NODE_SOURCE) {
@@ -55,6 +79,7 @@ static void *subtask_main(void *arg)
     /* a subtask stopped by a closed channel (a remote end went away) fails the run here */
     if (rc != 0 && !kp_subtask_cancelled(&s->st))
         kp_subtask_fail(&s->st, "stopped: one of its channels was closed");
+    account_thread(s);
     kp_mailbox_post(s->x->coordinator,
                     (kp_ctl){KP_CTL_DONE, s->st.task_id, s->st.index, rc == 0 ? 0 : -1});
     return NULL;
@@ -79,6 +104,24 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
         .records_sent = atomic_load(&m->records_sent),
         .seconds = kp_mono_s() - t0,
     };
+    for (int i = 0; i < x->nsubtasks; i++) {
+        const subtask_rt *s = x->subtasks[i];
+        if (s->t->head->kind == KP_NODE_SOURCE) {
+            out->source_cpu_s += s->cpu_s;
+            if (s->cpu_s > out->source_cpu_max_s)
+                out->source_cpu_max_s = s->cpu_s;
+            out->source_blocked += s->waits.blocked;
+            out->source_blocked_s += s->waits.blocked_s;
+        } else {
+            out->other_cpu_s += s->cpu_s;
+            if (s->cpu_s > out->other_cpu_max_s)
+                out->other_cpu_max_s = s->cpu_s;
+            out->other_starved += s->waits.starved;
+            out->other_starved_s += s->waits.starved_s;
+            out->other_blocked += s->waits.blocked;
+            out->other_blocked_s += s->waits.blocked_s;
+        }
+    }
 }
 
 /* Every source and sink must be bound to a URI whose scheme has a connector: checked before

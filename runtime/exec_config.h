@@ -47,6 +47,13 @@ typedef struct kp_exec_stats {
     long long state_cache_peak, state_rocksdb; /* bytes */
     long long batches_sent, records_sent;      /* exchanges: data batches and their records */
     double seconds;
+    /* Threads (threaded runs): CPU seconds of the source subtasks' threads and of the others',
+     * summed and the largest of one thread, and their waits (channel.h): sources blocked by
+     * backpressure, the others starved of input or blocked. A thread's CPU against `seconds`
+     * says how busy it was; the waits say on what it was not. */
+    double source_cpu_s, source_cpu_max_s, source_blocked_s;
+    double other_cpu_s, other_cpu_max_s, other_starved_s, other_blocked_s;
+    long long source_blocked, other_starved, other_blocked;
 } kp_exec_stats;
 
 /* One subtask of the plan: task id (head node id, plan.h) and subtask index. */

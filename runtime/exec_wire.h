@@ -48,6 +48,8 @@ typedef struct subtask_rt {
     kp_source_task *source; /* stepped runs: the open source */
     consumer cons;          /* consumers: their inputs */
     int done;               /* stepped runs: finished or failed */
+    double cpu_s;           /* threaded runs: the thread's CPU time, set as it ends */
+    kp_channel_waits waits; /* threaded runs: its waits (channel.h), set as it ends */
 } subtask_rt;
 
 struct kp_exec {
