@@ -136,18 +136,17 @@ static int parse_bindings(json_t *bindings, char *err, size_t errlen)
 }
 
 /* conf entries restart-strategy=fixed-delay|exponential-delay|none, restart-strategy.attempts=N,
- * restart-strategy.delay-ms=N, restart-strategy.max-delay-ms=N override the defaults. */
+ * restart-strategy.delay-ms=N, restart-strategy.max-delay-ms=N override the defaults. As for
+ * connectors, the first entry of a key wins (the CLI puts later flags first): applied from the
+ * last entry to the first. */
 static int parse_conf(kp_jm_job_t *job, json_t *conf, char *err, size_t errlen)
 {
-    size_t i;
-    json_t *c;
     if (!conf || json_is_null(conf))
         return 0;
     if (!json_is_array(conf) || json_array_size(conf) > 1024)
         return fail(err, errlen, "manifest: conf must be an array of \"key=value\" strings");
-    json_array_foreach(conf, i, c)
-    {
-        const char *kv = json_string_value(c);
+    for (size_t i = json_array_size(conf); i-- > 0;) {
+        const char *kv = json_string_value(json_array_get(conf, i));
         const char *eq = kv ? strchr(kv, '=') : NULL;
         if (!eq || eq == kv)
             return fail(err, errlen, "manifest: conf entries are \"key=value\" strings");

@@ -157,6 +157,12 @@ json_t *kp_job_json(const kp_jm_t *jm, const kp_jm_job_t *job, bool detail)
     json_object_set_new(o, "waiting_reason",
                         job->waiting_reason[0] ? json_string(job->waiting_reason) : json_null());
     json_object_set_new(o, "replaces", job->replaces[0] ? json_string(job->replaces) : json_null());
+    static const char *const kinds[] = {"fixed-delay", "exponential-delay", "none"};
+    json_object_set_new(o, "restart-strategy",
+                        json_pack("{s:s,s:i,s:i,s:i}", "kind", kinds[job->restart.kind], "attempts",
+                                  (int)job->restart.attempts, "delay-ms",
+                                  (int)job->restart.delay_ms, "max-delay-ms",
+                                  (int)job->restart.max_delay_ms));
     return o;
 }
 

@@ -132,6 +132,29 @@ Test(jobmanager, submission_waits_in_created_without_taskmanagers, .fini = clean
     jm_stop(&jm);
 }
 
+/* A manifest's conf sets the job's restart strategy; as for connectors, the first entry of a key
+ * wins (the CLI puts later flags first). GET /jobs/:id shows the strategy. */
+Test(jobmanager, manifest_conf_sets_the_restart_strategy_first_entry_wins, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    char id[33];
+    int par[] = {1};
+    json_t *extra = json_pack("{s:[s,s,s,s]}", "conf", "restart-strategy=none",
+                              "restart-strategy=exponential-delay", "restart-strategy.attempts=7",
+                              "restart-strategy.attempts=3");
+    submit_ok(&jm, "strategic", par, 1, extra, NULL, id);
+    json_decref(extra);
+    http_reply r = http_req(&jm, "GET", "/jobs/strategic", NULL);
+    cr_assert_eq(r.status, 200);
+    json_t *rs = json_object_get(r.body, "restart-strategy");
+    cr_assert_str_eq(json_string_value(json_object_get(rs, "kind")), "none");
+    cr_assert_eq(json_integer_value(json_object_get(rs, "attempts")), 7);
+    http_free(&r);
+    jm_stop(&jm);
+}
+
 Test(jobmanager, bad_submissions_are_4xx_and_write_nothing, .fini = cleanup)
 {
     fresh_dir();
