@@ -123,10 +123,36 @@ static void check_job(kp_jm_t *jm, kp_jm_job_t *job, const char *why)
     }
 }
 
+/* --replace on a cluster without the slots to run both jobs: a handover cannot happen, so the
+ * old job stops first and the new one takes its slots (a stop-and-start; the results converge
+ * the same way, with a gap). Only when the old job's slots are what is missing. */
+static void make_room_for_replacement(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    kp_jm_job_t *old = job->replaces[0] ? kp_registry_find(jm, job->replaces) : NULL;
+    if (!old || old == job || kp_job_state_terminal(old->state) || !old->deployed)
+        return;
+    if (old->state != KP_JOB_CANCELLING) {
+        uint32_t free_slots = 0;
+        for (size_t t = 0; t < jm->ntms; t++)
+            free_slots += kp_sched_free_slots(jm, (int)t);
+        if (free_slots + old->slots < job->slots)
+            return;
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "replaced by job %s, which needs the %u slots it holds (%u free besides)", job->id,
+                 old->slots, free_slots);
+        kp_life_cancel(jm, old, msg);
+    }
+    snprintf(job->waiting_reason, sizeof job->waiting_reason,
+             "waiting for job %s, which it replaces, to release its slots", old->id);
+}
+
 static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
 {
-    if (!kp_sched_place(jm, job))
+    if (!kp_sched_place(jm, job)) {
+        make_room_for_replacement(jm, job);
         return;
+    }
     /* at least the wall clock in seconds, the epoch `kappa run --local` writes with: the
      * sink's versions are (epoch << 32 | seq), so a cluster job must outrank a local run (or a
      * jobmanager with a fresh --state-dir) that wrote the same ids before it */

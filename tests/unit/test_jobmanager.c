@@ -486,6 +486,43 @@ Test(jobmanager, replace_cancels_the_old_job_once_the_new_runs, .fini = cleanup)
     jm_stop(&jm);
 }
 
+/* Without the slots to run both, --replace stops the old job first and the new one takes its
+ * slots. */
+Test(jobmanager, replace_without_spare_slots_stops_the_old_job_first, .fini = cleanup)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    int tm = tm_register(jm.rpc_port, "tm-s", 1);
+    char old_id[33], new_id[33];
+    int par[] = {1};
+    uint32_t attempt;
+    uint64_t epoch;
+    submit_ok(&jm, "clicks", par, 1, NULL, NULL, old_id);
+    expect_deploy(tm, old_id, 1, &attempt, &epoch);
+    report(tm, old_id, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, old_id, "RUNNING");
+
+    json_t *extra = json_pack("{s:s}", "replace", "clicks");
+    submit_ok(&jm, "clicks-v2", par, 1, extra, NULL, new_id);
+    json_decref(extra);
+    size_t n;
+    uint8_t *p = tm_expect(tm, KP_FRAME_CANCEL, &n);
+    Kappa__Control__Cancel *c = kappa__control__cancel__unpack(NULL, n, p);
+    cr_assert_not_null(c);
+    cr_assert_str_eq(c->job_id, old_id);
+    kappa__control__cancel__free_unpacked(c, NULL);
+    free(p);
+    cr_assert_str_eq(job_state(&jm, new_id, (char[32]){0}, 32), "CREATED");
+    report(tm, old_id, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED);
+    wait_job_state(&jm, old_id, "CANCELED");
+    expect_deploy(tm, new_id, 1, &attempt, &epoch);
+    report(tm, new_id, 0, 0, 0, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, new_id, "RUNNING");
+    close(tm);
+    jm_stop(&jm);
+}
+
 Test(jobmanager, restart_shows_the_job_list_again, .fini = cleanup)
 {
     fresh_dir();
