@@ -33,6 +33,7 @@ struct fault_proxy {
     atomic_int status;
     atomic_llong down_until_ms;
     atomic_int down_hold;
+    atomic_int delay_ms;  /* before forwarding each request */
     pthread_mutex_t lock; /* conns, nthreads */
     pthread_cond_t idle;
     int conns[MAX_CONNS];
@@ -274,6 +275,14 @@ static void hold(fault_proxy *p)
         usleep(20000);
 }
 
+/* Waits the configured delay before a request is forwarded (a slow node), in short steps so a
+ * stop is not held up. */
+static void delay(fault_proxy *p)
+{
+    for (int left = atomic_load(&p->delay_ms); left > 0 && !atomic_load(&p->stop); left -= 20)
+        usleep((useconds_t)(left < 20 ? left : 20) * 1000);
+}
+
 /* Serves one client connection until it closes; returns when done (fd still open). */
 static void serve(conn *c)
 {
@@ -298,6 +307,7 @@ static void serve(conn *c)
         size_t total = (size_t)hlen + (size_t)(cl > 0 ? cl : 0);
         if (read_upto(c->cfd, &in, total) != 0)
             break;
+        delay(p);
         int status = atomic_load(&p->status);
         if (status) {
             char resp[256];
@@ -505,6 +515,11 @@ void fault_proxy_down(fault_proxy *p, int ms, int hold_conns)
         if (p->conns[i] >= 0)
             shutdown(p->conns[i], SHUT_RDWR);
     pthread_mutex_unlock(&p->lock);
+}
+
+void fault_proxy_set_delay(fault_proxy *p, int ms)
+{
+    atomic_store(&p->delay_ms, ms > 0 ? ms : 0);
 }
 
 fault_proxy_stats fault_proxy_get_stats(fault_proxy *p)

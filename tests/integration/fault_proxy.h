@@ -5,7 +5,8 @@
  *  - drops connections: before forwarding a request (mid-request), or after the node answered
  *    but before the client hears it;
  *  - "node down": for a while, closes every connection at once (reset) or holds it unanswered;
- *  - answers every request with a fixed status (e.g. 401) instead of forwarding.
+ *  - answers every request with a fixed status (e.g. 401) instead of forwarding;
+ *  - slows the node down: waits a fixed delay before forwarding each request.
  * One thread accepts, one thread per client connection forwards (each with its own keep-alive
  * connection to the node). All setters may be called from any thread while it runs. */
 #ifndef KP_FAULT_PROXY_H
@@ -43,6 +44,10 @@ void fault_proxy_set_status(fault_proxy *p, int status);
 /* For the next `ms` milliseconds the node is "down": new and kept-alive connections are reset
  * (hold=0) or accepted and left unanswered until the end of the period, then reset (hold=1). */
 void fault_proxy_down(fault_proxy *p, int ms, int hold);
+
+/* Milliseconds to wait before forwarding each request (0, the default: none); takes effect
+ * from the next request on. */
+void fault_proxy_set_delay(fault_proxy *p, int ms);
 
 fault_proxy_stats fault_proxy_get_stats(fault_proxy *p);
 
