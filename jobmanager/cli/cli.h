@@ -23,4 +23,9 @@ struct kp_rest;
  * or KP_EXIT_UNREACHABLE when the jobmanager stops answering (status.c). */
 int kp_cli_wait(struct kp_rest *r, const char *jobid);
 
+/* After a submission: polls until the jobmanager has deployed the job (any state past CREATED)
+ * or says what it waits for (slots), at most timeout_ms; prints that state on stderr. Returns
+ * KP_EXIT_FAILED if the job already failed, else KP_EXIT_OK (status.c). */
+int kp_cli_wait_deployed(struct kp_rest *r, const char *jobid, int timeout_ms);
+
 #endif

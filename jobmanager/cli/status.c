@@ -143,3 +143,39 @@ int kp_cli_wait(kp_rest *r, const char *jobid)
         nanosleep(&pause, NULL);
     }
 }
+
+/* True while the jobmanager still works on placing the job (not yet deployed, not waiting for
+ * slots that are missing). */
+static int being_deployed(json_t *job, const char *state)
+{
+    const char *why = json_string_value(json_object_get(job, "waiting_reason"));
+    return !strcmp(state, "CREATED") && (!why || !strncmp(why, "waiting for the scheduler", 25));
+}
+
+int kp_cli_wait_deployed(kp_rest *r, const char *jobid, int timeout_ms)
+{
+    const struct timespec pause = {0, 100 * 1000000L};
+    for (int waited = 0;; waited += 100) {
+        json_t *job = NULL;
+        if (get_job(r, jobid, &job) != KP_EXIT_OK) {
+            json_decref(job);
+            fprintf(stderr, "%s: job %s was accepted, but its state could not be read\n", r->verb,
+                    jobid);
+            return KP_EXIT_OK;
+        }
+        const char *state = json_string_value(json_object_get(job, "state"));
+        const char *why = json_string_value(json_object_get(job, "waiting_reason"));
+        int code = final_state(state);
+        if (state && (!being_deployed(job, state) || waited >= timeout_ms)) {
+            if (!r->json)
+                fprintf(stderr, "%s: job %s is %s%s%s\n", r->verb, jobid, state,
+                        why && *why ? ": " : "", why && *why ? why : "");
+            if (code == KP_EXIT_FAILED)
+                print_exceptions(job, stderr);
+            json_decref(job);
+            return code == KP_EXIT_FAILED ? code : KP_EXIT_OK;
+        }
+        json_decref(job);
+        nanosleep(&pause, NULL);
+    }
+}

@@ -1,8 +1,9 @@
 /* `kappa submit JOB.so`: the jobmanager never loads job code, so the client does — it loads
  * the plugin here, validates it (with the -p given), builds the graph and its hash
  * (graph_codec.h), hashes the plugin bytes, and POSTs both as multipart/form-data to /jobs.
- * It returns once the jobmanager accepted the job, printing its id (as `flink run -d`); with
- * --wait it stays until the job ends and exits with its outcome (status.c). */
+ * It prints the job id once the jobmanager accepted the job and returns once the job is deployed
+ * (or waits for slots, said on stderr; at most DEPLOY_WAIT_MS), as `flink run -d`; with --wait
+ * it stays until the job ends and exits with its outcome (status.c). */
 #include <errno.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "rest.h"
 
 #define MAX_PLUGIN_BYTES (1024L << 20) /* far above any upload limit; refuses a wrong path */
+#define DEPLOY_WAIT_MS   60000         /* then submit returns with the state it sees */
 
 typedef struct submit_opts {
     kp_job_opts job;
@@ -237,5 +239,7 @@ int kp_cli_submit(int argc, char **argv)
     free(bytes);
     if (rc == KP_EXIT_OK && o.wait && !o.dry_run)
         rc = kp_cli_wait(&o.rest, jobid);
+    else if (rc == KP_EXIT_OK && !o.dry_run)
+        rc = kp_cli_wait_deployed(&o.rest, jobid, DEPLOY_WAIT_MS);
     return rc;
 }

@@ -70,7 +70,8 @@ typedef struct fake_jm {
     char url[64];
     pthread_mutex_t mu;
     int requests;
-    char method[16], path[256], mode[32], auth[256];
+    char method[16], path[256], mode[32], auth[256]; /* of the last request */
+    char first[300];                                 /* "METHOD PATH" of the first */
     char manifest[1 << 16];
     size_t manifest_len;
     char *plugin;
@@ -153,7 +154,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         pthread_mutex_unlock(&jm.mu);
         return MHD_YES;
     }
-    jm.requests++;
+    if (jm.requests++ == 0)
+        snprintf(jm.first, sizeof jm.first, "%s %s", method, url);
     snprintf(jm.method, sizeof jm.method, "%s", method);
     snprintf(jm.path, sizeof jm.path, "%s", url);
     const char *mode = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mode");
@@ -369,9 +371,13 @@ Test(cli, submit_sends_a_well_formed_multipart_manifest)
                    "--brokers", "127.0.0.1:9092", "--conf", "es.flush_ms=100");
     cr_assert_eq(rc, 0, "exit %d, stderr: %s", rc, err);
     cr_assert_str_eq(out, "0123456789abcdef0123456789abcdef\n", "prints the job id");
-    cr_assert_eq(requests(), 1);
-    cr_assert_str_eq(jm.method, "POST");
-    cr_assert_str_eq(jm.path, "/jobs");
+    /* POST /jobs, then GET /jobs/:id to see it deployed (this fake answers 404: submit says
+     * it cannot read the state and still exits 0, the job was accepted) */
+    cr_assert_eq(requests(), 2);
+    cr_assert_str_eq(jm.first, "POST /jobs");
+    cr_assert_str_eq(jm.method, "GET");
+    cr_assert_str_eq(jm.path, "/jobs/0123456789abcdef0123456789abcdef");
+    cr_assert(strstr(err, "could not be read"), "stderr: %s", err);
     cr_assert_str_eq(jm.auth, "Bearer s3cret-token");
     cr_assert_str_eq(jm.plugin_type, "application/octet-stream");
 
@@ -510,6 +516,25 @@ Test(cli, submit_wait_exits_with_the_jobs_outcome)
         if (cases[i].code)
             cr_assert_not_null(strstr(err, "taskmanager tm-b lost"), "the cause is shown: %s", err);
     }
+}
+
+/* Without --wait, submit returns once the job is deployed (past CREATED), as flink run -d. */
+Test(cli, submit_returns_once_the_job_is_deployed)
+{
+    jm.states[0] = "CREATED";
+    jm.states[1] = "CREATED";
+    jm.states[2] = "RUNNING";
+    jm.nstates = 3;
+    jm.polls = 0;
+    int rc = kappa("submit", job_so("hourly_clicks"), "--jobmanager", jm.url);
+    cr_assert_eq(rc, 0, "exit %d, stderr: %s", rc, err);
+    cr_assert_eq(jm.polls, 3, "polled until deployed");
+    cr_assert(strstr(err, "is RUNNING"), "%s", err);
+    jm.states[0] = "FAILED";
+    jm.nstates = 1;
+    jm.polls = 0;
+    cr_assert_eq(kappa("submit", job_so("hourly_clicks"), "--jobmanager", jm.url), 1,
+                 "a job that failed at once: %s", err);
 }
 
 /* ---- list, status, cancel, taskmanagers ---------------------------------------------------- */
