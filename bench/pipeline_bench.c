@@ -294,6 +294,7 @@ static void write_count(kp_doc *doc, const kp_window *w, kp_str item, int64_t co
 static int sliding;        /* read by the define functions */
 static size_t memtable_mb; /* PIPELINE_BENCH_MEMTABLE_MB; 0 = the default */
 static int only_p;         /* PIPELINE_BENCH_P: the scaling runs at this p only; 0 = 1, 2, 4 */
+static int credits;        /* PIPELINE_BENCH_CREDITS: batches per channel; 0 = the default */
 
 static int define_seed(const kp_api *api, kp_job *job)
 {
@@ -378,7 +379,8 @@ static int run_bytes(long keys, int slide, int p, size_t cache_bytes, run_result
                           .nbindings = 2,
                           .state_dir = dir,
                           .state_cache_bytes = cache_bytes,
-                          .rocksdb_memtable_bytes = memtable_mb << 20};
+                          .rocksdb_memtable_bytes = memtable_mb << 20,
+                          .credits = credits};
     kp_exec_stats st;
     memset(&st, 0, sizeof st);
     atomic_store(&docs_out, 0);
@@ -543,6 +545,8 @@ int main(int argc, char **argv)
     memtable_mb = mt ? (size_t)atol(mt) : 0;
     const char *op = getenv("PIPELINE_BENCH_P");
     only_p = op ? atoi(op) : 0;
+    const char *cr = getenv("PIPELINE_BENCH_CREDITS");
+    credits = cr ? atoi(cr) : 0;
     if (n_small <= 0 || n_big <= 0 || span_hours <= 0 || n_scaling <= 0) {
         fprintf(stderr,
                 "usage: pipeline_bench [events-small] [events-10M-keys] [only] [span-hours] "

@@ -20,7 +20,9 @@ typedef struct exchange_op {
     int nchans;
     int rr;
     int max_parallelism;
-    kp_time wm; /* the latest watermark from upstream */
+    uint64_t kg_mask; /* max_parallelism - 1 when it is a power of two (hash & mask), else 0 */
+    int *owner;       /* hash: the channel of each key group, so no division per record */
+    kp_time wm;       /* the latest watermark from upstream */
     kp_channel **chans;
     kp_batch **cur;   /* the batch being filled per channel, or NULL */
     kp_time *sent_wm; /* per channel: the watermark its consumer has been sent */
@@ -60,8 +62,8 @@ static int target_of(exchange_op *x, kp_event *ev)
 {
     switch (x->mode) {
     case KP_PART_HASH: {
-        int kg = kp_key_group(kp_event_hash(ev), x->max_parallelism);
-        return kp_key_group_owner(kg, x->max_parallelism, x->nchans);
+        uint64_t h = kp_event_hash(ev);
+        return x->owner[x->kg_mask ? (int)(h & x->kg_mask) : kp_key_group(h, x->max_parallelism)];
     }
     case KP_PART_REBALANCE:
         x->rr = x->rr + 1 == x->nchans ? 0 : x->rr + 1;
@@ -144,6 +146,7 @@ static void exchange_destroy(kp_op *op)
     free(x->cur);
     free(x->sent_wm);
     free(x->chans);
+    free(x->owner);
     free(x);
 }
 
@@ -178,11 +181,14 @@ kp_op *kp_op_exchange_new(kp_subtask *st, const kp_node *n, kp_partitioning mode
     kp_channel **c = calloc((size_t)nchans, sizeof *c);
     kp_batch **cur = calloc((size_t)nchans, sizeof *cur);
     kp_time *sent = malloc((size_t)nchans * sizeof *sent);
-    if (!x || !c || !cur || !sent) {
+    int mp = st->job->max_parallelism;
+    int *owner = malloc((size_t)mp * sizeof *owner);
+    if (!x || !c || !cur || !sent || !owner) {
         free(x);
         free(c);
         free(cur);
         free(sent);
+        free(owner);
         kp_subtask_fail(st, "%s: out of memory", n->name);
         return NULL;
     }
@@ -193,7 +199,11 @@ kp_op *kp_op_exchange_new(kp_subtask *st, const kp_node *n, kp_partitioning mode
     x->mode = mode;
     x->nchans = nchans;
     x->rr = st->index % nchans;
-    x->max_parallelism = st->job->max_parallelism;
+    x->max_parallelism = mp;
+    x->kg_mask = (mp & (mp - 1)) == 0 ? (uint64_t)mp - 1 : 0;
+    for (int kg = 0; kg < mp; kg++)
+        owner[kg] = kp_key_group_owner(kg, mp, nchans);
+    x->owner = owner;
     x->wm = KP_TIME_MIN;
     x->chans = c;
     x->cur = cur;
