@@ -67,14 +67,20 @@ static const char *path_in(const char *name)
     return s;
 }
 
-/* A jobmanager (restarts 200 ms apart) and two taskmanagers of 4 slots each: a p=4 job takes
- * 2 slots on each (round-robin), two p=4 jobs fit at once (--replace runs the new job next to
- * the old one), and one taskmanager alone can run a p=4 job after the other died. */
-static void start_cluster(void)
+static void setup(void)
 {
     cr_assert_not_null(mkdtemp(dir_));
     snprintf(brokers_, sizeof brokers_, "%s", kp_test_env("KAPPA_BROKERS"));
     snprintf(es_, sizeof es_, "%s", kp_test_env("KAPPA_ES_URL"));
+}
+
+/* A jobmanager (restarts 200 ms apart) and two taskmanagers of 4 slots each: a p=4 job takes
+ * 2 slots on each (round-robin), two p=4 jobs fit at once (--replace runs the new job next to
+ * the old one), and one taskmanager alone can run a p=4 job after the other died. Called first
+ * in each test's body rather than as .init: Criterion skips .fini when .init fails, and
+ * teardown must stop whatever a failed start left running. */
+static void start_cluster(void)
+{
     const char *flags[] = {"--restart-delay-ms", "200", NULL};
     jm_start(&jm_, path_in("jm"), flags);
     tm_[0] = tm_proc_start(&jm_, path_in("tm1"), 4);
@@ -113,7 +119,7 @@ static void teardown(void)
         fprintf(stderr, "cluster: kept %s\n", dir_);
 }
 
-TestSuite(cluster, .init = start_cluster, .fini = teardown, .timeout = 900);
+TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 900);
 
 /* A topic of `partitions` holding `count` kappa-gen events (seed 11, the model above) with
  * `partitioner`; the truth of the write in dir/truth.tsv, sorted as (item, end, count) lines in
@@ -310,6 +316,7 @@ static void assert_v2_ids(const char *index, const char *tag)
 
 Test(cluster, seed_cancel_replace)
 {
+    start_cluster();
     int n = events(100000);
     char bounded[256], unbounded[256];
     const char *topic = produce(8, "hash", n);
@@ -367,6 +374,7 @@ Test(cluster, seed_cancel_replace)
 
 Test(cluster, killed_taskmanager_restarts_and_the_index_is_still_the_truth)
 {
+    start_cluster();
     char source[256];
     snprintf(source, sizeof source, "kafka:%s?stop_at=end", produce(8, "hash", events(200000)));
     /* bulks of 5 documents, one in flight per subtask: the sink paces the job (credits), so
@@ -513,6 +521,7 @@ static void replay_at(const char *topic, int p, int n)
 /* test_replay.c's log (4 partitions, the range partitioner: partition 0 ends early) */
 Test(cluster, replay_across_processes_is_byte_identical_to_run_local)
 {
+    start_cluster();
     int n = events(100000);
     const char *topic = produce(4, "range", n);
     replay_at(topic, 2, n);
