@@ -34,9 +34,9 @@
 #include "seed_data.h"
 
 #define EVENTS       300000
-#define SLOW_MS      500 /* per bulk request while slowed */
-#define RSS_BOUND_MB 256 /* generous: about 8 times the peaks measured (docs/cluster.md) */
-#define NPROCS       3   /* jobmanager, two taskmanagers */
+#define SLOW_MS      1000 /* per bulk request while slowed */
+#define RSS_BOUND_MB 256  /* generous: about 8 times the peaks measured (docs/cluster.md) */
+#define NPROCS       3    /* jobmanager, two taskmanagers */
 
 static char dir_[] = "/tmp/kappa-backpressure-XXXXXX";
 static jm_proc jm_;
