@@ -7,6 +7,8 @@
 #include "graph.h"
 #include "keygroup.h"
 
+#define FILTER_MIN_BITS ((size_t)1 << 16) /* 8 KiB */
+
 void kp_key_spill_init(kp_key_spill *sp, kp_subtask *st, const kp_node *node, const char *cf_name)
 {
     *sp = (kp_key_spill){.st = st, .node = node, .cf_name = cf_name, .cf = -1};
@@ -21,6 +23,9 @@ void kp_key_spill_finish(kp_key_spill *sp)
     kp_buf_free(&sp->rkey);
     kp_buf_free(&sp->victims);
     kp_buf_free(&sp->order);
+    free(sp->filter);
+    sp->filter = NULL;
+    sp->filter_bits = sp->filter_set = 0;
     sp->state = NULL;
     sp->batch = NULL;
 }
@@ -42,12 +47,14 @@ static int open_state(kp_key_spill *sp)
     if (!sp->state)
         return kp_subtask_fail(sp->st, "%s: cannot open keyed state in %s: %s", sp->node->name, dir,
                                err);
-    sp->cf = kp_state_cf(sp->state, sp->cf_name, err, sizeof err);
+    sp->cf = kp_state_cf_point(sp->state, sp->cf_name, err, sizeof err);
     if (sp->cf < 0)
         return kp_subtask_fail(sp->st, "%s: keyed state: %s", sp->node->name, err);
     sp->batch = kp_state_batch_new();
-    if (!sp->batch)
+    sp->filter = calloc(FILTER_MIN_BITS / 64, sizeof *sp->filter);
+    if (!sp->batch || !sp->filter)
         return kp_subtask_fail(sp->st, "%s: out of memory", sp->node->name);
+    sp->filter_bits = FILTER_MIN_BITS;
     return 0;
 }
 
@@ -60,6 +67,56 @@ static int rocks_key(kp_key_spill *sp, uint64_t hash, kp_bytes key)
     sp->rkey.len = 0;
     if (kp_buf_append(&sp->rkey, prefix, 2) != 0 || kp_buf_append(&sp->rkey, key.ptr, key.len))
         return -1;
+    return 0;
+}
+
+/* ---- the filter of spilled keys: one bit per hash bucket ---------------------------------- */
+
+/* The bucket of a (non-zero) hash: bits above the low ones, which pick the key group (all
+ * keys of a subtask share a range of those). */
+static inline size_t filter_at(const kp_key_spill *sp, uint64_t hash)
+{
+    return (size_t)(hash >> 16) & (sp->filter_bits - 1);
+}
+
+static inline int filter_has(const kp_key_spill *sp, uint64_t hash)
+{
+    size_t i = filter_at(sp, hash ? hash : 1);
+    return sp->filter_bits && (sp->filter[i / 64] >> (i % 64) & 1);
+}
+
+static inline void filter_mark(kp_key_spill *sp, uint64_t hash)
+{
+    size_t i = filter_at(sp, hash ? hash : 1);
+    uint64_t bit = (uint64_t)1 << (i % 64);
+    sp->filter_set += !(sp->filter[i / 64] & bit);
+    sp->filter[i / 64] |= bit;
+}
+
+/* Replaces the filter by one of `bits` bits holding every key in the column family (one scan
+ * of its keys: amortised, a key is scanned about once per doubling). */
+static int filter_rebuild(kp_key_spill *sp, size_t bits)
+{
+    uint64_t *f = calloc(bits / 64, sizeof *f);
+    if (!f)
+        return kp_subtask_fail(sp->st, "%s: out of memory for the spilled-key filter",
+                               sp->node->name);
+    free(sp->filter);
+    sp->filter = f;
+    sp->filter_bits = bits;
+    sp->filter_set = 0;
+    kp_state_iter *it = kp_state_iter_open(sp->state, sp->cf, NULL, 0, NULL, 0);
+    if (!it)
+        return kp_subtask_fail(sp->st, "%s: out of memory scanning keyed state", sp->node->name);
+    for (; kp_state_iter_valid(it); kp_state_iter_next(it)) {
+        size_t len;
+        const char *k = kp_state_iter_key(it, &len);
+        if (len >= 2)
+            filter_mark(sp, kp_hash64(k + 2, len - 2));
+    }
+    char err[512];
+    if (kp_state_iter_close(it, err, sizeof err) != 0)
+        return kp_subtask_fail(sp->st, "%s: scanning keyed state: %s", sp->node->name, err);
     return 0;
 }
 
@@ -161,8 +218,11 @@ static int write_victims(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_op
             kp_keytable_find(t, v->hash, (kp_bytes){(const char *)(v + 1), v->key_len});
         ops->drop(arg, e);
         kp_keytable_remove(t, e);
+        filter_mark(sp, v->hash);
         sp->keys_out++;
     }
+    if (sp->filter_set > sp->filter_bits / 4)
+        return filter_rebuild(sp, 2 * sp->filter_bits);
     return 0;
 }
 
@@ -198,7 +258,7 @@ int kp_key_spill_open(kp_key_spill *sp)
 
 int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob, size_t *len)
 {
-    if (!sp->ever)
+    if (!sp->ever || !filter_has(sp, hash))
         return 0;
     if (rocks_key(sp, hash, key) != 0)
         return kp_subtask_fail(sp->st, "%s: out of memory", sp->node->name);

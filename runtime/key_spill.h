@@ -10,8 +10,11 @@
  *     passed is spared once; the others are written in one write batch (no WAL) and removed,
  *     until about half the budget is free, so one spill moves many keys and costs what it
  *     moves;
- *   - read-back: a key that is not in memory is looked up in RocksDB only once something was
- *     spilled (an all-cached run never reads). Its on-disk copy stays (deleting it would cost
+ *   - read-back: a key that is not in memory is looked up in RocksDB only if a key of its
+ *     hash bucket was ever spilled (a bitmap of spilled hashes, at most ~8 bits per spilled
+ *     key, rebuilt twice as large by one scan of the column family when a quarter of it is
+ *     set): a key seen for the first time, and every key of an all-cached run, costs no
+ *     read. Its on-disk copy stays (deleting it would cost
  *     a write per read-back); the operator remembers that the key is on disk, overwrites it
  *     when it evicts the key again, and deletes it (kp_key_spill_forget) when the key is
  *     dropped because it holds nothing any more — so a dropped key never comes back.
@@ -52,6 +55,9 @@ struct kp_key_spill {
     kp_buf order;          /* offsets of the victims, sorted in RocksDB key order */
     size_t clock;          /* the eviction hand: a slot index into the key table */
     int ever;              /* something was spilled: misses must look in RocksDB */
+    uint64_t *filter;      /* one bit per hash bucket: a key of this bucket was spilled */
+    size_t filter_bits;    /* a power of two, or 0 before the first spill */
+    size_t filter_set;     /* bits set; the filter doubles when a quarter is set */
     long long keys_out, keys_in, bytes_out, bytes_in, spills;
 };
 

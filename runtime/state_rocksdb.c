@@ -203,6 +203,9 @@ static rocksdb_options_t *kp_state_options(const kp_state_config *cfg, rocksdb_c
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_set_create_missing_column_families(o, 1);
     rocksdb_options_increase_parallelism(o, kp_state_bg_jobs());
+    /* one writer per database (its subtask's thread); and kp_state_cf_point's in-place
+     * updates need it off */
+    rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
     rocksdb_options_set_bytes_per_sync(o, 1 << 20);
     rocksdb_options_set_keep_log_file_num(o, 4);
     rocksdb_options_set_max_log_file_size(o, 8 << 20);
@@ -462,6 +465,22 @@ int kp_state_cf_scan(kp_state *st, const char *name, char *errstr, size_t errlen
     rocksdb_options_t *o = rocksdb_options_create_copy(st->opts);
     kp_state_set_table(o, st->cache, 0);
     rocksdb_options_set_level0_file_num_compaction_trigger(o, 8);
+    int cf = kp_state_cf_with(st, name, o, errstr, errlen);
+    rocksdb_options_destroy(o);
+    return cf;
+}
+
+int kp_state_cf_point(kp_state *st, const char *name, char *errstr, size_t errlen)
+{
+    if (!st || !st->opts)
+        return kp_state_cf_with(st, name, NULL, errstr, errlen); /* reports the error */
+    rocksdb_options_t *o = rocksdb_options_create_copy(st->opts);
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.1); /* of the memtable's bytes */
+    rocksdb_options_set_optimize_filters_for_hits(o, 1);
+    /* a put of a key already in the memtable overwrites it (if not larger) instead of adding
+     * a version: the skip list holds distinct keys, not every eviction of every key */
+    rocksdb_options_set_inplace_update_support(o, 1);
     int cf = kp_state_cf_with(st, name, o, errstr, errlen);
     rocksdb_options_destroy(o);
     return cf;

@@ -49,7 +49,7 @@ static int open_cf(kp_timer_spill *ts)
     if (kp_key_spill_open(ts->sp) != 0)
         return -1;
     char err[512];
-    ts->cf = kp_state_cf(ts->sp->state, ts->cf_name, err, sizeof err);
+    ts->cf = kp_state_cf_scan(ts->sp->state, ts->cf_name, err, sizeof err); /* range scans only */
     if (ts->cf < 0)
         return kp_subtask_fail(ts->sp->st, "%s: timer state: %s", ts->sp->node->name, err);
     if (!(ts->batch = kp_state_batch_new()))
@@ -112,7 +112,12 @@ int kp_timer_spill_check(kp_timer_spill *ts, kp_timer_heap *h)
  * disk_min becomes the time of the first timer left, if any. */
 static int load(kp_timer_spill *ts, kp_timer_heap *h)
 {
-    kp_state_iter *it = kp_state_iter_open(ts->sp->state, ts->cf, NULL, 0, NULL, 0);
+    /* from disk_min, not from the start: below it lie the ranges deleted by earlier loads,
+     * which an iterator from the start would step over entry by entry (was ~20 % of the
+     * CPU of a spilling session job) */
+    uint8_t from[8];
+    put_be(from, (uint64_t)ts->disk_min ^ (1ull << 63));
+    kp_state_iter *it = kp_state_iter_open(ts->sp->state, ts->cf, from, sizeof from, NULL, 0);
     size_t bytes = 0, want = ts->limit / 2;
     ts->on_disk = 0;
     ts->lo.len = 0;
