@@ -49,6 +49,16 @@ kp_inbox *kp_inbox_new(int nchannels, int credits)
     return in;
 }
 
+int kp_inbox_batches_allocated(kp_inbox *in)
+{
+    int n = 0;
+    pthread_mutex_lock(&in->lock);
+    for (int i = 0; i < in->nchannels; i++)
+        n += in->channels[i].allocated;
+    pthread_mutex_unlock(&in->lock);
+    return n;
+}
+
 static void free_list(kp_batch *b)
 {
     while (b) {

@@ -22,6 +22,11 @@ typedef struct kp_channel kp_channel;
 kp_inbox *kp_inbox_new(int nchannels, int credits);
 void kp_inbox_free(kp_inbox *in);
 
+/* Batches created so far by the inbox's channels (each lives until the inbox is freed, so
+ * this is also the peak): memory accounting for --stats. @locality any thread; @locks the
+ * inbox lock */
+int kp_inbox_batches_allocated(kp_inbox *in);
+
 /* The channel with index `i` (0 <= i < nchannels) of the inbox. */
 kp_channel *kp_inbox_channel(kp_inbox *in, int i);
 

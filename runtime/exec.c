@@ -122,6 +122,11 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
             out->other_blocked_s += s->waits.blocked_s;
         }
     }
+    for (int i = 0; i < x->ntasks; i++)
+        for (int j = 0; x->tasks[i].inboxes && j < x->tasks[i].parallelism; j++)
+            if (x->tasks[i].inboxes[j])
+                out->exchange_batches += kp_inbox_batches_allocated(x->tasks[i].inboxes[j]);
+    out->exchange_bytes = out->exchange_batches * (long long)sizeof(kp_batch);
 }
 
 /* Every source and sink must be bound to a URI whose scheme has a connector: checked before

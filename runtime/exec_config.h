@@ -54,6 +54,9 @@ typedef struct kp_exec_stats {
     double source_cpu_s, source_cpu_max_s, source_blocked_s;
     double other_cpu_s, other_cpu_max_s, other_starved_s, other_blocked_s;
     long long source_blocked, other_starved, other_blocked;
+    /* Memory (docs/state.md, "Memory"): record batches created by this process's inboxes —
+     * they live until the run ends, so this is their peak — and their bytes. */
+    long long exchange_batches, exchange_bytes;
 } kp_exec_stats;
 
 /* One subtask of the plan: task id (head node id, plan.h) and subtask index. */

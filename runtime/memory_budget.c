@@ -7,6 +7,7 @@
 #include "memory_budget.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
 
 #define MIB ((size_t)1 << 20)
 
@@ -55,4 +56,32 @@ void kp_slot_memory_describe(const kp_slot_memory *m, char *buf, size_t len)
         "subtask, RocksDB block cache %zu and memtables 4 x %zu per keyed subtask, reserved %zu",
         m->total / MIB, m->source_fetch / MIB, m->network / MIB, m->state_cache / MIB,
         m->rocksdb_cache / MIB, m->memtable / MIB, m->reserved / MIB);
+}
+
+static void row(FILE *f, const char *part, double budget, double used, const char *note)
+{
+    if (used < 0)
+        fprintf(f, "kappa:   %-22s %9.1f %9s  %s\n", part, budget, "-", note);
+    else
+        fprintf(f, "kappa:   %-22s %9.1f %9.1f  %s\n", part, budget, used, note);
+}
+
+void kp_memory_report(FILE *f, const kp_slot_memory *m, const kp_memory_shape *shape,
+                      const kp_exec_stats *s)
+{
+    const double mib = 1048576.0;
+    struct rusage ru;
+    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : -1;
+    size_t k = (size_t)shape->keyed;
+    fprintf(f, "kappa: memory (MiB)              budget      peak\n");
+    row(f, "Kafka read-ahead", (double)(m->source_fetch * (size_t)shape->sources) / mib, -1,
+        "Kafka sources only; not measured (librdkafka queues)");
+    row(f, "exchange batches", (double)shape->network / mib, (double)s->exchange_bytes / mib,
+        "batches created x batch size");
+    row(f, "state caches", (double)(m->state_cache * k) / mib, (double)s->state_cache_peak / mib,
+        "sum of each keyed subtask's peak");
+    row(f, "RocksDB cache+memtables", (double)((m->rocksdb_cache + 4 * m->memtable) * k) / mib,
+        (double)s->state_rocksdb / mib, "at the end of the run, not the peak");
+    row(f, "process (max RSS)", (double)(m->total * (size_t)shape->slots) / mib, rss,
+        "sum of the slots' budgets vs getrusage ru_maxrss");
 }

@@ -13,6 +13,9 @@
 #define KP_MEMORY_BUDGET_H
 
 #include <stddef.h>
+#include <stdio.h>
+
+#include "exec_config.h"
 
 #define KP_SLOT_MEMORY_DEFAULT ((size_t)512 << 20)
 #define KP_SLOT_MEMORY_MIN     ((size_t)32 << 20)
@@ -35,5 +38,18 @@ int kp_slot_memory_split(size_t total, int keyed, kp_slot_memory *out, char *err
 
 /* "slot budget 512 MiB: source fetch 64, network 64, ..." — one line for --stats. */
 void kp_slot_memory_describe(const kp_slot_memory *m, char *buf, size_t len);
+
+/* What a run held next to what it was given, for --stats and the taskmanager's end-of-run
+ * log: budgets are for the whole process (`slots` slots, `keyed` keyed subtasks and `sources`
+ * source subtasks over all slots, `network` bytes for every exchange). */
+typedef struct kp_memory_shape {
+    int slots, keyed, sources;
+    size_t network;
+} kp_memory_shape;
+
+/* Prints one table to `f`, a row per part: budget and peak used (MiB), then the process's
+ * peak RSS (getrusage) next to the sum of the slots' budgets. @locality any thread */
+void kp_memory_report(FILE *f, const kp_slot_memory *m, const kp_memory_shape *shape,
+                      const kp_exec_stats *s);
 
 #endif

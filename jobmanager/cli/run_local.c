@@ -224,6 +224,22 @@ static int apply_slot_budget(run_opts *o, const kp_job *job, kp_exec_config *cfg
     return 0;
 }
 
+/* The parts of the run the memory table sums budgets over: slots, keyed and source subtasks. */
+static kp_memory_shape memory_shape(const kp_job *job, const kp_exec_config *cfg)
+{
+    kp_memory_shape sh = {.network = cfg->network_bytes};
+    int keyed_per_slot;
+    slot_shape(job, &sh.slots, &keyed_per_slot);
+    for (int i = 0; i < job->nnodes; i++) {
+        const kp_node *n = job->nodes[i];
+        if (n->kind == KP_NODE_WINDOW || n->kind == KP_NODE_PROCESS)
+            sh.keyed += n->parallelism;
+        else if (n->kind == KP_NODE_SOURCE)
+            sh.sources += n->parallelism;
+    }
+    return sh;
+}
+
 static int run_job(run_opts *o, kp_job *job)
 {
     char err[1024];
@@ -258,6 +274,10 @@ static int run_job(run_opts *o, kp_job *job)
     int rc = kp_exec_run(job, &cfg, &stats, err, sizeof err);
     if (stats.seconds > 0)
         print_stats(&stats, o->stats);
+    if (stats.seconds > 0 && o->stats) {
+        kp_memory_shape shape = memory_shape(job, &cfg);
+        kp_memory_report(stderr, &mem, &shape, &stats);
+    }
     if (tmp_state)
         remove_tree(o->state_dir);
     if (rc != 0 && cancel_requested) {
