@@ -143,6 +143,7 @@ struct kp_subtask {
     size_t state_cache_bytes;
     size_t rocksdb_cache_bytes;    /* RocksDB block cache per keyed subtask; 0 = default */
     size_t rocksdb_memtable_bytes; /* RocksDB memtable size per column family; 0 = default */
+    struct kp_subtask_live *live;  /* its live counters (exec_live.h), or NULL */
 };
 
 /* Marks the job as failed with a message naming the subtask; returns -1. Thread-safe. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "keygroup.h"
+#include "exec_live.h"
 #include "ops.h"
 
 typedef struct exchange_op {
@@ -46,6 +47,8 @@ static void send(exchange_op *x, int i, kp_batch *b)
     if (b->kind == KP_MSG_DATA) {
         x->batches++;
         x->records += b->n;
+        if (x->op.st->live) /* exec_live.h: once per batch */
+            kp_live_add(&x->op.st->live->records_out, b->n);
     }
     kp_channel_send(x->chans[i], b);
 }

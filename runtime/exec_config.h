@@ -39,6 +39,10 @@ typedef struct kp_exec_config {
     const volatile sig_atomic_t *cancel;
     uint64_t step_seed; /* nonzero: run single-threaded under the deterministic scheduler,
                              interleaving subtasks in an order drawn from this seed (tests) */
+    /* Optional live counters (exec_live.h), caller-owned, one per subtask it wants to watch:
+     * the executor fills the entries of local subtasks while they run. NULL = none. */
+    struct kp_subtask_live *live;
+    int nlive;
 } kp_exec_config;
 
 typedef struct kp_exec_stats {

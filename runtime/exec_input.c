@@ -4,6 +4,7 @@
  * valve). Shared by the threaded runner (exec.c) and the deterministic scheduler
  * (exec_step.c). @locality the consumer subtask's thread */
 #include "exec_input.h"
+#include "exec_live.h"
 
 /* The minimum watermark over active inputs; sets *all_idle when every open input is idle. */
 static kp_time min_watermark(const input_state *in, int n, int *all_idle, int *all_ended)
@@ -47,6 +48,8 @@ int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b)
     int rc = 0;
     switch (b->kind) {
     case KP_MSG_DATA:
+        if (s->st.live)
+            kp_live_add(&s->st.live->records_in, b->n);
         rc = run_records(head, b);
         /* a data batch carries its producer's watermark */
         __attribute__((fallthrough));
@@ -91,5 +94,7 @@ int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b)
         if (head->vt->watermark(head, m) != 0)
             return -1;
     }
+    if (s->st.live) /* exec_live.h: once per batch */
+        atomic_store_explicit(&s->st.live->watermark_ms, c->cur, memory_order_relaxed);
     return 1;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "connector.h"
+#include "exec_live.h"
 #include "exec_wire.h"
 
 /* The subtasks' host (engine.h): the first failure is recorded under `lock`, and every
@@ -327,6 +328,17 @@ static int wire(subtask_rt *s)
     return 0;
 }
 
+/* The caller's live counters of subtask j of task `task_id`, or NULL (exec_live.h). */
+static kp_subtask_live *live_of(const kp_exec_config *cfg, int task_id, int j)
+{
+    for (int i = 0; i < cfg->nlive; i++)
+        if (cfg->live[i].task_id == task_id && cfg->live[i].subtask == j) {
+            atomic_store(&cfg->live[i].watermark_ms, KP_TIME_MIN);
+            return &cfg->live[i];
+        }
+    return NULL;
+}
+
 static void pseudo_destroy(kp_op *op)
 {
     free(op);
@@ -380,7 +392,8 @@ static int create_subtasks(struct kp_exec *x)
                                  .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
                                  .conf = x->cfg->conf,
                                  .epoch = x->epoch,
-                                 .print_stats = x->cfg->print_stats};
+                                 .print_stats = x->cfg->print_stats,
+                                 .live = live_of(x->cfg, t->plan->id, j)};
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,
                      t->parallelism);
         }

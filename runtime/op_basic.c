@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "ops.h"
+#include "exec_live.h"
 
 int kp_op_pass_watermark(kp_op *op, kp_time wm)
 {
@@ -204,6 +205,8 @@ typedef struct sink_op {
 static void sink_count(sink_op *s)
 {
     atomic_fetch_add_explicit(&s->op.st->metrics->records_out, s->written, memory_order_relaxed);
+    if (s->op.st->live) /* exec_live.h: on tick and finish */
+        kp_live_add(&s->op.st->live->records_out, s->written);
     s->written = 0;
 }
 

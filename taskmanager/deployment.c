@@ -14,6 +14,7 @@
 #include "deploy_config.h"
 #include "deployment.h"
 #include "exec.h"
+#include "exec_live.h"
 #include "graph_codec.h"
 #include "net_transport.h"
 #include "plan.h"
@@ -29,6 +30,8 @@ struct kp_tm_deployment {
     int started;
     volatile sig_atomic_t cancel; /* written by the session thread, read by the executor */
     atomic_int done;
+    atomic_int running;    /* the executor runs: live counters move */
+    kp_subtask_live *live; /* one per local subtask, in the Deploy's order (exec_live.h) */
 };
 
 /* The cancel flag, read atomically (the session thread sets it; the executor polls it). */
@@ -45,6 +48,15 @@ kp_tm_deployment *kp_tm_deployment_new(Kappa__Control__Deploy *d, const kp_tm_en
     kp_tm_deployment *dep = calloc(1, sizeof *dep);
     if (!dep)
         return NULL;
+    dep->live = calloc(d->n_locals ? d->n_locals : 1, sizeof *dep->live);
+    if (!dep->live) {
+        free(dep);
+        return NULL;
+    }
+    for (size_t i = 0; i < d->n_locals; i++) {
+        dep->live[i].task_id = d->locals[i]->task_id;
+        dep->live[i].subtask = (int)d->locals[i]->subtask;
+    }
     dep->d = d;
     dep->env = *env;
     snprintf(dep->state_dir, sizeof dep->state_dir, "%s/jobs/%s/%u", env->state_dir, d->job_id,
@@ -72,6 +84,31 @@ void kp_tm_deployment_report(kp_tm_deployment *dep, Kappa__Control__TaskState__S
         if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_TASK_STATE, &ts.base) != 0)
             kp_tm_log("job %s: out of memory reporting a task state", dep->d->job_id);
     }
+}
+
+/* @locality the session thread or the deployment's thread (the outbox locks; the counters
+ * are read with relaxed loads while the subtask threads write them) */
+void kp_tm_deployment_post_metrics(kp_tm_deployment *dep)
+{
+    for (size_t i = 0; i < dep->d->n_locals; i++) {
+        const kp_subtask_live *l = &dep->live[i];
+        Kappa__Control__Metrics m = KAPPA__CONTROL__METRICS__INIT;
+        m.job_id = dep->d->job_id;
+        m.attempt = dep->d->attempt;
+        m.task_id = l->task_id;
+        m.subtask = (uint32_t)l->subtask;
+        m.records_in = (uint64_t)kp_live_get(&l->records_in);
+        m.records_out = (uint64_t)kp_live_get(&l->records_out);
+        m.bytes_in = (uint64_t)kp_live_get(&l->bytes_in);
+        m.watermark_ms = kp_live_get(&l->watermark_ms);
+        if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_METRICS, &m.base) != 0)
+            kp_tm_log("job %s: out of memory reporting metrics", dep->d->job_id);
+    }
+}
+
+int kp_tm_deployment_running(const kp_tm_deployment *dep)
+{
+    return atomic_load(&((kp_tm_deployment *)dep)->running);
 }
 
 /* The plugin must build exactly the graph that was submitted (same code, same -p). */
@@ -164,7 +201,9 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
                           .state_dir = dep->state_dir,
                           .epoch = (int64_t)dep->d->epoch,
                           .align_drift = -1, /* off across processes (docs/cluster.md) */
-                          .cancel = &dep->cancel};
+                          .cancel = &dep->cancel,
+                          .live = dep->live,
+                          .nlive = (int)dep->d->n_locals};
     if (kp_tm_memory_apply(dep->d, job, dep->env.slot_bytes, &args, &cfg, err, errlen) != 0 ||
         make_state_dir(dep, err, errlen) != 0) {
         kp_tm_exec_args_free(&args);
@@ -174,7 +213,10 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
     kp_tm_deployment_report(dep, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING, "");
     kp_tm_log("job %s attempt %u: running %zu subtasks%s", dep->d->job_id, dep->d->attempt,
               dep->d->n_locals, whole ? " (the whole job)" : ", the rest elsewhere");
+    atomic_store(&dep->running, 1);
     int rc = execute(dep, job, &cfg, whole, &stats, err, errlen);
+    atomic_store(&dep->running, 0);
+    kp_tm_deployment_post_metrics(dep); /* the final counts, before the final state */
     kp_tm_log("job %s attempt %u: %s after %.2f s, %lld records in, %lld out", dep->d->job_id,
               dep->d->attempt,
               rc == 0          ? "finished"
@@ -263,5 +305,6 @@ void kp_tm_deployment_free(kp_tm_deployment *dep)
     if (dep->started)
         pthread_join(dep->thread, NULL);
     kappa__control__deploy__free_unpacked(dep->d, NULL);
+    free(dep->live);
     free(dep);
 }

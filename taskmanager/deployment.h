@@ -34,6 +34,13 @@ const Kappa__Control__Deploy *kp_tm_deployment_msg(const kp_tm_deployment *dep);
 void kp_tm_deployment_report(kp_tm_deployment *dep, Kappa__Control__TaskState__State state,
                              const char *message);
 
+/* Posts a Metrics message (the live counters, exec_live.h) for every local subtask.
+ * @locality the session thread or the deployment's thread */
+void kp_tm_deployment_post_metrics(kp_tm_deployment *dep);
+
+/* True while the executor runs the subtasks (their counters move). @locality any thread */
+int kp_tm_deployment_running(const kp_tm_deployment *dep);
+
 /* Starts the deployment's thread on the verified plugin at `plugin_path`. 0, or -1 with the
  * reason (then nothing runs and the caller reports FAILED). */
 int kp_tm_deployment_start(kp_tm_deployment *dep, const char *plugin_path, char *err,

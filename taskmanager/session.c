@@ -419,6 +419,15 @@ static int send_heartbeat(session *s, char *err, size_t errlen)
     return kp_tm_conn_send(&s->conn, KP_FRAME_HEARTBEAT, &hb.base, err, errlen);
 }
 
+/* Every heartbeat: the live counters of each running subtask (docs/cluster.md, "Metrics"),
+ * sent with the outbox right after. */
+static void post_metrics(session *s)
+{
+    for (int i = 0; i < s->ndeps; i++)
+        if (!s->deps[i].waiting && kp_tm_deployment_running(s->deps[i].dep))
+            kp_tm_deployment_post_metrics(s->deps[i].dep);
+}
+
 /* Sends what deployment threads posted, in order. */
 static int flush_outbox(session *s, char *err, size_t errlen)
 {
@@ -447,6 +456,7 @@ static void serve(session *s)
         if (now >= s->next_hb) {
             if (send_heartbeat(s, err, sizeof err) != 0)
                 break;
+            post_metrics(s);
             s->next_hb = now + s->hb_interval_ms;
         }
         if (flush_outbox(s, err, sizeof err) != 0 || check_fetch(s, err, sizeof err) != 0)

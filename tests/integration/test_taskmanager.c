@@ -31,7 +31,8 @@
 #include "plugin.h"
 #include "rng.h"
 
-#define MAX_STATES 256
+#define MAX_STATES  256
+#define MAX_METRICS 32
 
 static char dir[] = "/tmp/kappa-tm-test-XXXXXX";
 static pid_t tm_pid = -1;
@@ -47,6 +48,12 @@ typedef struct task_state {
     char message[512];
 } task_state;
 
+/* The latest Metrics of one subtask, and how many came for it. */
+typedef struct subtask_metrics {
+    int task, subtask, reports;
+    long long records_in, records_out, bytes_in, watermark_ms;
+} subtask_metrics;
+
 /* One accepted taskmanager connection and what it has sent so far. */
 typedef struct jm_conn {
     int fd;
@@ -54,6 +61,8 @@ typedef struct jm_conn {
     int heartbeats;
     task_state states[MAX_STATES];
     int nstates;
+    subtask_metrics metrics[MAX_METRICS];
+    int nmetrics;
     int plugin_requests;
     const uint8_t *plugin; /* served on PluginRequest, in `chunks` frames */
     size_t plugin_len;
@@ -194,6 +203,26 @@ static void handle(jm_conn *c, const kp_frame_header_t *h, const uint8_t *p)
         cr_log_info("TaskState %s/%u task %d.%d: %d %s", s->job, s->attempt, s->task, s->subtask,
                     s->state, s->message);
         kappa__control__task_state__free_unpacked(ts, NULL);
+    } else if (h->type == KP_FRAME_METRICS) {
+        Kappa__Control__Metrics *m = kappa__control__metrics__unpack(NULL, h->length, p);
+        cr_assert_not_null(m, "a Metrics frame does not decode");
+        subtask_metrics *sm = NULL;
+        for (int i = 0; i < c->nmetrics && !sm; i++)
+            if (c->metrics[i].task == m->task_id && c->metrics[i].subtask == (int)m->subtask)
+                sm = &c->metrics[i];
+        if (!sm) {
+            cr_assert_lt(c->nmetrics, MAX_METRICS);
+            sm = &c->metrics[c->nmetrics++];
+            *sm = (subtask_metrics){.task = m->task_id, .subtask = (int)m->subtask};
+        }
+        cr_assert_geq((long long)m->records_in, sm->records_in, "records_in went back");
+        cr_assert_geq((long long)m->records_out, sm->records_out, "records_out went back");
+        sm->reports++;
+        sm->records_in = (long long)m->records_in;
+        sm->records_out = (long long)m->records_out;
+        sm->bytes_in = (long long)m->bytes_in;
+        sm->watermark_ms = m->watermark_ms;
+        kappa__control__metrics__free_unpacked(m, NULL);
     } else if (h->type == KP_FRAME_PLUGIN_REQUEST) {
         Kappa__Control__PluginRequest *r =
             kappa__control__plugin_request__unpack(NULL, h->length, p);
@@ -1047,4 +1076,94 @@ Test(taskmanager, garbage_frames_close_the_connection_not_the_process)
     accept_and_register(&c);
     cr_assert_eq(serve_until(&c, heartbeats_at_least, 3, 10000), 1);
     jm_close(&c);
+}
+
+/* ---- live metrics ------------------------------------------------------------------------ */
+
+/* Records read so far by the source subtasks of the job, from their latest Metrics. */
+static long long source_records_in(jm_conn *c, const job_fixture *j)
+{
+    long long n = 0;
+    for (int i = 0; i < c->nmetrics; i++)
+        for (int t = 0; t < j->plan.ntasks; t++)
+            if (j->plan.tasks[t].id == c->metrics[i].task && j->plan.tasks[t].upstream < 0)
+                n += c->metrics[i].records_in;
+    return n;
+}
+
+static const job_fixture *metrics_job; /* for the predicate below */
+
+static int source_read_at_least(jm_conn *c, long n)
+{
+    return source_records_in(c, metrics_job) >= n;
+}
+
+static int metrics_for_at_least(jm_conn *c, long n)
+{
+    return c->nmetrics >= n;
+}
+
+/* A job reading a FIFO fed in two halves reports Metrics for every subtask each heartbeat:
+ * the sources' records_in reaches the first half while the job still runs, and at the end it
+ * equals the input's records, with a final report before the final states. */
+Test(taskmanager, reports_live_metrics_per_subtask, .timeout = 180)
+{
+    char fifo[700], src[720], sink[720];
+    cr_assert_eq(kp_test_sh("%s --output %s/m.ndjson --count 4000 --seed 5 --quiet",
+                            kp_test_env("KAPPA_GEN"), dir),
+                 0);
+    cr_assert_eq(kp_test_sh("head -n 1500 %s/m.ndjson > %s/m1 && tail -n +1501 %s/m.ndjson > "
+                            "%s/m2 && test $(wc -l < %s/m.ndjson) -eq 4000",
+                            dir, dir, dir, dir, dir),
+                 0);
+    snprintf(fifo, sizeof fifo, "%s/mlive", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    int hold = open(fifo, O_RDWR); /* keeps the FIFO open between the halves */
+    cr_assert_geq(hold, 0);
+    snprintf(src, sizeof src, "file:%s", fifo); /* one partition: a FIFO is read once */
+    snprintf(sink, sizeof sink, "file:%s/mout.ndjson", dir);
+    job_fixture *j = calloc(1, sizeof *j);
+    load_job(j, "hourly_clicks", 2);
+    metrics_job = j;
+    jm_conn c;
+    accept_and_register(&c);
+    Kappa__Control__Deploy *d = make_deploy(j, "0123456789abcdef0123456789abcdef", 0, src, sink);
+    c.plugin = j->plugin;
+    c.plugin_len = j->plugin_len;
+    c.plugin_sha = j->sha;
+    c.chunks = 1;
+    send_msg(c.fd, KP_FRAME_DEPLOY, &d->base);
+    cr_assert_eq(serve_until(&c, running, (long)d->n_locals, 20000), 1);
+    cr_assert_eq(kp_test_sh("cat %s/m1 > %s", dir, fifo), 0);
+    cr_assert_eq(serve_until(&c, source_read_at_least, 1500, 30000), 1,
+                 "the sources' records_in did not reach the first half while running: %lld",
+                 source_records_in(&c, j));
+    cr_assert_eq(source_records_in(&c, j), 1500);
+    cr_assert_not(finals_reached(&c, 1), "still running");
+    cr_assert_eq(serve_until(&c, metrics_for_at_least, (long)d->n_locals, 10000), 1,
+                 "Metrics for %d of %zu subtasks", c.nmetrics, d->n_locals);
+    cr_assert_eq(c.nmetrics, (int)d->n_locals);
+    cr_assert_eq(kp_test_sh("cat %s/m2 > %s", dir, fifo), 0);
+    close(hold); /* end of input: the job finishes */
+    cr_assert_eq(serve_until(&c, finals_reached, (long)d->n_locals, 60000), 1);
+    assert_finals(&c, KAPPA__CONTROL__TASK_STATE__STATE__FINISHED, d->n_locals);
+    cr_assert_eq(source_records_in(&c, j), 4000, "records_in at the end");
+    long long out = 0, bytes = 0;
+    for (int i = 0; i < c.nmetrics; i++) {
+        cr_log_info("metrics task %d.%d: in %lld out %lld bytes %lld wm %lld (%d reports)",
+                    c.metrics[i].task, c.metrics[i].subtask, c.metrics[i].records_in,
+                    c.metrics[i].records_out, c.metrics[i].bytes_in, c.metrics[i].watermark_ms,
+                    c.metrics[i].reports);
+        cr_assert_geq(c.metrics[i].reports, 2, "a running report and the final one");
+        out += c.metrics[i].records_out;
+        bytes += c.metrics[i].bytes_in;
+    }
+    cr_assert_gt(out, 0);
+    cr_assert_eq(kp_test_sh("test $(wc -c < %s/m.ndjson) -gt %lld", dir, bytes), 0,
+                 "bytes_in counts key and value bytes of the lines");
+    cr_assert_gt(bytes, 0);
+    free_deploy(d);
+    jm_close(&c);
+    free(j->plugin);
+    free(j);
 }
