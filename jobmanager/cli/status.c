@@ -13,20 +13,23 @@ static void print_placement(json_t *job)
 {
     json_t *tasks = json_object_get(job, "tasks"), *t, *s;
     size_t i, k;
-    char tid[16], tname[256], sub[16], tm[64], addr[128], state[32];
-    printf("%-5s  %-32s  %7s  %-24s  %-21s  %s\n", "TASK", "NAME", "SUBTASK", "TASKMANAGER",
-           "DATA ADDRESS", "STATE");
+    char tid[16], tname[256], sub[16], tm[64], addr[128], state[32], in[32], out[32];
+    printf("%-5s  %-32s  %7s  %-24s  %-21s  %-10s  %12s  %12s\n", "TASK", "NAME", "SUBTASK",
+           "TASKMANAGER", "DATA ADDRESS", "STATE", "RECORDS IN", "RECORDS OUT");
     json_array_foreach(tasks, i, t)
     {
         kp_rest_str(t, "id", tid, sizeof tid);
         kp_rest_str(t, "name", tname, sizeof tname);
         json_array_foreach(json_object_get(t, "subtasks"), k, s)
         {
-            printf("%-5s  %-32s  %7s  %-24s  %-21s  %s\n", tid, tname,
+            json_t *m = json_object_get(s, "metrics"); /* null before the first report */
+            printf("%-5s  %-32s  %7s  %-24s  %-21s  %-10s  %12s  %12s\n", tid, tname,
                    kp_rest_str(s, "subtask", sub, sizeof sub),
                    kp_rest_str(s, "taskmanager", tm, sizeof tm),
                    kp_rest_str(s, "data_address", addr, sizeof addr),
-                   kp_rest_str(s, "state", state, sizeof state));
+                   kp_rest_str(s, "state", state, sizeof state),
+                   kp_rest_str(m, "records_in", in, sizeof in),
+                   kp_rest_str(m, "records_out", out, sizeof out));
         }
     }
 }

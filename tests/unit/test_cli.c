@@ -125,7 +125,8 @@ static const char *job_json(const char *state)
              "\"attempt\":1,\"plugin_sha256\":\"ab\",\"graph_hash\":\"cd\","
              "\"tasks\":[{\"id\":0,\"name\":\"source:clicks\",\"parallelism\":2,\"subtasks\":["
              "{\"subtask\":0,\"taskmanager\":\"tm-a\",\"data_address\":\"10.0.0.1:7000\","
-             "\"state\":\"RUNNING\"},{\"subtask\":1,\"taskmanager\":\"tm-b\","
+             "\"state\":\"RUNNING\",\"metrics\":{\"records_in\":4321,\"records_out\":4320,"
+             "\"watermark_ms\":5}},{\"subtask\":1,\"taskmanager\":\"tm-b\","
              "\"data_address\":\"10.0.0.2:7000\",\"state\":\"RUNNING\"}]}],"
              "\"exceptions\":[{\"time\":1764565260000,\"from\":\"RUNNING\",\"to\":\"%s\","
              "\"message\":\"taskmanager tm-b lost\"}],\"waiting_reason\":null}",
@@ -556,6 +557,8 @@ Test(cli, list_status_cancel_taskmanagers)
     cr_assert(strstr(out, "tm-b") && strstr(out, "10.0.0.2:7000") &&
                   strstr(out, "taskmanager tm-b lost"),
               "placement and exceptions shown: %s", out);
+    cr_assert(strstr(out, "RECORDS IN") && strstr(out, "4321") && strstr(out, "4320"),
+              "records in/out per subtask shown: %s", out);
     cr_assert_eq(kappa("status", "clicks-test", "--jobmanager", jm.url, "--json"), 0);
     o = json_loads(out, 0, NULL);
     cr_assert_str_eq(json_string_value(json_object_get(o, "name")), "clicks-test");
