@@ -1,6 +1,7 @@
 /* kappa-jobmanager with real kappa-taskmanager processes and the real `kappa` CLI, no Kafka or
  * Elasticsearch (a file source and a file sink): a submitted job is deployed, runs and
- * finishes with exactly the output `kappa run --local` gives; a jobmanager restart brings the
+ * finishes with exactly the output `kappa run --local` gives and live metrics for every subtask
+ * (the sources' records_in = the input); a jobmanager restart brings the
  * taskmanager back (it re-registers) and shows the finished job again. Every process started
  * here is stopped here. */
 #include <criterion/criterion.h>
@@ -77,6 +78,38 @@ Test(jobmanager_cluster, submitted_job_runs_on_a_taskmanager_like_run_local, .fi
     cr_assert(!strcmp(got, want), "the cluster's output differs from run --local's");
     free(got);
     free(want);
+
+    /* live metrics (docs/cluster.md, "Metrics"): every subtask has them, and the source
+     * subtasks' records_in add up to the input's lines (a task is named after its path from
+     * the source: "source:clicks", "source:clicks->key_by->window") */
+    http_reply r = http_req(jm, "GET", "/jobs/clicks", NULL);
+    cr_assert_eq(r.status, 200);
+    json_t *tasks = json_object_get(r.body, "tasks"), *t, *sub;
+    size_t i, k, nsubs = 0;
+    long long read = 0, out = 0;
+    json_array_foreach(tasks, i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        json_array_foreach(json_object_get(t, "subtasks"), k, sub)
+        {
+            json_t *m = json_object_get(sub, "metrics");
+            cr_assert(json_is_object(m), "task %s subtask %zu has no metrics", name, k);
+            nsubs++;
+            if (name && !strncmp(name, "source:", 7) && !strstr(name, "->")) /* a source task */
+                read += json_integer_value(json_object_get(m, "records_in"));
+            out += json_integer_value(json_object_get(m, "records_out"));
+        }
+    }
+    cr_assert_gt(nsubs, 2);
+    cr_assert_gt(out, 0);
+    snprintf(a, sizeof a, "test $(wc -l < %s/events.ndjson) -eq %lld", dir_, read);
+    cr_assert_eq(kp_test_sh("%s", a), 0, "the sources' records_in (%lld) is not the input's lines",
+                 read);
+    http_free(&r);
+    cr_assert_eq(kp_test_sh("%s status clicks --jobmanager %s | grep 'RECORDS IN' >/dev/null && "
+                            "%s status clicks --jobmanager %s | grep -E ' %lld +%lld$' >/dev/null",
+                            cli, jm->rest, cli, jm->rest, read, read),
+                 0, "kappa status shows records in/out per subtask");
 
     /* the jobmanager restarts on the same control port: the taskmanager comes back and the
      * finished job is listed again */
