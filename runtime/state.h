@@ -53,13 +53,11 @@ int kp_state_cf(kp_state *st, const char *name, char *errstr, size_t errlen);
 int kp_state_cf_scan(kp_state *st, const char *name, char *errstr, size_t errlen);
 
 /* Like kp_state_cf, for a column family read by point gets of whole keys (the spilled keys of
- * sessions and process functions, key_spill.h): the memtables get a whole-key bloom filter
- * (a get of a key that is not in a memtable skips its skip-list search), and the SST files
- * keep their bloom filters except on the last level (optimize_filters_for_hits: most gets
- * look for keys that exist); a put of a key that is in the active memtable overwrites it in
- * place when the value is not larger (inplace_update_support: the memtable holds each key
- * once, not each eviction of it; no snapshots of this column family). An existing column
- * family keeps its options. */
+ * sessions and process functions, key_spill.h): the SST files keep their bloom filters except
+ * on the last level (optimize_filters_for_hits: most gets look for keys that exist); a put of
+ * a key that is in the active memtable overwrites it in place when the value is not larger
+ * (inplace_update_support: the memtable holds each key once, not each eviction of it; no
+ * snapshots of this column family). An existing column family keeps its options. */
 int kp_state_cf_point(kp_state *st, const char *name, char *errstr, size_t errlen);
 
 /* Point operations. get returns 1 if found (value malloc'd into *val, free with free()),
