@@ -48,8 +48,9 @@ typedef struct task_state {
     char message[512];
 } task_state;
 
-/* The latest Metrics of one subtask, and how many came for it. */
+/* The latest Metrics of one subtask of one attempt, and how many came for it. */
 typedef struct subtask_metrics {
+    uint32_t attempt;
     int task, subtask, reports;
     long long records_in, records_out, bytes_in, watermark_ms;
 } subtask_metrics;
@@ -208,12 +209,14 @@ static void handle(jm_conn *c, const kp_frame_header_t *h, const uint8_t *p)
         cr_assert_not_null(m, "a Metrics frame does not decode");
         subtask_metrics *sm = NULL;
         for (int i = 0; i < c->nmetrics && !sm; i++)
-            if (c->metrics[i].task == m->task_id && c->metrics[i].subtask == (int)m->subtask)
+            if (c->metrics[i].attempt == m->attempt && c->metrics[i].task == m->task_id &&
+                c->metrics[i].subtask == (int)m->subtask)
                 sm = &c->metrics[i];
         if (!sm) {
             cr_assert_lt(c->nmetrics, MAX_METRICS);
             sm = &c->metrics[c->nmetrics++];
-            *sm = (subtask_metrics){.task = m->task_id, .subtask = (int)m->subtask};
+            *sm = (subtask_metrics){
+                .attempt = m->attempt, .task = m->task_id, .subtask = (int)m->subtask};
         }
         cr_assert_geq((long long)m->records_in, sm->records_in, "records_in went back");
         cr_assert_geq((long long)m->records_out, sm->records_out, "records_out went back");
