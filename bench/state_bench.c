@@ -5,7 +5,16 @@
  * configuration (32 MiB block cache, 2 x 16 MiB memtables). Works in a mkdtemp directory
  * under /tmp (or under the directory given as the second argument), removed at the end.
  *
- *     state_bench [keys=1000000] [parent-dir=/tmp] */
+ *     state_bench [keys=1000000] [parent-dir=/tmp]
+ *
+ * Flush mode measures the two candidates for the window operator's whole-cache flush at a
+ * checkpoint barrier (docs/state.md, "Whole-cache flush"): N dirty entries in the window
+ * layout (key group | pane end | pane from | seq | key -> 8-byte accumulator), already sorted,
+ * written as one write batch without WAL, or as one SST file written and ingested; then the
+ * RocksDB checkpoint a barrier takes next (it flushes the memtables first). Three flushes per
+ * size, each a new sequence (new keys), so the state grows as with successive barriers.
+ *
+ *     state_bench flush [parent-dir=/tmp]    # 10k, 100k, 1M entries */
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,8 +111,91 @@ static int scan_all(kp_state *st, int cf, const char *what, uint32_t expect)
     return 0;
 }
 
+/* The key of flush entry i of n (increasing in i), sequence seq. */
+static void flush_key(unsigned char k[32], uint32_t i, uint32_t n, uint32_t seq)
+{
+    unsigned kg = (unsigned)((uint64_t)i * KEY_GROUPS / n);
+    uint64_t end = 1700000000000ull ^ (1ull << 63);
+    k[0] = (unsigned char)(kg >> 8);
+    k[1] = (unsigned char)kg;
+    for (int j = 0; j < 8; j++)
+        k[2 + j] = k[10 + j] = (unsigned char)(end >> (56 - 8 * j));
+    for (int j = 0; j < 4; j++)
+        k[18 + j] = (unsigned char)(seq >> (24 - 8 * j));
+    snprintf((char *)k + 22, 11, "%010u", i);
+}
+
+/* One flush of n entries by `sst` (1) or a write batch (0), then a checkpoint; prints one line. */
+static int flush_once(kp_state *st, int cf, kp_state_batch *b, const char *tmp, int sst, uint32_t n,
+                      uint32_t seq)
+{
+    char err[512], cp[700];
+    unsigned char k[32];
+    double t0 = now(), c0 = cpu();
+    kp_state_sst *w = sst ? kp_state_sst_open(st, cf, err, sizeof err) : NULL;
+    if (sst && !w)
+        goto fail;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t v = i;
+        flush_key(k, i, n, seq);
+        if (!sst)
+            kp_state_batch_put(b, st, cf, k, 32, &v, sizeof v);
+        else if (kp_state_sst_put(w, k, 32, &v, sizeof v, err, sizeof err) != 0)
+            goto fail;
+    }
+    if (sst ? kp_state_sst_ingest(w, err, sizeof err) : kp_state_write(st, b, err, sizeof err))
+        goto fail;
+    double t1 = now(), c1 = cpu();
+    snprintf(cp, sizeof cp, "%s/cp-%u-%u", tmp, n, seq);
+    if (kp_state_checkpoint(st, cp, err, sizeof err) != 0)
+        goto fail;
+    double t2 = now(), c2 = cpu();
+    printf("flush %-11s %8u entries  %9.0f us (cpu %9.0f us)  %6.0f ns/entry (cpu %6.0f)  "
+           "+ checkpoint %7.0f us (cpu %7.0f us)  total cpu %6.0f ns/entry\n",
+           sst ? "sst+ingest" : "write-batch", n, (t1 - t0) * 1e6, (c1 - c0) * 1e6,
+           (t1 - t0) * 1e9 / n, (c1 - c0) * 1e9 / n, (t2 - t1) * 1e6, (c2 - c1) * 1e6,
+           (c2 - c0) * 1e9 / n);
+    nftw(cp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+fail:
+    fprintf(stderr, "state_bench: flush: %s\n", err);
+    return -1;
+}
+
+static int flush_mode(const char *parent)
+{
+    char tmp[512], dir[600], err[512];
+    snprintf(tmp, sizeof tmp, "%s/kp-state-bench-XXXXXX", parent);
+    if (!mkdtemp(tmp)) {
+        perror("state_bench: mkdtemp");
+        return 1;
+    }
+    snprintf(dir, sizeof dir, "%s/db", tmp);
+    int rc = 0;
+    const uint32_t sizes[] = {10000, 100000, 1000000};
+    for (int s = 0; s < 3 && rc == 0; s++)
+        for (int sst = 0; sst < 2 && rc == 0; sst++) {
+            kp_state_config cfg = {.dir = dir, .fresh = 1};
+            kp_state *st = kp_state_open(&cfg, err, sizeof err);
+            int cf = st ? kp_state_cf_scan(st, "window", err, sizeof err) : -1;
+            kp_state_batch *b = kp_state_batch_new();
+            if (!st || cf < 0 || !b) {
+                fprintf(stderr, "state_bench: %s\n", err);
+                rc = 1;
+            }
+            for (uint32_t seq = 1; seq <= 3 && rc == 0; seq++)
+                rc = flush_once(st, cf, b, tmp, sst, sizes[s], seq) != 0;
+            kp_state_batch_free(b);
+            kp_state_close(st);
+        }
+    nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "flush") == 0)
+        return flush_mode(argc > 2 ? argv[2] : "/tmp");
     uint32_t nkeys = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 1000000u;
     const char *parent = argc > 2 ? argv[2] : "/tmp";
     char tmp[512], dir[600], err[512];

@@ -47,6 +47,8 @@
 #include "keygroup.h"
 #include "keytable.h"
 #include "ops.h"
+#include "op_window.h"
+#include "rng.h"
 #include "state.h"
 #include "window_agg.h"
 
@@ -54,14 +56,16 @@ typedef struct pane {
     kp_time end;  /* the pane is [end - gran, end) */
     kp_time from; /* the first window end its records count for */
     kp_keytable t;
-    int spilled;
+    int spilled; /* RocksDB holds partials of this pane that the cache does not include */
+    int flushed; /* some cached entries have a copy in RocksDB (their slot, see entry_slot) */
 } pane;
 
 /* One entry of a spill, to be written in RocksDB key order (see spill_pane). */
 typedef struct spill_ent {
     uint64_t hi, lo;   /* key group and the first 14 bytes of the key, zero-padded */
     uint32_t off, len; /* the whole RocksDB key in window_op.kbuf */
-    const void *val;
+    uint32_t seq;      /* its spill sequence */
+    void *val;
 } spill_ent;
 
 typedef struct window_op {
@@ -97,8 +101,10 @@ typedef struct window_op {
     kp_buf kbuf;       /* the keys of one spill, back to back */
     spill_ent *sorted; /* the entries of one spill */
     size_t nsorted, sorted_cap;
-    size_t hits_off; /* a pane entry's value: the accumulator, then a uint32_t hit count */
+    size_t hits_off; /* a pane entry's value: the accumulator, then a uint32_t hit count, */
+    size_t slot_off; /* then a uint32_t slot (entry_slot) */
     int kg_first, kg_end;
+    uint64_t flush_rng; /* kp_op_window_flush_randomly (tests) */
 } window_op;
 
 static kp_time gcd64(kp_time a, kp_time b)
@@ -224,7 +230,7 @@ static pane *get_pane(window_op *w, kp_time end, kp_time from)
         return NULL;
     p->end = end;
     p->from = from;
-    kp_keytable_init(&p->t, w->hits_off + sizeof(uint32_t));
+    kp_keytable_init(&p->t, w->slot_off + sizeof(uint32_t));
     memmove(w->panes + pos + 1, w->panes + pos, (size_t)(w->npanes - pos) * sizeof *w->panes);
     w->panes[pos] = p;
     w->npanes++;
@@ -308,6 +314,10 @@ static _Thread_local const char *sort_keys;
 static int spill_ent_cmp(const void *a, const void *b)
 {
     const spill_ent *x = a, *y = b;
+    if (x->hi >> 48 != y->hi >> 48) /* key group, then sequence, then key */
+        return x->hi >> 48 < y->hi >> 48 ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
     if (x->hi != y->hi)
         return x->hi < y->hi ? -1 : 1;
     if (x->lo != y->lo)
@@ -329,7 +339,29 @@ static uint32_t *entry_hits(const window_op *w, kp_keyentry *e)
     return (uint32_t *)((char *)kp_keyentry_value(e) + w->hits_off);
 }
 
-static int spill_collect(window_op *w, pane *p, const uint8_t seq[4], int all)
+/* A cached entry's slot: the spill sequence under which RocksDB holds a copy that its value
+ * includes (written by a flush), 0 if none, with SLOT_DIRTY set once a record changed the
+ * value after that copy was written. Clean = a copy that is current: a spill drops the entry
+ * without writing it, a flush skips it. A dirty entry with a slot overwrites its copy (the
+ * same RocksDB key), one without gets the new sequence. Read-backs skip the copy of an entry
+ * still cached (its value includes it). */
+#define SLOT_DIRTY (1u << 31)
+
+static uint32_t *entry_slot(const window_op *w, kp_keyentry *e)
+{
+    return (uint32_t *)((char *)kp_keyentry_value(e) + w->slot_off);
+}
+
+static int slot_clean(uint32_t slot)
+{
+    return slot != 0 && !(slot & SLOT_DIRTY);
+}
+
+/* Which entries spill_collect takes: the cold ones only (else all), the ones whose value
+ * RocksDB does not hold yet only (else clean ones too). */
+enum { COLLECT_COLD = 1, COLLECT_WRITES = 2 };
+
+static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
 {
     if (p->t.n > w->sorted_cap) {
         spill_ent *a = realloc(w->sorted, p->t.n * sizeof *a);
@@ -342,21 +374,26 @@ static int spill_collect(window_op *w, pane *p, const uint8_t seq[4], int all)
     size_t i = 0, n = 0;
     kp_keyentry *e;
     while ((e = kp_keytable_next(&p->t, &i))) {
-        if (!all && *entry_hits(w, e) != 0)
+        if ((which & COLLECT_COLD) && *entry_hits(w, e) != 0)
             continue;
+        uint32_t slot = *entry_slot(w, e);
+        if ((which & COLLECT_WRITES) && slot_clean(slot))
+            continue;
+        uint32_t seq = slot & ~SLOT_DIRTY ? slot & ~SLOT_DIRTY : new_seq;
         kp_bytes key = kp_keytable_key(&p->t, e);
         int kg = kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism);
         if (kp_buf_reserve(&w->kbuf, PREFIX + 4 + key.len) != 0)
             return -1;
         uint8_t *k = (uint8_t *)w->kbuf.ptr + w->kbuf.len;
         spill_prefix(k, kg, p);
-        memcpy(k + PREFIX, seq, 4);
+        put_be(k + PREFIX, seq, 4);
         memcpy(k + SPILL_HEAD, key.ptr, key.len);
         w->sorted[n++] = (spill_ent){
             .hi = (uint64_t)kg << 48 | be_bytes((const uint8_t *)key.ptr, key.len, 0, 6),
             .lo = be_bytes((const uint8_t *)key.ptr, key.len, 6, 8),
             .off = (uint32_t)w->kbuf.len,
             .len = (uint32_t)(SPILL_HEAD + key.len),
+            .seq = seq,
             .val = kp_keyentry_value(e),
         };
         w->kbuf.len += SPILL_HEAD + key.len;
@@ -395,6 +432,7 @@ static int keep_hot(window_op *w, pane *p)
             return -1;
         }
         memcpy(kp_keyentry_value(n), kp_keyentry_value(e), w->hits_off);
+        *entry_slot(w, n) = *entry_slot(w, e);
     }
     w->cache_bytes = w->cache_bytes - kp_keytable_bytes(&p->t) + kp_keytable_bytes(&t);
     kp_keytable_free(&p->t);
@@ -411,10 +449,8 @@ static int spill_pane(window_op *w, pane *p)
 {
     if (!w->state && open_state(w) != 0)
         return -1;
-    uint8_t seq[4];
-    put_be(seq, w->spill_seq++, 4);
     int all = cold_entries(w, p) * 4 < p->t.n;
-    if (spill_collect(w, p, seq, all) != 0)
+    if (spill_collect(w, p, ++w->spill_seq, COLLECT_WRITES | (all ? 0 : COLLECT_COLD)) != 0)
         return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
     for (size_t i = 0; i < w->nsorted; i++)
         kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + w->sorted[i].off,
@@ -444,10 +480,19 @@ static int maybe_spill(window_op *w)
     return largest ? spill_pane(w, largest) : 0;
 }
 
-/* Merges the partials of pane p in key group kg, where `it` has been positioned, into the
- * pane's table. 0, or -1 on corrupt or unloadable state. */
-/* Merges the partials into pane p's table (counted in the cache), or into scratch table t
- * when p is NULL. */
+/* Is this spilled entry (RocksDB key k) the copy of a cached entry of pane p that includes
+ * it (entry_slot)? Then a read-back skips it. */
+static int copy_of_cached(window_op *w, pane *p, const uint8_t *k, kp_bytes key, uint64_t hash)
+{
+    if (!p->flushed)
+        return 0;
+    kp_keyentry *e = kp_keytable_find(&p->t, hash, key);
+    return e && (*entry_slot(w, e) & ~SLOT_DIRTY) == (uint32_t)be_bytes(k + PREFIX, 4, 0, 4);
+}
+
+/* Merges the partials of pane p in the key group where `it` has been positioned (prefix lo)
+ * into the pane's table (counted in the cache), or into scratch table t when t is not NULL,
+ * skipping the copies of cached entries. 0, or -1 on corrupt or unloadable state. */
 static int load_group(window_op *w, pane *p, kp_keytable *t, kp_state_iter *it,
                       const uint8_t lo[PREFIX])
 {
@@ -462,8 +507,10 @@ static int load_group(window_op *w, pane *p, kp_keytable *t, kp_state_iter *it,
         kp_bytes key = {k + SPILL_HEAD, klen - SPILL_HEAD};
         int created;
         uint64_t hash = kp_hash64(key.ptr, key.len);
+        if (copy_of_cached(w, p, (const uint8_t *)k, key, hash))
+            continue;
         kp_keyentry *e =
-            p ? pane_upsert(w, p, hash, key, &created) : kp_keytable_upsert(t, hash, key, &created);
+            t ? kp_keytable_upsert(t, hash, key, &created) : pane_upsert(w, p, hash, key, &created);
         if (!e)
             return -1;
         if (created) {
@@ -480,36 +527,40 @@ static int load_group(window_op *w, pane *p, kp_keytable *t, kp_state_iter *it,
 /* Brings a spilled pane's partial accumulators back into memory and deletes them on disk:
  * one iterator over the subtask's key groups, a seek per key group (an iterator per key
  * group cost more than reading the entries, docs/state.md). */
-static int load_pane(window_op *w, pane *p)
+static int read_spilled(window_op *w, pane *p, kp_keytable *t);
+
+/* One iterator over pane p's entries in all of this subtask's key groups (seek per group);
+ * NULL after kp_subtask_fail. */
+static kp_state_iter *open_pane_iter(window_op *w, pane *p)
 {
-    if (!p->spilled)
-        return 0;
-    char err[512];
     uint8_t first[PREFIX], end[PREFIX], lo[PREFIX], hi[PREFIX];
     spill_range(first, hi, w->kg_first, p);
     spill_range(lo, end, w->kg_end - 1, p);
     kp_state_iter *it = kp_state_iter_open(w->state, w->cf, first, PREFIX, end, PREFIX);
     if (!it)
-        return kp_subtask_fail(w->op.st, "%s: reading window state: out of memory",
-                               w->op.node->name);
-    int bad = 0;
-    for (int kg = w->kg_first; kg < w->kg_end && !bad; kg++) {
-        spill_range(lo, hi, kg, p);
-        kp_state_iter_seek(it, lo, PREFIX);
-        bad = load_group(w, p, NULL, it, lo);
-    }
-    if (kp_state_iter_close(it, err, sizeof err) != 0)
-        return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name, err);
-    if (bad)
-        return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
-                               w->op.node->name);
+        kp_subtask_fail(w->op.st, "%s: reading window state: out of memory", w->op.node->name);
+    return it;
+}
+
+static int load_pane(window_op *w, pane *p)
+{
+    if (!p->spilled)
+        return 0;
+    if (read_spilled(w, p, NULL) != 0)
+        return -1;
+    char err[512];
+    uint8_t lo[PREFIX], hi[PREFIX];
     for (int kg = w->kg_first; kg < w->kg_end; kg++) {
         spill_range(lo, hi, kg, p);
         if (kp_state_del_range(w->state, w->cf, lo, PREFIX, hi, PREFIX, err, sizeof err) != 0)
             return kp_subtask_fail(w->op.st, "%s: deleting read-back window state: %s",
                                    w->op.node->name, err);
     }
-    p->spilled = 0;
+    size_t i = 0; /* the copies are gone: every entry holds its value alone */
+    kp_keyentry *e;
+    while (p->flushed && (e = kp_keytable_next(&p->t, &i)))
+        *entry_slot(w, e) = SLOT_DIRTY;
+    p->spilled = p->flushed = 0;
     return 0;
 }
 
@@ -557,17 +608,13 @@ static int fire_running(window_op *w, kp_time end, kp_time cwm);
  * the whole pane. The pane stays spilled until it is purged (a re-firing reads it whole). */
 static int fire_spilled(window_op *w, pane *p, kp_time end, kp_time cwm)
 {
-    static const uint8_t no_seq[4];
-    if (spill_collect(w, p, no_seq, 1) != 0) /* the cached entries by key group */
+    if (spill_collect(w, p, 0, 0) != 0) /* the cached entries by key group */
         return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
     char err[512];
-    uint8_t first[PREFIX], last[PREFIX], lo[PREFIX], hi[PREFIX];
-    spill_range(first, hi, w->kg_first, p);
-    spill_range(lo, last, w->kg_end - 1, p);
-    kp_state_iter *it = kp_state_iter_open(w->state, w->cf, first, PREFIX, last, PREFIX);
+    uint8_t lo[PREFIX], hi[PREFIX];
+    kp_state_iter *it = open_pane_iter(w, p);
     if (!it)
-        return kp_subtask_fail(w->op.st, "%s: reading window state: out of memory",
-                               w->op.node->name);
+        return -1;
     int rc = 0;
     size_t i = 0;
     for (int kg = w->kg_first; kg < w->kg_end && rc == 0; kg++) {
@@ -586,7 +633,7 @@ static int fire_spilled(window_op *w, pane *p, kp_time end, kp_time cwm)
         spill_range(lo, hi, kg, p);
         kp_state_iter_seek(it, lo, PREFIX);
         if (rc == 0)
-            rc = load_group(w, NULL, &w->merged, it, lo);
+            rc = load_group(w, p, &w->merged, it, lo);
         if (rc == 0 && emit_table(w, &w->merged, end, cwm) != 0)
             rc = -2; /* the subtask has failed already */
     }
@@ -745,7 +792,8 @@ static int free_pane(window_op *w, pane *p, int delete_spilled)
 {
     int rc = 0;
     run_forget(w, p);
-    for (int kg = w->kg_first; delete_spilled && p->spilled && w->state && kg < w->kg_end; kg++) {
+    int on_disk = p->spilled || p->flushed;
+    for (int kg = w->kg_first; delete_spilled && on_disk && w->state && kg < w->kg_end; kg++) {
         uint8_t lo[PREFIX], hi[PREFIX];
         char err[256];
         spill_range(lo, hi, kg, p);
@@ -786,6 +834,164 @@ static int window_watermark(kp_op *op, kp_time wm)
         w->npanes -= n;
     }
     return rc != 0 ? -1 : kp_op_emit_watermark(op, wm);
+}
+
+/* ---- whole-cache flush (checkpoint barriers) -------------------------------------------- */
+
+/* Pane p's collected entries (w->sorted, in key order) as one SST file, ingested. */
+static int flush_sst(window_op *w, char *err, size_t errlen)
+{
+    kp_state_sst *f = kp_state_sst_open(w->state, w->cf, err, errlen);
+    if (!f)
+        return -1;
+    for (size_t j = 0; j < w->nsorted; j++)
+        if (kp_state_sst_put(f, w->kbuf.ptr + w->sorted[j].off, w->sorted[j].len, w->sorted[j].val,
+                             w->agg.acc_size, err, errlen) != 0) {
+            kp_state_sst_abort(f);
+            return -1;
+        }
+    return kp_state_sst_ingest(f, err, errlen);
+}
+
+/* From this many dirty entries in a pane on, a flush writes them as an SST file and ingests
+ * it instead of a write batch: with the checkpoint that follows (which flushes the memtables)
+ * it costs a third of the CPU at 100k entries and more; below, the file's fsyncs make it
+ * slower in wall time (docs/state.md, "Whole-cache flush"). */
+#define FLUSH_SST_MIN 50000
+
+static int flush_panes(window_op *w, size_t sst_min)
+{
+    uint32_t seq = ++w->spill_seq; /* for the entries that have no copy in RocksDB yet */
+    char err[512];
+    for (int i = 0; i < w->npanes; i++) {
+        pane *p = w->panes[i];
+        if (spill_collect(w, p, seq, COLLECT_WRITES) != 0)
+            return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
+        if (w->nsorted == 0)
+            continue;
+        if (!w->state && open_state(w) != 0)
+            return -1;
+        for (size_t j = 0; j < w->nsorted && w->nsorted < sst_min; j++)
+            kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + w->sorted[j].off,
+                               w->sorted[j].len, w->sorted[j].val, w->agg.acc_size);
+        if ((w->nsorted < sst_min ? kp_state_write(w->state, w->batch, err, sizeof err)
+                                  : flush_sst(w, err, sizeof err)) != 0)
+            return kp_subtask_fail(w->op.st, "%s: flushing window state: %s", w->op.node->name,
+                                   err);
+        for (size_t j = 0; j < w->nsorted; j++) /* clean: RocksDB holds the value */
+            *(uint32_t *)((char *)w->sorted[j].val + w->slot_off) = w->sorted[j].seq;
+        p->flushed = 1;
+    }
+    return 0;
+}
+
+int kp_op_window_flush(kp_op *op)
+{
+    return flush_panes((window_op *)op, FLUSH_SST_MIN);
+}
+
+/* Pane p's entries in RocksDB merged into t, skipping the copies of p's cached entries. */
+static int read_spilled(window_op *w, pane *p, kp_keytable *t)
+{
+    char err[512];
+    uint8_t lo[PREFIX], hi[PREFIX];
+    kp_state_iter *it = open_pane_iter(w, p);
+    if (!it)
+        return -1;
+    int bad = 0;
+    for (int kg = w->kg_first; kg < w->kg_end && !bad; kg++) {
+        spill_range(lo, hi, kg, p);
+        kp_state_iter_seek(it, lo, PREFIX);
+        bad = load_group(w, p, t, it, lo);
+    }
+    if (kp_state_iter_close(it, err, sizeof err) != 0)
+        return kp_subtask_fail(w->op.st, "%s: reading window state: %s", w->op.node->name, err);
+    if (bad)
+        return kp_subtask_fail(w->op.st, "%s: corrupt or unloadable window state",
+                               w->op.node->name);
+    return 0;
+}
+
+/* Do tables a and b hold the same keys with the same accumulator bytes? */
+static int same_content(const window_op *w, kp_keytable *a, kp_keytable *b)
+{
+    if (a->n != b->n)
+        return 0;
+    size_t i = 0;
+    kp_keyentry *e, *f;
+    while ((e = kp_keytable_next(a, &i)))
+        if (!(f = kp_keytable_find(b, e->hash, kp_keytable_key(a, e))) ||
+            memcmp(kp_keyentry_value(e), kp_keyentry_value(f), w->agg.acc_size) != 0)
+            return 0;
+    return 1;
+}
+
+/* One pane: want = its cached entries plus the partials they do not include; disk = all its
+ * entries in RocksDB. */
+static int check_pane(window_op *w, pane *p, kp_keytable *want, kp_keytable *disk, char *err,
+                      size_t errlen)
+{
+    kp_keytable_clear(want);
+    kp_keytable_clear(disk);
+    size_t i = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->t, &i))) {
+        int created;
+        kp_keyentry *c = kp_keytable_upsert(want, e->hash, kp_keytable_key(&p->t, e), &created);
+        if (!c)
+            return snprintf(err, errlen, "out of memory"), -1;
+        memcpy(kp_keyentry_value(c), kp_keyentry_value(e), w->agg.acc_size);
+        if (!slot_clean(*entry_slot(w, e)))
+            return snprintf(err, errlen, "pane %lld has a dirty entry", (long long)p->end), -1;
+    }
+    pane bare = {.end = p->end, .from = p->from}; /* no cached entries: every entry counts */
+    if (w->state && (read_spilled(w, p, want) != 0 || read_spilled(w, &bare, disk) != 0))
+        return snprintf(err, errlen, "reading RocksDB failed"), -1;
+    if (!same_content(w, want, disk))
+        return snprintf(err, errlen, "pane %lld: RocksDB holds %zu keys, the state has %zu",
+                        (long long)p->end, disk->n, want->n),
+               -1;
+    return 0;
+}
+
+int kp_op_window_check_flushed(kp_op *op, char *err, size_t errlen)
+{
+    window_op *w = (window_op *)op;
+    kp_keytable want, disk;
+    kp_keytable_init(&want, w->agg.acc_size);
+    kp_keytable_init(&disk, w->agg.acc_size);
+    int rc = 0;
+    for (int i = 0; i < w->npanes && rc == 0; i++)
+        rc = check_pane(w, w->panes[i], &want, &disk, err, errlen);
+    kp_keytable_free(&want);
+    kp_keytable_free(&disk);
+    return rc;
+}
+
+static _Atomic uint64_t flush_seed;
+static _Atomic unsigned flush_one_in;
+static _Atomic uint64_t flushes_done;
+
+uint64_t kp_op_window_flush_randomly(uint64_t seed, unsigned one_in)
+{
+    atomic_store(&flush_seed, seed);
+    atomic_store(&flush_one_in, one_in);
+    return atomic_exchange(&flushes_done, 0);
+}
+
+static int maybe_flush_randomly(window_op *w)
+{
+    unsigned n = atomic_load_explicit(&flush_one_in, memory_order_relaxed);
+    if (!n || kp_rng_next(&w->flush_rng) % n != 0)
+        return 0;
+    char err[256];
+    /* both ways of writing, whatever the size */
+    if (flush_panes(w, kp_rng_next(&w->flush_rng) % 2 ? 0 : SIZE_MAX) != 0)
+        return -1;
+    if (kp_op_window_check_flushed(&w->op, err, sizeof err) != 0)
+        return kp_subtask_fail(w->op.st, "%s: after a flush: %s", w->op.node->name, err);
+    atomic_fetch_add_explicit(&flushes_done, 1, memory_order_relaxed);
+    return 0;
 }
 
 /* ---- records ----------------------------------------------------------------------------- */
@@ -849,6 +1055,7 @@ static int window_record(kp_op *op, kp_event *ev)
         kp_agg_init(&w->agg, kp_keyentry_value(e));
     else if (*entry_hits(w, e) < UINT32_MAX)
         ++*entry_hits(w, e); /* stays cached at the next sweep (spill_pane) */
+    *entry_slot(w, e) |= SLOT_DIRTY;
     kp_agg_add(&w->agg, kp_keyentry_value(e), ev);
     if (w->incremental && w->run_hi != KP_TIME_MIN && covers(w, w->run_hi, p)) {
         int fresh;
@@ -861,7 +1068,7 @@ static int window_record(kp_op *op, kp_event *ev)
         return -1;
     if (created && maybe_spill(w) != 0)
         return -1;
-    return 0;
+    return maybe_flush_randomly(w);
 }
 
 /* Adds this subtask's peak cache and RocksDB memory to the job's metrics. */
@@ -952,6 +1159,9 @@ kp_op *kp_op_window_new(kp_subtask *st, const kp_node *n)
     w->op = (kp_op){.vt = &window_vt, .node = n, .st = st};
     kp_agg_setup(&w->agg, n->u.window.aggregate);
     w->hits_off = (w->agg.acc_size + 3) & ~(size_t)3;
+    w->slot_off = w->hits_off + sizeof(uint32_t);
+    w->flush_rng =
+        (atomic_load(&flush_seed) ^ (uint64_t)(st->index + 1) * 0x9e3779b97f4a7c15ull) | 1;
     w->size = s->size;
     w->slide = s->kind == KP_WINDOW_TUMBLING ? s->size : s->slide;
     w->gran = gcd64(w->size, w->slide);

@@ -114,4 +114,16 @@ void kp_state_io_totals(kp_state_io *out);
 /* Hook for checkpoints (checkpoint issue): a consistent hard-linked copy in `dir`. */
 int kp_state_checkpoint(kp_state *st, const char *dir, char *errstr, size_t errlen);
 
+/* Bulk load (measured for the whole-cache flush, docs/state.md): puts in strictly increasing
+ * key order go to one SST file in the database directory; kp_state_sst_ingest finishes it,
+ * ingests it into column family cf (moved, not copied) and frees the writer, whatever the
+ * outcome; kp_state_sst_abort drops an unfinished one. Nothing is visible before the ingest.
+ * @locality the database's thread */
+typedef struct kp_state_sst kp_state_sst;
+kp_state_sst *kp_state_sst_open(kp_state *st, int cf, char *errstr, size_t errlen);
+int kp_state_sst_put(kp_state_sst *s, const void *key, size_t klen, const void *val, size_t vlen,
+                     char *errstr, size_t errlen);
+int kp_state_sst_ingest(kp_state_sst *s, char *errstr, size_t errlen);
+void kp_state_sst_abort(kp_state_sst *s);
+
 #endif

@@ -769,3 +769,88 @@ int kp_state_checkpoint(kp_state *st, const char *dir, char *errstr, size_t errl
     }
     return 0;
 }
+
+/* ---- bulk load: one sorted SST file, ingested (measured for the whole-cache flush) -------- */
+
+struct kp_state_sst {
+    kp_state *st;
+    int cf;
+    rocksdb_sstfilewriter_t *w;
+    rocksdb_envoptions_t *env;
+    uint64_t bytes;
+    char path[];
+};
+
+kp_state_sst *kp_state_sst_open(kp_state *st, int cf, char *errstr, size_t errlen)
+{
+    if (!st || !st->db || cf < 0 || cf >= st->ncf) {
+        kp_state_fail(errstr, errlen, NULL, "state sst: no database or an invalid column family");
+        return NULL;
+    }
+    static _Atomic unsigned serial;
+    size_t len = strlen(st->dir) + 48;
+    kp_state_sst *s = calloc(1, sizeof *s + len);
+    if (!s) {
+        kp_state_fail(errstr, errlen, NULL, "state sst: out of memory");
+        return NULL;
+    }
+    snprintf(s->path, len, "%s/bulk-%u.sst", st->dir, atomic_fetch_add(&serial, 1));
+    s->st = st;
+    s->cf = cf;
+    s->env = rocksdb_envoptions_create();
+    s->w = rocksdb_sstfilewriter_create(s->env, st->opts);
+    char *err = NULL;
+    rocksdb_sstfilewriter_open(s->w, s->path, &err);
+    if (err) {
+        kp_state_fail(errstr, errlen, &err, "state %s: opening %s", st->dir, s->path);
+        kp_state_sst_abort(s);
+        return NULL;
+    }
+    return s;
+}
+
+int kp_state_sst_put(kp_state_sst *s, const void *key, size_t klen, const void *val, size_t vlen,
+                     char *errstr, size_t errlen)
+{
+    char *err = NULL;
+    rocksdb_sstfilewriter_put(s->w, key, klen, val, vlen, &err);
+    s->bytes += klen + vlen;
+    if (err) {
+        kp_state_fail(errstr, errlen, &err, "state %s: writing %s (keys must increase)", s->st->dir,
+                      s->path);
+        return -1;
+    }
+    return 0;
+}
+
+int kp_state_sst_ingest(kp_state_sst *s, char *errstr, size_t errlen)
+{
+    char *err = NULL;
+    int rc = 0;
+    rocksdb_sstfilewriter_finish(s->w, &err);
+    if (!err) {
+        rocksdb_ingestexternalfileoptions_t *o = rocksdb_ingestexternalfileoptions_create();
+        rocksdb_ingestexternalfileoptions_set_move_files(o, 1);
+        const char *files[1] = {s->path};
+        rocksdb_ingest_external_file_cf(s->st->db, s->st->cfs[s->cf], files, 1, o, &err);
+        rocksdb_ingestexternalfileoptions_destroy(o);
+    }
+    if (err) {
+        kp_state_fail(errstr, errlen, &err, "state %s: ingesting %s", s->st->dir, s->path);
+        rc = -1;
+    } else {
+        io_count_write(s->bytes);
+    }
+    kp_state_sst_abort(s);
+    return rc;
+}
+
+void kp_state_sst_abort(kp_state_sst *s)
+{
+    if (!s)
+        return;
+    rocksdb_sstfilewriter_destroy(s->w);
+    rocksdb_envoptions_destroy(s->env);
+    unlink(s->path); /* gone already once ingested (moved) */
+    free(s);
+}
