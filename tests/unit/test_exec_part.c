@@ -360,7 +360,7 @@ typedef struct side_run {
 
 static kp_exec_config config_for(const char *input, const char *state_dir, kp_binding *bind)
 {
-    static char in_uri[512];
+    static _Thread_local char in_uri[512]; /* each side thread builds its own config */
     snprintf(in_uri, sizeof in_uri, "file:%s?partitions=4", input);
     bind[0] = (kp_binding){.name = "in", .uri = in_uri};
     bind[1] = (kp_binding){.name = "out", .uri = "collect:out"};
