@@ -97,6 +97,14 @@ struct kp_sink_writer {
      * in flight (Kafka delivery reports, Elasticsearch bulk responses), without waiting for
      * them. 0, or -1 with errstr when the writer has failed. */
     int (*tick)(kp_sink_writer *w, char *errstr, size_t errlen);
+    /* Optional (checkpoint.h). A barrier of checkpoint `ckpt` passed the writer: everything
+     * written before it must be durable before this returns (NULL: flush() is called instead).
+     * A transactional writer ends its open transaction's writes here (keeping it open until
+     * commit) and begins the next one. 0, or -1 with errstr (the checkpoint is declined). */
+    int (*prepare)(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen);
+    /* Optional. Checkpoint `ckpt` completed: commit what prepare(ckpt) and earlier set aside.
+     * 0, or -1 with errstr. */
+    int (*commit)(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen);
 };
 
 /* Where and how one endpoint is bound.
@@ -124,6 +132,13 @@ typedef struct kp_endpoint {
      * and thread-safe (an atomic load). */
     int (*cancelled)(void *cancel_arg);
     void *cancel_arg;
+    /* Sources restored from a checkpoint: the position of every partition the checkpoint
+     * knew (the offset of the next record to read), which wins over the start mode for those
+     * partitions; other partitions start as the start mode says. NULL/0 = a fresh start. */
+    const kp_offset *restore_offsets;
+    int nrestore_offsets;
+    /* Transactional sinks: the id of the checkpoint this attempt restored (0 = none). */
+    int64_t restored_checkpoint;
 } kp_endpoint;
 
 /* The endpoint's cancellation probe: 1 if the job is being cancelled, else 0. */

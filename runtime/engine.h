@@ -88,6 +88,13 @@ typedef struct kp_op_vt {
     /* Optional: called about every 100 ms from the subtask loop, busy or not, for work due by
      * the clock (partial batches and bulks, processing-time timers). NULL = pass it on. */
     int (*tick)(kp_op *op, kp_time now);
+    /* Optional: checkpoint barrier `kp_snapshot_id(snap)` reached this operator (aligned,
+     * runtime/checkpoint.h): write the state into snap, then pass the barrier on with
+     * kp_op_emit_barrier. NULL = stateless: pass it on. */
+    int (*barrier)(kp_op *op, struct kp_snapshot *snap);
+    /* Optional: checkpoint `id` completed everywhere (sinks commit what they prepared at its
+     * barrier). NULL = pass it on. */
+    int (*checkpoint_complete)(kp_op *op, int64_t id);
 } kp_op_vt;
 
 struct kp_op {
@@ -144,6 +151,9 @@ struct kp_subtask {
     size_t rocksdb_cache_bytes;    /* RocksDB block cache per keyed subtask; 0 = default */
     size_t rocksdb_memtable_bytes; /* RocksDB memtable size per column family; 0 = default */
     struct kp_subtask_live *live;  /* its live counters (exec_live.h), or NULL */
+    /* The checkpoint this attempt restores from (checkpoint.h), or NULL for a fresh start.
+     * Read-only, shared by the process's subtasks. */
+    const struct kp_restore *restore;
 };
 
 /* Marks the job as failed with a message naming the subtask; returns -1. Thread-safe. */

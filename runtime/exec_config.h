@@ -7,6 +7,7 @@
 
 #include <signal.h>
 
+#include "checkpoint.h"
 #include "engine.h"
 #include "transport.h"
 
@@ -43,6 +44,15 @@ typedef struct kp_exec_config {
      * the executor fills the entries of local subtasks while they run. NULL = none. */
     struct kp_subtask_live *live;
     int nlive;
+    /* Checkpoints (checkpoint.h). With ckpt.interval_ms > 0 and no `control`, the run
+     * coordinates its own checkpoints (kappa run --local) into ckpt.dir. With `control` (a
+     * taskmanager), triggers and completions come from outside through it and every local
+     * subtask's acknowledgement goes to ckpt_hooks. */
+    kp_ckpt_config ckpt;
+    struct kp_exec_control *control; /* exec_control.h; NULL = none */
+    const struct kp_ckpt_hooks *ckpt_hooks;
+    /* Restore every local subtask from this checkpoint (NULL: fresh start). */
+    const struct kp_restore *restore;
 } kp_exec_config;
 
 typedef struct kp_exec_stats {
