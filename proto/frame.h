@@ -27,14 +27,19 @@
 typedef enum kp_frame_type {
     KP_FRAME_HELLO = 1,
     KP_FRAME_HEARTBEAT = 2,
-    KP_FRAME_REGISTER_ACK = 3,   /* JM → TM */
-    KP_FRAME_DEPLOY = 4,         /* JM → TM */
-    KP_FRAME_PLUGIN_REQUEST = 5, /* TM → JM */
-    KP_FRAME_PLUGIN_DATA = 6,    /* JM → TM */
-    KP_FRAME_CANCEL = 7,         /* JM → TM */
-    KP_FRAME_TASK_STATE = 8,     /* TM → JM */
-    KP_FRAME_METRICS = 9,        /* TM → JM */
-    KP_FRAME_TYPE_MAX_           /* first unused value */
+    KP_FRAME_REGISTER_ACK = 3,         /* JM → TM */
+    KP_FRAME_DEPLOY = 4,               /* JM → TM */
+    KP_FRAME_PLUGIN_REQUEST = 5,       /* TM → JM */
+    KP_FRAME_PLUGIN_DATA = 6,          /* JM → TM */
+    KP_FRAME_CANCEL = 7,               /* JM → TM */
+    KP_FRAME_TASK_STATE = 8,           /* TM → JM */
+    KP_FRAME_METRICS = 9,              /* TM → JM */
+    KP_FRAME_TRIGGER_CHECKPOINT = 10,  /* JM → TM */
+    KP_FRAME_ACK_CHECKPOINT = 11,      /* TM → JM */
+    KP_FRAME_DECLINE_CHECKPOINT = 12,  /* TM → JM */
+    KP_FRAME_CHECKPOINT_COMPLETE = 13, /* JM → TM: NotifyCheckpointComplete */
+    KP_FRAME_ABORT_CHECKPOINT = 14,    /* JM → TM */
+    KP_FRAME_TYPE_MAX_                 /* first unused value */
 } kp_frame_type;
 
 typedef struct kp_frame_header_t {
