@@ -4,13 +4,30 @@
 
 #include "plan.h"
 
+/* True when n's records come out of a keyed part of the job (a key_by upstream): their key is
+ * meaningful — the document id once a window or process function emitted them. */
+static int after_key_by(const kp_node *n)
+{
+    for (; n; n = n->input)
+        if (n->kind == KP_NODE_KEY_BY)
+            return 1;
+    return 0;
+}
+
 kp_partitioning kp_plan_edge(const kp_node *from, const kp_node *to)
 {
     if (from->kind == KP_NODE_KEY_BY)
         return KP_PART_HASH;
-    if (from->parallelism != to->parallelism)
-        return KP_PART_REBALANCE;
-    return KP_PART_FORWARD;
+    if (from->parallelism == to->parallelism)
+        return KP_PART_FORWARD;
+    /* A document id must come from exactly one sink writer: a versioned sink (es:) orders
+     * the writes of one id by its own counter, and two writers' counters are unrelated, so
+     * round robin would let an older result outrank a newer one. Into a sink of another
+     * parallelism, keyed results go by the hash of their key, which is the document id. The
+     * binding (es:, kafka:, file:) is not part of the plan, so this holds for every sink. */
+    if (to->kind == KP_NODE_SINK && after_key_by(from))
+        return KP_PART_HASH;
+    return KP_PART_REBALANCE;
 }
 
 int kp_plan_is_head(const kp_node *n)

@@ -1,5 +1,6 @@
 /* `kappa run --local JOB.so`: loads a job plugin, binds its sources and sinks from flags,
  * and runs it to completion in this process on the same engine the taskmanagers run. */
+#include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
@@ -7,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "connectors.h"
+#include "epoch_file.h"
 #include "exec.h"
 #include "job_opts.h"
 #include "memory_budget.h"
@@ -240,6 +243,38 @@ static kp_memory_shape memory_shape(const kp_job *job, const kp_exec_config *cfg
     return sh;
 }
 
+/* The attempt's fencing epoch from the counter in the state dir (epoch_file.h). Without
+ * --state-dir (a temporary one, removed at the end) the counter is the user's, per job name:
+ * $XDG_STATE_HOME/kappa/JOB or ~/.local/state/kappa/JOB; if that cannot be written the run
+ * warns and falls back to the wall clock in seconds. 0, or -1 after printing why. */
+static int take_epoch(const char *state_dir, int tmp_state, const char *job, int64_t *epoch)
+{
+    char dir[1200], err[1024], name[256];
+    snprintf(name, sizeof name, "%s", job);
+    for (char *c = name; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
+            *c = '_';
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (!tmp_state)
+        snprintf(dir, sizeof dir, "%s", state_dir);
+    else if (xdg && xdg[0])
+        snprintf(dir, sizeof dir, "%s/kappa/%s", xdg, name);
+    else if (home && home[0])
+        snprintf(dir, sizeof dir, "%s/.local/state/kappa/%s", home, name);
+    else
+        dir[0] = 0;
+    if (dir[0] && kp_epoch_next(dir, (int64_t)time(NULL), epoch, err, sizeof err) == 0)
+        return 0;
+    if (!tmp_state) {
+        fprintf(stderr, "kappa run: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "kappa run: warning: no fencing epoch counter (%s); using the wall clock\n",
+            dir[0] ? err : "neither XDG_STATE_HOME nor HOME is set");
+    *epoch = (int64_t)time(NULL);
+    return 0;
+}
+
 static int run_job(run_opts *o, kp_job *job)
 {
     char err[1024];
@@ -259,7 +294,8 @@ static int run_job(run_opts *o, kp_job *job)
                           .print_stats = o->stats,
                           .cancel = &cancel_requested};
     kp_slot_memory mem;
-    if (apply_slot_budget(o, job, &cfg, &mem) != 0) {
+    if (take_epoch(o->state_dir, tmp_state, job->name, &cfg.epoch) != 0 ||
+        apply_slot_budget(o, job, &cfg, &mem) != 0) {
         if (tmp_state)
             remove_tree(o->state_dir);
         return 2;
