@@ -14,7 +14,7 @@
  *    epoch and is rejected with 409: "stale", counted, not an error;
  *  - a retry of a request that was applied but whose answer was lost gets 409 with the stored
  *    version equal to ours: the document already holds exactly this write ("dup", acked).
- * Limits: epoch < 2^31 (seconds until 2038; the cluster will use a counter) and at most 2^32-1
+ * Limits: epoch < 2^31 (a counter from wall seconds, refused at open above) and at most 2^32-1
  * documents per writer per attempt — the writer fails, rather than wrap, past that.
  *
  * I/O. libcurl's multi interface driven from the subtask's own thread (no thread of ours):
@@ -855,8 +855,12 @@ static kp_sink_writer *open_es_sink(const kp_endpoint *ep, char *errstr, size_t 
         goto error;
     }
     if (ep->epoch < 0 || ep->epoch >= (int64_t)1 << 31) {
-        snprintf(errstr, errlen, "es:%s: fencing epoch %lld out of range [0, 2^31)", e->index,
-                 (long long)ep->epoch);
+        snprintf(errstr, errlen,
+                 "es:%s: fencing epoch %lld out of range [0, 2^31): document versions are "
+                 "epoch << 32 | seq and must stay below 2^63; the epoch grows by one per "
+                 "attempt (kappa run --local: <state-dir>/epoch; the jobmanager: its state dir), "
+                 "so lowering it makes new writes stale until the index is rebuilt",
+                 e->index, (long long)ep->epoch);
         goto error;
     }
     e->epoch = (uint32_t)ep->epoch;

@@ -67,8 +67,8 @@ Test(epoch_file, missing_file_starts_at_the_clock_then_counts)
 
 Test(epoch_file, corrupt_file_is_a_clear_error_and_stays)
 {
-    static const char *const bad[] = {"abc\n", "", "12x\n", "-5\n", " 7\n", "9\n9\n",
-                                      "99999999999999999999999\n"};
+    static const char *const bad[] = {
+        "abc\n", "", "12x\n", "-5\n", " 7\n", "9\n9\n", "99999999999999999999999\n"};
     char path[320], err[512], text[64];
     snprintf(path, sizeof path, "%s/epoch", dir);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

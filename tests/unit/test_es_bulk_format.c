@@ -2,10 +2,13 @@
  * action lines, escaping, versions, copies for retries, and how every kind of item answer is
  * classified — including the scan that skips jansson when every item is 2xx. */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../../connectors/es_bulk.h"
+#include "connector.h"
+#include "connectors.h"
 
 static kp_bytes B(const char *s)
 {
@@ -128,4 +131,35 @@ Test(es_bulk_format, latency_quantiles)
     cr_assert(p99 >= 95 && p99 <= 102, "p99 %.1f", p99);
     es_hist_add(&h, 1ull << 40); /* absurd values land in the last bucket */
     cr_assert_eq(es_hist_quantile(&(es_hist){0}, 0.5), 0);
+}
+
+/* The es: sink refuses a fencing epoch whose versions would not fit (epoch << 32 | seq must
+ * stay below 2^63), before it talks to any node, with a message that says why. */
+Test(es_sink_open, epoch_at_2_31_is_refused)
+{
+    kp_connectors_register_builtin();
+    const kp_connector *c = kp_connector_find("es:idx");
+    cr_assert_not_null(c);
+    const char *conf[] = {"es.url=http://127.0.0.1:1", NULL};
+    int64_t bad[] = {(int64_t)1 << 31, -1, INT64_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kp_endpoint ep = {
+            .name = "out", .uri = "es:idx", .parallelism = 1, .conf = conf, .epoch = bad[i]};
+        char err[512] = "";
+        kp_sink_writer *w = c->open_sink(&ep, err, sizeof err);
+        cr_expect_null(w, "epoch %lld accepted", (long long)bad[i]);
+        if (w)
+            w->close(w);
+        cr_expect(strstr(err, "fencing epoch") && strstr(err, "2^31"), "%s", err);
+    }
+    kp_endpoint ep = {.name = "out",
+                      .uri = "es:idx",
+                      .parallelism = 1,
+                      .conf = conf,
+                      .epoch = ((int64_t)1 << 31) - 1};
+    char err[512] = "";
+    kp_sink_writer *w = c->open_sink(&ep, err, sizeof err); /* no node there: fails later */
+    cr_expect(!strstr(err, "fencing epoch"), "the last valid epoch was refused: %s", err);
+    if (w)
+        w->close(w);
 }

@@ -21,8 +21,8 @@ static int define_windowed(const kp_api *api, kp_job *job)
 {
     (void)api; /* the host's kp__api is bound */
     kp_stream *src = kp_source(job, "clicks", .parallelism = 2);
-    kp_stream *counts = kp_count(kp_window(kp_key_by(src), kp_tumbling(1000)),
-                                 .parallelism = window_p);
+    kp_stream *counts =
+        kp_count(kp_window(kp_key_by(src), kp_tumbling(1000)), .parallelism = window_p);
     kp_sink(kp_map(counts, same), "index", .parallelism = sink_p);
     return 0;
 }
