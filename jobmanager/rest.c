@@ -1,13 +1,18 @@
-/* The REST API (Flink's paths where they fit; the contract is docs/cluster.md):
+/* The REST API (Flink's paths where they fit; the contract is docs/cluster.md, every route in
+ * docs/rest.md):
  *   POST /jobs                  multipart: manifest (JSON) + plugin (.so bytes) → 202
  *   GET  /jobs, /jobs/:id       id or unique name
  *   PATCH /jobs/:id?mode=cancel → 202
- *   GET  /taskmanagers, /overview
+ *   GET  /taskmanagers, /overview, and the read-only routes of the route table below
+ *   GET  /, /web/...            the dashboard (rest_static.c)
  * served by libmicrohttpd in its own polling thread. Errors are {"errors":["message"]} with a
  * 4xx/5xx. With a token, every mutating request needs "Authorization: Bearer <token>" — checked
  * before any byte of the body is looked at. Uploads are streamed to uploads.c and refused
- * with 413 as soon as they pass --max-upload-mb. */
+ * with 413 as soon as they pass --max-upload-mb. Paths are decoded once by our own unescaper
+ * (a %00 stays "%00"), and any decoded path holding "..", "%", "\\", "//" or a control
+ * character is refused with 400 before routing. */
 #include <microhttpd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +21,7 @@
 #include <arpa/inet.h>
 
 #include "jm.h"
+#include "rest_int.h"
 
 #define MANIFEST_MAX (1u << 20)
 
@@ -48,13 +54,14 @@ typedef struct req_box_t {
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text)
         return MHD_NO;
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result rc = MHD_queue_response(conn, status, r);
@@ -65,6 +72,47 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, j
 static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *msg)
 {
     return send_json(conn, status, json_pack("{s:[s]}", "errors", msg));
+}
+
+enum MHD_Result kp_rest_send_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+{
+    return send_json(conn, status, body);
+}
+
+enum MHD_Result kp_rest_send_error(struct MHD_Connection *conn, unsigned status, const char *fmt,
+                                   ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_error(conn, status, msg);
+}
+
+enum MHD_Result kp_rest_send_text(struct MHD_Connection *conn, unsigned status, const char *ctype,
+                                  char *text, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    enum MHD_Result rc = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+long kp_rest_arg_long(struct MHD_Connection *conn, const char *key, long dflt, long min, long max)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+    char *end;
+    long n = v ? strtol(v, &end, 10) : dflt;
+    if (!v || end == v || *end)
+        return dflt;
+    return n < min ? min : n > max ? max : n;
 }
 
 /* Records the first error of a request; MHD_NO, which stops the multipart parser. */
@@ -292,7 +340,115 @@ static enum MHD_Result overview(kp_jm_t *jm, struct MHD_Connection *conn)
                                by_state[KP_JOB_FAILED], "kappa-version", KP_JM_VERSION));
 }
 
+bool kp_rest_seg(const char *arg, char *out, size_t outlen)
+{
+    size_t n = strcspn(arg, "/");
+    if (n >= outlen)
+        return false;
+    memcpy(out, arg, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* The request's *con_cls when its path was cut short by a NUL byte: answered 400. */
+static char nul_cut;
+
+/* MHD_OPTION_URI_LOG_CALLBACK: sees the raw path before it is split and unescaped. MHD ended it
+ * with a NUL where the space before "HTTP/" was; if the string ends earlier, the client sent a
+ * NUL byte in the path, which every later step would silently cut at. Its return value is the
+ * request's first *con_cls. */
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls, (void)conn;
+    return strncmp(uri + strlen(uri) + 1, "HTTP/", 5) ? &nul_cut : NULL;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 /* --- dispatch --- */
+
+/* The read-only routes (GET/HEAD). A pattern's ':' segment captures one path segment, which
+ * is_segment_ok has already checked. */
+static const struct route_t {
+    const char *pattern;
+    kp_rest_fn fn;
+} routes[] = {
+    {"/config", kp_rest_config},
+    {"/metrics", kp_rest_prometheus},
+    {"/jobmanager/config", kp_rest_jm_config},
+    {"/jobmanager/logs", kp_rest_jm_logs},
+    {"/jobs/overview", kp_rest_jobs_overview},
+    {"/jobs/:/plan", kp_rest_job_plan},
+    {"/jobs/:/exceptions", kp_rest_job_exceptions},
+    {"/jobs/:/vertices/:", kp_rest_vertex},
+    {"/jobs/:/vertices/:/subtasks/metrics", kp_rest_vertex_metrics},
+    {"/jobs/:/vertices/:/backpressure", kp_rest_vertex_backpressure},
+    {"/jobs/:/vertices/:/watermarks", kp_rest_vertex_watermarks},
+    {"/taskmanagers/:", kp_rest_tm},
+    {"/taskmanagers/:/metrics", kp_rest_tm_metrics},
+    {"/taskmanagers/:/logs", kp_rest_tm_logs},
+};
+
+/* Matches url against pattern segment by segment; the ':' captures into args. */
+static bool route_match(const char *pattern, const char *url, kp_rest_args_t *args)
+{
+    args->n = 0;
+    while (*pattern && *url) {
+        if (*pattern != '/' || *url != '/')
+            return false;
+        pattern++, url++;
+        size_t pl = strcspn(pattern, "/"), ul = strcspn(url, "/");
+        if (ul == 0)
+            return false;
+        if (pl == 1 && *pattern == ':') {
+            if (args->n == KP_REST_ARGS_MAX)
+                return false;
+            args->v[args->n++] = url; /* ends at the next '/': handlers copy it, see seg_copy */
+        } else if (pl != ul || memcmp(pattern, url, pl)) {
+            return false;
+        }
+        pattern += pl, url += ul;
+    }
+    return !*pattern && !*url;
+}
+
+/* A decoded path the router accepts: no "..", no '%' (what is left of a double encoding or
+ * of a %00), no backslash, no empty segment, printable ASCII only. */
+static bool path_ok(const char *url)
+{
+    if (url[0] != '/' || strstr(url, "..") || strstr(url, "//"))
+        return false;
+    for (const char *p = url; *p; p++)
+        if (*p == '%' || *p == '\\' || (unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            return false;
+    return true;
+}
+
+/* Our unescaper (MHD_OPTION_UNESCAPE_CALLBACK) for paths and query values: %XX is decoded
+ * except %00, which stays as the three characters "%00" so that no NUL can cut a string
+ * short (the path check then refuses it). Returns the new length. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls, (void)conn;
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi << 4 | lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *data,
@@ -302,8 +458,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     bool post = !strcmp(method, "POST"), patch = !strcmp(method, "PATCH");
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool jobs_root = !strcmp(url, "/jobs") || !strcmp(url, "/jobs/");
-    const char *job_id = !strncmp(url, "/jobs/", 6) && url[6] ? url + 6 : NULL;
+    const char *job_id =
+        !strncmp(url, "/jobs/", 6) && url[6] && !strchr(url + 6, '/') ? url + 6 : NULL;
 
+    if (*con_cls == &nul_cut)
+        return send_error(conn, 400, "a NUL byte in the path");
     if (!*con_cls) { /* first call: headers only */
         req_box_t *box = calloc(1, sizeof *box);
         if (!box)
@@ -333,6 +492,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *size = 0;
         return box->req.body_bytes > 65536 ? MHD_NO : MHD_YES;
     }
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) && strcmp(version, MHD_HTTP_VERSION_1_0))
+        return send_error(conn, 400, "HTTP/1.0 or HTTP/1.1 only"); /* also: a NUL cut the line */
+    if (!path_ok(url))
+        return send_error(conn, 400, "a path is printable ASCII without '..', '%', '\\' or '//'");
+    if (!strcmp(url, "/") || !strncmp(url, "/web/", 5))
+        return get ? kp_rest_static(conn, url) : send_error(conn, 405, "use GET");
+    kp_rest_args_t args;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (route_match(routes[i].pattern, url, &args))
+            return get ? routes[i].fn(jm, conn, &args) : send_error(conn, 405, "use GET");
     if (jobs_root)
         return get ? list_jobs(jm, conn) : send_error(conn, 405, "use GET or POST on /jobs");
     if (job_id) {
@@ -356,7 +525,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
     req_box_t *box = *con_cls;
-    if (!box)
+    if (!box || *con_cls == &nul_cut)
         return;
     if (box->req.pp)
         MHD_destroy_post_processor(box->req.pp);
@@ -389,12 +558,13 @@ kp_rest_t *kp_rest_start(kp_jm_t *jm, int *port, char *err, size_t errlen)
         return NULL;
     }
     rest->jm = jm;
-    rest->d =
-        MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler,
-                         rest, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, completed, rest,
-                         MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32u,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+    rest->d = MHD_start_daemon(
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, rest,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, rest, MHD_OPTION_CONNECTION_LIMIT, 64u,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_log, NULL, MHD_OPTION_END);
     if (!rest->d) {
         snprintf(err, errlen, "cannot serve REST on %s:%d (port in use?)", jm->cfg.bind, *port);
         free(rest);

@@ -1,0 +1,31 @@
+/* The dashboard's static files, served from the copy compiled into the binary (web_assets.c,
+ * generated from jobmanager/web/ by web/embed.py): a path is looked up by exact name in that
+ * table, so nothing a client sends ever reaches the file system. rest.c has already refused
+ * paths with "..", '%' or control characters; anything not in the table is a 404. */
+#include <string.h>
+
+#include "rest_int.h"
+
+enum MHD_Result kp_rest_static(struct MHD_Connection *conn, const char *path)
+{
+    if (!strcmp(path, "/"))
+        path = "/web/index.html";
+    for (size_t i = 0; i < kp_web_nassets; i++) {
+        const kp_web_asset_t *a = &kp_web_assets[i];
+        if (strcmp(a->path, path))
+            continue;
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", a->ctype);
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; style-src 'self'");
+        enum MHD_Result rc = MHD_queue_response(conn, 200, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    return kp_rest_send_error(conn, 404, "no such file in the dashboard");
+}
