@@ -5,6 +5,7 @@
  * the opposite at the edges: fail fast at open when the brokers or the topic are wrong, and
  * once running, ride out broker restarts quietly. So open waits for metadata with a deadline,
  * and the log/error callbacks print each kind of problem once per handle. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,25 @@ long long kp_kafka_memory_budget(const kp_endpoint *ep, char *errstr, size_t err
         return -1;
     }
     return mb << 20;
+}
+
+int kp_kafka_opt_long(const kp_endpoint *ep, const char *key, long def, long min, long max,
+                      long *out, char *errstr, size_t errlen)
+{
+    char v[64];
+    *out = def;
+    if (!kp_endpoint_get(ep, key, v, sizeof v))
+        return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < min || x > max) {
+        snprintf(errstr, errlen, "kafka: option %s must be an integer in [%ld, %ld], not '%s'", key,
+                 min, max, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
 }
 
 int kp_kafka_wait_topic(rd_kafka_t *rk, kp_kafka_log *log, const kp_endpoint *ep,

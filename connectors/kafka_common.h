@@ -64,6 +64,11 @@ int kp_kafka_log_fatal(kp_kafka_log *log);
 #define KP_KAFKA_MEMORY_MB 64
 long long kp_kafka_memory_budget(const kp_endpoint *ep, char *errstr, size_t errlen);
 
+/* Integer option `key` (URI, else conf kafka.<key>) into *out, `def` when absent; -1 with
+ * errstr naming the option and its range if it is not an integer in [min, max]. */
+int kp_kafka_opt_long(const kp_endpoint *ep, const char *key, long def, long min, long max,
+                      long *out, char *errstr, size_t errlen);
+
 /* One metadata lookup of `topic` with a short timeout, for periodic partition discovery:
  * returns the partition count, 0 if the topic does not exist (the response said so), or -1
  * if the brokers did not answer in time. @locality the thread that owns rk */

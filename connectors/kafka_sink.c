@@ -26,37 +26,81 @@
  * raw value bytes — with headers kappa.source (origin topic or file), kappa.partition,
  * kappa.offset and kappa.error.
  *
- * Exactly-once (design, not implemented yet; the checkpoint issue wires it). Each sink subtask
- * gets transactional.id = "kappa-<job>-<sink uid>-<subtask>" — stable across restarts, so a
- * new attempt's init_transactions() fences the zombie producer of the previous one and aborts
- * its open transaction. The endpoint's epoch goes into the transaction's first message
- * headers for diagnostics only; fencing comes from the broker's producer epoch. The writer
- * keeps one transaction open per checkpoint interval: begin_transaction() after init and
- * after every commit; at a barrier, flush() becomes "produce everything, then pre-commit"
- * (rd_kafka_flush — the transaction is not committed yet) and the snapshot records
- * {transactional.id, producer id, epoch}; when the checkpoint coordinator reports the
- * checkpoint complete, commit_transaction(). On restore, a transaction that was pre-committed
- * by the restored checkpoint but not yet committed is committed by resuming it with the
- * saved producer id/epoch (as Flink's FlinkKafkaProducer does via reflection; librdkafka
- * would need the equivalent of KIP-939 two-phase commit, or we commit at barrier time and
- * accept at-least-once for the last checkpoint until it lands); otherwise it is aborted. A
- * checkpoint interval must stay below transaction.timeout.ms. Readers use read_committed,
+ * Exactly-once: `kafka:TOPIC?transactional=1` (or --conf kafka.transactional=1). Kafka lets a
+ * producer hold one open transaction at a time, and a checkpoint's transaction may only commit
+ * once the checkpoint completed — while the records after its barrier must already go
+ * somewhere. So, as Flink's KafkaSink does (a producer per checkpoint, its transactional id
+ * built from a prefix, the subtask and a counter; Flink 2's "pooling" naming reuses a fixed
+ * set of ids), each sink subtask keeps a small pool of transactional producers, option
+ * `tx_pool` (default 3, 2..16), with the ids `<job>-<sink uid>-<subtask>-<n>`, n < tx_pool
+ * (option `transactional_id` replaces `<job>-<sink uid>`), stable across attempts:
+ *   - open: init_transactions() on every id of the pool. The broker fences every earlier
+ *     producer with that id (a zombie of the previous attempt can no longer write or commit)
+ *     and aborts its open transaction; then producer 0 begins a transaction.
+ *   - write(): into the current producer's transaction.
+ *   - prepare(ckpt) (the barrier): wait until the current producer's messages are all
+ *     acknowledged (durable, not yet visible to read_committed readers), set its transaction
+ *     aside as "pending for ckpt", begin a transaction on the next idle producer of the pool.
+ *     With no idle producer (tx_pool - 1 checkpoints pending) the checkpoint is declined and
+ *     the records stay in the current transaction, which the next barrier takes.
+ *   - commit(ckpt) (the checkpoint completed): commit every pending transaction of a
+ *     checkpoint <= ckpt, oldest first (a declined checkpoint's records are covered by the
+ *     next one that completes), and the producer becomes idle again.
+ *   - without checkpoints (endpoint checkpoint_interval_ms = 0) the current transaction
+ *     commits on the sink's clock every `commit_ms` (default 1000) — a reader sees results
+ *     with that delay — and in every case flush() (end of input) commits everything pending
+ *     and the current transaction, then begins the next.
+ *   - close(): aborts what is still open or pending (a cancelled job's uncommitted output
+ *     never becomes visible).
+ * Limits. librdkafka cannot resume another producer's transaction (Flink sets the producer
+ * id and epoch by reflection; Kafka's KIP-939 two-phase commit is not in librdkafka 2.0), so a
+ * process that dies after a checkpoint completed and before its sink committed loses that
+ * transaction: the next attempt's init_transactions aborts it, and the sources restart after
+ * it. The window is the time between the coordinator's completion and the notification's
+ * arrival; the jobmanager notifies at once. transaction.timeout.ms (option
+ * `transaction_timeout_ms`, default 60000 and at least 2 checkpoint intervals) bounds how long
+ * a dead attempt's open transaction holds back read_committed readers when no new attempt
+ * fences its ids (a job cancelled by kill -9, or restarted at a lower parallelism: the ids of
+ * the subtasks that went away are not fenced). A pool costs tx_pool librdkafka handles (each
+ * with its own threads and broker connections) per sink subtask. Readers use read_committed,
  * the source's default. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/clock.h"
 #include "kafka_common.h"
 
-typedef struct kafka_writer {
-    kp_sink_writer w;
+#define TX_POOL_MAX 16
+
+typedef enum tx_state { TX_IDLE = 0, TX_OPEN, TX_PENDING } tx_state;
+
+/* One producer of the writer: the only one, or one of the transactional pool. */
+typedef struct producer {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
     kp_kafka_log log;
+    int log_ready; /* log initialised (kp_kafka_conf_new succeeded) */
+    tx_state state;
+    int64_t ckpt;      /* TX_PENDING: the checkpoint whose barrier closed it */
+    int64_t begun_ms;  /* TX_OPEN: when the transaction began (monotonic) */
+    long long written; /* messages in the open transaction */
+} producer;
+
+typedef struct kafka_writer {
+    kp_sink_writer w;
+    rd_kafka_t *rk; /* the current producer's (pool[cur]) */
+    rd_kafka_topic_t *rkt;
+    producer pool[TX_POOL_MAX];
+    int npool, cur;
+    int tx;                /* transactional mode */
+    long commit_ms;        /* tx without checkpoints: commit every commit_ms */
+    int64_t ckpt_interval; /* the run's checkpoint interval, 0 = none */
     char topic[256], brokers[512];
     long long sent, delivered, failed; /* delivery reports: served on the writer's thread */
     long long failed_at_flush;         /* failures already reported by a flush */
+    long long committed, aborted;      /* transactions */
     char first_error[512];             /* first failure since the last flush */
     unsigned since_poll;
     int (*cancelled)(void *); /* the endpoint's cancellation probe */
@@ -119,6 +163,7 @@ static int produce(kafka_writer *k, const void *key, size_t key_len, const void 
                 RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             k->sent++;
+            k->pool[k->cur].written++;
             if (++k->since_poll >= 1024) { /* serve delivery reports now and then */
                 k->since_poll = 0;
                 rd_kafka_poll(k->rk, 0);
@@ -177,9 +222,10 @@ static int delivery_failed(kafka_writer *k, char *errstr, size_t errlen)
     return -1;
 }
 
-static int kafka_flush(kp_sink_writer *w, char *errstr, size_t errlen)
+/* Waits until every message of the current producer is acknowledged; -1 with the first error
+ * if a delivery failed since the last report. */
+static int drain(kafka_writer *k, char *errstr, size_t errlen)
 {
-    kafka_writer *k = (kafka_writer *)w;
     while (rd_kafka_outq_len(k->rk) > 0) {
         rd_kafka_flush(k->rk, 100);
         if (check_fatal(k, errstr, errlen) != 0 ||
@@ -191,50 +237,305 @@ static int kafka_flush(kp_sink_writer *w, char *errstr, size_t errlen)
     return delivery_failed(k, errstr, errlen);
 }
 
-/* The clock's turn: serve delivery reports without waiting; fail once a delivery failed. */
+/* ---- transactions (the first comment) ------------------------------------------------- */
+
+/* Runs one transactional call until it succeeds, in steps of at most 1 s (librdkafka resumes
+ * a call that timed out), asking the cancellation probe between steps. `what` names the step
+ * in errors. 0, or -1 with errstr. */
+static int tx_call(kafka_writer *k, producer *p, const char *what,
+                   rd_kafka_error_t *(*call)(rd_kafka_t *, int), char *errstr, size_t errlen)
+{
+    for (;;) {
+        rd_kafka_error_t *e = call(p->rk, 1000);
+        if (!e)
+            return 0;
+        int retry = rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e);
+        if (!retry || cancelled(k, what, errstr, errlen) != 0) {
+            if (!retry)
+                snprintf(errstr, errlen, "kafka sink for '%s' (%s): %s failed: %s%s", k->topic,
+                         p->log.who, what, rd_kafka_error_string(e),
+                         rd_kafka_error_is_fatal(e) ? " (fatal: fenced by a newer producer with "
+                                                      "the same transactional.id?)"
+                                                    : "");
+            rd_kafka_error_destroy(e);
+            return -1;
+        }
+        rd_kafka_error_destroy(e);
+        rd_kafka_poll(p->rk, 0);
+    }
+}
+
+static rd_kafka_error_t *init_tx(rd_kafka_t *rk, int timeout_ms)
+{
+    return rd_kafka_init_transactions(rk, timeout_ms);
+}
+
+static rd_kafka_error_t *commit_tx(rd_kafka_t *rk, int timeout_ms)
+{
+    return rd_kafka_commit_transaction(rk, timeout_ms);
+}
+
+/* Makes pool[i] the current producer and begins its transaction. */
+static int begin(kafka_writer *k, int i, char *errstr, size_t errlen)
+{
+    producer *p = &k->pool[i];
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
+    if (e) {
+        snprintf(errstr, errlen, "kafka sink for '%s' (%s): begin_transaction: %s", k->topic,
+                 p->log.who, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
+    }
+    p->state = TX_OPEN;
+    p->begun_ms = kp_mono_ms();
+    p->written = 0;
+    k->cur = i;
+    k->rk = p->rk;
+    k->rkt = p->rkt;
+    return 0;
+}
+
+static int commit_one(kafka_writer *k, producer *p, char *errstr, size_t errlen)
+{
+    if (tx_call(k, p, "commit_transaction", commit_tx, errstr, errlen) != 0)
+        return -1;
+    p->state = TX_IDLE;
+    k->committed++;
+    return 0;
+}
+
+/* Commits every pending transaction of a checkpoint <= upto, oldest first. */
+static int commit_pending(kafka_writer *k, int64_t upto, char *errstr, size_t errlen)
+{
+    for (;;) {
+        producer *oldest = NULL;
+        for (int i = 0; i < k->npool; i++) {
+            producer *p = &k->pool[i];
+            if (p->state == TX_PENDING && p->ckpt <= upto && (!oldest || p->ckpt < oldest->ckpt))
+                oldest = p;
+        }
+        if (!oldest)
+            return 0;
+        if (commit_one(k, oldest, errstr, errlen) != 0)
+            return -1;
+    }
+}
+
+/* The barrier of checkpoint `ckpt`: the current transaction's messages are acknowledged and
+ * set aside until commit(ckpt); the next idle producer takes the records after the barrier. */
+static int kafka_prepare(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen)
+{
+    kafka_writer *k = (kafka_writer *)w;
+    int next = -1;
+    for (int d = 1; d < k->npool && next < 0; d++)
+        if (k->pool[(k->cur + d) % k->npool].state == TX_IDLE)
+            next = (k->cur + d) % k->npool;
+    if (next < 0) {
+        snprintf(errstr, errlen,
+                 "kafka sink for '%s': %d transactions still wait for their checkpoints to "
+                 "complete (tx_pool=%d): checkpoint %lld declined, its records go with the next",
+                 k->topic, k->npool - 1, k->npool, (long long)ckpt);
+        return -1;
+    }
+    if (drain(k, errstr, errlen) != 0)
+        return -1;
+    k->pool[k->cur].state = TX_PENDING;
+    k->pool[k->cur].ckpt = ckpt;
+    return begin(k, next, errstr, errlen);
+}
+
+static int kafka_commit(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen)
+{
+    return commit_pending((kafka_writer *)w, ckpt, errstr, errlen);
+}
+
+/* Commits the current transaction (all its messages acknowledged) and begins the next. */
+static int commit_current(kafka_writer *k, char *errstr, size_t errlen)
+{
+    if (drain(k, errstr, errlen) != 0 || commit_one(k, &k->pool[k->cur], errstr, errlen) != 0)
+        return -1;
+    return begin(k, k->cur, errstr, errlen);
+}
+
+/* ---- the writer ----------------------------------------------------------------------- */
+
+/* flush(): every message acknowledged; transactional: everything pending and the current
+ * transaction committed (end of input, or a run without checkpoints). */
+static int kafka_flush(kp_sink_writer *w, char *errstr, size_t errlen)
+{
+    kafka_writer *k = (kafka_writer *)w;
+    if (!k->tx)
+        return drain(k, errstr, errlen);
+    if (commit_pending(k, INT64_MAX, errstr, errlen) != 0)
+        return -1;
+    return commit_current(k, errstr, errlen);
+}
+
+/* The clock's turn: serve delivery reports without waiting; fail once a delivery failed. A
+ * transactional writer in a run without checkpoints commits every commit_ms. */
 static int kafka_tick(kp_sink_writer *w, char *errstr, size_t errlen)
 {
     kafka_writer *k = (kafka_writer *)w;
-    rd_kafka_poll(k->rk, 0);
+    for (int i = 0; i < k->npool; i++)
+        rd_kafka_poll(k->pool[i].rk, 0);
     k->since_poll = 0;
-    if (check_fatal(k, errstr, errlen) != 0)
+    if (check_fatal(k, errstr, errlen) != 0 || delivery_failed(k, errstr, errlen) != 0)
         return -1;
-    return delivery_failed(k, errstr, errlen);
+    producer *p = &k->pool[k->cur];
+    if (k->tx && !k->ckpt_interval && p->written > 0 && kp_mono_ms() - p->begun_ms >= k->commit_ms)
+        return commit_current(k, errstr, errlen);
+    return 0;
 }
 
 static size_t kafka_sink_stats(kp_sink_writer *w, char *buf, size_t len)
 {
     kafka_writer *k = (kafka_writer *)w;
-    int n = snprintf(buf, len, "{\"sent\":%lld,\"delivered\":%lld,\"failed\":%lld}", k->sent,
-                     k->delivered, k->failed);
+    int pending = 0;
+    for (int i = 0; i < k->npool; i++)
+        pending += k->pool[i].state == TX_PENDING;
+    int n = k->tx ? snprintf(buf, len,
+                             "{\"sent\":%lld,\"delivered\":%lld,\"failed\":%lld,"
+                             "\"transactions\":{\"committed\":%lld,\"aborted\":%lld,"
+                             "\"pending\":%d}}",
+                             k->sent, k->delivered, k->failed, k->committed, k->aborted, pending)
+                  : snprintf(buf, len, "{\"sent\":%lld,\"delivered\":%lld,\"failed\":%lld}",
+                             k->sent, k->delivered, k->failed);
     if (n < 0)
         return 0;
     return (size_t)n < len ? (size_t)n : (len ? len - 1 : 0);
 }
 
+/* Closes one producer: a transaction still open or pending is aborted (5 s at most); an
+ * idempotent producer delivers what it queued, best effort for up to 10 s unless the job is
+ * cancelled — flush() is where losses are reported. */
+static void producer_close(kafka_writer *k, producer *p)
+{
+    char err[400];
+    if (!p->rk)
+        goto log;
+    if (p->state != TX_IDLE) {
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, 5000);
+        if (e)
+            rd_kafka_error_destroy(e);
+        else
+            k->aborted++;
+    }
+    for (int i = 0; i < 100 && rd_kafka_outq_len(p->rk) > 0; i++)
+        if (rd_kafka_flush(p->rk, 100) == RD_KAFKA_RESP_ERR_NO_ERROR ||
+            cancelled(k, "closing", err, sizeof err) != 0)
+            break;
+    if (rd_kafka_outq_len(p->rk) > 0) {
+        fprintf(stderr, "kappa: %s: %d message(s) still undelivered at close\n", p->log.who,
+                rd_kafka_outq_len(p->rk));
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(p->rk, 0); /* their (failed) delivery reports */
+    }
+    if (p->rkt)
+        rd_kafka_topic_destroy(p->rkt);
+    rd_kafka_destroy(p->rk);
+log:
+    if (p->log_ready)
+        kp_kafka_log_destroy(&p->log);
+}
+
 static void kafka_writer_close(kp_sink_writer *w)
 {
     kafka_writer *k = (kafka_writer *)w;
-    if (k->rk) {
-        /* best effort, for up to 10 s unless the job is cancelled: flush() is where losses
-         * are reported */
-        char err[400];
-        for (int i = 0; i < 100 && rd_kafka_outq_len(k->rk) > 0; i++)
-            if (rd_kafka_flush(k->rk, 100) == RD_KAFKA_RESP_ERR_NO_ERROR ||
-                cancelled(k, "closing", err, sizeof err) != 0)
-                break;
-        if (rd_kafka_outq_len(k->rk) > 0) {
-            fprintf(stderr, "kappa: %s: %d message(s) still undelivered at close\n", k->log.who,
-                    rd_kafka_outq_len(k->rk));
-            rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-            rd_kafka_poll(k->rk, 0); /* their (failed) delivery reports */
-        }
-        if (k->rkt)
-            rd_kafka_topic_destroy(k->rkt);
-        rd_kafka_destroy(k->rk);
-    }
-    kp_kafka_log_destroy(&k->log);
+    for (int i = 0; i < k->npool; i++)
+        producer_close(k, &k->pool[i]);
     free(k);
+}
+
+/* Options of transactional mode: tx_pool, commit_ms, transaction_timeout_ms, and the ids'
+ * base `<job>-<sink uid>-<subtask>` (or `<transactional_id>-<subtask>`) into base. */
+static int tx_options(kafka_writer *k, const kp_endpoint *ep, char *base, size_t blen,
+                      long *timeout_ms, char *errstr, size_t errlen)
+{
+    long pool, min_timeout = 2 * (long)k->ckpt_interval;
+    if (kp_kafka_opt_long(ep, "tx_pool", 3, 2, TX_POOL_MAX, &pool, errstr, errlen) != 0 ||
+        kp_kafka_opt_long(ep, "commit_ms", 1000, 10, 3600000, &k->commit_ms, errstr, errlen) != 0 ||
+        kp_kafka_opt_long(ep, "transaction_timeout_ms", min_timeout > 60000 ? min_timeout : 60000,
+                          1000, 86400000, timeout_ms, errstr, errlen) != 0)
+        return -1;
+    if (*timeout_ms < min_timeout) {
+        snprintf(errstr, errlen,
+                 "transaction_timeout_ms=%ld is below 2 checkpoint intervals (%ld ms): a "
+                 "transaction must outlive the checkpoint that commits it",
+                 *timeout_ms, min_timeout);
+        return -1;
+    }
+    k->npool = (int)pool;
+    char prefix[300];
+    if (!kp_endpoint_get(ep, "transactional_id", prefix, sizeof prefix) || !*prefix)
+        snprintf(prefix, sizeof prefix, "%s-%s", ep->job ? ep->job : "kappa",
+                 ep->uid ? ep->uid : (ep->name ? ep->name : k->topic));
+    snprintf(base, blen, "%s-%d", prefix, ep->subtask);
+    return 0;
+}
+
+/* Creates producer i with the writer's settings (+ its transactional.id in tx mode). */
+static int producer_open(kafka_writer *k, int i, const kp_endpoint *ep, const char *txid,
+                         long tx_timeout_ms, char *errstr, size_t errlen)
+{
+    producer *p = &k->pool[i];
+    char who[200];
+    snprintf(who, sizeof who, "kafka sink '%.30s' (topic %.50s, subtask %d%s%.60s)",
+             ep->name ? ep->name : "?", k->topic, ep->subtask, txid ? ", " : "", txid ? txid : "");
+    rd_kafka_conf_t *conf =
+        kp_kafka_conf_new(ep, &p->log, who, k->brokers, sizeof k->brokers, errstr, errlen);
+    if (!conf)
+        return -1;
+    p->log_ready = 1;
+    long long bytes = kp_kafka_memory_budget(ep, errstr, errlen);
+    if (bytes < 0)
+        goto fail_conf;
+    char queue_kb[24], queue_msgs[24], timeout[24];
+    snprintf(queue_kb, sizeof queue_kb, "%lld", bytes / 2 / 1024);
+    snprintf(queue_msgs, sizeof queue_msgs, "%lld",
+             bytes / 2 / 256 < 10000000 ? bytes / 2 / 256 : 10000000);
+    snprintf(timeout, sizeof timeout, "%ld", tx_timeout_ms);
+    const char *kv[][2] = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "5"},
+        {"batch.size", "1000000"},
+        {"queue.buffering.max.kbytes", queue_kb},
+        {"queue.buffering.max.messages", queue_msgs},
+        {"partitioner", "murmur2_random"},
+        {"reconnect.backoff.max.ms", "1000"},
+        {txid ? "transactional.id" : NULL, txid},
+        {txid ? "transaction.timeout.ms" : NULL, timeout},
+    };
+    for (size_t j = 0; j < sizeof kv / sizeof kv[0]; j++)
+        if (kv[j][0] && kp_kafka_conf_set(conf, kv[j][0], kv[j][1], errstr, errlen) != 0)
+            goto fail_conf;
+    if (kp_kafka_conf_passthrough(ep, conf, errstr, errlen) != 0)
+        goto fail_conf;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    char why[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!p->rk) {
+        snprintf(errstr, errlen, "cannot create a Kafka producer: %s", why);
+        goto fail_conf;
+    }
+    int parts;
+    if (i == 0 &&
+        kp_kafka_wait_topic(p->rk, &p->log, ep, k->brokers, k->topic, &parts, errstr, errlen) != 0)
+        return -1;
+    p->rkt = rd_kafka_topic_new(p->rk, k->topic, NULL);
+    if (!p->rkt) {
+        snprintf(errstr, errlen, "topic '%s': %s", k->topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    /* fences every earlier producer with this id and aborts its open transaction */
+    if (txid && tx_call(k, p, "init_transactions", init_tx, errstr, errlen) != 0)
+        return -1;
+    return 0;
+fail_conf:
+    rd_kafka_conf_destroy(conf);
+    return -1;
 }
 
 kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t errlen)
@@ -252,65 +553,40 @@ kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t e
                             .tick = kafka_tick};
     k->cancelled = ep->cancelled;
     k->cancel_arg = ep->cancel_arg;
+    k->ckpt_interval = ep->checkpoint_interval_ms;
     kp_endpoint_target(ep, k->topic, sizeof k->topic);
     if (!k->topic[0]) {
         snprintf(errstr, errlen, "'%s' names no topic: use kafka:TOPIC", ep->uri);
         free(k);
         return NULL;
     }
-    char who[200];
-    snprintf(who, sizeof who, "kafka sink '%.60s' (topic %.80s, subtask %d)",
-             ep->name ? ep->name : "?", k->topic, ep->subtask);
-    rd_kafka_conf_t *conf =
-        kp_kafka_conf_new(ep, &k->log, who, k->brokers, sizeof k->brokers, errstr, errlen);
-    if (!conf) {
+    long tx = 0, tx_timeout = 0;
+    char base[320];
+    if (kp_kafka_opt_long(ep, "transactional", 0, 0, 1, &tx, errstr, errlen) != 0 ||
+        (tx && tx_options(k, ep, base, sizeof base, &tx_timeout, errstr, errlen) != 0)) {
         free(k);
         return NULL;
     }
-    long long bytes = kp_kafka_memory_budget(ep, errstr, errlen);
-    if (bytes < 0)
-        goto fail_conf;
-    char queue_kb[24], queue_msgs[24];
-    snprintf(queue_kb, sizeof queue_kb, "%lld", bytes / 2 / 1024);
-    snprintf(queue_msgs, sizeof queue_msgs, "%lld",
-             bytes / 2 / 256 < 10000000 ? bytes / 2 / 256 : 10000000);
-    const char *kv[][2] = {
-        {"enable.idempotence", "true"},
-        {"acks", "all"},
-        {"linger.ms", "5"},
-        {"batch.size", "1000000"},
-        {"queue.buffering.max.kbytes", queue_kb},
-        {"queue.buffering.max.messages", queue_msgs},
-        {"partitioner", "murmur2_random"},
-        {"reconnect.backoff.max.ms", "1000"},
-    };
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (kp_kafka_conf_set(conf, kv[i][0], kv[i][1], errstr, errlen) != 0)
-            goto fail_conf;
-    if (kp_kafka_conf_passthrough(ep, conf, errstr, errlen) != 0)
-        goto fail_conf;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    char why[512];
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!k->rk) {
-        snprintf(errstr, errlen, "cannot create a Kafka producer: %s", why);
-        goto fail_conf;
+    k->tx = (int)tx;
+    if (!k->tx)
+        k->npool = 1;
+    for (int i = 0; i < k->npool; i++) {
+        char txid[340];
+        snprintf(txid, sizeof txid, "%s-%d", base, i);
+        if (producer_open(k, i, ep, k->tx ? txid : NULL, tx_timeout, errstr, errlen) != 0) {
+            k->npool = i + 1; /* close what exists of it */
+            goto fail;
+        }
     }
-    int parts;
-    if (kp_kafka_wait_topic(k->rk, &k->log, ep, k->brokers, k->topic, &parts, errstr, errlen) != 0)
-        goto fail;
-    k->rkt = rd_kafka_topic_new(k->rk, k->topic, NULL);
-    if (!k->rkt) {
-        snprintf(errstr, errlen, "topic '%s': %s", k->topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        goto fail;
+    k->rk = k->pool[0].rk;
+    k->rkt = k->pool[0].rkt;
+    if (k->tx) {
+        k->w.prepare = kafka_prepare;
+        k->w.commit = kafka_commit;
+        if (begin(k, 0, errstr, errlen) != 0)
+            goto fail;
     }
     return &k->w;
-fail_conf:
-    rd_kafka_conf_destroy(conf);
-    kp_kafka_log_destroy(&k->log);
-    free(k);
-    return NULL;
 fail:
     kafka_writer_close(&k->w);
     return NULL;

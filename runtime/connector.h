@@ -139,6 +139,13 @@ typedef struct kp_endpoint {
     int nrestore_offsets;
     /* Transactional sinks: the id of the checkpoint this attempt restored (0 = none). */
     int64_t restored_checkpoint;
+    /* Transactional sinks: names stable across attempts, for transactional ids (the Kafka
+     * sink's `<job>-<uid>-<subtask>`): the job's name and the sink node's uid (NULL: unknown,
+     * the sink falls back to the endpoint's name), and whether this run takes checkpoints
+     * (their interval; 0 = none: the sink commits on its own clock and at end of input). */
+    const char *job;
+    const char *uid;
+    kp_time checkpoint_interval_ms;
 } kp_endpoint;
 
 /* The endpoint's cancellation probe: 1 if the job is being cancelled, else 0. */

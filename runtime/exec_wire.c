@@ -264,7 +264,10 @@ static kp_sink_writer *open_sink(subtask_rt *s, const kp_node *n)
                       .conf = s->st.conf,
                       .epoch = s->st.epoch,
                       .cancelled = kp_subtask_cancel_probe,
-                      .cancel_arg = &s->st};
+                      .cancel_arg = &s->st,
+                      .job = s->x->job->name,
+                      .uid = n->uid,
+                      .checkpoint_interval_ms = s->x->cfg->ckpt.interval_ms};
     kp_sink_writer *w = c->open_sink(&ep, err, sizeof err);
     if (!w)
         kp_subtask_fail(&s->st, "sink '%s' (%s): %s", n->endpoint, b->uri, err);

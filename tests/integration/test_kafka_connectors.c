@@ -9,8 +9,11 @@
  * time, which the mock cluster of the unit tests cannot do) / group (commit() then reopen
  * resumes there) / offsets; the sink's round trip (N documents written and flushed are read
  * back exactly once by an independent read_committed consumer, keyed by document id); a dead
- * letter with its headers; partitions added while a source runs are picked up; and a topic
- * that does not exist gives a clear error at open.
+ * letter with its headers; partitions added while a source runs are picked up; a topic
+ * that does not exist gives a clear error at open; and the transactional sink (prepare/commit
+ * driven as checkpoints would: a read_committed reader sees exactly the completed
+ * checkpoints' records, never an aborted one; a second writer with the same ids fences the
+ * first; without checkpoints it commits on its clock and at flush).
  *
  * And through the CLI ($KAPPA_CLI run --local, jobs in $KAPPA_JOBS): the source's read-ahead
  * stays within its memory budget when the sink stalls (32 partitions, every record sent to a
@@ -562,6 +565,193 @@ Test(kafka_connectors, dead_letter_with_headers)
     int ok = 0;
     cr_assert_eq(t_bare_read(topic, 1, t_check_dead, &ok), 1);
     cr_assert_eq(ok, 1);
+}
+
+/* ---- the transactional sink (kafka:TOPIC?transactional=1) ---- */
+
+/* A transactional writer with ids `kc-<uid>-0-<n>`; `opts` adds URI options. */
+static kp_sink_writer *t_tx_sink(const char *topic, const char *uid, int64_t ckpt_interval,
+                                 const char *opts, char *err, size_t errlen)
+{
+    char uri[640];
+    snprintf(uri, sizeof uri, "kafka:%s?brokers=%s&transactional=1%s%s", topic, t_brokers(),
+             opts ? "&" : "", opts ? opts : "");
+    kp_endpoint ep = {.name = "out",
+                      .uri = uri,
+                      .parallelism = 1,
+                      .epoch = 1,
+                      .job = "kc",
+                      .uid = uid,
+                      .checkpoint_interval_ms = ckpt_interval};
+    return kp_connector_find(uri)->open_sink(&ep, err, errlen);
+}
+
+/* Writes documents id-from .. id-(to-1) ({"n":i}, time T_BASE + i). */
+static void t_write_range(kp_sink_writer *w, int from, int to)
+{
+    char err[512], id[32], doc[64];
+    for (int i = from; i < to; i++) {
+        snprintf(id, sizeof id, "id-%d", i);
+        snprintf(doc, sizeof doc, "{\"n\":%d}", i);
+        cr_assert_eq(w->write(w, KP_CSTR(id), KP_CSTR(doc), T_BASE + i, err, sizeof err), 0, "%s",
+                     err);
+    }
+}
+
+/* Reads every partition of topic with isolation level `iso` up to its end as that level sees
+ * it (read_committed: the last stable offset, so an open transaction ends the read) and
+ * marks the documents seen. */
+static int t_read_iso(const char *topic, int parts, const char *iso, t_seen *s)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *kv[][2] = {{"bootstrap.servers", t_brokers()},
+                           {"group.id", "kappa-test-tx"},
+                           {"enable.partition.eof", "true"},
+                           {"enable.auto.commit", "false"},
+                           {"isolation.level", iso}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        cr_assert_eq(rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof err), RD_KAFKA_CONF_OK,
+                     "%s", err);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int n = 0, eof = 0;
+    for (int idle = 0; eof < parts && idle < 600;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (!m) {
+            idle++; /* 60 s without news: give up */
+            continue;
+        }
+        idle = 0;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            eof++;
+        else if (!m->err) {
+            t_check_doc(m, s);
+            n++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    cr_expect_eq(eof, parts, "not every partition reached its end");
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return n;
+}
+
+/* Counts what a read_committed reader sees in [from, to), after a fresh read. */
+static int t_committed(const char *topic, int n, int from, int to, int *dups)
+{
+    t_seen s = {.hit = calloc((size_t)n, 1), .n = n};
+    t_read_iso(topic, T_PARTS, "read_committed", &s);
+    cr_expect_eq(s.bad, 0, "%d malformed messages", s.bad);
+    int c = 0;
+    for (int i = from; i < to; i++)
+        c += s.hit[i] > 0;
+    *dups = s.dups;
+    free(s.hit);
+    return c;
+}
+
+/* prepare/commit driven as checkpoints would: a read_committed reader sees a checkpoint's
+ * records once it completed, never before, never twice; what a closed writer left open or
+ * pending is aborted and never seen (a read_uncommitted reader shows it was written). */
+Test(kafka_connectors, transactional_sink_commits_completed_checkpoints_only)
+{
+    const char *topic = t_topic("tx", T_PARTS);
+    char err[512] = "", uid[160];
+    snprintf(uid, sizeof uid, "%s", topic);
+    kp_sink_writer *w = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
+    cr_assert_not_null(w, "open: %s", err);
+    int d;
+    t_write_range(w, 0, 1000); /* A: checkpoint 1 */
+    cr_assert_eq(w->prepare(w, 1, err, sizeof err), 0, "%s", err);
+    t_write_range(w, 1000, 2000); /* B: checkpoint 2 */
+    cr_assert_eq(w->prepare(w, 2, err, sizeof err), 0, "%s", err);
+    t_write_range(w, 2000, 3000); /* C: open */
+    cr_assert_eq(w->tick(w, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(t_committed(topic, 4000, 0, 3000, &d), 0, "visible before any commit");
+    cr_assert_eq(w->commit(w, 1, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(t_committed(topic, 4000, 0, 1000, &d), 1000, "checkpoint 1 not all visible");
+    cr_expect_eq(t_committed(topic, 4000, 1000, 3000, &d), 0, "checkpoint 2 visible early");
+    /* checkpoint 3 declined (never completes): its records go with checkpoint 4 */
+    cr_assert_eq(w->prepare(w, 3, err, sizeof err), 0, "%s", err);
+    t_write_range(w, 3000, 3500);
+    cr_assert_eq(w->prepare(w, 4, err, sizeof err), -1, "a pool of 3 holds 2 pending");
+    cr_expect(strstr(err, "tx_pool") != NULL, "%s", err);
+    cr_assert_eq(w->commit(w, 4, err, sizeof err), 0, "%s", err); /* commits 2 and 3 */
+    cr_expect_eq(t_committed(topic, 4000, 0, 3000, &d), 3000);
+    cr_expect_eq(d, 0, "%d duplicates", d);
+    char stats[256];
+    w->stats(w, stats, sizeof stats);
+    cr_expect(strstr(stats, "\"committed\":3,\"aborted\":0,\"pending\":0") != NULL, "%s", stats);
+    w->close(w); /* 3000..3499 open: aborted */
+    cr_expect_eq(t_committed(topic, 4000, 3000, 3500, &d), 0, "aborted records visible");
+    t_seen all = {.hit = calloc(4000, 1), .n = 4000};
+    t_read_iso(topic, T_PARTS, "read_uncommitted", &all);
+    int written = 0;
+    for (int i = 0; i < 3500; i++)
+        written += all.hit[i] > 0;
+    cr_expect_eq(written, 3500, "read_uncommitted sees every record written");
+    free(all.hit);
+}
+
+/* A second writer with the same transactional ids (the next attempt) fences the first: the
+ * first's pending transaction is aborted and it can commit nothing any more. */
+Test(kafka_connectors, transactional_sink_second_writer_fences_the_first)
+{
+    const char *topic = t_topic("txfence", T_PARTS);
+    char err[512] = "", uid[160];
+    snprintf(uid, sizeof uid, "%s", topic);
+    kp_sink_writer *w1 = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
+    cr_assert_not_null(w1, "open: %s", err);
+    t_write_range(w1, 0, 500);
+    cr_assert_eq(w1->prepare(w1, 1, err, sizeof err), 0, "%s", err);
+    t_write_range(w1, 500, 600);
+    kp_sink_writer *w2 = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
+    cr_assert_not_null(w2, "open of the second writer: %s", err);
+    err[0] = 0;
+    cr_expect_eq(w1->commit(w1, 1, err, sizeof err), -1, "a fenced writer committed");
+    cr_expect(err[0] != 0);
+    t_write_range(w2, 1000, 1200);
+    cr_assert_eq(w2->prepare(w2, 1, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(w2->commit(w2, 1, err, sizeof err), 0, "%s", err);
+    int d;
+    cr_expect_eq(t_committed(topic, 2000, 0, 1000, &d), 0, "the fenced writer's records");
+    cr_expect_eq(t_committed(topic, 2000, 1000, 1200, &d), 200);
+    cr_expect_eq(d, 0);
+    w1->close(w1);
+    w2->close(w2);
+}
+
+/* Without checkpoints the writer commits on its clock (commit_ms) and at flush. */
+Test(kafka_connectors, transactional_sink_without_checkpoints_commits_by_itself)
+{
+    const char *topic = t_topic("txclock", T_PARTS);
+    char err[512] = "", uid[160];
+    snprintf(uid, sizeof uid, "%s", topic);
+    kp_sink_writer *w = t_tx_sink(topic, uid, 0, "commit_ms=200", err, sizeof err);
+    cr_assert_not_null(w, "open: %s", err);
+    t_write_range(w, 0, 100);
+    for (int i = 0; i < 10; i++) { /* the subtask's clock: about every 100 ms */
+        cr_assert_eq(w->tick(w, err, sizeof err), 0, "%s", err);
+        usleep(100 * 1000);
+    }
+    int d;
+    cr_expect_eq(t_committed(topic, 200, 0, 100, &d), 100, "not committed by the clock");
+    t_write_range(w, 100, 150);
+    cr_assert_eq(w->flush(w, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(t_committed(topic, 200, 0, 150, &d), 150, "not committed by flush");
+    cr_expect_eq(d, 0);
+    w->close(w);
+    /* bad options are clear errors */
+    cr_expect_null(t_tx_sink(topic, uid, 0, "tx_pool=1", err, sizeof err));
+    cr_expect(strstr(err, "tx_pool") != NULL, "%s", err);
+    cr_expect_null(t_tx_sink(topic, uid, 60000, "transaction_timeout_ms=60000", err, sizeof err));
+    cr_expect(strstr(err, "2 checkpoint intervals") != NULL, "%s", err);
 }
 
 /* ---- the CLI: memory under a stalled sink, live topics at -p 4 ---- */
