@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "bluegreen.h"
 #include "jm.h"
 
 static bool settled(const kp_jm_t *jm, const kp_jm_sub_t *sub)
@@ -80,7 +79,7 @@ static void fail_job(kp_jm_t *jm, kp_jm_job_t *job, const char *message)
 static void became_running(kp_jm_t *jm, kp_jm_job_t *job)
 {
     kp_job_transition(jm, job, KP_JOB_RUNNING, NULL);
-    if (!job->replaces[0] || kp_bg_defers_cancel(jm, job)) /* blue/green: v1 runs on */
+    if (!job->replaces[0])
         return;
     kp_jm_job_t *old = kp_registry_find(jm, job->replaces);
     char msg[128];
@@ -150,8 +149,6 @@ static void make_room_for_replacement(kp_jm_t *jm, kp_jm_job_t *job)
 
 static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
 {
-    if (!kp_bg_deploy_ready(jm, job)) /* its Elasticsearch index is being prepared */
-        return;
     if (!kp_sched_place(jm, job)) {
         make_room_for_replacement(jm, job);
         return;

@@ -1,1 +1,357 @@
+/* kappa dashboard: a single-page app over the jobmanager's REST API (docs/rest.md), no
+ * libraries, no network beyond this jobmanager. Hash routes: #/ overview, #/job/<jid>/<tab>,
+ * #/taskmanagers, #/tm/<id>, #/jobmanager. Every view polls at /config's refresh-interval
+ * (2 s) by redrawing from fresh JSON; records/s are derived here from two successive readings of
+ * the counters. Everything shown goes through esc() or textContent: job names, exception
+ * messages and logs are data, never markup. See docs/dashboard.md. */
 'use strict';
+
+const main = document.getElementById('main');
+const statusEl = document.getElementById('status');
+const esc = (v) => String(v === null || v === undefined ? '' : v)
+  .replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+const rate = (r) => (r === null || r === undefined ? '–' : r >= 100 ? fmt(Math.round(r)) : r.toFixed(1));
+const time = (ms) => (ms > 0 ? new Date(ms).toISOString().replace('T', ' ').replace(/\..*/, '') : '–');
+const dur = (ms) => {
+  if (!(ms >= 0)) return '–';
+  const s = Math.floor(ms / 1000);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
+    : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
+};
+const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + '…' : s);
+const badge = (s) => `<span class="badge s-${esc(s)}">${esc(s)}</span>`;
+const wm = (ms) => (ms === null || ms === undefined ? '–' : time(ms));
+
+let refreshMs = 2000;
+let timer = null;
+let generation = 0; /* a redraw of an older route is dropped */
+const samples = {}; /* jid -> {t, attempt, tasks: {tid: {in, out}}} for the rates */
+const ui = { selected: null, confirmCancel: false };
+
+async function api(path, opts) {
+  const r = await fetch(path, opts);
+  const ct = r.headers.get('content-type') || '';
+  const body = ct.includes('json') ? await r.json() : await r.text();
+  return { status: r.status, ok: r.ok, body };
+}
+
+function errText(res) {
+  const e = res.body && res.body.errors;
+  return Array.isArray(e) ? e.join('; ') : `HTTP ${res.status}`;
+}
+
+function setNav(active) {
+  const links = [['#/', 'Overview'], ['#/taskmanagers', 'Task managers'], ['#/jobmanager', 'Job manager']];
+  document.getElementById('nav').innerHTML = links
+    .map(([h, t]) => `<a href="${h}"${h === active ? ' class="active"' : ''}>${t}</a>`).join('');
+}
+
+/* --- overview --- */
+
+async function overview() {
+  setNav('#/');
+  const [ov, jobs, tms] = await Promise.all([api('/overview'), api('/jobs/overview'), api('/taskmanagers')]);
+  const o = ov.body;
+  const cards = [['Task managers', o.taskmanagers], ['Slots', o['slots-total']], ['Free slots', o['slots-available']],
+    ['Running jobs', o['jobs-running']], ['Finished', o['jobs-finished']], ['Cancelled', o['jobs-cancelled']],
+    ['Failed', o['jobs-failed']]];
+  const rows = jobs.body.jobs.slice().reverse().map((j) => `<tr class="link" data-href="#/job/${esc(j.jid)}">
+      <td>${esc(j.name)}</td><td>${badge(j.state)}</td><td>${time(j['start-time'])}</td><td>${dur(j.duration)}</td>
+      <td class="num">${j.parallelism}</td><td class="num">${j.tasks.running}/${j.tasks.total}</td>
+      <td class="num">${j.attempt}</td><td><code>${esc(j.jid.slice(0, 8))}</code></td></tr>`).join('');
+  return `<h1>Cluster</h1><div class="cards">${cards.map(([k, v]) => `<div class="card"><div class="v">${fmt(v)}</div><div class="k">${k}</div></div>`).join('')}</div>
+    <h2>Jobs</h2><div class="panel">${rows ? `<table id="jobs"><tr><th>Name</th><th>State</th><th>Started</th><th>Duration</th>
+      <th class="num">Parallelism</th><th class="num">Subtasks running</th><th class="num">Attempt</th><th>Id</th></tr>${rows}</table>`
+    : '<div class="empty">No jobs yet: submit one with <code>kappa submit</code>.</div>'}</div>
+    <h2>Task managers</h2>${tmTable(tms.body.taskmanagers)}`;
+}
+
+function tmTable(tms) {
+  if (!tms.length) return '<div class="panel empty">No task managers registered.</div>';
+  const now = Date.now();
+  return `<div class="panel"><table><tr><th>Id</th><th>Data address</th><th class="num">Slots</th><th class="num">Free</th>
+    <th class="num">Heartbeat age</th><th>Build</th></tr>${tms.map((t) => `<tr class="link" data-href="#/tm/${encodeURIComponent(t.id)}">
+    <td>${esc(t.id)}</td><td>${esc(t.data_address)}</td><td class="num">${t.slots_total}</td><td class="num">${t.slots_free}</td>
+    <td class="num">${dur(Math.max(0, now - t.last_heartbeat_ms))}</td><td>${esc(t.build)}</td></tr>`).join('')}</table></div>`;
+}
+
+/* --- job --- */
+
+/* Sums a task's subtask counters; null while no subtask reported. */
+function taskTotals(task) {
+  let rin = 0, rout = 0, wmMin = null, any = false;
+  for (const s of task.subtasks) {
+    if (!s.metrics) continue;
+    any = true;
+    rin += s.metrics.records_in;
+    rout += s.metrics.records_out;
+    const w = s.metrics.watermark_ms;
+    if (w !== null && w !== undefined && w > -9e15) wmMin = wmMin === null ? w : Math.min(wmMin, w);
+  }
+  return any ? { in: rin, out: rout, wm: wmMin } : null;
+}
+
+/* records/s per task from this reading and the previous one of the same attempt (a reading
+ * less than 0.5 s after the last, e.g. a redraw on a click, reuses the last rates). */
+function rates(job) {
+  const now = performance.now();
+  const prev = samples[job.jid];
+  if (prev && prev.attempt === job.attempt && now - prev.t < 500) return prev.rates;
+  const cur = { t: now, attempt: job.attempt, tasks: {}, rates: {} };
+  for (const t of job.tasks) {
+    const tot = taskTotals(t);
+    if (!tot) continue;
+    cur.tasks[t.id] = tot;
+    const p = prev && prev.attempt === job.attempt && prev.tasks[t.id];
+    const dt = p ? (now - prev.t) / 1000 : 0;
+    cur.rates[t.id] = p && tot.in >= p.in && tot.out >= p.out
+      ? { in: (tot.in - p.in) / dt, out: (tot.out - p.out) / dt } : null;
+  }
+  samples[job.jid] = cur;
+  return cur.rates;
+}
+
+/* Columns by distance from the sources; the plan is a forest (one upstream per task). */
+function layout(nodes) {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const depth = (n, seen = 0) => (!n.inputs.length || seen > nodes.length ? 0
+    : 1 + depth(byId.get(n.inputs[0].id) || { inputs: [] }, seen + 1));
+  const cols = [];
+  for (const n of nodes) {
+    const d = depth(n);
+    (cols[d] = cols[d] || []).push(n);
+  }
+  const pos = new Map();
+  const W = 230, H = 96, GX = 90, GY = 28;
+  cols.forEach((col, c) => col.forEach((n, r) => pos.set(n.id, { x: 20 + c * (W + GX), y: 20 + r * (H + GY), w: W, h: H })));
+  const rows = Math.max(...cols.map((c) => c.length));
+  return { pos, width: 40 + cols.length * (W + GX) - GX, height: 40 + rows * (H + GY) - GY };
+}
+
+function dagSvg(plan, job, rts, bp) {
+  const { pos, width, height } = layout(plan.nodes);
+  const tasks = new Map(job.tasks.map((t) => [t.id, t]));
+  let edges = '', verts = '';
+  for (const n of plan.nodes) {
+    const p = pos.get(n.id);
+    for (const i of n.inputs) {
+      const u = pos.get(i.id);
+      if (!u) continue;
+      const x1 = u.x + u.w, y1 = u.y + u.h / 2, x2 = p.x, y2 = p.y + p.h / 2, mx = (x1 + x2) / 2;
+      edges += `<path class="edge" marker-end="url(#arrow)" d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2 - 2},${y2}"/>
+        <text class="elabel" x="${mx}" y="${(y1 + y2) / 2 - 6}" text-anchor="middle">${esc(i.ship_strategy)}</text>`;
+    }
+    const task = tasks.get(n.id);
+    const tot = task ? taskTotals(task) : null;
+    const r = rts[n.id];
+    const level = bp[n.id] || 'na';
+    const ops = (n.operators || []).map((o) => o.name).join(' → ');
+    verts += `<g class="vx${ui.selected === n.id ? ' sel' : ''}" data-vertex="${n.id}">
+      <rect class="bp-${esc(level)}" x="${p.x}" y="${p.y}" width="${p.w}" height="${p.h}" rx="8"/>
+      <text class="t" x="${p.x + 10}" y="${p.y + 19}">${esc(clip(n.operator, 24))} <tspan class="m">×${n.parallelism}</tspan></text>
+      <text class="m" x="${p.x + 10}" y="${p.y + 35}">${esc(clip(ops, 34))}</text>
+      <title>${esc(n.operator)}: ${esc(ops)}</title>
+      <text x="${p.x + 10}" y="${p.y + 54}">in ${rate(r && r.in)}/s · out ${rate(r && r.out)}/s</text>
+      <text class="m" x="${p.x + 10}" y="${p.y + 70}">${fmt(tot && tot.in)} in · ${fmt(tot && tot.out)} out</text>
+      <text class="m" x="${p.x + 10}" y="${p.y + 86}">wm ${esc(wm(tot && tot.wm))}</text></g>`;
+  }
+  return `<svg class="dag" id="dag" viewBox="0 0 ${width} ${height}" height="${height}">
+    <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+    <path d="M0,0 L10,5 L0,10 z" fill="#9aa3b5"/></marker></defs>${edges}${verts}</svg>`;
+}
+
+function subtaskTable(task) {
+  return `<h2>${esc(task.name)} — subtasks</h2><div class="panel"><table id="subtasks"><tr><th>#</th><th>State</th><th>Task manager</th>
+    <th class="num">Records in</th><th class="num">Records out</th><th>Watermark</th></tr>${task.subtasks.map((s) => `<tr>
+    <td>${s.subtask}</td><td>${badge(s.state)}</td><td>${esc(s.taskmanager || '–')}</td>
+    <td class="num">${fmt(s.metrics && s.metrics.records_in)}</td><td class="num">${fmt(s.metrics && s.metrics.records_out)}</td>
+    <td>${esc(wm(s.metrics && s.metrics.watermark_ms > -9e15 ? s.metrics.watermark_ms : null))}</td></tr>`).join('')}</table></div>`;
+}
+
+const plans = {};
+
+async function graphTab(job) {
+  if (!plans[job.jid]) {
+    const p = await api(`/jobs/${job.jid}/plan`);
+    if (!p.ok) return `<div class="err">${esc(errText(p))}</div>`;
+    plans[job.jid] = p.body.plan;
+  }
+  const plan = plans[job.jid];
+  const bp = {};
+  let bpNote = '';
+  await Promise.all(plan.nodes.map(async (n) => {
+    const b = await api(`/jobs/${job.jid}/vertices/${n.id}/backpressure`);
+    if (b.ok && b.body['backpressure-level']) bp[n.id] = b.body['backpressure-level'];
+    else if (b.ok) bpNote = b.body.reason || '';
+  }));
+  const rts = rates(job);
+  if (ui.selected === null && plan.nodes.length) ui.selected = plan.nodes[0].id;
+  const task = job.tasks.find((t) => t.id === ui.selected);
+  return `<div class="legend"><span><i class="ok"></i>ok</span><span><i class="low"></i>low</span><span><i class="high"></i>high backpressure</span>
+    <span><i class="na"></i>not measured${bpNote ? ` (${esc(bpNote)})` : ''}</span></div>
+    ${dagSvg(plan, job, rts, bp)}<p class="note">Click a vertex for its subtasks. Rates come from two readings
+    ${refreshMs / 1000} s apart; counters are the taskmanagers' latest reports (sent every heartbeat).</p>
+    ${task ? subtaskTable(task) : ''}`;
+}
+
+async function exceptionsTab(job) {
+  const e = await api(`/jobs/${job.jid}/exceptions`);
+  if (!e.ok) return `<div class="err">${esc(errText(e))}</div>`;
+  const all = e.body['all-exceptions'];
+  if (!all.length) return '<div class="panel empty" id="exceptions">No exceptions: the job never failed.</div>';
+  return `<div class="panel"><table id="exceptions"><tr><th>Time</th><th>Transition</th><th>Exception</th></tr>${all.map((x) => `<tr>
+    <td>${time(x.timestamp)}</td><td>${esc(x.from)} → ${esc(x.to)}</td><td class="wrap">${esc(x.exception)}</td></tr>`).join('')}</table></div>`;
+}
+
+/* Bars of a history: one per checkpoint, height by value. */
+function barChart(items, value, label, cls) {
+  const vals = items.map(value).map((v) => (v > 0 ? v : 0));
+  const max = Math.max(1, ...vals), n = Math.max(1, vals.length), w = 1000 / n;
+  return `<svg class="chart" viewBox="0 0 1000 180" preserveAspectRatio="none">${vals.map((v, i) => {
+    const h = (v / max) * 150;
+    return `<rect class="${cls}" x="${i * w + 1}" y="${165 - h}" width="${Math.max(1, w - 2)}" height="${h}"/>`;
+  }).join('')}<text x="4" y="12">${esc(label)} (max ${fmt(max)})</text></svg>`;
+}
+
+async function checkpointsTab(job) {
+  const c = await api(`/jobs/${job.jid}/checkpoints`);
+  if (c.status === 404 && !(c.body && c.body.errors && /no job/.test(errText(c)))) {
+    return '<div class="panel empty" id="checkpoints">No checkpoints: this jobmanager does not report checkpoint statistics for the job.</div>';
+  }
+  if (!c.ok) return `<div class="err">${esc(errText(c))}</div>`;
+  const hist = (c.body.history || []).slice().reverse();
+  const counts = c.body.counts || {};
+  if (!hist.length) return `<div class="panel empty" id="checkpoints">No checkpoints yet${counts.total !== undefined ? ` (${fmt(counts.total)} triggered)` : ''}.</div>`;
+  return `<div class="cards">${Object.entries(counts).map(([k, v]) => `<div class="card"><div class="v">${fmt(v)}</div><div class="k">${esc(k)}</div></div>`).join('')}</div>
+    <h2>Duration (ms) and size (bytes)</h2>${barChart(hist, (h) => h.end_to_end_duration, 'end-to-end duration ms', 'bar')}
+    ${barChart(hist, (h) => h.state_size, 'state size bytes', 'bar2')}
+    <h2>History</h2><div class="panel"><table id="checkpoints"><tr><th>Id</th><th>Status</th><th>Triggered</th>
+    <th class="num">Duration</th><th class="num">Size</th><th class="num">Acknowledged</th></tr>${hist.slice().reverse().map((h) => `<tr>
+    <td>${esc(h.id)}</td><td>${badge(h.status)}</td><td>${time(h.trigger_timestamp)}</td><td class="num">${fmt(h.end_to_end_duration)} ms</td>
+    <td class="num">${fmt(h.state_size)}</td><td class="num">${fmt(h.num_acknowledged_subtasks)}/${fmt(h.num_subtasks)}</td></tr>`).join('')}</table></div>`;
+}
+
+async function configTab(job) {
+  const rs = job['restart-strategy'] || {};
+  const plan = plans[job.jid];
+  const rows = [['Job id', job.jid], ['Name', job.name], ['Parallelism (slots)', job.parallelism], ['Attempt', job.attempt],
+    ['Restart strategy', `${rs.kind} (${rs.attempts} attempts, ${rs['delay-ms']} ms delay)`],
+    ['Checkpoint interval', plan ? `${plan.checkpoint_interval_ms} ms` : '–'], ['Plugin sha256', job.plugin_sha256],
+    ['Graph hash', job.graph_hash], ['Replaces', job.replaces || '–'], ['Waiting reason', job.waiting_reason || '–']];
+  return `<div class="panel"><table id="jobconfig">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td><code>${esc(v)}</code></td></tr>`).join('')}</table></div>`;
+}
+
+async function cancelJob(jid) {
+  const headers = {};
+  const token = sessionStorage.getItem('kappa-token');
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await api(`/jobs/${jid}?mode=cancel`, { method: 'PATCH', headers });
+  if (r.status === 401) {
+    const t = window.prompt('This jobmanager needs its token to cancel:');
+    if (t) { sessionStorage.setItem('kappa-token', t); return cancelJob(jid); }
+  }
+  statusEl.textContent = r.ok ? 'cancel requested' : `cancel: ${errText(r)}`;
+}
+
+async function jobView(jid, tab) {
+  setNav('');
+  const r = await api(`/jobs/${jid}`);
+  if (!r.ok) return `<div class="err">${esc(errText(r))}</div>`;
+  const job = r.body;
+  const tabs = [['graph', 'Graph'], ['exceptions', 'Exceptions'], ['checkpoints', 'Checkpoints'], ['config', 'Configuration']];
+  const body = await ({ graph: graphTab, exceptions: exceptionsTab, checkpoints: checkpointsTab, config: configTab }[tab] || graphTab)(job);
+  const final = ['FINISHED', 'FAILED', 'CANCELED'].includes(job.state);
+  const end = job['end-time'] > 0 ? job['end-time'] : Date.now();
+  return `<h1>${esc(job.name)} ${badge(job.state)} <span class="note">${dur(end - job['start-time'])} · attempt ${job.attempt}</span>
+    <span class="grow"></span><button id="cancel" data-jid="${esc(job.jid)}"${final ? ' disabled' : ''}>${ui.confirmCancel ? 'Confirm cancel' : 'Cancel job'}</button></h1>
+    <div class="tabs">${tabs.map(([k, t]) => `<a href="#/job/${esc(job.jid)}/${k}"${k === (tab || 'graph') ? ' class="active"' : ''}>${t}</a>`).join('')}</div>${body}`;
+}
+
+/* --- task managers and the jobmanager --- */
+
+async function tmsView() {
+  setNav('#/taskmanagers');
+  const r = await api('/taskmanagers');
+  return `<h1>Task managers</h1>${tmTable(r.body.taskmanagers)}
+    <p class="note">RSS and CPU of task managers are not reported to the jobmanager yet.</p>`;
+}
+
+async function tmView(id) {
+  setNav('#/taskmanagers');
+  const [t, m] = await Promise.all([api(`/taskmanagers/${id}`), api(`/taskmanagers/${id}/metrics`)]);
+  if (!t.ok) return `<div class="err">${esc(errText(t))}</div>`;
+  const tm = t.body;
+  const metrics = m.ok ? m.body.metrics.map((x) => `<tr><td>${esc(x.id)}</td><td class="num">${x.value === null ? 'not reported' : fmt(x.value)}</td></tr>`).join('') : '';
+  return `<h1>${esc(tm.id)} ${badge(tm.alive ? 'RUNNING' : 'LOST')}</h1>
+    <div class="cards"><div class="card"><div class="v">${tm.slotsNumber}</div><div class="k">Slots</div></div>
+    <div class="card"><div class="v">${tm.freeSlots}</div><div class="k">Free</div></div>
+    <div class="card"><div class="v">${dur(tm.timeSinceLastHeartbeat)}</div><div class="k">Heartbeat age</div></div></div>
+    <h2>Metrics</h2><div class="panel"><table>${metrics}</table></div>
+    <h2>Subtasks</h2><div class="panel">${tm.subtasks.length ? `<table><tr><th>Job</th><th>Task</th><th>#</th><th>State</th></tr>${tm.subtasks.map((s) => `<tr class="link" data-href="#/job/${esc(s.jid)}">
+    <td>${esc(s['job-name'])}</td><td>${s.task}</td><td>${s.subtask}</td><td>${badge(s.status)}</td></tr>`).join('')}</table>` : '<div class="empty">Nothing deployed.</div>'}</div>
+    <h2>Log</h2><div class="note">Task managers do not send their logs to the jobmanager yet
+    (GET /taskmanagers/:id/logs answers 501): read the task manager's stderr on its host.</div>`;
+}
+
+async function jmView() {
+  setNav('#/jobmanager');
+  const [c, l] = await Promise.all([api('/jobmanager/config'), api('/jobmanager/logs?lines=200')]);
+  return `<h1>Job manager</h1><h2>Configuration</h2><div class="panel"><table id="jmconfig">${c.body.map((kv) => `<tr><th>${esc(kv.key)}</th><td><code>${esc(kv.value)}</code></td></tr>`).join('')}</table></div>
+    <h2>Log (last 200 lines)</h2>${l.ok ? `<pre class="log" id="jmlog">${esc(l.body)}</pre>` : `<div class="note">${esc(errText(l))}</div>`}`;
+}
+
+/* --- routing and polling --- */
+
+function route() {
+  const parts = (location.hash.replace(/^#\/?/, '') || '').split('/').map(decodeURIComponent);
+  if (parts[0] === 'job' && parts[1]) return () => jobView(encodeURIComponent(parts[1]), parts[2] || 'graph');
+  if (parts[0] === 'taskmanagers') return tmsView;
+  if (parts[0] === 'tm' && parts[1]) return () => tmView(encodeURIComponent(parts[1]));
+  if (parts[0] === 'jobmanager') return jmView;
+  return overview;
+}
+
+async function draw() {
+  clearTimeout(timer);
+  const gen = ++generation;
+  const scrollY = window.scrollY;
+  try {
+    const html = await route()();
+    if (gen !== generation) return;
+    main.innerHTML = html;
+    window.scrollTo(0, scrollY);
+    statusEl.textContent = `updated ${new Date().toLocaleTimeString('en-GB')}`;
+    statusEl.className = '';
+  } catch (e) {
+    if (gen !== generation) return;
+    statusEl.textContent = `jobmanager unreachable (${e.message}); retrying`;
+    statusEl.className = 'err';
+  }
+  timer = setTimeout(draw, refreshMs);
+}
+
+main.addEventListener('click', (ev) => {
+  const v = ev.target.closest('[data-vertex]');
+  if (v) { ui.selected = Number(v.dataset.vertex); draw(); return; }
+  const b = ev.target.closest('#cancel');
+  if (b && !b.disabled) {
+    if (!ui.confirmCancel) { ui.confirmCancel = true; b.textContent = 'Confirm cancel'; return; }
+    ui.confirmCancel = false;
+    b.disabled = true;
+    cancelJob(b.dataset.jid).then(draw);
+    return;
+  }
+  const row = ev.target.closest('tr[data-href]');
+  if (row) location.hash = row.dataset.href;
+});
+
+window.addEventListener('hashchange', () => { ui.selected = null; ui.confirmCancel = false; draw(); });
+
+api('/config').then((c) => {
+  if (c.ok) refreshMs = c.body['refresh-interval'] || 2000;
+}).catch(() => {}).finally(() => {
+  const q = new URLSearchParams(location.search).get('refresh');
+  if (q && Number(q) >= 250) refreshMs = Number(q); /* ?refresh=1000 for the 1 s measurement */
+  draw();
+});

@@ -1,0 +1,296 @@
+#!/usr/bin/python3
+"""The dashboard in a real headless Chromium (Debian's `chromium`), driven through the DevTools
+protocol (python3-websocket), against a real kappa-jobmanager + kappa-taskmanager running the
+seed job (hourly_clicks, p=2) over a FIFO that this test feeds slowly, so the job runs and its
+counters grow while the browser watches. Checks: every page loads with no console error, no
+uncaught exception and no failed request (except GET /jobs/:id/checkpoints while the jobmanager
+has no checkpoint routes: the tab then says "No checkpoints"); the DAG shows every operator of
+the plan; the records counters on the job page grow; a cancel clicked on the page cancels the
+job. A screenshot of each page is saved in $DASHBOARD_OUT. Every process started is stopped.
+
+Usage (meson sets the environment): KAPPA_JOBMANAGER=... KAPPA_TM=... KAPPA_CLI=... KAPPA_GEN=...
+KAPPA_JOBS=... DASHBOARD_OUT=DIR test_dashboard.py
+"""
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import websocket  # Debian: python3-websocket
+
+ENV = os.environ
+OUT = ENV.get("DASHBOARD_OUT") or tempfile.mkdtemp(prefix="kappa-dashboard-")
+procs = []
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+def start(args, log):
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True,
+                         start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in reversed(procs):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def rest(base, path, method="GET"):
+    req = urllib.request.Request(base + path, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def wait_for(what, fn, timeout=30.0, every=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(every)
+    fail(f"timed out waiting for {what}")
+
+
+class Feeder(threading.Thread):
+    """Writes the events into the FIFO at about `rate` lines/s until stopped."""
+
+    def __init__(self, fifo, lines, rate):
+        super().__init__(daemon=True)
+        self.fifo, self.lines, self.rate, self.stop = fifo, lines, rate, threading.Event()
+
+    def run(self):
+        try:
+            with open(self.fifo, "w") as f:
+                chunk = max(1, self.rate // 10)
+                for i in range(0, len(self.lines), chunk):
+                    if self.stop.is_set():
+                        return
+                    f.write("".join(self.lines[i:i + chunk]))
+                    f.flush()
+                    time.sleep(0.1)
+        except (BrokenPipeError, OSError):
+            pass  # the job was cancelled: its reader closed the FIFO
+
+
+class Browser:
+    """One headless Chromium page over the DevTools protocol; records every console error,
+    uncaught exception and failed request."""
+
+    def __init__(self, workdir):
+        self.profile = os.path.join(workdir, "chrome")
+        self.proc = start(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                           "--no-first-run", "--disable-extensions", "--remote-debugging-port=0",
+                           f"--user-data-dir={self.profile}", "about:blank"],
+                          os.path.join(workdir, "chromium.log"))
+        port_file = os.path.join(self.profile, "DevToolsActivePort")
+        port = wait_for("chromium's DevTools port", lambda: os.path.exists(port_file) and
+                        open(port_file).read().split("\n")[0], timeout=60)
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=10))
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30,
+                                              suppress_origin=True)
+        self.next_id, self.errors, self.failed = 0, [], []
+        for m in ("Runtime.enable", "Log.enable", "Page.enable", "Network.enable"):
+            self.call(m)
+        self.call("Emulation.setDeviceMetricsOverride", width=1440, height=900,
+                  deviceScaleFactor=1, mobile=False)
+
+    def _event(self, msg):
+        m, p = msg.get("method"), msg.get("params", {})
+        if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            self.errors.append("console: " + " ".join(str(a.get("value", a.get("description")))
+                                                      for a in p.get("args", [])))
+        elif m == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            self.errors.append("exception: " + str(d.get("exception", {}).get("description",
+                                                                               d.get("text"))))
+        elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+            e = p["entry"]
+            if not (e.get("source") == "network" and "/checkpoints" in e.get("url", "")):
+                self.errors.append(f"log ({e.get('source')}): {e.get('text')} {e.get('url', '')}")
+        elif m == "Network.responseReceived":
+            r = p["response"]
+            if r["status"] >= 400 and not re.search(r"/jobs/[^/]+/checkpoints$", r["url"]):
+                self.failed.append(f"{r['status']} {r['url']}")
+
+    def call(self, method, **params):
+        self.next_id += 1
+        my = self.next_id
+        self.ws.send(json.dumps({"id": my, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == my:
+                if "error" in msg:
+                    fail(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self._event(msg)
+
+    def pump(self, seconds):
+        """Handles events for a while (the page polls meanwhile)."""
+        end = time.time() + seconds
+        self.ws.settimeout(0.2)
+        while time.time() < end:
+            try:
+                self._event(json.loads(self.ws.recv()))
+            except websocket.WebSocketTimeoutException:
+                pass
+        self.ws.settimeout(30)
+
+    def js(self, expr):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            fail(f"evaluating {expr}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def open(self, url):
+        self.call("Page.navigate", url=url)
+
+    def wait_js(self, what, expr, timeout=20.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            v = self.js(expr)
+            if v:
+                return v
+            self.pump(0.25)
+        fail(f"the page never showed {what} ({expr}); errors: {self.errors}")
+
+    def shot(self, name):
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path = os.path.join(OUT, name + ".png")
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+        print(f"screenshot {path}")
+
+    def check_clean(self, page):
+        self.pump(0.5)
+        if self.errors or self.failed:
+            fail(f"{page}: console errors {self.errors}, failed requests {self.failed}")
+
+
+def cluster(work):
+    jm = start([ENV["KAPPA_JOBMANAGER"], "--state-dir", f"{work}/jm", "--rest-port", "0",
+                "--rpc-port", "0", "--heartbeat-interval-ms", "500"], f"{work}/jm.log")
+    ports = {}
+    while len(ports) < 2:
+        line = jm.stdout.readline()
+        if not line:
+            fail(f"the jobmanager exited (see {work}/jm.log)")
+        kind, addr = line.split()
+        ports[kind] = addr
+    base = "http://" + ports["rest"]
+    start([ENV["KAPPA_TM"], "--jobmanager", ports["rpc"], "--slots", "2", "--state-dir",
+           f"{work}/tm", "--slot-memory-mb", "64"], f"{work}/tm.log")
+    wait_for("the taskmanager", lambda: len(rest(base, "/taskmanagers")[1]["taskmanagers"]) == 1)
+    return base
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="kappa-dash-")
+    os.makedirs(OUT, exist_ok=True)
+    try:
+        base = cluster(work)
+        subprocess.run([ENV["KAPPA_GEN"], "--output", f"{work}/events.ndjson", "--count",
+                        "400000", "--seed", "11"], check=True, stderr=subprocess.DEVNULL)
+        fifo = f"{work}/events.fifo"
+        os.mkfifo(fifo)
+        feeder = Feeder(fifo, open(f"{work}/events.ndjson").readlines(), 4000)
+        feeder.start()
+        subprocess.run([ENV["KAPPA_CLI"], "submit", f"{ENV['KAPPA_JOBS']}/hourly_clicks.so",
+                        "--jobmanager", base, "-p", "2", "--name", "clicks", "--source",
+                        f"clicks=file:{fifo}", "--sink", f"hourly-click-index=file:{work}/out",
+                        "--json"], check=True, stdout=subprocess.DEVNULL)
+        jid = rest(base, "/jobs")[1]["jobs"][0]["jid"]
+        wait_for("RUNNING", lambda: rest(base, f"/jobs/{jid}")[1]["state"] == "RUNNING")
+        operators = [n["operator"] for n in rest(base, f"/jobs/{jid}/plan")[1]["plan"]["nodes"]]
+
+        b = Browser(work)
+        b.open(base + "/")
+        b.wait_js("the job in the jobs table",
+                  "!!document.querySelector('#jobs') && "
+                  "document.querySelector('#jobs').textContent.includes('clicks')")
+        b.check_clean("overview")
+        b.shot("overview")
+
+        b.open(f"{base}/#/job/{jid}")
+        for op in operators:
+            b.wait_js(f"operator {op} in the DAG",
+                      f"!!document.querySelector('#dag') && "
+                      f"document.querySelector('#dag').textContent.includes({json.dumps(op)})")
+        count = ("Array.from(document.querySelectorAll('#subtasks tr td:nth-child(4)'))"
+                 ".reduce((a, td) => a + (parseInt(td.textContent.replace(/,/g, '')) || 0), 0)")
+        first = b.wait_js("records counted on the job page", count)
+        b.pump(4.5)
+        second = b.js(count)
+        if not second > first:
+            fail(f"the records counter did not grow on the page: {first} then {second}")
+        print(f"job page: records in of the selected vertex {first} -> {second}")
+        b.wait_js("a rate in the DAG", "/in [0-9][0-9.,]*\\/s/.test("
+                  "document.querySelector('#dag').textContent)")
+        b.check_clean("job graph")
+        b.shot("job-graph")
+        for tab, sel in (("exceptions", "#exceptions"), ("checkpoints", "#checkpoints"),
+                         ("config", "#jobconfig")):
+            b.open(f"{base}/#/job/{jid}/{tab}")
+            b.wait_js(f"the {tab} tab", f"!!document.querySelector('{sel}')")
+            b.check_clean(f"job {tab}")
+            b.shot(f"job-{tab}")
+        b.open(f"{base}/#/taskmanagers")
+        b.wait_js("the taskmanager row", "document.querySelectorAll('tr.link').length == 1")
+        b.check_clean("taskmanagers")
+        b.shot("taskmanagers")
+        b.js("document.querySelector('tr.link').click()")
+        b.wait_js("the taskmanager page", "document.body.textContent.includes('Heartbeat age')")
+        b.check_clean("taskmanager")
+        b.shot("taskmanager")
+        b.open(f"{base}/#/jobmanager")
+        b.wait_js("the jobmanager log", "!!document.querySelector('#jmlog') && "
+                  "document.querySelector('#jmlog').textContent.includes('RUNNING')")
+        b.check_clean("jobmanager")
+        b.shot("jobmanager")
+
+        b.open(f"{base}/#/job/{jid}")
+        b.wait_js("the cancel button", "!!document.querySelector('#cancel')")
+        b.js("document.querySelector('#cancel').click()")
+        b.wait_js("the confirmation", "document.querySelector('#cancel').textContent"
+                  ".includes('Confirm')")
+        b.js("document.querySelector('#cancel').click()")
+        wait_for("CANCELED", lambda: rest(base, f"/jobs/{jid}")[1]["state"] == "CANCELED")
+        b.wait_js("CANCELED on the page", "document.querySelector('h1 .badge').textContent"
+                  " == 'CANCELED'")
+        b.check_clean("after cancel")
+        b.shot("job-cancelled")
+        feeder.stop.set()
+        print(f"ok: pages clean, DAG has {operators}, counters grew, cancel worked; "
+              f"screenshots in {OUT}")
+    finally:
+        stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        sys.exit(1)
