@@ -13,6 +13,13 @@
  * and ended once the reader reached EOF (a file does not grow while it is read). Empty lines
  * are counted but not handed out. `stdin:` is one partition, read by subtask 0 only.
  *
+ * Checkpoints: a partition's position (offsets()) is the byte offset in the file from which
+ * its lines have not been handed out yet — the reader scans in file order, so between two
+ * polls that is where the scan stands, for every owned partition. A restored reader
+ * (kp_endpoint.restore_offsets) scans from the start as always, to count lines into
+ * partitions, and skips each partition's lines that start before its position: exactly the
+ * lines after the checkpoint, whatever parallelism wrote it. stdin has no positions.
+ *
  * Sink `file:PATH` / `stdout:`: one document (its JSON) per line. All subtasks of a job that
  * name the same path share one file: each writer fills a private 256 KiB buffer and appends it
  * whole under the file's lock, so lines never interleave; the clock's tick (every ~100 ms)
@@ -47,6 +54,7 @@ typedef struct file_reader {
     int32_t mine, p; /* this subtask owns partitions j with j mod p == mine */
     int32_t nowned;
     uint8_t *owned; /* [nparts]: 1 if this reader owns the partition */
+    int64_t *skip;  /* restored: [nparts] lines starting before skip[j] were read; or NULL */
     char *buf;
     size_t len, off; /* bytes in buf; first unconsumed byte */
     off_t buf_pos;   /* file offset of buf[0] */
@@ -125,7 +133,7 @@ static kp_poll_rc file_poll(kp_source_reader *r, kp_raw *out, int max, int *n, i
             f->part = 0;
         if (len && start[len - 1] == '\r')
             len--;
-        if (len == 0 || !f->owned[part])
+        if (len == 0 || !f->owned[part] || (f->skip && (int64_t)line_pos < f->skip[part]))
             continue;
         out[(*n)++] = (kp_raw){.key = {"", 0},
                                .value = {start, len},
@@ -147,6 +155,35 @@ static int file_partitions(kp_source_reader *r, int32_t *out, int max)
     return n;
 }
 
+/* Every owned partition's position: where the scan stands, or its restored position if the
+ * scan has not reached that yet. */
+static int file_offsets(kp_source_reader *r, kp_offset *out, int max)
+{
+    file_reader *f = (file_reader *)r;
+    int64_t pos = (int64_t)f->buf_pos + (int64_t)f->off;
+    int n = 0;
+    for (int32_t j = f->mine; j < f->nparts && n < max; j += f->p) {
+        int64_t at = f->skip && f->skip[j] > pos ? f->skip[j] : pos;
+        out[n++] = (kp_offset){j, at};
+    }
+    return n;
+}
+
+/* The positions a restored reader starts from (partitions it does not own are ignored). */
+static int restore_positions(file_reader *f, const kp_endpoint *ep)
+{
+    if (!ep->nrestore_offsets)
+        return 0;
+    if (!(f->skip = calloc((size_t)f->nparts, sizeof *f->skip)))
+        return -1;
+    for (int i = 0; i < ep->nrestore_offsets; i++) {
+        const kp_offset *o = &ep->restore_offsets[i];
+        if (o->partition >= 0 && o->partition < f->nparts)
+            f->skip[o->partition] = o->offset;
+    }
+    return 0;
+}
+
 static int owns(const file_reader *f, int32_t partition)
 {
     return partition >= 0 && partition < f->nparts && f->owned[partition];
@@ -166,6 +203,7 @@ static void file_reader_close(kp_source_reader *r)
     if (f->owns_fd)
         close(f->fd);
     free(f->owned);
+    free(f->skip);
     free(f->buf);
     free(f);
 }
@@ -242,6 +280,12 @@ static kp_source_reader *open_file_source(const kp_endpoint *ep, char *errstr, s
         return NULL;
     }
     f->owns_fd = 1;
+    f->r.offsets = file_offsets;
+    if (restore_positions(f, ep) != 0) {
+        snprintf(errstr, errlen, "out of memory");
+        file_reader_close(&f->r);
+        return NULL;
+    }
     return &f->r;
 }
 

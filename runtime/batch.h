@@ -24,6 +24,7 @@ typedef enum kp_msg_kind {
     KP_MSG_WATERMARK, /* the producer's watermark advanced to `watermark` */
     KP_MSG_IDLE,      /* the producer is idle: leave it out of the minimum until it sends data */
     KP_MSG_END,       /* the producer will send nothing more */
+    KP_MSG_BARRIER,   /* checkpoint barrier: `watermark` is the checkpoint id (checkpoint.h) */
 } kp_msg_kind;
 
 typedef struct kp_rec {
@@ -39,7 +40,8 @@ typedef struct kp_batch {
     int channel; /* index of the channel it travels on, set by the channel */
     /* KP_MSG_WATERMARK: the producer's watermark. KP_MSG_DATA: the producer's watermark when
      * it sent the batch, which the consumer applies after the batch's records — so a stream
-     * that carries data needs no separate watermark messages. */
+     * that carries data needs no separate watermark messages. KP_MSG_BARRIER: the checkpoint
+     * id, not a watermark. */
     kp_time watermark;
     uint32_t n;
     uint32_t used; /* arena bytes used */

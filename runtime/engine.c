@@ -115,6 +115,33 @@ void kp_doc_free(kp_doc *doc)
     kp_buf_free(&doc->json);
 }
 
+int kp_op_barrier(kp_op *op, struct kp_snapshot *snap)
+{
+    return op->vt->barrier ? op->vt->barrier(op, snap) : kp_op_emit_barrier(op, snap);
+}
+
+int kp_op_emit_barrier(kp_op *op, struct kp_snapshot *snap)
+{
+    for (int i = 0; i < op->nout; i++)
+        if (kp_op_barrier(op->out[i], snap) != 0)
+            return -1;
+    return 0;
+}
+
+int kp_op_checkpoint_complete(kp_op *op, int64_t id)
+{
+    return op->vt->checkpoint_complete ? op->vt->checkpoint_complete(op, id)
+                                       : kp_op_emit_checkpoint_complete(op, id);
+}
+
+int kp_op_emit_checkpoint_complete(kp_op *op, int64_t id)
+{
+    for (int i = 0; i < op->nout; i++)
+        if (kp_op_checkpoint_complete(op->out[i], id) != 0)
+            return -1;
+    return 0;
+}
+
 int kp_subtask_fail(kp_subtask *st, const char *fmt, ...)
 {
     char msg[1024];

@@ -78,6 +78,8 @@ void kp_doc_free(kp_doc *doc);
 typedef struct kp_subtask kp_subtask;
 typedef struct kp_op kp_op;
 
+struct kp_snapshot; /* checkpoint.h */
+
 /* Operators return 0, or -1 after kp_subtask_fail() explained why. */
 typedef struct kp_op_vt {
     int (*record)(kp_op *op, kp_event *ev);
@@ -140,7 +142,8 @@ struct kp_subtask {
     char name[KP_NAME_MAX + 16];
     kp_metrics *metrics;
     const char *state_dir;          /* where keyed operators open their RocksDB, per subtask */
-    struct kp_mailbox *ctl;         /* sources: announcements from the coordinator (mailbox.h) */
+    struct kp_mailbox *ctl;         /* announcements from the coordinator (mailbox.h): sources
+                                       always, every subtask when checkpoints are on */
     struct kp_mailbox *coordinator; /* sources: reports to the coordinator; NULL = no alignment */
     int task_id;                    /* the task's index in the job plan, for reports */
     kp_time align_drift;            /* sources: how far ahead of the slowest subtask one may run */
@@ -154,6 +157,8 @@ struct kp_subtask {
     /* The checkpoint this attempt restores from (checkpoint.h), or NULL for a fresh start.
      * Read-only, shared by the process's subtasks. */
     const struct kp_restore *restore;
+    /* Checkpoints: how this subtask hands over its snapshots (exec_ckpt.h); NULL = off. */
+    struct kp_ckpt_out *ckpt;
 };
 
 /* Marks the job as failed with a message naming the subtask; returns -1. Thread-safe. */
@@ -194,6 +199,15 @@ int kp_op_tick(kp_op *op, kp_time now);
 /* How often subtask loops tick their chains. */
 #define KP_TICK_MS 100
 int kp_op_emit_finish(kp_op *op);
+
+/* Checkpoints (checkpoint.h). kp_op_barrier delivers the barrier of `snap` to op: its own
+ * `barrier`, or for an operator without one, on to its outputs; kp_op_emit_barrier delivers
+ * it to every output of op (an operator's `barrier` ends with it, after writing its state).
+ * The same for the completion of checkpoint `id`. @locality the subtask's thread */
+int kp_op_barrier(kp_op *op, struct kp_snapshot *snap);
+int kp_op_emit_barrier(kp_op *op, struct kp_snapshot *snap);
+int kp_op_checkpoint_complete(kp_op *op, int64_t id);
+int kp_op_emit_checkpoint_complete(kp_op *op, int64_t id);
 
 /* Helpers shared by operators: pass-through watermark/idle/finish. */
 int kp_op_pass_watermark(kp_op *op, kp_time wm);

@@ -7,13 +7,15 @@
  * (every record also carries its own partition's watermark, batch.h). A channel that has no
  * data pending gets a standalone watermark message on the next tick if its consumer has not
  * seen the current watermark — so a busy stream sends full batches and a quiet one still
- * advances. Idleness and the end of input flush the pending records first, so order per
- * channel is preserved. */
+ * advances. Idleness, checkpoint barriers and the end of input flush the pending records first,
+ * so order per channel is preserved. A barrier is a batch of its own on every channel, its
+ * `watermark` the checkpoint id. */
 #include <stdlib.h>
 
 #include "keygroup.h"
 #include "exec_live.h"
 #include "ops.h"
+#include "checkpoint.h"
 
 typedef struct exchange_op {
     kp_op op;
@@ -122,6 +124,22 @@ static int exchange_idle(kp_op *op)
     return broadcast((exchange_op *)op, KP_MSG_IDLE);
 }
 
+/* Sends every channel's partial batch, then barrier `snap` on every channel, in that order. */
+static int exchange_barrier(kp_op *op, struct kp_snapshot *snap)
+{
+    exchange_op *x = (exchange_op *)op;
+    for (int i = 0; i < x->nchans; i++) {
+        flush_one(x, i);
+        kp_batch *b = acquire(x, i);
+        if (!b)
+            return -1;
+        b->kind = KP_MSG_BARRIER;
+        b->watermark = kp_snapshot_id(snap);
+        kp_channel_send(x->chans[i], b);
+    }
+    return 0;
+}
+
 static void add_stats(exchange_op *x)
 {
     kp_metrics *m = x->op.st->metrics;
@@ -174,8 +192,13 @@ static int exchange_tick(kp_op *op, kp_time now)
     return 0;
 }
 
-static const kp_op_vt exchange_vt = {exchange_record, exchange_watermark, exchange_idle,
-                                     exchange_finish, exchange_destroy,   exchange_tick};
+static const kp_op_vt exchange_vt = {.record = exchange_record,
+                                     .watermark = exchange_watermark,
+                                     .idle = exchange_idle,
+                                     .finish = exchange_finish,
+                                     .destroy = exchange_destroy,
+                                     .tick = exchange_tick,
+                                     .barrier = exchange_barrier};
 
 kp_op *kp_op_exchange_new(kp_subtask *st, const kp_node *n, kp_partitioning mode,
                           kp_channel **chans, int nchans)

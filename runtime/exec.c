@@ -9,6 +9,7 @@
 
 #include "connector.h"
 #include "exec.h"
+#include "exec_coord.h"
 #include "exec_input.h"
 #include "exec_step.h"
 #include "exec_wire.h"
@@ -23,10 +24,13 @@ static int consume(subtask_rt *s)
         kp_time now = kp_mono_ms();
         if (now - ticked >= KP_TICK_MS) {
             ticked = now;
-            if (kp_op_tick(s->chain, kp_wall_ms()) != 0) {
+            int rc = kp_op_tick(s->chain, kp_wall_ms()) != 0 ? -1 : 1;
+            if (rc == 1 && s->ckpt.done) /* checkpoints on: completions and aborts */
+                rc = kp_exec_control_serve(s);
+            if (rc <= 0) {
                 if (b)
                     kp_inbox_release(inbox, b);
-                return -1;
+                return rc;
             }
         }
         if (timed_out)
@@ -166,7 +170,8 @@ static void coordinate(struct kp_exec *x, int running)
         if (x->cfg->cancel && __atomic_load_n(x->cfg->cancel, __ATOMIC_RELAXED) &&
             !atomic_load(&x->failed))
             kp_subtask_fail(&x->subtasks[0]->st, "cancelled");
-        if (!kp_mailbox_take(x->coordinator, &m, 100))
+        kp_exec_ckpt_poll(x, running); /* checkpoints: triggers, completions */
+        if (!kp_mailbox_take(x->coordinator, &m, x->ckpt_on ? 10 : 100))
             continue;
         if (m.kind == KP_CTL_DONE)
             running--;
@@ -200,7 +205,7 @@ int kp_exec_run_part(const kp_job *job, const kp_exec_config *cfg, const kp_exec
     }
     double t0 = kp_mono_s();
     int started = 0;
-    if (kp_exec_prepare(x) != 0) {
+    if (kp_exec_prepare(x) != 0 || kp_exec_ckpt_start(x, !cfg->step_seed) != 0) {
         atomic_store(&x->failed, 1);
     } else if (cfg->step_seed) {
         kp_exec_run_stepped(x, cfg->step_seed);
@@ -215,6 +220,7 @@ int kp_exec_run_part(const kp_job *job, const kp_exec_config *cfg, const kp_exec
     }
     for (int i = 0; i < started; i++)
         pthread_join(x->subtasks[i]->thread, NULL);
+    kp_exec_ckpt_stop(x, !atomic_load(&x->failed));
     int failed = atomic_load(&x->failed);
     if (failed)
         snprintf(errstr, errlen, "%s", x->error);

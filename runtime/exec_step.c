@@ -2,7 +2,8 @@
  * choosing each step with a seeded random generator — which source subtask polls next, which
  * consumer takes the next batch and from which of its channels (order within a channel is
  * kept, as on a real connection), and when a subtask's clock tick sends its partly filled
- * batches and standalone watermarks. A seed names one interleaving exactly, so a test can try
+ * batches and standalone watermarks. With checkpoints on, the coordinator's turn (triggers,
+ * completions) is one more step drawn from the seed, so barriers arrive at seeded points. A seed names one interleaving exactly, so a test can try
  * hundreds of them and print the one that fails. Alignment is off here: the order is the
  * scheduler's.
  *
@@ -11,6 +12,7 @@
  * the calling thread; nothing else runs. */
 #include <stdlib.h>
 
+#include "exec_coord.h"
 #include "exec_input.h"
 #include "exec_step.h"
 #include "rng.h"
@@ -44,8 +46,13 @@ static int open_sources(struct kp_exec *x)
 /* One step of subtask s; -1 when the job failed. */
 static int step(subtask_rt *s, uint64_t *rng)
 {
-    if (pick(rng, 8) == 0) /* a clock tick: partial batches and watermarks go out */
-        return kp_op_tick(s->chain, kp_wall_ms());
+    if (pick(rng, 8) == 0) { /* a clock tick: partial batches and watermarks go out */
+        if (kp_op_tick(s->chain, kp_wall_ms()) != 0)
+            return -1;
+        if (s->ckpt.done && !s->source && kp_exec_control_serve(s) < 0)
+            return -1;
+        return 0;
+    }
     if (s->source) {
         int rc = kp_source_step(s->source, 0);
         if (rc <= 0) {
@@ -65,6 +72,15 @@ static int step(subtask_rt *s, uint64_t *rng)
     if (rc == 0)
         s->done = 1;
     return rc < 0 ? -1 : 0;
+}
+
+/* Subtasks that have not ended. */
+static int running(struct kp_exec *x)
+{
+    int n = 0;
+    for (int i = 0; i < x->nsubtasks; i++)
+        n += !x->subtasks[i]->done;
+    return n;
 }
 
 /* Subtasks that can make progress: open sources, consumers with batches queued. */
@@ -101,6 +117,8 @@ void kp_exec_run_stepped(struct kp_exec *x, uint64_t seed)
             if ((n = runnable(x, ready)) == 0)
                 break;
         }
+        if (x->ckpt_on && pick(&rng, 16) == 0)
+            kp_exec_ckpt_poll(x, running(x)); /* the coordinator's turn */
         if (step(ready[pick(&rng, n)], &rng) != 0)
             break;
     }

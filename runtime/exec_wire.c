@@ -15,7 +15,9 @@
 #include <time.h>
 
 #include "connector.h"
+#include "exec_input.h"
 #include "exec_live.h"
+#include "exec_upload.h"
 #include "exec_wire.h"
 
 /* The subtasks' host (engine.h): the first failure is recorded under `lock`, and every
@@ -49,6 +51,7 @@ struct kp_exec *kp_exec_new(const kp_job *job, const kp_exec_config *cfg, const 
     x->cfg = cfg;
     x->part = part;
     x->host = (kp_subtask_host){exec_fail, x, &x->failed};
+    x->ckpt_on = cfg->ckpt.interval_ms > 0 || cfg->control != NULL;
     pthread_mutex_init(&x->lock, NULL);
     return x;
 }
@@ -127,13 +130,16 @@ static int plan(struct kp_exec *x)
         t->parallelism = pt->parallelism;
         t->upstream = kp_plan_channels(&x->plan, pt);
         x->task_of[n->id] = t;
-        if (!n->input) {
+        if (!n->input || x->ckpt_on) {
+            /* room for triggers, completions and aborts of several checkpoints */
             t->ctl = calloc((size_t)t->parallelism, sizeof *t->ctl);
             if (!t->ctl)
                 return -1;
             for (int j = 0; j < t->parallelism; j++)
-                if (!(t->ctl[j] = kp_mailbox_new(8)))
+                if (!(t->ctl[j] = kp_mailbox_new(x->ckpt_on ? 64 : 8)))
                     return -1;
+        }
+        if (!n->input) {
             kp_time drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR;
             if (x->cfg->step_seed)
                 drift = -1; /* the scheduler decides the interleaving */
@@ -346,7 +352,20 @@ static void pseudo_destroy(kp_op *op)
 {
     free(op);
 }
-static const kp_op_vt source_pseudo_vt = {NULL, NULL, NULL, NULL, pseudo_destroy, NULL};
+static const kp_op_vt source_pseudo_vt = {.destroy = pseudo_destroy};
+
+/* A subtask's finished snapshot goes to the uploader, a decline to the hooks (exec_ckpt.h). */
+static void ckpt_done(void *ctx, kp_snapshot *snap)
+{
+    struct kp_exec *x = ctx;
+    kp_uploader_push(x->uploader, snap);
+}
+
+static void ckpt_decline(void *ctx, int64_t id, int task_id, int subtask, const char *reason)
+{
+    struct kp_exec *x = ctx;
+    x->hooks.decline(x->hooks.ctx, id, task_id, subtask, reason);
+}
 
 static int create_subtasks(struct kp_exec *x)
 {
@@ -368,12 +387,13 @@ static int create_subtasks(struct kp_exec *x)
             s->t = t;
             s->x = x;
             if (t->inboxes) {
-                s->cons = (consumer){calloc((size_t)t->upstream, sizeof(input_state)), t->upstream,
-                                     KP_TIME_MIN, 0};
+                s->cons = (consumer){.in = calloc((size_t)t->upstream, sizeof(input_state)),
+                                     .n = t->upstream,
+                                     .cur = KP_TIME_MIN};
                 if (!s->cons.in)
                     return -1;
                 for (int k = 0; k < t->upstream; k++)
-                    s->cons.in[k] = (input_state){KP_TIME_MIN, 0, 0};
+                    s->cons.in[k] = (input_state){.wm = KP_TIME_MIN};
             }
             s->st = (kp_subtask){.host = &x->host,
                                  .job = x->job,
@@ -387,16 +407,21 @@ static int create_subtasks(struct kp_exec *x)
                                  .ctl = t->ctl ? t->ctl[j] : NULL,
                                  /* aligned only when threads run (the scheduler orders steps)
                                   * and all of a source's subtasks run here */
-                                 .coordinator =
-                                     t->ctl && t->parallelism > 1 && !x->cfg->step_seed && !x->part
-                                         ? x->coordinator
-                                         : NULL,
+                                 .coordinator = t->align && t->parallelism > 1 &&
+                                                        !x->cfg->step_seed && !x->part
+                                                    ? x->coordinator
+                                                    : NULL,
                                  .task_id = i,
                                  .align_drift = x->cfg->align_drift ? x->cfg->align_drift : KP_HOUR,
                                  .conf = x->cfg->conf,
                                  .epoch = x->epoch,
                                  .print_stats = x->cfg->print_stats,
-                                 .live = live_of(x->cfg, t->plan->id, j)};
+                                 .live = live_of(x->cfg, t->plan->id, j),
+                                 .restore = x->cfg->restore};
+            if (x->ckpt_on) {
+                s->ckpt = (kp_ckpt_out){ckpt_done, ckpt_decline, x, x->cfg->ckpt.mode, t->plan->id};
+                s->st.ckpt = &s->ckpt;
+            }
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,
                      t->parallelism);
         }
@@ -415,6 +440,7 @@ void kp_exec_free(struct kp_exec *x, int ok)
         subtask_rt *s = x->subtasks[i];
         for (int j = s->nops - 1; j >= 0; j--)
             s->ops[j]->vt->destroy(s->ops[j]);
+        kp_exec_input_free(s, &s->cons);
         free(s->cons.in);
         free(s);
     }

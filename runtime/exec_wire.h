@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "align.h"
+#include "exec_ckpt.h"
 #include "exec_config.h"
 #include "mailbox.h"
 #include "ops.h"
@@ -17,6 +18,11 @@
 typedef struct input_state {
     kp_time wm;
     int idle, ended;
+    int64_t barrier; /* the last checkpoint barrier it delivered (0 = none) */
+    /* exactly_once alignment: batches popped after this channel delivered the barrier being
+     * aligned, in order, until every open input delivered it (linked through kp_batch.next;
+     * bounded by the channel's credits, which is the backpressure) */
+    kp_batch *held, *held_tail;
 } input_state;
 
 /* The consumer side of a subtask: its inputs and the watermark it passed on. */
@@ -25,6 +31,11 @@ typedef struct consumer {
     int n;
     kp_time cur;
     int was_idle;
+    /* checkpoints (exec_input.c): the checkpoint being aligned (0 = none), the newest one
+     * taken or given up (older barriers are stale), when alignment began, batches held */
+    int64_t aligning, last;
+    double align_t0;
+    int nheld;
 } consumer;
 
 typedef struct task {
@@ -34,7 +45,8 @@ typedef struct task {
     const kp_plan_task *plan;
     kp_inbox **inboxes; /* per subtask; NULL where that subtask runs elsewhere */
     kp_align *align;    /* sources: the alignment coordinator's state for this task */
-    kp_mailbox **ctl;   /* sources: each subtask's mailbox for announcements */
+    kp_mailbox **ctl;   /* each subtask's mailbox for announcements: sources always, every
+                           task when checkpoints are on */
 } task;
 
 typedef struct subtask_rt {
@@ -50,6 +62,7 @@ typedef struct subtask_rt {
     int done;               /* stepped runs: finished or failed */
     double cpu_s;           /* threaded runs: the thread's CPU time, set as it ends */
     kp_channel_waits waits; /* threaded runs: its waits (channel.h), set as it ends */
+    kp_ckpt_out ckpt;       /* checkpoints on: st.ckpt points here */
 } subtask_rt;
 
 struct kp_exec {
@@ -69,6 +82,13 @@ struct kp_exec {
     int64_t epoch;           /* fencing epoch of this attempt (exec.h) */
     int credits;             /* batches per channel, from the network budget */
     kp_mailbox *coordinator; /* reports of all subtasks (alignment, ends) */
+    /* Checkpoints (ckpt_on): where snapshots go, and where acknowledgements and declines go —
+     * the local coordinator (exec_coord.c) or cfg->ckpt_hooks */
+    int ckpt_on;
+    struct kp_ckpt_store *store;
+    struct kp_uploader *uploader;
+    struct kp_local_coord *coord; /* kappa run --local: exec_coord_local.c */
+    kp_ckpt_hooks hooks;
     char error[1024];
 };
 

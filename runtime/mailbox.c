@@ -38,10 +38,15 @@ void kp_mailbox_free(kp_mailbox *m)
 
 /* A watermark or idleness report supersedes the sender's earlier one, an announcement the
  * earlier announcement: only the latest state matters. */
+static int latest_only(kp_ctl_kind k)
+{
+    return k == KP_CTL_WATERMARK || k == KP_CTL_IDLE || k == KP_CTL_ALIGN;
+}
+
 static int same_class(const kp_ctl *a, const kp_ctl *b)
 {
-    if (a->kind == KP_CTL_DONE || b->kind == KP_CTL_DONE)
-        return 0;
+    if (!latest_only(a->kind) || !latest_only(b->kind))
+        return 0; /* DONE and checkpoint messages all count */
     int a_report = a->kind != KP_CTL_ALIGN, b_report = b->kind != KP_CTL_ALIGN;
     return a_report == b_report && a->task == b->task && a->subtask == b->subtask;
 }

@@ -3,8 +3,9 @@
  * A mailbox is a bounded FIFO of small fixed-size messages with one reader. Inside a process
  * it is a locked queue; across processes (the cluster) the same messages travel in
  * control-plane frames, which is why nothing here is a pointer or shared state: a message is
- * a copy of a few numbers. Today they carry watermark alignment (sources report their
- * watermark, the coordinator announces how far each may run) and the end of each subtask.
+ * a copy of a few numbers. They carry watermark alignment (sources report their watermark, the
+ * coordinator announces how far each may run), the end of each subtask, and checkpoints
+ * (triggers to sources, completions and aborts to every subtask).
  *
  * Locking: one mutex per mailbox; any thread may post, only the owner takes. */
 #ifndef KP_MAILBOX_H
@@ -19,6 +20,10 @@ typedef enum kp_ctl_kind {
     KP_CTL_IDLE,          /* subtask → coordinator: leave me out of the minimum */
     KP_CTL_DONE,          /* subtask → coordinator: my thread ended (value: 0 ok, -1 failed) */
     KP_CTL_ALIGN,         /* coordinator → source subtask: do not run past `value` */
+    /* checkpoints (checkpoint.h), never replaced by a later message: */
+    KP_CTL_TRIGGER,  /* coordinator → source subtask: take checkpoint `value` now */
+    KP_CTL_COMPLETE, /* coordinator → every subtask: checkpoint `value` completed */
+    KP_CTL_ABORT,    /* coordinator → every subtask: checkpoint `value` was given up */
 } kp_ctl_kind;
 
 typedef struct kp_ctl {

@@ -150,7 +150,7 @@ static int decode_batch(const uint8_t *p, kp_net_header *h, char *err, size_t er
     get64(p, &wm);
     h->watermark = (kp_time)wm;
     h->kind = (kp_msg_kind)kind;
-    if (kind < KP_MSG_DATA || kind > KP_MSG_END)
+    if (kind < KP_MSG_DATA || kind > KP_MSG_BARRIER)
         snprintf(err, errlen, "batch of unknown kind %u", kind);
     else if (h->n > KP_BATCH_RECORDS || h->used > KP_BATCH_ARENA)
         snprintf(err, errlen, "batch of %u records and %u arena bytes exceeds %d / %d", h->n,

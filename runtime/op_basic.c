@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "ops.h"
+#include "exec_ckpt.h"
 #include "exec_live.h"
 
 int kp_op_pass_watermark(kp_op *op, kp_time wm)
@@ -161,7 +162,8 @@ static void basic_destroy(kp_op *op)
 
 #define BASIC_VT(fn)                                                                               \
     {                                                                                              \
-        fn, kp_op_pass_watermark, kp_op_pass_idle, kp_op_pass_finish, basic_destroy, NULL          \
+        .record = fn, .watermark = kp_op_pass_watermark, .idle = kp_op_pass_idle,                  \
+        .finish = kp_op_pass_finish, .destroy = basic_destroy                                      \
     }
 static const kp_op_vt map_vt = BASIC_VT(map_record);
 static const kp_op_vt filter_vt = BASIC_VT(filter_record);
@@ -260,8 +262,40 @@ static int sink_tick(kp_op *op, kp_time now)
     return 0;
 }
 
-static const kp_op_vt sink_vt = {sink_record, sink_ignore_wm, sink_ignore,
-                                 sink_finish, sink_destroy,   sink_tick};
+/* Checkpoint barrier: everything written before it becomes durable (prepare, or flush) before
+ * the subtask acknowledges; a writer that cannot declines the checkpoint, the run goes on. */
+static int sink_barrier(kp_op *op, struct kp_snapshot *snap)
+{
+    sink_op *s = (sink_op *)op;
+    char err[256];
+    int64_t id = kp_snapshot_id(snap);
+    sink_count(s);
+    int rc = s->w->prepare ? s->w->prepare(s->w, id, err, sizeof err)
+                           : s->w->flush(s->w, err, sizeof err);
+    if (rc != 0)
+        kp_ckpt_decline(op->st, id, "%s: %s", op->node->name, err);
+    return 0;
+}
+
+/* Checkpoint `id` completed: a transactional writer commits what it prepared. */
+static int sink_checkpoint_complete(kp_op *op, int64_t id)
+{
+    sink_op *s = (sink_op *)op;
+    char err[256];
+    if (s->w->commit && s->w->commit(s->w, id, err, sizeof err) != 0)
+        return kp_subtask_fail(op->st, "%s: committing checkpoint %lld: %s", op->node->name,
+                               (long long)id, err);
+    return 0;
+}
+
+static const kp_op_vt sink_vt = {.record = sink_record,
+                                 .watermark = sink_ignore_wm,
+                                 .idle = sink_ignore,
+                                 .finish = sink_finish,
+                                 .destroy = sink_destroy,
+                                 .tick = sink_tick,
+                                 .barrier = sink_barrier,
+                                 .checkpoint_complete = sink_checkpoint_complete};
 
 kp_op *kp_op_sink_new(kp_subtask *st, const kp_node *n, kp_sink_writer *w)
 {

@@ -16,9 +16,21 @@
 
 #include "align.h"
 #include "connector.h"
+#include "exec_ckpt.h"
 #include "exec_live.h"
 #include "source.h"
+#include "source_ckpt.h"
 #include "watermarks.h"
+
+/* Checkpoints whose positions wait for their completion (then committed to the consumer
+ * group, for monitoring). More concurrent ones than this: the oldest is not committed. */
+#define PENDING_COMMITS 4
+
+typedef struct pending_commit {
+    int64_t id; /* 0 = free */
+    kp_offset *offs;
+    int n;
+} pending_commit;
 
 struct kp_source_task {
     kp_subtask *st;
@@ -41,6 +53,12 @@ struct kp_source_task {
     kp_source_reader *r;
     const kp_binding *b;
     kp_buf key_buf, val_buf;
+    /* checkpoints: positions to commit, and a restore's positions until the first
+     * assignment of partitions applied their watermark state */
+    pending_commit commits[PENDING_COMMITS];
+    kp_src_pos *restored;
+    int nrestored;
+    kp_offset *restore_offs;
     kp_raw raws[256];
 };
 typedef struct kp_source_task source_state;
@@ -63,17 +81,123 @@ static void report(source_state *s, kp_ctl_kind kind, kp_time wm)
         s->reported = kind == KP_CTL_WATERMARK ? wm : KP_TIME_MIN; /* else: again next time */
 }
 
-/* Reads the coordinator's announcements; waits up to timeout_ms for one when told to. */
-static void read_bounds(source_state *s, int timeout_ms)
+/* ---- checkpoints ----------------------------------------------------------------------- */
+
+static int fill_positions(void *arg, kp_snapshot *snap);
+
+/* Trigger: the positions into the snapshot, then the barrier through the chain. Between two
+ * polls every record handed out has gone through the chain, so the positions are exactly
+ * the records before the barrier. */
+static int trigger(source_state *s, int64_t id)
+{
+    if (!s->st->ckpt)
+        return 0;
+    s->now = kp_wall_ms();
+    return kp_ckpt_take(s->st, s->chain, id, 0, fill_positions, s);
+}
+
+static int fill_positions(void *arg, kp_snapshot *snap)
+{
+    source_state *s = arg;
+    int64_t id = kp_snapshot_id(snap);
+    pending_commit *c = &s->commits[0];
+    for (int i = 1; i < PENDING_COMMITS; i++) /* a free slot, else the oldest */
+        if (c->id && (!s->commits[i].id || s->commits[i].id < c->id))
+            c = &s->commits[i];
+    if (!c->offs && !(c->offs = malloc(KP_SRC_CKPT_MAX * sizeof *c->offs)))
+        return -1;
+    c->id = 0;
+    int rc = kp_src_ckpt_write(snap, s->node->uid, s->r, &s->wm, c->offs, KP_SRC_CKPT_MAX, &c->n);
+    if (rc == -2) {
+        kp_ckpt_decline(s->st, id, "source '%s' (%s) cannot report its position", s->node->endpoint,
+                        s->uri);
+        return 0;
+    }
+    if (rc == 0)
+        c->id = id;
+    return rc;
+}
+
+/* Checkpoint `id` completed: commits its positions (monitoring only) and forgets older
+ * ones; the chain's sinks commit too. */
+static int complete(source_state *s, int64_t id)
+{
+    for (int i = 0; i < PENDING_COMMITS; i++) {
+        pending_commit *c = &s->commits[i];
+        if (!c->id || c->id > id)
+            continue;
+        char err[512];
+        if (c->id == id && s->r->commit && s->r->commit(s->r, c->offs, c->n, err, sizeof err))
+            fprintf(stderr, "kappa: %s: committing the positions of checkpoint %lld: %s\n",
+                    s->st->name, (long long)id, err);
+        c->id = 0;
+    }
+    return kp_op_checkpoint_complete(s->chain, id);
+}
+
+static void abort_commit(source_state *s, int64_t id)
+{
+    for (int i = 0; i < PENDING_COMMITS; i++)
+        if (s->commits[i].id == id)
+            s->commits[i].id = 0;
+}
+
+/* Restore: the positions every old subtask recorded (the reader takes the partitions it
+ * owns); their watermark state is applied once the partitions are assigned. */
+static int read_restore(source_state *s)
+{
+    char err[512];
+    if (!s->st->restore)
+        return 0;
+    if (kp_src_ckpt_read(s->st->restore, s->node->uid, &s->restored, &s->nrestored, err,
+                         sizeof err) != 0)
+        return kp_subtask_fail(s->st, "restoring source '%s': %s", s->node->endpoint, err);
+    if (!s->nrestored)
+        return 0;
+    if (!(s->restore_offs = malloc((size_t)s->nrestored * sizeof *s->restore_offs)))
+        return kp_subtask_fail(s->st, "restoring source '%s': out of memory", s->node->endpoint);
+    for (int i = 0; i < s->nrestored; i++)
+        s->restore_offs[i] = (kp_offset){s->restored[i].partition, s->restored[i].offset};
+    return 0;
+}
+
+/* The restored watermark state of the owned partitions, once. */
+static void apply_restore(source_state *s)
+{
+    for (int i = 0; i < s->nrestored; i++) {
+        const kp_src_pos *r = &s->restored[i];
+        int k = r->partition + 1;
+        if (k < 0 || k >= s->wm.cap || !s->wm.parts[k].owned)
+            continue;
+        kp_wm_part *p = &s->wm.parts[k];
+        if (r->max_ts > p->max_ts)
+            p->max_ts = r->max_ts;
+        p->ended |= r->ended;
+    }
+    free(s->restored);
+    s->restored = NULL;
+    s->nrestored = 0;
+}
+
+/* Reads the coordinator's messages — alignment bounds, checkpoint triggers, completions and
+ * aborts — waiting up to timeout_ms for one when told to. 0, or -1 when the subtask failed. */
+static int read_bounds(source_state *s, int timeout_ms)
 {
     kp_ctl m;
     if (!s->st->ctl)
-        return;
+        return 0;
     while (kp_mailbox_take(s->st->ctl, &m, timeout_ms)) {
         if (m.kind == KP_CTL_ALIGN)
             s->allowed = m.value;
+        else if (m.kind == KP_CTL_TRIGGER && trigger(s, m.value) != 0)
+            return -1;
+        else if (m.kind == KP_CTL_COMPLETE && complete(s, m.value) != 0)
+            return -1;
+        else if (m.kind == KP_CTL_ABORT)
+            abort_commit(s, m.value);
         timeout_ms = 0;
     }
+    return 0;
 }
 
 /* Sends the current watermark downstream if it advanced, or "idle" when every owned
@@ -193,6 +317,8 @@ static int refresh_partitions(source_state *s, kp_source_reader *r)
     if (kp_wm_assign(&s->wm, parts, n, s->now) != 0)
         return kp_subtask_fail(s->st, "source '%s': cannot track %d partitions", s->node->endpoint,
                                n);
+    if (s->restored)
+        apply_restore(s);
     return 0;
 }
 
@@ -277,9 +403,11 @@ int kp_source_step(source_state *s, int timeout_ms)
             return -1;
         s->refreshed = s->now;
     }
-    read_bounds(s, 0);
+    if (read_bounds(s, 0) != 0)
+        return -1;
     if (s->emitted_wm > s->allowed && s->emitted_wm != KP_TIME_MAX) { /* wait for the slowest */
-        read_bounds(s, timeout_ms);
+        if (read_bounds(s, timeout_ms) != 0)
+            return -1;
         s->now = kp_wall_ms();
         return tick(s) != 0 ? -1 : 1;
     }
@@ -353,6 +481,10 @@ source_state *kp_source_open(kp_subtask *st, const kp_node *src, const kp_bindin
     if (s->policy == KP_POLICY_DEFAULT)
         s->policy = KP_POLICY_FAIL;
     char err[512];
+    if (read_restore(s) != 0) {
+        kp_source_close(s, -1);
+        return NULL;
+    }
     kp_endpoint ep = {.name = src->endpoint,
                       .uri = b->uri,
                       .subtask = st->index,
@@ -360,7 +492,10 @@ source_state *kp_source_open(kp_subtask *st, const kp_node *src, const kp_bindin
                       .conf = st->conf,
                       .epoch = st->epoch,
                       .cancelled = kp_subtask_cancel_probe,
-                      .cancel_arg = st};
+                      .cancel_arg = st,
+                      .restore_offsets = s->restore_offs,
+                      .nrestore_offsets = s->restore_offs ? s->nrestored : 0,
+                      .restored_checkpoint = kp_restore_id(st->restore)};
     s->r = c->open_source(&ep, err, sizeof err);
     if (!s->r) {
         kp_subtask_fail(st, "source '%s' (%s): %s", src->endpoint, b->uri, err);
@@ -392,6 +527,10 @@ int kp_source_close(source_state *s, int rc)
     kp_buf_free(&s->key_buf);
     kp_buf_free(&s->val_buf);
     kp_wm_free(&s->wm);
+    for (int i = 0; i < PENDING_COMMITS; i++)
+        free(s->commits[i].offs);
+    free(s->restored);
+    free(s->restore_offs);
     free(s);
     return rc;
 }

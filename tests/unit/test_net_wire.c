@@ -42,6 +42,25 @@ Test(net_wire, batch_header_round_trips)
     kp_batch_free(b);
 }
 
+/* A checkpoint barrier is a control batch whose watermark field carries the checkpoint id. */
+Test(net_wire, barrier_round_trips)
+{
+    kp_batch *b = kp_batch_new();
+    cr_assert_not_null(b);
+    kp_batch_reset(b);
+    b->kind = KP_MSG_BARRIER;
+    b->watermark = 123456789012LL;
+    uint8_t buf[KP_NET_HEADER_MAX];
+    char err[256];
+    size_t len = kp_net_encode_batch(buf, &chan, b);
+    kp_net_header h;
+    cr_assert_eq(kp_net_decode(buf, len, &h, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(h.kind, KP_MSG_BARRIER);
+    cr_assert_eq(h.n, 0);
+    cr_assert_eq(h.watermark, 123456789012LL);
+    kp_batch_free(b);
+}
+
 Test(net_wire, credit_and_hello_round_trip)
 {
     uint8_t buf[KP_NET_HEADER_MAX];
@@ -122,6 +141,12 @@ Test(net_wire, malformed_headers_are_refused)
     memcpy(buf, good, sizeof buf);
     patch(buf, 0, KP_MSG_END); /* an END that carries records */
     expect_refused(buf, KP_NET_BATCH_LEN, "control batch");
+    memcpy(buf, good, sizeof buf);
+    patch(buf, 0, KP_MSG_BARRIER); /* a barrier that carries records */
+    expect_refused(buf, KP_NET_BATCH_LEN, "control batch");
+    memcpy(buf, good, sizeof buf);
+    patch(buf, 0, KP_MSG_BARRIER + 1);
+    expect_refused(buf, KP_NET_BATCH_LEN, "unknown kind");
     kp_batch_free(b);
 }
 

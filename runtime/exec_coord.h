@@ -1,0 +1,36 @@
+/* The executor's side of checkpoint coordination (exec_coord.c): storage and the uploader of
+ * a run with checkpoints on, passing triggers, completions and aborts to the local subtasks'
+ * mailboxes, and the local coordinator of `kappa run --local`. */
+#ifndef KP_EXEC_COORD_H
+#define KP_EXEC_COORD_H
+
+#include "exec_wire.h"
+
+/* Opens checkpoint storage (cfg->ckpt.dir, the job's name) and starts the uploader (its own
+ * thread when `threaded`), when checkpoints are on. 0, or -1 with x->error set.
+ * @locality the running thread, before any subtask runs */
+int kp_exec_ckpt_start(struct kp_exec *x, int threaded);
+
+/* Stops the uploader (uploading what is queued when ok, else dropping it) and closes the
+ * storage. @locality the running thread, after every subtask stopped */
+void kp_exec_ckpt_stop(struct kp_exec *x, int ok);
+
+/* Passes a checkpoint message on: TRIGGER to every local source subtask, COMPLETE and ABORT
+ * to every local subtask (a subtask whose mailbox is full declines a trigger).
+ * @locality the run's coordinator thread */
+void kp_exec_ckpt_dispatch(struct kp_exec *x, const kp_ctl *m);
+
+/* The coordinator's periodic work: takes what cfg->control posted (a taskmanager), or
+ * triggers due checkpoints and times out late ones (the local coordinator). `running`: how
+ * many local subtasks still run (no checkpoint is triggered once one has ended).
+ * @locality the run's coordinator thread */
+void kp_exec_ckpt_poll(struct kp_exec *x, int running);
+
+/* The local coordinator (exec_coord_local.c): start sets x->hooks to its own (acks and
+ * declines from any thread); poll triggers, completes and times out; stop completes what
+ * the last acknowledgements completed and frees it. start: 0, or -1 with errstr. */
+int kp_exec_coord_local_start(struct kp_exec *x, char *errstr, size_t errlen);
+void kp_exec_coord_local_poll(struct kp_exec *x, int running);
+void kp_exec_coord_local_stop(struct kp_exec *x);
+
+#endif
