@@ -228,9 +228,10 @@ int64_t kp_ckpt_coord_tick(kp_ckpt_coord *c, kp_time now_ms)
             i++;
         }
     }
-    if (!c->ticked) {
+    if (!c->ticked) { /* a restarted run: what crashed or failed before it goes */
         c->ticked = 1;
         c->first_tick = now_ms;
+        collect(c, now_ms);
     }
     if (c->job_failed || c->cfg.interval_ms <= 0 || c->n == 0)
         return 0;

@@ -40,7 +40,8 @@ int kp_ckpt_coord_expect(kp_ckpt_coord *c, int task, int subtask);
 void kp_ckpt_coord_restored(kp_ckpt_coord *c, int64_t id, const char *path, int savepoint,
                             kp_time now_ms);
 
-/* Periodic work: expires pending checkpoints older than the timeout (failed, "expired"), then
+/* Periodic work: the first call collects garbage (kp_ckpt_store_gc: what a crashed or failed
+ * earlier run left); expires pending checkpoints older than the timeout (failed, "expired"); then
  * says whether to trigger a new one now: checkpoints on (interval > 0), at least interval
  * since the last trigger (the first: interval after the first tick), at least min pause since
  * the last checkpoint ended, fewer than max concurrent pending, job not failed. Returns the

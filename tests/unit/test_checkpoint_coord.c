@@ -9,6 +9,7 @@
 
 #include "checkpoint_coord.h"
 #include "ckpt_fs.h"
+#include "clock.h"
 
 static char root[256];
 static kp_ckpt_store *st;
@@ -322,5 +323,24 @@ Test(coord, history_keeps_the_last_hundred)
     cr_assert_null(kp_ckpt_history_find(h, 30));
     cr_assert_not_null(kp_ckpt_history_find(h, 31));
     cr_assert_eq(h->failed, 130);
+    kp_ckpt_coord_free(c);
+}
+
+Test(coord, first_tick_collects_what_a_crashed_run_left)
+{
+    char d[600], f[700], err[256];
+    snprintf(d, sizeof d, "%s/job/chk-7/0-0", root); /* uploaded, never committed */
+    cr_assert_eq(kp_fs_mkdirs(d, err, sizeof err), 0);
+    snprintf(f, sizeof f, "%s/job/shared/win.rocksdb.0-64.abcdefabcdef.000009.sst", root);
+    FILE *fp = fopen(f, "w");
+    fputs("orphan", fp);
+    fclose(fp);
+    kp_ckpt_coord *c = coord(100, 0, 1, 0, 1);
+    kp_time now = kp_wall_ms() + 10000; /* the orphan is older than the slack */
+    cr_assert_eq(kp_ckpt_coord_tick(c, now), 0);
+    snprintf(d, sizeof d, "%s/job/chk-7", root);
+    cr_assert_neq(access(d, F_OK), 0);
+    cr_assert_neq(access(f, F_OK), 0);
+    cr_assert_eq(kp_ckpt_coord_tick(c, now + 100), 8, "ids stay above the crashed run's");
     kp_ckpt_coord_free(c);
 }
