@@ -218,6 +218,20 @@ void kp_control_send_deploy(kp_jm_t *jm, const kp_jm_job_t *job)
     d.placements = plp;
     d.start = (char *)(start ? start : "earliest");
     d.start_timestamp_ms = json_integer_value(json_object_get(m, "start_timestamp_ms"));
+    Kappa__Control__CheckpointConfig cc = KAPPA__CONTROL__CHECKPOINT_CONFIG__INIT;
+    if (job->ckpt.interval_ms > 0) {
+        cc.interval_ms = job->ckpt.interval_ms;
+        cc.timeout_ms = job->ckpt.timeout_ms;
+        cc.min_pause_ms = job->ckpt.min_pause_ms;
+        cc.max_concurrent = job->ckpt.max_concurrent;
+        cc.tolerable_failures = job->ckpt.tolerable_failures;
+        cc.retain = job->ckpt.retain;
+        cc.mode = (char *)(job->ckpt.mode == KP_CKPT_AT_LEAST_ONCE ? "at_least_once"
+                                                                   : "exactly_once");
+        cc.dir = (char *)job->ckpt.dir;
+        d.checkpoint = &cc;
+    }
+    d.restore_path = (char *)job->restore_path;
     for (size_t t = 0; t < jm->ntms; t++) {
         size_t n = 0;
         for (size_t i = 0; i < job->nsubs; i++)
@@ -259,6 +273,35 @@ void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *rea
                 conn_send(jm->tms[t].conn, KP_FRAME_CANCEL, &c.base);
                 break;
             }
+    }
+    kp_jm_wake(jm);
+}
+
+void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, kp_frame_type type, int64_t id,
+                          kp_time timestamp_ms, const char *reason)
+{
+    Kappa__Control__TriggerCheckpoint t = KAPPA__CONTROL__TRIGGER_CHECKPOINT__INIT;
+    Kappa__Control__NotifyCheckpointComplete c = KAPPA__CONTROL__NOTIFY_CHECKPOINT_COMPLETE__INIT;
+    Kappa__Control__AbortCheckpoint a = KAPPA__CONTROL__ABORT_CHECKPOINT__INIT;
+    t.job_id = c.job_id = a.job_id = (char *)job->id;
+    t.attempt = c.attempt = a.attempt = job->attempt;
+    t.checkpoint_id = c.checkpoint_id = a.checkpoint_id = id;
+    t.timestamp_ms = timestamp_ms;
+    a.reason = (char *)(reason ? reason : "");
+    const ProtobufCMessage *msg = type == KP_FRAME_TRIGGER_CHECKPOINT ? &t.base
+                                  : type == KP_FRAME_CHECKPOINT_COMPLETE ? &c.base
+                                                                        : &a.base;
+    for (size_t t_ = 0; t_ < jm->ntms; t_++) {
+        if (!jm->tms[t_].alive || !jm->tms[t_].conn)
+            continue;
+        for (size_t i = 0; i < job->nsubs; i++) {
+            const kp_jm_sub_t *s = &job->subs[i];
+            if (s->tm != (int)t_ ||
+                (type == KP_FRAME_TRIGGER_CHECKPOINT && !kp_job_task(job, s->task_id)->source))
+                continue;
+            conn_send(jm->tms[t_].conn, type, msg);
+            break;
+        }
     }
     kp_jm_wake(jm);
 }
@@ -470,6 +513,29 @@ static void dispatch(kp_jm_t *jm, kp_jm_conn_t *c, uint16_t type, const uint8_t 
         else
             conn_close_later(c, "Metrics: bad job id");
         kappa__control__metrics__free_unpacked(mt, NULL);
+        return;
+    }
+    case KP_FRAME_ACK_CHECKPOINT: {
+        Kappa__Control__AckCheckpoint *UNPACK(a, kappa__control__ack_checkpoint, "AckCheckpoint");
+        if (a->job_id && strlen(a->job_id) == 32 && kp_jm_is_hex(a->job_id, 32) &&
+            a->checkpoint_id > 0 && a->ack_json && *a->ack_json)
+            kp_jm_ckpt_ack(jm, c->tm, a->job_id, a->attempt, a->checkpoint_id, a->task_id,
+                           a->subtask, a->ack_json);
+        else
+            conn_close_later(c, "AckCheckpoint: bad job id, checkpoint id or acknowledgement");
+        kappa__control__ack_checkpoint__free_unpacked(a, NULL);
+        return;
+    }
+    case KP_FRAME_DECLINE_CHECKPOINT: {
+        Kappa__Control__DeclineCheckpoint *UNPACK(dc, kappa__control__decline_checkpoint,
+                                                  "DeclineCheckpoint");
+        if (dc->job_id && strlen(dc->job_id) == 32 && kp_jm_is_hex(dc->job_id, 32) &&
+            dc->checkpoint_id > 0)
+            kp_jm_ckpt_decline(jm, c->tm, dc->job_id, dc->attempt, dc->checkpoint_id,
+                               dc->task_id, dc->subtask, dc->reason);
+        else
+            conn_close_later(c, "DeclineCheckpoint: bad job id or checkpoint id");
+        kappa__control__decline_checkpoint__free_unpacked(dc, NULL);
         return;
     }
     default: {

@@ -18,7 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "clock.h"
+#include "frame.h"
 
 #define KP_JM_ID_LEN         33 /* 32 hex digits of a job id and the NUL */
 #define KP_JM_SHA_LEN        65 /* 64 hex digits of a sha256 and the NUL */
@@ -70,6 +72,7 @@ typedef struct kp_jm_task_t {
     int id; /* head node id: the task's id everywhere */
     char name[KP_JM_NAME_MAX];
     uint32_t parallelism;
+    bool source; /* no upstream task: checkpoints are triggered at its subtasks */
 } kp_jm_task_t;
 
 typedef struct kp_jm_sub_t {
@@ -108,6 +111,11 @@ typedef struct kp_jm_job_t {
     kp_time cancel_deadline_mono; /* FAILING/CANCELLING: stop waiting for acks then */
     kp_time deploy_deadline_mono; /* deployed: every subtask RUNNING by then, or it fails */
     char replaces[KP_JM_ID_LEN];  /* job to cancel once this one runs ("" = none) */
+    kp_ckpt_config ckpt;          /* resolved: manifest > graph > cluster defaults (dir points
+                                     into the manifest or the configuration) */
+    char restore_path[4096];      /* _metadata the current attempt restores ("" = fresh start):
+                                     the manifest's from_checkpoint, then the latest completed */
+    struct kp_jm_ckpt *ckpt_state; /* checkpoints.c: coordinator and statistics (owned) */
 } kp_jm_job_t;
 
 typedef struct kp_jm_conn_t kp_jm_conn_t; /* control.c */
@@ -133,6 +141,8 @@ typedef struct kp_jm_config_t {
     uint32_t cancel_timeout_ms; /* how long FAILING/CANCELLING wait for the taskmanagers */
     uint32_t deploy_timeout_ms; /* how long a deploy may take until every subtask runs */
     kp_restart_t restart;       /* default restart strategy */
+    kp_ckpt_config ckpt;        /* cluster defaults of every job's checkpoints */
+    char ckpt_dir[4096];        /* --checkpoint-dir, default <state-dir>/checkpoints */
 } kp_jm_config_t;
 
 typedef struct kp_jm_t {
@@ -159,6 +169,8 @@ int kp_registry_load(kp_jm_t *jm, char *err, size_t errlen);
 /* Rewrites state-dir/jobs.json atomically (temp file, fsync, rename, fsync of the dir).
  * Logs and returns -1 on failure; the in-memory state stays authoritative. */
 int kp_registry_save(kp_jm_t *jm);
+/* The job's task of that id (it exists: subtasks are only made for the tasks). */
+const kp_jm_task_t *kp_job_task(const kp_jm_job_t *job, int task_id);
 /* Adds a job (ownership passes to the registry). */
 int kp_registry_add(kp_jm_t *jm, kp_jm_job_t *job);
 /* By id, or by name: the one active job of that name, else the newest. NULL if none. */
@@ -198,6 +210,8 @@ void kp_life_task_state(kp_jm_t *jm, int tm, const char *job_id, uint32_t attemp
 void kp_life_metrics(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
                      uint32_t subtask, uint64_t records_in, uint64_t records_out,
                      kp_time watermark_ms);
+/* The job fails over (FAILING, then the restart strategy) with `message` as its cause. */
+void kp_life_fail(kp_jm_t *jm, kp_jm_job_t *job, const char *message);
 /* A taskmanager is gone (connection closed or heartbeat timeout). */
 void kp_life_tm_lost(kp_jm_t *jm, int tm, const char *reason);
 /* REST cancel (@locality REST thread). 0, or -1 when the job is already final. */
@@ -215,6 +229,11 @@ void kp_control_run(kp_jm_t *jm, volatile int *stop);
 void kp_control_send_deploy(kp_jm_t *jm, const kp_jm_job_t *job);
 /* Sends Cancel to every taskmanager holding a non-final subtask of the job (jm->lock held). */
 void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *reason);
+/* Sends a checkpoint message of the job's attempt: KP_FRAME_TRIGGER_CHECKPOINT to every
+ * taskmanager running a source subtask, KP_FRAME_CHECKPOINT_COMPLETE or
+ * KP_FRAME_ABORT_CHECKPOINT (with `reason`) to every taskmanager of the attempt. */
+void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, kp_frame_type type, int64_t id,
+                          kp_time timestamp_ms, const char *reason);
 /* Wakes the control thread. @locality any thread */
 void kp_jm_wake(kp_jm_t *jm);
 
@@ -256,6 +275,36 @@ int kp_upload_path(const char *state_dir, const char *sha, char *out, size_t out
 /* Lowercase sha256 hex of a buffer. */
 void kp_jm_sha256_hex(const void *data, size_t len, char hex[KP_JM_SHA_LEN]);
 bool kp_jm_is_hex(const char *s, size_t len);
+
+/* --- checkpoints.c: the checkpoint coordinator of each job (runtime/checkpoint_coord.h) driven
+ * by the control thread; @locks jm->lock held by the caller --- */
+
+/* The job's attempt runs (every subtask RUNNING): checkpoints start (when configured). */
+void kp_jm_ckpt_running(kp_jm_t *jm, kp_jm_job_t *job);
+/* The attempt stops (failing, cancelling, finished): pending checkpoints are aborted. */
+void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason);
+/* The clock: triggers due checkpoints, expires timed-out ones. @locality the control thread */
+void kp_jm_ckpt_step(kp_jm_t *jm, kp_jm_job_t *job);
+/* A subtask's acknowledgement / decline (stale ones, of an older attempt, are ignored). */
+void kp_jm_ckpt_ack(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int64_t id,
+                    int task_id, uint32_t subtask, const char *ack_json);
+void kp_jm_ckpt_decline(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int64_t id,
+                        int task_id, uint32_t subtask, const char *reason);
+/* Before a deploy: job->restore_path becomes the latest completed checkpoint in storage, if
+ * there is one (else it stays: the manifest's from_checkpoint, or "" = the original start
+ * position). */
+void kp_jm_ckpt_pick_restore(kp_jm_t *jm, kp_jm_job_t *job);
+/* Frees the job's coordinator state (kp_job_free). Accepts NULL. */
+void kp_jm_ckpt_free(struct kp_jm_ckpt *c);
+/* Parses a duration: "1500" or "1500ms", "2s", "5m", "1h". 0, or -1. */
+int kp_jm_parse_duration(const char *s, kp_time *out);
+/* Resolves the job's checkpoint settings from the manifest's "checkpoint" object, the graph's
+ * checkpoint_interval_ms and the cluster defaults. 0, or -1 with the reason. */
+int kp_jm_ckpt_config(const kp_jm_config_t *cfg, kp_jm_job_t *job, json_t *manifest, char *err,
+                      size_t errlen);
+/* The statistics of the job's current or last attempt (checkpoint_stats.h), NULL if it never
+ * had a coordinator. */
+const struct kp_ckpt_history *kp_jm_ckpt_history(const kp_jm_job_t *job);
 
 /* --- main.c: @locality any thread (stderr is line-buffered by one fprintf per line) --- */
 void kp_jm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -61,13 +61,15 @@ static void after_failing(kp_jm_t *jm, kp_jm_job_t *job)
     job->attempt++;
     uint32_t delay = restart_delay(job);
     job->restart_at_mono = kp_mono_ms() + delay;
-    snprintf(msg, sizeof msg, "restart %u of %u in %u ms from the original start position",
-             job->attempt, job->restart.attempts, delay);
+    kp_jm_ckpt_pick_restore(jm, job);
+    snprintf(msg, sizeof msg, "restart %u of %u in %u ms from %.160s", job->attempt,
+             job->restart.attempts, delay,
+             job->restore_path[0] ? job->restore_path : "the original start position");
     snprintf(job->waiting_reason, sizeof job->waiting_reason, "restart delay of %u ms", delay);
     kp_job_transition(jm, job, KP_JOB_RESTARTING, msg);
 }
 
-static void fail_job(kp_jm_t *jm, kp_jm_job_t *job, const char *message)
+void kp_life_fail(kp_jm_t *jm, kp_jm_job_t *job, const char *message)
 {
     kp_job_transition(jm, job, KP_JOB_FAILING, message);
     kp_control_send_cancel(jm, job, message);
@@ -109,7 +111,7 @@ static void check_job(kp_jm_t *jm, kp_jm_job_t *job, const char *why)
     for (size_t i = 0; i < job->nsubs; i++) {
         kp_sub_state s = job->subs[i].state;
         if (s == KP_SUB_FAILED || s == KP_SUB_LOST || s == KP_SUB_CANCELED) {
-            fail_job(jm, job, why ? why : "a subtask stopped unexpectedly");
+            kp_life_fail(jm, job, why ? why : "a subtask stopped unexpectedly");
             return;
         }
         running += s == KP_SUB_RUNNING;
@@ -159,8 +161,10 @@ static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
     uint64_t now = (uint64_t)time(NULL);
     job->epoch = jm->epoch = jm->epoch >= now ? jm->epoch + 1 : now;
     job->deploy_deadline_mono = kp_mono_ms() + jm->cfg.deploy_timeout_ms;
-    kp_jm_log("job %s (%s): deploying attempt %u, epoch %llu, %zu subtasks in %u slots", job->id,
-              job->name, job->attempt, (unsigned long long)job->epoch, job->nsubs, job->slots);
+    kp_jm_ckpt_pick_restore(jm, job);
+    kp_jm_log("job %s (%s): deploying attempt %u, epoch %llu, %zu subtasks in %u slots%s%s",
+              job->id, job->name, job->attempt, (unsigned long long)job->epoch, job->nsubs,
+              job->slots, job->restore_path[0] ? ", restoring " : "", job->restore_path);
     kp_registry_save(jm);
     kp_control_send_deploy(jm, job);
 }
@@ -178,7 +182,7 @@ static void deploy_timed_out(kp_jm_t *jm, kp_jm_job_t *job)
                  "task %d subtask %u on taskmanager %s still %s %u ms after the deploy", s->task_id,
                  s->subtask, s->tm >= 0 ? jm->tms[s->tm].id : "(none)", kp_sub_state_name(s->state),
                  jm->cfg.deploy_timeout_ms);
-        fail_job(jm, job, why);
+        kp_life_fail(jm, job, why);
         return;
     }
 }
@@ -205,6 +209,9 @@ void kp_life_step(kp_jm_t *jm)
                         job->subs[i].state = KP_SUB_CANCELED;
                 check_job(jm, job, NULL);
             }
+            break;
+        case KP_JOB_RUNNING:
+            kp_jm_ckpt_step(jm, job);
             break;
         default:
             break;

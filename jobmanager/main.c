@@ -61,6 +61,18 @@ static void usage(FILE *out)
             "  --cancel-timeout-ms N       wait this long for cancel acknowledgements (10000)\n"
             "  --deploy-timeout-ms N       a deployed job fails over when not every subtask\n"
             "                              runs this long after its deploy (120000)\n"
+            "Checkpoints, the defaults of every job (kappa submit's flags of the same names\n"
+            "override them per job; docs/cluster.md, Checkpoints):\n"
+            "  --checkpoint-dir DIR        storage shared with every taskmanager\n"
+            "                              (<state-dir>/checkpoints)\n"
+            "  --checkpoint-interval DUR   e.g. 1s, 500ms (0 = off, unless the job sets one)\n"
+            "  --checkpoint-mode M         exactly_once | at_least_once (exactly_once)\n"
+            "  --checkpoint-timeout DUR    a checkpoint not complete by then fails (10m)\n"
+            "  --min-pause DUR             between the end of one and the next trigger (0)\n"
+            "  --max-concurrent-checkpoints N   in flight at once (1)\n"
+            "  --tolerable-checkpoint-failures N  consecutive failures before the job\n"
+            "                              fails over (0)\n"
+            "  --retained-checkpoints N    completed checkpoints kept (1)\n"
             "A manifest's conf may override the restart strategy: restart-strategy=...,\n"
             "restart-strategy.attempts=N, restart-strategy.delay-ms=N,\n"
             "restart-strategy.max-delay-ms=N. Bound ports are printed on stdout.\n");
@@ -135,9 +147,55 @@ static int parse_restart(const char *v, kp_restart_kind *kind)
     return 0;
 }
 
+/* The checkpoint defaults, in the order of the CK_* options. */
+static int parse_ckpt_flag(int which, const char *v, kp_jm_config_t *cfg)
+{
+    static const char *const names[] = {
+        "--checkpoint-dir", "--checkpoint-interval",        "--checkpoint-mode",
+        "--checkpoint-timeout", "--min-pause",              "--max-concurrent-checkpoints",
+        "--tolerable-checkpoint-failures", "--retained-checkpoints"};
+    kp_ckpt_config *c = &cfg->ckpt;
+    kp_time *dur[] = {NULL, &c->interval_ms, NULL, &c->timeout_ms, &c->min_pause_ms};
+    uint32_t n;
+    switch (which) {
+    case 0:
+        if (v[0] != '/' || strlen(v) > 3000) {
+            fprintf(stderr, "kappa-jobmanager: --checkpoint-dir needs an absolute path (at most "
+                            "3000 characters): every taskmanager reads and writes it\n");
+            return -1;
+        }
+        snprintf(cfg->ckpt_dir, sizeof cfg->ckpt_dir, "%s", v);
+        return 0;
+    case 2:
+        if (strcmp(v, "exactly_once") && strcmp(v, "at_least_once")) {
+            fprintf(stderr, "kappa-jobmanager: --checkpoint-mode is exactly_once or "
+                            "at_least_once\n");
+            return -1;
+        }
+        c->mode = strcmp(v, "exactly_once") ? KP_CKPT_AT_LEAST_ONCE : KP_CKPT_EXACTLY_ONCE;
+        return 0;
+    case 1:
+    case 3:
+    case 4:
+        if (kp_jm_parse_duration(v, dur[which])) {
+            fprintf(stderr, "kappa-jobmanager: %s needs a duration (1500ms, 2s, 5m), not '%s'\n",
+                    names[which], v);
+            return -1;
+        }
+        return 0;
+    default:
+        if (parse_u32(names[which], v, 0, which == 5 ? 64 : 1000000, &n))
+            return -1;
+        *(which == 5 ? &c->max_concurrent : which == 6 ? &c->tolerable_failures : &c->retain) =
+            (int)n;
+        return 0;
+    }
+}
+
 static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
 {
-    enum { BIND = 256, REST, RPC, STATE, TOKEN, UPLOAD, HBI, HBT, RS, RA, RD, CT, DT, HELP };
+    enum { BIND = 256, REST, RPC, STATE, TOKEN, UPLOAD, HBI, HBT, RS, RA, RD, CT, DT, HELP,
+           CK_DIR, CK_INT, CK_MODE, CK_TO, CK_PAUSE, CK_CONC, CK_TOL, CK_RET };
     static const struct option opts[] = {
         {"bind", 1, 0, BIND},
         {"rest-port", 1, 0, REST},
@@ -152,6 +210,14 @@ static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
         {"restart-delay-ms", 1, 0, RD},
         {"cancel-timeout-ms", 1, 0, CT},
         {"deploy-timeout-ms", 1, 0, DT},
+        {"checkpoint-dir", 1, 0, CK_DIR},
+        {"checkpoint-interval", 1, 0, CK_INT},
+        {"checkpoint-mode", 1, 0, CK_MODE},
+        {"checkpoint-timeout", 1, 0, CK_TO},
+        {"min-pause", 1, 0, CK_PAUSE},
+        {"max-concurrent-checkpoints", 1, 0, CK_CONC},
+        {"tolerable-checkpoint-failures", 1, 0, CK_TOL},
+        {"retained-checkpoints", 1, 0, CK_RET},
         {"help", 0, 0, HELP},
         {0, 0, 0, 0},
     };
@@ -209,6 +275,17 @@ static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
             if (parse_u32("--deploy-timeout-ms", optarg, 10, 86400000, &cfg->deploy_timeout_ms))
                 return -1;
             break;
+        case CK_DIR:
+        case CK_INT:
+        case CK_MODE:
+        case CK_TO:
+        case CK_PAUSE:
+        case CK_CONC:
+        case CK_TOL:
+        case CK_RET:
+            if (parse_ckpt_flag(c - CK_DIR, optarg, cfg))
+                return -1;
+            break;
         case HELP:
         case 'h':
             usage(stdout);
@@ -227,6 +304,17 @@ static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
         return -1;
     }
     cfg->max_upload_bytes = (uint64_t)upload_mb << 20;
+    return 0;
+}
+
+/* <state-dir>/checkpoints, absolute: it travels to the taskmanagers in every Deploy. */
+static int default_ckpt_dir(kp_jm_config_t *cfg)
+{
+    char *abs = realpath(cfg->state_dir, NULL);
+    if (!abs)
+        return -1;
+    snprintf(cfg->ckpt_dir, sizeof cfg->ckpt_dir, "%.3000s/checkpoints", abs);
+    free(abs);
     return 0;
 }
 
@@ -265,6 +353,12 @@ int main(int argc, char **argv)
                 strerror(errno));
         return 1;
     }
+    if (!cfg->ckpt_dir[0] && default_ckpt_dir(cfg)) {
+        fprintf(stderr, "kappa-jobmanager: cannot resolve --state-dir %s: %s\n", cfg->state_dir,
+                strerror(errno));
+        return 1;
+    }
+    cfg->ckpt.dir = cfg->ckpt_dir;
     kp_uploads_sweep(cfg->state_dir);
     pthread_mutex_lock(&jm->lock);
     int rc = kp_registry_load(jm, err, sizeof err);

@@ -70,6 +70,8 @@ static int parse_tasks(kp_jm_job_t *job, json_t *graph, char *err, size_t errlen
         kp_jm_task_t *task = &job->tasks[i];
         task->id = (int)json_integer_value(id);
         task->parallelism = (uint32_t)json_integer_value(par);
+        json_t *up = json_object_get(t, "upstream"); /* absent: a task without an input */
+        task->source = !json_is_integer(up) || json_integer_value(up) < 0;
         snprintf(task->name, sizeof task->name, "%s", name);
         for (size_t k = 0; k < i; k++)
             if (job->tasks[k].id == task->id)
@@ -239,7 +241,8 @@ static int fill_job(const kp_jm_config_t *cfg, kp_jm_job_t *job, json_t *m, char
     job->restart = cfg->restart;
     if (parse_tasks(job, graph, err, errlen) || check_graph_hash(graph, hash, err, errlen) ||
         parse_bindings(json_object_get(m, "bindings"), err, errlen) ||
-        parse_conf(job, json_object_get(m, "conf"), err, errlen) || parse_start(m, err, errlen))
+        parse_conf(job, json_object_get(m, "conf"), err, errlen) || parse_start(m, err, errlen) ||
+        kp_jm_ckpt_config(cfg, job, m, err, errlen))
         return -1;
     if (new_job_id(job->id))
         return fail(err, errlen, "no randomness for a job id");

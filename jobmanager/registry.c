@@ -2,8 +2,8 @@
  * exceptions that caused them, and its persistence in --state-dir/jobs.json so the job list
  * survives a jobmanager restart. The file is rewritten whole on each transition (a handful per
  * job) through a temporary file, fsync and rename, so a crash leaves the old or the new list,
- * never half of one. Until HA exists a restarted jobmanager cannot resume what ran: such jobs
- * come back FAILED with the reason "jobmanager restarted". */
+ * never half of one. A restarted jobmanager recovers what ran: such jobs are deployed again
+ * (a new attempt) from their latest completed checkpoint, or from their start position. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -48,9 +48,18 @@ void kp_job_free(kp_jm_job_t *job)
         return;
     json_decref(job->manifest);
     json_decref(job->exceptions);
+    kp_jm_ckpt_free(job->ckpt_state);
     free(job->tasks);
     free(job->subs);
     free(job);
+}
+
+const kp_jm_task_t *kp_job_task(const kp_jm_job_t *job, int task_id)
+{
+    for (size_t t = 0; t < job->ntasks; t++)
+        if (job->tasks[t].id == task_id)
+            return &job->tasks[t];
+    return &job->tasks[0];
 }
 
 int kp_registry_add(kp_jm_t *jm, kp_jm_job_t *job)
@@ -97,8 +106,12 @@ void kp_job_transition(kp_jm_t *jm, kp_jm_job_t *job, kp_job_state to, const cha
                               json_pack("{s:I,s:s,s:s,s:s}", "time", (json_int_t)now, "from",
                                         kp_job_state_name(job->state), "to", kp_job_state_name(to),
                                         "message", message));
+    if (job->state == KP_JOB_RUNNING && to != KP_JOB_RUNNING)
+        kp_jm_ckpt_stopped(jm, job, message ? message : kp_job_state_name(to));
     job->state = to;
     job->timestamps[to] = now;
+    if (to == KP_JOB_RUNNING)
+        kp_jm_ckpt_running(jm, job);
     if (kp_job_state_terminal(to))
         job->end_time = now;
     kp_registry_save(jm);
@@ -282,6 +295,21 @@ static kp_jm_job_t *job_from_record(kp_jm_t *jm, json_t *rec, char *err, size_t 
     return job;
 }
 
+/* A job that was active when the jobmanager stopped (RUNNING, FAILING, RESTARTING) is
+ * deployed again as a new attempt, as Flink's HA does: from its latest completed checkpoint
+ * (lifecycle.c picks it at the deploy), or from its original start position when there is
+ * none. The taskmanagers cancelled the old attempt when their connection broke. */
+static void recover(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    job->attempt++;
+    job->restart_at_mono = 0;
+    snprintf(job->waiting_reason, sizeof job->waiting_reason, "recovering after a jobmanager "
+                                                              "restart");
+    char msg[128];
+    snprintf(msg, sizeof msg, "jobmanager restarted: recovering as attempt %u", job->attempt);
+    kp_job_transition(jm, job, KP_JOB_RESTARTING, msg);
+}
+
 int kp_registry_load(kp_jm_t *jm, char *err, size_t errlen)
 {
     char path[4096];
@@ -315,7 +343,7 @@ int kp_registry_load(kp_jm_t *jm, char *err, size_t errlen)
         if (job->state == KP_JOB_CANCELLING)
             kp_job_transition(jm, job, KP_JOB_CANCELED, "jobmanager restarted while cancelling");
         else if (!kp_job_state_terminal(job->state) && job->state != KP_JOB_CREATED)
-            kp_job_transition(jm, job, KP_JOB_FAILED, "jobmanager restarted");
+            recover(jm, job);
     }
     json_decref(root);
     return 0;

@@ -44,6 +44,13 @@ enum MHD_Result kp_rest_vertex_backpressure(kp_jm_t *, struct MHD_Connection *,
 enum MHD_Result kp_rest_vertex_watermarks(kp_jm_t *, struct MHD_Connection *,
                                           const kp_rest_args_t *);
 
+/* --- rest_checkpoints.c: /jobs/:id/checkpoints, .../config, .../details/:cid --- */
+enum MHD_Result kp_rest_checkpoints(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);
+enum MHD_Result kp_rest_checkpoints_config(kp_jm_t *, struct MHD_Connection *,
+                                           const kp_rest_args_t *);
+enum MHD_Result kp_rest_checkpoint_details(kp_jm_t *, struct MHD_Connection *,
+                                           const kp_rest_args_t *);
+
 /* --- rest_cluster.c: the jobmanager and the taskmanagers --- */
 enum MHD_Result kp_rest_config(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);
 enum MHD_Result kp_rest_jm_config(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);

@@ -189,3 +189,36 @@ const char *kp_tm_placement_peer(void *ctx, int task, int subtask, char *err, si
     snprintf(err, errlen, "the deployment places subtask %d of task %d nowhere", subtask, task);
     return NULL;
 }
+
+int kp_tm_ckpt_config(const Kappa__Control__Deploy *d, kp_ckpt_config *c, char *err,
+                      size_t errlen)
+{
+    const Kappa__Control__CheckpointConfig *cc = d->checkpoint;
+    *c = (kp_ckpt_config){0};
+    if (!cc || cc->interval_ms <= 0)
+        return 0;
+    const char *mode = cc->mode ? cc->mode : "";
+    if (strcmp(mode, "exactly_once") && strcmp(mode, "at_least_once") && *mode) {
+        snprintf(err, errlen, "unknown checkpoint mode '%.80s' (exactly_once or at_least_once)",
+                 mode);
+        return -1;
+    }
+    if (!cc->dir || cc->dir[0] != '/' || cc->timeout_ms < 0 || cc->min_pause_ms < 0 ||
+        cc->max_concurrent < 0 || cc->tolerable_failures < 0 || cc->retain < 0) {
+        snprintf(err, errlen,
+                 "the checkpoint configuration needs an absolute dir and no negative value "
+                 "(dir '%.200s')",
+                 cc->dir ? cc->dir : "");
+        return -1;
+    }
+    *c = (kp_ckpt_config){.interval_ms = cc->interval_ms,
+                          .timeout_ms = cc->timeout_ms,
+                          .min_pause_ms = cc->min_pause_ms,
+                          .max_concurrent = cc->max_concurrent,
+                          .tolerable_failures = cc->tolerable_failures,
+                          .retain = cc->retain,
+                          .mode = strcmp(mode, "at_least_once") ? KP_CKPT_EXACTLY_ONCE
+                                                                : KP_CKPT_AT_LEAST_ONCE,
+                          .dir = cc->dir};
+    return 0;
+}

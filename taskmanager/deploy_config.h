@@ -39,6 +39,13 @@ void kp_tm_exec_args_free(kp_tm_exec_args *a);
 int kp_tm_memory_apply(const Kappa__Control__Deploy *d, const kp_job *job, size_t slot_bytes,
                        kp_tm_exec_args *a, kp_exec_config *cfg, char *err, size_t errlen);
 
+/* The run's checkpoint settings from the Deploy's CheckpointConfig (none or interval 0:
+ * checkpoints off); strings point into the message. The run does not coordinate them itself:
+ * the deployment gives it a kp_exec_control. 0, or -1 with the reason (a mode it does not
+ * know, a relative dir, a negative value). */
+int kp_tm_ckpt_config(const Kappa__Control__Deploy *d, kp_ckpt_config *c, char *err,
+                      size_t errlen);
+
 /* The data address of the taskmanager that runs `subtask` of `task`, from the Deploy's
  * placements (ctx is the Deploy): a kp_net_peer_fn for runtime/net_transport.h. NULL with the
  * reason when the Deploy places it nowhere. */

@@ -11,9 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint_store.h"
 #include "deploy_config.h"
 #include "deployment.h"
 #include "exec.h"
+#include "exec_control.h"
 #include "exec_live.h"
 #include "graph_codec.h"
 #include "net_transport.h"
@@ -32,6 +34,8 @@ struct kp_tm_deployment {
     atomic_int done;
     atomic_int running;    /* the executor runs: live counters move */
     kp_subtask_live *live; /* one per local subtask, in the Deploy's order (exec_live.h) */
+    kp_exec_control *control; /* checkpoint triggers/completions into the run (thread-safe) */
+    kp_ckpt_hooks hooks;      /* the run's acks/declines → the outbox */
 };
 
 /* The cancel flag, read atomically (the session thread sets it; the executor polls it). */
@@ -56,6 +60,12 @@ kp_tm_deployment *kp_tm_deployment_new(Kappa__Control__Deploy *d, const kp_tm_en
     for (size_t i = 0; i < d->n_locals; i++) {
         dep->live[i].task_id = d->locals[i]->task_id;
         dep->live[i].subtask = (int)d->locals[i]->subtask;
+    }
+    dep->control = kp_exec_control_new();
+    if (!dep->control) {
+        free(dep->live);
+        free(dep);
+        return NULL;
     }
     dep->d = d;
     dep->env = *env;
@@ -104,6 +114,52 @@ void kp_tm_deployment_post_metrics(kp_tm_deployment *dep)
         if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_METRICS, &m.base) != 0)
             kp_tm_log("job %s: out of memory reporting metrics", dep->d->job_id);
     }
+}
+
+/* kp_ckpt_hooks.ack: a local subtask's snapshot is in storage. @locality the run's uploader
+ * thread (the outbox locks) */
+static void hook_ack(void *ctx, int64_t id, int task_id, int subtask, const char *ack_json)
+{
+    kp_tm_deployment *dep = ctx;
+    Kappa__Control__AckCheckpoint a = KAPPA__CONTROL__ACK_CHECKPOINT__INIT;
+    a.job_id = dep->d->job_id;
+    a.attempt = dep->d->attempt;
+    a.checkpoint_id = id;
+    a.task_id = task_id;
+    a.subtask = (uint32_t)subtask;
+    a.ack_json = (char *)ack_json;
+    if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_ACK_CHECKPOINT, &a.base) != 0)
+        kp_tm_log("job %s: out of memory acknowledging checkpoint %lld", dep->d->job_id,
+                  (long long)id);
+}
+
+/* kp_ckpt_hooks.decline. @locality the uploader or a subtask thread (the outbox locks) */
+static void hook_decline(void *ctx, int64_t id, int task_id, int subtask, const char *reason)
+{
+    kp_tm_deployment *dep = ctx;
+    Kappa__Control__DeclineCheckpoint dc = KAPPA__CONTROL__DECLINE_CHECKPOINT__INIT;
+    dc.job_id = dep->d->job_id;
+    dc.attempt = dep->d->attempt;
+    dc.checkpoint_id = id;
+    dc.task_id = task_id;
+    dc.subtask = (uint32_t)subtask;
+    dc.reason = (char *)(reason ? reason : "");
+    kp_tm_log("job %s attempt %u: task %d subtask %d declined checkpoint %lld: %s",
+              dep->d->job_id, dep->d->attempt, task_id, subtask, (long long)id, dc.reason);
+    if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_DECLINE_CHECKPOINT, &dc.base) != 0)
+        kp_tm_log("job %s: out of memory declining checkpoint %lld", dep->d->job_id,
+                  (long long)id);
+}
+
+void kp_tm_deployment_checkpoint(kp_tm_deployment *dep, kp_frame_type type, int64_t id,
+                                 int64_t timestamp_ms)
+{
+    if (type == KP_FRAME_TRIGGER_CHECKPOINT)
+        kp_exec_control_trigger(dep->control, id, timestamp_ms);
+    else if (type == KP_FRAME_CHECKPOINT_COMPLETE)
+        kp_exec_control_complete(dep->control, id);
+    else
+        kp_exec_control_abort(dep->control, id);
 }
 
 int kp_tm_deployment_running(const kp_tm_deployment *dep)
@@ -164,6 +220,23 @@ static void remove_state_dir(kp_tm_deployment *dep)
     *slash = '/';
 }
 
+/* The checkpoint the Deploy names (restore_path), opened and verified; none = a fresh start. */
+static int open_restore(kp_tm_deployment *dep, kp_restore **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!dep->d->restore_path || !*dep->d->restore_path)
+        return 0;
+    char why[768];
+    *out = kp_restore_open(dep->d->restore_path, why, sizeof why);
+    if (!*out) {
+        snprintf(err, errlen, "cannot restore checkpoint %.200s: %s", dep->d->restore_path, why);
+        return -1;
+    }
+    kp_tm_log("job %s attempt %u: restoring checkpoint %lld from %s", dep->d->job_id,
+              dep->d->attempt, (long long)kp_restore_id(*out), dep->d->restore_path);
+    return 0;
+}
+
 /* The executor: the whole job in this process, or the local subtasks with the others reached
  * over the data plane. */
 static int execute(kp_tm_deployment *dep, const kp_job *job, const kp_exec_config *cfg, int whole,
@@ -204,11 +277,17 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
                           .cancel = &dep->cancel,
                           .live = dep->live,
                           .nlive = (int)dep->d->n_locals};
-    if (kp_tm_memory_apply(dep->d, job, dep->env.slot_bytes, &args, &cfg, err, errlen) != 0 ||
-        make_state_dir(dep, err, errlen) != 0) {
+    kp_restore *restore = NULL;
+    if (kp_tm_ckpt_config(dep->d, &cfg.ckpt, err, errlen) != 0 ||
+        kp_tm_memory_apply(dep->d, job, dep->env.slot_bytes, &args, &cfg, err, errlen) != 0 ||
+        make_state_dir(dep, err, errlen) != 0 || open_restore(dep, &restore, err, errlen) != 0) {
         kp_tm_exec_args_free(&args);
         return -1;
     }
+    dep->hooks = (kp_ckpt_hooks){.ack = hook_ack, .decline = hook_decline, .ctx = dep};
+    cfg.control = dep->control;
+    cfg.ckpt_hooks = &dep->hooks;
+    cfg.restore = restore;
     kp_exec_stats stats = {0};
     kp_tm_deployment_report(dep, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING, "");
     kp_tm_log("job %s attempt %u: running %zu subtasks%s", dep->d->job_id, dep->d->attempt,
@@ -224,6 +303,7 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
                                : "failed",
               stats.seconds, stats.records_in, stats.records_out);
     kp_tm_exec_args_free(&args);
+    kp_restore_free(restore);
     remove_state_dir(dep);
     return rc;
 }
@@ -305,6 +385,7 @@ void kp_tm_deployment_free(kp_tm_deployment *dep)
     if (dep->started)
         pthread_join(dep->thread, NULL);
     kappa__control__deploy__free_unpacked(dep->d, NULL);
+    kp_exec_control_free(dep->control);
     free(dep->live);
     free(dep);
 }

@@ -38,6 +38,14 @@ void kp_tm_deployment_report(kp_tm_deployment *dep, Kappa__Control__TaskState__S
  * @locality the session thread or the deployment's thread */
 void kp_tm_deployment_post_metrics(kp_tm_deployment *dep);
 
+/* A checkpoint message of the jobmanager for this deployment: KP_FRAME_TRIGGER_CHECKPOINT
+ * (id, timestamp), KP_FRAME_CHECKPOINT_COMPLETE or KP_FRAME_ABORT_CHECKPOINT, posted to the
+ * run's kp_exec_control (it holds them until the run starts, and drops them after it ended).
+ * The run's acknowledgements go to the jobmanager as AckCheckpoint / DeclineCheckpoint frames
+ * through the outbox. */
+void kp_tm_deployment_checkpoint(kp_tm_deployment *dep, kp_frame_type type, int64_t id,
+                                 int64_t timestamp_ms);
+
 /* True while the executor runs the subtasks (their counters move). @locality any thread */
 int kp_tm_deployment_running(const kp_tm_deployment *dep);
 

@@ -283,6 +283,56 @@ static int on_cancel(session *s, ProtobufCMessage *msg, char *err, size_t errlen
     return 0;
 }
 
+/* The started deployment of (job_id, attempt), or NULL. */
+static kp_tm_deployment *find_dep(session *s, const char *job_id, uint32_t attempt)
+{
+    for (int i = 0; i < s->ndeps; i++) {
+        const Kappa__Control__Deploy *d = kp_tm_deployment_msg(s->deps[i].dep);
+        if (!strcmp(d->job_id, job_id) && d->attempt == attempt && !s->deps[i].waiting)
+            return s->deps[i].dep;
+    }
+    return NULL;
+}
+
+/* TriggerCheckpoint, NotifyCheckpointComplete, AbortCheckpoint: to the deployment they name;
+ * one that is not (or no longer) running here ignores them — its checkpoint times out or
+ * was already given up at the jobmanager. */
+static void on_checkpoint(session *s, kp_frame_type type, const char *job_id, uint32_t attempt,
+                          int64_t id, int64_t timestamp_ms)
+{
+    kp_tm_deployment *dep = find_dep(s, job_id, attempt);
+    if (dep)
+        kp_tm_deployment_checkpoint(dep, type, id, timestamp_ms);
+    else
+        kp_tm_log("checkpoint %lld of job %.80s attempt %u: not running here, ignored",
+                  (long long)id, job_id, attempt);
+}
+
+static int on_trigger(session *s, ProtobufCMessage *msg, char *err, size_t errlen)
+{
+    Kappa__Control__TriggerCheckpoint *m = (Kappa__Control__TriggerCheckpoint *)msg;
+    on_checkpoint(s, KP_FRAME_TRIGGER_CHECKPOINT, m->job_id, m->attempt, m->checkpoint_id,
+                  m->timestamp_ms);
+    kappa__control__trigger_checkpoint__free_unpacked(m, NULL);
+    return 0;
+}
+
+static int on_complete(session *s, ProtobufCMessage *msg, char *err, size_t errlen)
+{
+    Kappa__Control__NotifyCheckpointComplete *m = (Kappa__Control__NotifyCheckpointComplete *)msg;
+    on_checkpoint(s, KP_FRAME_CHECKPOINT_COMPLETE, m->job_id, m->attempt, m->checkpoint_id, 0);
+    kappa__control__notify_checkpoint_complete__free_unpacked(m, NULL);
+    return 0;
+}
+
+static int on_abort(session *s, ProtobufCMessage *msg, char *err, size_t errlen)
+{
+    Kappa__Control__AbortCheckpoint *m = (Kappa__Control__AbortCheckpoint *)msg;
+    on_checkpoint(s, KP_FRAME_ABORT_CHECKPOINT, m->job_id, m->attempt, m->checkpoint_id, 0);
+    kappa__control__abort_checkpoint__free_unpacked(m, NULL);
+    return 0;
+}
+
 static int on_heartbeat(session *s, ProtobufCMessage *msg, char *err, size_t errlen)
 {
     protobuf_c_message_free_unpacked(msg, NULL); /* the echo: its arrival is what counts */
@@ -298,6 +348,10 @@ static const struct {
     {KP_FRAME_DEPLOY, &kappa__control__deploy__descriptor, on_deploy},
     {KP_FRAME_PLUGIN_DATA, &kappa__control__plugin_data__descriptor, on_plugin_data},
     {KP_FRAME_CANCEL, &kappa__control__cancel__descriptor, on_cancel},
+    {KP_FRAME_TRIGGER_CHECKPOINT, &kappa__control__trigger_checkpoint__descriptor, on_trigger},
+    {KP_FRAME_CHECKPOINT_COMPLETE, &kappa__control__notify_checkpoint_complete__descriptor,
+     on_complete},
+    {KP_FRAME_ABORT_CHECKPOINT, &kappa__control__abort_checkpoint__descriptor, on_abort},
 };
 
 /* Decodes a validated frame with protobuf-c and hands it to its handler. */

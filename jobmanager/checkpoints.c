@@ -1,0 +1,233 @@
+/* The jobmanager's side of checkpoints: per running attempt of a job one coordinator
+ * (runtime/checkpoint_coord.h, a pure state machine over the job's checkpoint storage) driven
+ * from the control thread. Its clock is kp_life_step's pass over the jobs (every control-loop
+ * round, at least every 100 ms): a due checkpoint is triggered at the taskmanagers that run
+ * source subtasks; acknowledgements and declines come in as control frames; the last
+ * acknowledgement commits the metadata (the store's atomic write) and every taskmanager of
+ * the attempt is notified; expired, declined and subsumed checkpoints are aborted; more
+ * consecutive failures than the job tolerates fail the job over, under its restart strategy.
+ *
+ * A coordinator lives for one attempt: a new attempt starts with nothing pending (the old
+ * attempt's pending checkpoints die with its tasks) and ids above every chk-<N> in storage.
+ * The last attempt's coordinator stays readable for REST until the next one starts. Every
+ * restart — a failed task, a lost taskmanager, a restarted jobmanager — deploys the new attempt
+ * with the latest completed checkpoint as its restore path (lifecycle.c, registry.c).
+ * Everything here runs with jm->lock held. See docs/cluster.md, "Checkpoints". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint_coord.h"
+#include "jm.h"
+
+struct kp_jm_ckpt {
+    kp_ckpt_store *store;
+    kp_ckpt_coord *coord;
+    uint32_t attempt; /* the attempt the coordinator serves */
+    bool active;      /* that attempt runs: ticks and acknowledgements count */
+};
+
+void kp_jm_ckpt_free(struct kp_jm_ckpt *c)
+{
+    if (!c)
+        return;
+    kp_ckpt_coord_free(c->coord);
+    kp_ckpt_store_free(c->store);
+    free(c);
+}
+
+/* The id and kind of the checkpoint a restore path names, from its metadata. */
+static int64_t restored_id(const char *path, int *savepoint)
+{
+    json_error_t jerr;
+    json_t *meta = json_load_file(path, 0, &jerr);
+    int64_t id = json_integer_value(json_object_get(meta, "checkpoint"));
+    *savepoint = json_is_true(json_object_get(meta, "savepoint"));
+    json_decref(meta);
+    return id;
+}
+
+/* A coordinator for the job's current attempt over its storage; NULL (logged) when the
+ * storage cannot be opened or memory is short: the job then runs without checkpoints. */
+static struct kp_jm_ckpt *start_coord(kp_jm_job_t *job)
+{
+    char err[512];
+    struct kp_jm_ckpt *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->store = kp_ckpt_store_open(job->ckpt.dir, job->id, err, sizeof err);
+    if (!c->store) {
+        kp_jm_log("job %s (%s): no checkpoints: %s", job->id, job->name, err);
+        free(c);
+        return NULL;
+    }
+    c->coord = kp_ckpt_coord_new(&job->ckpt, c->store);
+    for (size_t i = 0; c->coord && i < job->nsubs; i++)
+        if (kp_ckpt_coord_expect(c->coord, job->subs[i].task_id, (int)job->subs[i].subtask)) {
+            kp_ckpt_coord_free(c->coord);
+            c->coord = NULL;
+        }
+    if (!c->coord) {
+        kp_jm_log("job %s (%s): no checkpoints: out of memory", job->id, job->name);
+        kp_jm_ckpt_free(c);
+        return NULL;
+    }
+    if (job->restore_path[0]) {
+        int savepoint = 0;
+        int64_t id = restored_id(job->restore_path, &savepoint);
+        kp_ckpt_coord_restored(c->coord, id, job->restore_path, savepoint, kp_wall_ms());
+    }
+    c->attempt = job->attempt;
+    c->active = true;
+    return c;
+}
+
+void kp_jm_ckpt_running(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    (void)jm;
+    if (job->ckpt.interval_ms <= 0 && !job->restore_path[0])
+        return;
+    kp_jm_ckpt_free(job->ckpt_state);
+    job->ckpt_state = start_coord(job);
+    if (job->ckpt_state && job->ckpt.interval_ms > 0)
+        kp_jm_log("job %s (%s): checkpoints every %lld ms (%s) into %s/%s", job->id, job->name,
+                  (long long)job->ckpt.interval_ms,
+                  job->ckpt.mode == KP_CKPT_AT_LEAST_ONCE ? "at_least_once" : "exactly_once",
+                  job->ckpt.dir, job->id);
+}
+
+void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason)
+{
+    (void)jm;
+    struct kp_jm_ckpt *c = job->ckpt_state;
+    if (!c || !c->active)
+        return;
+    c->active = false; /* pending checkpoints end with the attempt's tasks */
+    if (kp_ckpt_coord_pending(c->coord))
+        kp_jm_log("job %s (%s): %d pending checkpoint%s abandoned: %s", job->id, job->name,
+                  kp_ckpt_coord_pending(c->coord), kp_ckpt_coord_pending(c->coord) == 1 ? "" : "s",
+                  reason);
+}
+
+/* The coordinator of the job's running attempt, or NULL. */
+static kp_ckpt_coord *live_coord(const kp_jm_job_t *job)
+{
+    const struct kp_jm_ckpt *c = job->ckpt_state;
+    return c && c->active && c->attempt == job->attempt && job->state == KP_JOB_RUNNING ? c->coord
+                                                                                        : NULL;
+}
+
+/* Aborts what the coordinator gave up, and fails the job over once its failures are more
+ * than it tolerates. */
+static void after_event(kp_jm_t *jm, kp_jm_job_t *job, kp_ckpt_coord *coord)
+{
+    int64_t ids[16];
+    int n;
+    while ((n = kp_ckpt_coord_take_aborted(coord, ids, 16)) > 0)
+        for (int i = 0; i < n; i++)
+            kp_control_send_ckpt(jm, job, KP_FRAME_ABORT_CHECKPOINT, ids[i], 0,
+                                 "the checkpoint did not complete");
+    const char *why = NULL;
+    if (kp_ckpt_coord_job_failed(coord, &why)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "more than %d consecutive checkpoint failures; the last: %s",
+                 job->ckpt.tolerable_failures, why ? why : "unknown");
+        kp_life_fail(jm, job, msg);
+    }
+}
+
+void kp_jm_ckpt_step(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    kp_ckpt_coord *coord = live_coord(job);
+    if (!coord)
+        return;
+    for (size_t i = 0; i < job->nsubs; i++)
+        if (job->subs[i].state != KP_SUB_RUNNING)
+            return; /* a finishing job takes no new checkpoint */
+    kp_time now = kp_wall_ms();
+    int64_t id = kp_ckpt_coord_tick(coord, now);
+    if (id > 0)
+        kp_control_send_ckpt(jm, job, KP_FRAME_TRIGGER_CHECKPOINT, id, now, NULL);
+    after_event(jm, job, coord);
+}
+
+/* The job a checkpoint report of taskmanager `tm` is about, when it is the running attempt's
+ * and the subtask runs there; NULL (logged) otherwise. */
+static kp_jm_job_t *report_job(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt,
+                               int64_t id, int task_id, uint32_t subtask)
+{
+    for (size_t j = 0; j < jm->njobs; j++) {
+        kp_jm_job_t *job = jm->jobs[j];
+        if (strcmp(job->id, job_id))
+            continue;
+        if (job->attempt != attempt || !live_coord(job))
+            break;
+        for (size_t i = 0; i < job->nsubs; i++)
+            if (job->subs[i].task_id == task_id && job->subs[i].subtask == subtask)
+                return job->subs[i].tm == tm ? job : NULL;
+        return NULL;
+    }
+    kp_jm_log("taskmanager %s: checkpoint %lld report on %s attempt %u ignored (not a running "
+              "attempt)",
+              jm->tms[tm].id, (long long)id, job_id, attempt);
+    return NULL;
+}
+
+void kp_jm_ckpt_ack(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int64_t id,
+                    int task_id, uint32_t subtask, const char *ack_json)
+{
+    kp_jm_job_t *job = report_job(jm, tm, job_id, attempt, id, task_id, subtask);
+    if (!job)
+        return;
+    kp_ckpt_coord *coord = live_coord(job);
+    kp_coord_event ev = kp_ckpt_coord_ack(coord, id, task_id, (int)subtask, ack_json, kp_wall_ms());
+    if (ev == KP_COORD_COMPLETED) {
+        const char *path = NULL;
+        kp_ckpt_coord_last_completed(coord, &path);
+        kp_jm_log("job %s (%s): checkpoint %lld complete: %s", job->id, job->name, (long long)id,
+                  path ? path : "?");
+        kp_control_send_ckpt(jm, job, KP_FRAME_CHECKPOINT_COMPLETE, id, 0, NULL);
+    } else if (ev == KP_COORD_FAILED) {
+        kp_jm_log("job %s (%s): checkpoint %lld failed to complete", job->id, job->name,
+                  (long long)id);
+    }
+    after_event(jm, job, coord);
+}
+
+void kp_jm_ckpt_decline(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int64_t id,
+                        int task_id, uint32_t subtask, const char *reason)
+{
+    kp_jm_job_t *job = report_job(jm, tm, job_id, attempt, id, task_id, subtask);
+    if (!job)
+        return;
+    kp_ckpt_coord *coord = live_coord(job);
+    kp_jm_log("job %s (%s): task %d subtask %u declined checkpoint %lld: %s", job->id, job->name,
+              task_id, subtask, (long long)id, reason && *reason ? reason : "(no reason)");
+    kp_ckpt_coord_decline(coord, id, task_id, (int)subtask, reason ? reason : "", kp_wall_ms());
+    after_event(jm, job, coord);
+}
+
+void kp_jm_ckpt_pick_restore(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    (void)jm;
+    const char *path = NULL;
+    if (job->ckpt_state && kp_ckpt_coord_last_completed(job->ckpt_state->coord, &path) > 0 &&
+        path) { /* the coordinator committed it: no need to read storage again */
+        snprintf(job->restore_path, sizeof job->restore_path, "%s", path);
+        return;
+    }
+    if (job->ckpt_state || !job->ckpt.dir)
+        return; /* this jobmanager saw every checkpoint of the job: none completed since */
+    char found[4096], err[512];
+    int rc = kp_ckpt_store_latest(job->ckpt.dir, job->id, found, sizeof found, err, sizeof err);
+    if (rc == 1)
+        snprintf(job->restore_path, sizeof job->restore_path, "%s", found);
+    else if (rc < 0)
+        kp_jm_log("job %s (%s): cannot look for its latest checkpoint: %s", job->id, job->name,
+                  err);
+}
+
+const kp_ckpt_history *kp_jm_ckpt_history(const kp_jm_job_t *job)
+{
+    return job->ckpt_state ? kp_ckpt_coord_history(job->ckpt_state->coord) : NULL;
+}

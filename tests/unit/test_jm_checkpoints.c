@@ -1,0 +1,334 @@
+/* The jobmanager's checkpoint coordination, against a real kappa-jobmanager and a fake
+ * taskmanager speaking the control protocol (no Kafka, no job code runs):
+ * - a running job's checkpoints are triggered at the taskmanager of its source subtasks; the
+ *   acknowledgements of every subtask complete one (its _metadata appears in
+ *   --checkpoint-dir/<job>/chk-N) and the taskmanager is notified; REST shows it in Flink's
+ *   shapes (/checkpoints, /config, /details/:cid);
+ * - a failed subtask restarts the job from that checkpoint (Deploy.restore_path), REST shows
+ *   it as latest.restored; a restarted jobmanager recovers the running job from it as a new
+ *   attempt instead of marking it FAILED;
+ * - a declined checkpoint is aborted at the taskmanagers, and with no tolerable failures the
+ *   job fails over;
+ * - bad checkpoint settings in a manifest or in the flags are refused. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../support/shell.h"
+#include "control.pb-c.h"
+#include "jm_harness.h"
+
+static char dir_[256];
+
+static void fresh_dir(void)
+{
+    snprintf(dir_, sizeof dir_, "/tmp/kappa-jm-ckpt-test-%d", (int)getpid());
+    kp_test_rmtree(dir_);
+}
+
+static void cleanup(void)
+{
+    jm_kill_all();
+    kp_test_rmtree(dir_);
+    char log[300];
+    snprintf(log, sizeof log, "%s.log", dir_);
+    unlink(log);
+}
+
+/* Submits a job (task 0 the source at par[0], task 1 after it) with `ckpt` as the manifest's
+ * checkpoint object; its id into id. */
+static void submit(const jm_proc *jm, const char *name, json_t *ckpt, char id[33])
+{
+    char path[512], sha[65];
+    snprintf(path, sizeof path, "%s/hourly_clicks.so", kp_test_env("KAPPA_JOBS"));
+    size_t len;
+    void *so = read_all(path, &len);
+    sha256_hex(so, len, sha);
+    int par[] = {2, 1};
+    json_t *extra = json_pack("{s:o}", "checkpoint", ckpt);
+    char *m = make_manifest(name, sha, par, 2, extra);
+    json_decref(extra);
+    http_reply r = http_submit(jm, m, so, len, NULL);
+    cr_assert_eq(r.status, 202, "POST /jobs: %ld", r.status);
+    snprintf(id, 33, "%s", json_string_value(json_object_get(r.body, "jobid")));
+    http_free(&r);
+    free(m);
+    free(so);
+}
+
+/* The next Deploy: its attempt, and its restore path into restore. */
+static uint32_t expect_deploy(int tm, const char *id, char *restore, size_t len,
+                              int64_t want_interval)
+{
+    size_t n;
+    uint8_t *p = tm_expect(tm, KP_FRAME_DEPLOY, &n);
+    Kappa__Control__Deploy *d = kappa__control__deploy__unpack(NULL, n, p);
+    cr_assert_not_null(d);
+    cr_assert_str_eq(d->job_id, id);
+    cr_assert_not_null(d->checkpoint, "the Deploy carries the checkpoint settings");
+    cr_assert_eq(d->checkpoint->interval_ms, want_interval);
+    cr_assert_str_eq(d->checkpoint->mode, "exactly_once");
+    char want_dir[400];
+    snprintf(want_dir, sizeof want_dir, "%s/checkpoints", dir_);
+    cr_assert_str_eq(d->checkpoint->dir, want_dir);
+    snprintf(restore, len, "%s", d->restore_path);
+    uint32_t attempt = d->attempt;
+    kappa__control__deploy__free_unpacked(d, NULL);
+    free(p);
+    return attempt;
+}
+
+static void report_all(int tm, const char *id, uint32_t attempt,
+                       Kappa__Control__TaskState__State state)
+{
+    const int subs[][2] = {{0, 0}, {0, 1}, {1, 0}};
+    for (int i = 0; i < 3; i++) {
+        Kappa__Control__TaskState s = KAPPA__CONTROL__TASK_STATE__INIT;
+        s.job_id = (char *)id;
+        s.attempt = attempt;
+        s.task_id = subs[i][0];
+        s.subtask = (uint32_t)subs[i][1];
+        s.state = state;
+        s.message = "";
+        tm_send(tm, KP_FRAME_TASK_STATE, &s.base);
+    }
+}
+
+/* The next TriggerCheckpoint of the job's attempt: its id. */
+static int64_t expect_trigger(int tm, const char *id, uint32_t attempt)
+{
+    size_t n;
+    uint8_t *p = tm_expect(tm, KP_FRAME_TRIGGER_CHECKPOINT, &n);
+    Kappa__Control__TriggerCheckpoint *t = kappa__control__trigger_checkpoint__unpack(NULL, n, p);
+    cr_assert_not_null(t);
+    cr_assert_str_eq(t->job_id, id);
+    cr_assert_eq(t->attempt, attempt);
+    cr_assert_gt(t->checkpoint_id, 0);
+    cr_assert_gt(t->timestamp_ms, 0);
+    int64_t cid = t->checkpoint_id;
+    kappa__control__trigger_checkpoint__free_unpacked(t, NULL);
+    free(p);
+    return cid;
+}
+
+static void ack(int tm, const char *id, uint32_t attempt, int64_t cid, int task, int subtask,
+                int parallelism)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"checkpoint\":%lld,\"task\":%d,\"subtask\":%d,\"parallelism\":%d,"
+             "\"align_ms\":1.5,\"sync_ms\":2,\"async_ms\":3,\"bytes\":100,"
+             "\"incremental_bytes\":100,\"entries\":[]}",
+             (long long)cid, task, subtask, parallelism);
+    Kappa__Control__AckCheckpoint a = KAPPA__CONTROL__ACK_CHECKPOINT__INIT;
+    a.job_id = (char *)id;
+    a.attempt = attempt;
+    a.checkpoint_id = cid;
+    a.task_id = task;
+    a.subtask = (uint32_t)subtask;
+    a.ack_json = json;
+    tm_send(tm, KP_FRAME_ACK_CHECKPOINT, &a.base);
+}
+
+/* GET path as JSON (asserting the status). */
+static json_t *get_json(const jm_proc *jm, const char *path, long status)
+{
+    http_reply r = http_req(jm, "GET", path, NULL);
+    cr_assert_eq(r.status, status, "GET %s: %ld", path, r.status);
+    json_t *body = json_incref(r.body);
+    http_free(&r);
+    return body;
+}
+
+static const char *flags_[] = {"--heartbeat-timeout-ms", "600000", NULL};
+
+Test(jm_checkpoints, complete_notify_restore_and_recover, .fini = cleanup, .timeout = 120)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, flags_);
+    char id[33], restore[4096], path[600];
+    submit(&jm, "ck", json_pack("{s:i}", "interval_ms", 100), id);
+    int tm = tm_register(jm.rpc_port, "tm-a", 2);
+    uint32_t attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    cr_assert_eq(attempt, 0);
+    cr_assert_str_eq(restore, "", "a first attempt starts fresh");
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, id, "RUNNING");
+
+    /* every subtask acknowledges: complete, notified, metadata in storage */
+    int64_t cid = expect_trigger(tm, id, attempt);
+    ack(tm, id, attempt, cid, 0, 0, 2);
+    ack(tm, id, attempt, cid, 0, 1, 2);
+    ack(tm, id, attempt + 7, cid, 1, 0, 1); /* another attempt's: ignored */
+    ack(tm, id, attempt, cid, 1, 0, 1);
+    size_t n;
+    uint8_t *p = tm_expect(tm, KP_FRAME_CHECKPOINT_COMPLETE, &n);
+    Kappa__Control__NotifyCheckpointComplete *c =
+        kappa__control__notify_checkpoint_complete__unpack(NULL, n, p);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->checkpoint_id, cid);
+    cr_assert_eq(c->attempt, attempt);
+    kappa__control__notify_checkpoint_complete__free_unpacked(c, NULL);
+    free(p);
+    char meta[600];
+    snprintf(meta, sizeof meta, "%s/checkpoints/%s/chk-%lld/_metadata", dir_, id, (long long)cid);
+    cr_assert_eq(access(meta, R_OK), 0, "%s is missing", meta);
+
+    snprintf(path, sizeof path, "/jobs/%s/checkpoints", id);
+    json_t *st = get_json(&jm, path, 200);
+    cr_assert_geq(json_integer_value(json_object_get(json_object_get(st, "counts"), "completed")),
+                  1);
+    json_t *latest = json_object_get(json_object_get(st, "latest"), "completed");
+    cr_assert_eq(json_integer_value(json_object_get(latest, "id")), cid);
+    cr_assert(json_is_array(json_object_get(st, "history")));
+    json_decref(st);
+    snprintf(path, sizeof path, "/jobs/ck/checkpoints/details/%lld", (long long)cid);
+    json_t *det = get_json(&jm, path, 200);
+    cr_assert_eq(json_integer_value(json_object_get(det, "id")), cid);
+    cr_assert(json_is_object(json_object_get(det, "tasks")));
+    json_decref(det);
+    json_decref(get_json(&jm, "/jobs/ck/checkpoints/details/999999", 404));
+    json_decref(get_json(&jm, "/jobs/ck/checkpoints/details/x", 400));
+    json_decref(get_json(&jm, "/jobs/nope/checkpoints", 404));
+    json_t *cfg = get_json(&jm, "/jobs/ck/checkpoints/config", 200);
+    cr_assert_eq(json_integer_value(json_object_get(cfg, "interval")), 100);
+    json_decref(cfg);
+
+    /* a failed subtask: the next attempt restores the completed checkpoint */
+    Kappa__Control__TaskState s = KAPPA__CONTROL__TASK_STATE__INIT;
+    s.job_id = id;
+    s.attempt = attempt;
+    s.task_id = 1;
+    s.state = KAPPA__CONTROL__TASK_STATE__STATE__FAILED;
+    s.message = "boom";
+    tm_send(tm, KP_FRAME_TASK_STATE, &s.base);
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED);
+    attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    cr_assert_eq(attempt, 1);
+    cr_assert_str_eq(restore, meta);
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, id, "RUNNING");
+    snprintf(path, sizeof path, "/jobs/%s/checkpoints", id);
+    st = get_json(&jm, path, 200);
+    json_t *restored = json_object_get(json_object_get(st, "latest"), "restored");
+    cr_assert_eq(json_integer_value(json_object_get(restored, "id")), cid);
+    cr_assert_str_eq(json_string_value(json_object_get(restored, "external_path")), meta);
+    json_decref(st);
+
+    /* a restarted jobmanager recovers the running job from its latest checkpoint */
+    jm_stop(&jm);
+    close(tm);
+    jm_start(&jm, dir_, flags_);
+    tm = tm_register(jm.rpc_port, "tm-a", 2);
+    attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    cr_assert_eq(attempt, 2);
+    cr_assert_str_eq(restore, meta);
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, id, "RUNNING");
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    json_t *job = get_json(&jm, path, 200);
+    json_t *exc = json_object_get(job, "exceptions");
+    const char *last = json_string_value(
+        json_object_get(json_array_get(exc, json_array_size(exc) - 1), "message"));
+    cr_assert(last && strstr(last, "jobmanager restarted"), "%s", last ? last : "(null)");
+    json_decref(job);
+    /* and its checkpoints go on above the old ids */
+    int64_t next = expect_trigger(tm, id, attempt);
+    cr_assert_gt(next, cid);
+    close(tm);
+    jm_stop(&jm);
+}
+
+Test(jm_checkpoints, declined_checkpoint_aborts_and_fails_the_job_over, .fini = cleanup,
+     .timeout = 60)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, flags_);
+    char id[33], restore[4096];
+    submit(&jm, "decl", json_pack("{s:i,s:i}", "interval_ms", 100, "tolerable_failures", 0), id);
+    int tm = tm_register(jm.rpc_port, "tm-b", 2);
+    uint32_t attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    int64_t cid = expect_trigger(tm, id, attempt);
+    Kappa__Control__DeclineCheckpoint dc = KAPPA__CONTROL__DECLINE_CHECKPOINT__INIT;
+    dc.job_id = id;
+    dc.attempt = attempt;
+    dc.checkpoint_id = cid;
+    dc.task_id = 1;
+    dc.subtask = 0;
+    dc.reason = "No space left on device";
+    tm_send(tm, KP_FRAME_DECLINE_CHECKPOINT, &dc.base);
+    size_t n;
+    uint8_t *p = tm_expect(tm, KP_FRAME_ABORT_CHECKPOINT, &n);
+    Kappa__Control__AbortCheckpoint *a = kappa__control__abort_checkpoint__unpack(NULL, n, p);
+    cr_assert_not_null(a);
+    cr_assert_eq(a->checkpoint_id, cid);
+    kappa__control__abort_checkpoint__free_unpacked(a, NULL);
+    free(p);
+    p = tm_expect(tm, KP_FRAME_CANCEL, &n); /* failing over: the attempt is cancelled */
+    free(p);
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__CANCELED);
+    cr_assert_eq(expect_deploy(tm, id, restore, sizeof restore, 100), attempt + 1);
+    cr_assert_str_eq(restore, "", "no checkpoint completed: the original start position");
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    json_t *job = get_json(&jm, path, 200);
+    json_t *exc = json_array_get(json_object_get(job, "exceptions"), 0);
+    const char *msg = json_string_value(json_object_get(exc, "message"));
+    cr_assert(msg && strstr(msg, "consecutive checkpoint failures") &&
+                  strstr(msg, "No space left on device"),
+              "%s", msg ? msg : "(null)");
+    json_decref(job);
+    close(tm);
+    jm_stop(&jm);
+}
+
+Test(jm_checkpoints, bad_settings_are_refused, .fini = cleanup, .timeout = 60)
+{
+    fresh_dir();
+    const char *bin = kp_test_env("KAPPA_JOBMANAGER");
+    cr_assert_eq(kp_test_sh("%s --checkpoint-interval 1x 2>/dev/null", bin), 2);
+    cr_assert_eq(kp_test_sh("%s --checkpoint-mode sometimes 2>/dev/null", bin), 2);
+    cr_assert_eq(kp_test_sh("%s --checkpoint-dir relative/dir 2>/dev/null", bin), 2);
+    cr_assert_eq(kp_test_sh("%s --max-concurrent-checkpoints 65 2>/dev/null", bin), 2);
+    jm_proc jm;
+    const char *flags[] = {"--checkpoint-interval", "2s", "--checkpoint-mode", "at_least_once",
+                           NULL};
+    jm_start(&jm, dir_, flags);
+    char path[512], sha[65];
+    snprintf(path, sizeof path, "%s/hourly_clicks.so", kp_test_env("KAPPA_JOBS"));
+    size_t len;
+    void *so = read_all(path, &len);
+    sha256_hex(so, len, sha);
+    int par[] = {1};
+    const char *bad[] = {"{\"checkpoint\":{\"interval_ms\":-1}}",
+                         "{\"checkpoint\":{\"mode\":\"twice\"}}",
+                         "{\"checkpoint\":{\"dir\":\"relative\"}}", "{\"checkpoint\":[]}",
+                         "{\"from_checkpoint\":\"chk-3\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *extra = json_loads(bad[i], 0, NULL);
+        cr_assert_not_null(extra);
+        char *m = make_manifest("bad", sha, par, 1, extra);
+        json_decref(extra);
+        http_reply r = http_submit(&jm, m, so, len, NULL);
+        cr_assert_eq(r.status, 400, "%s: HTTP %ld", bad[i], r.status);
+        http_free(&r);
+        free(m);
+    }
+    /* the cluster defaults apply where the manifest says nothing */
+    char *m = make_manifest("defaults", sha, par, 1, NULL);
+    http_reply r = http_submit(&jm, m, so, len, NULL);
+    cr_assert_eq(r.status, 202);
+    http_free(&r);
+    free(m);
+    free(so);
+    json_t *cfg = get_json(&jm, "/jobs/defaults/checkpoints/config", 200);
+    cr_assert_eq(json_integer_value(json_object_get(cfg, "interval")), 2000);
+    cr_assert_str_eq(json_string_value(json_object_get(cfg, "mode")), "at_least_once");
+    json_decref(cfg);
+    jm_stop(&jm);
+}
