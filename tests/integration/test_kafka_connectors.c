@@ -13,7 +13,8 @@
  * that does not exist gives a clear error at open; and the transactional sink (prepare/commit
  * driven as checkpoints would: a read_committed reader sees exactly the completed
  * checkpoints' records, never an aborted one; a second writer with the same ids fences the
- * first; without checkpoints it commits on its clock and at flush).
+ * first; without checkpoints it commits on its clock and at flush; the seed job Kafka -> Kafka
+ * through the CLI at -p 2 gives a read_committed reader exactly the file run's documents).
  *
  * And through the CLI ($KAPPA_CLI run --local, jobs in $KAPPA_JOBS): the source's read-ahead
  * stays within its memory budget when the sink stalls (32 partitions, every record sent to a
@@ -599,9 +600,10 @@ static void t_write_range(kp_sink_writer *w, int from, int to)
 }
 
 /* Reads every partition of topic with isolation level `iso` up to its end as that level sees
- * it (read_committed: the last stable offset, so an open transaction ends the read) and
- * marks the documents seen. */
-static int t_read_iso(const char *topic, int parts, const char *iso, t_seen *s)
+ * it (read_committed: the last stable offset, so an open transaction ends the read); calls fn
+ * for each message. */
+static int t_read_iso(const char *topic, int parts, const char *iso,
+                      void (*fn)(const rd_kafka_message_t *, void *), void *arg)
 {
     char err[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -631,7 +633,7 @@ static int t_read_iso(const char *topic, int parts, const char *iso, t_seen *s)
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
             eof++;
         else if (!m->err) {
-            t_check_doc(m, s);
+            fn(m, arg);
             n++;
         }
         rd_kafka_message_destroy(m);
@@ -646,7 +648,7 @@ static int t_read_iso(const char *topic, int parts, const char *iso, t_seen *s)
 static int t_committed(const char *topic, int n, int from, int to, int *dups)
 {
     t_seen s = {.hit = calloc((size_t)n, 1), .n = n};
-    t_read_iso(topic, T_PARTS, "read_committed", &s);
+    t_read_iso(topic, T_PARTS, "read_committed", t_check_doc, &s);
     cr_expect_eq(s.bad, 0, "%d malformed messages", s.bad);
     int c = 0;
     for (int i = from; i < to; i++)
@@ -691,7 +693,7 @@ Test(kafka_connectors, transactional_sink_commits_completed_checkpoints_only)
     w->close(w); /* 3000..3499 open: aborted */
     cr_expect_eq(t_committed(topic, 4000, 3000, 3500, &d), 0, "aborted records visible");
     t_seen all = {.hit = calloc(4000, 1), .n = 4000};
-    t_read_iso(topic, T_PARTS, "read_uncommitted", &all);
+    t_read_iso(topic, T_PARTS, "read_uncommitted", t_check_doc, &all);
     int written = 0;
     for (int i = 0; i < 3500; i++)
         written += all.hit[i] > 0;
@@ -967,6 +969,60 @@ static int t_lines(const char *path)
     if (f)
         fclose(f);
     return n;
+}
+
+/* Appends a message's value and a newline to the FILE in arg. */
+static void t_value_line(const rd_kafka_message_t *m, void *arg)
+{
+    fprintf(arg, "%.*s\n", (int)m->len, (const char *)m->payload);
+}
+
+/* The seed job Kafka -> Kafka through `kappa run --local -p 2` with the transactional sink
+ * (no checkpoints: it commits on its clock and at end of input; two sink subtasks, two pools
+ * of transactional ids): a read_committed reader gets exactly the documents the same run
+ * writes into a file, each once. */
+Test(kafka_connectors, transactional_sink_through_run_local, .timeout = 300)
+{
+    const char *in = t_topic("txin", 3), *outt = t_topic("txout", 3);
+    t_produce_values(in, 3, 0, 1200, t_click); /* 2 hours of event time */
+    char src[256], sink[400], truth[128], got[128], log[128], cmd[1024];
+    snprintf(truth, sizeof truth, "/tmp/kappa-txe2e-%d.truth", (int)getpid());
+    snprintf(got, sizeof got, "/tmp/kappa-txe2e-%d.got", (int)getpid());
+    snprintf(log, sizeof log, "/tmp/kappa-txe2e-%d.log", (int)getpid());
+    snprintf(src, sizeof src, "clicks=kafka:%s?stop_at=end", in);
+    for (int run = 0; run < 2; run++) {
+        if (run == 0)
+            snprintf(sink, sizeof sink, "hourly-click-index=file:%s", truth);
+        else
+            snprintf(sink, sizeof sink, "hourly-click-index=kafka:%s?transactional=1", outt);
+        const char *args[] = {"-p",        "2",         "--source",        src, "--sink", sink,
+                              "--brokers", t_brokers(), "--from-earliest", NULL};
+        int status = 0;
+        pid_t pid = t_spawn("hourly_clicks", args, log);
+        int exited = t_wait_exit(pid, 120000, &status);
+        if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            if (!exited) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+            }
+            t_show_log(log);
+            cr_assert_fail("run %d did not finish cleanly", run);
+        }
+    }
+    FILE *f = fopen(got, "w");
+    cr_assert_not_null(f);
+    int n = t_read_iso(outt, 3, "read_committed", t_value_line, f);
+    fclose(f);
+    int want = t_lines(truth);
+    cr_expect_gt(want, 0);
+    cr_expect_eq(n, want, "read_committed got %d documents, the file run wrote %d", n, want);
+    snprintf(cmd, sizeof cmd, "sort -o %s %s && sort -o %s %s && cmp -s %s %s", truth, truth, got,
+             got, truth, got);
+    cr_expect_eq(system(cmd), 0, "the committed documents differ from the file run's (%s, %s)",
+                 truth, got);
+    unlink(truth);
+    unlink(got);
+    unlink(log);
 }
 
 /* Defect 1: with more source subtasks than partitions, a live topic (no stop_at) used to
