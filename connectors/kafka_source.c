@@ -252,6 +252,18 @@ out:
     return rc;
 }
 
+/* A restored source (kp_endpoint.restore_offsets): the checkpoint's position of an owned
+ * partition wins over the start mode; partitions the checkpoint did not know start as the
+ * start mode says. Their stop offsets (stop_at=end) stay those resolved at open. */
+static void restore_positions(kafka_reader *k, const kp_endpoint *ep)
+{
+    for (int i = 0; i < ep->nrestore_offsets; i++) {
+        const kp_offset *o = &ep->restore_offsets[i];
+        if (o->partition >= 0 && o->partition < k->by_id_cap && k->by_id[o->partition] >= 0)
+            k->parts[k->by_id[o->partition]].next = o->offset;
+    }
+}
+
 /* ---- partitions ---------------------------------------------------------------------------- */
 
 static int own(kafka_reader *k, int32_t id, char *errstr, size_t errlen)
@@ -815,7 +827,10 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
     for (int32_t id = k->subtask; id < k->topic_partitions; id += k->parallelism)
         if (own(k, id, errstr, errlen) != 0)
             goto fail;
-    if (resolve_starts(k, &start, errstr, errlen) != 0 || assign_from(k, 0, errstr, errlen) != 0)
+    if (resolve_starts(k, &start, errstr, errlen) != 0)
+        goto fail;
+    restore_positions(k, ep);
+    if (assign_from(k, 0, errstr, errlen) != 0)
         goto fail;
     k->refreshed_ms = kp_mono_ms();
     return &k->r;

@@ -140,9 +140,97 @@ static int parse_parallelism(kp_job_opts *o, const char *arg)
     return 0;
 }
 
+int kp_parse_duration(const char *s, kp_time *ms)
+{
+    static const struct {
+        const char *unit;
+        kp_time ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || v < 0 || *s == '+' || *s == '-')
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(end, units[i].unit)) {
+            if (v > INT64_MAX / units[i].ms)
+                return -1;
+            *ms = (kp_time)v * units[i].ms;
+            return 0;
+        }
+    return -1;
+}
+
+/* --checkpoint-interval/-timeout/--min-pause: a duration, positive except the pause. */
+static int ckpt_duration(kp_job_opts *o, int opt, const char *flag, const char *arg, kp_time *out)
+{
+    if (kp_parse_duration(arg, out) != 0 || (*out == 0 && opt != KP_OPT_MIN_PAUSE)) {
+        fprintf(stderr, "%s: --%s expects a %sduration with a unit (500ms, 1s, 2m, 1h), got '%s'\n",
+                o->verb, flag, opt == KP_OPT_MIN_PAUSE ? "" : "positive ", arg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The count flags: an integer of at least `min`. */
+static int ckpt_count(kp_job_opts *o, const char *flag, const char *arg, int min, int *out)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (end == arg || *end || v < min || v > 1000000) {
+        fprintf(stderr, "%s: --%s expects an integer >= %d, got '%s'\n", o->verb, flag, min, arg);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* One of the checkpoint flags. */
+static int parse_ckpt(kp_job_opts *o, int opt, const char *arg)
+{
+    kp_ckpt_config *k = &o->ckpt;
+    o->ckpt_flags |= 1u << (opt - KP_OPT_CKPT_INTERVAL);
+    switch (opt) {
+    case KP_OPT_CKPT_INTERVAL:
+        return ckpt_duration(o, opt, "checkpoint-interval", arg, &k->interval_ms);
+    case KP_OPT_CKPT_TIMEOUT:
+        return ckpt_duration(o, opt, "checkpoint-timeout", arg, &k->timeout_ms);
+    case KP_OPT_MIN_PAUSE:
+        return ckpt_duration(o, opt, "min-pause", arg, &k->min_pause_ms);
+    case KP_OPT_MAX_CONCURRENT:
+        return ckpt_count(o, "max-concurrent-checkpoints", arg, 1, &k->max_concurrent);
+    case KP_OPT_TOLERABLE_FAILURES:
+        return ckpt_count(o, "tolerable-checkpoint-failures", arg, 0, &k->tolerable_failures);
+    case KP_OPT_RETAINED:
+        return ckpt_count(o, "retained-checkpoints", arg, 1, &k->retain);
+    case KP_OPT_CKPT_MODE:
+        if (!strcmp(arg, "exactly_once"))
+            k->mode = KP_CKPT_EXACTLY_ONCE;
+        else if (!strcmp(arg, "at_least_once"))
+            k->mode = KP_CKPT_AT_LEAST_ONCE;
+        else {
+            fprintf(stderr, "%s: --checkpoint-mode is exactly_once or at_least_once, got '%s'\n",
+                    o->verb, arg);
+            return -1;
+        }
+        return 0;
+    case KP_OPT_CKPT_DIR:
+    case KP_OPT_FROM_CHECKPOINT:
+        if (!*arg) {
+            fprintf(stderr, "%s: --%s expects a path\n", o->verb,
+                    opt == KP_OPT_CKPT_DIR ? "checkpoint-dir" : "from-checkpoint");
+            return -1;
+        }
+        *(opt == KP_OPT_CKPT_DIR ? &k->dir : &o->from_checkpoint) = arg;
+        return 0;
+    }
+    return -1;
+}
+
 int kp_job_opts_parse(kp_job_opts *o, int opt, char *arg)
 {
     int rc;
+    if (opt >= KP_OPT_CKPT_INTERVAL && opt <= KP_OPT_FROM_CHECKPOINT)
+        return parse_ckpt(o, opt, arg) == 0 ? 1 : -1;
     switch (opt) {
     case KP_OPT_SOURCE:
     case KP_OPT_SINK:
@@ -220,5 +308,14 @@ void kp_job_opts_usage(FILE *out)
         "                           (milliseconds since the epoch; the end if none)\n"
         "  --from-group-offsets     Kafka sources start at their group's committed offsets\n"
         "                           (partitions without one: earliest)\n"
-        "  -p, --parallelism N      override the job's default parallelism\n");
+        "  -p, --parallelism N      override the job's default parallelism\n"
+        "  --checkpoint-interval DUR  take a checkpoint every DUR (500ms, 1s, 2m; default: off)\n"
+        "  --checkpoint-mode M      exactly_once (aligned barriers, default) or at_least_once\n"
+        "  --checkpoint-dir DIR     checkpoint storage (run --local: STATE_DIR/checkpoints)\n"
+        "  --checkpoint-timeout DUR a checkpoint not complete by then fails (default 10m)\n"
+        "  --min-pause DUR          between the end of one checkpoint and the next (default 0)\n"
+        "  --max-concurrent-checkpoints N   in flight at once (default 1)\n"
+        "  --tolerable-checkpoint-failures N  failed in a row before the job fails (default 0)\n"
+        "  --retained-checkpoints N completed checkpoints kept (default 1)\n"
+        "  --from-checkpoint PATH   restore from a checkpoint (_metadata, chk-N or job dir)\n");
 }

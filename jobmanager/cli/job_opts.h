@@ -1,6 +1,7 @@
 /* The flags every verb that starts a job takes — bindings (--source, --sink, --on-error,
  * --dead-letter), connector options (--conf, --brokers, --es-url), the start position
- * (--from-earliest | --from-latest | --from-timestamp MS | --from-group-offsets) and -p —
+ * (--from-earliest | --from-latest | --from-timestamp MS | --from-group-offsets), -p and the
+ * checkpoint settings (--checkpoint-interval, ..., --from-checkpoint) —
  * parsed in one place, so `kappa run --local` and `kappa submit` accept exactly the same
  * words with the same meaning. A verb puts KP_JOB_LONGOPTS into its getopt_long table and
  * hands every option it does not know itself to kp_job_opts_parse().
@@ -38,6 +39,15 @@ enum {
     KP_OPT_FROM_LATEST,
     KP_OPT_FROM_TIMESTAMP,
     KP_OPT_FROM_GROUP,
+    KP_OPT_CKPT_INTERVAL,
+    KP_OPT_CKPT_MODE,
+    KP_OPT_CKPT_DIR,
+    KP_OPT_CKPT_TIMEOUT,
+    KP_OPT_MIN_PAUSE,
+    KP_OPT_MAX_CONCURRENT,
+    KP_OPT_TOLERABLE_FAILURES,
+    KP_OPT_RETAINED,
+    KP_OPT_FROM_CHECKPOINT,
 };
 
 /* The shared entries of a getopt_long table ('p' also needs "p:" in the short options). */
@@ -53,6 +63,15 @@ enum {
         {"from-latest", no_argument, NULL, KP_OPT_FROM_LATEST},                                    \
         {"from-timestamp", required_argument, NULL, KP_OPT_FROM_TIMESTAMP},                        \
         {"from-group-offsets", no_argument, NULL, KP_OPT_FROM_GROUP},                              \
+        {"checkpoint-interval", required_argument, NULL, KP_OPT_CKPT_INTERVAL},                    \
+        {"checkpoint-mode", required_argument, NULL, KP_OPT_CKPT_MODE},                            \
+        {"checkpoint-dir", required_argument, NULL, KP_OPT_CKPT_DIR},                              \
+        {"checkpoint-timeout", required_argument, NULL, KP_OPT_CKPT_TIMEOUT},                      \
+        {"min-pause", required_argument, NULL, KP_OPT_MIN_PAUSE},                                  \
+        {"max-concurrent-checkpoints", required_argument, NULL, KP_OPT_MAX_CONCURRENT},            \
+        {"tolerable-checkpoint-failures", required_argument, NULL, KP_OPT_TOLERABLE_FAILURES},     \
+        {"retained-checkpoints", required_argument, NULL, KP_OPT_RETAINED},                        \
+        {"from-checkpoint", required_argument, NULL, KP_OPT_FROM_CHECKPOINT},                      \
     {                                                                                              \
         "parallelism", required_argument, NULL, 'p'                                                \
     }
@@ -70,7 +89,24 @@ typedef struct kp_job_opts {
     int64_t start_ts;      /* KP_START_TIMESTAMP: milliseconds since the epoch */
     char conf_buf[8][600]; /* storage for entries built from flags (--brokers, --from-*) */
     int nbuf;
+    /* Checkpoints: the flags' values (0/NULL where not given: the runner's or the cluster's
+     * default); ckpt_flags has bit (opt - KP_OPT_CKPT_INTERVAL) set for every flag given.
+     * from_checkpoint: a _metadata file, a chk-<N> directory or a job's checkpoint directory
+     * (its latest valid checkpoint). */
+    kp_ckpt_config ckpt;
+    unsigned ckpt_flags;
+    const char *from_checkpoint;
 } kp_job_opts;
+
+/* Whether checkpoint flag `opt` (KP_OPT_CKPT_INTERVAL ...) was given. */
+static inline int kp_job_opts_has(const kp_job_opts *o, int opt)
+{
+    return (o->ckpt_flags >> (opt - KP_OPT_CKPT_INTERVAL)) & 1u;
+}
+
+/* A duration: an integer with a unit, ms, s, m or h ("500ms", "1s", "2m"). 0, or -1 when it is
+ * not one (the caller says which flag). */
+int kp_parse_duration(const char *s, kp_time *ms);
 
 /* Handles one option returned by getopt_long. Returns 1 if it was a shared option and was
  * taken, 0 if it is not one of them (the verb's own), -1 after printing why it is wrong

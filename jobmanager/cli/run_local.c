@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint_store.h"
 #include "cli.h"
 #include "connectors.h"
 #include "epoch_file.h"
@@ -24,6 +25,7 @@ typedef struct run_opts {
     const char *job_path;
     kp_job_opts job; /* bindings, connector options, start position, -p (job_opts.h) */
     char state_dir[512];
+    char ckpt_dir[600]; /* STATE_DIR/checkpoints, the default --checkpoint-dir */
     size_t cache_mb, rocks_cache_mb, memtable_mb, network_mb, slot_mb;
     char fetch_conf[64]; /* kafka.memory_mb from the slot budget */
 } run_opts;
@@ -275,6 +277,31 @@ static int take_epoch(const char *state_dir, int tmp_state, const char *job, int
     return 0;
 }
 
+/* Checkpoints of a local run (job_opts.h flags; without --checkpoint-interval, the job's own
+ * interval): storage in --checkpoint-dir or STATE_DIR/checkpoints; --from-checkpoint opens
+ * the checkpoint to restore (*restore). 0, or -1 after printing why (a usage error). */
+static int setup_checkpoints(run_opts *o, kp_job *job, kp_exec_config *cfg, kp_restore **restore)
+{
+    char err[1024];
+    cfg->ckpt = o->job.ckpt;
+    if (!kp_job_opts_has(&o->job, KP_OPT_CKPT_INTERVAL))
+        cfg->ckpt.interval_ms = job->checkpoint_interval;
+    if (!cfg->ckpt.dir) {
+        snprintf(o->ckpt_dir, sizeof o->ckpt_dir, "%s/checkpoints", o->state_dir);
+        cfg->ckpt.dir = o->ckpt_dir;
+    }
+    if (!o->job.from_checkpoint)
+        return 0;
+    if (!(*restore = kp_restore_open(o->job.from_checkpoint, err, sizeof err))) {
+        fprintf(stderr, "kappa run: --from-checkpoint %s: %s\n", o->job.from_checkpoint, err);
+        return -1;
+    }
+    cfg->restore = *restore;
+    fprintf(stderr, "kappa run: restoring from checkpoint %lld (%s)\n",
+            (long long)kp_restore_id(*restore), kp_restore_path(*restore));
+    return 0;
+}
+
 static int run_job(run_opts *o, kp_job *job)
 {
     char err[1024];
@@ -294,12 +321,16 @@ static int run_job(run_opts *o, kp_job *job)
                           .print_stats = o->stats,
                           .cancel = &cancel_requested};
     kp_slot_memory mem;
+    kp_restore *restore = NULL;
     if (take_epoch(o->state_dir, tmp_state, job->name, &cfg.epoch) != 0 ||
-        apply_slot_budget(o, job, &cfg, &mem) != 0) {
+        apply_slot_budget(o, job, &cfg, &mem) != 0 ||
+        setup_checkpoints(o, job, &cfg, &restore) != 0) {
         if (tmp_state)
             remove_tree(o->state_dir);
         return 2;
     }
+    /* checkpoints in a temporary state directory outlive the run: it is kept */
+    int keep_state = tmp_state && cfg.ckpt.interval_ms > 0 && !o->job.ckpt.dir;
     if (o->stats) {
         char line[512];
         kp_slot_memory_describe(&mem, line, sizeof line);
@@ -314,7 +345,10 @@ static int run_job(run_opts *o, kp_job *job)
         kp_memory_shape shape = memory_shape(job, &cfg);
         kp_memory_report(stderr, &mem, &shape, &stats);
     }
-    if (tmp_state)
+    kp_restore_free(restore);
+    if (keep_state)
+        fprintf(stderr, "kappa run: checkpoints are in %s\n", cfg.ckpt.dir);
+    else if (tmp_state)
         remove_tree(o->state_dir);
     if (rc != 0 && cancel_requested) {
         fprintf(stderr, "kappa run: job '%s' cancelled by signal %d\n", job->name,
