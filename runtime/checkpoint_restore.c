@@ -225,7 +225,8 @@ static int place(const kp_restore *r, json_t *f, const char *local_dir, char *er
     const char *rel = json_string_value(json_object_get(f, "path"));
     const char *fname = json_string_value(json_object_get(f, "name"));
     const char *sha = json_string_value(json_object_get(f, "sha256"));
-    if (!rel || !fname || !sha || strchr(fname, '/') || fname[0] == '.') {
+    if (!rel || !fname || !sha || strstr(rel, "..") || rel[0] == '/' || strchr(fname, '/') ||
+        fname[0] == '.') {
         snprintf(errstr, errlen, "%s: a file entry without path, name or sha256", r->path);
         return -1;
     }

@@ -71,6 +71,7 @@ typedef struct upload {
     char **created;      /* shared files (and sidecars) this upload made */
     size_t ncreated, capcreated;
     uint64_t bytes, incremental;
+    size_t cur; /* index of the entry being uploaded */
     char *errstr;
     size_t errlen;
 } upload;
@@ -94,6 +95,15 @@ static void entry_stem(char *out, size_t len, const kp_snapshot_entry *e)
     safe_part(u, sizeof u, e->uid);
     safe_part(n, sizeof n, e->name);
     snprintf(out, len, "%s.%s", u, n);
+}
+
+/* A private file or directory name: the entry's index first, so that two entries of one
+ * operator never meet. */
+static void private_stem(char *out, size_t len, const upload *u, const kp_snapshot_entry *e)
+{
+    char stem[200];
+    entry_stem(stem, sizeof stem, e);
+    snprintf(out, len, "%zu.%s", u->cur, stem);
 }
 
 static int remember(upload *u, const char *path)
@@ -122,8 +132,8 @@ static json_t *file_json(const char *name, const char *rel, uint64_t size, const
 /* A large blob as a file under the subtask's private directory. */
 static json_t *blob_file(upload *u, const kp_snapshot_entry *e)
 {
-    char stem[200], rel[400], abs[4700], hex[KP_SHA256_HEX_LEN];
-    entry_stem(stem, sizeof stem, e);
+    char stem[240], rel[400], abs[4700], hex[KP_SHA256_HEX_LEN];
+    private_stem(stem, sizeof stem, u, e);
     snprintf(rel, sizeof rel, "%s/%s.blob", u->priv_rel, stem);
     snprintf(abs, sizeof abs, "%s/%s", u->st->job_dir, rel);
     if (kp_fs_write_atomic(abs, e->data, e->len, u->errstr, u->errlen) != 0)
@@ -234,8 +244,8 @@ static int is_sst(const char *name)
 /* The files of a directory entry (flat, as a RocksDB checkpoint is). */
 static json_t *dir_files(upload *u, const kp_snapshot_entry *e)
 {
-    char stem[200], subdir[400], subabs[4700];
-    entry_stem(stem, sizeof stem, e);
+    char stem[240], subdir[400], subabs[4700];
+    private_stem(stem, sizeof stem, u, e);
     snprintf(subdir, sizeof subdir, "%s/%s", u->priv_rel, stem);
     snprintf(subabs, sizeof subabs, "%s/%s", u->st->job_dir, subdir);
     if (kp_fs_mkdirs(subabs, u->errstr, u->errlen) != 0)
@@ -297,6 +307,7 @@ static json_t *ack_json(upload *u, const kp_snapshot *s)
 {
     json_t *entries = json_array();
     for (size_t i = 0; entries && i < kp_snapshot_count(s); i++) {
+        u->cur = i;
         json_t *e = entry_json(u, kp_snapshot_entry_at(s, i));
         if (!e || json_array_append_new(entries, e) != 0) {
             json_decref(entries);

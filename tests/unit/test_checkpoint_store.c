@@ -321,7 +321,7 @@ Test(checkpoint_store, latest_skips_corrupted_and_truncated)
     cr_assert_str_eq(latest, path);
     /* chk-3: a private file corrupted → chk-2 */
     char manifest[600];
-    snprintf(manifest, sizeof manifest, "%s/job/chk-3/1-0/win.rocksdb/MANIFEST-000005", root);
+    snprintf(manifest, sizeof manifest, "%s/job/chk-3/1-0/2.win.rocksdb/MANIFEST-000005", root);
     corrupt(manifest, 5);
     cr_assert_eq(kp_ckpt_store_latest(root, "job", latest, sizeof latest, err, sizeof err), 1);
     cr_assert(strstr(latest, "chk-2/_metadata"), "%s", latest);
@@ -366,7 +366,7 @@ Test(checkpoint_store, commit_refuses_missing_files_and_bad_acks)
         kp_ckpt_store_commit(st, 1, 0, KP_CKPT_EXACTLY_ONCE, notjson, 1, NULL, 0, err, sizeof err),
         -1);
     char cur[600];
-    snprintf(cur, sizeof cur, "%s/job/chk-1/1-0/win.rocksdb/CURRENT", root);
+    snprintf(cur, sizeof cur, "%s/job/chk-1/1-0/2.win.rocksdb/CURRENT", root);
     unlink(cur);
     cr_assert_eq(kp_ckpt_store_commit(st, 1, 0, KP_CKPT_EXACTLY_ONCE, (const char *const *)&a, 1,
                                       path, sizeof path, err, sizeof err),
@@ -422,4 +422,41 @@ Test(checkpoint_store, bad_paths_are_errors)
     cr_assert_null(kp_restore_open(root, err, sizeof err));
     cr_assert_eq(kp_restore_id(NULL), 0);
     kp_restore_free(NULL);
+}
+
+static int materialize_each(void *ctx, const kp_restore_entry *e)
+{
+    const kp_restore *r = ctx;
+    char local[512], err[512], db[512];
+    snprintf(local, sizeof local, "%s/restored-kg%d", root, e->kg_lo);
+    cr_assert_eq(kp_restore_materialize(r, e, local, err, sizeof err), 0, "%s", err);
+    snprintf(db, sizeof db, "%s/db-kg%d", root, e->kg_lo);
+    assert_same_dir(db, local);
+    return 0;
+}
+
+Test(checkpoint_store, two_entries_of_one_operator_in_one_subtask)
+{
+    char err[512], path[512], db[512], local[512];
+    kp_ckpt_store *st = kp_ckpt_store_open(root, "job", err, sizeof err);
+    kp_snapshot *s = kp_snapshot_new(1, 1, 0, 1);
+    for (int lo = 0; lo < 128; lo += 64) {
+        snprintf(db, sizeof db, "%s/db-kg%d", root, lo);
+        make_db_dir(db, lo ? "upper half " : "lower half ", lo == 0);
+        snprintf(local, sizeof local, "%s/local-kg%d", root, lo);
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "cp -r %s %s", db, local);
+        cr_assert_eq(system(cmd), 0);
+        cr_assert_eq(kp_snapshot_dir(s, "win", "rocksdb", lo, lo + 64, local), 0);
+    }
+    char *ack = kp_ckpt_store_upload(st, s, err, sizeof err);
+    cr_assert_not_null(ack, "%s", err);
+    kp_snapshot_free(s);
+    commit(st, 1, &ack, 1, path);
+    kp_restore *r = kp_restore_open(path, err, sizeof err);
+    cr_assert_not_null(r, "%s", err);
+    cr_assert_eq(kp_restore_each(r, "win", "rocksdb", materialize_each, r), 0);
+    kp_restore_free(r);
+    free(ack);
+    kp_ckpt_store_free(st);
 }
