@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../support/shell.h"
@@ -290,4 +291,51 @@ Test(run_local, temporary_state_dir_is_removed_whatever_its_name)
     cr_assert_eq(kp_test_sh("test -z \"$(ls -A \"%s/tmp dir's\")\"", dir), 0,
                  "the state directory under TMPDIR was left behind");
     cr_assert_eq(kp_test_sh("grep -q 'could not remove' %s/stderr.txt", dir), 1);
+}
+
+static long long read_epoch(const char *path)
+{
+    char text[64] = "";
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s is missing", path);
+    cr_assert_not_null(fgets(text, sizeof text, f));
+    fclose(f);
+    return atoll(text);
+}
+
+/* The fencing epoch counter (runtime/epoch_file.h): two runs with one --state-dir take
+ * growing epochs from <state-dir>/epoch even within the same second; without --state-dir the
+ * counter is the user's, per job ($XDG_STATE_HOME/kappa/JOB/epoch); a corrupt file stops the
+ * run with a message naming it. */
+Test(run_local, fencing_epoch_counter_in_the_state_dir)
+{
+    char extra[600], path[600];
+    snprintf(extra, sizeof extra, "--state-dir %s/st", dir);
+    snprintf(path, sizeof path, "%s/st/epoch", dir);
+    cr_assert_eq(run("hourly_clicks", 1, extra), 0);
+    long long e1 = read_epoch(path);
+    long long now = (long long)time(NULL);
+    cr_expect(e1 > now - 600 && e1 <= now, "first epoch %lld is not the wall clock %lld", e1, now);
+    cr_assert_eq(run("hourly_clicks", 1, extra), 0);
+    long long e2 = read_epoch(path);
+    cr_expect_gt(e2, e1);
+
+    snprintf(extra, sizeof extra, "XDG_STATE_HOME=%s/xdg", dir); /* no --state-dir */
+    cr_assert_eq(kp_test_sh("%s %s run --local %s/hourly_clicks.so --source "
+                            "clicks=file:%s/events.ndjson --sink hourly-click-index=file:%s/o2 "
+                            "2>/dev/null",
+                            extra, kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), dir, dir),
+                 0);
+    snprintf(path, sizeof path, "%s/xdg/kappa/hourly_clicks/epoch", dir);
+    cr_expect_gt(read_epoch(path), 0);
+
+    snprintf(path, sizeof path, "%s/st/epoch", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("not a number\n", f);
+    fclose(f);
+    snprintf(extra, sizeof extra, "--state-dir %s/st", dir);
+    cr_expect_neq(run("hourly_clicks", 1, extra), 0, "a corrupt epoch file was accepted");
+    cr_expect_eq(kp_test_sh("grep -q 'st/epoch: corrupt fencing epoch file' %s/stderr.txt", dir), 0,
+                 "no clear error (%s/stderr.txt)", dir);
 }
