@@ -159,7 +159,7 @@ static void write_input(int n)
     nlines = n;
     for (int i = 0; i < n; i++) {
         line_pos[i] = ftell(f);
-        fprintf(f, "k%d %d\n", (i * 7919) % 97, i);
+        fprintf(f, "k%d %d\n", (int)((i * 7919LL) % 97), i);
     }
     fclose(f);
 }
