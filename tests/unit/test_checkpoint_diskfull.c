@@ -4,7 +4,6 @@
  * complete-looking checkpoint, the coordinator counts the failures without failing the job
  * (tolerable), and the next checkpoint succeeds once space is freed. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 
 #include "checkpoint_coord.h"
 #include "ckpt_fs.h"
+#include "../support/dir_entries.h"
 
 static char mnt[256], local[256];
 
@@ -66,18 +66,6 @@ static char *upload(kp_ckpt_store *st, int64_t id, size_t sst_bytes, char *err, 
     return ack;
 }
 
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        n += de->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
-
 Test(diskfull, upload_and_commit_fail_cleanly_then_recover, .init = setup, .fini = teardown)
 {
     char err[512], path[600], shared[400], chk[400];
@@ -95,15 +83,15 @@ Test(diskfull, upload_and_commit_fail_cleanly_then_recover, .init = setup, .fini
     cr_assert_not_null(ack, "%s", err);
     cr_assert_eq(kp_ckpt_coord_ack(c, 1, 0, 0, ack, 1110), KP_COORD_COMPLETED);
     free(ack);
-    cr_assert_eq(entries(shared), 2);
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 2);
 
     /* 2: a 2 MiB SST does not fit: clear error, nothing of it stays, the job goes on */
     cr_assert_eq(kp_ckpt_coord_tick(c, 1200), 2);
     cr_assert_null(upload(st, 2, 2 * 1024 * 1024, err, sizeof err));
     cr_assert(strstr(err, "No space left on device"), "%s", err);
-    cr_assert_eq(entries(shared), 2, "no partial SST in shared/");
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 2, "no partial SST in shared/");
     snprintf(chk, sizeof chk, "%s/job/chk-2", mnt);
-    cr_assert_eq(entries(chk), 0, "no private files of checkpoint 2");
+    cr_assert_eq(kp_test_dir_entries(chk, NULL), 0, "no private files of checkpoint 2");
     cr_assert_eq(kp_ckpt_coord_decline(c, 2, 0, 0, err, 1210), KP_COORD_FAILED);
     cr_assert_eq(kp_ckpt_coord_job_failed(c, NULL), 0);
 
@@ -137,7 +125,7 @@ Test(diskfull, upload_and_commit_fail_cleanly_then_recover, .init = setup, .fini
     cr_assert(strstr(latest, "chk-4/_metadata"), "%s", latest);
     char jd[400];
     snprintf(jd, sizeof jd, "%s/job", mnt);
-    cr_assert_eq(entries(jd), 2, "chk-4 and shared/ only");
+    cr_assert_eq(kp_test_dir_entries(jd, NULL), 2, "chk-4 and shared/ only");
     kp_ckpt_coord_free(c);
     kp_ckpt_store_free(st);
 }

@@ -14,6 +14,7 @@
 #include "checkpoint_store.h"
 #include "ckpt_fs.h"
 #include "clock.h"
+#include "../support/dir_entries.h"
 
 static char root[256];
 
@@ -208,18 +209,6 @@ Test(checkpoint_store, snapshot_upload_commit_restore)
     kp_ckpt_store_free(st);
 }
 
-static int count_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        n += de->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
-
 Test(checkpoint_store, incremental_shares_sst_files)
 {
     char err[512], db0[512], path[512], shared[512];
@@ -229,13 +218,13 @@ Test(checkpoint_store, incremental_shares_sst_files)
     make_db_dir(db0, "subtask zero ", 0);
     char *a1 = snap_upload(st, 1, 0, db0, 0, 64);
     commit(st, 1, &a1, 1, path);
-    cr_assert_eq(count_files(shared), 2); /* 000012.sst + its .sha256 */
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 2); /* 000012.sst + its .sha256 */
     json_int_t full1 = ack_int(a1, "incremental_bytes");
 
     put(db0, "000013.sst", "second sst file ", 300); /* a new file; 000012 unchanged */
     char *a2 = snap_upload(st, 2, 0, db0, 0, 64);
     commit(st, 2, &a2, 1, path);
-    cr_assert_eq(count_files(shared), 4);
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 4);
     json_int_t inc2 = ack_int(a2, "incremental_bytes"), bytes2 = ack_int(a2, "bytes");
     cr_assert_lt(inc2, full1, "000012.sst (13000 bytes) is referenced, not copied");
     cr_assert_eq(bytes2 - inc2, 13000);
@@ -246,7 +235,7 @@ Test(checkpoint_store, incremental_shares_sst_files)
     char chk1[512];
     snprintf(chk1, sizeof chk1, "%s/job/chk-1", root);
     cr_assert_neq(access(chk1, F_OK), 0);
-    cr_assert_eq(count_files(shared), 4);
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 4);
 
     /* 000012.sst compacted away: after chk-3 and gc it is deleted */
     char f12[600];
@@ -255,7 +244,7 @@ Test(checkpoint_store, incremental_shares_sst_files)
     char *a3 = snap_upload(st, 3, 0, db0, 0, 64);
     commit(st, 3, &a3, 1, path);
     cr_assert_eq(kp_ckpt_store_gc(st, 1, INT64_MAX, kp_wall_ms() + 10000, err, sizeof err), 0);
-    cr_assert_eq(count_files(shared), 2);
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 2);
     kp_restore *r = kp_restore_open(path, err, sizeof err);
     cr_assert_not_null(r, "%s", err);
     struct seen s = {0, r, root};
@@ -281,13 +270,13 @@ Test(checkpoint_store, gc_protects_in_progress_and_removes_failed)
     kp_time trigger2 = kp_wall_ms();
     /* while 2 is pending, its files and directory stay */
     cr_assert_eq(kp_ckpt_store_gc(st, 1, 2, trigger2 - 5000, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(count_files(shared), 4);
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 4);
     snprintf(dir, sizeof dir, "%s/job/chk-2", root);
     cr_assert_eq(access(dir, F_OK), 0);
     /* 2 failed (nothing pending): its directory and its new shared file go, chk-1 stays */
     cr_assert_eq(kp_ckpt_store_gc(st, 1, INT64_MAX, kp_wall_ms() + 10000, err, sizeof err), 0);
     cr_assert_neq(access(dir, F_OK), 0);
-    cr_assert_eq(count_files(shared), 2);
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 2);
     cr_assert_eq(kp_ckpt_store_max_id(root, "job"), 1);
     free(a1);
     free(a2);

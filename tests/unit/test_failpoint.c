@@ -3,7 +3,6 @@
  * whose latest valid checkpoint is the one before (resp. the new one), and garbage collection
  * then removes everything no valid metadata names. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "checkpoint_store.h"
 #include "ckpt_fs.h"
 #include "clock.h"
+#include "../support/dir_entries.h"
 #include "failpoint.h"
 
 Test(failpoint, off_by_default)
@@ -106,19 +106,6 @@ static int latest_id(void)
     return atoi(strstr(path, "chk-") + 4);
 }
 
-/* Entries of dir other than . and .. whose name contains `part`. */
-static int count_matching(const char *dir, const char *part)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        n += de->d_name[0] != '.' && strstr(de->d_name, part) != NULL;
-    if (d)
-        closedir(d);
-    return n;
-}
-
 static void setup(void)
 {
     snprintf(root, sizeof root, "/tmp/kp-failpoint-XXXXXX");
@@ -142,7 +129,7 @@ Test(failpoint, store_crash_points_leave_a_valid_latest, .init = setup, .fini = 
     cr_assert_eq(latest_id(), 1, "a crash before the rename: the previous one");
     char tmpdir[500];
     snprintf(tmpdir, sizeof tmpdir, "%s/chk-2", jd);
-    cr_assert_eq(count_matching(tmpdir, ".tmp-"), 1, "the temp metadata file is left");
+    cr_assert_eq(kp_test_dir_entries(tmpdir, ".tmp-"), 1, "the temp metadata file is left");
 
     cr_assert_eq(commit_in_child(3, "store.before_metadata_rename=error"), 1);
     cr_assert_eq(latest_id(), 1);
@@ -152,13 +139,13 @@ Test(failpoint, store_crash_points_leave_a_valid_latest, .init = setup, .fini = 
 
     /* a restarted coordinator collects: chk-2 and chk-3 (no valid metadata) and their shared
      * files go; chk-1 goes too with retain 1; chk-4 and its files stay */
-    cr_assert_eq(count_matching(sd, ".sst"), 8); /* 4 files + 4 sidecars */
+    cr_assert_eq(kp_test_dir_entries(sd, ".sst"), 8); /* 4 files + 4 sidecars */
     kp_ckpt_store *st = kp_ckpt_store_open(root, "job", err, sizeof err);
     cr_assert_eq(kp_ckpt_store_gc(st, 1, INT64_MAX, kp_wall_ms() + 10000, err, sizeof err), 0, "%s",
                  err);
-    cr_assert_eq(count_matching(jd, "chk-"), 1);
-    cr_assert_eq(count_matching(sd, ".sst"), 2);
-    cr_assert_eq(count_matching(sd, "000004.sst"), 2);
+    cr_assert_eq(kp_test_dir_entries(jd, "chk-"), 1);
+    cr_assert_eq(kp_test_dir_entries(sd, ".sst"), 2);
+    cr_assert_eq(kp_test_dir_entries(sd, "000004.sst"), 2);
     cr_assert_eq(latest_id(), 4);
     kp_ckpt_store_free(st);
 }
@@ -172,7 +159,7 @@ Test(failpoint, upload_of_a_vanished_dir_fails_cleanly, .init = setup, .fini = t
     cr_assert_null(kp_ckpt_store_upload(st, s, err, sizeof err));
     cr_assert(strstr(err, "/nonexistent/kp-dir"), "%s", err);
     snprintf(jd, sizeof jd, "%s/job/chk-1", root);
-    cr_assert_eq(count_matching(jd, "0-0"), 0, "nothing of the upload remains");
+    cr_assert_eq(kp_test_dir_entries(jd, "0-0"), 0, "nothing of the upload remains");
     kp_snapshot_free(s);
     kp_ckpt_store_free(st);
 }
