@@ -844,6 +844,11 @@ static kp_sink_writer *open_es_sink(const kp_endpoint *ep, char *errstr, size_t 
     e->cancelled = ep->cancelled;
     e->cancel_arg = ep->cancel_arg;
     kp_endpoint_target(ep, e->index, sizeof e->index);
+    /* es:ALIAS?index=ALIAS-vN: the binding names the alias readers use, the jobmanager assigns
+     * the physical index this job version writes (docs/bluegreen.md) */
+    char physical[sizeof e->index];
+    if (kp_endpoint_get(ep, "index", physical, sizeof physical) && *physical)
+        memcpy(e->index, physical, sizeof e->index);
     if (!*e->index) {
         snprintf(errstr, errlen, "'%s' names no index: use es:INDEX?url=http://HOST:9200", ep->uri);
         goto error;

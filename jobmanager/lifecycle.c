@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bluegreen.h"
 #include "jm.h"
 
 static bool settled(const kp_jm_t *jm, const kp_jm_sub_t *sub)
@@ -81,7 +82,7 @@ void kp_life_fail(kp_jm_t *jm, kp_jm_job_t *job, const char *message)
 static void became_running(kp_jm_t *jm, kp_jm_job_t *job)
 {
     kp_job_transition(jm, job, KP_JOB_RUNNING, NULL);
-    if (!job->replaces[0])
+    if (!job->replaces[0] || kp_bg_defers_cancel(jm, job)) /* blue/green: v1 runs on */
         return;
     kp_jm_job_t *old = kp_registry_find(jm, job->replaces);
     char msg[128];
@@ -151,6 +152,8 @@ static void make_room_for_replacement(kp_jm_t *jm, kp_jm_job_t *job)
 
 static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
 {
+    if (!kp_bg_deploy_ready(jm, job)) /* its Elasticsearch index is being prepared */
+        return;
     if (!kp_sched_place(jm, job)) {
         make_room_for_replacement(jm, job);
         return;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bluegreen.h"
 #include "jm.h"
 
 static kp_jm_t jm_;
@@ -390,7 +391,12 @@ int main(int argc, char **argv)
               jm->instance_id, cfg->bind, rest_port, cfg->bind, rpc_port, cfg->state_dir,
               jm->njobs);
 
+    if (kp_bg_start(jm, err, sizeof err)) {
+        fprintf(stderr, "kappa-jobmanager: %s\n", err);
+        return 1;
+    }
     kp_control_run(jm, &stop_);
+    kp_bg_stop();
 
     kp_rest_stop(rest);
     pthread_mutex_lock(&jm->lock);

@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 
+#include "bluegreen.h"
 #include "jm.h"
 #include "rest_int.h"
 
@@ -291,6 +292,8 @@ static enum MHD_Result job_get_or_cancel(kp_jm_t *jm, struct MHD_Connection *con
         status = 404;
     } else if (!cancel) {
         body = kp_job_json(jm, job, true);
+        json_t *bg = kp_bg_job_json(jm, job); /* the blue/green it takes part in */
+        json_object_set_new(body, "bluegreen", bg ? bg : json_null());
     } else if (kp_life_cancel(jm, job, "cancelled through the REST API")) {
         snprintf(err, sizeof err, "job %s is already %s", job->id, kp_job_state_name(job->state));
         status = 409;
@@ -300,6 +303,25 @@ static enum MHD_Result job_get_or_cancel(kp_jm_t *jm, struct MHD_Connection *con
     }
     pthread_mutex_unlock(&jm->lock);
     return body ? send_json(conn, (unsigned)status, body) : send_error(conn, (unsigned)status, err);
+}
+
+/* PATCH /jobs/:id?mode=rollback: the blue/green the job took part in goes back to v1. */
+static enum MHD_Result job_rollback(kp_jm_t *jm, struct MHD_Connection *conn, const char *id)
+{
+    char err[512];
+    if (!kp_manifest_name_ok(id))
+        return send_error(conn, 400, "a job id or name is 1-127 characters of A-Z a-z 0-9 . _ -");
+    pthread_mutex_lock(&jm->lock);
+    kp_jm_job_t *job = kp_registry_find(jm, id);
+    int status = 202;
+    if (!job) {
+        snprintf(err, sizeof err, "no job with the id or name '%s'", id);
+        status = 404;
+    } else if (kp_bg_rollback(jm, job, err, sizeof err)) {
+        status = 409;
+    }
+    pthread_mutex_unlock(&jm->lock);
+    return status == 202 ? send_json(conn, 202, json_object()) : send_error(conn, status, err);
 }
 
 static enum MHD_Result taskmanagers(kp_jm_t *jm, struct MHD_Connection *conn)
@@ -513,8 +535,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         if (!patch)
             return send_error(conn, 405, "use GET or PATCH on /jobs/:id");
         const char *mode = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "mode");
+        if (mode && !strcmp(mode, "rollback"))
+            return job_rollback(jm, conn, job_id);
         if (!mode || strcmp(mode, "cancel"))
-            return send_error(conn, 400, "PATCH /jobs/:id needs ?mode=cancel");
+            return send_error(conn, 400, "PATCH /jobs/:id needs ?mode=cancel or ?mode=rollback");
         return job_get_or_cancel(jm, conn, job_id, true);
     }
     if (!strcmp(url, "/taskmanagers"))

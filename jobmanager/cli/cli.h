@@ -13,6 +13,13 @@ int kp_cli_list(int argc, char **argv);
 int kp_cli_status(int argc, char **argv);
 int kp_cli_cancel(int argc, char **argv);
 int kp_cli_taskmanagers(int argc, char **argv);
+int kp_cli_rollback(int argc, char **argv);
+
+/* Blue/green (bluegreen.c): the procedure a job takes part in, under `kappa status`; submit's
+ * --in-place / --keep-old DURATION as the manifest's "bluegreen" object (0, or -1 after saying
+ * why). */
+void kp_cli_print_bluegreen(json_t *job);
+int kp_cli_bluegreen_flag(json_t **flags, int in_place, const char *keep_old);
 
 /* The table of jobs `kappa list` prints, also the first lines of `kappa status` (list.c). */
 void kp_cli_job_header(void);

@@ -19,6 +19,7 @@ static void usage(FILE *out)
             "  list                           the cluster's jobs\n"
             "  status NAME|ID                 one job: state, placement, exceptions\n"
             "  cancel NAME|ID                 cancel a job\n"
+            "  rollback NAME|ID               a blue/green reprocessing back to the old version\n"
             "  taskmanagers                   the registered taskmanagers and their slots\n"
             "  version                        print the version and job ABI\n"
             "  help                           this text\n"
@@ -38,7 +39,8 @@ int main(int argc, char **argv)
         int (*fn)(int argc, char **argv);
     } verbs[] = {{"run", kp_cli_run},       {"submit", kp_cli_submit},
                  {"list", kp_cli_list},     {"status", kp_cli_status},
-                 {"cancel", kp_cli_cancel}, {"taskmanagers", kp_cli_taskmanagers}};
+                 {"cancel", kp_cli_cancel}, {"taskmanagers", kp_cli_taskmanagers},
+                 {"rollback", kp_cli_rollback}};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (!strcmp(argv[1], verbs[i].name))
             return verbs[i].fn(argc - 1, argv + 1);

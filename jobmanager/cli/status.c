@@ -57,6 +57,7 @@ static void print_job(json_t *job)
     if (json_is_string(json_object_get(job, "waiting_reason")))
         printf("waiting: %s\n", kp_rest_str(job, "waiting_reason", buf, sizeof buf));
     print_placement(job);
+    kp_cli_print_bluegreen(job);
     if (json_array_size(json_object_get(job, "exceptions")) > 0) {
         printf("exceptions:\n");
         print_exceptions(job, stdout);

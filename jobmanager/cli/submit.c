@@ -21,18 +21,24 @@
 typedef struct submit_opts {
     kp_job_opts job;
     kp_rest rest;
-    const char *path, *name, *replace;
-    int wait, dry_run;
+    const char *path, *name, *replace, *keep_old;
+    int wait, dry_run, in_place;
 } submit_opts;
 
-enum { OPT_NAME = 3000, OPT_REPLACE, OPT_WAIT, OPT_DRY_RUN };
+enum { OPT_NAME = 3000, OPT_REPLACE, OPT_WAIT, OPT_DRY_RUN, OPT_IN_PLACE, OPT_KEEP_OLD };
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: kappa submit JOB.so [options]\n"
             "  --name NAME              the job's name on the cluster (default: the job's own)\n"
-            "  --replace NAME|ID        cancel that job once this one runs (reprocessing)\n"
+            "  --replace NAME|ID        replace that job (reprocessing): from reset offsets a\n"
+            "                           blue/green: this job writes a new index beside the old\n"
+            "                           one and the alias moves once it has caught up\n"
+            "  --in-place               with --replace: no blue/green, write the alias's index\n"
+            "                           and cancel the old job once this one runs\n"
+            "  --keep-old DURATION      blue/green: keep the old index this long after the\n"
+            "                           switch, for kappa rollback (N ms, Ns, Nm, Nh, Nd; 1h)\n"
             "  --wait                   stay until the job ends; exit with its outcome\n"
             "  --dry-run                print the manifest (with the graph and both hashes) and\n"
             "                           exit without contacting the jobmanager\n");
@@ -48,6 +54,8 @@ static int parse(submit_opts *o, int argc, char **argv)
         {"replace", required_argument, NULL, OPT_REPLACE},
         {"wait", no_argument, NULL, OPT_WAIT},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"in-place", no_argument, NULL, OPT_IN_PLACE},
+        {"keep-old", required_argument, NULL, OPT_KEEP_OLD},
         KP_JOB_LONGOPTS,
         KP_REST_LONGOPTS,
         {0},
@@ -66,6 +74,10 @@ static int parse(submit_opts *o, int argc, char **argv)
             o->wait = 1;
         } else if (c == OPT_DRY_RUN) {
             o->dry_run = 1;
+        } else if (c == OPT_IN_PLACE) {
+            o->in_place = 1;
+        } else if (c == OPT_KEEP_OLD) {
+            o->keep_old = optarg;
         } else if (c == 'h') {
             o->rest.help = 1;
         } else {
@@ -84,6 +96,18 @@ static int parse(submit_opts *o, int argc, char **argv)
         return KP_EXIT_USAGE;
     }
     o->path = argv[optind];
+    if ((o->in_place || o->keep_old) && !o->replace) {
+        fprintf(stderr, "kappa submit: --in-place and --keep-old go with --replace\n");
+        return KP_EXIT_USAGE;
+    }
+    if (o->in_place && o->keep_old) {
+        fprintf(stderr, "kappa submit: --keep-old is for blue/green, not --in-place\n");
+        return KP_EXIT_USAGE;
+    }
+    json_t *bg = NULL;
+    if (o->keep_old && kp_cli_bluegreen_flag(&bg, 0, o->keep_old) != 0)
+        return KP_EXIT_USAGE;
+    json_decref(bg);
     if (kp_job_opts_check(&o->job) != 0)
         return KP_EXIT_USAGE;
     return kp_rest_resolve(&o->rest);
@@ -154,8 +178,11 @@ static json_t *manifest_of(const submit_opts *o, const kp_job *job, const char *
                          .graph = graph,
                          .graph_hash = hash,
                          .opts = &o->job};
-    json_t *m = kp_manifest_build(&in);
+    json_t *m = kp_manifest_build(&in), *bg = NULL;
     json_decref(graph);
+    if (m && (o->in_place || o->keep_old) &&
+        kp_cli_bluegreen_flag(&bg, o->in_place, o->keep_old) == 0)
+        json_object_set_new(m, "bluegreen", bg); /* docs/bluegreen.md */
     if (!m)
         fprintf(stderr, "kappa submit: out of memory building the manifest\n");
     return m;

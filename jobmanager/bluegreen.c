@@ -1,0 +1,848 @@
+/* Blue/green reprocessing in the jobmanager (bluegreen.h, docs/bluegreen.md): which physical
+ * Elasticsearch index each job version writes, and the procedure that moves readers from v1's
+ * index to v2's once v2 has caught up.
+ *
+ * Every cluster job with an `es:ALIAS` sink gets a record here before its first deploy: the
+ * binding names the alias readers use, and the job's manifest gets `index=ALIAS-vN` on that
+ * binding's URI (the sink writes there; the Deploy carries the URI). A replacement started
+ * from reset offsets without --in-place gets a fresh index beside v1's and a procedure; any
+ * other job writes the alias's current index (a missing alias is created on ALIAS-v1, a concrete
+ * index of that name is migrated once behind an alias).
+ *
+ * One thread of its own drives the records, because the steps talk to Elasticsearch (blocking
+ * libcurl, seconds at worst) and the control thread must keep answering heartbeats. It wakes
+ * every 200 ms, and under jm->lock observes the jobs (bluegreen_sm.c decides), picks at most one
+ * step that needs Elasticsearch, releases the lock for the requests, and takes it again to
+ * record the result. Records live in state-dir/bluegreen.json, rewritten atomically at every
+ * change, so a restarted jobmanager resumes each procedure where it was; every Elasticsearch
+ * step is idempotent (create keeps an existing index, the alias is resolved before it is
+ * moved, deleting a missing index is fine), so a step cut short is simply done again.
+ *
+ * Savepoints are not there yet: v1 is stopped by a cancel, and a rollback restarts v1 from its
+ * original start position into its kept index (the same results: replay is deterministic and
+ * the sink's writes are fenced by versions). kp_bg_stop_v1/restart_v1 are the seam where a
+ * savepoint will go. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../connectors/es_alias.h"
+#include "bluegreen.h"
+
+#define TICK_MS 200
+
+static struct {
+    kp_jm_t *jm;
+    pthread_t thread;
+    pthread_cond_t cond;
+    bool running;
+    int stop;
+    kp_bg_rec *recs;
+    size_t n, cap;
+} bg;
+
+/* A step that needs Elasticsearch, copied out of its record so the lock can be released. */
+typedef struct work {
+    char job_id[KP_JM_ID_LEN];
+    kp_bg_phase phase;
+    kp_bg_mode mode;
+    kp_bg_sink sinks[KP_BG_SINKS_MAX];
+    int nsinks;
+    char body[8192];               /* settings/mappings for new indices */
+    int min_next[KP_BG_SINKS_MAX]; /* versions already used for each alias (never reused) */
+    bool ok;
+    bool migrated_old; /* v1's concrete index moved behind the alias */
+    char err[768];
+    int64_t old_bytes, new_bytes, old_docs, new_docs;
+} work;
+
+/* ---- records and persistence ----------------------------------------------------------------- */
+
+static kp_bg_rec *find_rec(const char *job_id)
+{
+    for (size_t i = bg.n; i-- > 0;)
+        if (!strcmp(bg.recs[i].job_id, job_id))
+            return &bg.recs[i];
+    return NULL;
+}
+
+static void save(void)
+{
+    kp_jm_t *jm = bg.jm;
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/bluegreen.json", jm->cfg.state_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < bg.n; i++)
+        json_array_append_new(arr, kp_bg_rec_json(&bg.recs[i]));
+    char *text = json_dumps(arr, JSON_INDENT(1));
+    json_decref(arr);
+    int fd = text ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    if (fd < 0 || kp_jm_write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0 ||
+        close(fd) != 0 || rename(tmp, path) != 0) {
+        kp_jm_log("blue/green: cannot write %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    } else {
+        kp_jm_fsync_dir(jm->cfg.state_dir);
+    }
+    free(text);
+}
+
+static int load(kp_jm_t *jm, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bluegreen.json", jm->cfg.state_dir);
+    json_error_t jerr;
+    json_t *arr = json_load_file(path, 0, &jerr);
+    if (!arr)
+        return access(path, F_OK) == 0 ? (snprintf(err, errlen, "%s: %s", path, jerr.text), -1) : 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        if (bg.n == bg.cap) {
+            size_t cap = bg.cap ? bg.cap * 2 : 16;
+            kp_bg_rec *r = realloc(bg.recs, cap * sizeof *r);
+            if (!r)
+                break;
+            bg.recs = r;
+            bg.cap = cap;
+        }
+        if (kp_bg_rec_load(&bg.recs[bg.n], o, err, errlen) != 0) {
+            json_decref(arr);
+            return -1;
+        }
+        bg.n++;
+    }
+    json_decref(arr);
+    return 0;
+}
+
+static kp_bg_rec *add_rec(void)
+{
+    if (bg.n == bg.cap) {
+        size_t cap = bg.cap ? bg.cap * 2 : 16;
+        kp_bg_rec *r = realloc(bg.recs, cap * sizeof *r);
+        if (!r)
+            return NULL;
+        bg.recs = r;
+        bg.cap = cap;
+    }
+    kp_bg_rec *r = &bg.recs[bg.n++];
+    memset(r, 0, sizeof *r);
+    r->caught_since_ms = r->caught_up_ms = r->switched_ms = r->delete_at_ms = -1;
+    r->old_bytes = r->new_bytes = r->old_docs = r->new_docs = r->eta_ms = -1;
+    r->last_v1_wm = INT64_MIN;
+    r->transitions = json_array();
+    return r;
+}
+
+/* ---- the job's manifest: es: bindings, options ----------------------------------------------- */
+
+/* A query option of a URI (simple %XX decoding), or NULL. */
+static const char *uri_opt(const char *uri, const char *key, char *buf, size_t len)
+{
+    size_t klen = strlen(key);
+    for (const char *q = strchr(uri, '?'); q && *q;) {
+        q++;
+        size_t n = strcspn(q, "&");
+        if (n > klen && !strncmp(q, key, klen) && q[klen] == '=') {
+            size_t o = 0;
+            for (size_t i = klen + 1; i < n && o + 1 < len; i++) {
+                unsigned x;
+                if (q[i] == '%' && i + 2 < n && sscanf(q + i + 1, "%2x", &x) == 1) {
+                    buf[o++] = (char)x;
+                    i += 2;
+                } else {
+                    buf[o++] = q[i];
+                }
+            }
+            buf[o] = 0;
+            return buf;
+        }
+        q += n;
+    }
+    return NULL;
+}
+
+/* The first conf entry KEY=VALUE of the manifest (the CLI puts the winner first), or NULL. */
+static const char *conf_get(const kp_jm_job_t *job, const char *key)
+{
+    size_t klen = strlen(key), i;
+    json_t *c;
+    json_array_foreach(json_object_get(job->manifest, "conf"), i, c)
+    {
+        const char *kv = json_string_value(c);
+        if (kv && !strncmp(kv, key, klen) && kv[klen] == '=')
+            return kv + klen + 1;
+    }
+    return NULL;
+}
+
+/* The es: sinks the jobmanager manages: `es:ALIAS` without index= nor alias=0. A binding whose
+ * URI names its index already (a restart, a rollback) is not managed again. */
+static int managed_sinks(const kp_jm_job_t *job, kp_bg_sink *out, int max, bool *pinned)
+{
+    int n = 0;
+    size_t i;
+    json_t *b;
+    char v[512];
+    *pinned = false;
+    json_array_foreach(json_object_get(job->manifest, "bindings"), i, b)
+    {
+        const char *uri = json_string_value(json_object_get(b, "uri"));
+        const char *name = json_string_value(json_object_get(b, "name"));
+        if (!uri || !name || strncmp(uri, "es:", 3))
+            continue;
+        if (uri_opt(uri, "index", v, sizeof v)) {
+            *pinned = true;
+            continue;
+        }
+        if (uri_opt(uri, "alias", v, sizeof v) && !strcmp(v, "0"))
+            continue;
+        const char *url = uri_opt(uri, "url", v, sizeof v) ? v : conf_get(job, "es.url");
+        size_t alen = strcspn(uri + 3, "?");
+        if (!url || !*url || !alen || alen > 200 || n == max)
+            continue; /* the sink itself says what is missing */
+        kp_bg_sink *s = &out[n++];
+        memset(s, 0, sizeof *s);
+        snprintf(s->binding, sizeof s->binding, "%s", name);
+        snprintf(s->alias, sizeof s->alias, "%.*s", (int)alen, uri + 3);
+        snprintf(s->url, sizeof s->url, "%s", url);
+    }
+    return n;
+}
+
+/* v1's physical index for an alias, from its binding's index= ("" = it writes the alias). */
+static void v1_index(const kp_jm_job_t *v1, const char *alias, char *out, size_t len)
+{
+    size_t i;
+    json_t *b;
+    *out = 0;
+    json_array_foreach(json_object_get(v1->manifest, "bindings"), i, b)
+    {
+        const char *uri = json_string_value(json_object_get(b, "uri"));
+        size_t alen = strlen(alias);
+        if (uri && !strncmp(uri, "es:", 3) && !strncmp(uri + 3, alias, alen) &&
+            (uri[3 + alen] == '?' || !uri[3 + alen]))
+            uri_opt(uri, "index", out, len);
+    }
+}
+
+/* The job's sinks now write their physical index: index=NAME on each managed binding. */
+static void pin_indices(kp_jm_job_t *job, const kp_bg_rec *r)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(job->manifest, "bindings"), i, b)
+    {
+        const char *name = json_string_value(json_object_get(b, "name"));
+        const char *uri = json_string_value(json_object_get(b, "uri"));
+        for (int k = 0; name && uri && k < r->nsinks; k++) {
+            if (strcmp(name, r->sinks[k].binding))
+                continue;
+            char next[2048];
+            snprintf(next, sizeof next, "%s%cindex=%s", uri, strchr(uri, '?') ? '&' : '?',
+                     r->sinks[k].new_index);
+            json_object_set_new(b, "uri", json_string(next));
+            break;
+        }
+    }
+}
+
+static void read_params(const kp_jm_job_t *job, kp_bg_params *p, bool *in_place)
+{
+    kp_bg_params_default(p);
+    json_t *o = json_object_get(job->manifest, "bluegreen");
+    *in_place = json_is_true(json_object_get(o, "in_place"));
+    json_t *keep = json_object_get(o, "keep_old_ms");
+    if (json_is_integer(keep) && json_integer_value(keep) >= 0)
+        p->keep_old_ms = json_integer_value(keep);
+    const char *v;
+    int64_t d;
+    if ((v = conf_get(job, "bluegreen.lag_records")) && (d = kp_bg_parse_duration(v)) >= 0)
+        p->lag_records = (uint64_t)d;
+    if ((v = conf_get(job, "bluegreen.watermark_tolerance_ms")) &&
+        (d = kp_bg_parse_duration(v)) >= 0)
+        p->wm_tolerance_ms = d;
+    if ((v = conf_get(job, "bluegreen.hold_ms")) && (d = kp_bg_parse_duration(v)) >= 0)
+        p->hold_ms = d;
+}
+
+/* ---- hooks ------------------------------------------------------------------------------------ */
+
+bool kp_bg_deploy_ready(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    kp_bg_rec *r = find_rec(job->id);
+    if (r && r->phase != KP_BG_PREPARING)
+        return true;
+    if (r) {
+        snprintf(job->waiting_reason, sizeof job->waiting_reason,
+                 "preparing Elasticsearch index %s for es:%.60s%s%.120s",
+                 r->mode == KP_BG_BLUEGREEN ? "(blue/green)" : "", r->sinks[0].alias,
+                 *r->error ? ": " : "", r->error);
+        return false;
+    }
+    kp_bg_sink sinks[KP_BG_SINKS_MAX];
+    bool pinned;
+    int n = managed_sinks(job, sinks, KP_BG_SINKS_MAX, &pinned);
+    if (n == 0 || !bg.running)
+        return true;
+    if (!(r = add_rec()))
+        return true; /* out of memory: the job writes the alias name as before */
+    snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
+    memcpy(r->sinks, sinks, sizeof sinks);
+    r->nsinks = n;
+    bool in_place;
+    read_params(job, &r->p, &in_place);
+    const char *start = json_string_value(json_object_get(job->manifest, "start"));
+    bool reset = !start || !strcmp(start, "earliest") || !strcmp(start, "timestamp");
+    kp_jm_job_t *v1 = job->replaces[0] ? kp_registry_find(jm, job->replaces) : NULL;
+    char msg[512];
+    if (v1 && !kp_job_state_terminal(v1->state) && reset && !in_place) {
+        r->mode = KP_BG_BLUEGREEN;
+        snprintf(r->v1_id, sizeof r->v1_id, "%s", v1->id);
+        for (int i = 0; i < n; i++) {
+            v1_index(v1, sinks[i].alias, r->sinks[i].old_index, sizeof r->sinks[i].old_index);
+            r->old_via_alias |= !*r->sinks[i].old_index;
+        }
+        snprintf(msg, sizeof msg, "blue/green: job %s replaces %s; new index for es:%s", job->id,
+                 v1->id, sinks[0].alias);
+    } else {
+        snprintf(msg, sizeof msg, "job %s writes the index of alias es:%s%s", job->id,
+                 sinks[0].alias, v1 ? " (in place)" : "");
+    }
+    kp_bg_enter(r, KP_BG_PREPARING, kp_wall_ms(), msg);
+    kp_jm_log("%s", msg);
+    snprintf(job->waiting_reason, sizeof job->waiting_reason,
+             "preparing Elasticsearch index for es:%.200s", sinks[0].alias);
+    save();
+    pthread_cond_signal(&bg.cond);
+    return false;
+}
+
+bool kp_bg_defers_cancel(kp_jm_t *jm, const kp_jm_job_t *job)
+{
+    const kp_bg_rec *r = find_rec(job->id);
+    return r && r->mode == KP_BG_BLUEGREEN;
+}
+
+/* ---- observing the jobs ---------------------------------------------------------------------- */
+
+static bool source_task(const kp_jm_job_t *job, int task_id)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(json_object_get(job->manifest, "graph"), "tasks"), i,
+                       t) if (json_integer_value(json_object_get(t, "id")) ==
+                              task_id) return json_integer_value(json_object_get(t, "upstream")) <
+        0;
+    return false;
+}
+
+static void observe_job(const kp_jm_job_t *job, kp_job_state *state, bool *seen, uint64_t *in,
+                        int64_t *wm)
+{
+    *state = job ? job->state : KP_JOB_FAILED;
+    *seen = job && job->deployed && job->nsubs > 0;
+    *in = 0;
+    *wm = INT64_MAX;
+    for (size_t i = 0; job && i < job->nsubs; i++) {
+        const kp_jm_sub_t *s = &job->subs[i];
+        *seen &= s->has_metrics;
+        if (source_task(job, s->task_id))
+            *in += s->records_in;
+        if (s->watermark_ms < *wm)
+            *wm = s->watermark_ms;
+    }
+}
+
+static void observe(kp_jm_t *jm, kp_bg_rec *r, kp_bg_obs *o)
+{
+    memset(o, 0, sizeof *o);
+    observe_job(kp_registry_find(jm, r->v1_id[0] ? r->v1_id : r->job_id), &o->v1_state, &o->v1_seen,
+                &o->v1_in, &o->v1_wm);
+    observe_job(kp_registry_find(jm, r->job_id), &o->v2_state, &o->v2_seen, &o->v2_in, &o->v2_wm);
+    o->now_ms = kp_wall_ms();
+}
+
+/* The estimate to the cut-over: how fast v2's watermark closes on v1's. */
+static void estimate(kp_bg_rec *r, const kp_bg_obs *o)
+{
+    if (!o->v1_seen || !o->v2_seen || o->v2_wm == INT64_MIN || o->v1_wm == INT64_MIN)
+        return;
+    int64_t gap = o->v1_wm > o->v2_wm ? o->v1_wm - o->v2_wm : 0;
+    if (r->eta_at > 0 && o->now_ms - r->eta_at >= 2000) {
+        int64_t closed = r->eta_gap - gap, dt = o->now_ms - r->eta_at;
+        r->eta_ms = gap == 0 ? 0 : closed > 0 ? (int64_t)((double)gap * dt / closed) : -1;
+        r->eta_at = 0;
+    }
+    if (r->eta_at == 0) {
+        r->eta_at = o->now_ms;
+        r->eta_gap = gap;
+    }
+}
+
+/* v1 stops. With savepoints this becomes a stop-with-savepoint (rollback restarts from it). */
+static void stop_v1(kp_jm_t *jm, kp_bg_rec *r, const char *why)
+{
+    kp_jm_job_t *v1 = kp_registry_find(jm, r->v1_id);
+    if (v1 && !kp_job_state_terminal(v1->state))
+        kp_life_cancel(jm, v1, why);
+}
+
+/* Rollback: v1 again, as a new job from its manifest (its bindings already name its kept
+ * index), from its original start position. The seam for restarting from v1's savepoint. */
+static int restart_v1(kp_jm_t *jm, kp_bg_rec *r, char *err, size_t errlen)
+{
+    kp_jm_job_t *v1 = kp_registry_find(jm, r->v1_id);
+    if (!v1) {
+        snprintf(err, errlen, "job %s is no longer known", r->v1_id);
+        return -1;
+    }
+    json_t *m = json_deep_copy(v1->manifest);
+    json_object_set_new(m, "replace", json_null());
+    json_object_del(m, "bluegreen");
+    char *text = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    kp_jm_job_t *job = text ? kp_manifest_parse(&jm->cfg, text, strlen(text), err, errlen) : NULL;
+    free(text);
+    if (!job || kp_registry_add(jm, job) != 0) {
+        if (job)
+            kp_job_free(job);
+        return -1;
+    }
+    job->plugin_size = v1->plugin_size;
+    snprintf(r->v1r_id, sizeof r->v1r_id, "%s", job->id);
+    kp_jm_log("blue/green: job %s (%s) is v1 again (rollback of %s), from its original start "
+              "position into its kept index",
+              job->id, job->name, r->job_id);
+    kp_registry_save(jm);
+    kp_jm_wake(jm);
+    return 0;
+}
+
+/* ---- the steps that need Elasticsearch (lock released) --------------------------------------- */
+
+/* 1 + the largest version of `alias` any record names: a deleted index's name is not reused
+ * (a reader or a log naming ALIAS-v2 means one version). */
+static int next_known_version(const char *alias)
+{
+    int best = 0;
+    for (size_t i = 0; i < bg.n; i++)
+        for (int k = 0; k < bg.recs[i].nsinks; k++) {
+            const kp_bg_sink *s = &bg.recs[i].sinks[k];
+            if (strcmp(s->alias, alias))
+                continue;
+            int a = kp_es_version_of(alias, s->old_index),
+                b = kp_es_version_of(alias, s->new_index);
+            best = a > best ? a : best;
+            best = b > best ? b : best;
+        }
+    return best + 1;
+}
+
+static int prepare_sink(work *w, kp_bg_sink *s, int min_next)
+{
+    kp_es_admin a;
+    kp_es_admin_init(&a, s->url);
+    kp_es_kind kind;
+    char target[256];
+    int next;
+    if (kp_es_resolve(&a, s->alias, &kind, target, sizeof target, w->err, sizeof w->err) != 0)
+        return -1;
+    if (kind == KP_ES_INDEX) { /* once: the concrete index goes behind an alias */
+        if (kp_es_next_version(&a, s->alias, &next, w->err, sizeof w->err) != 0)
+            return -1;
+        next = next < min_next ? min_next : next;
+        snprintf(target, sizeof target, "%.200s-v%d", s->alias, next);
+        kp_jm_log("blue/green: es:%s is a concrete index: migrating it once to %s behind an alias "
+                  "%s (readers keep using the name)",
+                  s->alias, target, s->alias);
+        if (kp_es_migrate(&a, s->alias, target, w->body, w->err, sizeof w->err) != 0)
+            return -1;
+        kind = KP_ES_ALIAS;
+        w->migrated_old = true;
+    }
+    if (w->mode == KP_BG_ASSIGN && kind == KP_ES_ALIAS) {
+        snprintf(s->new_index, sizeof s->new_index, "%s", target);
+        return 0;
+    }
+    if (w->mode == KP_BG_BLUEGREEN && kind == KP_ES_ALIAS)
+        snprintf(s->old_index, sizeof s->old_index, "%s", target);
+    if (kp_es_next_version(&a, s->alias, &next, w->err, sizeof w->err) != 0)
+        return -1;
+    if (next < min_next)
+        next = min_next;
+    snprintf(s->new_index, sizeof s->new_index, "%.200s-v%d", s->alias, next);
+    if (kp_es_index_create(&a, s->new_index, w->body, w->err, sizeof w->err) != 0)
+        return -1;
+    if (w->mode == KP_BG_ASSIGN) /* nothing there yet: the alias starts on the new index */
+        return kp_es_alias_switch(&a, s->alias, NULL, s->new_index, w->err, sizeof w->err);
+    return 0;
+}
+
+/* Moves each alias from old to new (or back, for a rollback), refreshing the target first so
+ * readers find everything written to it. Resolved first: a repeated step does nothing. */
+static int move_aliases(work *w, bool back)
+{
+    for (int i = 0; i < w->nsinks; i++) {
+        kp_bg_sink *s = &w->sinks[i];
+        const char *to = back ? s->old_index : s->new_index;
+        kp_es_admin a;
+        kp_es_admin_init(&a, s->url);
+        kp_es_kind kind;
+        char cur[256];
+        long long docs, bytes;
+        if (kp_es_refresh(&a, to, w->err, sizeof w->err) != 0 ||
+            kp_es_resolve(&a, s->alias, &kind, cur, sizeof cur, w->err, sizeof w->err) != 0)
+            return -1;
+        if (!back && kp_es_index_stats(&a, s->new_index, &docs, &bytes, w->err, sizeof w->err) == 0)
+            w->new_docs = docs, w->new_bytes = bytes;
+        if (!back && *s->old_index &&
+            kp_es_index_stats(&a, s->old_index, &docs, &bytes, w->err, sizeof w->err) == 0)
+            w->old_docs = docs, w->old_bytes = bytes;
+        if (kind == KP_ES_ALIAS && !strcmp(cur, to))
+            continue;
+        if (kind == KP_ES_INDEX) {
+            snprintf(w->err, sizeof w->err,
+                     "es:%s became a concrete index during the procedure: not moving it", s->alias);
+            return -1;
+        }
+        if (kp_es_alias_switch(&a, s->alias, kind == KP_ES_ALIAS ? cur : NULL, to, w->err,
+                               sizeof w->err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Deletes the old (or new) indices, never one the alias points at. */
+static int delete_indices(work *w, bool old)
+{
+    for (int i = 0; i < w->nsinks; i++) {
+        kp_bg_sink *s = &w->sinks[i];
+        const char *ix = old ? s->old_index : s->new_index;
+        kp_es_admin a;
+        kp_es_admin_init(&a, s->url);
+        kp_es_kind kind;
+        char cur[256];
+        if (!*ix)
+            continue;
+        if (kp_es_resolve(&a, s->alias, &kind, cur, sizeof cur, w->err, sizeof w->err) != 0)
+            return -1;
+        if (kind == KP_ES_ALIAS && !strcmp(cur, ix)) {
+            kp_jm_log("blue/green: %s is what es:%s points at: kept", ix, s->alias);
+            continue;
+        }
+        if (kp_es_index_delete(&a, ix, w->err, sizeof w->err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void do_work(work *w)
+{
+    int rc = 0;
+    switch (w->phase) {
+    case KP_BG_PREPARING:
+        for (int i = 0; i < w->nsinks && rc == 0; i++)
+            rc = prepare_sink(w, &w->sinks[i], w->min_next[i]);
+        break;
+    case KP_BG_SWITCHING:
+        rc = move_aliases(w, false);
+        break;
+    case KP_BG_ROLLING_BACK:
+        rc = move_aliases(w, true);
+        break;
+    case KP_BG_SWITCHED:
+        rc = delete_indices(w, true);
+        break;
+    case KP_BG_ABORTING:
+    case KP_BG_ROLLED_BACK:
+        rc = delete_indices(w, false);
+        break;
+    default:
+        break;
+    }
+    w->ok = rc == 0;
+}
+
+/* ---- the thread ------------------------------------------------------------------------------ */
+
+static bool job_stopped(kp_jm_t *jm, const char *id)
+{
+    kp_jm_job_t *job = *id ? kp_registry_find(jm, id) : NULL;
+    return !job || kp_job_state_terminal(job->state);
+}
+
+/* The next step of record r that needs Elasticsearch, copied into w; false if none is due. */
+static bool pick(kp_jm_t *jm, kp_bg_rec *r, work *w)
+{
+    int64_t now = kp_wall_ms();
+    switch (r->phase) {
+    case KP_BG_PREPARING:
+    case KP_BG_ROLLING_BACK:
+    case KP_BG_ABORTING:
+        if (r->phase == KP_BG_ABORTING && !job_stopped(jm, r->job_id))
+            return false;
+        break;
+    case KP_BG_SWITCHING:
+        if (r->old_via_alias && !job_stopped(jm, r->v1_id)) {
+            /* v1 writes through the alias: it must stop before the alias moves */
+            stop_v1(jm, r,
+                    "blue/green: v1 writes through the alias, so it stops before the switch");
+            return false;
+        }
+        break;
+    case KP_BG_SWITCHED:
+        if (now < r->delete_at_ms || !job_stopped(jm, r->v1_id))
+            return false;
+        break;
+    case KP_BG_ROLLED_BACK:
+        if (r->new_deleted || !job_stopped(jm, r->job_id))
+            return false;
+        break;
+    default:
+        return false;
+    }
+    memset(w, 0, sizeof *w);
+    snprintf(w->job_id, sizeof w->job_id, "%s", r->job_id);
+    w->phase = r->phase;
+    w->mode = r->mode;
+    memcpy(w->sinks, r->sinks, sizeof w->sinks);
+    w->nsinks = r->nsinks;
+    for (int k = 0; k < r->nsinks; k++)
+        w->min_next[k] = next_known_version(r->sinks[k].alias);
+    w->old_bytes = w->new_bytes = w->old_docs = w->new_docs = -1;
+    kp_jm_job_t *job = kp_registry_find(jm, r->job_id);
+    const char *body = job ? conf_get(job, "es.index_body") : NULL;
+    snprintf(w->body, sizeof w->body, "%s", body ? body : "");
+    return true;
+}
+
+/* The step is done (or failed): the record moves on. */
+static void apply(kp_jm_t *jm, kp_bg_rec *r, work *w)
+{
+    int64_t now = kp_wall_ms();
+    char msg[1400];
+    if (!w->ok) {
+        if (strcmp(r->error, w->err))
+            kp_jm_log("blue/green (job %s, %s): %s; retrying", r->job_id,
+                      kp_bg_phase_name(r->phase), w->err);
+        snprintf(r->error, sizeof r->error, "%.500s", w->err);
+        save();
+        return;
+    }
+    r->error[0] = 0;
+    kp_jm_job_t *job = kp_registry_find(jm, r->job_id);
+    switch (w->phase) {
+    case KP_BG_PREPARING:
+        memcpy(r->sinks, w->sinks, sizeof r->sinks);
+        r->old_via_alias |= w->migrated_old;
+        if (job)
+            pin_indices(job, r);
+        kp_registry_save(jm);
+        snprintf(msg, sizeof msg, "es:%s: job %s writes %s%s%s", r->sinks[0].alias, r->job_id,
+                 r->sinks[0].new_index, r->mode == KP_BG_BLUEGREEN ? ", v1 keeps " : "",
+                 r->mode == KP_BG_BLUEGREEN ? r->sinks[0].old_index : "");
+        kp_bg_enter(r, r->mode == KP_BG_BLUEGREEN ? KP_BG_CATCHING_UP : KP_BG_READY, now, msg);
+        kp_jm_wake(jm);
+        break;
+    case KP_BG_SWITCHING:
+        r->switched_ms = now;
+        r->delete_at_ms = now + r->p.keep_old_ms;
+        r->old_bytes = w->old_bytes, r->new_bytes = w->new_bytes;
+        r->old_docs = w->old_docs, r->new_docs = w->new_docs;
+        snprintf(msg, sizeof msg,
+                 "alias es:%s moved to %s, %lld ms after caught up; v1's index %s kept for %lld ms",
+                 r->sinks[0].alias, r->sinks[0].new_index, (long long)(now - r->caught_up_ms),
+                 r->sinks[0].old_index, (long long)r->p.keep_old_ms);
+        kp_bg_enter(r, KP_BG_SWITCHED, now, msg);
+        kp_jm_log("blue/green: %s", msg);
+        snprintf(msg, sizeof msg, "replaced by job %s (blue/green switch)", r->job_id);
+        stop_v1(jm, r, msg);
+        break;
+    case KP_BG_SWITCHED:
+        snprintf(msg, sizeof msg, "v1's index %s deleted", r->sinks[0].old_index);
+        kp_bg_enter(r, KP_BG_DONE, now, msg);
+        break;
+    case KP_BG_ABORTING:
+        snprintf(msg, sizeof msg, "half-built index %s deleted; es:%s untouched",
+                 r->sinks[0].new_index, r->sinks[0].alias);
+        kp_bg_enter(r, KP_BG_ABORTED, now, msg);
+        kp_jm_log("blue/green: %s", msg);
+        break;
+    case KP_BG_ROLLING_BACK: {
+        char err[512] = "";
+        kp_jm_job_t *v2 = job;
+        if (v2 && !kp_job_state_terminal(v2->state))
+            kp_life_cancel(jm, v2, "rolled back: the alias is on v1's index again");
+        int rc = r->v1r_id[0] ? 0 : restart_v1(jm, r, err, sizeof err);
+        snprintf(msg, sizeof msg, "alias es:%s back on %s; v1 again as job %s%s%s",
+                 r->sinks[0].alias, r->sinks[0].old_index, rc ? "(none)" : r->v1r_id,
+                 rc ? ": " : "", err);
+        kp_bg_enter(r, KP_BG_ROLLED_BACK, now, msg);
+        kp_jm_log("blue/green: %s", msg);
+        break;
+    }
+    case KP_BG_ROLLED_BACK:
+        r->new_deleted = true;
+        snprintf(msg, sizeof msg, "v2's index %s deleted", r->sinks[0].new_index);
+        kp_bg_enter(r, KP_BG_ROLLED_BACK, now, msg);
+        break;
+    default:
+        break;
+    }
+    save();
+}
+
+static void *run(void *arg)
+{
+    kp_jm_t *jm = arg;
+    pthread_mutex_lock(&jm->lock);
+    while (!bg.stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += TICK_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&bg.cond, &jm->lock, &ts);
+        if (bg.stop)
+            break;
+        bool changed = false;
+        for (size_t i = 0; i < bg.n; i++) {
+            kp_bg_rec *r = &bg.recs[i];
+            if (kp_bg_phase_final(r->phase) || r->mode != KP_BG_BLUEGREEN)
+                continue;
+            kp_bg_obs o;
+            observe(jm, r, &o);
+            if (r->phase == KP_BG_CATCHING_UP)
+                estimate(r, &o);
+            changed |= kp_bg_observe(r, &o);
+        }
+        if (changed)
+            save();
+        static work w; /* only this thread uses it */
+        for (size_t i = 0; i < bg.n; i++) {
+            if (kp_bg_phase_final(bg.recs[i].phase) || !pick(jm, &bg.recs[i], &w))
+                continue;
+            pthread_mutex_unlock(&jm->lock);
+            do_work(&w);
+            pthread_mutex_lock(&jm->lock);
+            kp_bg_rec *r = find_rec(w.job_id); /* recs may have moved */
+            if (r && r->phase == w.phase)
+                apply(jm, r, &w);
+            else if (r && w.phase == KP_BG_PREPARING) /* aborted meanwhile: what to delete */
+                memcpy(r->sinks, w.sinks, sizeof r->sinks), save();
+            break;
+        }
+    }
+    pthread_mutex_unlock(&jm->lock);
+    return NULL;
+}
+
+int kp_bg_start(kp_jm_t *jm, char *err, size_t errlen)
+{
+    bg.jm = jm;
+    if (load(jm, err, errlen) != 0)
+        return -1;
+    pthread_cond_init(&bg.cond, NULL);
+    if (pthread_create(&bg.thread, NULL, run, jm) != 0) {
+        snprintf(err, errlen, "cannot start the blue/green thread");
+        return -1;
+    }
+    bg.running = true;
+    return 0;
+}
+
+void kp_bg_stop(void)
+{
+    if (!bg.running)
+        return;
+    pthread_mutex_lock(&bg.jm->lock);
+    bg.stop = 1;
+    pthread_cond_signal(&bg.cond);
+    pthread_mutex_unlock(&bg.jm->lock);
+    pthread_join(bg.thread, NULL);
+    bg.running = false;
+    for (size_t i = 0; i < bg.n; i++)
+        json_decref(bg.recs[i].transitions);
+    free(bg.recs);
+    bg.recs = NULL;
+    bg.n = bg.cap = 0;
+}
+
+/* ---- REST ------------------------------------------------------------------------------------- */
+
+static json_t *version_json(kp_jm_t *jm, const char *id)
+{
+    kp_jm_job_t *job = *id ? kp_registry_find(jm, id) : NULL;
+    if (!job)
+        return json_null();
+    kp_job_state st;
+    bool seen;
+    uint64_t in;
+    int64_t wm;
+    observe_job(job, &st, &seen, &in, &wm);
+    return json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", job->id, "name", job->name, "state",
+                     kp_job_state_name(job->state), "records_in",
+                     seen ? json_integer((json_int_t)in) : json_null(), "watermark_ms",
+                     seen ? json_integer(wm) : json_null());
+}
+
+json_t *kp_bg_job_json(kp_jm_t *jm, const kp_jm_job_t *job)
+{
+    for (size_t i = bg.n; i-- > 0;) {
+        kp_bg_rec *r = &bg.recs[i];
+        if (strcmp(r->job_id, job->id) && strcmp(r->v1_id, job->id) && strcmp(r->v1r_id, job->id))
+            continue;
+        json_t *o = kp_bg_rec_json(r);
+        json_object_set_new(o, "role",
+                            json_string(!strcmp(r->job_id, job->id)  ? "v2"
+                                        : !strcmp(r->v1_id, job->id) ? "v1"
+                                                                     : "v1 (rollback)"));
+        if (r->mode == KP_BG_BLUEGREEN) {
+            json_object_set_new(o, "v1", version_json(jm, r->v1_id));
+            json_object_set_new(o, "v2", version_json(jm, r->job_id));
+            json_object_set_new(o, "eta_ms",
+                                r->eta_ms >= 0 && r->phase == KP_BG_CATCHING_UP
+                                    ? json_integer(r->eta_ms)
+                                    : json_null());
+        }
+        return o;
+    }
+    return NULL;
+}
+
+int kp_bg_rollback(kp_jm_t *jm, kp_jm_job_t *job, char *err, size_t errlen)
+{
+    for (size_t i = bg.n; i-- > 0;) {
+        kp_bg_rec *r = &bg.recs[i];
+        if (r->mode != KP_BG_BLUEGREEN || (strcmp(r->job_id, job->id) && strcmp(r->v1_id, job->id)))
+            continue;
+        if (r->phase != KP_BG_SWITCHED) {
+            snprintf(err, errlen,
+                     "no rollback: the blue/green of job %s is %s (a rollback needs it SWITCHED, "
+                     "with v1's index still kept)",
+                     r->job_id, kp_bg_phase_name(r->phase));
+            return -1;
+        }
+        for (int k = 0; k < r->nsinks; k++)
+            if (!*r->sinks[k].old_index) {
+                snprintf(err, errlen, "no rollback: v1 had no index of its own behind es:%s",
+                         r->sinks[k].alias);
+                return -1;
+            }
+        kp_bg_enter(r, KP_BG_ROLLING_BACK, kp_wall_ms(), "kappa rollback");
+        save();
+        pthread_cond_signal(&bg.cond);
+        return 0;
+    }
+    snprintf(err, errlen, "no rollback: job %s took part in no blue/green reprocessing", job->id);
+    return -1;
+}

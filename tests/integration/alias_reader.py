@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""A reader of a kappa-managed alias during a blue/green reprocessing (test_bluegreen.c): polls
+ALIAS with one _search per round (every document, one point in time per shard) until STOPFILE
+exists, and labels each answer: "v1" if it equals the v1 truth exactly, "v2" for the v2 truth,
+else "other" (a mixture, an empty or partial index, no index). Writes one line per change of
+label to OUT ("<label> <first poll> <polls>") and a last line "polls N". Truths are the sorted
+"item<TAB>window_end<TAB>count" files the tests compare indices with.
+Usage: alias_reader.py URL ALIAS V1_TRUTH V2_TRUTH OUT STOPFILE"""
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def load(path):
+    with open(path) as f:
+        return {tuple(l.rstrip("\n").split("\t")[:2]): l.rstrip("\n").split("\t")[2] for l in f}
+
+
+def poll(url, alias):
+    q = {"size": 10000, "_source": ["item_id", "window_end", "click_count"]}
+    req = urllib.request.Request(f"{url}/{alias}/_search", data=json.dumps(q).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            hits = json.load(r)["hits"]["hits"]
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return None, str(e)
+    return {(h["_source"]["item_id"], str(h["_source"]["window_end"])):
+            str(h["_source"]["click_count"]) for h in hits}, None
+
+
+def main():
+    url, alias, v1p, v2p, out, stop = sys.argv[1:7]
+    v1, v2 = load(v1p), load(v2p)
+    runs, n, last = [], 0, None
+    while not os.path.exists(stop):
+        got, err = poll(url, alias)
+        label = "v1" if got == v1 else "v2" if got == v2 else "other"
+        if label == "other":
+            why = err or (f"{len(got)} docs, {len(set(got) - set(v1) - set(v2))} in neither "
+                          f"truth, {sum(1 for k in got if got[k] != v2.get(k, got[k]))} off v2")
+            label = f"other({why})"
+        if label != last:
+            runs.append([label, n, 0])
+            last = label
+        runs[-1][2] += 1
+        n += 1
+        time.sleep(0.05)
+    with open(out, "w") as f:
+        for label, first, count in runs:
+            f.write(f"{label} {first} {count}\n")
+        f.write(f"polls {n}\n")
+
+
+if __name__ == "__main__":
+    main()
