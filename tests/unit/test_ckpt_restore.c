@@ -258,11 +258,11 @@ static void fresh_dir(const char *name)
 
 /* Cancelled run, restored run, reference run: the union equals the reference. Returns the
  * restored checkpoint's source positions in *pos (stateless job: uid "lines"). */
-static void cancel_restore_compare(kp_job *(*make)(void), kp_binding *bind, int nbind,
-                                   const char *uid, docmap *restored_run, kp_src_pos **pos,
-                                   int *npos)
+static void cancel_restore_compare(kp_job *(*make)(int p), int restore_p, kp_binding *bind,
+                                   int nbind, const char *uid, docmap *restored_run,
+                                   kp_src_pos **pos, int *npos)
 {
-    kp_job *job = make();
+    kp_job *job = make(0);
     run(job, bind, nbind, 0, NULL);
     docmap ref = take_written();
     char *want = index_of(&ref, NULL);
@@ -276,7 +276,9 @@ static void cancel_restore_compare(kp_job *(*make)(void), kp_binding *bind, int 
     kp_restore *r = kp_restore_open(path, err, sizeof err);
     cr_assert(r, "%s: %s", path, err);
     cr_assert_eq(kp_src_ckpt_read(r, uid, pos, npos, err, sizeof err), 0, "%s", err);
-    run(job, bind, nbind, 0, r);
+    kp_job *job2 = make(restore_p); /* restored at another parallelism, or the same */
+    run(job2, bind, nbind, 0, r);
+    kp_job_free(job2);
     *restored_run = take_written();
     char *got = index_of(&first, restored_run);
     cr_assert_str_eq(got, want, "the union of the two runs differs from the uninterrupted run");
@@ -291,15 +293,17 @@ static void cancel_restore_compare(kp_job *(*make)(void), kp_binding *bind, int 
     kp_job_free(job);
 }
 
-static kp_job *stateless_job(void)
+/* The job at its own parallelism (p = 0) or overridden as -p does. */
+static kp_job *stateless_job(int p)
 {
     kp_job *job = kp_job_new("restore-stateless");
+    job->parallelism_override = p;
     char err[512] = "";
     cr_assert_eq(kp_job_define(job, define_stateless, err, sizeof err), 0, "%s", err);
     return job;
 }
 
-Test(ckpt_restore, stateless_job_resumes_exactly_at_the_checkpoint, .timeout = 300)
+static void stateless(int restore_p)
 {
     write_lines(300000);
     fresh_dir("restore-stateless");
@@ -309,7 +313,7 @@ Test(ckpt_restore, stateless_job_resumes_exactly_at_the_checkpoint, .timeout = 3
     docmap second;
     kp_src_pos *pos;
     int npos;
-    cancel_restore_compare(stateless_job, bind, 2, "lines", &second, &pos, &npos);
+    cancel_restore_compare(stateless_job, restore_p, bind, 2, "lines", &second, &pos, &npos);
     /* the restored run wrote exactly the lines after the recorded positions, once each */
     cr_assert_eq(npos, NPART);
     int64_t at[NPART];
@@ -329,4 +333,17 @@ Test(ckpt_restore, stateless_job_resumes_exactly_at_the_checkpoint, .timeout = 3
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", ckpt_dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+Test(ckpt_restore, stateless_job_resumes_exactly_at_the_checkpoint, .timeout = 300)
+{
+    stateless(0);
+}
+
+/* Positions are per partition: sources restored at p=3 (and p=1) take the partitions they
+ * own now, whoever recorded them. */
+Test(ckpt_restore, restore_at_another_parallelism, .timeout = 300)
+{
+    stateless(3);
+    stateless(1);
 }
