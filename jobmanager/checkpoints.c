@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkpoint_coord.h"
+#include "frame.h"
 #include "jm.h"
 
 struct kp_jm_ckpt {
@@ -96,6 +98,20 @@ void kp_jm_ckpt_running(kp_jm_t *jm, kp_jm_job_t *job)
                   job->ckpt.dir, job->id);
 }
 
+/* The first subtasks that did not acknowledge ("task 3 subtask 0, ..."). */
+static const char *missing_acks(const kp_ckpt_stats *s)
+{
+    static char buf[256]; /* jm->lock held: one caller at a time */
+    buf[0] = '\0';
+    for (int i = 0, n = 0; i < s->nsub && n < 8; i++)
+        if (!s->sub[i].acked) {
+            size_t len = strlen(buf);
+            snprintf(buf + len, sizeof buf - len, "%stask %d subtask %d", n++ ? ", " : "",
+                     s->sub[i].task, s->sub[i].subtask);
+        }
+    return buf;
+}
+
 void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason)
 {
     (void)jm;
@@ -103,10 +119,14 @@ void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason)
     if (!c || !c->active)
         return;
     c->active = false; /* pending checkpoints end with the attempt's tasks */
-    if (kp_ckpt_coord_pending(c->coord))
-        kp_jm_log("job %s (%s): %d pending checkpoint%s abandoned: %s", job->id, job->name,
-                  kp_ckpt_coord_pending(c->coord), kp_ckpt_coord_pending(c->coord) == 1 ? "" : "s",
-                  reason);
+    const kp_ckpt_history *h = kp_ckpt_coord_history(c->coord);
+    for (int i = 0; h && i < h->n; i++) /* what each waited for, for the log */
+        if (h->s[i]->status == KP_CKPT_IN_PROGRESS)
+            kp_jm_log("job %s (%s): checkpoint %lld abandoned with %d of %d acknowledgements "
+                      "(%s)%s%s",
+                      job->id, job->name, (long long)h->s[i]->id, h->s[i]->nacked, h->s[i]->nsub,
+                      reason, h->s[i]->nacked < h->s[i]->nsub ? ": missing " : "",
+                      missing_acks(h->s[i]));
 }
 
 /* The coordinator of the job's running attempt, or NULL. */
@@ -207,9 +227,37 @@ void kp_jm_ckpt_decline(kp_jm_t *jm, int tm, const char *job_id, uint32_t attemp
     after_event(jm, job, coord);
 }
 
+/* A restore path that names a directory — a chk-N or savepoint directory, or a job's
+ * checkpoint directory (its latest valid checkpoint) — becomes the _metadata file it means;
+ * left as it is when it names nothing (the taskmanagers' kp_restore_open says why). */
+static void resolve_restore(kp_jm_job_t *job)
+{
+    char *p = job->restore_path, found[4096], err[512];
+    size_t n = strlen(p);
+    if (!n || (n >= 10 && !strcmp(p + n - 10, "/_metadata")))
+        return;
+    snprintf(found, sizeof found, "%.4000s/_metadata", p);
+    if (!access(found, F_OK)) {
+        snprintf(p, sizeof job->restore_path, "%s", found);
+        return;
+    }
+    char *slash = strrchr(p, '/');
+    if (!slash || slash == p)
+        return;
+    *slash = '\0';
+    int rc = kp_ckpt_store_latest(p, slash + 1, found, sizeof found, err, sizeof err);
+    *slash = '/';
+    if (rc == 1)
+        snprintf(p, sizeof job->restore_path, "%s", found);
+    else
+        kp_jm_log("job %s (%s): from_checkpoint %s: %s", job->id, job->name, p,
+                  rc ? err : "no valid checkpoint in that directory");
+}
+
 void kp_jm_ckpt_pick_restore(kp_jm_t *jm, kp_jm_job_t *job)
 {
     (void)jm;
+    resolve_restore(job);
     const char *path = NULL;
     if (job->ckpt_state && kp_ckpt_coord_last_completed(job->ckpt_state->coord, &path) > 0 &&
         path) { /* the coordinator committed it: no need to read storage again */

@@ -97,10 +97,12 @@ static int from_manifest(json_t *o, kp_ckpt_config *c, char *err, size_t errlen)
     return 0;
 }
 
-/* "from_checkpoint": a chk-N directory or its _metadata file, the first attempt's restore.
- * Whether it exists and verifies is the taskmanagers' kp_restore_open to say (the job fails
- * with its reason): the same manifest is read again when a restarted jobmanager loads its job
- * list, when the checkpoint may long be gone and a newer one is used. */
+/* "from_checkpoint": a checkpoint's _metadata, its chk-N (or a savepoint's) directory, or a
+ * job's checkpoint directory (its latest valid checkpoint) — resolved to one _metadata file
+ * at each deploy (checkpoints.c), so that every taskmanager restores the same checkpoint.
+ * Whether it exists and verifies is said then: the same manifest is read again when a
+ * restarted jobmanager loads its job list, when the path may long be gone and a newer
+ * checkpoint of the job is used instead. */
 static int restore_from(kp_jm_job_t *job, json_t *m, char *err, size_t errlen)
 {
     json_t *f = json_object_get(m, "from_checkpoint");
@@ -109,11 +111,10 @@ static int restore_from(kp_jm_job_t *job, json_t *m, char *err, size_t errlen)
     const char *p = json_string_value(f);
     if (!p || p[0] != '/' || strlen(p) > 3000)
         return fail(err, errlen,
-                    "manifest: from_checkpoint must be the absolute path of a checkpoint "
-                    "(its chk-N directory or its _metadata file)");
-    size_t n = strlen(p);
-    bool meta = n >= 10 && !strcmp(p + n - 10, "/_metadata");
-    snprintf(job->restore_path, sizeof job->restore_path, "%s%s", p, meta ? "" : "/_metadata");
+                    "manifest: from_checkpoint must be the absolute path of a checkpoint (its "
+                    "_metadata file or chk-N directory), a savepoint or a job's checkpoint "
+                    "directory");
+    snprintf(job->restore_path, sizeof job->restore_path, "%s", p);
     return 0;
 }
 

@@ -277,7 +277,7 @@ void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *rea
     kp_jm_wake(jm);
 }
 
-void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, kp_frame_type type, int64_t id,
+void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
                           kp_time timestamp_ms, const char *reason)
 {
     Kappa__Control__TriggerCheckpoint t = KAPPA__CONTROL__TRIGGER_CHECKPOINT__INIT;
@@ -299,7 +299,7 @@ void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, kp_frame_type typ
             if (s->tm != (int)t_ ||
                 (type == KP_FRAME_TRIGGER_CHECKPOINT && !kp_job_task(job, s->task_id)->source))
                 continue;
-            conn_send(jm->tms[t_].conn, type, msg);
+            conn_send(jm->tms[t_].conn, (kp_frame_type)type, msg);
             break;
         }
     }

@@ -20,7 +20,6 @@
 
 #include "checkpoint.h"
 #include "clock.h"
-#include "frame.h"
 
 #define KP_JM_ID_LEN         33 /* 32 hex digits of a job id and the NUL */
 #define KP_JM_SHA_LEN        65 /* 64 hex digits of a sha256 and the NUL */
@@ -229,10 +228,11 @@ void kp_control_run(kp_jm_t *jm, volatile int *stop);
 void kp_control_send_deploy(kp_jm_t *jm, const kp_jm_job_t *job);
 /* Sends Cancel to every taskmanager holding a non-final subtask of the job (jm->lock held). */
 void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *reason);
-/* Sends a checkpoint message of the job's attempt: KP_FRAME_TRIGGER_CHECKPOINT to every
- * taskmanager running a source subtask, KP_FRAME_CHECKPOINT_COMPLETE or
- * KP_FRAME_ABORT_CHECKPOINT (with `reason`) to every taskmanager of the attempt. */
-void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, kp_frame_type type, int64_t id,
+/* Sends a checkpoint message of the job's attempt (`type` a kp_frame_type of proto/frame.h,
+ * which this header does not include): KP_FRAME_TRIGGER_CHECKPOINT to every taskmanager
+ * running a source subtask, KP_FRAME_CHECKPOINT_COMPLETE or KP_FRAME_ABORT_CHECKPOINT (with
+ * `reason`) to every taskmanager of the attempt. */
+void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
                           kp_time timestamp_ms, const char *reason);
 /* Wakes the control thread. @locality any thread */
 void kp_jm_wake(kp_jm_t *jm);

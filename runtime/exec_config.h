@@ -53,6 +53,9 @@ typedef struct kp_exec_config {
     const struct kp_ckpt_hooks *ckpt_hooks;
     /* Restore every local subtask from this checkpoint (NULL: fresh start). */
     const struct kp_restore *restore;
+    /* The job's directory under ckpt.dir (ROOT/<ckpt_job>/chk-<N>): a taskmanager's run uses
+     * the cluster's job id, which the jobmanager commits under. NULL = the job's name. */
+    const char *ckpt_job;
 } kp_exec_config;
 
 typedef struct kp_exec_stats {

@@ -2,7 +2,7 @@
  * taskmanager) the triggers come from outside and acknowledgements go to cfg->ckpt_hooks;
  * without it (kappa run --local) the run coordinates its own checkpoints with the
  * coordinator's state machine (checkpoint_coord.h, exec_coord_local.c) into cfg->ckpt.dir,
- * under the job's name (ROOT/<job name>/chk-<N>; a taskmanager's run too).
+ * under the job's name (ROOT/<job name>/chk-<N>), a taskmanager's run under cfg->ckpt_job.
  *
  * A subtask that ended takes no more checkpoints (its mailbox is no longer read), so the
  * local coordinator triggers none once a local subtask has ended: a bounded job's last
@@ -47,7 +47,8 @@ int kp_exec_ckpt_start(struct kp_exec *x, int threaded)
         return ckpt_fail(x, "no storage directory", "set the checkpoint directory");
     if (cfg->control && !cfg->ckpt_hooks)
         return ckpt_fail(x, "a controlled run", "needs ckpt_hooks for its acknowledgements");
-    if (!(x->store = kp_ckpt_store_open(cfg->ckpt.dir, x->job->name, err, sizeof err)))
+    const char *job = cfg->ckpt_job ? cfg->ckpt_job : x->job->name;
+    if (!(x->store = kp_ckpt_store_open(cfg->ckpt.dir, job, err, sizeof err)))
         return ckpt_fail(x, cfg->ckpt.dir, err);
     if (cfg->control)
         x->hooks = *cfg->ckpt_hooks;

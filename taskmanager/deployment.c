@@ -288,6 +288,7 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
     cfg.control = dep->control;
     cfg.ckpt_hooks = &dep->hooks;
     cfg.restore = restore;
+    cfg.ckpt_job = dep->d->job_id; /* the jobmanager commits under DIR/<job id> */
     kp_exec_stats stats = {0};
     kp_tm_deployment_report(dep, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING, "");
     kp_tm_log("job %s attempt %u: running %zu subtasks%s", dep->d->job_id, dep->d->attempt,
