@@ -4,7 +4,9 @@
  * leaves nothing behind. SST files are immutable in RocksDB, so one stored under the same
  * database (uid, name, key groups), file name, size and tail is the same file: it is referenced,
  * not copied again. The tail (last 4 KiB: footer, metaindex and the properties block with the
- * database session id) tells apart files that share a name across database lineages. */
+ * database session id) tells apart files that share a name across database lineages. A new
+ * SST is hard-linked rather than copied when storage is on the local checkpoint's filesystem
+ * (RocksDB never writes to an SST file again; the link is fsynced). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -205,8 +207,12 @@ static json_t *shared_file(upload *u, const kp_snapshot_entry *e, const char *lo
     }
     free(sum);
     uint64_t copied;
-    if (remember(u, abs) != 0 ||
-        kp_fs_copy_file(local, abs, hex, &copied, u->errstr, u->errlen) != 0)
+    if (remember(u, abs) != 0)
+        return NULL;
+    int rc = kp_fs_link_file(local, abs, hex, &copied, u->errstr, u->errlen);
+    if (rc == 1)
+        rc = kp_fs_copy_file(local, abs, hex, &copied, u->errstr, u->errlen);
+    if (rc != 0)
         return NULL;
     char tmp[5300];
     if (remember(u, side) != 0 ||

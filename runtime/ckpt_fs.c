@@ -197,6 +197,32 @@ int kp_fs_copy_file(const char *src, const char *dst, char hex[KP_SHA256_HEX_LEN
     return rc;
 }
 
+int kp_fs_link_file(const char *src, const char *dst, char hex[KP_SHA256_HEX_LEN], uint64_t *size,
+                    char *errstr, size_t errlen)
+{
+    char tmp[4200];
+    temp_name(tmp, sizeof tmp, dst);
+    if (link(src, tmp) != 0)
+        return 1;
+    int fd = open(tmp, O_RDONLY);
+    int rc = fd < 0 ? fail(errstr, errlen, "cannot open", tmp)
+                    : pump(fd, -1, hex, size, tmp, NULL, errstr, errlen);
+    if (rc == 0) /* cheap if the writer synced it already; durable if it did not */
+        rc = sync_close(fd, tmp, errstr, errlen);
+    else if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, dst) != 0) {
+        fail(errstr, errlen, "cannot rename to", dst);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 int kp_fs_write_temp(const char *path, const void *data, size_t len, char *tmp, size_t tmplen,
                      char *errstr, size_t errlen)
 {

@@ -26,6 +26,14 @@ int kp_fs_fsync_dir(const char *dir, char *errstr, size_t errlen);
 int kp_fs_copy_file(const char *src, const char *dst, char hex[KP_SHA256_HEX_LEN], uint64_t *size,
                     char *errstr, size_t errlen);
 
+/* Like kp_fs_copy_file but hard-links src to dst (through a temp name) when both are on one
+ * filesystem (hashed and fsynced through the link): for immutable files only (RocksDB's SST
+ * files).
+ * 0 linked; 1 not possible here (another filesystem, no permission: copy instead, nothing
+ * left behind); -1 with errstr. */
+int kp_fs_link_file(const char *src, const char *dst, char hex[KP_SHA256_HEX_LEN], uint64_t *size,
+                    char *errstr, size_t errlen);
+
 /* The sha256 and size of a file. 0 or -1 with errstr. */
 int kp_fs_hash_file(const char *path, char hex[KP_SHA256_HEX_LEN], uint64_t *size, char *errstr,
                     size_t errlen);

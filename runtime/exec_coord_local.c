@@ -11,6 +11,7 @@
 #include "checkpoint_coord.h"
 #include "clock.h"
 #include "exec_coord.h"
+#include "failpoint.h"
 
 struct kp_local_coord {
     pthread_mutex_t lock;
@@ -29,7 +30,9 @@ static void on_ack(void *ctx, int64_t id, int task_id, int subtask, const char *
     kp_coord_event ev = kp_ckpt_coord_ack(x->coord->coord, id, task_id, subtask, ack_json,
                                           kp_wall_ms());
     pthread_mutex_unlock(&x->coord->lock);
-    if (ev == KP_COORD_COMPLETED)
+    /* failpoint: the checkpoint is complete, no subtask has heard of it (an error: it never
+     * will; sinks commit with the next completion) */
+    if (ev == KP_COORD_COMPLETED && kp_failpoint("coord.after_complete_before_notify") == 0)
         post_all(x, KP_CTL_COMPLETE, id);
 }
 
