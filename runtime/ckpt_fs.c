@@ -204,6 +204,9 @@ int kp_fs_link_file(const char *src, const char *dst, char hex[KP_SHA256_HEX_LEN
     temp_name(tmp, sizeof tmp, dst);
     if (link(src, tmp) != 0)
         return 1;
+    /* a fresh timestamp, as a copy would have: garbage collection spares files newer than the
+     * oldest pending checkpoint, and an SST may be much older than the checkpoint storing it */
+    utimensat(AT_FDCWD, tmp, NULL, 0);
     int fd = open(tmp, O_RDONLY);
     int rc = fd < 0 ? fail(errstr, errlen, "cannot open", tmp)
                     : pump(fd, -1, hex, size, tmp, NULL, errstr, errlen);

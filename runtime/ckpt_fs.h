@@ -27,8 +27,8 @@ int kp_fs_copy_file(const char *src, const char *dst, char hex[KP_SHA256_HEX_LEN
                     char *errstr, size_t errlen);
 
 /* Like kp_fs_copy_file but hard-links src to dst (through a temp name) when both are on one
- * filesystem (hashed and fsynced through the link): for immutable files only (RocksDB's SST
- * files).
+ * filesystem (hashed and fsynced through the link; its modification time set to now, as a
+ * copy's would be): for immutable files only (RocksDB's SST files).
  * 0 linked; 1 not possible here (another filesystem, no permission: copy instead, nothing
  * left behind); -1 with errstr. */
 int kp_fs_link_file(const char *src, const char *dst, char hex[KP_SHA256_HEX_LEN], uint64_t *size,

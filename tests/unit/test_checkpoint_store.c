@@ -3,6 +3,8 @@
  * and between nothing else; retention, garbage collection, corruption detection, savepoints. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <time.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +109,7 @@ static char *snap_upload(kp_ckpt_store *st, int64_t id, int sub, const char *db,
     cr_assert_eq(kp_snapshot_blob(s, "win", "index", kg_lo, kg_hi, big, sizeof big), 0);
     snprintf(local, sizeof local, "%s/local-%lld-%d", root, (long long)id, sub);
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "cp -r %s %s", db, local);
+    snprintf(cmd, sizeof cmd, "cp -a %s %s", db, local);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(kp_snapshot_dir(s, "win", "rocksdb", kg_lo, kg_hi, local), 0);
     kp_snapshot_set_times(s, 1.5, 2.5);
@@ -434,7 +436,7 @@ Test(checkpoint_store, two_entries_of_one_operator_in_one_subtask)
         make_db_dir(db, lo ? "upper half " : "lower half ", lo == 0);
         snprintf(local, sizeof local, "%s/local-kg%d", root, lo);
         char cmd[1200];
-        snprintf(cmd, sizeof cmd, "cp -r %s %s", db, local);
+        snprintf(cmd, sizeof cmd, "cp -a %s %s", db, local);
         cr_assert_eq(system(cmd), 0);
         cr_assert_eq(kp_snapshot_dir(s, "win", "rocksdb", lo, lo + 64, local), 0);
     }
@@ -447,5 +449,28 @@ Test(checkpoint_store, two_entries_of_one_operator_in_one_subtask)
     cr_assert_eq(kp_restore_each(r, "win", "rocksdb", materialize_each, r), 0);
     kp_restore_free(r);
     free(ack);
+    kp_ckpt_store_free(st);
+}
+
+/* An SST written long ago but stored for the first time now (its earlier copies collected) is
+ * as safe from GC during its checkpoint as a fresh one. */
+Test(checkpoint_store, old_sst_stored_now_is_protected_while_pending)
+{
+    char err[512], db0[512], f[600], shared[512];
+    kp_ckpt_store *st = kp_ckpt_store_open(root, "job", err, sizeof err);
+    snprintf(db0, sizeof db0, "%s/db0", root);
+    snprintf(shared, sizeof shared, "%s/job/shared", root);
+    make_db_dir(db0, "old data ", 0);
+    snprintf(f, sizeof f, "%s/000012.sst", db0);
+    struct timespec hour_ago[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    cr_assert_eq(utimensat(AT_FDCWD, f, hour_ago, 0), 0);
+    kp_time trigger = kp_wall_ms();
+    char *a = snap_upload(st, 1, 0, db0, 0, 64); /* checkpoint 1 pending */
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 2);
+    cr_assert_eq(kp_ckpt_store_gc(st, 1, 1, trigger, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kp_test_dir_entries(shared, NULL), 2, "the pending checkpoint's SST stays");
+    char path[512];
+    commit(st, 1, &a, 1, path);
+    free(a);
     kp_ckpt_store_free(st);
 }
