@@ -18,7 +18,8 @@ typedef struct kp_manifest_in {
 } kp_manifest_in;
 
 /* {"name","plugin_sha256","graph","graph_hash","parallelism","start","start_timestamp_ms",
- *  "bindings":[{"name","uri","on_error","dead_letter"}],"conf":[...],"replace"} — a new
+ *  "bindings":[{"name","uri","on_error","dead_letter"}],"conf":[...],"replace",
+ *  "checkpoint":{the checkpoint flags given}|null,"from_checkpoint":path|null} — a new
  * reference, or NULL when out of memory. conf is in lookup order: the first entry with a key
  * wins (later flags come first, as in `kappa run --local`). */
 json_t *kp_manifest_build(const kp_manifest_in *in);

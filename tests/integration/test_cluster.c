@@ -9,6 +9,9 @@
  *   hourly_clicks_v2 → the ids v2 writes hold the v2 truth and the replaced job ends CANCELED;
  * - `kill -9` of a taskmanager while the job writes: the job restarts (attempt 1) and the index
  *   still equals the truth (deterministic ids, versions fenced by the attempt's epoch);
+ * - checkpoints (issue 10): the seed job at -p 2 with a checkpoint every second; after two
+ *   completed checkpoints a taskmanager, or the jobmanager, is killed (kill -9); the job is
+ *   restored from its latest checkpoint (REST latest.restored) and the index equals the truth;
  * - deterministic replay across processes: at p=2 and p=4 the cluster's index is byte-identical
  *   (every _id and _source, es_sources.py as test_replay.c dumps them) to `kappa run --local`'s
  *   on the same topic, and both equal the truth. The p=2 pair is also measured (wall and CPU
@@ -411,6 +414,97 @@ Test(cluster, killed_taskmanager_restarts_and_the_index_is_still_the_truth)
     cr_assert(msg && strstr(msg, "lost"), "first exception: %s", msg ? msg : "(null)");
     http_free(&r);
     assert_index_is_truth(index);
+    stop_cluster();
+}
+
+/* GET /jobs/:job/checkpoints' counts.completed and, when `restored` is given, the id of
+ * latest.restored (0 if none). */
+static long long checkpoints_completed(const char *job, long long *restored)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/jobs/%s/checkpoints", job);
+    http_reply r = http_req(&jm_, "GET", path, NULL);
+    long long n = r.status == 200 ? json_integer_value(json_object_get(
+                                        json_object_get(r.body, "counts"), "completed"))
+                                  : -1;
+    if (restored)
+        *restored = json_integer_value(
+            json_object_get(json_object_get(json_object_get(r.body, "latest"), "restored"), "id"));
+    http_free(&r);
+    return n;
+}
+
+/* Waits until the job completed at least n checkpoints (REST); asserts within `seconds`. */
+static void await_checkpoints(const char *job, long long n, int seconds)
+{
+    double end = now_s() + seconds;
+    long long got = -1;
+    while (now_s() < end && (got = checkpoints_completed(job, NULL)) < n)
+        usleep(100 * 1000);
+    if (got < n)
+        kp_test_sh("tail -n 30 %s/jm.log >&2", dir_);
+    cr_assert_geq(got, n, "job %s completed %lld checkpoints in %d s, expected %lld", job, got,
+                  seconds, n);
+}
+
+/* The checkpointed seed job (-p 2, a checkpoint every second) on the cluster, paced by its
+ * sink (bulks of 5, one in flight) so that it still runs after two checkpoints; returns the
+ * index it writes. */
+static const char *start_checkpointed_job(const char *name)
+{
+    char source[256];
+    snprintf(source, sizeof source, "kafka:%s?stop_at=end", produce(4, "hash", events(200000)));
+    static char sink[160];
+    const char *index = index_name(name);
+    snprintf(sink, sizeof sink, "%s?max_actions=5&inflight=1", index);
+    cr_assert_eq(SUBMIT(name, "hourly_clicks", 2, name, source, sink,
+                        "--checkpoint-interval 1s --checkpoint-mode exactly_once"),
+                 0, "kappa submit failed (%s/%s.err)", dir_, name);
+    await_state(name, "RUNNING", 120);
+    await_checkpoints(name, 2, 120);
+    cr_assert_lt(es_count(index), lines(path_in("truth.sorted")),
+                 "the job wrote everything before the failure: nothing left to restore");
+    return index;
+}
+
+/* After a failure: the job ran again restored from a completed checkpoint, FINISHED, and
+ * the index is the truth. */
+static void assert_restored_and_exact(const char *name, const char *index, int min_attempt)
+{
+    await_state(name, "FINISHED", 600);
+    cr_assert_geq(job_number(name, "attempt"), min_attempt);
+    long long restored = 0;
+    checkpoints_completed(name, &restored);
+    cr_assert_gt(restored, 0, "REST shows no restored checkpoint for %s", name);
+    fprintf(stderr, "cluster: %s restored checkpoint %lld (attempt %lld)\n", name, restored,
+            job_number(name, "attempt"));
+    assert_index_is_truth(index);
+}
+
+Test(cluster, checkpoint_restore_after_a_killed_taskmanager_is_exact)
+{
+    start_cluster();
+    const char *index = start_checkpointed_job("ckpt-tm");
+    tm_proc_kill(tm_[0]);
+    tm_[0] = 0;
+    assert_restored_and_exact("ckpt-tm", index, 1);
+    stop_cluster();
+}
+
+Test(cluster, checkpoint_restore_after_a_killed_jobmanager_is_exact)
+{
+    start_cluster();
+    const char *index = start_checkpointed_job("ckpt-jm");
+    /* kill -9, then a new jobmanager on the same ports and state dir: the taskmanagers
+     * reconnect, the job is recovered from its latest checkpoint */
+    char rest_port[16], rpc_port[16];
+    snprintf(rest_port, sizeof rest_port, "%s", strrchr(jm_.rest, ':') + 1);
+    snprintf(rpc_port, sizeof rpc_port, "%d", jm_.rpc_port);
+    tm_proc_kill(jm_.pid);
+    const char *flags[] = {"--restart-delay-ms", "200",     "--rest-port", rest_port,
+                           "--rpc-port",         rpc_port, NULL};
+    jm_start(&jm_, path_in("jm"), flags);
+    assert_restored_and_exact("ckpt-jm", index, 1);
     stop_cluster();
 }
 

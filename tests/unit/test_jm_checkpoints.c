@@ -332,3 +332,53 @@ Test(jm_checkpoints, bad_settings_are_refused, .fini = cleanup, .timeout = 60)
     json_decref(cfg);
     jm_stop(&jm);
 }
+
+/* `kappa submit`'s checkpoint flags reach the jobmanager: the manifest carries only the flags
+ * given (--dry-run prints it), the job resolves them over the cluster defaults. (The CLI reads
+ * $KAPPA_JOBMANAGER as its address: here it names the binary, so it is unset for the CLI.) */
+Test(jm_checkpoints, submit_flags_go_into_the_manifest, .fini = cleanup, .timeout = 60)
+{
+    fresh_dir();
+    cr_assert_eq(kp_test_sh("mkdir -p %s", dir_), 0);
+    const char *cli = kp_test_env("KAPPA_CLI"), *jobs = kp_test_env("KAPPA_JOBS");
+    cr_assert_eq(kp_test_sh("env -u KAPPA_JOBMANAGER %s submit %s/hourly_clicks.so --dry-run "
+                            "--checkpoint-interval 1500ms "
+                            "--checkpoint-mode at_least_once --tolerable-checkpoint-failures 3 "
+                            "--from-checkpoint /ckpt/job/chk-4 > %s/dry.json",
+                            cli, jobs, dir_),
+                 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/dry.json", dir_);
+    json_t *m = json_load_file(path, 0, NULL);
+    cr_assert_not_null(m, "--dry-run printed no JSON manifest");
+    json_t *ck = json_object_get(m, "checkpoint");
+    cr_assert_eq(json_object_size(ck), 3, "only the flags given: %s", json_dumps(ck, JSON_COMPACT));
+    cr_assert_eq(json_integer_value(json_object_get(ck, "interval_ms")), 1500);
+    cr_assert_str_eq(json_string_value(json_object_get(ck, "mode")), "at_least_once");
+    cr_assert_eq(json_integer_value(json_object_get(ck, "tolerable_failures")), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "from_checkpoint")), "/ckpt/job/chk-4");
+    json_decref(m);
+    cr_assert_eq(
+        kp_test_sh("env -u KAPPA_JOBMANAGER %s submit %s/hourly_clicks.so --dry-run > %s/dry.json",
+                   cli, jobs, dir_),
+        0);
+    m = json_load_file(path, 0, NULL);
+    cr_assert(json_is_null(json_object_get(m, "checkpoint")), "no flag: checkpoint is null");
+    json_decref(m);
+
+    jm_proc jm;
+    const char *flags[] = {"--checkpoint-timeout", "30s", NULL};
+    jm_start(&jm, dir_, flags);
+    cr_assert_eq(
+        kp_test_sh(
+            "env -u KAPPA_JOBMANAGER %s submit %s/hourly_clicks.so --jobmanager %s --name flags "
+            "--checkpoint-interval 2s --min-pause 100ms >/dev/null",
+            cli, jobs, jm.rest),
+        0);
+    json_t *cfg = get_json(&jm, "/jobs/flags/checkpoints/config", 200);
+    cr_assert_eq(json_integer_value(json_object_get(cfg, "interval")), 2000);
+    cr_assert_eq(json_integer_value(json_object_get(cfg, "min_pause")), 100);
+    cr_assert_eq(json_integer_value(json_object_get(cfg, "timeout")), 30000, "cluster default");
+    json_decref(cfg);
+    jm_stop(&jm);
+}
