@@ -49,9 +49,9 @@ static int step(subtask_rt *s, uint64_t *rng)
     if (pick(rng, 8) == 0) { /* a clock tick: partial batches and watermarks go out */
         if (kp_op_tick(s->chain, kp_wall_ms()) != 0)
             return -1;
-        if (s->ckpt.done && !s->source && kp_exec_control_serve(s) < 0)
-            return -1;
-        return 0;
+        int rc = s->ckpt.done && !s->source ? kp_exec_control_serve(s) : 1;
+        s->done |= rc == 0; /* an abort released held batches that finished the chain */
+        return rc < 0 ? -1 : 0;
     }
     if (s->source) {
         int rc = kp_source_step(s->source, 0);

@@ -18,11 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../runtime/checkpoint_store.h"
 #include "../../runtime/connector.h"
 #include "../../runtime/exec.h"
+#include "../../runtime/exec_control.h"
 #include "../../runtime/graph.h"
 #include "../../runtime/rng.h"
 #include "../../runtime/source_ckpt.h"
@@ -38,6 +40,8 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static long long prepared[MAXCK]; /* checkpoint id -> documents written before its barriers */
 static int prepares[MAXCK];       /* how many sink subtasks prepared it */
+static int commits[MAXCK];        /* how many sink subtasks committed it */
+static int slow_sink;             /* 2 ms pause every 1000 documents per writer */
 static char **docs;
 static size_t ndocs, capdocs;
 
@@ -59,7 +63,8 @@ static int cw_write(kp_sink_writer *w, kp_bytes id, kp_bytes doc, kp_time ts, ch
     }
     docs[ndocs++] = line;
     pthread_mutex_unlock(&lock);
-    ((count_writer *)w)->written++;
+    if (++((count_writer *)w)->written % 1000 == 0 && slow_sink)
+        nanosleep(&(struct timespec){0, 2000000}, NULL);
     return 0;
 }
 
@@ -78,6 +83,15 @@ static int cw_prepare(kp_sink_writer *w, int64_t id, char *e, size_t n)
     return 0;
 }
 
+static int cw_commit(kp_sink_writer *w, int64_t id, char *e, size_t n)
+{
+    cr_assert(id > 0 && id < MAXCK);
+    pthread_mutex_lock(&lock);
+    commits[id]++;
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
 static void cw_close(kp_sink_writer *w)
 {
     free(w);
@@ -86,8 +100,11 @@ static void cw_close(kp_sink_writer *w)
 static kp_sink_writer *cw_open(const kp_endpoint *ep, char *errstr, size_t errlen)
 {
     count_writer *c = calloc(1, sizeof *c);
-    c->w = (kp_sink_writer){
-        .write = cw_write, .flush = cw_flush, .close = cw_close, .prepare = cw_prepare};
+    c->w = (kp_sink_writer){.write = cw_write,
+                            .flush = cw_flush,
+                            .close = cw_close,
+                            .prepare = cw_prepare,
+                            .commit = cw_commit};
     return &c->w;
 }
 
@@ -112,6 +129,7 @@ static char *take_docs(void)
     ndocs = 0;
     memset(prepared, 0, sizeof prepared);
     memset(prepares, 0, sizeof prepares);
+    memset(commits, 0, sizeof commits);
     return all;
 }
 
@@ -380,5 +398,116 @@ Test(barrier, stepped_windows_identical_with_checkpoints, .timeout = 240)
     printf("barrier: windows identical with %d checkpoints under the scheduler\n", total);
     free_list(&ref);
     unlink(input);
+    fresh_dir();
+}
+
+/* ---- a taskmanager's run: triggers and completions from outside (kp_exec_control) ----- */
+
+typedef struct acks {
+    pthread_mutex_t lock;
+    int n[MAXCK]; /* acknowledgements per checkpoint */
+    int declined[MAXCK];
+    char *first[MAXCK]; /* one acknowledgement's JSON */
+} acks;
+
+static void on_ack(void *ctx, int64_t id, int task, int subtask, const char *json)
+{
+    acks *a = ctx;
+    pthread_mutex_lock(&a->lock);
+    a->n[id]++;
+    if (!a->first[id])
+        a->first[id] = strdup(json);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void on_decline(void *ctx, int64_t id, int task, int subtask, const char *reason)
+{
+    acks *a = ctx;
+    pthread_mutex_lock(&a->lock);
+    a->declined[id]++;
+    pthread_mutex_unlock(&a->lock);
+}
+
+typedef struct driver {
+    kp_exec_control *c;
+    acks *a;
+    volatile int stop;
+    int triggered, completed, committed;
+} driver;
+
+/* The job's subtasks: source+key_by (2), map (2, behind the hash exchange), sink (3). */
+#define NSUBTASKS 7
+
+/* Triggers checkpoints 1, 2, ... one after the other; completes each once every subtask
+ * acknowledged it (the jobmanager's part). */
+static void *drive(void *arg)
+{
+    driver *d = arg;
+    while (!d->stop && d->triggered < 20) {
+        int64_t id = ++d->triggered;
+        cr_assert_eq(kp_exec_control_trigger(d->c, id, 0), 0);
+        for (int i = 0; i < 2000 && !d->stop; i++) {
+            pthread_mutex_lock(&d->a->lock);
+            int n = d->a->n[id];
+            pthread_mutex_unlock(&d->a->lock);
+            if (n == NSUBTASKS) {
+                cr_assert_eq(kp_exec_control_complete(d->c, id), 0);
+                d->completed++;
+                /* the sinks commit on their next tick (~100 ms) */
+                for (int k = 0; k < 1000 && !d->stop && commits[id] < 3; k++)
+                    nanosleep(&(struct timespec){0, 1000000}, NULL);
+                d->committed += commits[id] == 3;
+                break;
+            }
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+    }
+    return NULL;
+}
+
+Test(barrier, controlled_run_acks_every_subtask_and_commits, .timeout = 240)
+{
+    write_lines(400000);
+    fresh_dir();
+    register_connectors();
+    char uri[300];
+    snprintf(uri, sizeof uri, "file:%s?partitions=%d", input_path, NPART);
+    kp_binding bind[2] = {{.name = "in", .uri = uri}, {.name = "out", .uri = "count:"}};
+    static acks a = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    kp_ckpt_hooks hooks = {on_ack, on_decline, &a};
+    driver d = {.c = kp_exec_control_new(), .a = &a};
+    cr_assert(d.c);
+    kp_exec_config cfg = {.bindings = bind,
+                          .nbindings = 2,
+                          .state_dir = "/tmp",
+                          .ckpt = {.dir = ckpt_dir},
+                          .control = d.c,
+                          .ckpt_hooks = &hooks};
+    pthread_t t;
+    slow_sink = 1;
+    cr_assert_eq(pthread_create(&t, NULL, drive, &d), 0);
+    kp_job *job = barrier_job();
+    char err[1024];
+    kp_exec_stats st;
+    int rc = kp_exec_run(job, &cfg, &st, err, sizeof err);
+    d.stop = 1;
+    pthread_join(t, NULL);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_gt(d.completed, 0, "no checkpoint was acknowledged by every subtask");
+    for (int id = 1; id <= d.completed; id++) {
+        cr_assert_eq(a.n[id], NSUBTASKS, "checkpoint %d: %d acknowledgements", id, a.n[id]);
+        cr_assert_eq(a.declined[id], 0);
+        cr_assert(strstr(a.first[id], "\"checkpoint\":"), "%s", a.first[id]);
+        cr_assert_leq(commits[id], 3, "checkpoint %d committed %d times", id, commits[id]);
+    }
+    cr_assert_gt(d.committed, 0, "no completion reached the sinks");
+    printf("barrier: %d checkpoints through kp_exec_control, every subtask acknowledged, %d "
+           "committed by every sink\n",
+           d.completed, d.committed);
+    for (int id = 0; id < MAXCK; id++)
+        free(a.first[id]);
+    kp_exec_control_free(d.c);
+    kp_job_free(job);
+    free(take_docs());
     fresh_dir();
 }
