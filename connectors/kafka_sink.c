@@ -41,8 +41,11 @@
  *   - prepare(ckpt) (the barrier): wait until the current producer's messages are all
  *     acknowledged (durable, not yet visible to read_committed readers), set its transaction
  *     aside as "pending for ckpt", begin a transaction on the next idle producer of the pool.
- *     With no idle producer (tx_pool - 1 checkpoints pending) the checkpoint is declined and
- *     the records stay in the current transaction, which the next barrier takes.
+ *     With no idle producer (every one pending: the completions' notifications lag behind the
+ *     barriers when checkpoints are frequent) the records after the barrier are held in
+ *     memory (kafka_hold.c, a segment per further barrier, at most memory_mb / 2, then the
+ *     writer fails) until commits free producers; each held segment then becomes the
+ *     transaction of its own checkpoint. A barrier is never declined for want of a producer.
  *   - commit(ckpt) (the checkpoint completed): commit every pending transaction of a
  *     checkpoint <= ckpt, oldest first (a declined checkpoint's records are covered by the
  *     next one that completes), and the producer becomes idle again.
@@ -71,6 +74,7 @@
 
 #include "../runtime/clock.h"
 #include "kafka_common.h"
+#include "kafka_hold.h"
 
 #define TX_POOL_MAX 16
 
@@ -94,7 +98,11 @@ typedef struct kafka_writer {
     rd_kafka_topic_t *rkt;
     producer pool[TX_POOL_MAX];
     int npool, cur;
-    int tx;                /* transactional mode */
+    int tx;      /* transactional mode */
+    int holding; /* tx: no producer free, writes go to `hold` (kafka_hold.h) */
+    kp_kafka_hold hold;
+    size_t hold_cap;       /* bytes held at most (memory_mb / 2) */
+    long long held_total;  /* records that were ever held */
     long commit_ms;        /* tx without checkpoints: commit every commit_ms */
     int64_t ckpt_interval; /* the run's checkpoint interval, 0 = none */
     char topic[256], brokers[512];
@@ -187,10 +195,31 @@ static int produce(kafka_writer *k, const void *key, size_t key_len, const void 
     }
 }
 
+/* A record while no producer is free: into the hold, within its cap. */
+static int hold(kafka_writer *k, const kp_kafka_held *r, char *errstr, size_t errlen)
+{
+    if (kp_kafka_hold_bytes(&k->hold) > k->hold_cap) {
+        snprintf(errstr, errlen,
+                 "kafka sink for '%s': %d transactions wait for their checkpoints to complete "
+                 "(tx_pool=%d) and the output held meanwhile passed %zu MiB (memory_mb / 2): are "
+                 "checkpoints completing?",
+                 k->topic, k->npool, k->npool, k->hold_cap >> 20);
+        return -1;
+    }
+    if (kp_kafka_hold_add(&k->hold, r) != 0) {
+        snprintf(errstr, errlen, "kafka sink for '%s': out of memory", k->topic);
+        return -1;
+    }
+    k->held_total++;
+    return 0;
+}
+
 static int kafka_write(kp_sink_writer *w, kp_bytes id, kp_bytes doc, kp_time ts, char *errstr,
                        size_t errlen)
 {
     kafka_writer *k = (kafka_writer *)w;
+    if (k->holding)
+        return hold(k, &(kp_kafka_held){.key = id, .value = doc, .ts = ts}, errstr, errlen);
     return produce(k, id.ptr, id.len, doc.ptr, doc.len, ts, NULL, errstr, errlen);
 }
 
@@ -198,6 +227,16 @@ static int kafka_write_raw(kp_sink_writer *w, const kp_raw *raw, const char *ori
                            const char *error, char *errstr, size_t errlen)
 {
     kafka_writer *k = (kafka_writer *)w;
+    if (k->holding)
+        return hold(k,
+                    &(kp_kafka_held){.key = raw->key,
+                                     .value = raw->value,
+                                     .ts = raw->ts,
+                                     .origin = origin ? origin : "",
+                                     .error = error ? error : "",
+                                     .partition = raw->partition,
+                                     .offset = raw->offset},
+                    errstr, errlen);
     char part[16], off[24];
     snprintf(part, sizeof part, "%d", (int)raw->partition);
     snprintf(off, sizeof off, "%" PRId64, raw->offset);
@@ -321,32 +360,91 @@ static int commit_pending(kafka_writer *k, int64_t upto, char *errstr, size_t er
     }
 }
 
-/* The barrier of checkpoint `ckpt`: the current transaction's messages are acknowledged and
- * set aside until commit(ckpt); the next idle producer takes the records after the barrier. */
-static int kafka_prepare(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen)
+/* An idle producer of the pool, the one after `cur` first; -1 if every one is pending. */
+static int idle_producer(kafka_writer *k)
 {
-    kafka_writer *k = (kafka_writer *)w;
-    int next = -1;
-    for (int d = 1; d < k->npool && next < 0; d++)
+    for (int d = 1; d <= k->npool; d++)
         if (k->pool[(k->cur + d) % k->npool].state == TX_IDLE)
-            next = (k->cur + d) % k->npool;
-    if (next < 0) {
-        snprintf(errstr, errlen,
-                 "kafka sink for '%s': %d transactions still wait for their checkpoints to "
-                 "complete (tx_pool=%d): checkpoint %lld declined, its records go with the next",
-                 k->topic, k->npool - 1, k->npool, (long long)ckpt);
-        return -1;
-    }
+            return (k->cur + d) % k->npool;
+    return -1;
+}
+
+/* Sets the current transaction aside for checkpoint `ckpt` (all its messages acknowledged)
+ * and begins the next on an idle producer, or holds what comes next if there is none. */
+static int set_aside(kafka_writer *k, int64_t ckpt, char *errstr, size_t errlen)
+{
     if (drain(k, errstr, errlen) != 0)
         return -1;
     k->pool[k->cur].state = TX_PENDING;
     k->pool[k->cur].ckpt = ckpt;
+    int next = idle_producer(k);
+    if (next < 0) {
+        k->holding = 1;
+        return 0;
+    }
     return begin(k, next, errstr, errlen);
+}
+
+/* Producers became idle: the held records go into transactions, a segment closed by barrier
+ * N into one set aside for N; the open tail into the new current transaction. */
+static int resume_held(kafka_writer *k, char *errstr, size_t errlen)
+{
+    int next = k->holding ? idle_producer(k) : -1;
+    if (next < 0)
+        return 0;
+    if (begin(k, next, errstr, errlen) != 0)
+        return -1;
+    k->holding = 0;
+    for (;;) {
+        kp_kafka_held r;
+        int64_t ckpt;
+        int rc = kp_kafka_hold_next(&k->hold, &r, &ckpt);
+        if (rc == 0) /* the open tail is in the current transaction */
+            return 0;
+        if (rc == 2) { /* barrier `ckpt`: set aside; with no producer left, hold on */
+            if (set_aside(k, ckpt, errstr, errlen) != 0)
+                return -1;
+            if (k->holding)
+                return 0;
+            continue;
+        }
+        if (r.origin) {
+            kp_raw raw = {.key = r.key,
+                          .value = r.value,
+                          .ts = r.ts,
+                          .partition = r.partition,
+                          .offset = r.offset};
+            if (kafka_write_raw(&k->w, &raw, r.origin, r.error, errstr, errlen) != 0)
+                return -1;
+        } else if (produce(k, r.key.ptr, r.key.len, r.value.ptr, r.value.len, r.ts, NULL, errstr,
+                           errlen) != 0) {
+            return -1;
+        }
+    }
+}
+
+/* The barrier of checkpoint `ckpt`: the current transaction's messages are acknowledged and
+ * set aside until commit(ckpt); the next idle producer takes the records after the barrier —
+ * or, while none is idle, the hold does (a segment per barrier). */
+static int kafka_prepare(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen)
+{
+    kafka_writer *k = (kafka_writer *)w;
+    if (k->holding) {
+        if (kp_kafka_hold_close(&k->hold, ckpt) != 0) {
+            snprintf(errstr, errlen, "kafka sink for '%s': out of memory", k->topic);
+            return -1;
+        }
+        return 0;
+    }
+    return set_aside(k, ckpt, errstr, errlen);
 }
 
 static int kafka_commit(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen)
 {
-    return commit_pending((kafka_writer *)w, ckpt, errstr, errlen);
+    kafka_writer *k = (kafka_writer *)w;
+    if (commit_pending(k, ckpt, errstr, errlen) != 0)
+        return -1;
+    return resume_held(k, errstr, errlen);
 }
 
 /* Commits the current transaction (all its messages acknowledged) and begins the next. */
@@ -366,8 +464,11 @@ static int kafka_flush(kp_sink_writer *w, char *errstr, size_t errlen)
     kafka_writer *k = (kafka_writer *)w;
     if (!k->tx)
         return drain(k, errstr, errlen);
-    if (commit_pending(k, INT64_MAX, errstr, errlen) != 0)
-        return -1;
+    do { /* each round frees the pool and moves held segments into it */
+        if (commit_pending(k, INT64_MAX, errstr, errlen) != 0 ||
+            resume_held(k, errstr, errlen) != 0)
+            return -1;
+    } while (k->holding);
     return commit_current(k, errstr, errlen);
 }
 
@@ -382,7 +483,8 @@ static int kafka_tick(kp_sink_writer *w, char *errstr, size_t errlen)
     if (check_fatal(k, errstr, errlen) != 0 || delivery_failed(k, errstr, errlen) != 0)
         return -1;
     producer *p = &k->pool[k->cur];
-    if (k->tx && !k->ckpt_interval && p->written > 0 && kp_mono_ms() - p->begun_ms >= k->commit_ms)
+    if (k->tx && !k->holding && !k->ckpt_interval && p->written > 0 &&
+        kp_mono_ms() - p->begun_ms >= k->commit_ms)
         return commit_current(k, errstr, errlen);
     return 0;
 }
@@ -396,8 +498,9 @@ static size_t kafka_sink_stats(kp_sink_writer *w, char *buf, size_t len)
     int n = k->tx ? snprintf(buf, len,
                              "{\"sent\":%lld,\"delivered\":%lld,\"failed\":%lld,"
                              "\"transactions\":{\"committed\":%lld,\"aborted\":%lld,"
-                             "\"pending\":%d}}",
-                             k->sent, k->delivered, k->failed, k->committed, k->aborted, pending)
+                             "\"pending\":%d},\"held\":%lld,\"held_total\":%lld}",
+                             k->sent, k->delivered, k->failed, k->committed, k->aborted, pending,
+                             k->hold.records, k->held_total)
                   : snprintf(buf, len, "{\"sent\":%lld,\"delivered\":%lld,\"failed\":%lld}",
                              k->sent, k->delivered, k->failed);
     if (n < 0)
@@ -444,6 +547,7 @@ static void kafka_writer_close(kp_sink_writer *w)
     kafka_writer *k = (kafka_writer *)w;
     for (int i = 0; i < k->npool; i++)
         producer_close(k, &k->pool[i]);
+    kp_kafka_hold_free(&k->hold); /* never produced: as aborted */
     free(k);
 }
 
@@ -570,6 +674,12 @@ kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t e
     k->tx = (int)tx;
     if (!k->tx)
         k->npool = 1;
+    long long budget = kp_kafka_memory_budget(ep, errstr, errlen);
+    if (budget < 0) {
+        free(k);
+        return NULL;
+    }
+    k->hold_cap = (size_t)budget / 2;
     for (int i = 0; i < k->npool; i++) {
         char txid[340];
         snprintf(txid, sizeof txid, "%s-%d", base, i);

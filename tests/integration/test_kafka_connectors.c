@@ -14,7 +14,8 @@
  * driven as checkpoints would: a read_committed reader sees exactly the completed
  * checkpoints' records, never an aborted one; a second writer with the same ids fences the
  * first; without checkpoints it commits on its clock and at flush; the seed job Kafka -> Kafka
- * through the CLI at -p 2 gives a read_committed reader exactly the file run's documents).
+ * through the CLI at -p 2, without and with checkpoints every 50 ms, gives a read_committed
+ * reader exactly the file run's documents).
  *
  * And through the CLI ($KAPPA_CLI run --local, jobs in $KAPPA_JOBS): the source's read-ahead
  * stays within its memory budget when the sink stalls (32 partitions, every record sent to a
@@ -659,12 +660,14 @@ static int t_committed(const char *topic, int n, int from, int to, int *dups)
 }
 
 /* prepare/commit driven as checkpoints would: a read_committed reader sees a checkpoint's
- * records once it completed, never before, never twice; what a closed writer left open or
- * pending is aborted and never seen (a read_uncommitted reader shows it was written). */
+ * records once it completed, never before, never twice; with every producer of the pool
+ * waiting for its checkpoint the records after the next barriers are held, a segment per
+ * barrier, and committed with their own checkpoints; what a closed writer left open is
+ * aborted and never seen (a read_uncommitted reader shows it was written). */
 Test(kafka_connectors, transactional_sink_commits_completed_checkpoints_only)
 {
     const char *topic = t_topic("tx", T_PARTS);
-    char err[512] = "", uid[160];
+    char err[512] = "", uid[160], stats[512];
     snprintf(uid, sizeof uid, "%s", topic);
     kp_sink_writer *w = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
     cr_assert_not_null(w, "open: %s", err);
@@ -673,31 +676,39 @@ Test(kafka_connectors, transactional_sink_commits_completed_checkpoints_only)
     cr_assert_eq(w->prepare(w, 1, err, sizeof err), 0, "%s", err);
     t_write_range(w, 1000, 2000); /* B: checkpoint 2 */
     cr_assert_eq(w->prepare(w, 2, err, sizeof err), 0, "%s", err);
-    t_write_range(w, 2000, 3000); /* C: open */
+    t_write_range(w, 2000, 3000); /* C: open, then checkpoint 3 */
     cr_assert_eq(w->tick(w, err, sizeof err), 0, "%s", err);
     cr_expect_eq(t_committed(topic, 4000, 0, 3000, &d), 0, "visible before any commit");
     cr_assert_eq(w->commit(w, 1, err, sizeof err), 0, "%s", err);
     cr_expect_eq(t_committed(topic, 4000, 0, 1000, &d), 1000, "checkpoint 1 not all visible");
     cr_expect_eq(t_committed(topic, 4000, 1000, 3000, &d), 0, "checkpoint 2 visible early");
-    /* checkpoint 3 declined (never completes): its records go with checkpoint 4 */
     cr_assert_eq(w->prepare(w, 3, err, sizeof err), 0, "%s", err);
-    t_write_range(w, 3000, 3500);
-    cr_assert_eq(w->prepare(w, 4, err, sizeof err), -1, "a pool of 3 holds 2 pending");
-    cr_expect(strstr(err, "tx_pool") != NULL, "%s", err);
-    cr_assert_eq(w->commit(w, 4, err, sizeof err), 0, "%s", err); /* commits 2 and 3 */
-    cr_expect_eq(t_committed(topic, 4000, 0, 3000, &d), 3000);
-    cr_expect_eq(d, 0, "%d duplicates", d);
-    char stats[256];
+    t_write_range(w, 3000, 3500); /* D: checkpoint 4, the pool's last idle producer */
+    cr_assert_eq(w->prepare(w, 4, err, sizeof err), 0, "%s", err);
+    t_write_range(w, 3500, 3800); /* E: held, checkpoint 5 */
+    cr_assert_eq(w->prepare(w, 5, err, sizeof err), 0, "%s", err);
+    t_write_range(w, 3800, 3900); /* F: held, open */
     w->stats(w, stats, sizeof stats);
-    cr_expect(strstr(stats, "\"committed\":3,\"aborted\":0,\"pending\":0") != NULL, "%s", stats);
-    w->close(w); /* 3000..3499 open: aborted */
-    cr_expect_eq(t_committed(topic, 4000, 3000, 3500, &d), 0, "aborted records visible");
+    cr_expect(strstr(stats, "\"pending\":3},\"held\":400,") != NULL, "%s", stats);
+    cr_assert_eq(w->commit(w, 3, err, sizeof err), 0, "%s", err); /* 2 and 3; E, F produced */
+    cr_expect_eq(t_committed(topic, 4000, 0, 3000, &d), 3000);
+    cr_expect_eq(t_committed(topic, 4000, 3000, 3900, &d), 0, "checkpoints 4, 5 visible early");
+    cr_assert_eq(w->commit(w, 5, err, sizeof err), 0, "%s", err); /* 4 and 5 */
+    cr_expect_eq(t_committed(topic, 4000, 0, 3800, &d), 3800);
+    cr_expect_eq(t_committed(topic, 4000, 3800, 3900, &d), 0, "the open transaction visible");
+    cr_expect_eq(d, 0, "%d duplicates", d);
+    w->stats(w, stats, sizeof stats);
+    cr_expect(strstr(stats, "\"committed\":5,\"aborted\":0,\"pending\":0},\"held\":0,"
+                            "\"held_total\":400") != NULL,
+              "%s", stats);
+    w->close(w); /* F open: aborted */
+    cr_expect_eq(t_committed(topic, 4000, 3800, 3900, &d), 0, "aborted records visible");
     t_seen all = {.hit = calloc(4000, 1), .n = 4000};
     t_read_iso(topic, T_PARTS, "read_uncommitted", t_check_doc, &all);
     int written = 0;
-    for (int i = 0; i < 3500; i++)
+    for (int i = 0; i < 3900; i++)
         written += all.hit[i] > 0;
-    cr_expect_eq(written, 3500, "read_uncommitted sees every record written");
+    cr_expect_eq(written, 3900, "read_uncommitted sees every record written");
     free(all.hit);
 }
 
@@ -977,26 +988,32 @@ static void t_value_line(const rd_kafka_message_t *m, void *arg)
     fprintf(arg, "%.*s\n", (int)m->len, (const char *)m->payload);
 }
 
-/* The seed job Kafka -> Kafka through `kappa run --local -p 2` with the transactional sink
- * (no checkpoints: it commits on its clock and at end of input; two sink subtasks, two pools
- * of transactional ids): a read_committed reader gets exactly the documents the same run
- * writes into a file, each once. */
-Test(kafka_connectors, transactional_sink_through_run_local, .timeout = 300)
+/* The seed job Kafka -> Kafka through `kappa run --local -p 2` (two sink subtasks, two pools
+ * of transactional ids) with the transactional sink and `extra` flags (NULL-terminated, up to
+ * 8): a read_committed reader gets exactly the documents the same run writes into a file,
+ * each once. `events` per partition of 3. Returns the transactions the sink subtasks
+ * committed (from --stats). */
+static long t_tx_run_local(const char *what, int events, const char *const *extra)
 {
     const char *in = t_topic("txin", 3), *outt = t_topic("txout", 3);
-    t_produce_values(in, 3, 0, 1200, t_click); /* 2 hours of event time */
-    char src[256], sink[400], truth[128], got[128], log[128], cmd[1024];
-    snprintf(truth, sizeof truth, "/tmp/kappa-txe2e-%d.truth", (int)getpid());
-    snprintf(got, sizeof got, "/tmp/kappa-txe2e-%d.got", (int)getpid());
-    snprintf(log, sizeof log, "/tmp/kappa-txe2e-%d.log", (int)getpid());
+    t_produce_values(in, 3, 0, events, t_click);
+    char src[256], sink[400], truth[128], got[128], log[128], cmd[1024], line[512];
+    snprintf(truth, sizeof truth, "/tmp/kappa-%s-%d.truth", what, (int)getpid());
+    snprintf(got, sizeof got, "/tmp/kappa-%s-%d.got", what, (int)getpid());
+    snprintf(log, sizeof log, "/tmp/kappa-%s-%d.log", what, (int)getpid());
     snprintf(src, sizeof src, "clicks=kafka:%s?stop_at=end", in);
     for (int run = 0; run < 2; run++) {
         if (run == 0)
             snprintf(sink, sizeof sink, "hourly-click-index=file:%s", truth);
         else
             snprintf(sink, sizeof sink, "hourly-click-index=kafka:%s?transactional=1", outt);
-        const char *args[] = {"-p",        "2",         "--source",        src, "--sink", sink,
-                              "--brokers", t_brokers(), "--from-earliest", NULL};
+        const char *args[24] = {
+            "-p",        "2",         "--source",        src,      "--sink", sink,
+            "--brokers", t_brokers(), "--from-earliest", "--stats"};
+        int n = 10;
+        for (int i = 0; run == 1 && extra[i]; i++)
+            args[n++] = extra[i];
+        args[n] = NULL;
         int status = 0;
         pid_t pid = t_spawn("hourly_clicks", args, log);
         int exited = t_wait_exit(pid, 120000, &status);
@@ -1006,23 +1023,54 @@ Test(kafka_connectors, transactional_sink_through_run_local, .timeout = 300)
                 waitpid(pid, &status, 0);
             }
             t_show_log(log);
-            cr_assert_fail("run %d did not finish cleanly", run);
+            cr_assert_fail("%s: run %d did not finish cleanly", what, run);
         }
     }
+    long committed = 0;
+    FILE *lf = fopen(log, "r"); /* --stats: "transactions":{"committed":N,... per subtask */
+    while (lf && fgets(line, sizeof line, lf))
+        for (char *c = strstr(line, "\"committed\":"); c; c = strstr(c + 1, "\"committed\":"))
+            committed += atol(c + strlen("\"committed\":"));
+    if (lf)
+        fclose(lf);
     FILE *f = fopen(got, "w");
     cr_assert_not_null(f);
     int n = t_read_iso(outt, 3, "read_committed", t_value_line, f);
     fclose(f);
     int want = t_lines(truth);
     cr_expect_gt(want, 0);
-    cr_expect_eq(n, want, "read_committed got %d documents, the file run wrote %d", n, want);
+    cr_expect_eq(n, want, "%s: read_committed got %d documents, the file run wrote %d", what, n,
+                 want);
     snprintf(cmd, sizeof cmd, "sort -o %s %s && sort -o %s %s && cmp -s %s %s", truth, truth, got,
              got, truth, got);
-    cr_expect_eq(system(cmd), 0, "the committed documents differ from the file run's (%s, %s)",
-                 truth, got);
+    cr_expect_eq(system(cmd), 0, "%s: the committed documents differ from the file run's (%s, %s)",
+                 what, truth, got);
+    fprintf(stderr, "%s: %d documents, %ld transactions committed\n", what, n, committed);
     unlink(truth);
     unlink(got);
     unlink(log);
+    return committed;
+}
+
+/* No checkpoints: the sink commits on its clock and at end of input. */
+Test(kafka_connectors, transactional_sink_through_run_local, .timeout = 300)
+{
+    const char *none[] = {NULL};
+    cr_expect_geq(t_tx_run_local("txe2e", 1200, none), 2, "each sink subtask commits at the end");
+}
+
+/* Checkpoints every 50 ms: the sink commits when they complete (more transactions than the
+ * two end-of-input commits), and the reader still sees each document once. */
+Test(kafka_connectors, transactional_sink_with_checkpoints_through_run_local, .timeout = 300)
+{
+    char dir[128];
+    snprintf(dir, sizeof dir, "/tmp/kappa-txckpt-%d", (int)getpid());
+    const char *ckpt[] = {"--checkpoint-interval", "50ms", "--checkpoint-dir", dir, NULL};
+    long committed = t_tx_run_local("txckpt", 60000, ckpt);
+    cr_expect_gt(committed, 2, "no transaction was committed by a checkpoint");
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
 }
 
 /* Defect 1: with more source subtasks than partitions, a live topic (no stop_at) used to

@@ -1,0 +1,54 @@
+/* The records a transactional Kafka sink holds back while no producer of its pool is free:
+ * every producer has a transaction set aside for a checkpoint that has not completed yet (the
+ * completion's notification can arrive after the next barriers when checkpoints are frequent).
+ * Records are appended to one growing buffer (no allocation per record); a barrier closes a
+ * segment, so the records of each checkpoint interval later go into a transaction of their
+ * own. Internal to connectors/kafka_sink.c. @locality the sink subtask's thread */
+#ifndef KP_KAFKA_HOLD_H
+#define KP_KAFKA_HOLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../runtime/engine.h"
+
+typedef struct kp_kafka_hold_seg {
+    size_t end;   /* the segment's records end here in buf */
+    int64_t ckpt; /* the barrier that closed it */
+} kp_kafka_hold_seg;
+
+typedef struct kp_kafka_hold {
+    kp_buf buf;
+    size_t pos; /* the next record to hand out */
+    kp_kafka_hold_seg *seg;
+    int nseg, segcap;
+    long long records; /* held now */
+} kp_kafka_hold;
+
+/* One held record; pointers into the hold, valid until the hold is reset or freed. A dead
+ * letter (write_raw) has origin != NULL. */
+typedef struct kp_kafka_held {
+    kp_bytes key, value;
+    kp_time ts;
+    const char *origin, *error;
+    int32_t partition;
+    int64_t offset;
+} kp_kafka_held;
+
+/* Appends a record (copied); origin/error/partition/offset only for dead letters (origin
+ * NULL otherwise). 0, or -1 if out of memory. */
+int kp_kafka_hold_add(kp_kafka_hold *h, const kp_kafka_held *r);
+
+/* A barrier while holding: the records so far belong to checkpoint `ckpt`. 0 or -1 (memory). */
+int kp_kafka_hold_close(kp_kafka_hold *h, int64_t ckpt);
+
+/* The next held record, in order: 1 with *r; 2 at the end of a closed segment, with its
+ * checkpoint in *ckpt; 0 when nothing is left (the hold is then empty and reset). */
+int kp_kafka_hold_next(kp_kafka_hold *h, kp_kafka_held *r, int64_t *ckpt);
+
+/* Bytes held (for the memory cap). */
+size_t kp_kafka_hold_bytes(const kp_kafka_hold *h);
+
+void kp_kafka_hold_free(kp_kafka_hold *h);
+
+#endif
