@@ -55,12 +55,19 @@
  *     and the current transaction, then begins the next.
  *   - close(): aborts what is still open or pending (a cancelled job's uncommitted output
  *     never becomes visible).
+ * Failpoint kafka.mid_commit (runtime/failpoint.h): after the broker committed a transaction,
+ * before the writer counts it — with `crash`, the transactions of the same commit() call
+ * after it stay uncommitted (the limit below applies to them).
  * Limits. librdkafka cannot resume another producer's transaction (Flink sets the producer
  * id and epoch by reflection; Kafka's KIP-939 two-phase commit is not in librdkafka 2.0), so a
  * process that dies after a checkpoint completed and before its sink committed loses that
  * transaction: the next attempt's init_transactions aborts it, and the sources restart after
  * it. The window is the time between the coordinator's completion and the notification's
- * arrival; the jobmanager notifies at once. transaction.timeout.ms (option
+ * arrival; the jobmanager notifies at once. The way out without KIP-939: keep each pending
+ * transaction's records in its checkpoint (the writer holds a copy anyway while holding),
+ * commit the checkpoint id with the transaction (send_offsets_to_transaction to a group
+ * named after the ids), and on restore re-send the checkpoint's records in a new transaction
+ * when that group's committed offset shows the old one never committed. transaction.timeout.ms (option
  * `transaction_timeout_ms`, default 60000 and at least 2 checkpoint intervals) bounds how long
  * a dead attempt's open transaction holds back read_committed readers when no new attempt
  * fences its ids (a job cancelled by kill -9, or restarted at a lower parallelism: the ids of
@@ -73,6 +80,7 @@
 #include <string.h>
 
 #include "../runtime/clock.h"
+#include "../runtime/failpoint.h"
 #include "kafka_common.h"
 #include "kafka_hold.h"
 
@@ -338,6 +346,11 @@ static int commit_one(kafka_writer *k, producer *p, char *errstr, size_t errlen)
 {
     if (tx_call(k, p, "commit_transaction", commit_tx, errstr, errlen) != 0)
         return -1;
+    /* committed at the broker, not yet here (docs/checkpoints.md, Failpoints) */
+    if (kp_failpoint("kafka.mid_commit") != 0) {
+        snprintf(errstr, errlen, "kafka sink for '%s': failpoint kafka.mid_commit", k->topic);
+        return -1;
+    }
     p->state = TX_IDLE;
     k->committed++;
     return 0;

@@ -42,6 +42,7 @@
 
 #include "../../runtime/connector.h"
 #include "connectors.h"
+#include "failpoint.h"
 
 #define T_PARTS    3
 #define T_PER_PART 20
@@ -738,6 +739,29 @@ Test(kafka_connectors, transactional_sink_second_writer_fences_the_first)
     cr_expect_eq(d, 0);
     w1->close(w1);
     w2->close(w2);
+}
+
+/* Failpoint kafka.mid_commit=error: commit() fails after the broker committed — the
+ * checkpoint's records are visible, the writer reports the failure. */
+Test(kafka_connectors, transactional_sink_mid_commit_failpoint)
+{
+    const char *topic = t_topic("txfp", T_PARTS);
+    char err[512] = "", uid[160];
+    snprintf(uid, sizeof uid, "%s", topic);
+    kp_sink_writer *w = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
+    cr_assert_not_null(w, "open: %s", err);
+    t_write_range(w, 0, 300);
+    cr_assert_eq(w->prepare(w, 1, err, sizeof err), 0, "%s", err);
+    setenv("KAPPA_FAILPOINTS", "kafka.mid_commit=error", 1);
+    kp_failpoint_reload();
+    int rc = w->commit(w, 1, err, sizeof err);
+    unsetenv("KAPPA_FAILPOINTS");
+    kp_failpoint_reload();
+    cr_expect_eq(rc, -1);
+    cr_expect(strstr(err, "failpoint kafka.mid_commit") != NULL, "%s", err);
+    int d;
+    cr_expect_eq(t_committed(topic, 400, 0, 300, &d), 300, "committed at the broker");
+    w->close(w);
 }
 
 /* Without checkpoints the writer commits on its clock (commit_ms) and at flush. */
