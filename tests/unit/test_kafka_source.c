@@ -267,6 +267,45 @@ Test(kafka_source, explicit_offsets_and_fallbacks)
     r->close(r);
 }
 
+/* A restored source (kp_endpoint.restore_offsets, checkpoints): an owned partition's
+ * restored position wins over the start mode, others start as it says; positions of
+ * partitions another subtask owns are ignored; offsets() reports where it now stands. */
+Test(kafka_source, restore_offsets_win_over_the_start_mode)
+{
+    static char uri[1024];
+    snprintf(uri, sizeof uri, "kafka:t?brokers=%s&start=latest&stop_at=end", t_brokers);
+    kp_offset restore[] = {{0, 6}, {2, 9}, {1, 3}};
+    kp_endpoint ep = {.name = "clicks",
+                      .uri = uri,
+                      .subtask = 0,
+                      .parallelism = 2, /* owns partitions 0 and 2 of 3 */
+                      .restore_offsets = restore,
+                      .nrestore_offsets = 3};
+    char err[512] = "";
+    kp_source_reader *r = kp_connector_find(uri)->open_source(&ep, err, sizeof err);
+    cr_assert_not_null(r, "%s", err);
+    kp_offset at[8];
+    int n = r->offsets(r, at, 8);
+    cr_assert_eq(n, 2);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(at[i].offset, at[i].partition == 0 ? 6 : 9, "partition %d at %lld",
+                     at[i].partition, (long long)at[i].offset);
+    rec rs[64];
+    int64_t first[T_PARTS];
+    int count[T_PARTS];
+    t_firsts(rs, t_read_all(r, rs, 64), first, count);
+    cr_assert_eq(first[0], 6);
+    cr_assert_eq(count[0], T_PER_PART - 6);
+    cr_assert_eq(first[2], 9);
+    cr_assert_eq(count[2], T_PER_PART - 9);
+    cr_assert_eq(count[1], 0, "partition 1 is subtask 1's");
+    n = r->offsets(r, at, 8);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(at[i].offset, T_PER_PART, "partition %d ends at %lld", at[i].partition,
+                     (long long)at[i].offset);
+    r->close(r);
+}
+
 Test(kafka_source, group_resumes_from_committed_offsets)
 {
     kp_source_reader *r = t_open("group=g1", 0, 1);
