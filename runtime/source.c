@@ -502,6 +502,14 @@ source_state *kp_source_open(kp_subtask *st, const kp_node *src, const kp_bindin
         kp_source_close(s, -1);
         return NULL;
     }
+    if (st->ckpt && !s->r->offsets) { /* every checkpoint would be declined */
+        kp_subtask_fail(st,
+                        "source '%s' (%s) cannot say where it is, so it cannot take part in "
+                        "checkpoints: run without them or bind it to a file or Kafka",
+                        src->endpoint, b->uri);
+        kp_source_close(s, -1);
+        return NULL;
+    }
     if (open_dead_letter(s, b) != 0) {
         kp_source_close(s, -1);
         return NULL;
