@@ -31,12 +31,16 @@
 #include "frame.h"
 #include "jm.h"
 
-#define MAX_CONNS        (KP_JM_TM_MAX + 64)
-#define INBOUND_MAX      (1u << 20) /* a taskmanager never needs to send more in one frame */
-#define OUTBOUND_MAX     (256u << 20)
-#define HELLO_TIMEOUT_MS 10000
-#define PLUGIN_CHUNK     (4u << 20)
-#define TICK_MS          100
+/* Inbound frames: before its Hello a peer may send 1 MiB; a registered taskmanager 16 MiB
+ * (an AckCheckpoint carries its subtask's small state inline: blobs up to 64 KiB each, base64,
+ * KP_CKPT_INLINE_MAX; everything else is tiny). */
+#define MAX_CONNS         (KP_JM_TM_MAX + 64)
+#define HELLO_INBOUND_MAX (1u << 20)
+#define INBOUND_MAX       (16u << 20)
+#define OUTBOUND_MAX      (256u << 20)
+#define HELLO_TIMEOUT_MS  10000
+#define PLUGIN_CHUNK      (4u << 20)
+#define TICK_MS           100
 
 struct kp_jm_conn_t {
     int fd;
@@ -226,8 +230,8 @@ void kp_control_send_deploy(kp_jm_t *jm, const kp_jm_job_t *job)
         cc.max_concurrent = job->ckpt.max_concurrent;
         cc.tolerable_failures = job->ckpt.tolerable_failures;
         cc.retain = job->ckpt.retain;
-        cc.mode = (char *)(job->ckpt.mode == KP_CKPT_AT_LEAST_ONCE ? "at_least_once"
-                                                                   : "exactly_once");
+        cc.mode =
+            (char *)(job->ckpt.mode == KP_CKPT_AT_LEAST_ONCE ? "at_least_once" : "exactly_once");
         cc.dir = (char *)job->ckpt.dir;
         d.checkpoint = &cc;
     }
@@ -288,9 +292,9 @@ void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t
     t.checkpoint_id = c.checkpoint_id = a.checkpoint_id = id;
     t.timestamp_ms = timestamp_ms;
     a.reason = (char *)(reason ? reason : "");
-    const ProtobufCMessage *msg = type == KP_FRAME_TRIGGER_CHECKPOINT ? &t.base
+    const ProtobufCMessage *msg = type == KP_FRAME_TRIGGER_CHECKPOINT    ? &t.base
                                   : type == KP_FRAME_CHECKPOINT_COMPLETE ? &c.base
-                                                                        : &a.base;
+                                                                         : &a.base;
     for (size_t t_ = 0; t_ < jm->ntms; t_++) {
         if (!jm->tms[t_].alive || !jm->tms[t_].conn)
             continue;
@@ -531,8 +535,8 @@ static void dispatch(kp_jm_t *jm, kp_jm_conn_t *c, uint16_t type, const uint8_t 
                                                   "DeclineCheckpoint");
         if (dc->job_id && strlen(dc->job_id) == 32 && kp_jm_is_hex(dc->job_id, 32) &&
             dc->checkpoint_id > 0)
-            kp_jm_ckpt_decline(jm, c->tm, dc->job_id, dc->attempt, dc->checkpoint_id,
-                               dc->task_id, dc->subtask, dc->reason);
+            kp_jm_ckpt_decline(jm, c->tm, dc->job_id, dc->attempt, dc->checkpoint_id, dc->task_id,
+                               dc->subtask, dc->reason);
         else
             conn_close_later(c, "DeclineCheckpoint: bad job id or checkpoint id");
         kappa__control__decline_checkpoint__free_unpacked(dc, NULL);
@@ -575,8 +579,11 @@ static void conn_read(kp_jm_t *jm, kp_jm_conn_t *c)
                     conn_close_later(c, kp_frame_strerror(e));
                     return;
                 }
-                if (c->h.length > INBOUND_MAX) {
-                    conn_close_later(c, "frame above the 1 MiB a taskmanager may send");
+                if (c->h.length > (c->tm < 0 ? HELLO_INBOUND_MAX : INBOUND_MAX)) {
+                    conn_close_later(c, c->tm < 0 ? "frame above the 1 MiB a peer may send "
+                                                    "before its Hello"
+                                                  : "frame above the 16 MiB a taskmanager may "
+                                                    "send");
                     return;
                 }
                 if (c->h.length > c->payload_cap) {

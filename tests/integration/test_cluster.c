@@ -424,9 +424,10 @@ static long long checkpoints_completed(const char *job, long long *restored)
     char path[256];
     snprintf(path, sizeof path, "/jobs/%s/checkpoints", job);
     http_reply r = http_req(&jm_, "GET", path, NULL);
-    long long n = r.status == 200 ? json_integer_value(json_object_get(
-                                        json_object_get(r.body, "counts"), "completed"))
-                                  : -1;
+    long long n =
+        r.status == 200
+            ? json_integer_value(json_object_get(json_object_get(r.body, "counts"), "completed"))
+            : -1;
     if (restored)
         *restored = json_integer_value(
             json_object_get(json_object_get(json_object_get(r.body, "latest"), "restored"), "id"));
@@ -449,7 +450,8 @@ static void await_checkpoints(const char *job, long long n, int seconds)
 
 /* The checkpointed seed job (-p 2, a checkpoint every second) on the cluster, paced by its
  * sink (bulks of 5, one in flight) so that it still runs after two checkpoints; returns the
- * index it writes. */
+ * index it writes. A checkpoint that does not complete within 5 s expires and the next one is
+ * triggered (tolerated: the test is about restoring, not about every checkpoint). */
 static const char *start_checkpointed_job(const char *name)
 {
     char source[256];
@@ -458,7 +460,8 @@ static const char *start_checkpointed_job(const char *name)
     const char *index = index_name(name);
     snprintf(sink, sizeof sink, "%s?max_actions=5&inflight=1", index);
     cr_assert_eq(SUBMIT(name, "hourly_clicks", 2, name, source, sink,
-                        "--checkpoint-interval 1s --checkpoint-mode exactly_once"),
+                        "--checkpoint-interval 1s --checkpoint-mode exactly_once "
+                        "--checkpoint-timeout 5s --tolerable-checkpoint-failures 100"),
                  0, "kappa submit failed (%s/%s.err)", dir_, name);
     await_state(name, "RUNNING", 120);
     await_checkpoints(name, 2, 120);
@@ -501,7 +504,7 @@ Test(cluster, checkpoint_restore_after_a_killed_jobmanager_is_exact)
     snprintf(rest_port, sizeof rest_port, "%s", strrchr(jm_.rest, ':') + 1);
     snprintf(rpc_port, sizeof rpc_port, "%d", jm_.rpc_port);
     tm_proc_kill(jm_.pid);
-    const char *flags[] = {"--restart-delay-ms", "200",     "--rest-port", rest_port,
+    const char *flags[] = {"--restart-delay-ms", "200",    "--rest-port", rest_port,
                            "--rpc-port",         rpc_port, NULL};
     jm_start(&jm_, path_in("jm"), flags);
     assert_restored_and_exact("ckpt-jm", index, 1);
