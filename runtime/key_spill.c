@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "graph.h"
+#include "keyed_db.h"
 #include "keygroup.h"
 
 #define FILTER_MIN_BITS ((size_t)1 << 16) /* 8 KiB */
@@ -13,6 +14,9 @@ void kp_key_spill_init(kp_key_spill *sp, kp_subtask *st, const kp_node *node, co
 {
     *sp = (kp_key_spill){.st = st, .node = node, .cf_name = cf_name, .cf = -1};
     sp->max_parallelism = st->job ? st->job->max_parallelism : 128;
+    int p = st->parallelism > 0 ? st->parallelism : 1; /* 0: a bare subtask of a test */
+    sp->kg_lo = kp_key_group_first(st->index, sp->max_parallelism, p);
+    sp->kg_hi = kp_key_group_first(st->index + 1, sp->max_parallelism, p);
 }
 
 void kp_key_spill_finish(kp_key_spill *sp)
@@ -30,23 +34,19 @@ void kp_key_spill_finish(kp_key_spill *sp)
     sp->batch = NULL;
 }
 
+static int filter_rebuild(kp_key_spill *sp, size_t bits);
+
+/* Opens the operator's database (keyed_db.h): fresh, or restored from the checkpoint. */
 static int open_state(kp_key_spill *sp)
 {
-    char dir[1024], err[512];
-    const char *root = sp->st->state_dir ? sp->st->state_dir : "/tmp/kappa-state";
-    int n = snprintf(dir, sizeof dir, "%s/%s-%d", root, sp->node->uid[0] ? sp->node->uid : "op",
-                     sp->st->index);
-    for (char *c = dir + strlen(root) + 1; n > 0 && *c; c++)
-        if (*c == '/' || *c == ' ' || *c == ':')
-            *c = '_';
-    kp_state_config cfg = {.dir = dir,
-                           .fresh = 1,
-                           .block_cache_bytes = sp->st->rocksdb_cache_bytes,
-                           .memtable_bytes = sp->st->rocksdb_memtable_bytes};
-    sp->state = kp_state_open(&cfg, err, sizeof err);
+    char err[512];
+    kp_keyed_cf cfs[2] = {{sp->cf_name, kp_state_cf_point}};
+    int ncfs = 1, restored;
+    if (sp->extra_cf.name)
+        cfs[ncfs++] = sp->extra_cf;
+    sp->state = kp_keyed_db_open(sp->st, sp->node, sp->kg_lo, sp->kg_hi, cfs, ncfs, &restored);
     if (!sp->state)
-        return kp_subtask_fail(sp->st, "%s: cannot open keyed state in %s: %s", sp->node->name, dir,
-                               err);
+        return -1;
     sp->cf = kp_state_cf_point(sp->state, sp->cf_name, err, sizeof err);
     if (sp->cf < 0)
         return kp_subtask_fail(sp->st, "%s: keyed state: %s", sp->node->name, err);
@@ -55,7 +55,12 @@ static int open_state(kp_key_spill *sp)
     if (!sp->batch || !sp->filter)
         return kp_subtask_fail(sp->st, "%s: out of memory", sp->node->name);
     sp->filter_bits = FILTER_MIN_BITS;
-    return 0;
+    if (!restored)
+        return 0;
+    sp->ever = 1; /* keys of the checkpoint are on disk: misses must look */
+    for (size_t bits = FILTER_MIN_BITS;; bits *= 2)
+        if (filter_rebuild(sp, bits) != 0 || sp->filter_set <= bits / 4)
+            return sp->filter ? 0 : -1;
 }
 
 /* The RocksDB key of `key` in rkey: key group (2, BE) | key bytes. -1 when out of memory
@@ -130,6 +135,26 @@ typedef struct victim {
 
 static const char zeros[8];
 
+/* Saves entry e into `victims` (its offset into `order`). 0, or -1 after kp_subtask_fail. */
+static int add_victim(kp_key_spill *sp, kp_keytable *t, kp_keyentry *e, const kp_key_spill_ops *ops,
+                      void *arg)
+{
+    kp_bytes key = kp_keytable_key(t, e);
+    size_t at = sp->victims.len;
+    victim v = {e->hash, (uint32_t)key.len, 0};
+    if (kp_buf_append(&sp->order, &at, sizeof at) != 0 ||
+        kp_buf_append(&sp->victims, &v, sizeof v) != 0 ||
+        kp_buf_append(&sp->victims, key.ptr, key.len) != 0 ||
+        ops->save(arg, e, &sp->victims) != 0 ||
+        sp->victims.len - at - sizeof v - key.len > UINT32_MAX)
+        return kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
+    v.blob_len = (uint32_t)(sp->victims.len - at - sizeof v - key.len);
+    memcpy(sp->victims.ptr + at, &v, sizeof v);
+    if (kp_buf_append(&sp->victims, zeros, VICTIM_SIZE(&v) - (sp->victims.len - at)) != 0)
+        return kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
+    return 0;
+}
+
 /* One turn of the clock: visits each key of `t` at most once from the hand and saves the keys
  * not used since the last turn into `victims` (their offsets into `order`), until `need`
  * bytes (an estimate) are found. Returns the bytes found, or (size_t)-1 after
@@ -149,24 +174,9 @@ static size_t choose(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key
         visits++;
         if (ops->used(arg, e))
             continue;
-        kp_bytes key = kp_keytable_key(t, e);
-        size_t at = sp->victims.len;
-        victim v = {e->hash, (uint32_t)key.len, 0};
-        if (kp_buf_append(&sp->order, &at, sizeof at) != 0 ||
-            kp_buf_append(&sp->victims, &v, sizeof v) != 0 ||
-            kp_buf_append(&sp->victims, key.ptr, key.len) != 0 ||
-            ops->save(arg, e, &sp->victims) != 0 ||
-            sp->victims.len - at - sizeof v - key.len > UINT32_MAX) {
-            kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
+        if (add_victim(sp, t, e, ops, arg) != 0)
             return (size_t)-1;
-        }
-        v.blob_len = (uint32_t)(sp->victims.len - at - sizeof v - key.len);
-        memcpy(sp->victims.ptr + at, &v, sizeof v);
-        if (kp_buf_append(&sp->victims, zeros, VICTIM_SIZE(&v) - (sp->victims.len - at)) != 0) {
-            kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
-            return (size_t)-1;
-        }
-        found += 2 * t->entry_size + key.len + ops->bytes(arg, e);
+        found += 2 * t->entry_size + kp_keytable_key(t, e).len + ops->bytes(arg, e);
     }
     return found;
 }
@@ -193,8 +203,9 @@ static int victim_cmp(const void *a, const void *b, void *arg)
 
 /* Writes the victims in one batch, in key order (a sorted batch goes into the memtable's skip
  * list as sequential inserts, much cheaper than random ones), then takes them out of memory
- * (their key bytes are copies). */
-static int write_victims(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops *ops, void *arg)
+ * (their key bytes are copies) — or, with `keep`, leaves them in memory, now on disk too. */
+static int write_victims(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops *ops, void *arg,
+                         int keep)
 {
     size_t n = sp->order.len / sizeof(size_t);
     size_t *order = (size_t *)(void *)sp->order.ptr;
@@ -216,10 +227,14 @@ static int write_victims(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_op
         const victim *v = (const victim *)(void *)(sp->victims.ptr + order[i]);
         kp_keyentry *e =
             kp_keytable_find(t, v->hash, (kp_bytes){(const char *)(v + 1), v->key_len});
-        ops->drop(arg, e);
-        kp_keytable_remove(t, e);
+        if (keep) {
+            ops->flushed(arg, e);
+        } else {
+            ops->drop(arg, e);
+            kp_keytable_remove(t, e);
+            sp->keys_out++;
+        }
         filter_mark(sp, v->hash);
-        sp->keys_out++;
     }
     if (sp->filter_set > sp->filter_bits / 4)
         return filter_rebuild(sp, 2 * sp->filter_bits);
@@ -239,7 +254,7 @@ int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_k
         size_t found = choose(sp, t, need - freed, ops, arg);
         if (found == (size_t)-1)
             return -1;
-        if (sp->order.len && write_victims(sp, t, ops, arg) != 0)
+        if (sp->order.len && write_victims(sp, t, ops, arg, 0) != 0)
             return -1;
         freed += found;
     }
@@ -249,6 +264,47 @@ int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_k
     sp->spills++;
     atomic_fetch_add_explicit(&sp->st->metrics->state_spills, 1, memory_order_relaxed);
     return 0;
+}
+
+int kp_key_spill_flush(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops *ops, void *arg)
+{
+    if (!t->n)
+        return 0;
+    if (!sp->state && open_state(sp) != 0)
+        return -1;
+    sp->victims.len = 0;
+    sp->order.len = 0;
+    size_t i = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(t, &i)))
+        if (add_victim(sp, t, e, ops, arg) != 0)
+            return -1;
+    if (write_victims(sp, t, ops, arg, 1) != 0)
+        return -1;
+    sp->ever = 1;
+    return 0;
+}
+
+int kp_key_spill_scan(kp_key_spill *sp, int cf,
+                      int (*fn)(void *arg, uint64_t hash, kp_bytes key, kp_bytes value), void *arg)
+{
+    uint8_t lo[2] = {(uint8_t)(sp->kg_lo >> 8), (uint8_t)sp->kg_lo},
+            hi[2] = {(uint8_t)(sp->kg_hi >> 8), (uint8_t)sp->kg_hi};
+    kp_state_iter *it = kp_state_iter_open(sp->state, cf, lo, 2, hi, 2);
+    if (!it)
+        return kp_subtask_fail(sp->st, "%s: out of memory scanning keyed state", sp->node->name);
+    int rc = 0;
+    for (; rc == 0 && kp_state_iter_valid(it); kp_state_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = kp_state_iter_key(it, &klen);
+        const char *v = kp_state_iter_value(it, &vlen);
+        kp_bytes key = {k + 2, klen - 2};
+        rc = fn(arg, kp_hash64(key.ptr, key.len), key, (kp_bytes){v, vlen});
+    }
+    char err[512];
+    if (kp_state_iter_close(it, err, sizeof err) != 0)
+        return kp_subtask_fail(sp->st, "%s: scanning keyed state: %s", sp->node->name, err);
+    return rc;
 }
 
 int kp_key_spill_open(kp_key_spill *sp)

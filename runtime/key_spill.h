@@ -18,13 +18,15 @@
  *     a write per read-back); the operator remembers that the key is on disk, overwrites it
  *     when it evicts the key again, and deletes it (kp_key_spill_forget) when the key is
  *     dropped because it holds nothing any more — so a dropped key never comes back.
- * The database opens lazily on the first spill, in <state_dir>/<uid>-<subtask index>.
+ * The database opens lazily on the first spill (at once when restoring), in
+ * <state_dir>/<uid>-kg<lo>-<hi> (keyed_db.h).
  *
  * @locality one subtask thread (the owning operator's); no locks. */
 #ifndef KP_KEY_SPILL_H
 #define KP_KEY_SPILL_H
 
 #include "engine.h"
+#include "keyed_db.h"
 #include "keytable.h"
 #include "state.h"
 
@@ -40,6 +42,9 @@ typedef struct kp_key_spill_ops {
     int (*save)(void *arg, kp_keyentry *e, kp_buf *out);
     size_t (*bytes)(void *arg, kp_keyentry *e);
     void (*drop)(void *arg, kp_keyentry *e);
+    /* kp_key_spill_flush wrote the key's state: it is on disk now (a later drop of the key
+     * must kp_key_spill_forget it). */
+    void (*flushed)(void *arg, kp_keyentry *e);
 } kp_key_spill_ops;
 
 struct kp_key_spill {
@@ -47,7 +52,9 @@ struct kp_key_spill {
     const kp_node *node;
     const char *cf_name;
     int max_parallelism;
-    kp_state *state; /* opened on the first spill */
+    int kg_lo, kg_hi;     /* the subtask's key groups */
+    kp_keyed_cf extra_cf; /* another column family keyed by key group first (restore copies) */
+    kp_state *state;      /* opened on the first spill */
     int cf;
     kp_state_batch *batch; /* the keys of one eviction */
     kp_buf rkey;           /* a RocksDB key */
@@ -93,6 +100,17 @@ int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob
 /* Deletes the on-disk copy of a key that was read back and is now dropped from memory. 0, or
  * -1 after kp_subtask_fail. */
 int kp_key_spill_forget(kp_key_spill *sp, uint64_t hash, kp_bytes key);
+
+/* Checkpoint barriers: writes the state of every key in `t` to RocksDB (one sorted write
+ * batch) and keeps it in memory, so that RocksDB alone holds the complete keyed state. Opens
+ * the database if needed. 0, or -1 after kp_subtask_fail. */
+int kp_key_spill_flush(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops *ops, void *arg);
+
+/* Restore: calls fn for every key of column family `cf` in the subtask's key groups (its
+ * RocksDB key: key group | key bytes) with the key and its value; stops at fn's first non-zero
+ * and returns it. -1 after kp_subtask_fail on a read error. */
+int kp_key_spill_scan(kp_key_spill *sp, int cf,
+                      int (*fn)(void *arg, uint64_t hash, kp_bytes key, kp_bytes value), void *arg);
 
 /* Adds the RocksDB memory of this database to the job's metrics (at the end). */
 void kp_key_spill_report(kp_key_spill *sp);

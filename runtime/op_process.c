@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "keyed_db.h"
 #include "keygroup.h"
 #include "key_spill.h"
 #include "keyed_state.h"
@@ -325,6 +326,13 @@ static int pk_restore(void *arg, kp_keyentry *e, kp_bytes in)
     return 0;
 }
 
+static void pk_flushed(void *arg, kp_keyentry *e)
+{
+    hdr_of(e)->on_disk = 1;
+}
+
+static const kp_key_spill_ops pk_ops = {pk_used, pk_save, pk_bytes, pk_drop, pk_flushed};
+
 /* The entry of `key` in *out (kp_key_spill_entry), marked used. */
 static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
 {
@@ -339,14 +347,13 @@ static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_
  * it. Only between calls: no kp_ctx holds an entry then. */
 static int maybe_evict(process_op *p)
 {
-    static const kp_key_spill_ops ops = {pk_used, pk_save, pk_bytes, pk_drop};
     if (kp_timer_spill_check(&p->tspill[0], &p->heaps[0]) != 0 ||
         kp_timer_spill_check(&p->tspill[1], &p->heaps[1]) != 0)
         return -1;
     size_t bytes = kp_keytable_bytes(&p->values) + p->extra_bytes;
     if (bytes <= p->cache_limit)
         return 0;
-    return kp_key_spill_evict(&p->spill, &p->values, bytes - p->cache_limit / 2, &ops, p);
+    return kp_key_spill_evict(&p->spill, &p->values, bytes - p->cache_limit / 2, &pk_ops, p);
 }
 
 /* ---- the context API ------------------------------------------------------------------- */
@@ -714,8 +721,141 @@ static int process_tick(kp_op *op, kp_time now)
     return 0;
 }
 
-static const kp_op_vt process_vt = {process_record, process_watermark, kp_op_pass_idle,
-                                    process_finish, process_destroy,   process_tick};
+/* ---- checkpoints (keyed_db.h, docs/state.md "Checkpoints and restore") ------------------ */
+
+/* The pending timers in a checkpoint: column family TIMERSET_CF, one entry per timer of the
+ * set, under key group (2, BE) | kind ('e' or 'p') | time (8, BE, sign flipped) | key, no
+ * value — by key group first, so a rescaling restore copies the timers of its key groups
+ * with the keys. It is rewritten at each barrier; a restore rebuilds the set and both heaps
+ * from it (no stale heap entries: they were only ever skipped). The per-key headers (pt, et)
+ * travel with the keys. */
+#define TIMERSET_CF "process-timerset"
+#define TS_HEAD     11
+
+static void put_be64(uint8_t *o, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        o[i] = (uint8_t)v;
+}
+
+/* Rewrites TIMERSET_CF with the set of pending timers. */
+static int write_timerset(process_op *p)
+{
+    kp_key_spill *sp = &p->spill;
+    char err[512];
+    int cf = kp_state_cf_scan(sp->state, TIMERSET_CF, err, sizeof err);
+    uint8_t lo[2] = {(uint8_t)(sp->kg_lo >> 8), (uint8_t)sp->kg_lo},
+            hi[2] = {(uint8_t)(sp->kg_hi >> 8), (uint8_t)sp->kg_hi};
+    if (cf < 0 || kp_state_del_range(sp->state, cf, lo, 2, hi, 2, err, sizeof err) != 0)
+        return kp_subtask_fail(p->op.st, "%s: checkpoint: timers: %s", p->op.node->name, err);
+    size_t i = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->timerset, &i))) {
+        kp_bytes id = kp_keytable_key(&p->timerset, e); /* kind, time (host order), key */
+        kp_time when;
+        memcpy(&when, id.ptr + 1, sizeof when);
+        kp_bytes key = {id.ptr + 1 + sizeof when, id.len - 1 - sizeof when};
+        uint64_t h = kp_hash64(key.ptr, key.len);
+        int kg = kp_key_group(h ? h : 1, sp->max_parallelism); /* as key_spill.c has it */
+        p->tkey.len = 0;
+        if (kp_buf_reserve(&p->tkey, TS_HEAD + key.len) != 0)
+            return kp_subtask_fail(p->op.st, "%s: out of memory", p->op.node->name);
+        uint8_t *k = (uint8_t *)p->tkey.ptr;
+        k[0] = (uint8_t)(kg >> 8);
+        k[1] = (uint8_t)kg;
+        k[2] = (uint8_t)id.ptr[0];
+        put_be64(k + 3, (uint64_t)when ^ (1ull << 63));
+        memcpy(k + TS_HEAD, key.ptr, key.len);
+        kp_state_batch_put(sp->batch, sp->state, cf, k, TS_HEAD + key.len, "", 0);
+        if (kp_state_batch_count(sp->batch) >= 20000 &&
+            kp_state_write(sp->state, sp->batch, err, sizeof err) != 0)
+            return kp_subtask_fail(p->op.st, "%s: checkpoint: timers: %s", p->op.node->name, err);
+    }
+    if (kp_state_batch_count(sp->batch) && kp_state_write(sp->state, sp->batch, err, sizeof err))
+        return kp_subtask_fail(p->op.st, "%s: checkpoint: timers: %s", p->op.node->name, err);
+    p->tkey.len = 0;
+    return 0;
+}
+
+static int process_barrier(kp_op *op, struct kp_snapshot *snap)
+{
+    process_op *p = (process_op *)op;
+    kp_key_spill *sp = &p->spill;
+    if (kp_key_spill_flush(sp, &p->values, &pk_ops, p) != 0)
+        return -1;
+    if (sp->state && (write_timerset(p) != 0 || kp_keyed_db_snapshot(op->st, op->node, sp->state,
+                                                                     sp->kg_lo, sp->kg_hi, snap)))
+        return -1;
+    kp_keyed_blob b = {.wm = p->wm};
+    if (kp_keyed_blob_write(op->st, op->node, sp->kg_lo, sp->kg_hi, snap, b) != 0)
+        return -1;
+    return kp_keyed_pass_barrier(op, NULL, 0, snap);
+}
+
+typedef struct process_acc {
+    process_op *p;
+    size_t timers;
+} process_acc;
+
+/* One restored pending timer: into the set and its heap. */
+static int restore_timer(void *arg, uint64_t hash, kp_bytes k, kp_bytes value)
+{
+    process_acc *a = arg;
+    process_op *p = a->p;
+    if (k.len < TS_HEAD - 2 || (k.ptr[0] != 'e' && k.ptr[0] != 'p'))
+        return kp_subtask_fail(p->op.st, "%s: restore: a malformed timer", p->op.node->name);
+    bool event_time = k.ptr[0] == 'e';
+    uint64_t u = 0;
+    for (int i = 1; i < 9; i++)
+        u = u << 8 | (uint8_t)k.ptr[i];
+    kp_time when = (kp_time)(u ^ (1ull << 63));
+    kp_bytes key = {k.ptr + 9, k.len - 9};
+    uint64_t khash = kp_hash64(key.ptr, key.len);
+    kp_bytes id = timer_id(p, event_time, when, key);
+    int created;
+    kp_keyentry *te =
+        id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created) : NULL;
+    if (!te || kp_timer_push(&p->heaps[event_time], when, 0, khash, key) != 0)
+        return kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
+    *(uint64_t *)kp_keyentry_value(te) = 0;
+    p->pending[event_time] += created;
+    if (++a->timers % 4096 == 0 && (kp_timer_spill_check(&p->tspill[0], &p->heaps[0]) != 0 ||
+                                    kp_timer_spill_check(&p->tspill[1], &p->heaps[1]) != 0))
+        return -1;
+    (void)hash;
+    (void)value;
+    return 0;
+}
+
+/* Restores the operator from st->restore: its database (keys stay on disk until used), the
+ * set of pending timers and both heaps, its watermark. */
+static int restore_process(process_op *p)
+{
+    kp_op *op = &p->op;
+    kp_key_spill *sp = &p->spill;
+    kp_keyed_blob b;
+    if (kp_key_spill_open(sp) != 0 || kp_timer_spill_reset(&p->tspill[0]) != 0 ||
+        kp_timer_spill_reset(&p->tspill[1]) != 0 ||
+        kp_keyed_blob_read(op->st, op->node, sp->kg_lo, sp->kg_hi, sp->ever, &b) != 0)
+        return -1;
+    p->wm = b.wm;
+    process_acc a = {p, 0};
+    char err[512];
+    int cf = kp_state_cf_scan(sp->state, TIMERSET_CF, err, sizeof err);
+    if (cf < 0)
+        return kp_subtask_fail(op->st, "%s: restore: timers: %s", op->node->name, err);
+    if (kp_key_spill_scan(sp, cf, restore_timer, &a) != 0)
+        return -1;
+    return maybe_evict(p);
+}
+
+static const kp_op_vt process_vt = {.record = process_record,
+                                    .watermark = process_watermark,
+                                    .idle = kp_op_pass_idle,
+                                    .finish = process_finish,
+                                    .destroy = process_destroy,
+                                    .tick = process_tick,
+                                    .barrier = process_barrier};
 
 kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
 {
@@ -733,5 +873,10 @@ kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
     kp_key_spill_init(&p->spill, st, n, "process");
     kp_timer_spill_init(&p->tspill[0], &p->spill, "process-timers-processing", p->cache_limit / 8);
     kp_timer_spill_init(&p->tspill[1], &p->spill, "process-timers-event", p->cache_limit / 8);
+    p->spill.extra_cf = (kp_keyed_cf){TIMERSET_CF, kp_state_cf_scan};
+    if (kp_keyed_restoring(st, n) && restore_process(p) != 0) {
+        process_destroy(&p->op);
+        return NULL;
+    }
     return &p->op;
 }

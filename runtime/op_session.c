@@ -43,6 +43,7 @@
  * key read back is exactly the key evicted, and timers fire in the order of their times. */
 #include <stdlib.h>
 
+#include "keyed_db.h"
 #include "keygroup.h"
 #include "key_spill.h"
 #include "keytable.h"
@@ -211,6 +212,13 @@ static void ks_drop(void *arg, kp_keyentry *e)
     free(((key_sessions *)kp_keyentry_value(e))->items);
 }
 
+static void ks_flushed(void *arg, kp_keyentry *e)
+{
+    ((key_sessions *)kp_keyentry_value(e))->on_disk = 1;
+}
+
+static const kp_key_spill_ops ks_ops = {ks_used, ks_save, ks_bytes, ks_drop, ks_flushed};
+
 static int ks_restore(void *arg, kp_keyentry *e, kp_bytes in)
 {
     session_op *s = arg;
@@ -241,7 +249,6 @@ static int key_entry(session_op *s, uint64_t hash, kp_bytes key, int create, kp_
  * it; records the peak of what the state held (timers included). */
 static int maybe_evict(session_op *s)
 {
-    static const kp_key_spill_ops ops = {ks_used, ks_save, ks_bytes, ks_drop};
     if (kp_timer_spill_check(&s->tspill, &s->timers) != 0)
         return -1;
     size_t bytes = kp_keytable_bytes(&s->keys) + s->items_bytes;
@@ -250,7 +257,7 @@ static int maybe_evict(session_op *s)
         s->state_peak = all;
     if (bytes <= s->cache_limit)
         return 0;
-    return kp_key_spill_evict(&s->spill, &s->keys, bytes - s->cache_limit / 2, &ops, s);
+    return kp_key_spill_evict(&s->spill, &s->keys, bytes - s->cache_limit / 2, &ks_ops, s);
 }
 
 static int late_record(session_op *s, kp_event *ev)
@@ -392,8 +399,84 @@ static void session_destroy(kp_op *op)
     free(s);
 }
 
-static const kp_op_vt session_vt = {session_record, session_watermark, session_idle,
-                                    session_finish, session_destroy,   kp_op_window_tick};
+/* ---- checkpoints (keyed_db.h, docs/state.md "Checkpoints and restore") ------------------ */
+
+/* The operator's state outside RocksDB is a kp_keyed_blob: its watermark and next timer id.
+ * Timers are not in the checkpoint: every session names its one live timer (its `timer` and
+ * `id`), so a restore rebuilds the heap from the sessions; stale timers are not worth keeping. */
+static int session_barrier(kp_op *op, struct kp_snapshot *snap)
+{
+    session_op *s = (session_op *)op;
+    kp_key_spill *sp = &s->spill;
+    if (kp_key_spill_flush(sp, &s->keys, &ks_ops, s) != 0)
+        return -1;
+    if (sp->state &&
+        kp_keyed_db_snapshot(op->st, op->node, sp->state, sp->kg_lo, sp->kg_hi, snap) != 0)
+        return -1;
+    kp_keyed_blob b = {.wm = s->wm, .next_id = s->next_id};
+    if (kp_keyed_blob_write(op->st, op->node, sp->kg_lo, sp->kg_hi, snap, b) != 0)
+        return -1;
+    return kp_keyed_pass_barrier(op, s->late, s->nlate, snap);
+}
+
+typedef struct session_acc {
+    session_op *s;
+    size_t keys;
+} session_acc;
+
+/* One restored key: a live timer for each of its sessions. */
+static int restore_key_timers(void *arg, uint64_t hash, kp_bytes key, kp_bytes value)
+{
+    session_acc *a = arg;
+    session_op *s = a->s;
+    int32_t n;
+    if (kp_blob_read(&value, &n, sizeof n) != 0 || n <= 0 || value.len != (size_t)n * s->sess_size)
+        return kp_subtask_fail(s->op.st, "%s: restore: a malformed session state",
+                               s->op.node->name);
+    for (int32_t i = 0; i < n; i++) {
+        session x;
+        memcpy(&x, value.ptr + (size_t)i * s->sess_size, sizeof x);
+        if (kp_timer_push(&s->timers, x.timer, x.id, hash, key) != 0)
+            return kp_subtask_fail(s->op.st, "%s: out of memory for timers", s->op.node->name);
+        s->nsessions++;
+    }
+    if (++a->keys % 4096 == 0 && kp_timer_spill_check(&s->tspill, &s->timers) != 0)
+        return -1;
+    return 0;
+}
+
+/* Restores the operator from st->restore: its database (the keys stay on disk until used),
+ * the live timers of its sessions, its watermark and timer ids. */
+static int restore_sessions(session_op *s)
+{
+    kp_op *op = &s->op;
+    kp_key_spill *sp = &s->spill;
+    kp_keyed_blob b;
+    if (kp_key_spill_open(sp) != 0 || kp_timer_spill_reset(&s->tspill) != 0 ||
+        kp_keyed_blob_read(op->st, op->node, sp->kg_lo, sp->kg_hi, sp->ever, &b) != 0)
+        return -1;
+    s->wm = b.wm;
+    s->next_id = b.next_id;
+    session_acc a = {s, 0};
+    if (kp_key_spill_scan(sp, sp->cf, restore_key_timers, &a) != 0)
+        return -1;
+    return kp_timer_spill_check(&s->tspill, &s->timers);
+}
+
+static int session_complete(kp_op *op, int64_t id)
+{
+    session_op *s = (session_op *)op;
+    return kp_keyed_pass_complete(op, s->late, s->nlate, id);
+}
+
+static const kp_op_vt session_vt = {.record = session_record,
+                                    .watermark = session_watermark,
+                                    .idle = session_idle,
+                                    .finish = session_finish,
+                                    .destroy = session_destroy,
+                                    .tick = kp_op_window_tick,
+                                    .barrier = session_barrier,
+                                    .checkpoint_complete = session_complete};
 
 kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n);
 kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n)
@@ -417,6 +500,10 @@ kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n)
     if (!s->tmp) {
         session_destroy(&s->op);
         kp_subtask_fail(st, "%s: out of memory", n->name);
+        return NULL;
+    }
+    if (kp_keyed_restoring(st, n) && restore_sessions(s) != 0) {
+        session_destroy(&s->op);
         return NULL;
     }
     return &s->op;

@@ -44,6 +44,7 @@
  * KP_TIME_MIN is reported as KP_TIME_MIN. */
 #include <stdlib.h>
 
+#include "keyed_db.h"
 #include "keygroup.h"
 #include "keytable.h"
 #include "ops.h"
@@ -276,27 +277,28 @@ static void spill_range(uint8_t *lo, uint8_t *hi, int kg, const pane *pn)
         ; /* the next prefix: +1 with carry */
 }
 
-static int open_state(window_op *w)
+static const kp_keyed_cf window_cfs[] = {{"window", kp_state_cf_scan}};
+
+/* Opens the operator's database (keyed_db.h): fresh, or restored from the checkpoint. */
+static int open_state(window_op *w, int *restored)
 {
-    char dir[1024], err[512];
+    char err[512];
     kp_subtask *st = w->op.st;
-    snprintf(dir, sizeof dir, "%s/%s-%d", st->state_dir ? st->state_dir : "/tmp/kappa-state",
-             w->op.node->uid, st->index);
-    for (char *c = dir + strlen(st->state_dir ? st->state_dir : "/tmp/kappa-state") + 1; *c; c++)
-        if (*c == '/' || *c == ' ' || *c == ':')
-            *c = '_';
-    kp_state_config cfg = {.dir = dir,
-                           .fresh = 1,
-                           .block_cache_bytes = st->rocksdb_cache_bytes,
-                           .memtable_bytes = st->rocksdb_memtable_bytes};
-    w->state = kp_state_open(&cfg, err, sizeof err);
+    w->state = kp_keyed_db_open(st, w->op.node, w->kg_first, w->kg_end, window_cfs, 1, restored);
     if (!w->state)
-        return kp_subtask_fail(st, "%s: cannot open window state: %s", w->op.node->name, err);
+        return -1;
     w->cf = kp_state_cf_scan(w->state, "window", err, sizeof err);
     w->batch = kp_state_batch_new();
     if (w->cf < 0 || !w->batch)
-        return kp_subtask_fail(st, "%s: window state: %s", w->op.node->name, err);
+        return kp_subtask_fail(st, "%s: window state: %s", w->op.node->name,
+                               w->cf < 0 ? err : "out of memory");
     return 0;
+}
+
+static int ensure_state(window_op *w)
+{
+    int restored;
+    return w->state ? 0 : open_state(w, &restored);
 }
 
 /* Big-endian bytes [from, from + n) of s (len bytes), zero past its end. */
@@ -447,7 +449,7 @@ static int keep_hot(window_op *w, pane *p)
  * and a sweep's cost, which is one pass over the pane, is at most 4 passes per entry moved. */
 static int spill_pane(window_op *w, pane *p)
 {
-    if (!w->state && open_state(w) != 0)
+    if (ensure_state(w) != 0)
         return -1;
     int all = cold_entries(w, p) * 4 < p->t.n;
     if (spill_collect(w, p, ++w->spill_seq, COLLECT_WRITES | (all ? 0 : COLLECT_COLD)) != 0)
@@ -869,7 +871,7 @@ static int flush_panes(window_op *w, size_t sst_min)
             return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
         if (w->nsorted == 0)
             continue;
-        if (!w->state && open_state(w) != 0)
+        if (ensure_state(w) != 0)
             return -1;
         for (size_t j = 0; j < w->nsorted && w->nsorted < sst_min; j++)
             kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + w->sorted[j].off,
@@ -1125,6 +1127,79 @@ static void window_destroy(kp_op *op)
     free(w);
 }
 
+/* ---- checkpoints (keyed_db.h, docs/state.md "Checkpoints and restore") ------------------ */
+
+/* The operator's state outside RocksDB is a kp_keyed_blob: its watermark and the spill
+ * sequence (a restored pane's entries keep theirs; new spills must not reuse one). The
+ * running window of sliding counts is rebuilt from the panes at the next firing; the cache is
+ * only a cache. */
+static int window_barrier(kp_op *op, struct kp_snapshot *snap)
+{
+    window_op *w = (window_op *)op;
+    if (kp_op_window_flush(op) != 0)
+        return -1;
+    /* no database yet: nothing was ever spilled or flushed, so there are no panes either */
+    if (w->state &&
+        kp_keyed_db_snapshot(op->st, op->node, w->state, w->kg_first, w->kg_end, snap) != 0)
+        return -1;
+    kp_keyed_blob b = {.spill_seq = w->spill_seq, .wm = w->wm};
+    if (kp_keyed_blob_write(op->st, op->node, w->kg_first, w->kg_end, snap, b) != 0)
+        return -1;
+    return kp_keyed_pass_barrier(op, w->late, w->nlate, snap);
+}
+
+/* The panes that have entries in our key groups of the restored database, as spilled panes
+ * (their entries are read back when they fire): one seek per (key group, pane). */
+static int find_restored_panes(window_op *w)
+{
+    uint8_t lo[2] = {(uint8_t)(w->kg_first >> 8), (uint8_t)w->kg_first},
+            hi[2] = {(uint8_t)(w->kg_end >> 8), (uint8_t)w->kg_end}, first[PREFIX], next[PREFIX];
+    kp_state_iter *it = kp_state_iter_open(w->state, w->cf, lo, 2, hi, 2);
+    if (!it)
+        return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
+    int bad = 0;
+    while (!bad && kp_state_iter_valid(it)) {
+        size_t klen;
+        const uint8_t *k = kp_state_iter_key(it, &klen);
+        if (klen < SPILL_HEAD) {
+            bad = 1;
+            break;
+        }
+        int kg = k[0] << 8 | k[1];
+        kp_time end = (kp_time)(be_bytes(k, klen, 2, 8) ^ (1ull << 63));
+        kp_time from = (kp_time)(be_bytes(k, klen, 10, 8) ^ (1ull << 63));
+        pane *p = get_pane(w, end, from);
+        if (!p) {
+            kp_state_iter_close(it, NULL, 0);
+            return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
+        }
+        p->spilled = 1;
+        spill_range(first, next, kg, p);
+        kp_state_iter_seek(it, next, PREFIX);
+    }
+    char err[512];
+    if (kp_state_iter_close(it, err, sizeof err) != 0)
+        return kp_subtask_fail(w->op.st, "%s: restore: %s", w->op.node->name, err);
+    if (bad)
+        return kp_subtask_fail(w->op.st, "%s: restore: a malformed key in the window state",
+                               w->op.node->name);
+    w->hot = NULL;
+    return 0;
+}
+
+/* Restores the operator from st->restore: its database, its panes, its watermark. */
+static int restore_window(window_op *w)
+{
+    int restored;
+    kp_keyed_blob b;
+    if (open_state(w, &restored) != 0 ||
+        kp_keyed_blob_read(w->op.st, w->op.node, w->kg_first, w->kg_end, restored, &b) != 0)
+        return -1;
+    w->wm = b.wm;
+    w->spill_seq = b.spill_seq;
+    return restored ? find_restored_panes(w) : 0;
+}
+
 /* Window and session operators start with the same header (kp_op, late[], nlate): a tick
  * goes to the late side outputs as well as the main ones. */
 typedef struct late_header {
@@ -1145,8 +1220,20 @@ int kp_op_window_tick(kp_op *op, kp_time now)
     return 0;
 }
 
-static const kp_op_vt window_vt = {window_record, window_watermark, window_idle,
-                                   window_finish, window_destroy,   kp_op_window_tick};
+static int window_complete(kp_op *op, int64_t id)
+{
+    window_op *w = (window_op *)op;
+    return kp_keyed_pass_complete(op, w->late, w->nlate, id);
+}
+
+static const kp_op_vt window_vt = {.record = window_record,
+                                   .watermark = window_watermark,
+                                   .idle = window_idle,
+                                   .finish = window_finish,
+                                   .destroy = window_destroy,
+                                   .tick = kp_op_window_tick,
+                                   .barrier = window_barrier,
+                                   .checkpoint_complete = window_complete};
 
 kp_op *kp_op_window_new(kp_subtask *st, const kp_node *n)
 {
@@ -1185,6 +1272,10 @@ kp_op *kp_op_window_new(kp_subtask *st, const kp_node *n)
     if (!w->acc_tmp || !w->spill_tmp) {
         window_destroy(&w->op);
         kp_subtask_fail(st, "%s: out of memory", n->name);
+        return NULL;
+    }
+    if (kp_keyed_restoring(st, n) && restore_window(w) != 0) {
+        window_destroy(&w->op);
         return NULL;
     }
     return &w->op;

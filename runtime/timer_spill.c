@@ -8,6 +8,11 @@
 
 #define TKEY_PREFIX 18 /* due time, key group, aux */
 
+/* A key after every timer key. */
+static const uint8_t past_all[TKEY_PREFIX + 1] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                                  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                                  0xff, 0xff, 0xff, 0xff, 0xff};
+
 void kp_timer_spill_init(kp_timer_spill *ts, kp_key_spill *sp, const char *cf_name, size_t limit)
 {
     *ts = (kp_timer_spill){.sp = sp, .cf_name = cf_name, .cf = -1, .limit = limit};
@@ -157,14 +162,25 @@ static int load(kp_timer_spill *ts, kp_timer_heap *h)
                                bad ? "a malformed entry" : err);
     if (!ts->lo.len)
         return 0;
-    static const uint8_t past_all[TKEY_PREFIX + 1] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                                      0xff, 0xff, 0xff, 0xff, 0xff};
     const void *hi = ts->on_disk ? (const void *)ts->hi.ptr : past_all;
     size_t hilen = ts->on_disk ? ts->hi.len : sizeof past_all;
     if (kp_state_del_range(ts->sp->state, ts->cf, ts->lo.ptr, ts->lo.len, hi, hilen, err,
                            sizeof err) != 0)
         return kp_subtask_fail(ts->sp->st, "%s: deleting timers: %s", ts->sp->node->name, err);
+    return 0;
+}
+
+int kp_timer_spill_reset(kp_timer_spill *ts)
+{
+    static const uint8_t first[1] = {0};
+    char err[512];
+    if (open_cf(ts) != 0)
+        return -1;
+    if (kp_state_del_range(ts->sp->state, ts->cf, first, 0, past_all, sizeof past_all, err,
+                           sizeof err) != 0)
+        return kp_subtask_fail(ts->sp->st, "%s: deleting restored timers: %s", ts->sp->node->name,
+                               err);
+    ts->on_disk = 0;
     return 0;
 }
 

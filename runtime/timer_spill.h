@@ -47,6 +47,11 @@ int kp_timer_spill_check(kp_timer_spill *ts, kp_timer_heap *h);
  * the next push, pop or filter of `h` or call here. */
 int kp_timer_spill_pop_due(kp_timer_spill *ts, kp_timer_heap *h, kp_time upto, kp_timer *t);
 
+/* Restore: deletes every timer this column family holds (a restored database's spilled timers;
+ * the owner rebuilds its timers from its keyed state) and forgets that any are on disk. 0, or
+ * -1 after kp_subtask_fail. */
+int kp_timer_spill_reset(kp_timer_spill *ts);
+
 /* Timers pending anywhere: in memory, or some on disk. */
 static inline int kp_timer_spill_any(const kp_timer_spill *ts, const kp_timer_heap *h)
 {
