@@ -119,7 +119,8 @@ def main():
         td.subprocess.run([f"{b}/jobmanager/cli/kappa", "submit", f"{b}/jobs/hourly_clicks.so",
                            "--jobmanager", base, "-p", str(p), "--name", "bench", "--source",
                            f"clicks=file:{fifo}", "--sink", f"hourly-click-index=file:{work}/out",
-                           "--json"], check=True, stdout=td.subprocess.DEVNULL)
+                           "--checkpoint-interval", "10s", "--checkpoint-dir",
+                           f"{work}/checkpoints", "--json"], check=True, stdout=td.subprocess.DEVNULL)
         jid = td.rest(base, "/jobs")[1]["jobs"][0]["jid"]
         td.wait_for("RUNNING", lambda: td.rest(base, f"/jobs/{jid}")[1]["state"] == "RUNNING",
                     timeout=120)

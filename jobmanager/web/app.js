@@ -207,7 +207,7 @@ async function exceptionsTab(job) {
 /* Bars of a history: one per checkpoint, height by value. */
 function barChart(items, value, label, cls) {
   const vals = items.map(value).map((v) => (v > 0 ? v : 0));
-  const max = Math.max(1, ...vals), n = Math.max(1, vals.length), w = 1000 / n;
+  const max = Math.max(1, ...vals), n = Math.max(1, vals.length), w = Math.min(60, 1000 / n);
   return `<svg class="chart" viewBox="0 0 1000 180" preserveAspectRatio="none">${vals.map((v, i) => {
     const h = (v / max) * 150;
     return `<rect class="${cls}" x="${i * w + 1}" y="${165 - h}" width="${Math.max(1, w - 2)}" height="${h}"/>`;
