@@ -2,8 +2,8 @@
  * kappa-jobmanager and a fake taskmanager that reports known counters: every route answers
  * with those exact figures in its documented shape; /metrics passes `promtool check metrics`;
  * the dashboard is served and no path — "../", %2e%2e, %252f, %00, a raw NUL, backslashes —
- * gets anything but a 400/404. Requests are raw HTTP over a socket so that no client library
- * normalizes the paths first. */
+ * gets anything but a 400/404; clients stalled mid-request do not stop heartbeats. Requests
+ * are raw HTTP over a socket so that no client library normalizes the paths first. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -34,14 +34,24 @@ typedef struct raw_reply {
     size_t body_len;
 } raw_reply;
 
-/* Sends `len` bytes of a raw request and reads the reply until the server closes. */
-static raw_reply raw_http(const jm_proc *jm, const char *req, size_t len)
+/* A TCP connection to the jobmanager's REST port from source address `from`. */
+static int rest_connect(const jm_proc *jm, const char *from)
 {
     int port = atoi(strrchr(jm->rest, ':') + 1);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    inet_pton(AF_INET, from, &src.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* Sends `len` bytes of a raw request from `from` and reads the reply until the server closes. */
+static raw_reply raw_http_from(const jm_proc *jm, const char *from, const char *req, size_t len)
+{
+    int fd = rest_connect(jm, from);
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     cr_assert_eq(write(fd, req, len), (ssize_t)len);
@@ -67,6 +77,11 @@ static raw_reply raw_http(const jm_proc *jm, const char *req, size_t len)
     if (sep)
         sep[2] = '\0';
     return rep;
+}
+
+static raw_reply raw_http(const jm_proc *jm, const char *req, size_t len)
+{
+    return raw_http_from(jm, "127.0.0.1", req, len);
 }
 
 static raw_reply get(const jm_proc *jm, const char *path)
@@ -345,5 +360,44 @@ Test(rest_api, the_dashboard_is_served_and_no_path_escapes, .fini = cleanup)
     r = get(&jm, "/overview"); /* and it still answers */
     cr_assert_eq(r.status, 200);
     raw_free(&r);
+    jm_stop(&jm);
+}
+
+/* Clients that send half a request and stall take REST connections, never the control plane:
+ * with all 32 connections one address may hold taken by such clients, a taskmanager's
+ * heartbeats are still answered, it stays registered, and another address still gets answers. */
+Test(rest_api, slow_clients_do_not_stop_heartbeats, .fini = cleanup)
+{
+    snprintf(dir_, sizeof dir_, "/tmp/kappa-rest-slow-%d", (int)getpid());
+    kp_test_rmtree(dir_);
+    jm_proc jm;
+    jm_start(&jm, dir_, NULL);
+    int tm = tm_register(jm.rpc_port, "tm-slow", 1);
+    wait_taskmanagers(&jm, 1);
+    enum { SLOW = 32 };
+    int slow[SLOW];
+    static const char half[] = "GET /overview HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    for (int i = 0; i < SLOW; i++) {
+        slow[i] = rest_connect(&jm, "127.0.0.1");
+        cr_assert_eq(write(slow[i], half, sizeof half - 1), (ssize_t)(sizeof half - 1));
+    }
+    size_t n;
+    for (uint64_t seq = 1; seq <= 15; seq++) { /* 3 s of heartbeats, each echoed */
+        tm_heartbeat(tm, seq);
+        free(tm_expect(tm, KP_FRAME_HEARTBEAT, &n));
+        usleep(200 * 1000);
+    }
+    static const char req[] = "GET /taskmanagers/tm-slow HTTP/1.1\r\nHost: x\r\n"
+                              "Connection: close\r\n\r\n";
+    raw_reply r = raw_http_from(&jm, "127.0.0.2", req, sizeof req - 1);
+    cr_assert_eq(r.status, 200, "from another address: %d", r.status);
+    json_t *j = json_loads(r.body, 0, NULL);
+    cr_assert(json_is_true(json_object_get(j, "alive")));
+    cr_assert(json_integer_value(json_object_get(j, "timeSinceLastHeartbeat")) < 2000);
+    json_decref(j);
+    raw_free(&r);
+    for (int i = 0; i < SLOW; i++)
+        close(slow[i]);
+    close(tm);
     jm_stop(&jm);
 }
