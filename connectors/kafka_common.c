@@ -202,6 +202,39 @@ int kp_kafka_opt_long(const kp_endpoint *ep, const char *key, long def, long min
     return 0;
 }
 
+int kp_kafka_group_offset(const char *brokers, const char *group, const char *topic,
+                          int32_t partition, int64_t *offset, char *errstr, size_t errlen)
+{
+    char why[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (kp_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errlen) != 0 ||
+        kp_kafka_conf_set(conf, "group.id", group, errstr, errlen) != 0 ||
+        kp_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errlen, "cannot create a Kafka consumer: %s", why);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk, l, KP_KAFKA_OPEN_TIMEOUT_MS);
+    if (!err)
+        err = l->elems[0].err;
+    *offset = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    if (err) {
+        snprintf(errstr, errlen, "offsets of group %s at %s: %s", group, brokers,
+                 rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
 int kp_kafka_wait_topic(rd_kafka_t *rk, kp_kafka_log *log, const kp_endpoint *ep,
                         const char *brokers, const char *topic, int *partitions, char *errstr,
                         size_t errlen)

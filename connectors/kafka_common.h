@@ -69,6 +69,12 @@ long long kp_kafka_memory_budget(const kp_endpoint *ep, char *errstr, size_t err
 int kp_kafka_opt_long(const kp_endpoint *ep, const char *key, long def, long min, long max,
                       long *out, char *errstr, size_t errlen);
 
+/* The offset group `group` committed for topic/partition (RD_KAFKA_OFFSET_INVALID: none), read
+ * by a short-lived consumer of the endpoint's brokers. 0, or -1 with errstr.
+ * @locality any thread */
+int kp_kafka_group_offset(const char *brokers, const char *group, const char *topic,
+                          int32_t partition, int64_t *offset, char *errstr, size_t errlen);
+
 /* One metadata lookup of `topic` with a short timeout, for periodic partition discovery:
  * returns the partition count, 0 if the topic does not exist (the response said so), or -1
  * if the brokers did not answer in time. @locality the thread that owns rk */

@@ -86,6 +86,20 @@ int kp_kafka_hold_next(kp_kafka_hold *h, kp_kafka_held *r, int64_t *ckpt)
     return 1;
 }
 
+void kp_kafka_hold_reset(kp_kafka_hold *h)
+{
+    h->buf.len = h->pos = 0;
+    h->nseg = 0;
+    h->records = 0;
+}
+
+void kp_kafka_hold_view(kp_kafka_hold *h, const void *data, size_t len)
+{
+    memset(h, 0, sizeof *h);
+    h->buf = (kp_buf){(char *)data, len, len};
+    h->records = -1; /* unknown, and not used */
+}
+
 size_t kp_kafka_hold_bytes(const kp_kafka_hold *h)
 {
     return h->buf.len - h->pos;
@@ -96,4 +110,72 @@ void kp_kafka_hold_free(kp_kafka_hold *h)
     kp_buf_free(&h->buf);
     free(h->seg);
     memset(h, 0, sizeof *h);
+}
+
+/* ---- checkpoint state ------------------------------------------------------------------ */
+
+static const char magic[8] = "KPKTX1\n";
+
+int kp_kafka_txstate_begin(kp_buf *b, const char *base, int npool)
+{
+    uint32_t blen = (uint32_t)strlen(base), np = (uint32_t)npool, n = 0;
+    b->len = 0;
+    return kp_buf_append(b, magic, sizeof magic) || kp_buf_append(b, &blen, 4) ||
+                   kp_buf_append(b, base, blen) || kp_buf_append(b, &np, 4) ||
+                   kp_buf_append(b, &n, 4)
+               ? -1
+               : 0;
+}
+
+int kp_kafka_txstate_add(kp_buf *b, int64_t ckpt, const void *records, size_t len)
+{
+    uint64_t l = len;
+    if (kp_buf_append(b, &ckpt, 8) || kp_buf_append(b, &l, 8) ||
+        (len && kp_buf_append(b, records, len)))
+        return -1;
+    uint32_t blen, n;
+    memcpy(&blen, b->ptr + sizeof magic, 4);
+    size_t at = sizeof magic + 4 + blen + 4;
+    memcpy(&n, b->ptr + at, 4);
+    n++;
+    memcpy(b->ptr + at, &n, 4);
+    return 0;
+}
+
+int kp_kafka_txstate_open(kp_kafka_txstate *t, const void *data, size_t len)
+{
+    const char *p = data;
+    uint32_t blen, np, n;
+    if (len < sizeof magic + 4 || memcmp(p, magic, sizeof magic))
+        return -1;
+    memcpy(&blen, p + sizeof magic, 4);
+    if (blen >= sizeof t->base || len < sizeof magic + 4 + blen + 8)
+        return -1;
+    memcpy(t->base, p + sizeof magic + 4, blen);
+    t->base[blen] = 0;
+    memcpy(&np, p + sizeof magic + 4 + blen, 4);
+    memcpy(&n, p + sizeof magic + 8 + blen, 4);
+    t->npool = (int)np;
+    t->n = (int)n;
+    t->p = p + sizeof magic + 12 + blen;
+    t->left = len - (sizeof magic + 12 + blen);
+    return 0;
+}
+
+int kp_kafka_txstate_next(kp_kafka_txstate *t, int64_t *ckpt, const void **records, size_t *len)
+{
+    if (t->left == 0)
+        return 0;
+    uint64_t l;
+    if (t->left < 16)
+        return -1;
+    memcpy(ckpt, t->p, 8);
+    memcpy(&l, t->p + 8, 8);
+    if (l > t->left - 16)
+        return -1;
+    *records = t->p + 16;
+    *len = (size_t)l;
+    t->p += 16 + l;
+    t->left -= 16 + l;
+    return 1;
 }

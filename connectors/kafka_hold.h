@@ -46,9 +46,35 @@ int kp_kafka_hold_close(kp_kafka_hold *h, int64_t ckpt);
  * checkpoint in *ckpt; 0 when nothing is left (the hold is then empty and reset). */
 int kp_kafka_hold_next(kp_kafka_hold *h, kp_kafka_held *r, int64_t *ckpt);
 
+/* Empties the hold, keeping its memory. */
+void kp_kafka_hold_reset(kp_kafka_hold *h);
+
+/* A read-only hold over encoded records (a checkpoint's copy): iterate it with
+ * kp_kafka_hold_next, never add to it or free it. */
+void kp_kafka_hold_view(kp_kafka_hold *h, const void *data, size_t len);
+
 /* Bytes held (for the memory cap). */
 size_t kp_kafka_hold_bytes(const kp_kafka_hold *h);
 
 void kp_kafka_hold_free(kp_kafka_hold *h);
+
+/* ---- a transactional sink's checkpoint state (kp_sink_writer.snapshot) ----
+ * "KPKTX1" magic (8 bytes) | u32 base length | base (the transactional ids' base) | u32 pool
+ * size | u32 entries | entries: i64 checkpoint | u64 length | records (the encoding above) —
+ * the records of every transaction not known to be committed, by checkpoint. */
+int kp_kafka_txstate_begin(kp_buf *b, const char *base, int npool);
+int kp_kafka_txstate_add(kp_buf *b, int64_t ckpt, const void *records, size_t len);
+
+typedef struct kp_kafka_txstate {
+    char base[320];
+    int npool, n;
+    const char *p; /* the next entry */
+    size_t left;
+} kp_kafka_txstate;
+
+/* 0, or -1 if data is not such a state. */
+int kp_kafka_txstate_open(kp_kafka_txstate *t, const void *data, size_t len);
+/* 1 with the next entry, 0 at the end, -1 if truncated. */
+int kp_kafka_txstate_next(kp_kafka_txstate *t, int64_t *ckpt, const void **records, size_t *len);
 
 #endif

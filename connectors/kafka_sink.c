@@ -57,23 +57,34 @@
  *     never becomes visible).
  * Failpoint kafka.mid_commit (runtime/failpoint.h): after the broker committed a transaction,
  * before the writer counts it — with `crash`, the transactions of the same commit() call
- * after it stay uncommitted (the limit below applies to them).
- * Limits. librdkafka cannot resume another producer's transaction (Flink sets the producer
- * id and epoch by reflection; Kafka's KIP-939 two-phase commit is not in librdkafka 2.0), so a
- * process that dies after a checkpoint completed and before its sink committed loses that
- * transaction: the next attempt's init_transactions aborts it, and the sources restart after
- * it. The window is the time between the coordinator's completion and the notification's
- * arrival; the jobmanager notifies at once. The way out without KIP-939: keep each pending
- * transaction's records in its checkpoint (the writer holds a copy anyway while holding),
- * commit the checkpoint id with the transaction (send_offsets_to_transaction to a group
- * named after the ids), and on restore re-send the checkpoint's records in a new transaction
- * when that group's committed offset shows the old one never committed. transaction.timeout.ms (option
- * `transaction_timeout_ms`, default 60000 and at least 2 checkpoint intervals) bounds how long
- * a dead attempt's open transaction holds back read_committed readers when no new attempt
- * fences its ids (a job cancelled by kill -9, or restarted at a lower parallelism: the ids of
- * the subtasks that went away are not fenced). A pool costs tx_pool librdkafka handles (each
- * with its own threads and broker connections) per sink subtask. Readers use read_committed,
- * the source's default. */
+ * after it stay uncommitted, and the restore re-sends them (Recovery).
+ * Recovery (option `recoverable`, default 1, with checkpoints). librdkafka cannot resume
+ * another producer's transaction (Flink sets the producer id and epoch by reflection; Kafka's
+ * KIP-939 two-phase commit is not in librdkafka 2.0), so a process that dies after a
+ * checkpoint completed and before its sink committed would lose that transaction: the next
+ * attempt's init_transactions aborts it, and the sources restart after it. Instead:
+ *   - each transaction keeps a copy of its records (its journal, kafka_hold.c) until it
+ *     commits; snapshot(ckpt) puts the records of every transaction not yet committed (and
+ *     the held segments of barriers <= ckpt) into the checkpoint, by checkpoint id;
+ *   - every checkpoint's transaction commits, inside itself, offset ckpt of the output
+ *     topic's partition 0 for the group `kappa-tx-<base>` (send_offsets_to_transaction): a
+ *     marker that is committed exactly when the transaction is;
+ *   - open with restored state: fence the old writer's ids (ours by init_transactions,
+ *     another subtask's, after a rescale, by producers opened for its ids), read its
+ *     marker, and re-send — in one transaction committed at once, with the marker moved —
+ *     the records of every checkpoint above the marker. Checkpoints at or below it had
+ *     committed; re-sending nothing for them is what keeps the output exactly once.
+ * The copies count against memory_mb / 2 together with held records (over it the writer
+ * fails: checkpoint more often or raise memory_mb). recoverable=0 drops them and accepts the
+ * loss window (the time between the coordinator's completion and the notification).
+ * Limits. transaction.timeout.ms (option `transaction_timeout_ms`, default 60000 and at least
+ * 2 checkpoint intervals) bounds how long a dead attempt's open transaction holds back
+ * read_committed readers when no new attempt fences its ids (a job cancelled by kill -9, or
+ * restarted at a lower parallelism without state for the subtasks that went away). At end of
+ * input flush() commits the open transaction without a checkpoint: a failure between that
+ * and the job's end replays its records once more. A pool costs tx_pool librdkafka handles
+ * (each with its own threads and broker connections) per sink subtask. Readers use
+ * read_committed, the source's default. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,9 +106,10 @@ typedef struct producer {
     kp_kafka_log log;
     int log_ready; /* log initialised (kp_kafka_conf_new succeeded) */
     tx_state state;
-    int64_t ckpt;      /* TX_PENDING: the checkpoint whose barrier closed it */
-    int64_t begun_ms;  /* TX_OPEN: when the transaction began (monotonic) */
-    long long written; /* messages in the open transaction */
+    int64_t ckpt;          /* TX_PENDING: the checkpoint whose barrier closed it */
+    int64_t begun_ms;      /* TX_OPEN: when the transaction began (monotonic) */
+    long long written;     /* messages in the open transaction */
+    kp_kafka_hold journal; /* recoverable: a copy of the transaction's records (kafka_snapshot) */
 } producer;
 
 typedef struct kafka_writer {
@@ -111,6 +123,10 @@ typedef struct kafka_writer {
     kp_kafka_hold hold;
     size_t hold_cap;       /* bytes held at most (memory_mb / 2) */
     long long held_total;  /* records that were ever held */
+    int journal;           /* recoverable: transactions keep their records until committed */
+    char base[320];        /* transactional ids: base-n; marker group kappa-tx-base */
+    long long recovered;   /* records re-sent at open for transactions a crash left behind */
+    kp_buf snap;           /* kafka_snapshot's blob, reused */
     long commit_ms;        /* tx without checkpoints: commit every commit_ms */
     int64_t ckpt_interval; /* the run's checkpoint interval, 0 = none */
     char topic[256], brokers[512];
@@ -204,16 +220,31 @@ static int produce(kafka_writer *k, const void *key, size_t key_len, const void 
 }
 
 /* A record while no producer is free: into the hold, within its cap. */
+/* Bytes of records kept in memory: held, and the journals of the transactions. */
+static size_t kept_bytes(const kafka_writer *k)
+{
+    size_t n = kp_kafka_hold_bytes(&k->hold);
+    for (int i = 0; i < k->npool; i++)
+        n += kp_kafka_hold_bytes(&k->pool[i].journal);
+    return n;
+}
+
+static int over_cap(kafka_writer *k, char *errstr, size_t errlen)
+{
+    if (kept_bytes(k) <= k->hold_cap)
+        return 0;
+    snprintf(errstr, errlen,
+             "kafka sink for '%s': the records kept until their checkpoints complete (held, or "
+             "copies of pending transactions) passed %zu MiB (memory_mb / 2): raise memory_mb, "
+             "take checkpoints more often, or check that they complete",
+             k->topic, k->hold_cap >> 20);
+    return -1;
+}
+
 static int hold(kafka_writer *k, const kp_kafka_held *r, char *errstr, size_t errlen)
 {
-    if (kp_kafka_hold_bytes(&k->hold) > k->hold_cap) {
-        snprintf(errstr, errlen,
-                 "kafka sink for '%s': %d transactions wait for their checkpoints to complete "
-                 "(tx_pool=%d) and the output held meanwhile passed %zu MiB (memory_mb / 2): are "
-                 "checkpoints completing?",
-                 k->topic, k->npool, k->npool, k->hold_cap >> 20);
+    if (over_cap(k, errstr, errlen) != 0)
         return -1;
-    }
     if (kp_kafka_hold_add(&k->hold, r) != 0) {
         snprintf(errstr, errlen, "kafka sink for '%s': out of memory", k->topic);
         return -1;
@@ -222,40 +253,63 @@ static int hold(kafka_writer *k, const kp_kafka_held *r, char *errstr, size_t er
     return 0;
 }
 
+/* A dead letter: the failed record itself, where it came from and why in headers. */
+static int produce_raw(kafka_writer *k, const kp_kafka_held *r, char *errstr, size_t errlen)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", (int)r->partition);
+    snprintf(off, sizeof off, "%" PRId64, r->offset);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    rd_kafka_header_add(h, "kappa.source", -1, r->origin, -1);
+    rd_kafka_header_add(h, "kappa.partition", -1, part, -1);
+    rd_kafka_header_add(h, "kappa.offset", -1, off, -1);
+    rd_kafka_header_add(h, "kappa.error", -1, r->error ? r->error : "", -1);
+    /* on success the message owns the headers */
+    return produce(k, r->key.ptr, r->key.len, r->value.ptr, r->value.len, r->ts, h, errstr, errlen);
+}
+
+/* Produces one record into the current transaction; a recoverable writer keeps a copy in
+ * the transaction's journal until it commits. */
+static int send_record(kafka_writer *k, const kp_kafka_held *r, char *errstr, size_t errlen)
+{
+    int rc = r->origin ? produce_raw(k, r, errstr, errlen)
+                       : produce(k, r->key.ptr, r->key.len, r->value.ptr, r->value.len, r->ts, NULL,
+                                 errstr, errlen);
+    if (rc != 0 || !k->journal)
+        return rc;
+    if (over_cap(k, errstr, errlen) != 0)
+        return -1;
+    if (kp_kafka_hold_add(&k->pool[k->cur].journal, r) != 0) {
+        snprintf(errstr, errlen, "kafka sink for '%s': out of memory", k->topic);
+        return -1;
+    }
+    return 0;
+}
+
 static int kafka_write(kp_sink_writer *w, kp_bytes id, kp_bytes doc, kp_time ts, char *errstr,
                        size_t errlen)
 {
     kafka_writer *k = (kafka_writer *)w;
+    kp_kafka_held r = {.key = id, .value = doc, .ts = ts};
     if (k->holding)
-        return hold(k, &(kp_kafka_held){.key = id, .value = doc, .ts = ts}, errstr, errlen);
-    return produce(k, id.ptr, id.len, doc.ptr, doc.len, ts, NULL, errstr, errlen);
+        return hold(k, &r, errstr, errlen);
+    if (!k->journal) /* the common path: no copy */
+        return produce(k, id.ptr, id.len, doc.ptr, doc.len, ts, NULL, errstr, errlen);
+    return send_record(k, &r, errstr, errlen);
 }
 
 static int kafka_write_raw(kp_sink_writer *w, const kp_raw *raw, const char *origin,
                            const char *error, char *errstr, size_t errlen)
 {
     kafka_writer *k = (kafka_writer *)w;
-    if (k->holding)
-        return hold(k,
-                    &(kp_kafka_held){.key = raw->key,
-                                     .value = raw->value,
-                                     .ts = raw->ts,
-                                     .origin = origin ? origin : "",
-                                     .error = error ? error : "",
-                                     .partition = raw->partition,
-                                     .offset = raw->offset},
-                    errstr, errlen);
-    char part[16], off[24];
-    snprintf(part, sizeof part, "%d", (int)raw->partition);
-    snprintf(off, sizeof off, "%" PRId64, raw->offset);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    rd_kafka_header_add(h, "kappa.source", -1, origin ? origin : "", -1);
-    rd_kafka_header_add(h, "kappa.partition", -1, part, -1);
-    rd_kafka_header_add(h, "kappa.offset", -1, off, -1);
-    rd_kafka_header_add(h, "kappa.error", -1, error ? error : "", -1);
-    /* on success the message owns the headers */
-    return produce(k, raw->key.ptr, raw->key.len, raw->value.ptr, raw->value.len, raw->ts, h,
-                   errstr, errlen);
+    kp_kafka_held r = {.key = raw->key,
+                       .value = raw->value,
+                       .ts = raw->ts,
+                       .origin = origin ? origin : "",
+                       .error = error ? error : "",
+                       .partition = raw->partition,
+                       .offset = raw->offset};
+    return k->holding ? hold(k, &r, errstr, errlen) : send_record(k, &r, errstr, errlen);
 }
 
 /* -1 with the first error if deliveries failed since the last report. */
@@ -336,16 +390,49 @@ static int begin(kafka_writer *k, int i, char *errstr, size_t errlen)
     p->state = TX_OPEN;
     p->begun_ms = kp_mono_ms();
     p->written = 0;
+    kp_kafka_hold_reset(&p->journal);
     k->cur = i;
     k->rk = p->rk;
     k->rkt = p->rkt;
     return 0;
 }
 
+/* Commits, within p's transaction, offset `ckpt` of the output topic's partition 0 for group
+ * `group`: the marker a restore reads to learn whether checkpoint ckpt's transaction
+ * committed. */
+static int send_marker(kafka_writer *k, producer *p, const char *group, int64_t ckpt, char *errstr,
+                       size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, k->topic, 0)->offset = ckpt;
+    rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata_new(group);
+    rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(p->rk, l, md, 30000);
+    rd_kafka_consumer_group_metadata_destroy(md);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (!e)
+        return 0;
+    snprintf(errstr, errlen, "kafka sink for '%s' (%s): checkpoint marker for group %s: %s",
+             k->topic, p->log.who, group, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return -1;
+}
+
+static void marker_group(char *buf, size_t len, const char *base)
+{
+    snprintf(buf, len, "kappa-tx-%s", base);
+}
+
 static int commit_one(kafka_writer *k, producer *p, char *errstr, size_t errlen)
 {
+    if (k->journal && p->state == TX_PENDING) {
+        char group[400];
+        marker_group(group, sizeof group, k->base);
+        if (send_marker(k, p, group, p->ckpt, errstr, errlen) != 0)
+            return -1;
+    }
     if (tx_call(k, p, "commit_transaction", commit_tx, errstr, errlen) != 0)
         return -1;
+    kp_kafka_hold_reset(&p->journal);
     /* committed at the broker, not yet here (docs/checkpoints.md, Failpoints) */
     if (kp_failpoint("kafka.mid_commit") != 0) {
         snprintf(errstr, errlen, "kafka sink for '%s': failpoint kafka.mid_commit", k->topic);
@@ -421,18 +508,8 @@ static int resume_held(kafka_writer *k, char *errstr, size_t errlen)
                 return 0;
             continue;
         }
-        if (r.origin) {
-            kp_raw raw = {.key = r.key,
-                          .value = r.value,
-                          .ts = r.ts,
-                          .partition = r.partition,
-                          .offset = r.offset};
-            if (kafka_write_raw(&k->w, &raw, r.origin, r.error, errstr, errlen) != 0)
-                return -1;
-        } else if (produce(k, r.key.ptr, r.key.len, r.value.ptr, r.value.len, r.ts, NULL, errstr,
-                           errlen) != 0) {
+        if (send_record(k, &r, errstr, errlen) != 0)
             return -1;
-        }
     }
 }
 
@@ -511,9 +588,10 @@ static size_t kafka_sink_stats(kp_sink_writer *w, char *buf, size_t len)
     int n = k->tx ? snprintf(buf, len,
                              "{\"sent\":%lld,\"delivered\":%lld,\"failed\":%lld,"
                              "\"transactions\":{\"committed\":%lld,\"aborted\":%lld,"
-                             "\"pending\":%d},\"held\":%lld,\"held_total\":%lld}",
+                             "\"pending\":%d},\"held\":%lld,\"held_total\":%lld,"
+                             "\"recovered\":%lld}",
                              k->sent, k->delivered, k->failed, k->committed, k->aborted, pending,
-                             k->hold.records, k->held_total)
+                             k->hold.records, k->held_total, k->recovered)
                   : snprintf(buf, len, "{\"sent\":%lld,\"delivered\":%lld,\"failed\":%lld}",
                              k->sent, k->delivered, k->failed);
     if (n < 0)
@@ -558,9 +636,12 @@ log:
 static void kafka_writer_close(kp_sink_writer *w)
 {
     kafka_writer *k = (kafka_writer *)w;
-    for (int i = 0; i < k->npool; i++)
+    for (int i = 0; i < k->npool; i++) {
         producer_close(k, &k->pool[i]);
+        kp_kafka_hold_free(&k->pool[i].journal);
+    }
     kp_kafka_hold_free(&k->hold); /* never produced: as aborted */
+    kp_buf_free(&k->snap);
     free(k);
 }
 
@@ -588,14 +669,18 @@ static int tx_options(kafka_writer *k, const kp_endpoint *ep, char *base, size_t
         snprintf(prefix, sizeof prefix, "%s-%s", ep->job ? ep->job : "kappa",
                  ep->uid ? ep->uid : (ep->name ? ep->name : k->topic));
     snprintf(base, blen, "%s-%d", prefix, ep->subtask);
+    long recoverable;
+    if (kp_kafka_opt_long(ep, "recoverable", 1, 0, 1, &recoverable, errstr, errlen) != 0)
+        return -1;
+    k->journal = recoverable && k->ckpt_interval > 0; /* snapshots come with checkpoints */
     return 0;
 }
 
-/* Creates producer i with the writer's settings (+ its transactional.id in tx mode). */
-static int producer_open(kafka_writer *k, int i, const kp_endpoint *ep, const char *txid,
-                         long tx_timeout_ms, char *errstr, size_t errlen)
+/* Creates producer p with the writer's settings (+ its transactional.id in tx mode, then
+ * init_transactions); wait_topic: also check that the topic exists. */
+static int producer_open(kafka_writer *k, producer *p, int wait_topic, const kp_endpoint *ep,
+                         const char *txid, long tx_timeout_ms, char *errstr, size_t errlen)
 {
-    producer *p = &k->pool[i];
     char who[200];
     snprintf(who, sizeof who, "kafka sink '%.30s' (topic %.50s, subtask %d%s%.60s)",
              ep->name ? ep->name : "?", k->topic, ep->subtask, txid ? ", " : "", txid ? txid : "");
@@ -637,7 +722,7 @@ static int producer_open(kafka_writer *k, int i, const kp_endpoint *ep, const ch
         goto fail_conf;
     }
     int parts;
-    if (i == 0 &&
+    if (wait_topic &&
         kp_kafka_wait_topic(p->rk, &p->log, ep, k->brokers, k->topic, &parts, errstr, errlen) != 0)
         return -1;
     p->rkt = rd_kafka_topic_new(p->rk, k->topic, NULL);
@@ -653,6 +738,121 @@ static int producer_open(kafka_writer *k, int i, const kp_endpoint *ep, const ch
 fail_conf:
     rd_kafka_conf_destroy(conf);
     return -1;
+}
+
+/* ---- recovery: the checkpoint state of a recoverable writer ------------------------------- */
+
+/* snapshot(ckpt), right after prepare(ckpt): the records of every transaction not known to
+ * be committed — the pending ones (their journals) and, while holding, the held segments of
+ * barriers <= ckpt — by checkpoint, under the ids' base. */
+static int kafka_snapshot(kp_sink_writer *w, int64_t ckpt,
+                          int (*put)(void *ctx, const void *data, size_t len), void *ctx,
+                          char *errstr, size_t errlen)
+{
+    kafka_writer *k = (kafka_writer *)w;
+    int rc = kp_kafka_txstate_begin(&k->snap, k->base, k->npool);
+    for (int i = 0; i < k->npool && rc == 0; i++) {
+        producer *p = &k->pool[i];
+        if (p->state == TX_PENDING && p->ckpt <= ckpt)
+            rc = kp_kafka_txstate_add(&k->snap, p->ckpt, p->journal.buf.ptr, p->journal.buf.len);
+    }
+    size_t from = k->hold.pos;
+    for (int i = 0; i < k->hold.nseg && rc == 0 && k->hold.seg[i].ckpt <= ckpt; i++) {
+        rc = kp_kafka_txstate_add(&k->snap, k->hold.seg[i].ckpt, k->hold.buf.ptr + from,
+                                  k->hold.seg[i].end - from);
+        from = k->hold.seg[i].end;
+    }
+    if (rc == 0)
+        rc = put(ctx, k->snap.ptr, k->snap.len);
+    if (rc != 0)
+        snprintf(errstr, errlen, "kafka sink for '%s': out of memory", k->topic);
+    return rc;
+}
+
+/* Fences the transactional ids base-0 .. base-(npool-1) of another subtask of the run that
+ * took the checkpoint (a restore at another parallelism): its zombies can commit nothing. */
+static int fence_ids(kafka_writer *k, const kp_endpoint *ep, const char *base, int npool,
+                     long tx_timeout_ms, char *errstr, size_t errlen)
+{
+    for (int n = 0; n < npool; n++) {
+        producer p = {0};
+        char txid[340];
+        snprintf(txid, sizeof txid, "%s-%d", base, n);
+        int rc = producer_open(k, &p, 0, ep, txid, tx_timeout_ms, errstr, errlen);
+        producer_close(k, &p);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Re-sends, in one transaction committed at once, the records of every transaction of the
+ * restored checkpoint that its writer's marker group shows never committed (the crash came
+ * between the checkpoint's completion and the commit). Each old writer's ids are fenced
+ * first (our own by open), so no zombie can commit them afterwards. */
+static int recover(kafka_writer *k, const kp_endpoint *ep, long tx_timeout_ms, char *errstr,
+                   size_t errlen)
+{
+    int begun = 0;
+    for (int i = 0; i < ep->nrestored_state; i++) {
+        kp_kafka_txstate t;
+        const kp_sink_state *st = &ep->restored_state[i];
+        if (kp_kafka_txstate_open(&t, st->data, st->len) != 0) {
+            snprintf(errstr, errlen,
+                     "kafka sink for '%s': the restored state of subtask %d is not a Kafka "
+                     "transactional sink's (was the sink bound to another connector?)",
+                     k->topic, st->subtask);
+            return -1;
+        }
+        if (strcmp(t.base, k->base) &&
+            fence_ids(k, ep, t.base, t.npool, tx_timeout_ms, errstr, errlen) != 0)
+            return -1;
+        char group[400];
+        marker_group(group, sizeof group, t.base);
+        int64_t marker, ckpt, top = -1;
+        if (kp_kafka_group_offset(k->brokers, group, k->topic, 0, &marker, errstr, errlen) != 0)
+            return -1;
+        const void *recs;
+        size_t len;
+        int rc;
+        while ((rc = kp_kafka_txstate_next(&t, &ckpt, &recs, &len)) == 1) {
+            if (ckpt <= marker) /* committed before the crash */
+                continue;
+            if (!begun && begin(k, 0, errstr, errlen) != 0)
+                return -1;
+            begun = 1;
+            kp_kafka_hold view;
+            kp_kafka_hold_view(&view, recs, len);
+            kp_kafka_held r;
+            int64_t none;
+            while (kp_kafka_hold_next(&view, &r, &none) == 1) {
+                if (send_record(k, &r, errstr, errlen) != 0)
+                    return -1;
+                k->recovered++;
+            }
+            top = ckpt > top ? ckpt : top;
+        }
+        if (rc < 0) {
+            snprintf(errstr, errlen,
+                     "kafka sink for '%s': the restored state of subtask %d is "
+                     "truncated",
+                     k->topic, st->subtask);
+            return -1;
+        }
+        if (top >= 0 && send_marker(k, &k->pool[0], group, top, errstr, errlen) != 0)
+            return -1;
+    }
+    if (!begun)
+        return 0;
+    if (drain(k, errstr, errlen) != 0)
+        return -1;
+    producer *p = &k->pool[0];
+    if (tx_call(k, p, "commit_transaction", commit_tx, errstr, errlen) != 0)
+        return -1;
+    kp_kafka_hold_reset(&p->journal);
+    p->state = TX_IDLE;
+    k->committed++;
+    return 0;
 }
 
 kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t errlen)
@@ -696,7 +896,8 @@ kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t e
     for (int i = 0; i < k->npool; i++) {
         char txid[340];
         snprintf(txid, sizeof txid, "%s-%d", base, i);
-        if (producer_open(k, i, ep, k->tx ? txid : NULL, tx_timeout, errstr, errlen) != 0) {
+        if (producer_open(k, &k->pool[i], i == 0, ep, k->tx ? txid : NULL, tx_timeout, errstr,
+                          errlen) != 0) {
             k->npool = i + 1; /* close what exists of it */
             goto fail;
         }
@@ -704,10 +905,19 @@ kp_sink_writer *kp_kafka_open_sink(const kp_endpoint *ep, char *errstr, size_t e
     k->rk = k->pool[0].rk;
     k->rkt = k->pool[0].rkt;
     if (k->tx) {
+        snprintf(k->base, sizeof k->base, "%s", base);
         k->w.prepare = kafka_prepare;
         k->w.commit = kafka_commit;
-        if (begin(k, 0, errstr, errlen) != 0)
+        if (k->journal)
+            k->w.snapshot = kafka_snapshot;
+        if (recover(k, ep, tx_timeout, errstr, errlen) != 0 || begin(k, 0, errstr, errlen) != 0)
             goto fail;
+    } else if (ep->nrestored_state > 0) {
+        snprintf(errstr, errlen,
+                 "kafka sink for '%s': the checkpoint holds transactional state for this sink; "
+                 "restore it with transactional=1",
+                 k->topic);
+        goto fail;
     }
     return &k->w;
 fail:

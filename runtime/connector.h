@@ -105,7 +105,21 @@ struct kp_sink_writer {
     /* Optional. Checkpoint `ckpt` completed: commit what prepare(ckpt) and earlier set aside.
      * 0, or -1 with errstr. */
     int (*commit)(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen);
+    /* Optional (transactional writers). Right after prepare(ckpt): the writer's state for
+     * checkpoint ckpt, what a restore from it needs to finish the transactions a crash left
+     * behind, handed to put (at most once; put returns 0, or -1 if out of memory). The restore
+     * gives it back through kp_endpoint.restored_state. 0, or -1 with errstr (declined). */
+    int (*snapshot)(kp_sink_writer *w, int64_t ckpt,
+                    int (*put)(void *ctx, const void *data, size_t len), void *ctx, char *errstr,
+                    size_t errlen);
 };
+
+/* One sink writer's snapshot() from a restored checkpoint. */
+typedef struct kp_sink_state {
+    int subtask;      /* of the writer that put it */
+    const void *data; /* valid during open_sink */
+    size_t len;
+} kp_sink_state;
 
 /* Where and how one endpoint is bound.
  *
@@ -146,6 +160,11 @@ typedef struct kp_endpoint {
     const char *job;
     const char *uid;
     kp_time checkpoint_interval_ms;
+    /* Sinks restored from a checkpoint: what the writers of the run that took it put into it
+     * (kp_sink_writer.snapshot), those of old subtask j with j % parallelism == subtask;
+     * NULL/0 = none. */
+    const kp_sink_state *restored_state;
+    int nrestored_state;
 } kp_endpoint;
 
 /* The endpoint's cancellation probe: 1 if the job is being cancelled, else 0. */

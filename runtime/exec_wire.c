@@ -249,6 +249,31 @@ static int add_out(subtask_rt *s, kp_op *op, const kp_node *child, int late)
     return 0;
 }
 
+/* The restored sink states an opening sink writer gets (kp_endpoint.restored_state). */
+typedef struct sink_states {
+    kp_sink_state *v;
+    int n, cap, subtask, parallelism, oom;
+} sink_states;
+
+static int collect_sink_state(void *ctx, const kp_restore_entry *e)
+{
+    sink_states *ss = ctx;
+    if (e->is_dir || e->subtask % ss->parallelism != ss->subtask)
+        return 0;
+    if (ss->n == ss->cap) {
+        int cap = ss->cap ? 2 * ss->cap : 4;
+        kp_sink_state *v = realloc(ss->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            ss->oom = 1;
+            return 1;
+        }
+        ss->v = v;
+        ss->cap = cap;
+    }
+    ss->v[ss->n++] = (kp_sink_state){e->subtask, e->data, e->len};
+    return 0;
+}
+
 static kp_sink_writer *open_sink(subtask_rt *s, const kp_node *n)
 {
     const kp_binding *b = kp_exec_binding(s->x->cfg, n->endpoint);
@@ -274,7 +299,20 @@ static kp_sink_writer *open_sink(subtask_rt *s, const kp_node *n)
                       .job = s->x->job->name,
                       .uid = n->uid,
                       .checkpoint_interval_ms = s->x->cfg->ckpt.interval_ms};
+    sink_states ss = {.subtask = s->st.index, .parallelism = s->st.parallelism};
+    if (s->x->cfg->restore) {
+        kp_restore_each(s->x->cfg->restore, n->uid, "sink", collect_sink_state, &ss);
+        if (ss.oom) {
+            free(ss.v);
+            kp_subtask_fail(&s->st, "sink '%s': out of memory", n->endpoint);
+            return NULL;
+        }
+        ep.restored_checkpoint = kp_restore_id(s->x->cfg->restore);
+        ep.restored_state = ss.v;
+        ep.nrestored_state = ss.n;
+    }
     kp_sink_writer *w = c->open_sink(&ep, err, sizeof err);
+    free(ss.v);
     if (!w)
         kp_subtask_fail(&s->st, "sink '%s' (%s): %s", n->endpoint, b->uri, err);
     return w;

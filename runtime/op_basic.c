@@ -262,6 +262,18 @@ static int sink_tick(kp_op *op, kp_time now)
     return 0;
 }
 
+/* A transactional writer's state goes into the snapshot as blob "sink" of the sink's uid. */
+typedef struct sink_put {
+    struct kp_snapshot *snap;
+    const char *uid;
+} sink_put;
+
+static int sink_put_blob(void *ctx, const void *data, size_t len)
+{
+    sink_put *p = ctx;
+    return kp_snapshot_blob(p->snap, p->uid, "sink", -1, -1, data, len);
+}
+
 /* Checkpoint barrier: everything written before it becomes durable (prepare, or flush) before
  * the subtask acknowledges; a writer that cannot declines the checkpoint, the run goes on. */
 static int sink_barrier(kp_op *op, struct kp_snapshot *snap)
@@ -272,6 +284,10 @@ static int sink_barrier(kp_op *op, struct kp_snapshot *snap)
     sink_count(s);
     int rc = s->w->prepare ? s->w->prepare(s->w, id, err, sizeof err)
                            : s->w->flush(s->w, err, sizeof err);
+    if (rc == 0 && s->w->snapshot) {
+        sink_put put = {snap, op->node->uid};
+        rc = s->w->snapshot(s->w, id, sink_put_blob, &put, err, sizeof err);
+    }
     if (rc != 0)
         kp_ckpt_decline(op->st, id, "%s: %s", op->node->name, err);
     return 0;

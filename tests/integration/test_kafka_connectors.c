@@ -741,6 +741,123 @@ Test(kafka_connectors, transactional_sink_second_writer_fences_the_first)
     w2->close(w2);
 }
 
+/* A transactional writer of subtask `subtask`, restored from `state` (NULL: fresh). */
+static kp_sink_writer *t_tx_restore(const char *topic, const char *uid, int subtask,
+                                    const kp_sink_state *state, char *err, size_t errlen)
+{
+    char uri[640];
+    snprintf(uri, sizeof uri, "kafka:%s?brokers=%s&transactional=1", topic, t_brokers());
+    kp_endpoint ep = {.name = "out",
+                      .uri = uri,
+                      .subtask = subtask,
+                      .parallelism = subtask + 1,
+                      .epoch = 1,
+                      .job = "kc",
+                      .uid = uid,
+                      .checkpoint_interval_ms = 1000,
+                      .restored_checkpoint = state ? 1 : 0,
+                      .restored_state = state,
+                      .nrestored_state = state ? 1 : 0};
+    return kp_connector_find(uri)->open_sink(&ep, err, errlen);
+}
+
+typedef struct t_blob {
+    char *data;
+    size_t len;
+} t_blob;
+
+static int t_put(void *ctx, const void *data, size_t len)
+{
+    t_blob *b = ctx;
+    free(b->data);
+    b->data = malloc(len);
+    memcpy(b->data, data, len);
+    b->len = len;
+    return 0;
+}
+
+static long long t_stat(kp_sink_writer *w, const char *key)
+{
+    char stats[512], k[64];
+    w->stats(w, stats, sizeof stats);
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(stats, k);
+    cr_assert_not_null(p, "%s not in %s", key, stats);
+    return atoll(p + strlen(k));
+}
+
+/* The crash between a checkpoint's completion and the sink's commit: the restored writer
+ * finds the checkpoint's transaction uncommitted (its marker group says so), fences the old
+ * writer and re-sends the records the checkpoint kept; restored again from the same
+ * checkpoint it re-sends nothing; records after the barrier are never seen (the sources
+ * replay them). A restore at another parallelism takes over another subtask's ids. */
+Test(kafka_connectors, transactional_sink_restore_finishes_what_a_crash_left)
+{
+    const char *topic = t_topic("txrec", T_PARTS);
+    char err[512] = "", uid[160];
+    snprintf(uid, sizeof uid, "%s", topic);
+    t_blob b1 = {0}, b2 = {0};
+    kp_sink_writer *w1 = t_tx_restore(topic, uid, 0, NULL, err, sizeof err);
+    cr_assert_not_null(w1, "open: %s", err);
+    t_write_range(w1, 0, 300); /* checkpoint 1, committed before the crash */
+    cr_assert_eq(w1->prepare(w1, 1, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(w1->snapshot(w1, 1, t_put, &b1, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(w1->commit(w1, 1, err, sizeof err), 0, "%s", err);
+    t_write_range(w1, 300, 400); /* checkpoint 2: completes, the crash comes before commit */
+    cr_assert_eq(w1->prepare(w1, 2, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(w1->snapshot(w1, 2, t_put, &b2, err, sizeof err), 0, "%s", err);
+    t_write_range(w1, 400, 450); /* after barrier 2: replayed by the sources, never kept */
+
+    kp_sink_state st2 = {0, b2.data, b2.len};
+    kp_sink_writer *w2 = t_tx_restore(topic, uid, 0, &st2, err, sizeof err);
+    cr_assert_not_null(w2, "restore: %s", err);
+    cr_expect_eq(t_stat(w2, "recovered"), 100);
+    err[0] = 0;
+    cr_expect_eq(w1->commit(w1, 2, err, sizeof err), -1, "the crashed writer still committed");
+    int d;
+    cr_expect_eq(t_committed(topic, 1000, 0, 400, &d), 400);
+    cr_expect_eq(t_committed(topic, 1000, 400, 450, &d), 0, "records after the barrier");
+    cr_expect_eq(d, 0, "%d duplicates", d);
+    w2->close(w2);
+    w1->close(w1);
+
+    /* restored again from checkpoint 2, and once from the older checkpoint 1: nothing again */
+    kp_sink_state st1 = {0, b1.data, b1.len};
+    const kp_sink_state *again[] = {&st2, &st1};
+    for (int i = 0; i < 2; i++) {
+        kp_sink_writer *w = t_tx_restore(topic, uid, 0, again[i], err, sizeof err);
+        cr_assert_not_null(w, "restore %d: %s", i, err);
+        cr_expect_eq(t_stat(w, "recovered"), 0, "restore %d re-sent committed records", i);
+        w->close(w);
+    }
+    cr_expect_eq(t_committed(topic, 1000, 0, 450, &d), 400);
+    cr_expect_eq(d, 0, "%d duplicates", d);
+
+    /* another parallelism: subtask 1's uncommitted checkpoint, restored by subtask 0 */
+    t_blob b3 = {0};
+    kp_sink_writer *o1 = t_tx_restore(topic, uid, 1, NULL, err, sizeof err);
+    cr_assert_not_null(o1, "open subtask 1: %s", err);
+    t_write_range(o1, 500, 600);
+    cr_assert_eq(o1->prepare(o1, 3, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(o1->snapshot(o1, 3, t_put, &b3, err, sizeof err), 0, "%s", err);
+    kp_sink_state st3 = {1, b3.data, b3.len};
+    kp_sink_writer *n0 = t_tx_restore(topic, uid, 0, &st3, err, sizeof err);
+    cr_assert_not_null(n0, "restore of subtask 1's state by subtask 0: %s", err);
+    cr_expect_eq(t_stat(n0, "recovered"), 100);
+    cr_expect_eq(o1->commit(o1, 3, err, sizeof err), -1, "subtask 1's zombie still committed");
+    cr_expect_eq(t_committed(topic, 1000, 0, 1000, &d), 500);
+    cr_expect_eq(d, 0, "%d duplicates", d);
+    n0->close(n0);
+    o1->close(o1);
+    /* state of another connector is a clear error */
+    kp_sink_state junk = {0, "not a kafka state", 17};
+    cr_expect_null(t_tx_restore(topic, uid, 0, &junk, err, sizeof err));
+    cr_expect(strstr(err, "not a Kafka transactional sink's") != NULL, "%s", err);
+    free(b1.data);
+    free(b2.data);
+    free(b3.data);
+}
+
 /* Failpoint kafka.mid_commit=error: commit() fails after the broker committed — the
  * checkpoint's records are visible, the writer reports the failure. */
 Test(kafka_connectors, transactional_sink_mid_commit_failpoint)
