@@ -371,23 +371,6 @@ static void observe(kp_jm_t *jm, kp_bg_rec *r, kp_bg_obs *o)
     o->now_ms = kp_wall_ms();
 }
 
-/* The estimate to the cut-over: how fast v2's watermark closes on v1's. */
-static void estimate(kp_bg_rec *r, const kp_bg_obs *o)
-{
-    if (!o->v1_seen || !o->v2_seen || o->v2_wm == INT64_MIN || o->v1_wm == INT64_MIN)
-        return;
-    int64_t gap = o->v1_wm > o->v2_wm ? o->v1_wm - o->v2_wm : 0;
-    if (r->eta_at > 0 && o->now_ms - r->eta_at >= 2000) {
-        int64_t closed = r->eta_gap - gap, dt = o->now_ms - r->eta_at;
-        r->eta_ms = gap == 0 ? 0 : closed > 0 ? (int64_t)((double)gap * dt / closed) : -1;
-        r->eta_at = 0;
-    }
-    if (r->eta_at == 0) {
-        r->eta_at = o->now_ms;
-        r->eta_gap = gap;
-    }
-}
-
 /* v1 stops. With savepoints this becomes a stop-with-savepoint (rollback restarts from it). */
 static void stop_v1(kp_jm_t *jm, kp_bg_rec *r, const char *why)
 {
@@ -722,7 +705,7 @@ static void *run(void *arg)
             kp_bg_obs o;
             observe(jm, r, &o);
             if (r->phase == KP_BG_CATCHING_UP)
-                estimate(r, &o);
+                kp_bg_estimate(r, &o);
             changed |= kp_bg_observe(r, &o);
         }
         if (changed)

@@ -92,6 +92,9 @@ bool kp_bg_caught_up(const kp_bg_params *p, const kp_bg_obs *o);
  * (catching up → switching, → aborting, switched → due for deletion). Returns true when the
  * record changed; the transition is recorded. */
 bool kp_bg_observe(kp_bg_rec *r, const kp_bg_obs *o);
+/* The estimate to the cut-over (r->eta_ms): how long v2's watermark needs to reach v1's at the
+ * pace it closed the gap over the last >= 2 s of observations; -1 while it does not close. */
+void kp_bg_estimate(kp_bg_rec *r, const kp_bg_obs *o);
 /* Records a transition to `to` at `now_ms` with a message. */
 void kp_bg_enter(kp_bg_rec *r, kp_bg_phase to, int64_t now_ms, const char *message);
 /* The record as persisted and as REST shows it (new reference) / read back (0 or -1). */

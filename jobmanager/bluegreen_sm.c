@@ -134,6 +134,24 @@ bool kp_bg_observe(kp_bg_rec *r, const kp_bg_obs *o)
     }
 }
 
+void kp_bg_estimate(kp_bg_rec *r, const kp_bg_obs *o)
+{
+    if (!o->v1_seen || !o->v2_seen || o->v2_wm == INT64_MIN || o->v1_wm == INT64_MIN)
+        return;
+    int64_t gap = o->v1_wm > o->v2_wm ? o->v1_wm - o->v2_wm : 0;
+    if (r->eta_at > 0 && o->now_ms - r->eta_at >= 2000) {
+        int64_t closed = r->eta_gap - gap, dt = o->now_ms - r->eta_at;
+        r->eta_ms = gap == 0     ? 0
+                    : closed > 0 ? (int64_t)((double)gap * (double)dt / (double)closed)
+                                 : -1;
+        r->eta_at = 0;
+    }
+    if (r->eta_at == 0) {
+        r->eta_at = o->now_ms;
+        r->eta_gap = gap;
+    }
+}
+
 static json_t *sink_json(const kp_bg_sink *s)
 {
     return json_pack("{s:s,s:s,s:s,s:s,s:s}", "binding", s->binding, "alias", s->alias, "url",

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A reader of a kappa-managed alias during a blue/green reprocessing (test_bluegreen.c): polls
-ALIAS with one _search per round (every document, one point in time per shard) until STOPFILE
+"""A reader of a kappa-managed alias during a blue/green reprocessing (test_bluegreen.c,
+deploy/dev/seed): reads every document of ALIAS as one snapshot (a scroll) per round until STOPFILE
 exists, and labels each answer: "v1" if it equals the v1 truth exactly, "v2" for the v2 truth,
 else "other" (a mixture, an empty or partial index, no index). Writes one line per change of
 label to OUT ("<label> <first poll> <polls>") and a last line "polls N". Truths are the sorted
@@ -19,17 +19,39 @@ def load(path):
         return {tuple(l.rstrip("\n").split("\t")[:2]): l.rstrip("\n").split("\t")[2] for l in f}
 
 
-def poll(url, alias):
-    q = {"size": 10000, "_source": ["item_id", "window_end", "click_count"]}
-    req = urllib.request.Request(f"{url}/{alias}/_search", data=json.dumps(q).encode(),
+def call(url, body, method="POST"):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method=method,
                                  headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)
+
+
+def poll(url, alias):
+    """Every document of the alias as one snapshot: a scroll keeps the point in time of its
+    first page (and the index the alias named then) for all pages."""
+    q = {"size": 10000, "sort": ["_doc"],
+         "_source": ["item_id", "window_end", "click_count"]}
+    got, sid = {}, None
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            hits = json.load(r)["hits"]["hits"]
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        page = call(f"{url}/{alias}/_search?scroll=1m", q)
+        while True:
+            sid = page.get("_scroll_id")
+            hits = page["hits"]["hits"]
+            for h in hits:
+                s = h["_source"]
+                got[(s["item_id"], str(s["window_end"]))] = str(s["click_count"])
+            if len(hits) < 10000:
+                break
+            page = call(f"{url}/_search/scroll", {"scroll": "1m", "scroll_id": sid})
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
         return None, str(e)
-    return {(h["_source"]["item_id"], str(h["_source"]["window_end"])):
-            str(h["_source"]["click_count"]) for h in hits}, None
+    finally:
+        if sid:
+            try:
+                call(f"{url}/_search/scroll", {"scroll_id": sid}, method="DELETE")
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+    return got, None
 
 
 def main():

@@ -250,14 +250,14 @@ static pid_t spawn_sh(const char *cmd)
     return pid;
 }
 
-/* Events keep arriving: every 200 ms one in the clock hour, counted in dir/fed. */
+/* Events keep arriving: every 200 ms one in the clock hour, a line in dir/fed each. */
 static void start_feeder(void)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "i=0; while [ ! -f %s/stop-feeder ]; do i=$((i+1)); echo "
              "\"{\\\"user_id\\\":\\\"user_1000000\\\",\\\"item_id\\\":\\\"clock\\\","
-             "\\\"timestamp\\\":$((%lld + i))}\" | kcat -P -b %s -t %s && echo $i > %s/fed; "
+             "\\\"timestamp\\\":$((%lld + i))}\" | kcat -P -b %s -t %s && echo $i >> %s/fed; "
              "sleep 0.2; done",
              dir_, clock_ms_, brokers_, topic_, dir_);
     feeder_ = spawn_sh(cmd);
@@ -284,9 +284,11 @@ Test(bluegreen, switch_rollback_and_aborts)
              kp_test_env("KAPPA_SRC"), es_, alias_, path_in("v1.sorted"), path_in("v2.sorted"),
              path_in("reader.out"), path_in("stop"));
     reader_ = spawn_sh(cmd);
-    cr_assert_eq(SUBMIT("v2", "hourly_clicks_v2", "bg-v2", "",
-                        "--replace bg-v1 --keep-old 1h --conf bluegreen.hold_ms=2000"),
-                 0, "(%s/v2.err)", dir_);
+    cr_assert_eq(
+        SUBMIT("v2", "hourly_clicks_v2", "bg-v2", "",
+               "--replace bg-v1 --keep-old 1h --conf bluegreen.hold_ms=2000 --conf "
+               "'es.index_body={\"settings\":{\"index\":{\"refresh_interval\":\"900ms\"}}}'"),
+        0, "(%s/v2.err)", dir_);
     await_phase("bg-v2", "CATCHING_UP", 120);
     cr_assert_str_eq(job_state(&jm_, "bg-v1", buf, sizeof buf), "RUNNING");
     json_t *bg = bluegreen("bg-v2");
@@ -298,6 +300,9 @@ Test(bluegreen, switch_rollback_and_aborts)
     snprintf(buf, sizeof buf, "%s-v2", alias_);
     cr_assert_str_eq(v2_index, buf);
     cr_assert_str_eq(alias_target(target, sizeof target), v1_index, "the alias moved too early");
+    capture(buf, sizeof buf,
+            "curl -s '%s/%s/_settings' | grep -o '\"refresh_interval\":\"[^\"]*\"'", es_, v2_index);
+    cr_assert_str_eq(buf, "\"refresh_interval\":\"900ms\"", "es.index_body not applied: %s", buf);
 
     /* caught up → switched; v1 cancelled; its index kept */
     await_state("bg-v1", "CANCELED", 600);
@@ -335,10 +340,11 @@ Test(bluegreen, switch_rollback_and_aborts)
                  0, "kappa status shows no blue/green (%s/status.out)", dir_);
 
     /* the clock hour closes: a result both versions produce, arriving after the switch */
-    kp_test_sh("touch %s/stop-feeder", dir_);
-    stop_child(&feeder_);
+    kp_test_sh("touch %s/stop-feeder", dir_); /* it ends its round: fed counts every event */
+    cr_assert_eq(waitpid(feeder_, NULL, 0), feeder_);
+    feeder_ = 0;
     char fed[32];
-    capture(fed, sizeof fed, "cat %s/fed", dir_);
+    capture(fed, sizeof fed, "wc -l < %s/fed", dir_);
     for (int p = 0; p < 4; p++)
         cr_assert_eq(kp_test_sh("echo '{\"user_id\":\"user_1000000\",\"item_id\":\"clock\","
                                 "\"timestamp\":%lld}' | kcat -P -b %s -t %s -p %d",

@@ -158,6 +158,28 @@ Test(bluegreen, v1_stopping_keeps_its_last_observation)
     json_decref(never.transitions);
 }
 
+Test(bluegreen, estimate_to_the_cut_over)
+{
+    kp_bg_rec r = rec(0);
+    r.eta_ms = -1;
+    kp_bg_obs o = obs(1000, 0, 100000, 0, 40000); /* 60 s of event time behind */
+    kp_bg_estimate(&r, &o);
+    cr_assert_eq(r.eta_ms, -1, "one observation says nothing about the pace");
+    o = obs(2000, 0, 101000, 0, 51000); /* 1 s later: the gap closed by 10 s */
+    kp_bg_estimate(&r, &o);
+    cr_assert_eq(r.eta_ms, -1, "less than 2 s of observations");
+    o = obs(3000, 0, 102000, 0, 62000); /* 2 s: gap 60 s -> 40 s, so 40 s more take 4 s */
+    kp_bg_estimate(&r, &o);
+    cr_assert_eq(r.eta_ms, 4000);
+    o = obs(5000, 0, 104000, 0, 64000); /* not closing: no estimate */
+    kp_bg_estimate(&r, &o);
+    cr_assert_eq(r.eta_ms, -1);
+    o = obs(7000, 0, 106000, 0, 106000);
+    kp_bg_estimate(&r, &o);
+    cr_assert_eq(r.eta_ms, 0, "caught up: nothing left");
+    json_decref(r.transitions);
+}
+
 Test(bluegreen, record_survives_its_json)
 {
     kp_bg_rec r = rec(1234);
