@@ -9,9 +9,11 @@
  *   - transactional, commit one checkpoint late: prepare(c) then commit(c - 1), as when the
  *     coordinator's notification arrives while the next interval already runs.
  * Modes take turns for `rounds` rounds; the best rate of each is printed with CPU seconds and
- * the time spent in commit/prepare. Usage: KAPPA_BROKERS=127.0.0.1:9092
- * build/bench/kafka-sink-bench [docs] [every] [rounds]. Prints figures, asserts nothing
- * (STYLE.md rule 6). */
+ * the time spent in commit/prepare. The transactional runs keep their records until commit
+ * (the recovery copies: checkpoints are on); argv[4] adds URI options to them, e.g.
+ * recoverable=0. Usage: KAPPA_BROKERS=127.0.0.1:9092
+ * build/bench/kafka-sink-bench [docs] [every] [rounds] [options]. Prints figures, asserts
+ * nothing (STYLE.md rule 6). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,14 +65,17 @@ typedef struct figures {
 } figures;
 
 /* mode 0 idempotent, 1 commit at once, 2 commit one checkpoint late */
+static const char *extra_opts = ""; /* argv[4]: more URI options for the transactional runs */
+
 static figures run(const char *brokers, int mode, int n, int every, char **ids, char **docs,
                    int round)
 {
     char topic[128], uri[512], uid[64], err[512];
     snprintf(topic, sizeof topic, "kappa-sink-bench-%d-%d-%d", (int)getpid(), mode, round);
     create_topic(brokers, topic);
-    snprintf(uri, sizeof uri, "kafka:%s?brokers=%s%s", topic, brokers,
-             mode ? "&transactional=1" : "");
+    snprintf(uri, sizeof uri, "kafka:%s?brokers=%s%s%s%s", topic, brokers,
+             mode ? "&transactional=1" : "", mode && *extra_opts ? "&" : "",
+             mode ? extra_opts : "");
     snprintf(uid, sizeof uid, "bench-%d-%d-%d", (int)getpid(), mode, round);
     kp_endpoint ep = {.name = "out",
                       .uri = uri,
@@ -117,6 +122,8 @@ int main(int argc, char **argv)
     int n = argc > 1 ? atoi(argv[1]) : 500000;
     int every = argc > 2 ? atoi(argv[2]) : 50000;
     int rounds = argc > 3 ? atoi(argv[3]) : 3;
+    if (argc > 4)
+        extra_opts = argv[4];
     kp_connectors_register_builtin();
     char **ids = malloc(sizeof *ids * (size_t)n), **docs = malloc(sizeof *docs * (size_t)n);
     for (int i = 0; i < n; i++) {
@@ -149,8 +156,9 @@ int main(int argc, char **argv)
             load[0] = -1;
         fclose(la);
     }
-    printf("kafka sink, %d documents, a checkpoint every %d, best of %d (load %.2f):\n", n, every,
-           rounds, load[0]);
+    printf(
+        "kafka sink, %d documents, a checkpoint every %d, best of %d, options '%s' (load %.2f):\n",
+        n, every, rounds, extra_opts, load[0]);
     for (int m = 0; m < 3; m++)
         printf("  %-30s %9.0f docs/s  (%.2fx idempotent)  cpu %.2f s  prepare+commit %.3f s\n",
                names[m], best[m].rate, best[m].rate / best[0].rate, best[m].cpu, best[m].ckpt_s);
