@@ -412,6 +412,7 @@ static const struct route_t {
     {"/jobs/:/vertices/:/subtasks/metrics", kp_rest_vertex_metrics},
     {"/jobs/:/vertices/:/backpressure", kp_rest_vertex_backpressure},
     {"/jobs/:/vertices/:/watermarks", kp_rest_vertex_watermarks},
+    {"/jobs/:/results", kp_rest_job_results},
     {"/jobs/:/checkpoints", kp_rest_checkpoints},
     {"/jobs/:/checkpoints/config", kp_rest_checkpoints_config},
     {"/jobs/:/checkpoints/details/:", kp_rest_checkpoint_details},

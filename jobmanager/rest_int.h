@@ -51,6 +51,9 @@ enum MHD_Result kp_rest_checkpoints_config(kp_jm_t *, struct MHD_Connection *,
 enum MHD_Result kp_rest_checkpoint_details(kp_jm_t *, struct MHD_Connection *,
                                            const kp_rest_args_t *);
 
+/* --- rest_results.c: GET /jobs/:id/results, the job's Elasticsearch index, aggregated --- */
+enum MHD_Result kp_rest_job_results(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);
+
 /* --- rest_cluster.c: the jobmanager and the taskmanagers --- */
 enum MHD_Result kp_rest_config(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);
 enum MHD_Result kp_rest_jm_config(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);

@@ -232,6 +232,38 @@ async function checkpointsTab(job) {
     <td class="num">${fmt(h.state_size)}</td><td class="num">${fmt(h.num_acknowledged_subtasks)}/${fmt(h.num_subtasks)}</td></tr>`).join('')}</table></div>`;
 }
 
+/* Lines of the top items' hourly values (the five largest) over a shared time axis. */
+function lineChart(items) {
+  const colors = ['#3658d4', '#d98c00', '#1f9d55', '#d23c3c', '#8a4fd1'];
+  const series = items.slice(0, 5);
+  const pts = series.flatMap((it) => it.hourly);
+  if (!pts.length) return '';
+  const t0 = Math.min(...pts.map((p) => p[0])), t1 = Math.max(...pts.map((p) => p[0]));
+  const vmax = Math.max(1, ...pts.map((p) => p[1]));
+  const x = (t) => 50 + (t1 > t0 ? ((t - t0) / (t1 - t0)) * 930 : 465);
+  const y = (v) => 165 - (v / vmax) * 150;
+  const lines = series.map((it, i) => `<polyline fill="none" stroke="${colors[i]}" stroke-width="2"
+    points="${it.hourly.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ')}"/>
+    ${it.hourly.map((p) => `<circle cx="${x(p[0]).toFixed(1)}" cy="${y(p[1]).toFixed(1)}" r="3" fill="${colors[i]}"/>`).join('')}`).join('');
+  const legend = series.map((it, i) => `<span><i class="sw${i}"></i>${esc(it.key)}</span>`).join('');
+  return `<div class="legend">${legend}</div><svg class="chart" viewBox="0 0 1000 180" preserveAspectRatio="none">
+    ${lines}<text x="4" y="12">max ${fmt(vmax)} per hour</text><text x="50" y="178">${esc(time(t0))}</text>
+    <text x="980" y="178" text-anchor="end">${esc(time(t1))}</text></svg>`;
+}
+
+async function resultsTab(job) {
+  const r = await api(`/jobs/${job.jid}/results?top=10&hours=48`);
+  if (!r.ok) return `<div class="panel empty" id="results">No results view: ${esc(errText(r))}</div>`;
+  const d = r.body;
+  const rows = d.items.map((it) => `<tr><td>${esc(it.key)}</td><td class="num">${fmt(it.total)}</td>
+    <td class="num">${fmt(it.hourly.length ? it.hourly[it.hourly.length - 1][1] : null)}</td></tr>`).join('');
+  return `<p class="note">Index <code>${esc(d.index)}</code>: ${fmt(d.documents)} documents in the last ${d.hours} h before
+    ${esc(time(d.latest))}; the top ${d.items.length} by the sum of <code>${esc(d.value)}</code> per
+    <code>${esc(d.key)}</code>, per hour of <code>${esc(d.time)}</code>.</p>${lineChart(d.items)}
+    <h2>Top items</h2><div class="panel"><table id="results"><tr><th>${esc(d.key)}</th><th class="num">Total</th>
+    <th class="num">Last hour</th></tr>${rows}</table></div>`;
+}
+
 async function configTab(job) {
   const rs = job['restart-strategy'] || {};
   const plan = plans[job.jid];
@@ -259,8 +291,10 @@ async function jobView(jid, tab) {
   const r = await api(`/jobs/${jid}`);
   if (!r.ok) return `<div class="err">${esc(errText(r))}</div>`;
   const job = r.body;
-  const tabs = [['graph', 'Graph'], ['exceptions', 'Exceptions'], ['checkpoints', 'Checkpoints'], ['config', 'Configuration']];
-  const body = await ({ graph: graphTab, exceptions: exceptionsTab, checkpoints: checkpointsTab, config: configTab }[tab] || graphTab)(job);
+  const tabs = [['graph', 'Graph'], ['exceptions', 'Exceptions'], ['checkpoints', 'Checkpoints'], ['results', 'Results'],
+    ['config', 'Configuration']];
+  const views = { graph: graphTab, exceptions: exceptionsTab, checkpoints: checkpointsTab, results: resultsTab, config: configTab };
+  const body = await (views[tab] || graphTab)(job);
   const final = ['FINISHED', 'FAILED', 'CANCELED'].includes(job.state);
   const end = job['end-time'] > 0 ? job['end-time'] : Date.now();
   return `<h1>${esc(job.name)} ${badge(job.state)} <span class="note">${dur(end - job['start-time'])} · attempt ${job.attempt}</span>
