@@ -5,8 +5,9 @@
  * input after the positions the checkpoint recorded (stateless job: its document ids are the
  * line numbers), so nothing is lost and, from the checkpoint on, nothing is doubled.
  *
- * The job: file source (4 partitions) at p=2 → map (id = line number) → sink at p=3 over a
- * rebalance. (The keyed-window version waits for the window operators' snapshot/restore.) */
+ * Jobs: file source (4 partitions) at p=2 → map (id = line number) → sink at p=3 over a
+ * rebalance, restored at p=2, 3 and 1; and the executor-split tests' keyed tumbling count,
+ * whose window state is restored from the checkpoint, at p=2 and at p=3. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <pthread.h>
