@@ -409,20 +409,31 @@ Test(bluegreen, switch_rollback_and_aborts)
     jm_stop(&jm_);
 }
 
-/* The jobmanager SIGKILLed and started again on the same state dir and control port. */
-static void restart_jobmanager(void)
+/* The jobmanager SIGKILLed (if it still runs) and started again on the same state dir and
+ * control port, with KAPPA_FAILPOINTS=failpoints (NULL: none). */
+static void restart_jobmanager_with(const char *failpoints)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", jm_.rpc_port);
     tm_proc_kill(jm_.pid); /* kill -9, and forgotten by the harness */
     const char *flags[] = {"--restart-delay-ms", "200", "--rpc-port", port, NULL};
+    if (failpoints)
+        setenv("KAPPA_FAILPOINTS", failpoints, 1);
     jm_start(&jm_, path_in("jm"), flags);
+    unsetenv("KAPPA_FAILPOINTS");
+}
+
+static void restart_jobmanager(void)
+{
+    restart_jobmanager_with(NULL);
 }
 
 /* A restarted jobmanager recovers the jobs that ran as new attempts (docs/cluster.md) and the
- * blue/green records from its state dir: killed during the catch-up, the procedure goes on and
- * switches; killed right after the switch, v1's index is still deleted once --keep-old is over.
- * The switch and the deletion each happen once. */
+ * blue/green records from its state dir: killed during the catch-up, the procedure goes on;
+ * crashed (failpoint bluegreen.after_alias_switch) between the _aliases call and the record's
+ * save, the restarted one completes the switch without moving anything twice; killed right
+ * after the switch, v1's index is still deleted once --keep-old is over. The switch and the
+ * deletion are each recorded once. */
 Test(bluegreen, jobmanager_restarts_mid_procedure)
 {
     start_cluster();
@@ -444,13 +455,29 @@ Test(bluegreen, jobmanager_restarts_mid_procedure)
                  json_object_get(json_array_get(json_object_get(bg, "sinks"), 0), "new_index")));
     json_decref(bg);
     cr_assert_eq(http_status(v2_index), 200);
-    restart_jobmanager();
+    restart_jobmanager_with("bluegreen.after_alias_switch");
     cr_assert_str_eq(phase_of("bg-v2", buf, sizeof buf), "CATCHING_UP");
     cr_assert_str_eq(alias_target(target, sizeof target), v1_index);
 
-    /* recovered: caught up again, switched; killed right after the switch */
-    await_phase("bg-v2", "SWITCHED", 300);
+    /* recovered, caught up again; the jobmanager dies right after the _aliases call, before
+     * the record says so (the failpoint: _exit(137)) */
+    int st = 0;
+    double end = now_s() + 300;
+    while (waitpid(jm_.pid, &st, WNOHANG) == 0 && now_s() < end)
+        usleep(100 * 1000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 137,
+              "the jobmanager did not stop at the "
+              "failpoint (%s/jm.log)",
+              dir_);
     cr_assert_str_eq(alias_target(target, sizeof target), v2_index);
+    cr_assert_eq(kp_test_sh("grep -q '\"phase\": \"SWITCHING\"' %s/jm/bluegreen.json", dir_), 0,
+                 "the record moved on before the crash");
+    restart_jobmanager(); /* the switch is done again: the alias is already there */
+    await_phase("bg-v2", "SWITCHED", 60);
+    cr_assert_str_eq(alias_target(target, sizeof target), v2_index);
+    await_state("bg-v1", "CANCELED", 60);
+
+    /* killed right after the switch */
     restart_jobmanager();
     cr_assert_eq(http_status(v1_index), 200, "v1's index went before --keep-old was over");
     await_phase("bg-v2", "DONE", 60);
