@@ -435,6 +435,31 @@ static long long checkpoints_completed(const char *job, long long *restored)
     return n;
 }
 
+/* Prints the job's checkpoint figures from REST (a figure, never asserted): how many
+ * completed, end-to-end duration and state size (min/avg/max over the current attempt). */
+static void print_checkpoint_figures(const char *job)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/jobs/%s/checkpoints", job);
+    http_reply r = http_req(&jm_, "GET", path, NULL);
+    json_t *sum = json_object_get(r.body, "summary");
+    json_t *dur = json_object_get(sum, "end_to_end_duration");
+    json_t *size = json_object_get(sum, "state_size");
+    fprintf(stderr,
+            "cluster: figures: %s checkpoints this attempt: %lld completed, %lld failed; "
+            "end-to-end %lld/%lld/%lld ms, state %lld/%lld/%lld bytes (min/avg/max)\n",
+            job,
+            json_integer_value(json_object_get(json_object_get(r.body, "counts"), "completed")),
+            json_integer_value(json_object_get(json_object_get(r.body, "counts"), "failed")),
+            json_integer_value(json_object_get(dur, "min")),
+            json_integer_value(json_object_get(dur, "avg")),
+            json_integer_value(json_object_get(dur, "max")),
+            json_integer_value(json_object_get(size, "min")),
+            json_integer_value(json_object_get(size, "avg")),
+            json_integer_value(json_object_get(size, "max")));
+    http_free(&r);
+}
+
 /* Waits until the job completed at least n checkpoints (REST); asserts within `seconds`. */
 static void await_checkpoints(const char *job, long long n, int seconds)
 {
@@ -455,7 +480,10 @@ static void await_checkpoints(const char *job, long long n, int seconds)
 static const char *start_checkpointed_job(const char *name)
 {
     char source[256];
-    snprintf(source, sizeof source, "kafka:%s?stop_at=end", produce(4, "hash", events(200000)));
+    /* small fetches (2 KiB per partition) keep the sources reading for several seconds: a
+     * source subtask that already read all its input takes no more checkpoints */
+    snprintf(source, sizeof source, "kafka:%s?stop_at=end&rdkafka.max.partition.fetch.bytes=2048",
+             produce(4, "hash", events(200000)));
     static char sink[160];
     const char *index = index_name(name);
     snprintf(sink, sizeof sink, "%s?max_actions=5&inflight=1", index);
@@ -465,6 +493,7 @@ static const char *start_checkpointed_job(const char *name)
                  0, "kappa submit failed (%s/%s.err)", dir_, name);
     await_state(name, "RUNNING", 120);
     await_checkpoints(name, 2, 120);
+    print_checkpoint_figures(name);
     cr_assert_lt(es_count(index), lines(path_in("truth.sorted")),
                  "the job wrote everything before the failure: nothing left to restore");
     return index;
@@ -475,6 +504,7 @@ static const char *start_checkpointed_job(const char *name)
 static void assert_restored_and_exact(const char *name, const char *index, int min_attempt)
 {
     await_state(name, "FINISHED", 600);
+    print_checkpoint_figures(name);
     cr_assert_geq(job_number(name, "attempt"), min_attempt);
     long long restored = 0;
     checkpoints_completed(name, &restored);
