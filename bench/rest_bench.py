@@ -20,7 +20,6 @@ import gzip
 import http.client
 import os
 import sys
-import tempfile
 import threading
 import time
 
@@ -100,13 +99,10 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     a = ap.parse_args()
     b = os.path.abspath(a.build)
-    work = tempfile.mkdtemp(prefix="kappa-rest-bench-")
     p = a.parallelism
-    try:
-        jm = td.start([f"{b}/jobmanager/kappa-jobmanager", "--state-dir", f"{work}/jm",
-                       "--rest-port", "0", "--rpc-port", "0", "--heartbeat-interval-ms", "500"],
-                      f"{work}/jm.log")
-        ports = dict(jm.stdout.readline().split() for _ in range(2))
+    td.ENV["KAPPA_JOBMANAGER"] = f"{b}/jobmanager/kappa-jobmanager"
+    with td.workdir("kappa-rest-bench-") as work:
+        jm, ports = td.start_jobmanager(work, "--heartbeat-interval-ms", "500")
         base = "http://" + ports["rest"]
         td.start([f"{b}/taskmanager/kappa-taskmanager", "--jobmanager", ports["rpc"], "--slots",
                   str(p), "--state-dir", f"{work}/tm", "--slot-memory-mb", "160"],
@@ -139,9 +135,6 @@ def main():
         load_clients(host, int(port), paths, a.clients, a.seconds)
         print(f"jobmanager after the load: RSS {proc_usage(jm.pid)[1] / 1024:.1f} MiB")
         os.close(hold)
-    finally:
-        td.stop_all()
-        td.shutil.rmtree(work, ignore_errors=True)
     web = os.path.join(os.path.dirname(__file__), "..", "jobmanager", "web")
     files = [f for f in sorted(os.listdir(web)) if not f.endswith(".py")]
     raw = sum(os.path.getsize(os.path.join(web, f)) for f in files)

@@ -13,6 +13,7 @@ Usage (meson sets the environment): KAPPA_JOBMANAGER=... KAPPA_TM=... KAPPA_CLI=
 KAPPA_JOBS=... DASHBOARD_OUT=DIR test_dashboard.py
 """
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -193,9 +194,10 @@ def dump_logs(work):
             print(f"--- {log} (last lines)\n{''.join(tail)}", file=sys.stderr)
 
 
-def cluster(work):
+def start_jobmanager(work, *extra):
+    """A kappa-jobmanager on free ports, its log in work/jm.log: (process, {"rest", "rpc"})."""
     jm = start([ENV["KAPPA_JOBMANAGER"], "--state-dir", f"{work}/jm", "--rest-port", "0",
-                "--rpc-port", "0", "--heartbeat-interval-ms", "500"], f"{work}/jm.log")
+                "--rpc-port", "0", *extra], f"{work}/jm.log")
     ports = {}
     while len(ports) < 2:
         line = jm.stdout.readline()
@@ -203,6 +205,12 @@ def cluster(work):
             fail(f"the jobmanager exited (see {work}/jm.log)")
         kind, addr = line.split()
         ports[kind] = addr
+    return jm, ports
+
+
+def cluster(work):
+    """A jobmanager and one taskmanager with 2 slots; the REST base URL."""
+    _, ports = start_jobmanager(work, "--heartbeat-interval-ms", "500")
     base = "http://" + ports["rest"]
     start([ENV["KAPPA_TM"], "--jobmanager", ports["rpc"], "--slots", "2", "--state-dir",
            f"{work}/tm", "--slot-memory-mb", "64"], f"{work}/tm.log")
@@ -210,10 +218,33 @@ def cluster(work):
     return base
 
 
-def main():
-    work = tempfile.mkdtemp(prefix="kappa-dash-")
-    os.makedirs(OUT, exist_ok=True)
+@contextlib.contextmanager
+def workdir(prefix):
+    """A scratch directory for one test; on the way out every process started is stopped, the
+    directory removed, and on a failure the daemons' log tails printed."""
+    work = tempfile.mkdtemp(prefix=prefix)
     try:
+        yield work
+    except AssertionError:
+        dump_logs(work)
+        raise
+    finally:
+        stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(main):
+    """Runs a test's main: exit 1 with the reason on a failed check."""
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    with workdir("kappa-dash-") as work:
         base = cluster(work)
         subprocess.run([ENV["KAPPA_GEN"], "--output", f"{work}/events.ndjson", "--count",
                         "400000", "--seed", "11"], check=True, stderr=subprocess.DEVNULL)
@@ -297,17 +328,7 @@ def main():
         feeder.stop.set()
         print(f"ok: pages clean, DAG has {operators}, counters grew, cancel worked; "
               f"screenshots in {OUT}")
-    except AssertionError:
-        dump_logs(work)
-        raise
-    finally:
-        stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

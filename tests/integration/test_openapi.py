@@ -12,10 +12,7 @@ Usage: the environment of test_dashboard.py plus KAPPA_SRC (the source tree, for
 """
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import urllib.request
 
 import jsonschema  # Debian: python3-jsonschema
@@ -70,8 +67,7 @@ class Checker:
 
 def main():
     spec = yaml.safe_load(open(os.path.join(ENV["KAPPA_SRC"], "docs", "openapi.yaml")))
-    work = tempfile.mkdtemp(prefix="kappa-openapi-")
-    try:
+    with td.workdir("kappa-openapi-") as work:
         base = td.cluster(work)
         subprocess.run([ENV["KAPPA_GEN"], "--output", f"{work}/events.ndjson", "--count",
                         "100000", "--seed", "5"], check=True, stderr=subprocess.DEVNULL)
@@ -133,17 +129,7 @@ def main():
         if missing:
             td.fail(f"operations of the document never called: {missing}")
         print(f"ok: {len(c.called)} operations of docs/openapi.yaml match the real answers")
-    except AssertionError:
-        td.dump_logs(work)
-        raise
-    finally:
-        td.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        sys.exit(1)
+    td.run(main)

@@ -10,10 +10,7 @@ stopped and the index deleted.
 """
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import urllib.request
 
 import test_dashboard as td
@@ -57,63 +54,54 @@ def main():
     # behind an alias, as the jobmanager's blue/green keeps every es: sink (a concrete index
     # would be migrated behind one at submit, failing searches for a moment)
     es("POST", "/_aliases", {"actions": [{"add": {"index": f"{index}-v1", "alias": index}}]})
-    work = tempfile.mkdtemp(prefix="kappa-results-")
     try:
-        jm = td.start([ENV["KAPPA_JOBMANAGER"], "--state-dir", f"{work}/jm", "--rest-port", "0",
-                       "--rpc-port", "0"], f"{work}/jm.log")
-        ports = dict(jm.stdout.readline().split() for _ in range(2))
-        base = "http://" + ports["rest"]
-        submit(base, "clicks", f"es:{index}", ("--es-url", ENV["KAPPA_ES_URL"]))
-        submit(base, "tofile", f"file:{work}/out")
-        jid = next(j["jid"] for j in td.rest(base, "/jobs")[1]["jobs"] if j["name"] == "clicks")
-        submit(base, "nodb", f"es:{index}-nodb", ("--es-url", "http://127.0.0.1:1"))
-
-        status, d = td.rest(base, "/jobs/clicks/results")
-        got = [(i["key"], i["total"], i["hourly"]) for i in d["items"]]
-        want = [("item_a", 21, [[T0 + H, 5], [T0 + 2 * H, 7], [T0 + 3 * H, 9]]),
-                ("item_b", 4, [[T0 + 2 * H, 2], [T0 + 3 * H, 2]]), ("item_c", 1, [[T0 + 3 * H, 1]])]
-        if got != want or d["documents"] != 6 or d["index"] != index or d["latest"] != T0 + 3 * H:
-            td.fail(f"results: {json.dumps(d)}, expected items {want}")
-        status, d = td.rest(base, "/jobs/clicks/results?top=1&hours=1")
-        if status != 200 or [i["key"] for i in d["items"]] != ["item_a"] or d["documents"] != 3:
-            td.fail(f"?top=1&hours=1: {status} {d}")
-        status, d = td.rest(base, "/jobs/clicks/results?key=item_id;x&value=click_count")
-        if status != 200 or d["key"] != "item_id" or len(d["items"]) != 3:
-            td.fail(f"a bad key name: {status} {d}")
-        status, d = td.rest(base, "/jobs/tofile/results")
-        if status != 404 or "no Elasticsearch index" not in d["errors"][0]:
-            td.fail(f"a file sink: {status} {d}")
-        status, d = td.rest(base, "/jobs/nodb/results")
-        if status != 502:
-            td.fail(f"an unreachable Elasticsearch: {status} {d}")
-        print("ok: the route answers the index's top items and hourly sums")
-
-        status, d = td.rest(base, f"/jobs/{jid}/results")
-        if status != 200:
-            td.fail(f"results by the job's id: {status} {d}")
-        b = td.Browser(work)
-        b.open(f"{base}/#/job/{jid}/results")
-        b.wait_js("the results table", "!!document.querySelector('#results') && "
-                  "document.querySelector('#results').textContent.includes('item_a')")
-        b.wait_js("the chart's lines", "document.querySelectorAll('svg.chart polyline').length == 3")
-        b.check_clean("results")
-        b.shot("job-results")
-        print("ok: the Results tab shows them")
-    except AssertionError:
-        td.dump_logs(work)
-        raise
+        with td.workdir("kappa-results-") as work:
+            check(work, index)
     finally:
-        td.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
-        try:
-            es("DELETE", f"/{index}-v1")
-        except OSError:
-            pass
+        es("DELETE", f"/{index}-v1")
+
+
+def check(work, index):
+    """The route's answers for three jobs, then the Results tab in Chromium."""
+    _, ports = td.start_jobmanager(work)
+    base = "http://" + ports["rest"]
+    submit(base, "clicks", f"es:{index}", ("--es-url", ENV["KAPPA_ES_URL"]))
+    submit(base, "tofile", f"file:{work}/out")
+    jid = next(j["jid"] for j in td.rest(base, "/jobs")[1]["jobs"] if j["name"] == "clicks")
+    submit(base, "nodb", f"es:{index}-nodb", ("--es-url", "http://127.0.0.1:1"))
+
+    status, d = td.rest(base, "/jobs/clicks/results")
+    got = [(i["key"], i["total"], i["hourly"]) for i in d["items"]]
+    want = [("item_a", 21, [[T0 + H, 5], [T0 + 2 * H, 7], [T0 + 3 * H, 9]]),
+            ("item_b", 4, [[T0 + 2 * H, 2], [T0 + 3 * H, 2]]), ("item_c", 1, [[T0 + 3 * H, 1]])]
+    if got != want or d["documents"] != 6 or d["index"] != index or d["latest"] != T0 + 3 * H:
+        td.fail(f"results: {json.dumps(d)}, expected items {want}")
+    status, d = td.rest(base, "/jobs/clicks/results?top=1&hours=1")
+    if status != 200 or [i["key"] for i in d["items"]] != ["item_a"] or d["documents"] != 3:
+        td.fail(f"?top=1&hours=1: {status} {d}")
+    status, d = td.rest(base, "/jobs/clicks/results?key=item_id;x&value=click_count")
+    if status != 200 or d["key"] != "item_id" or len(d["items"]) != 3:
+        td.fail(f"a bad key name: {status} {d}")
+    status, d = td.rest(base, "/jobs/tofile/results")
+    if status != 404 or "no Elasticsearch index" not in d["errors"][0]:
+        td.fail(f"a file sink: {status} {d}")
+    status, d = td.rest(base, "/jobs/nodb/results")
+    if status != 502:
+        td.fail(f"an unreachable Elasticsearch: {status} {d}")
+    print("ok: the route answers the index's top items and hourly sums")
+
+    status, d = td.rest(base, f"/jobs/{jid}/results")
+    if status != 200:
+        td.fail(f"results by the job's id: {status} {d}")
+    b = td.Browser(work)
+    b.open(f"{base}/#/job/{jid}/results")
+    b.wait_js("the results table", "!!document.querySelector('#results') && "
+              "document.querySelector('#results').textContent.includes('item_a')")
+    b.wait_js("the chart's lines", "document.querySelectorAll('svg.chart polyline').length == 3")
+    b.check_clean("results")
+    b.shot("job-results")
+    print("ok: the Results tab shows them")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        sys.exit(1)
+    td.run(main)
