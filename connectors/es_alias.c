@@ -19,6 +19,12 @@ typedef struct resp {
 } resp;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static _Thread_local long last_status_ = -1; /* of this thread's last request */
+
+long kp_es_last_status(void)
+{
+    return last_status_;
+}
 
 static void curl_init_once(void)
 {
@@ -99,6 +105,7 @@ static long call(const kp_es_admin *a, const char *method, const char *path, con
     free(r.ptr);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
+    last_status_ = status;
     return status;
 }
 

@@ -58,6 +58,10 @@ int kp_es_migrate(const kp_es_admin *a, const char *name, const char *to, const 
 int kp_es_next_version(const kp_es_admin *a, const char *alias, int *next, char *err,
                        size_t errlen);
 
+/* The HTTP status of this thread's last request (-1: no answer). A failure answered with a
+ * 4xx other than 404, 408 or 429 will not go away by asking again. */
+long kp_es_last_status(void);
+
 /* N of an index named "ALIAS-vN", else 0. */
 int kp_es_version_of(const char *alias, const char *index);
 

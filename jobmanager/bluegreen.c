@@ -57,6 +57,7 @@ typedef struct work {
     int min_next[KP_BG_SINKS_MAX]; /* versions already used for each alias (never reused) */
     bool ok;
     bool migrated_old; /* v1's concrete index moved behind the alias */
+    bool permanent;    /* failed with an answer that asking again will not change */
     char err[768];
     int64_t old_bytes, new_bytes, old_docs, new_docs;
 } work;
@@ -536,6 +537,10 @@ static void do_work(work *w)
     case KP_BG_PREPARING:
         for (int i = 0; i < w->nsinks && rc == 0; i++)
             rc = prepare_sink(w, &w->sinks[i], w->min_next[i]);
+        if (rc != 0) {
+            long st = kp_es_last_status();
+            w->permanent = st >= 400 && st < 500 && st != 404 && st != 408 && st != 429;
+        }
         break;
     case KP_BG_SWITCHING:
         rc = move_aliases(w, false);
@@ -570,6 +575,11 @@ static bool job_stopped(kp_jm_t *jm, const char *id)
 static bool pick(kp_jm_t *jm, kp_bg_rec *r, work *w)
 {
     int64_t now = kp_wall_ms();
+    if (r->phase == KP_BG_PREPARING && r->mode == KP_BG_ASSIGN && job_stopped(jm, r->job_id)) {
+        kp_bg_enter(r, KP_BG_READY, now, "the job ended before its index was ready");
+        save();
+        return false;
+    }
     switch (r->phase) {
     case KP_BG_PREPARING:
     case KP_BG_ROLLING_BACK:
@@ -616,6 +626,20 @@ static void apply(kp_jm_t *jm, kp_bg_rec *r, work *w)
 {
     int64_t now = kp_wall_ms();
     char msg[1400];
+    if (!w->ok && w->phase == KP_BG_PREPARING && w->permanent) {
+        /* a mapping the node refuses, credentials it rejects: the job fails, saying why */
+        kp_jm_job_t *job = kp_registry_find(jm, r->job_id);
+        snprintf(msg, sizeof msg, "cannot prepare the Elasticsearch index for es:%.200s: %.900s",
+                 r->sinks[0].alias, w->err);
+        kp_jm_log("blue/green (job %s): %s", r->job_id, msg);
+        snprintf(r->error, sizeof r->error, "%.500s", w->err);
+        if (job && !kp_job_state_terminal(job->state) && !job->deployed)
+            kp_job_transition(jm, job, KP_JOB_FAILED, msg);
+        if (r->mode == KP_BG_ASSIGN)
+            kp_bg_enter(r, KP_BG_READY, now, msg);
+        save(); /* a blue/green one is aborted by the observation of the FAILED v2 */
+        return;
+    }
     if (!w->ok) {
         if (strcmp(r->error, w->err))
             kp_jm_log("blue/green (job %s, %s): %s; retrying", r->job_id,

@@ -403,6 +403,20 @@ Test(bluegreen, switch_rollback_and_aborts)
     cr_assert_str_eq(job_state(&jm_, "bg-v1", buf, sizeof buf), "RUNNING");
     await_alias(path_in("v1-closed.sorted"), 30);
 
+    /* an index body the node refuses: v2 fails at once, saying why; nothing else moves */
+    cr_assert_eq(SUBMIT("v5", "hourly_clicks_v2", "bg-v5", "",
+                        "--replace bg-v1 --conf 'es.index_body={\"settings\":{\"no_such\":1}}'"),
+                 0, "(%s/v5.err)", dir_);
+    await_state("bg-v5", "FAILED", 60);
+    await_phase("bg-v5", "ABORTED", 60);
+    cr_assert_eq(KAPPA("status-v5", "status %s", "bg-v5"), 0);
+    cr_assert_eq(kp_test_sh("grep -q 'cannot prepare the Elasticsearch index for es:%s.*HTTP 400' "
+                            "%s/status-v5.out",
+                            alias_, dir_),
+                 0, "kappa status does not say why v5 failed (%s/status-v5.out)", dir_);
+    cr_assert_str_eq(alias_target(target, sizeof target), v1_index);
+    cr_assert_str_eq(job_state(&jm_, "bg-v1", buf, sizeof buf), "RUNNING");
+
     for (int i = 0; i < 2; i++)
         tm_proc_stop(tm_[i]);
     tm_[0] = tm_[1] = 0;
