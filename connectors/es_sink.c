@@ -43,6 +43,7 @@
 
 #include "../runtime/clock.h"
 #include "../runtime/connector.h"
+#include "../runtime/failpoint.h"
 #include "es_bulk.h"
 
 #define MAX_INFLIGHT   64
@@ -526,9 +527,15 @@ static int es_flush(kp_sink_writer *w, char *errstr, size_t errlen)
     es_writer *e = (es_writer *)w;
     if (e->failed || submit(e) != 0)
         return report(e, errstr, errlen);
-    while (e->busy || e->queued)
+    while (e->busy || e->queued) {
         if (wait_some(e) != 0)
             return report(e, errstr, errlen);
+        /* failpoint: bulks of this flush sent, not all of them acknowledged */
+        if ((e->busy || e->queued) && kp_failpoint("es.mid_flush") != 0) {
+            fail(e, "es:%s: failpoint es.mid_flush", e->index);
+            return report(e, errstr, errlen);
+        }
+    }
     if (e->dead && e->dead->flush(e->dead, errstr, errlen) != 0)
         return -1;
     return 0;

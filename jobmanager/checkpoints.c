@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "checkpoint_coord.h"
+#include "failpoint.h"
 #include "frame.h"
 #include "jm.h"
 
@@ -206,7 +207,8 @@ void kp_jm_ckpt_ack(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, i
         kp_ckpt_coord_last_completed(coord, &path);
         kp_jm_log("job %s (%s): checkpoint %lld complete: %s", job->id, job->name, (long long)id,
                   path ? path : "?");
-        kp_control_send_ckpt(jm, job, KP_FRAME_CHECKPOINT_COMPLETE, id, 0, NULL);
+        if (kp_failpoint("coord.after_complete_before_notify") == 0)
+            kp_control_send_ckpt(jm, job, KP_FRAME_CHECKPOINT_COMPLETE, id, 0, NULL);
     } else if (ev == KP_COORD_FAILED) {
         kp_jm_log("job %s (%s): checkpoint %lld failed to complete", job->id, job->name,
                   (long long)id);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "exec_upload.h"
+#include "failpoint.h"
 
 typedef struct job_node {
     kp_snapshot *snap;
@@ -31,6 +32,12 @@ static void upload(kp_uploader *u, kp_snapshot *snap)
     char *ack = kp_ckpt_store_upload(u->store, snap, err, sizeof err);
     int64_t id = kp_snapshot_id(snap);
     int task = kp_snapshot_task(snap), subtask = kp_snapshot_subtask(snap);
+    /* failpoint: the snapshot (its RocksDB checkpoint included) is in storage, unacknowledged */
+    if (ack && kp_failpoint("snapshot.after_rocksdb_checkpoint") != 0) {
+        free(ack);
+        ack = NULL;
+        snprintf(err, sizeof err, "failpoint snapshot.after_rocksdb_checkpoint");
+    }
     if (ack) {
         u->hooks->ack(u->hooks->ctx, id, task, subtask, ack);
         free(ack);

@@ -1,5 +1,6 @@
 /* Named failpoints (failpoint.h). The variable is parsed once into a small fixed table; the
- * common case, no failpoints at all, costs one relaxed atomic load. */
+ * common case, no failpoints at all, costs one relaxed atomic load. `@N` counts the hits of
+ * a failpoint (atomically: any thread) and lets the first N-1 pass. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@ enum { FP_CRASH = 1, FP_ERROR };
 static struct {
     char name[MAX_NAME];
     int action;
+    long from; /* fires from this hit on (1: every hit) */
+    atomic_long hits;
 } fps[MAX_FP];
 static int nfps;
 static atomic_int state; /* 0 unread, 1 none set, 2 some set */
@@ -27,6 +30,20 @@ static void parse(const char *v)
         size_t len = strcspn(v, ",");
         char item[MAX_NAME * 2];
         snprintf(item, sizeof item, "%.*s", (int)len, v);
+        long from = 1;
+        char *at = strchr(item, '@');
+        if (at) {
+            char *end;
+            *at = 0;
+            from = strtol(at + 1, &end, 10);
+            if (end == at + 1 || *end || from < 1) {
+                fprintf(stderr,
+                        "kappa: KAPPA_FAILPOINTS: '@%s' after %s is not a count >= 1; "
+                        "using @1\n",
+                        at + 1, item);
+                from = 1;
+            }
+        }
         char *eq = strchr(item, '=');
         int action = FP_CRASH;
         if (eq) {
@@ -41,6 +58,8 @@ static void parse(const char *v)
         }
         if (item[0]) {
             snprintf(fps[nfps].name, MAX_NAME, "%.63s", item);
+            fps[nfps].from = from;
+            atomic_store(&fps[nfps].hits, 0);
             fps[nfps++].action = action;
         }
         v += len + (v[len] == ',');
@@ -70,8 +89,11 @@ int kp_failpoint(const char *name)
     for (int i = 0; i < nfps; i++) {
         if (strcmp(fps[i].name, name) != 0)
             continue;
+        if (atomic_fetch_add(&fps[i].hits, 1) + 1 < fps[i].from)
+            return 0;
         if (fps[i].action == FP_CRASH) {
-            fprintf(stderr, "kappa: failpoint %s: crash\n", name);
+            fprintf(stderr, "kappa: failpoint %s: crash (hit %ld)\n", name,
+                    atomic_load(&fps[i].hits));
             _exit(137);
         }
         return -1;

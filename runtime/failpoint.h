@@ -1,7 +1,9 @@
 /* Named failpoints for crash and error tests: off by default, enabled by the environment
- * variable KAPPA_FAILPOINTS=name[=action],... where action is `crash` (the default:
+ * variable KAPPA_FAILPOINTS=name[=action][@N],... where action is `crash` (the default:
  * _exit(137) at once, like kill -9 — no atexit handlers, no flushing) or `error` (the call
- * site fails as if the operation had failed). A failpoint is a cheap check when the variable
+ * site fails as if the operation had failed), and `@N` lets the first N-1 hits of the point in
+ * this process pass: it fires from the Nth on (e.g. `coord.after_complete_before_notify@3`:
+ * after the third completed checkpoint). A failpoint is a cheap check when the variable
  * is not set: one load of a flag after the first call.
  *
  * Names in use (docs/checkpoints.md): store.before_metadata_rename,

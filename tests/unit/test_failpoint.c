@@ -33,6 +33,19 @@ Test(failpoint, error_action)
     cr_assert_eq(kp_failpoint("x.on"), 0, "names match whole");
 }
 
+Test(failpoint, count_lets_the_first_hits_pass)
+{
+    setenv("KAPPA_FAILPOINTS", "x.third=error@3,x.bad=error@0", 1);
+    kp_failpoint_reload();
+    cr_assert_eq(kp_failpoint("x.third"), 0);
+    cr_assert_eq(kp_failpoint("x.third"), 0);
+    cr_assert_eq(kp_failpoint("x.third"), -1, "fires at the third hit");
+    cr_assert_eq(kp_failpoint("x.third"), -1, "and every one after");
+    cr_assert_eq(kp_failpoint("x.bad"), -1, "a count below 1 is @1 (with a message)");
+    kp_failpoint_reload();
+    cr_assert_eq(kp_failpoint("x.third"), 0, "a reload starts the count again");
+}
+
 Test(failpoint, crash_action_exits_137, .exit_code = 137)
 {
     setenv("KAPPA_FAILPOINTS", "other=error,x.crash", 1);
