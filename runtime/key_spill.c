@@ -277,9 +277,9 @@ int kp_key_spill_flush(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops 
     size_t i = 0;
     kp_keyentry *e;
     while ((e = kp_keytable_next(t, &i)))
-        if (add_victim(sp, t, e, ops, arg) != 0)
+        if (ops->dirty(arg, e) && add_victim(sp, t, e, ops, arg) != 0)
             return -1;
-    if (write_victims(sp, t, ops, arg, 1) != 0)
+    if (sp->order.len && write_victims(sp, t, ops, arg, 1) != 0)
         return -1;
     sp->ever = 1;
     return 0;

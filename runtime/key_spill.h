@@ -42,8 +42,10 @@ typedef struct kp_key_spill_ops {
     int (*save)(void *arg, kp_keyentry *e, kp_buf *out);
     size_t (*bytes)(void *arg, kp_keyentry *e);
     void (*drop)(void *arg, kp_keyentry *e);
-    /* kp_key_spill_flush wrote the key's state: it is on disk now (a later drop of the key
-     * must kp_key_spill_forget it). */
+    /* kp_key_spill_flush: 1 if the key changed since its state was last written to RocksDB
+     * (only those are written); flushed: it was written, it is on disk now (clean; a later
+     * drop of the key must kp_key_spill_forget it). */
+    int (*dirty)(void *arg, kp_keyentry *e);
     void (*flushed)(void *arg, kp_keyentry *e);
 } kp_key_spill_ops;
 
@@ -101,8 +103,8 @@ int kp_key_spill_take(kp_key_spill *sp, uint64_t hash, kp_bytes key, void **blob
  * -1 after kp_subtask_fail. */
 int kp_key_spill_forget(kp_key_spill *sp, uint64_t hash, kp_bytes key);
 
-/* Checkpoint barriers: writes the state of every key in `t` to RocksDB (one sorted write
- * batch) and keeps it in memory, so that RocksDB alone holds the complete keyed state. Opens
+/* Checkpoint barriers: writes the state of every dirty key in `t` to RocksDB (one sorted write
+ * batch) and keeps it in memory, clean, so that RocksDB alone holds the complete keyed state. Opens
  * the database if needed. 0, or -1 after kp_subtask_fail. */
 int kp_key_spill_flush(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops *ops, void *arg);
 

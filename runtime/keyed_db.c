@@ -13,7 +13,6 @@
 #include "graph.h"
 
 #define STATE_ROOT(st) ((st)->state_dir ? (st)->state_dir : "/tmp/kappa-state")
-#define COPY_BATCH     20000 /* entries per write batch when copying key groups */
 
 static void safe_name(char *s)
 {
@@ -93,43 +92,43 @@ static kp_state *open_dir(const kp_subtask *st, const char *dir, int fresh, char
     return kp_state_open(&cfg, err, errlen);
 }
 
-/* Copies the keys of key groups [lo, hi) of every column family in cfs from src to dst. */
+/* Copies the keys of key groups [lo, hi) of every column family in cfs from src to dst: in
+ * key order into one SST file per column family, ingested (half a million window entries:
+ * 0.27 s of CPU instead of 0.41 s with write batches, bench/barrier-bench; the old subtasks'
+ * ranges do not overlap, so neither do the files). */
 static int copy_groups(kp_state *src, kp_state *dst, const kp_keyed_cf *cfs, int ncfs, int lo,
                        int hi, char *err, size_t errlen)
 {
     uint8_t from[2] = {(uint8_t)(lo >> 8), (uint8_t)lo}, to[2] = {(uint8_t)(hi >> 8), (uint8_t)hi};
-    kp_state_batch *b = kp_state_batch_new();
-    if (!b)
-        return snprintf(err, errlen, "out of memory"), -1;
-    int rc = 0;
-    for (int c = 0; c < ncfs && rc == 0; c++) {
+    for (int c = 0; c < ncfs; c++) {
         int scf = kp_state_cf(src, cfs[c].name, err, errlen);
         int dcf = scf < 0 ? -1 : cfs[c].open(dst, cfs[c].name, err, errlen);
-        if (dcf < 0) {
-            rc = -1;
-            break;
-        }
+        if (dcf < 0)
+            return -1;
         kp_state_iter *it = kp_state_iter_open(src, scf, from, 2, to, 2);
-        if (!it) {
-            snprintf(err, errlen, "out of memory");
-            rc = -1;
-            break;
-        }
+        if (!it)
+            return snprintf(err, errlen, "out of memory"), -1;
+        kp_state_sst *f = NULL;
+        int rc = 0;
         for (; kp_state_iter_valid(it) && rc == 0; kp_state_iter_next(it)) {
             size_t kl, vl;
             const void *k = kp_state_iter_key(it, &kl);
             const void *v = kp_state_iter_value(it, &vl);
-            kp_state_batch_put(b, dst, dcf, k, kl, v, vl);
-            if (kp_state_batch_count(b) >= COPY_BATCH)
-                rc = kp_state_write(dst, b, err, errlen);
+            if (!f && !(f = kp_state_sst_open(dst, dcf, err, errlen)))
+                rc = -1;
+            else
+                rc = kp_state_sst_put(f, k, kl, v, vl, err, errlen);
         }
         if (kp_state_iter_close(it, rc ? NULL : err, rc ? 0 : errlen) != 0)
             rc = -1;
-        if (rc == 0 && kp_state_batch_count(b) > 0)
-            rc = kp_state_write(dst, b, err, errlen);
+        if (rc != 0) {
+            kp_state_sst_abort(f);
+            return -1;
+        }
+        if (f && kp_state_sst_ingest(f, err, errlen) != 0)
+            return -1;
     }
-    kp_state_batch_free(b);
-    return rc;
+    return 0;
 }
 
 /* Rescaling: our key groups of every old database in p, copied into the fresh dst. */

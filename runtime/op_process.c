@@ -113,6 +113,7 @@ typedef struct value_hdr {
     kp_keyed_state *coll; /* list and map state, created on first use */
     uint32_t used;        /* touched since the eviction clock last passed (key_spill.h) */
     uint32_t on_disk;     /* read back from RocksDB, where its older copy still is */
+    uint32_t dirty;       /* touched since its state was last written (kp_key_spill_flush) */
 } value_hdr;
 
 static value_hdr *hdr_of(kp_keyentry *e)
@@ -326,12 +327,18 @@ static int pk_restore(void *arg, kp_keyentry *e, kp_bytes in)
     return 0;
 }
 
+static int pk_dirty(void *arg, kp_keyentry *e)
+{
+    return (int)hdr_of(e)->dirty;
+}
+
 static void pk_flushed(void *arg, kp_keyentry *e)
 {
     hdr_of(e)->on_disk = 1;
+    hdr_of(e)->dirty = 0;
 }
 
-static const kp_key_spill_ops pk_ops = {pk_used, pk_save, pk_bytes, pk_drop, pk_flushed};
+static const kp_key_spill_ops pk_ops = {pk_used, pk_save, pk_bytes, pk_drop, pk_dirty, pk_flushed};
 
 /* The entry of `key` in *out (kp_key_spill_entry), marked used. */
 static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
@@ -339,7 +346,7 @@ static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_
     if (kp_key_spill_entry(&p->spill, &p->values, hash, key, create, pk_restore, p, out) != 0)
         return -1;
     if (*out)
-        hdr_of(*out)->used = 1;
+        hdr_of(*out)->used = hdr_of(*out)->dirty = 1;
     return 0;
 }
 
@@ -589,7 +596,7 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
             return -1;
         if (!e || !unpend(p, hdr_of(e), event_time, t.when, key))
             continue;
-        hdr_of(e)->used = 1;
+        hdr_of(e)->used = hdr_of(e)->dirty = 1;
         /* on_timer may push (invalidating `key`), but it does not touch `values`: `e` holds */
         size_t before = key_extra(hdr_of(e));
         if (call_on_timer(p, e, t.when, event_time) != 0)

@@ -65,6 +65,7 @@ typedef struct key_sessions {
     uint8_t *items; /* n sessions of sess_size bytes */
     int used;       /* touched since the eviction clock last passed (key_spill.h) */
     int on_disk;    /* read back from RocksDB, where its older copy still is */
+    int dirty;      /* touched since its state was last written (kp_key_spill_flush) */
 } key_sessions;
 
 typedef struct session_op {
@@ -212,12 +213,19 @@ static void ks_drop(void *arg, kp_keyentry *e)
     free(((key_sessions *)kp_keyentry_value(e))->items);
 }
 
-static void ks_flushed(void *arg, kp_keyentry *e)
+static int ks_dirty(void *arg, kp_keyentry *e)
 {
-    ((key_sessions *)kp_keyentry_value(e))->on_disk = 1;
+    return ((key_sessions *)kp_keyentry_value(e))->dirty;
 }
 
-static const kp_key_spill_ops ks_ops = {ks_used, ks_save, ks_bytes, ks_drop, ks_flushed};
+static void ks_flushed(void *arg, kp_keyentry *e)
+{
+    key_sessions *ks = kp_keyentry_value(e);
+    ks->on_disk = 1;
+    ks->dirty = 0;
+}
+
+static const kp_key_spill_ops ks_ops = {ks_used, ks_save, ks_bytes, ks_drop, ks_dirty, ks_flushed};
 
 static int ks_restore(void *arg, kp_keyentry *e, kp_bytes in)
 {
@@ -241,7 +249,8 @@ static int key_entry(session_op *s, uint64_t hash, kp_bytes key, int create, kp_
     if (kp_key_spill_entry(&s->spill, &s->keys, hash, key, create, ks_restore, s, out) != 0)
         return -1;
     if (*out)
-        ((key_sessions *)kp_keyentry_value(*out))->used = 1;
+        ((key_sessions *)kp_keyentry_value(*out))->used =
+            ((key_sessions *)kp_keyentry_value(*out))->dirty = 1;
     return 0;
 }
 
