@@ -22,6 +22,7 @@
 #include "failpoint.h"
 #include "frame.h"
 #include "jm.h"
+#include "savepoints.h"
 
 struct kp_jm_ckpt {
     kp_ckpt_store *store;
@@ -157,8 +158,28 @@ static void after_event(kp_jm_t *jm, kp_jm_job_t *job, kp_ckpt_coord *coord)
     }
 }
 
+struct kp_ckpt_coord *kp_jm_ckpt_coord_now(kp_jm_t *jm, kp_jm_job_t *job, char *err, size_t errlen)
+{
+    (void)jm;
+    for (size_t i = 0; i < job->nsubs; i++)
+        if (job->state != KP_JOB_RUNNING || job->subs[i].state != KP_SUB_RUNNING) {
+            snprintf(err, errlen, "the job is %s, not running with every subtask",
+                     kp_job_state_name(job->state));
+            return NULL;
+        }
+    if (!live_coord(job)) { /* no checkpoints configured: a coordinator for savepoints */
+        kp_jm_ckpt_free(job->ckpt_state);
+        job->ckpt_state = start_coord(job);
+    }
+    kp_ckpt_coord *coord = live_coord(job);
+    if (!coord)
+        snprintf(err, errlen, "its checkpoint storage cannot be opened (see the log)");
+    return coord;
+}
+
 void kp_jm_ckpt_step(kp_jm_t *jm, kp_jm_job_t *job)
 {
+    kp_jm_savepoints_step(jm, job);
     kp_ckpt_coord *coord = live_coord(job);
     if (!coord)
         return;

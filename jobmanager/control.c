@@ -223,7 +223,7 @@ void kp_control_send_deploy(kp_jm_t *jm, const kp_jm_job_t *job)
     d.start = (char *)(start ? start : "earliest");
     d.start_timestamp_ms = json_integer_value(json_object_get(m, "start_timestamp_ms"));
     Kappa__Control__CheckpointConfig cc = KAPPA__CONTROL__CHECKPOINT_CONFIG__INIT;
-    if (job->ckpt.interval_ms > 0) {
+    if (job->ckpt.dir) { /* interval 0: no periodic checkpoints, savepoints still */
         cc.interval_ms = job->ckpt.interval_ms;
         cc.timeout_ms = job->ckpt.timeout_ms;
         cc.min_pause_ms = job->ckpt.min_pause_ms;

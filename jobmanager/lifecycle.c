@@ -17,6 +17,7 @@
 
 #include "bluegreen.h"
 #include "jm.h"
+#include "savepoints.h"
 
 static bool settled(const kp_jm_t *jm, const kp_jm_sub_t *sub)
 {
@@ -152,6 +153,8 @@ static void make_room_for_replacement(kp_jm_t *jm, kp_jm_job_t *job)
 
 static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
 {
+    if (kp_jm_savepoint_handover_wait(jm, job)) /* --from-savepoint-of-old: the old stops */
+        return;
     if (!kp_bg_deploy_ready(jm, job)) /* its Elasticsearch index is being prepared */
         return;
     if (!kp_sched_place(jm, job)) {
@@ -165,6 +168,10 @@ static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
     job->epoch = jm->epoch = jm->epoch >= now ? jm->epoch + 1 : now;
     job->deploy_deadline_mono = kp_mono_ms() + jm->cfg.deploy_timeout_ms;
     kp_jm_ckpt_pick_restore(jm, job);
+    if (kp_jm_restore_refused(jm, job)) { /* state of operator uids the job does not have */
+        kp_sched_release(job);
+        return;
+    }
     kp_jm_log("job %s (%s): deploying attempt %u, epoch %llu, %zu subtasks in %u slots%s%s",
               job->id, job->name, job->attempt, (unsigned long long)job->epoch, job->nsubs,
               job->slots, job->restore_path[0] ? ", restoring " : "", job->restore_path);

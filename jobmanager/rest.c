@@ -416,6 +416,7 @@ static const struct route_t {
     {"/jobs/:/checkpoints", kp_rest_checkpoints},
     {"/jobs/:/checkpoints/config", kp_rest_checkpoints_config},
     {"/jobs/:/checkpoints/details/:", kp_rest_checkpoint_details},
+    {"/jobs/:/savepoints/:", kp_rest_savepoint_get},
     {"/taskmanagers/:", kp_rest_tm},
     {"/taskmanagers/:/metrics", kp_rest_tm_metrics},
     {"/taskmanagers/:/logs", kp_rest_tm_logs},
@@ -513,6 +514,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     req_box_t *box = *con_cls;
     if (post && jobs_root)
         return submit(jm, conn, &box->req, data, size);
+    if (post && kp_rest_savepoints_url(url)) /* rest_savepoints.c: it takes a JSON body */
+        return kp_rest_savepoint_post(jm, conn, url, data, size, &box->req.manifest,
+                                      &box->req.manifest_len);
     if (*size) { /* a body where none is expected: ignored, up to 64 KiB */
         box->req.body_bytes += *size;
         *size = 0;

@@ -51,6 +51,13 @@ enum MHD_Result kp_rest_checkpoints_config(kp_jm_t *, struct MHD_Connection *,
 enum MHD_Result kp_rest_checkpoint_details(kp_jm_t *, struct MHD_Connection *,
                                            const kp_rest_args_t *);
 
+/* --- rest_savepoints.c: POST /jobs/:id/savepoints (its body collected into *buf, *len; rest.c
+ * hands every call of such a request over), GET /jobs/:id/savepoints/:rid --- */
+bool kp_rest_savepoints_url(const char *url);
+enum MHD_Result kp_rest_savepoint_post(kp_jm_t *jm, struct MHD_Connection *conn, const char *url,
+                                       const char *data, size_t *size, char **buf, size_t *len);
+enum MHD_Result kp_rest_savepoint_get(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);
+
 /* --- rest_results.c: GET /jobs/:id/results, the job's Elasticsearch index, aggregated --- */
 enum MHD_Result kp_rest_job_results(kp_jm_t *, struct MHD_Connection *, const kp_rest_args_t *);
 

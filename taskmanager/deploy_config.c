@@ -195,7 +195,7 @@ int kp_tm_ckpt_config(const Kappa__Control__Deploy *d, kp_ckpt_config *c, char *
 {
     const Kappa__Control__CheckpointConfig *cc = d->checkpoint;
     *c = (kp_ckpt_config){0};
-    if (!cc || cc->interval_ms <= 0)
+    if (!cc || (cc->interval_ms <= 0 && (!cc->dir || !*cc->dir))) /* 0 + a dir: savepoints */
         return 0;
     const char *mode = cc->mode ? cc->mode : "";
     if (strcmp(mode, "exactly_once") && strcmp(mode, "at_least_once") && *mode) {

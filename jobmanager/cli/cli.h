@@ -14,6 +14,8 @@ int kp_cli_status(int argc, char **argv);
 int kp_cli_cancel(int argc, char **argv);
 int kp_cli_taskmanagers(int argc, char **argv);
 int kp_cli_rollback(int argc, char **argv);
+int kp_cli_savepoint(int argc, char **argv); /* savepoint.c */
+int kp_cli_stop(int argc, char **argv);
 
 /* Blue/green (bluegreen.c): the procedure a job takes part in, under `kappa status`; submit's
  * --in-place / --keep-old DURATION as the manifest's "bluegreen" object (0, or -1 after saying

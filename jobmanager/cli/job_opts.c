@@ -1,5 +1,6 @@
 /* The job flags shared by `kappa run --local` and `kappa submit` (job_opts.h): one parser, so
  * a binding or a start position means the same on a laptop and on a cluster. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,9 +227,33 @@ static int parse_ckpt(kp_job_opts *o, int opt, const char *arg)
     return -1;
 }
 
+/* --from-savepoint PATH: an existing savepoint (or checkpoint) directory or _metadata file, made
+ * absolute (the jobmanager and the taskmanagers read it); exclusive with --from-checkpoint. */
+static int from_savepoint(kp_job_opts *o, const char *arg)
+{
+    if (o->from_checkpoint) {
+        fprintf(stderr, "%s: give one of --from-checkpoint and --from-savepoint\n", o->verb);
+        return -1;
+    }
+    if (!realpath(arg, o->savepoint_path)) {
+        fprintf(stderr, "%s: --from-savepoint %s: %s\n", o->verb, arg, strerror(errno));
+        return -1;
+    }
+    o->from_checkpoint = o->savepoint_path;
+    return 0;
+}
+
 int kp_job_opts_parse(kp_job_opts *o, int opt, char *arg)
 {
     int rc;
+    if (opt == KP_OPT_FROM_SAVEPOINT)
+        return from_savepoint(o, arg) == 0 ? 1 : -1;
+    if (opt == KP_OPT_ALLOW_NON_RESTORED)
+        return (o->allow_non_restored = 1);
+    if (opt == KP_OPT_FROM_CHECKPOINT && o->savepoint_path[0]) {
+        fprintf(stderr, "%s: give one of --from-checkpoint and --from-savepoint\n", o->verb);
+        return -1;
+    }
     if (opt >= KP_OPT_CKPT_INTERVAL && opt <= KP_OPT_FROM_CHECKPOINT)
         return parse_ckpt(o, opt, arg) == 0 ? 1 : -1;
     switch (opt) {
@@ -317,5 +342,7 @@ void kp_job_opts_usage(FILE *out)
         "  --max-concurrent-checkpoints N   in flight at once (default 1)\n"
         "  --tolerable-checkpoint-failures N  failed in a row before the job fails (default 0)\n"
         "  --retained-checkpoints N completed checkpoints kept (default 1)\n"
-        "  --from-checkpoint PATH   restore from a checkpoint (_metadata, chk-N or job dir)\n");
+        "  --from-checkpoint PATH   restore from a checkpoint (_metadata, chk-N or job dir)\n"
+        "  --from-savepoint PATH    restore from a savepoint (its directory; kappa savepoint)\n"
+        "  --allow-non-restored-state  drop state of operators the job no longer has (by uid)\n");
 }

@@ -48,6 +48,8 @@ enum {
     KP_OPT_TOLERABLE_FAILURES,
     KP_OPT_RETAINED,
     KP_OPT_FROM_CHECKPOINT,
+    KP_OPT_FROM_SAVEPOINT,
+    KP_OPT_ALLOW_NON_RESTORED,
 };
 
 /* The shared entries of a getopt_long table ('p' also needs "p:" in the short options). */
@@ -72,6 +74,8 @@ enum {
         {"tolerable-checkpoint-failures", required_argument, NULL, KP_OPT_TOLERABLE_FAILURES},     \
         {"retained-checkpoints", required_argument, NULL, KP_OPT_RETAINED},                        \
         {"from-checkpoint", required_argument, NULL, KP_OPT_FROM_CHECKPOINT},                      \
+        {"from-savepoint", required_argument, NULL, KP_OPT_FROM_SAVEPOINT},                        \
+        {"allow-non-restored-state", no_argument, NULL, KP_OPT_ALLOW_NON_RESTORED},                \
     {                                                                                              \
         "parallelism", required_argument, NULL, 'p'                                                \
     }
@@ -96,6 +100,11 @@ typedef struct kp_job_opts {
     kp_ckpt_config ckpt;
     unsigned ckpt_flags;
     const char *from_checkpoint;
+    /* --from-savepoint PATH (made absolute into savepoint_path; it also sets from_checkpoint:
+     * the restore is the same) and --allow-non-restored-state (state of operator uids the job
+     * does not have is dropped instead of failing the submission; the jobmanager checks). */
+    char savepoint_path[4096];
+    int allow_non_restored;
 } kp_job_opts;
 
 /* Whether checkpoint flag `opt` (KP_OPT_CKPT_INTERVAL ...) was given. */

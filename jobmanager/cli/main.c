@@ -19,6 +19,8 @@ static void usage(FILE *out)
             "  list                           the cluster's jobs\n"
             "  status NAME|ID                 one job: state, placement, exceptions\n"
             "  cancel NAME|ID                 cancel a job\n"
+            "  savepoint NAME|ID [DIR]        take a savepoint of a running job\n"
+            "  stop NAME|ID [--savepoint DIR] a savepoint, then the job stops\n"
             "  rollback NAME|ID               a blue/green reprocessing back to the old version\n"
             "  taskmanagers                   the registered taskmanagers and their slots\n"
             "  version                        print the version and job ABI\n"
@@ -37,10 +39,11 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int argc, char **argv);
-    } verbs[] = {{"run", kp_cli_run},       {"submit", kp_cli_submit},
-                 {"list", kp_cli_list},     {"status", kp_cli_status},
-                 {"cancel", kp_cli_cancel}, {"taskmanagers", kp_cli_taskmanagers},
-                 {"rollback", kp_cli_rollback}};
+    } verbs[] = {{"run", kp_cli_run},           {"submit", kp_cli_submit},
+                 {"list", kp_cli_list},         {"status", kp_cli_status},
+                 {"cancel", kp_cli_cancel},     {"taskmanagers", kp_cli_taskmanagers},
+                 {"rollback", kp_cli_rollback}, {"savepoint", kp_cli_savepoint},
+                 {"stop", kp_cli_stop}};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (!strcmp(argv[1], verbs[i].name))
             return verbs[i].fn(argc - 1, argv + 1);

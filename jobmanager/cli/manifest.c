@@ -74,10 +74,12 @@ json_t *kp_manifest_build(const kp_manifest_in *in)
         return NULL;
     }
     return json_pack(
-        "{s:s, s:s, s:O, s:s, s:i, s:s, s:I, s:o, s:o, s:o, s:o, s:o}", "name", in->name,
+        "{s:s, s:s, s:O, s:s, s:i, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:b}", "name", in->name,
         "plugin_sha256", in->plugin_sha256, "graph", in->graph, "graph_hash", in->graph_hash,
         "parallelism", o->parallelism, "start", kp_start_mode_name(o->start), "start_timestamp_ms",
         (json_int_t)o->start_ts, "bindings", bindings, "conf", conf, "replace",
         in->replace ? json_string(in->replace) : json_null(), "checkpoint", ckpt, "from_checkpoint",
-        o->from_checkpoint ? json_string(o->from_checkpoint) : json_null());
+        o->from_checkpoint ? json_string(o->from_checkpoint) : json_null(),
+        "allow_non_restored_state", o->allow_non_restored, "from_savepoint_of_old",
+        in->from_savepoint_of_old);
 }

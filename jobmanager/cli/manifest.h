@@ -15,11 +15,13 @@ typedef struct kp_manifest_in {
     json_t *graph; /* the graph object (kp_graph_to_json); the manifest takes a reference */
     const char *graph_hash;
     const kp_job_opts *opts; /* -p, bindings, conf, start position */
+    int from_savepoint_of_old; /* --replace with --from-savepoint-of-old */
 } kp_manifest_in;
 
 /* {"name","plugin_sha256","graph","graph_hash","parallelism","start","start_timestamp_ms",
  *  "bindings":[{"name","uri","on_error","dead_letter"}],"conf":[...],"replace",
- *  "checkpoint":{the checkpoint flags given}|null,"from_checkpoint":path|null} — a new
+ *  "checkpoint":{the checkpoint flags given}|null,"from_checkpoint":path|null,
+ *  "allow_non_restored_state":bool,"from_savepoint_of_old":bool} — a new
  * reference, or NULL when out of memory. conf is in lookup order: the first entry with a key
  * wins (later flags come first, as in `kappa run --local`). */
 json_t *kp_manifest_build(const kp_manifest_in *in);

@@ -143,8 +143,8 @@ static void print_errors(const kp_rest *r, long status, json_t *body)
                 r->verb);
 }
 
-int kp_rest_call(kp_rest *r, const char *method, const char *path, curl_mime *mime, long *status,
-                 json_t **body)
+static int call(kp_rest *r, const char *method, const char *path, curl_mime *mime, const char *json,
+                long *status, json_t **body)
 {
     char url[2048], cerr[CURL_ERROR_SIZE] = "";
     answer a = {0};
@@ -158,6 +158,8 @@ int kp_rest_call(kp_rest *r, const char *method, const char *path, curl_mime *mi
     struct curl_slist *hdr = curl_slist_append(NULL, "Accept: application/json");
     if (r->auth[0])
         hdr = curl_slist_append(hdr, r->auth);
+    if (json)
+        hdr = curl_slist_append(hdr, "Content-Type: application/json");
     snprintf(url, sizeof url, "%s%s", r->url, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -170,6 +172,8 @@ int kp_rest_call(kp_rest *r, const char *method, const char *path, curl_mime *mi
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (mime)
         curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    if (json)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
     CURLcode rc = curl_easy_perform(c);
     int out;
     if (rc != CURLE_OK) {
@@ -191,6 +195,18 @@ int kp_rest_call(kp_rest *r, const char *method, const char *path, curl_mime *mi
     curl_slist_free_all(hdr);
     curl_easy_cleanup(c);
     return out;
+}
+
+int kp_rest_call(kp_rest *r, const char *method, const char *path, curl_mime *mime, long *status,
+                 json_t **body)
+{
+    return call(r, method, path, mime, NULL, status, body);
+}
+
+int kp_rest_call_json(kp_rest *r, const char *method, const char *path, const char *json,
+                      long *status, json_t **body)
+{
+    return call(r, method, path, NULL, json, status, body);
 }
 
 void kp_rest_escape(const char *s, char *buf, size_t len)

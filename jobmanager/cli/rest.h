@@ -63,6 +63,10 @@ void kp_rest_usage(FILE *out);
 int kp_rest_call(kp_rest *r, const char *method, const char *path, curl_mime *mime, long *status,
                  json_t **body);
 
+/* The same with a JSON text as the body (Content-Type: application/json). */
+int kp_rest_call_json(kp_rest *r, const char *method, const char *path, const char *json,
+                      long *status, json_t **body);
+
 /* A job name or id as one escaped URL path segment, into buf. */
 void kp_rest_escape(const char *s, char *buf, size_t len);
 

@@ -22,10 +22,18 @@ typedef struct submit_opts {
     kp_job_opts job;
     kp_rest rest;
     const char *path, *name, *replace, *keep_old;
-    int wait, dry_run, in_place;
+    int wait, dry_run, in_place, from_old;
 } submit_opts;
 
-enum { OPT_NAME = 3000, OPT_REPLACE, OPT_WAIT, OPT_DRY_RUN, OPT_IN_PLACE, OPT_KEEP_OLD };
+enum {
+    OPT_NAME = 3000,
+    OPT_REPLACE,
+    OPT_WAIT,
+    OPT_DRY_RUN,
+    OPT_IN_PLACE,
+    OPT_KEEP_OLD,
+    OPT_FROM_OLD
+};
 
 static void usage(FILE *out)
 {
@@ -37,6 +45,8 @@ static void usage(FILE *out)
             "                           one and the alias moves once it has caught up\n"
             "  --in-place               with --replace: no blue/green, write the alias's index\n"
             "                           and cancel the old job once this one runs\n"
+            "  --from-savepoint-of-old  with --replace: stop the old job with a savepoint and\n"
+            "                           start this one from it (a logic change keeping state)\n"
             "  --keep-old DURATION      blue/green: keep the old index this long after the\n"
             "                           switch, for kappa rollback (N ms, Ns, Nm, Nh, Nd; 1h)\n"
             "  --wait                   stay until the job ends; exit with its outcome\n"
@@ -56,6 +66,7 @@ static int parse(submit_opts *o, int argc, char **argv)
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"in-place", no_argument, NULL, OPT_IN_PLACE},
         {"keep-old", required_argument, NULL, OPT_KEEP_OLD},
+        {"from-savepoint-of-old", no_argument, NULL, OPT_FROM_OLD},
         KP_JOB_LONGOPTS,
         KP_REST_LONGOPTS,
         {0},
@@ -76,6 +87,8 @@ static int parse(submit_opts *o, int argc, char **argv)
             o->dry_run = 1;
         } else if (c == OPT_IN_PLACE) {
             o->in_place = 1;
+        } else if (c == OPT_FROM_OLD) {
+            o->from_old = 1;
         } else if (c == OPT_KEEP_OLD) {
             o->keep_old = optarg;
         } else if (c == 'h') {
@@ -100,6 +113,12 @@ static int parse(submit_opts *o, int argc, char **argv)
         fprintf(stderr, "kappa submit: --in-place and --keep-old go with --replace\n");
         return KP_EXIT_USAGE;
     }
+    if (o->from_old && (!o->replace || o->keep_old || o->job.from_checkpoint)) {
+        fprintf(stderr, "kappa submit: --from-savepoint-of-old goes with --replace, and not with "
+                        "--keep-old, --from-checkpoint or --from-savepoint\n");
+        return KP_EXIT_USAGE;
+    }
+    o->in_place |= o->from_old; /* the state goes on: no blue/green beside the old job */
     if (o->in_place && o->keep_old) {
         fprintf(stderr, "kappa submit: --keep-old is for blue/green, not --in-place\n");
         return KP_EXIT_USAGE;
@@ -177,7 +196,8 @@ static json_t *manifest_of(const submit_opts *o, const kp_job *job, const char *
                          .plugin_sha256 = plugin_sha,
                          .graph = graph,
                          .graph_hash = hash,
-                         .opts = &o->job};
+                         .opts = &o->job,
+                         .from_savepoint_of_old = o->from_old};
     json_t *m = kp_manifest_build(&in), *bg = NULL;
     json_decref(graph);
     if (m && (o->in_place || o->keep_old) &&
