@@ -140,7 +140,7 @@ def main():
     raw = sum(os.path.getsize(os.path.join(web, f)) for f in files)
     gz = sum(len(gzip.compress(open(os.path.join(web, f), "rb").read(), 9)) for f in files)
     print(f"dashboard assets ({', '.join(files)}): {raw} bytes, {gz} bytes gzip -9 "
-          f"(served uncompressed, embedded in the binary)")
+          f"(both embedded in the binary; the gzip'd copy goes to browsers)")
 
 
 if __name__ == "__main__":

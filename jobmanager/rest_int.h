@@ -81,6 +81,8 @@ typedef struct kp_web_asset_t {
     const char *ctype;
     const unsigned char *data;
     size_t len;
+    const unsigned char *gz; /* the same, gzip -9 */
+    size_t gz_len;
 } kp_web_asset_t;
 extern const kp_web_asset_t kp_web_assets[];
 extern const size_t kp_web_nassets;

@@ -185,7 +185,7 @@ async function graphTab(job) {
     if (b.ok && b.body['backpressure-level']) bp[n.id] = b.body['backpressure-level'];
     else if (b.ok) bpNote = b.body.reason || '';
   }));
-  const rts = rates(job);
+  const rts = ['FINISHED', 'FAILED', 'CANCELED'].includes(job.state) ? {} : rates(job); /* nothing flows */
   if (ui.selected === null && plan.nodes.length) ui.selected = plan.nodes[0].id;
   const task = job.tasks.find((t) => t.id === ui.selected);
   return `<div class="legend"><span><i class="ok"></i>ok</span><span><i class="low"></i>low</span><span><i class="high"></i>high backpressure</span>

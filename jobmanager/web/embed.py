@@ -3,9 +3,10 @@
 
 Usage: embed.py OUT.c FILE...  — writes a C file defining kp_web_assets[] (see
 jobmanager/rest_int.h): each FILE served at /web/<basename> with a content type from its
-extension. The jobmanager then serves the dashboard with no file-system access at all, so no
+extension, and a gzip -9 copy (mtime 0: the build is reproducible) for clients that accept it. The jobmanager then serves the dashboard with no file-system access at all, so no
 request path can reach outside the assets. Unknown extensions are an error, not a guess.
 """
+import gzip
 import os
 import sys
 
@@ -29,11 +30,14 @@ def main(out, files):
         if ext not in TYPES:
             sys.exit(f"embed.py: {path}: unknown extension {ext!r} (add it to TYPES)")
         data = open(path, "rb").read()
-        lines.append(f"static const unsigned char asset_{i}[{len(data) + 1}] = {{")
-        for k in range(0, len(data), 20):
-            lines.append("    " + ",".join(str(b) for b in data[k:k + 20]) + ",")
-        lines.append("    0};")
-        entries.append(f'    {{"/web/{name}", "{TYPES[ext]}", asset_{i}, {len(data)}}},')
+        gz = gzip.compress(data, 9, mtime=0)
+        for suffix, blob in (("", data), ("_gz", gz)):
+            lines.append(f"static const unsigned char asset_{i}{suffix}[{len(blob) + 1}] = {{")
+            for k in range(0, len(blob), 20):
+                lines.append("    " + ",".join(str(b) for b in blob[k:k + 20]) + ",")
+            lines.append("    0};")
+        entries.append(f'    {{"/web/{name}", "{TYPES[ext]}", asset_{i}, {len(data)}, '
+                       f'asset_{i}_gz, {len(gz)}}},')
     lines.append("const kp_web_asset_t kp_web_assets[] = {")
     lines += entries
     lines.append("};")

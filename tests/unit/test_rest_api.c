@@ -72,8 +72,10 @@ static raw_reply raw_http_from(const jm_proc *jm, const char *from, const char *
         rep.status = -1; /* closed without an answer */
     char *sep = strstr(buf, "\r\n\r\n");
     rep.head = buf;
-    rep.body = strdup(sep ? sep + 4 : "");
     rep.body_len = sep ? n - (size_t)(sep + 4 - buf) : 0;
+    rep.body = malloc(rep.body_len + 1); /* binary-safe: a gzip body holds NULs */
+    memcpy(rep.body, sep ? sep + 4 : "", rep.body_len);
+    rep.body[rep.body_len] = '\0';
     if (sep)
         sep[2] = '\0';
     return rep;
@@ -306,6 +308,17 @@ Test(rest_api, the_dashboard_is_served_and_no_path_escapes, .fini = cleanup)
     r = get(&jm, "/web/app.js");
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.head, "text/javascript"));
+    cr_assert(!strstr(r.head, "Content-Encoding"));
+    size_t plain = r.body_len;
+    raw_free(&r);
+    static const char gz_req[] = "GET /web/app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: "
+                                 "gzip, deflate, br\r\nConnection: close\r\n\r\n";
+    r = raw_http(&jm, gz_req, sizeof gz_req - 1);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.head, "Content-Encoding: gzip"), "head: %s", r.head);
+    cr_assert(r.body_len > 2 && (unsigned char)r.body[0] == 0x1f &&
+                  (unsigned char)r.body[1] == 0x8b && r.body_len < plain / 2,
+              "gzip body of %zu bytes for %zu plain", r.body_len, plain);
     raw_free(&r);
 
     static const char *const bad[] = {
