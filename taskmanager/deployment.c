@@ -285,8 +285,10 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
         return -1;
     }
     dep->hooks = (kp_ckpt_hooks){.ack = hook_ack, .decline = hook_decline, .ctx = dep};
-    cfg.control = dep->control;
-    cfg.ckpt_hooks = &dep->hooks;
+    if (cfg.ckpt.dir) { /* a run with a control takes checkpoints: it needs their storage */
+        cfg.control = dep->control;
+        cfg.ckpt_hooks = &dep->hooks;
+    }
     cfg.restore = restore;
     cfg.ckpt_job = dep->d->job_id; /* the jobmanager commits under DIR/<job id> */
     kp_exec_stats stats = {0};
