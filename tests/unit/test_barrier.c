@@ -431,7 +431,7 @@ static void on_decline(void *ctx, int64_t id, int task, int subtask, const char 
 typedef struct driver {
     kp_exec_control *c;
     acks *a;
-    volatile int stop;
+    int stop; /* atomic */
     int triggered, completed, committed;
 } driver;
 
@@ -443,10 +443,10 @@ typedef struct driver {
 static void *drive(void *arg)
 {
     driver *d = arg;
-    while (!d->stop && d->triggered < 20) {
+    while (!__atomic_load_n(&d->stop, __ATOMIC_RELAXED) && d->triggered < 20) {
         int64_t id = ++d->triggered;
         cr_assert_eq(kp_exec_control_trigger(d->c, id, 0), 0);
-        for (int i = 0; i < 2000 && !d->stop; i++) {
+        for (int i = 0; i < 2000 && !__atomic_load_n(&d->stop, __ATOMIC_RELAXED); i++) {
             pthread_mutex_lock(&d->a->lock);
             int n = d->a->n[id];
             pthread_mutex_unlock(&d->a->lock);
@@ -454,9 +454,15 @@ static void *drive(void *arg)
                 cr_assert_eq(kp_exec_control_complete(d->c, id), 0);
                 d->completed++;
                 /* the sinks commit on their next tick (~100 ms) */
-                for (int k = 0; k < 1000 && !d->stop && commits[id] < 3; k++)
+                int c = 0;
+                for (int k = 0; k < 1000 && !__atomic_load_n(&d->stop, __ATOMIC_RELAXED) && c < 3;
+                     k++) {
                     nanosleep(&(struct timespec){0, 1000000}, NULL);
-                d->committed += commits[id] == 3;
+                    pthread_mutex_lock(&lock);
+                    c = commits[id];
+                    pthread_mutex_unlock(&lock);
+                }
+                d->committed += c == 3;
                 break;
             }
             nanosleep(&(struct timespec){0, 1000000}, NULL);
@@ -490,7 +496,7 @@ Test(barrier, controlled_run_acks_every_subtask_and_commits, .timeout = 240)
     char err[1024];
     kp_exec_stats st;
     int rc = kp_exec_run(job, &cfg, &st, err, sizeof err);
-    d.stop = 1;
+    __atomic_store_n(&d.stop, 1, __ATOMIC_RELAXED);
     pthread_join(t, NULL);
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_gt(d.completed, 0, "no checkpoint was acknowledged by every subtask");

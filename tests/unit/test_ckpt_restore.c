@@ -202,9 +202,9 @@ static int completed(void)
 static void *watch(void *arg)
 {
     (void)arg;
-    while (!cancel) {
+    while (!__atomic_load_n(&cancel, __ATOMIC_RELAXED)) {
         if (completed() >= 2)
-            cancel = 1;
+            __atomic_store_n(&cancel, 1, __ATOMIC_RELAXED);
         nanosleep(&(struct timespec){0, 2000000}, NULL);
     }
     return NULL;
@@ -241,7 +241,7 @@ static int run(kp_job *job, kp_binding *bind, int nbind, int cancelled, kp_resto
     kp_exec_stats st;
     int rc = kp_exec_run(job, &cfg, &st, err, sizeof err);
     if (cancelled) {
-        cancel = 1;
+        __atomic_store_n(&cancel, 1, __ATOMIC_RELAXED);
         pthread_join(w, NULL);
         cr_assert(rc != 0 ? strstr(err, "cancelled") != NULL : 1, "%s", err);
     } else {
