@@ -408,6 +408,7 @@ typedef struct acks {
     int n[MAXCK]; /* acknowledgements per checkpoint */
     int declined[MAXCK];
     char *first[MAXCK]; /* one acknowledgement's JSON */
+    double align_max;   /* the longest alignment any subtask reported (ms) */
 } acks;
 
 static void on_ack(void *ctx, int64_t id, int task, int subtask, const char *json)
@@ -415,6 +416,9 @@ static void on_ack(void *ctx, int64_t id, int task, int subtask, const char *jso
     acks *a = ctx;
     pthread_mutex_lock(&a->lock);
     a->n[id]++;
+    const char *al = strstr(json, "\"align_ms\":");
+    double ms = al ? strtod(al + 11, NULL) : 0;
+    a->align_max = ms > a->align_max ? ms : a->align_max;
     if (!a->first[id])
         a->first[id] = strdup(json);
     pthread_mutex_unlock(&a->lock);
@@ -508,8 +512,8 @@ Test(barrier, controlled_run_acks_every_subtask_and_commits, .timeout = 240)
     }
     cr_assert_gt(d.committed, 0, "no completion reached the sinks");
     printf("barrier: %d checkpoints through kp_exec_control, every subtask acknowledged, %d "
-           "committed by every sink\n",
-           d.completed, d.committed);
+           "committed by every sink; longest alignment %.1f ms (sinks slowed: backpressure)\n",
+           d.completed, d.committed, a.align_max);
     for (int id = 0; id < MAXCK; id++)
         free(a.first[id]);
     kp_exec_control_free(d.c);
