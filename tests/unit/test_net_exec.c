@@ -5,7 +5,9 @@
  * the log, docs/semantics.md), and every channel's batches, END included, must cross.
  * The job and the split are those of test_exec_part.c (file source, 4 partitions → map →
  * key_by → tumbling count → sink at another parallelism, late side output); seeds: a fixed
- * list plus a fresh printed one, KAPPA_TEST_SEED=N runs only N. */
+ * list plus a fresh printed one, KAPPA_TEST_SEED=N runs only N. With checkpoints, each side
+ * is steered as a taskmanager is (kp_exec_control, ckpt_hooks): barriers cross TCP, every
+ * subtask of both sides acknowledges, and the documents stay those of the local run. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -17,6 +19,7 @@
 
 #include "../../runtime/connector.h"
 #include "../../runtime/exec.h"
+#include "../../runtime/exec_control.h"
 #include "../../runtime/graph.h"
 #include "../../runtime/json.h"
 #include "../../runtime/net_transport.h"
@@ -51,6 +54,9 @@ typedef struct side_run {
     int rc;
     char err[1024];
     kp_exec_stats stats;
+    kp_exec_control *ctl; /* checkpoints: steered from the test (NULL: off) */
+    const kp_ckpt_hooks *hooks;
+    const char *ckpt_dir;
 } side_run;
 
 /* `in_uri` is the caller's (512 bytes): both sides build their config at the same time. */
@@ -76,6 +82,9 @@ static void *side_main(void *arg)
     kp_binding bind[3];
     char in_uri[512];
     kp_exec_config cfg = config_for(r->input, state_dir, bind, in_uri);
+    cfg.control = r->ctl;
+    cfg.ckpt_hooks = r->hooks;
+    cfg.ckpt.dir = r->ckpt_dir;
     kp_job *job = new_job(); /* each side rebuilds the job, as a taskmanager does */
     r->rc = kp_exec_run_part(job, &cfg, &r->part, &r->stats, r->err, sizeof r->err);
     kp_job_free(job);
@@ -125,11 +134,67 @@ static int split(const kp_plan *plan, uint64_t seed, kp_subtask_ref *refs, int *
     return n;
 }
 
+/* ---- checkpoints: the jobmanager's part, both sides acknowledging into one counter ------ */
+
+typedef struct ckpt_driver {
+    kp_exec_control *ctl[2];
+    kp_ckpt_hooks hooks;
+    pthread_mutex_t lock;
+    int acks[64], declines, nsubtasks, completed;
+    atomic_int stop;
+} ckpt_driver;
+
+static void drv_ack(void *ctx, int64_t id, int task, int subtask, const char *json)
+{
+    ckpt_driver *d = ctx;
+    pthread_mutex_lock(&d->lock);
+    d->acks[id]++;
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void drv_decline(void *ctx, int64_t id, int task, int subtask, const char *reason)
+{
+    ckpt_driver *d = ctx;
+    pthread_mutex_lock(&d->lock);
+    d->declines++;
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Triggers checkpoints 1.. at both sides, completing each once every subtask acknowledged. */
+static void *drive(void *arg)
+{
+    ckpt_driver *d = arg;
+    for (int64_t id = 1; id < 64 && !atomic_load(&d->stop); id++) {
+        for (int s = 0; s < 2; s++)
+            cr_assert_eq(kp_exec_control_trigger(d->ctl[s], id, 0), 0);
+        int n = 0;
+        for (int i = 0; i < 3000 && !atomic_load(&d->stop) && n < d->nsubtasks; i++) {
+            usleep(1000);
+            pthread_mutex_lock(&d->lock);
+            n = d->acks[id];
+            pthread_mutex_unlock(&d->lock);
+        }
+        if (n < d->nsubtasks)
+            break; /* the run ended: its subtasks take no more checkpoints */
+        for (int s = 0; s < 2; s++)
+            cr_assert_eq(kp_exec_control_complete(d->ctl[s], id), 0);
+        d->completed++;
+    }
+    return NULL;
+}
+
+static void check_split_ckpt(int p, int sink_p, uint64_t seed, int nrec, int ckpt);
+
 static void check_split(int p, int sink_p, uint64_t seed)
+{
+    check_split_ckpt(p, sink_p, seed, 3000, 0);
+}
+
+static void check_split_ckpt(int p, int sink_p, uint64_t seed, int nrec, int ckpt)
 {
     job_parallelism = p;
     sink_parallelism = sink_p;
-    const char *input = write_input(seed, 3000);
+    const char *input = write_input(seed, nrec);
     long long want_late;
     doc_list want = run_local(input, &want_late);
     cr_assert_gt(want.n, 0);
@@ -161,14 +226,41 @@ static void check_split(int p, int sink_p, uint64_t seed)
         kp_net_transport_init(&ends[s], nets[s], JOB, attempt, other_side, peers[s]);
     }
     side_run runs[2];
-    pthread_t th[2];
+    pthread_t th[2], drv;
+    static ckpt_driver d;
+    char ckpt_dir[128];
+    snprintf(ckpt_dir, sizeof ckpt_dir, "/tmp/kappa-net-exec-ck-%d", (int)getpid());
+    if (ckpt) {
+        d = (ckpt_driver){.hooks = {drv_ack, drv_decline, &d}, .nsubtasks = n};
+        pthread_mutex_init(&d.lock, NULL);
+        for (int s = 0; s < 2; s++)
+            cr_assert_not_null(d.ctl[s] = kp_exec_control_new());
+    }
     for (int s = 0; s < 2; s++) {
         runs[s] = (side_run){.input = input, .side = s};
         runs[s].part = (kp_exec_part){mine[s], nmine[s], &ends[s].base};
+        if (ckpt)
+            runs[s].ctl = d.ctl[s], runs[s].hooks = &d.hooks, runs[s].ckpt_dir = ckpt_dir;
         cr_assert_eq(pthread_create(&th[s], NULL, side_main, &runs[s]), 0);
     }
+    if (ckpt)
+        cr_assert_eq(pthread_create(&drv, NULL, drive, &d), 0);
     for (int s = 0; s < 2; s++)
         pthread_join(th[s], NULL);
+    if (ckpt) {
+        atomic_store(&d.stop, 1);
+        pthread_join(drv, NULL);
+        for (int s = 0; s < 2; s++)
+            kp_exec_control_free(d.ctl[s]);
+        cr_assert_eq(d.declines, 0, "seed %" PRIu64 ": a subtask declined", seed);
+        cr_assert_gt(d.completed, 0, "seed %" PRIu64 ": no checkpoint acknowledged by all %d", seed,
+                     n);
+        fprintf(stderr, "test_net_exec: p=%d seed %" PRIu64 ": %d checkpoints over TCP\n", p, seed,
+                d.completed);
+        char rm[200];
+        snprintf(rm, sizeof rm, "rm -rf %s", ckpt_dir);
+        cr_assert_eq(system(rm), 0);
+    }
     long long shipped =
         kp_net_get_stats(nets[0]).batches_sent + kp_net_get_stats(nets[1]).batches_sent;
     long long received =
@@ -218,4 +310,13 @@ Test(net_exec, split_over_tcp_equals_local_run, .timeout = 240)
     for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++)
         check_split(1 + (int)(i % 3), 1 + (int)((i + 1) % 3), seeds[i]);
     check_split(2, 3, fresh_seed());
+}
+
+/* Barriers cross the data plane in order with the records; consumers align inputs from both
+ * sides; every subtask acknowledges; results unchanged. */
+Test(net_exec, checkpoints_over_tcp, .timeout = 240)
+{
+    static const uint64_t seeds[] = {5, 6};
+    for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++)
+        check_split_ckpt(2, 3, seeds[i], 200000, 1);
 }
