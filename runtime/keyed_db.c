@@ -163,10 +163,36 @@ static int merge_old(kp_subtask *st, const kp_node *node, pick *p, kp_state *dst
     return 0;
 }
 
+static int widest(void *ctx, const kp_restore_entry *e)
+{
+    int *hi = ctx;
+    *hi = e->kg_hi > *hi ? e->kg_hi : *hi;
+    return 0;
+}
+
+/* The key groups of the checkpoint's state of this uid end where ours do: a key's group is its
+ * hash modulo the max parallelism, so state taken under another one would land in the wrong
+ * subtasks. 0, or -1 after kp_subtask_fail. */
+static int same_key_groups(kp_subtask *st, const kp_node *node)
+{
+    int hi = -1;
+    kp_restore_each(st->restore, node->uid, NULL, widest, &hi);
+    if (hi < 0 || !st->job || hi == st->job->max_parallelism)
+        return 0;
+    return kp_subtask_fail(st,
+                           "%s: cannot restore keyed state: the checkpoint was taken with max "
+                           "parallelism %d and the job has %d (key groups are the hash modulo "
+                           "it); restore with max parallelism %d",
+                           node->name, hi, st->job->max_parallelism, hi);
+}
+
 kp_state *kp_keyed_db_open(kp_subtask *st, const kp_node *node, int kg_lo, int kg_hi,
                            const kp_keyed_cf *cfs, int ncfs, int *restored)
 {
     char dir[1100], err[1024];
+    *restored = 0;
+    if (st->restore && same_key_groups(st, node) != 0)
+        return NULL;
     kp_keyed_db_path(st, node, kg_lo, kg_hi, dir, sizeof dir);
     pick p = {st, kg_lo, kg_hi, NULL, 0, 0, 0};
     if (st->restore)

@@ -603,3 +603,37 @@ Test(keyed_restore, missing_files_fail)
 {
     check_broken(1);
 }
+
+/* State taken under one max parallelism cannot be restored under another (key groups are the
+ * hash modulo it): the error says so and what to do. */
+Test(keyed_restore, other_max_parallelism_fails)
+{
+    enum kind kinds[3] = {TUMBLING, SESSION, PROCESS};
+    for (int k = 0; k < 3; k++) {
+        make_job(kinds[k]);
+        make_input(9);
+        cache_bytes = 16 << 10;
+        setup_dir();
+        char err[1024], path[1024];
+        kp_ckpt_store *store = kp_ckpt_store_open(root, "job", err, sizeof err);
+        cr_assert(store);
+        run r;
+        cr_assert_eq(start(&r, 2, 1, NULL), 0, "%s", failure);
+        feed(&r, 0, NREC / 2);
+        checkpoint(&r, store, 1, path, sizeof path);
+        stop(&r);
+        doc_list before;
+        take_docs(&before);
+        free_docs(&before);
+        kp_restore *restore = kp_restore_open(path, err, sizeof err);
+        cr_assert(restore, "%s", err);
+        job->max_parallelism = 64;
+        cr_assert_eq(start(&r, 2, 2, restore), -1);
+        cr_assert(strstr(failure, "max parallelism 128") && strstr(failure, "has 64"), "%s",
+                  failure);
+        kp_restore_free(restore);
+        kp_ckpt_store_free(store);
+        remove_dir();
+        kp_job_free(job);
+    }
+}
