@@ -27,7 +27,7 @@ let refreshMs = 2000;
 let timer = null;
 let generation = 0; /* a redraw of an older route is dropped */
 const samples = {}; /* jid -> {t, attempt, tasks: {tid: {in, out}}} for the rates */
-const ui = { selected: null, confirmCancel: false };
+const ui = { selected: null, confirmCancel: false, ckpt: null };
 
 async function api(path, opts) {
   const r = await fetch(path, opts);
@@ -227,9 +227,27 @@ async function checkpointsTab(job) {
     <h2>Duration (ms) and size (bytes)</h2>${barChart(hist, (h) => h.end_to_end_duration, 'end-to-end duration ms', 'bar')}
     ${barChart(hist, (h) => h.state_size, 'state size bytes', 'bar2')}
     <h2>History</h2><div class="panel"><table id="checkpoints"><tr><th>Id</th><th>Status</th><th>Triggered</th>
-    <th class="num">Duration</th><th class="num">Size</th><th class="num">Acknowledged</th></tr>${hist.slice().reverse().map((h) => `<tr>
+    <th class="num">Duration</th><th class="num">Size</th><th class="num">Acknowledged</th></tr>${hist.slice().reverse().map((h) => `<tr
+    class="link" data-ckpt="${esc(h.id)}">
     <td>${esc(h.id)}</td><td>${badge(h.status)}</td><td>${time(h.trigger_timestamp)}</td><td class="num">${fmt(h.end_to_end_duration)} ms</td>
-    <td class="num">${fmt(h.state_size)}</td><td class="num">${fmt(h.num_acknowledged_subtasks)}/${fmt(h.num_subtasks)}</td></tr>`).join('')}</table></div>`;
+    <td class="num">${fmt(h.state_size)}</td><td class="num">${fmt(h.num_acknowledged_subtasks)}/${fmt(h.num_subtasks)}</td></tr>`).join('')}</table></div>
+    ${await checkpointDetail(job, ui.ckpt !== null ? ui.ckpt : hist[hist.length - 1].id)}`;
+}
+
+/* Per task and subtask of one checkpoint (GET /jobs/:id/checkpoints/details/:cid). */
+async function checkpointDetail(job, cid) {
+  const d = await api(`/jobs/${job.jid}/checkpoints/details/${encodeURIComponent(cid)}`);
+  if (!d.ok) return `<div class="note">${esc(errText(d))}</div>`;
+  const names = new Map(job.tasks.map((t) => [String(t.id), t.name]));
+  const ms = (v) => (v === null || v === undefined ? '–' : `${Number(v).toFixed(1)} ms`);
+  const rows = Object.values(d.body.tasks || {}).flatMap((t) => (t.subtasks || []).map((s) => `<tr>
+    <td>${esc(names.get(String(t.id)) || t.id)}</td><td>${esc(s.index)}</td><td>${badge(String(s.status).toUpperCase())}</td>
+    <td class="num">${fmt(s.end_to_end_duration)} ms</td><td class="num">${fmt(s.state_size)}</td>
+    <td class="num">${ms(s.checkpoint && s.checkpoint.sync)}</td><td class="num">${ms(s.checkpoint && s.checkpoint.async)}</td>
+    <td class="num">${ms(s.alignment && s.alignment.duration)}</td></tr>`)).join('');
+  return `<h2>Checkpoint ${esc(cid)} per subtask</h2><div class="panel">${rows ? `<table id="ckpt-detail"><tr><th>Task</th>
+    <th>#</th><th>Status</th><th class="num">End to end</th><th class="num">State size</th><th class="num">Sync</th>
+    <th class="num">Async</th><th class="num">Alignment</th></tr>${rows}</table>` : '<div class="empty">No subtask has acknowledged it yet.</div>'}</div>`;
 }
 
 /* Lines of the top items' hourly values (the five largest) over a shared time axis. */
@@ -376,11 +394,13 @@ main.addEventListener('click', (ev) => {
     cancelJob(b.dataset.jid).then(draw);
     return;
   }
+  const ck = ev.target.closest('tr[data-ckpt]');
+  if (ck) { ui.ckpt = ck.dataset.ckpt; draw(); return; }
   const row = ev.target.closest('tr[data-href]');
   if (row) location.hash = row.dataset.href;
 });
 
-window.addEventListener('hashchange', () => { ui.selected = null; ui.confirmCancel = false; draw(); });
+window.addEventListener('hashchange', () => { ui.selected = null; ui.confirmCancel = false; ui.ckpt = null; draw(); });
 
 api('/config').then((c) => {
   if (c.ok) refreshMs = c.body['refresh-interval'] || 2000;

@@ -310,6 +310,13 @@ def main():
                 if not b.js(rows) > first:
                     fail(f"the checkpoint table did not grow: {first} rows, then {b.js(rows)}")
                 print(f"checkpoints tab: {first - 1} then {b.js(rows) - 1} checkpoints")
+                b.wait_js("the newest checkpoint's subtasks",
+                          "document.querySelectorAll('#ckpt-detail tr').length > 1")
+                cid = b.js("(r => (r.click(), r.dataset.ckpt))("
+                           "document.querySelectorAll('#checkpoints tr[data-ckpt]')[1])")
+                b.wait_js(f"checkpoint {cid}'s subtasks on a click", "!!document.querySelector("
+                          "'#ckpt-detail') && document.body.textContent.includes("
+                          f"'Checkpoint {cid} per subtask')")
             b.check_clean(f"job {tab}")
             b.shot(f"job-{tab}")
         b.open(f"{base}/#/taskmanagers")
