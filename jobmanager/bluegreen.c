@@ -18,10 +18,11 @@
  * step is idempotent (create keeps an existing index, the alias is resolved before it is
  * moved, deleting a missing index is fine), so a step cut short is simply done again.
  *
- * Savepoints are not there yet: v1 is stopped by a cancel, and a rollback restarts v1 from its
- * original start position into its kept index (the same results: replay is deterministic and
- * the sink's writes are fenced by versions). kp_bg_stop_v1/restart_v1 are the seam where a
- * savepoint will go. */
+ * After the switch v1 stops with a savepoint (savepoints.h, as `kappa stop`): a rollback starts
+ * v1 again from it, into its kept index. When no savepoint can be taken (v1 not RUNNING with
+ * every subtask, storage missing) or it fails, v1 is cancelled and a rollback starts it from
+ * its original start position instead: the same results, replay being deterministic and the
+ * sink's writes fenced by versions, only slower. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 
 #include "../connectors/es_alias.h"
 #include "failpoint.h"
+#include "savepoints.h"
 #include "bluegreen.h"
 
 #define TICK_MS 200
@@ -295,6 +297,21 @@ bool kp_bg_deploy_ready(kp_jm_t *jm, kp_jm_job_t *job)
     int n = managed_sinks(job, sinks, KP_BG_SINKS_MAX, &pinned);
     if (n == 0 || !bg.running)
         return true;
+    kp_jm_job_t *v1 = job->replaces[0] ? kp_registry_find(jm, job->replaces) : NULL;
+    char why[512];
+    const kp_bg_rec *v1_bg = v1 ? find_rec(v1->id) : NULL;
+    if (v1_bg && v1_bg->mode == KP_BG_BLUEGREEN &&
+        (v1_bg->phase == KP_BG_PREPARING || v1_bg->phase == KP_BG_CATCHING_UP ||
+         v1_bg->phase == KP_BG_SWITCHING)) {
+        /* its own v1 would run on unseen: one replacement at a time */
+        snprintf(why, sizeof why,
+                 "job %s, which this one replaces, is itself a blue/green replacement still %s: "
+                 "wait for its switch (kappa status %s) or cancel it, then submit again",
+                 v1->id, kp_bg_phase_name(v1_bg->phase), v1->name);
+        job->waiting_reason[0] = 0;
+        kp_job_transition(jm, job, KP_JOB_FAILED, why);
+        return false;
+    }
     if (!(r = add_rec()))
         return true; /* out of memory: the job writes the alias name as before */
     snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
@@ -304,7 +321,6 @@ bool kp_bg_deploy_ready(kp_jm_t *jm, kp_jm_job_t *job)
     read_params(job, &r->p, &in_place);
     const char *start = json_string_value(json_object_get(job->manifest, "start"));
     bool reset = !start || !strcmp(start, "earliest") || !strcmp(start, "timestamp");
-    kp_jm_job_t *v1 = job->replaces[0] ? kp_registry_find(jm, job->replaces) : NULL;
     char msg[512];
     if (v1 && !kp_job_state_terminal(v1->state) && reset && !in_place) {
         r->mode = KP_BG_BLUEGREEN;
@@ -373,12 +389,64 @@ static void observe(kp_jm_t *jm, kp_bg_rec *r, kp_bg_obs *o)
     o->now_ms = kp_wall_ms();
 }
 
-/* v1 stops. With savepoints this becomes a stop-with-savepoint (rollback restarts from it). */
-static void stop_v1(kp_jm_t *jm, kp_bg_rec *r, const char *why)
+static void cancel_v1(kp_jm_t *jm, kp_bg_rec *r, const char *why)
 {
     kp_jm_job_t *v1 = kp_registry_find(jm, r->v1_id);
     if (v1 && !kp_job_state_terminal(v1->state))
         kp_life_cancel(jm, v1, why);
+}
+
+/* v1 stops after the switch: with a savepoint when it can (as kappa stop: the job is cancelled
+ * once the savepoint is on disk, and a rollback restores it), else by a cancel. What happened
+ * into how. */
+static void stop_v1(kp_jm_t *jm, kp_bg_rec *r, const char *why, char *how, size_t howlen)
+{
+    kp_jm_job_t *v1 = kp_registry_find(jm, r->v1_id);
+    char err[512] = "";
+    unsigned http = 0;
+    snprintf(how, howlen, "v1 was not running");
+    if (!v1 || kp_job_state_terminal(v1->state))
+        return;
+    if (v1->state == KP_JOB_RUNNING &&
+        kp_jm_savepoint_request(jm, v1, "", true, r->sp_rid, &http, err, sizeof err) == 0) {
+        snprintf(how, howlen, "v1 stops with a savepoint (request %s)", r->sp_rid);
+        return;
+    }
+    r->sp_rid[0] = 0;
+    snprintf(how, howlen, "v1 cancelled (no savepoint: %.300s)", *err ? err : "not running");
+    kp_life_cancel(jm, v1, why);
+}
+
+/* SWITCHED: follows v1's stop-with-savepoint; a failed one becomes a cancel. */
+static void follow_savepoint(kp_jm_t *jm, kp_bg_rec *r)
+{
+    kp_jm_job_t *v1 = kp_registry_find(jm, r->v1_id);
+    json_t *st = v1 ? kp_jm_savepoint_status(jm, v1, r->sp_rid) : NULL;
+    const char *id = json_string_value(json_object_get(json_object_get(st, "status"), "id"));
+    json_t *op = json_object_get(st, "operation");
+    const char *loc = json_string_value(json_object_get(op, "location"));
+    char msg[1400];
+    if (st && id && strcmp(id, "COMPLETED")) { /* in progress */
+        json_decref(st);
+        return;
+    }
+    if (loc) {
+        snprintf(r->sp_path, sizeof r->sp_path, "%s", loc);
+        snprintf(msg, sizeof msg, "v1's savepoint is complete: %.1000s", loc);
+    } else {
+        const char *why =
+            json_string_value(json_object_get(json_object_get(op, "failure-cause"), "stack-trace"));
+        snprintf(msg, sizeof msg, "v1's savepoint failed (%.300s): v1 cancelled",
+                 why  ? why
+                 : st ? "no location"
+                      : "the request is gone: jobmanager restarted?");
+        cancel_v1(jm, r, "blue/green: its savepoint failed");
+    }
+    r->sp_rid[0] = 0;
+    json_decref(st);
+    kp_bg_enter(r, KP_BG_SWITCHED, kp_wall_ms(), msg);
+    kp_jm_log("blue/green: %s", msg);
+    save();
 }
 
 /* Rollback: v1 again, as a new job from its manifest (its bindings already name its kept
@@ -393,6 +461,8 @@ static int restart_v1(kp_jm_t *jm, kp_bg_rec *r, char *err, size_t errlen)
     json_t *m = json_deep_copy(v1->manifest);
     json_object_set_new(m, "replace", json_null());
     json_object_del(m, "bluegreen");
+    if (*r->sp_path) /* from v1's savepoint at the switch, else its original start position */
+        json_object_set_new(m, "from_checkpoint", json_string(r->sp_path));
     char *text = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     kp_jm_job_t *job = text ? kp_manifest_parse(&jm->cfg, text, strlen(text), err, errlen) : NULL;
@@ -404,9 +474,9 @@ static int restart_v1(kp_jm_t *jm, kp_bg_rec *r, char *err, size_t errlen)
     }
     job->plugin_size = v1->plugin_size;
     snprintf(r->v1r_id, sizeof r->v1r_id, "%s", job->id);
-    kp_jm_log("blue/green: job %s (%s) is v1 again (rollback of %s), from its original start "
-              "position into its kept index",
-              job->id, job->name, r->job_id);
+    kp_jm_log("blue/green: job %s (%s) is v1 again (rollback of %s), from %s into its kept index",
+              job->id, job->name, r->job_id,
+              *r->sp_path ? r->sp_path : "its original start position");
     kp_registry_save(jm);
     kp_jm_wake(jm);
     return 0;
@@ -432,14 +502,21 @@ static int next_known_version(const char *alias)
     return best + 1;
 }
 
+/* The node of sink s (into *a) and what its alias points at now. */
+static int resolve_sink(work *w, const kp_bg_sink *s, kp_es_admin *a, kp_es_kind *kind, char *cur,
+                        size_t len)
+{
+    kp_es_admin_init(a, s->url);
+    return kp_es_resolve(a, s->alias, kind, cur, len, w->err, sizeof w->err);
+}
+
 static int prepare_sink(work *w, kp_bg_sink *s, int min_next)
 {
     kp_es_admin a;
-    kp_es_admin_init(&a, s->url);
     kp_es_kind kind;
     char target[256];
     int next;
-    if (kp_es_resolve(&a, s->alias, &kind, target, sizeof target, w->err, sizeof w->err) != 0)
+    if (resolve_sink(w, s, &a, &kind, target, sizeof target) != 0)
         return -1;
     if (kind == KP_ES_INDEX) { /* once: the concrete index goes behind an alias */
         if (kp_es_next_version(&a, s->alias, &next, w->err, sizeof w->err) != 0)
@@ -480,12 +557,11 @@ static int move_aliases(work *w, bool back)
         kp_bg_sink *s = &w->sinks[i];
         const char *to = back ? s->old_index : s->new_index;
         kp_es_admin a;
-        kp_es_admin_init(&a, s->url);
         kp_es_kind kind;
         char cur[256];
         long long docs, bytes;
-        if (kp_es_refresh(&a, to, w->err, sizeof w->err) != 0 ||
-            kp_es_resolve(&a, s->alias, &kind, cur, sizeof cur, w->err, sizeof w->err) != 0)
+        if (resolve_sink(w, s, &a, &kind, cur, sizeof cur) != 0 ||
+            kp_es_refresh(&a, to, w->err, sizeof w->err) != 0)
             return -1;
         if (!back && kp_es_index_stats(&a, s->new_index, &docs, &bytes, w->err, sizeof w->err) == 0)
             w->new_docs = docs, w->new_bytes = bytes;
@@ -513,12 +589,11 @@ static int delete_indices(work *w, bool old)
         kp_bg_sink *s = &w->sinks[i];
         const char *ix = old ? s->old_index : s->new_index;
         kp_es_admin a;
-        kp_es_admin_init(&a, s->url);
         kp_es_kind kind;
         char cur[256];
         if (!*ix)
             continue;
-        if (kp_es_resolve(&a, s->alias, &kind, cur, sizeof cur, w->err, sizeof w->err) != 0)
+        if (resolve_sink(w, s, &a, &kind, cur, sizeof cur) != 0)
             return -1;
         if (kind == KP_ES_ALIAS && !strcmp(cur, ix)) {
             kp_jm_log("blue/green: %s is what es:%s points at: kept", ix, s->alias);
@@ -590,8 +665,8 @@ static bool pick(kp_jm_t *jm, kp_bg_rec *r, work *w)
     case KP_BG_SWITCHING:
         if (r->old_via_alias && !job_stopped(jm, r->v1_id)) {
             /* v1 writes through the alias: it must stop before the alias moves */
-            stop_v1(jm, r,
-                    "blue/green: v1 writes through the alias, so it stops before the switch");
+            cancel_v1(jm, r,
+                      "blue/green: v1 writes through the alias, so it stops before the switch");
             return false;
         }
         break;
@@ -633,8 +708,10 @@ static void apply(kp_jm_t *jm, kp_bg_rec *r, work *w)
                  r->sinks[0].alias, w->err);
         kp_jm_log("blue/green (job %s): %s", r->job_id, msg);
         snprintf(r->error, sizeof r->error, "%.500s", w->err);
-        if (job && !kp_job_state_terminal(job->state) && !job->deployed)
+        if (job && !kp_job_state_terminal(job->state) && !job->deployed) {
+            job->waiting_reason[0] = 0;
             kp_job_transition(jm, job, KP_JOB_FAILED, msg);
+        }
         if (r->mode == KP_BG_ASSIGN)
             kp_bg_enter(r, KP_BG_READY, now, msg);
         save(); /* a blue/green one is aborted by the observation of the FAILED v2 */
@@ -672,10 +749,12 @@ static void apply(kp_jm_t *jm, kp_bg_rec *r, work *w)
                  "alias es:%s moved to %s, %lld ms after caught up; v1's index %s kept for %lld ms",
                  r->sinks[0].alias, r->sinks[0].new_index, (long long)(now - r->caught_up_ms),
                  r->sinks[0].old_index, (long long)r->p.keep_old_ms);
+        char how[512], why[160];
+        snprintf(why, sizeof why, "replaced by job %s (blue/green switch)", r->job_id);
+        stop_v1(jm, r, why, how, sizeof how);
+        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "; %s", how);
         kp_bg_enter(r, KP_BG_SWITCHED, now, msg);
         kp_jm_log("blue/green: %s", msg);
-        snprintf(msg, sizeof msg, "replaced by job %s (blue/green switch)", r->job_id);
-        stop_v1(jm, r, msg);
         break;
     case KP_BG_SWITCHED:
         snprintf(msg, sizeof msg, "v1's index %s deleted", r->sinks[0].old_index);
@@ -693,9 +772,10 @@ static void apply(kp_jm_t *jm, kp_bg_rec *r, work *w)
         if (v2 && !kp_job_state_terminal(v2->state))
             kp_life_cancel(jm, v2, "rolled back: the alias is on v1's index again");
         int rc = r->v1r_id[0] ? 0 : restart_v1(jm, r, err, sizeof err);
-        snprintf(msg, sizeof msg, "alias es:%s back on %s; v1 again as job %s%s%s",
+        snprintf(msg, sizeof msg, "alias es:%s back on %s; v1 again as job %s%s%s, from %.900s",
                  r->sinks[0].alias, r->sinks[0].old_index, rc ? "(none)" : r->v1r_id,
-                 rc ? ": " : "", err);
+                 rc ? ": " : "", err,
+                 *r->sp_path ? r->sp_path : "its original start position (no savepoint)");
         kp_bg_enter(r, KP_BG_ROLLED_BACK, now, msg);
         kp_jm_log("blue/green: %s", msg);
         break;
@@ -733,6 +813,8 @@ static void *run(void *arg)
             observe(jm, r, &o);
             if (r->phase == KP_BG_CATCHING_UP)
                 kp_bg_estimate(r, &o);
+            if (r->phase == KP_BG_SWITCHED && r->sp_rid[0])
+                follow_savepoint(jm, r);
             changed |= kp_bg_observe(r, &o);
         }
         if (changed)

@@ -75,7 +75,9 @@ typedef struct kp_bg_rec {
     bool last_v1_seen;
     int64_t old_bytes, new_bytes, old_docs, new_docs; /* at the switch, -1 unknown */
     bool new_deleted;                                 /* ROLLED_BACK: v2's index is gone */
-    char error[512];                                  /* the last Elasticsearch failure, retried */
+    char sp_rid[KP_JM_ID_LEN];       /* v1's stop-with-savepoint request ("" = none or cancelled) */
+    char sp_path[1024];              /* its savepoint once complete: a rollback restores it */
+    char error[512];                 /* the last Elasticsearch failure, retried */
     int64_t eta_ms, eta_gap, eta_at; /* not persisted: the estimate to the cut-over */
     json_t *transitions;             /* [{time, phase, message}] (owned) */
 } kp_bg_rec;

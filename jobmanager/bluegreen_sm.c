@@ -180,6 +180,8 @@ json_t *kp_bg_rec_json(const kp_bg_rec *r)
                                   (json_int_t)r->old_docs, "new_docs", (json_int_t)r->new_docs));
     json_object_set_new(o, "error", json_string(r->error));
     json_object_set_new(o, "new_deleted", json_boolean(r->new_deleted));
+    json_object_set_new(o, "v1_savepoint_request", json_string(r->sp_rid));
+    json_object_set_new(o, "v1_savepoint", json_string(r->sp_path));
     /* a copy: the REST thread renders it after the lock is released */
     json_object_set_new(o, "transitions",
                         r->transitions ? json_deep_copy(r->transitions) : json_array());
@@ -232,6 +234,8 @@ int kp_bg_rec_load(kp_bg_rec *r, json_t *j, char *err, size_t errlen)
     }
     r->old_via_alias = json_is_true(json_object_get(j, "old_via_alias"));
     r->new_deleted = json_is_true(json_object_get(j, "new_deleted"));
+    copy_str(j, "v1_savepoint_request", r->sp_rid, sizeof r->sp_rid);
+    copy_str(j, "v1_savepoint", r->sp_path, sizeof r->sp_path);
     r->eta_ms = -1;
     r->caught_since_ms = get_int(j, "caught_since_ms", -1);
     r->caught_up_ms = get_int(j, "caught_up_ms", -1);
