@@ -43,7 +43,7 @@ int kp_kafka_hold_add(kp_kafka_hold *h, const kp_kafka_held *r)
     return 0;
 }
 
-int kp_kafka_hold_close(kp_kafka_hold *h, int64_t ckpt)
+int kp_kafka_hold_close(kp_kafka_hold *h, int64_t ckpt, int64_t seq)
 {
     if (h->nseg == h->segcap) {
         int cap = h->segcap ? 2 * h->segcap : 8;
@@ -53,14 +53,15 @@ int kp_kafka_hold_close(kp_kafka_hold *h, int64_t ckpt)
         h->seg = s;
         h->segcap = cap;
     }
-    h->seg[h->nseg++] = (kp_kafka_hold_seg){h->buf.len, ckpt};
+    h->seg[h->nseg++] = (kp_kafka_hold_seg){h->buf.len, ckpt, seq};
     return 0;
 }
 
-int kp_kafka_hold_next(kp_kafka_hold *h, kp_kafka_held *r, int64_t *ckpt)
+int kp_kafka_hold_next(kp_kafka_hold *h, kp_kafka_held *r, int64_t *ckpt, int64_t *seq)
 {
     if (h->nseg > 0 && h->pos == h->seg[0].end) {
         *ckpt = h->seg[0].ckpt;
+        *seq = h->seg[0].seq;
         memmove(h->seg, h->seg + 1, (size_t)(h->nseg - 1) * sizeof *h->seg);
         h->nseg--;
         return 2;
@@ -127,10 +128,10 @@ int kp_kafka_txstate_begin(kp_buf *b, const char *base, int npool)
                : 0;
 }
 
-int kp_kafka_txstate_add(kp_buf *b, int64_t ckpt, const void *records, size_t len)
+int kp_kafka_txstate_add(kp_buf *b, int64_t seq, const void *records, size_t len)
 {
     uint64_t l = len;
-    if (kp_buf_append(b, &ckpt, 8) || kp_buf_append(b, &l, 8) ||
+    if (kp_buf_append(b, &seq, 8) || kp_buf_append(b, &l, 8) ||
         (len && kp_buf_append(b, records, len)))
         return -1;
     uint32_t blen, n;
@@ -162,14 +163,14 @@ int kp_kafka_txstate_open(kp_kafka_txstate *t, const void *data, size_t len)
     return 0;
 }
 
-int kp_kafka_txstate_next(kp_kafka_txstate *t, int64_t *ckpt, const void **records, size_t *len)
+int kp_kafka_txstate_next(kp_kafka_txstate *t, int64_t *seq, const void **records, size_t *len)
 {
     if (t->left == 0)
         return 0;
     uint64_t l;
     if (t->left < 16)
         return -1;
-    memcpy(ckpt, t->p, 8);
+    memcpy(seq, t->p, 8);
     memcpy(&l, t->p + 8, 8);
     if (l > t->left - 16)
         return -1;

@@ -15,6 +15,7 @@
 typedef struct kp_kafka_hold_seg {
     size_t end;   /* the segment's records end here in buf */
     int64_t ckpt; /* the barrier that closed it */
+    int64_t seq;  /* the writer's sequence number of its transaction-to-be */
 } kp_kafka_hold_seg;
 
 typedef struct kp_kafka_hold {
@@ -39,12 +40,14 @@ typedef struct kp_kafka_held {
  * NULL otherwise). 0, or -1 if out of memory. */
 int kp_kafka_hold_add(kp_kafka_hold *h, const kp_kafka_held *r);
 
-/* A barrier while holding: the records so far belong to checkpoint `ckpt`. 0 or -1 (memory). */
-int kp_kafka_hold_close(kp_kafka_hold *h, int64_t ckpt);
+/* A barrier while holding: the records so far belong to checkpoint `ckpt`, their transaction
+ * will have sequence number `seq`. 0 or -1 (memory). */
+int kp_kafka_hold_close(kp_kafka_hold *h, int64_t ckpt, int64_t seq);
 
 /* The next held record, in order: 1 with *r; 2 at the end of a closed segment, with its
- * checkpoint in *ckpt; 0 when nothing is left (the hold is then empty and reset). */
-int kp_kafka_hold_next(kp_kafka_hold *h, kp_kafka_held *r, int64_t *ckpt);
+ * checkpoint and sequence number in *ckpt, *seq; 0 when nothing is left (the hold is then
+ * empty and reset). */
+int kp_kafka_hold_next(kp_kafka_hold *h, kp_kafka_held *r, int64_t *ckpt, int64_t *seq);
 
 /* Empties the hold, keeping its memory. */
 void kp_kafka_hold_reset(kp_kafka_hold *h);
@@ -60,10 +63,11 @@ void kp_kafka_hold_free(kp_kafka_hold *h);
 
 /* ---- a transactional sink's checkpoint state (kp_sink_writer.snapshot) ----
  * "KPKTX1" magic (8 bytes) | u32 base length | base (the transactional ids' base) | u32 pool
- * size | u32 entries | entries: i64 checkpoint | u64 length | records (the encoding above) —
- * the records of every transaction not known to be committed, by checkpoint. */
+ * size | u32 entries | entries: i64 sequence number | u64 length | records (the encoding
+ * above) — the records of every transaction not known to be committed, by the writer's
+ * transaction sequence number (kafka_sink.c, Recovery). */
 int kp_kafka_txstate_begin(kp_buf *b, const char *base, int npool);
-int kp_kafka_txstate_add(kp_buf *b, int64_t ckpt, const void *records, size_t len);
+int kp_kafka_txstate_add(kp_buf *b, int64_t seq, const void *records, size_t len);
 
 typedef struct kp_kafka_txstate {
     char base[320];
@@ -75,6 +79,6 @@ typedef struct kp_kafka_txstate {
 /* 0, or -1 if data is not such a state. */
 int kp_kafka_txstate_open(kp_kafka_txstate *t, const void *data, size_t len);
 /* 1 with the next entry, 0 at the end, -1 if truncated. */
-int kp_kafka_txstate_next(kp_kafka_txstate *t, int64_t *ckpt, const void **records, size_t *len);
+int kp_kafka_txstate_next(kp_kafka_txstate *t, int64_t *seq, const void **records, size_t *len);
 
 #endif

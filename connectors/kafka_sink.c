@@ -63,16 +63,19 @@
  * KIP-939 two-phase commit is not in librdkafka 2.0), so a process that dies after a
  * checkpoint completed and before its sink committed would lose that transaction: the next
  * attempt's init_transactions aborts it, and the sources restart after it. Instead:
- *   - each transaction keeps a copy of its records (its journal, kafka_hold.c) until it
- *     commits; snapshot(ckpt) puts the records of every transaction not yet committed (and
- *     the held segments of barriers <= ckpt) into the checkpoint, by checkpoint id;
- *   - every checkpoint's transaction commits, inside itself, offset ckpt of the output
- *     topic's partition 0 for the group `kappa-tx-<base>` (send_offsets_to_transaction): a
- *     marker that is committed exactly when the transaction is;
+ *   - each checkpoint's transaction gets the next of the writer's sequence numbers (they go
+ *     on from the marker below at open, so they grow across attempts even where checkpoint
+ *     ids start again, e.g. from a savepoint into a new checkpoint directory) and keeps a
+ *     copy of its records (its journal, kafka_hold.c) until it commits; snapshot(ckpt) puts
+ *     the records of every transaction not yet committed (and the held segments of barriers
+ *     <= ckpt) into the checkpoint, by sequence number;
+ *   - every such transaction commits, inside itself, its sequence number as the offset of
+ *     the output topic's partition 0 for the group `kappa-tx-<base>`
+ *     (send_offsets_to_transaction): a marker committed exactly when the transaction is;
  *   - open with restored state: fence the old writer's ids (ours by init_transactions,
  *     another subtask's, after a rescale, by producers opened for its ids), read its
  *     marker, and re-send — in one transaction committed at once, with the marker moved —
- *     the records of every checkpoint above the marker. Checkpoints at or below it had
+ *     the records of every transaction above the marker. Those at or below it had
  *     committed; re-sending nothing for them is what keeps the output exactly once.
  * The copies count against memory_mb / 2 together with held records (over it the writer
  * fails: checkpoint more often or raise memory_mb). recoverable=0 drops them and accepts the
@@ -107,6 +110,7 @@ typedef struct producer {
     int log_ready; /* log initialised (kp_kafka_conf_new succeeded) */
     tx_state state;
     int64_t ckpt;          /* TX_PENDING: the checkpoint whose barrier closed it */
+    int64_t seq;           /* TX_PENDING: its sequence number (the marker, Recovery) */
     int64_t begun_ms;      /* TX_OPEN: when the transaction began (monotonic) */
     long long written;     /* messages in the open transaction */
     kp_kafka_hold journal; /* recoverable: a copy of the transaction's records (kafka_snapshot) */
@@ -126,6 +130,7 @@ typedef struct kafka_writer {
     int journal;           /* recoverable: transactions keep their records until committed */
     char base[320];        /* transactional ids: base-n; marker group kappa-tx-base */
     long long recovered;   /* records re-sent at open for transactions a crash left behind */
+    int64_t seq;           /* the last sequence number given to a checkpoint's transaction */
     kp_buf snap;           /* kafka_snapshot's blob, reused */
     long commit_ms;        /* tx without checkpoints: commit every commit_ms */
     int64_t ckpt_interval; /* the run's checkpoint interval, 0 = none */
@@ -397,14 +402,14 @@ static int begin(kafka_writer *k, int i, char *errstr, size_t errlen)
     return 0;
 }
 
-/* Commits, within p's transaction, offset `ckpt` of the output topic's partition 0 for group
- * `group`: the marker a restore reads to learn whether checkpoint ckpt's transaction
- * committed. */
-static int send_marker(kafka_writer *k, producer *p, const char *group, int64_t ckpt, char *errstr,
+/* Commits, within p's transaction, offset `seq` of the output topic's partition 0 for group
+ * `group`: the marker a restore reads to learn whether the transaction with sequence number
+ * seq committed. */
+static int send_marker(kafka_writer *k, producer *p, const char *group, int64_t seq, char *errstr,
                        size_t errlen)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, k->topic, 0)->offset = ckpt;
+    rd_kafka_topic_partition_list_add(l, k->topic, 0)->offset = seq;
     rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata_new(group);
     rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(p->rk, l, md, 30000);
     rd_kafka_consumer_group_metadata_destroy(md);
@@ -427,7 +432,7 @@ static int commit_one(kafka_writer *k, producer *p, char *errstr, size_t errlen)
     if (k->journal && p->state == TX_PENDING) {
         char group[400];
         marker_group(group, sizeof group, k->base);
-        if (send_marker(k, p, group, p->ckpt, errstr, errlen) != 0)
+        if (send_marker(k, p, group, p->seq, errstr, errlen) != 0)
             return -1;
     }
     if (tx_call(k, p, "commit_transaction", commit_tx, errstr, errlen) != 0)
@@ -469,14 +474,16 @@ static int idle_producer(kafka_writer *k)
     return -1;
 }
 
-/* Sets the current transaction aside for checkpoint `ckpt` (all its messages acknowledged)
+/* Sets the current transaction aside for checkpoint `ckpt`, sequence number `seq` (all its
+ * messages acknowledged)
  * and begins the next on an idle producer, or holds what comes next if there is none. */
-static int set_aside(kafka_writer *k, int64_t ckpt, char *errstr, size_t errlen)
+static int set_aside(kafka_writer *k, int64_t ckpt, int64_t seq, char *errstr, size_t errlen)
 {
     if (drain(k, errstr, errlen) != 0)
         return -1;
     k->pool[k->cur].state = TX_PENDING;
     k->pool[k->cur].ckpt = ckpt;
+    k->pool[k->cur].seq = seq;
     int next = idle_producer(k);
     if (next < 0) {
         k->holding = 1;
@@ -497,12 +504,12 @@ static int resume_held(kafka_writer *k, char *errstr, size_t errlen)
     k->holding = 0;
     for (;;) {
         kp_kafka_held r;
-        int64_t ckpt;
-        int rc = kp_kafka_hold_next(&k->hold, &r, &ckpt);
+        int64_t ckpt, seq;
+        int rc = kp_kafka_hold_next(&k->hold, &r, &ckpt, &seq);
         if (rc == 0) /* the open tail is in the current transaction */
             return 0;
         if (rc == 2) { /* barrier `ckpt`: set aside; with no producer left, hold on */
-            if (set_aside(k, ckpt, errstr, errlen) != 0)
+            if (set_aside(k, ckpt, seq, errstr, errlen) != 0)
                 return -1;
             if (k->holding)
                 return 0;
@@ -520,13 +527,13 @@ static int kafka_prepare(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t e
 {
     kafka_writer *k = (kafka_writer *)w;
     if (k->holding) {
-        if (kp_kafka_hold_close(&k->hold, ckpt) != 0) {
+        if (kp_kafka_hold_close(&k->hold, ckpt, ++k->seq) != 0) {
             snprintf(errstr, errlen, "kafka sink for '%s': out of memory", k->topic);
             return -1;
         }
         return 0;
     }
-    return set_aside(k, ckpt, errstr, errlen);
+    return set_aside(k, ckpt, ++k->seq, errstr, errlen);
 }
 
 static int kafka_commit(kp_sink_writer *w, int64_t ckpt, char *errstr, size_t errlen)
@@ -754,11 +761,11 @@ static int kafka_snapshot(kp_sink_writer *w, int64_t ckpt,
     for (int i = 0; i < k->npool && rc == 0; i++) {
         producer *p = &k->pool[i];
         if (p->state == TX_PENDING && p->ckpt <= ckpt)
-            rc = kp_kafka_txstate_add(&k->snap, p->ckpt, p->journal.buf.ptr, p->journal.buf.len);
+            rc = kp_kafka_txstate_add(&k->snap, p->seq, p->journal.buf.ptr, p->journal.buf.len);
     }
     size_t from = k->hold.pos;
     for (int i = 0; i < k->hold.nseg && rc == 0 && k->hold.seg[i].ckpt <= ckpt; i++) {
-        rc = kp_kafka_txstate_add(&k->snap, k->hold.seg[i].ckpt, k->hold.buf.ptr + from,
+        rc = kp_kafka_txstate_add(&k->snap, k->hold.seg[i].seq, k->hold.buf.ptr + from,
                                   k->hold.seg[i].end - from);
         from = k->hold.seg[i].end;
     }
@@ -794,6 +801,14 @@ static int recover(kafka_writer *k, const kp_endpoint *ep, long tx_timeout_ms, c
                    size_t errlen)
 {
     int begun = 0;
+    char group[400];
+    if (k->journal) { /* our sequence numbers go on from our marker, whatever the ids */
+        int64_t own;
+        marker_group(group, sizeof group, k->base);
+        if (kp_kafka_group_offset(k->brokers, group, k->topic, 0, &own, errstr, errlen) != 0)
+            return -1;
+        k->seq = own > 0 ? own : 0;
+    }
     for (int i = 0; i < ep->nrestored_state; i++) {
         kp_kafka_txstate t;
         const kp_sink_state *st = &ep->restored_state[i];
@@ -807,16 +822,18 @@ static int recover(kafka_writer *k, const kp_endpoint *ep, long tx_timeout_ms, c
         if (strcmp(t.base, k->base) &&
             fence_ids(k, ep, t.base, t.npool, tx_timeout_ms, errstr, errlen) != 0)
             return -1;
-        char group[400];
         marker_group(group, sizeof group, t.base);
-        int64_t marker, ckpt, top = -1;
+        int64_t marker, seq, top = -1;
+        int own = !strcmp(t.base, k->base);
         if (kp_kafka_group_offset(k->brokers, group, k->topic, 0, &marker, errstr, errlen) != 0)
             return -1;
         const void *recs;
         size_t len;
         int rc;
-        while ((rc = kp_kafka_txstate_next(&t, &ckpt, &recs, &len)) == 1) {
-            if (ckpt <= marker) /* committed before the crash */
+        while ((rc = kp_kafka_txstate_next(&t, &seq, &recs, &len)) == 1) {
+            if (own && seq > k->seq)
+                k->seq = seq;
+            if (seq <= marker) /* committed before the crash */
                 continue;
             if (!begun && begin(k, 0, errstr, errlen) != 0)
                 return -1;
@@ -824,13 +841,13 @@ static int recover(kafka_writer *k, const kp_endpoint *ep, long tx_timeout_ms, c
             kp_kafka_hold view;
             kp_kafka_hold_view(&view, recs, len);
             kp_kafka_held r;
-            int64_t none;
-            while (kp_kafka_hold_next(&view, &r, &none) == 1) {
+            int64_t none, none2;
+            while (kp_kafka_hold_next(&view, &r, &none, &none2) == 1) {
                 if (send_record(k, &r, errstr, errlen) != 0)
                     return -1;
                 k->recovered++;
             }
-            top = ckpt > top ? ckpt : top;
+            top = seq > top ? seq : top;
         }
         if (rc < 0) {
             snprintf(errstr, errlen,

@@ -25,10 +25,10 @@ Test(kafka_hold, records_and_segments_in_order)
                                                             .ts = 1000 + i}),
                      0);
         if (i == 399)
-            cr_assert_eq(kp_kafka_hold_close(&h, 7), 0);
+            cr_assert_eq(kp_kafka_hold_close(&h, 7, 70), 0);
         if (i == 799) {
-            cr_assert_eq(kp_kafka_hold_close(&h, 8), 0);
-            cr_assert_eq(kp_kafka_hold_close(&h, 9), 0); /* an empty segment */
+            cr_assert_eq(kp_kafka_hold_close(&h, 8, 80), 0);
+            cr_assert_eq(kp_kafka_hold_close(&h, 9, 90), 0); /* an empty segment */
         }
     }
     kp_kafka_held dl = doc("k", "raw bytes", 5);
@@ -40,12 +40,13 @@ Test(kafka_hold, records_and_segments_in_order)
     cr_expect_eq(h.records, 1001);
     cr_expect_gt(kp_kafka_hold_bytes(&h), 0);
     kp_kafka_held r;
-    int64_t ckpt;
+    int64_t ckpt, seq;
     int n = 0, rc;
     int64_t seen[3];
     int nseen = 0;
-    while ((rc = kp_kafka_hold_next(&h, &r, &ckpt)) != 0) {
+    while ((rc = kp_kafka_hold_next(&h, &r, &ckpt, &seq)) != 0) {
         if (rc == 2) {
+            cr_expect_eq(seq, 10 * ckpt);
             cr_assert_lt(nseen, 3);
             seen[nseen++] = ckpt;
             cr_expect_eq(n, nseen == 1 ? 400 : 800, "segment %lld ends after %d", (long long)ckpt,
@@ -75,7 +76,7 @@ Test(kafka_hold, records_and_segments_in_order)
     /* empty again: reusable */
     cr_assert_eq(kp_kafka_hold_add(&h, &(kp_kafka_held){.key = {"a", 1}, .value = {"b", 1}}), 0);
     kp_kafka_hold_reset(&h);
-    cr_expect_eq(kp_kafka_hold_next(&h, &r, &ckpt), 0);
+    cr_expect_eq(kp_kafka_hold_next(&h, &r, &ckpt, &seq), 0);
     kp_kafka_hold_free(&h);
 }
 
@@ -104,8 +105,8 @@ Test(kafka_hold, checkpoint_state_round_trip)
         kp_kafka_hold view;
         kp_kafka_hold_view(&view, recs, len);
         kp_kafka_held r;
-        int64_t none;
-        while (kp_kafka_hold_next(&view, &r, &none) == 1)
+        int64_t none, none2;
+        while (kp_kafka_hold_next(&view, &r, &none, &none2) == 1)
             counts[e]++;
         e++;
     }
