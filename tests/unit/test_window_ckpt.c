@@ -16,7 +16,7 @@
  * the end. Checked, over both runs' output, as Flink's ValidatingSink does: every result ever
  * written — before the crash or after the restore — holds exactly the sum of its window's
  * times (nothing lost from, nothing counted twice into, a restored window), and every window
- * of every key was written. */
+ * of every key was written. A second case restores at p=3 (key groups redistributed). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -172,7 +172,8 @@ static void *watch(void *arg)
     return NULL;
 }
 
-static int run(kp_restore *restore, char *err, size_t errlen)
+/* One run at parallelism p (the job's own: 2). */
+static int run(kp_restore *restore, int p, char *err, size_t errlen)
 {
     static const kp_connector lw = {"ledger", NULL, lw_open};
     static int registered;
@@ -191,6 +192,7 @@ static int run(kp_restore *restore, char *err, size_t errlen)
                           .ckpt = {.interval_ms = 50, .retain = 2, .dir = ckpt_dir},
                           .restore = restore};
     kp_job *job = kp_job_new(JOB);
+    job->parallelism_override = p;
     cr_assert_eq(kp_job_define(job, define, err, errlen), 0, "%s", err);
     kp_exec_stats st;
     int rc = kp_exec_run(job, &cfg, &st, err, errlen);
@@ -217,7 +219,8 @@ static int64_t field(const char *doc, const char *name)
     return strtoll(p + strlen(pat), NULL, 10);
 }
 
-Test(window_ckpt, every_window_sum_is_exact_after_a_failure, .timeout = 300)
+/* The failure, then the restore at parallelism restore_p, then the checks. */
+static void fail_restore_check(int restore_p)
 {
     cr_assert_not_null(mkdtemp(dir));
     snprintf(input, sizeof input, "%s/in.txt", dir);
@@ -233,7 +236,7 @@ Test(window_ckpt, every_window_sum_is_exact_after_a_failure, .timeout = 300)
         if (pthread_create(&w, NULL, watch, NULL) != 0)
             _exit(2);
         char err[1024] = "";
-        int rc = run(NULL, err, sizeof err);
+        int rc = run(NULL, 2, err, sizeof err);
         fprintf(stderr, "window_ckpt: the first run ended without the failure: %d %s\n", rc, err);
         _exit(rc == 0 ? 0 : 1);
     }
@@ -256,7 +259,7 @@ Test(window_ckpt, every_window_sum_is_exact_after_a_failure, .timeout = 300)
     kp_restore *r = kp_restore_open(path, err, sizeof err);
     cr_assert_not_null(r, "%s", err);
     int64_t restored = kp_restore_id(r);
-    cr_assert_eq(run(r, err, sizeof err), 0, "the restored run failed: %s", err);
+    cr_assert_eq(run(r, restore_p, err, sizeof err), 0, "the restored run failed: %s", err);
     kp_restore_free(r);
 
     /* every result exact; every window written */
@@ -281,12 +284,24 @@ Test(window_ckpt, every_window_sum_is_exact_after_a_failure, .timeout = 300)
     }
     fclose(f);
     printf("window_ckpt: %d keys x %d windows; %ld results written (%ld before the failure), "
-           "restored from checkpoint %" PRId64 " (%d kept), %ld wrong\n",
-           K, T / W, lines, before, restored, ckpts, wrong);
+           "restored from checkpoint %" PRId64 " (%d kept) at p=%d, %ld wrong\n",
+           K, T / W, lines, before, restored, ckpts, restore_p, wrong);
     cr_assert_eq(wrong, 0, "%ld window results are not the exact sum", wrong);
     cr_assert_eq(windows, (long)K * (T / W), "%ld of %d windows written", windows, K * (T / W));
     cr_assert_gt(before, 0, "the failure came before any result: the restore proves little");
     cr_assert_lt(lines - before, (long)K * (T / W),
                  "the restored run wrote every window again: it did not start at the checkpoint");
     kp_test_rmtree(dir);
+}
+
+Test(window_ckpt, every_window_sum_is_exact_after_a_failure, .timeout = 300)
+{
+    fail_restore_check(2);
+}
+
+/* The same failure, restored at p=3: every new window subtask takes its key groups from both
+ * old ones' RocksDB checkpoints. */
+Test(window_ckpt, every_window_sum_is_exact_restored_at_another_parallelism, .timeout = 300)
+{
+    fail_restore_check(3);
 }
