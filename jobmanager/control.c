@@ -281,8 +281,8 @@ void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *rea
     kp_jm_wake(jm);
 }
 
-void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
-                          kp_time timestamp_ms, const char *reason)
+static void send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
+                      kp_time timestamp_ms, const char *reason, bool drain)
 {
     Kappa__Control__TriggerCheckpoint t = KAPPA__CONTROL__TRIGGER_CHECKPOINT__INIT;
     Kappa__Control__NotifyCheckpointComplete c = KAPPA__CONTROL__NOTIFY_CHECKPOINT_COMPLETE__INIT;
@@ -291,6 +291,7 @@ void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t
     t.attempt = c.attempt = a.attempt = job->attempt;
     t.checkpoint_id = c.checkpoint_id = a.checkpoint_id = id;
     t.timestamp_ms = timestamp_ms;
+    t.drain = drain;
     a.reason = (char *)(reason ? reason : "");
     const ProtobufCMessage *msg = type == KP_FRAME_TRIGGER_CHECKPOINT    ? &t.base
                                   : type == KP_FRAME_CHECKPOINT_COMPLETE ? &c.base
@@ -308,6 +309,17 @@ void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t
         }
     }
     kp_jm_wake(jm);
+}
+
+void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
+                          kp_time timestamp_ms, const char *reason)
+{
+    send_ckpt(jm, job, type, id, timestamp_ms, reason, false);
+}
+
+void kp_control_send_drain(kp_jm_t *jm, const kp_jm_job_t *job, int64_t id, kp_time timestamp_ms)
+{
+    send_ckpt(jm, job, KP_FRAME_TRIGGER_CHECKPOINT, id, timestamp_ms, NULL, true);
 }
 
 /* --- inbound messages --- */

@@ -234,6 +234,9 @@ void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *rea
  * `reason`) to every taskmanager of the attempt. */
 void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
                           kp_time timestamp_ms, const char *reason);
+/* A trigger of checkpoint id with TriggerCheckpoint.drain (kappa stop --drain: the sources end
+ * their input with the final watermark, take it, and end once it completed). */
+void kp_control_send_drain(kp_jm_t *jm, const kp_jm_job_t *job, int64_t id, kp_time timestamp_ms);
 /* Wakes the control thread. @locality any thread */
 void kp_jm_wake(kp_jm_t *jm);
 

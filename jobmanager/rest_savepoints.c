@@ -2,7 +2,9 @@
  *   POST /jobs/:id/savepoints {"target-directory":DIR,"cancel-job":bool}  → 202
  *        {"request-id":RID}; DIR absolute, missing or empty (omitted: under the job's
  *        checkpoint directory, savepoints/<name>-<rid>); cancel-job: stop the job once the
- *        savepoint is on disk (`kappa stop --savepoint`). "drain" is refused (not built yet).
+ *        savepoint is on disk (`kappa stop --savepoint`); with "drain" (and cancel-job) the
+ *        sources end first, the final watermark fires every window, the savepoint is taken
+ *        after that and the job ends FINISHED (`kappa stop --drain`).
  *   GET  /jobs/:id/savepoints/:rid  → {"status":{"id":"IN_PROGRESS"|"COMPLETED"},
  *        "operation":{"location":DIR} | {"failure-cause":{...}} | null, "checkpoint", ...}
  * rest.c routes the POST here before its own body handling: the body (JSON, at most 64 KiB)
@@ -36,8 +38,8 @@ bool kp_rest_savepoints_url(const char *url)
 }
 
 /* The parsed body's fields; -1 after answering 400. */
-static int read_body(const char *body, size_t len, const char **dir, bool *cancel, json_t **root,
-                     char *err, size_t errlen)
+static int read_body(const char *body, size_t len, const char **dir, bool *cancel, bool *drain,
+                     json_t **root, char *err, size_t errlen)
 {
     json_error_t jerr;
     *root = len ? json_loadb(body, len, 0, &jerr) : json_object();
@@ -49,13 +51,14 @@ static int read_body(const char *body, size_t len, const char **dir, bool *cance
         snprintf(err, errlen, "target-directory must be a string (an absolute path)");
     else if ((c && !json_is_boolean(c)) || (dr && !json_is_boolean(dr)))
         snprintf(err, errlen, "cancel-job and drain must be true or false");
-    else if (json_is_true(dr))
+    else if (json_is_true(dr) && !json_is_true(c))
         snprintf(err, errlen,
-                 "drain is not supported yet (the sources cannot be told to end and emit the "
-                 "final watermark before the savepoint): stop without it");
+                 "drain goes with cancel-job (kappa stop --drain): a drained job "
+                 "cannot go on");
     else {
         *dir = json_is_string(d) ? json_string_value(d) : "";
         *cancel = json_is_true(c);
+        *drain = json_is_true(dr);
         return 0;
     }
     return -1;
@@ -82,16 +85,19 @@ enum MHD_Result kp_rest_savepoint_post(kp_jm_t *jm, struct MHD_Connection *conn,
         return kp_rest_send_error(conn, 400,
                                   "a job id or name is 1-127 characters of A-Z a-z 0-9 . _ -");
     const char *dir = "";
-    bool cancel = false;
+    bool cancel = false, drain = false;
     json_t *root = NULL;
-    if (read_body(*buf, *len, &dir, &cancel, &root, err, sizeof err) != 0) {
+    if (read_body(*buf, *len, &dir, &cancel, &drain, &root, err, sizeof err) != 0) {
         json_decref(root);
         return kp_rest_send_error(conn, 400, "%s", err);
     }
     unsigned http = 404;
     pthread_mutex_lock(&jm->lock);
     kp_jm_job_t *job = kp_registry_find(jm, id);
-    int rc = job ? kp_jm_savepoint_request(jm, job, dir, cancel, rid, &http, err, sizeof err) : -1;
+    int rc =
+        job ? (drain ? kp_jm_savepoint_drain(jm, job, dir, rid, &http, err, sizeof err)
+                     : kp_jm_savepoint_request(jm, job, dir, cancel, rid, &http, err, sizeof err))
+            : -1;
     pthread_mutex_unlock(&jm->lock);
     json_decref(root);
     if (!job)

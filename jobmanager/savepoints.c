@@ -28,7 +28,7 @@ typedef struct sp_req {
     uint32_t attempt; /* of the triggered checkpoint */
     int64_t ckpt;     /* 0 while waiting */
     char dir[4096];
-    bool cancel;
+    bool cancel, drain;
     sp_state state;
     char failure[600];
 } sp_req;
@@ -113,9 +113,15 @@ static void trigger(kp_jm_t *jm, kp_jm_job_t *job, sp_req *r)
     r->ckpt = id;
     r->attempt = job->attempt;
     r->state = SP_TRIGGERED;
-    kp_control_send_ckpt(jm, job, KP_FRAME_TRIGGER_CHECKPOINT, id, now, NULL);
+    if (r->drain)
+        kp_control_send_drain(jm, job, id, now);
+    else
+        kp_control_send_ckpt(jm, job, KP_FRAME_TRIGGER_CHECKPOINT, id, now, NULL);
     kp_jm_log("job %s (%s): savepoint %lld triggered into %s%s", job->id, job->name, (long long)id,
-              r->dir, r->cancel ? " (then the job stops)" : "");
+              r->dir,
+              r->drain    ? " after the sources drained (then the job finishes)"
+              : r->cancel ? " (then the job stops)"
+                          : "");
 }
 
 /* A triggered request as the coordinator's statistics show it. */
@@ -137,7 +143,7 @@ static void follow(kp_jm_t *jm, kp_jm_job_t *job, sp_req *r)
         r->state = SP_COMPLETED;
         kp_jm_log("job %s (%s): savepoint %lld complete: %s", job->id, job->name,
                   (long long)r->ckpt, r->dir);
-        if (r->cancel) {
+        if (r->cancel && !r->drain) { /* drained: its sources end, the job finishes */
             char msg[4200];
             snprintf(msg, sizeof msg, "stopped with a savepoint at %s", r->dir);
             kp_life_cancel(jm, job, msg);
@@ -164,8 +170,8 @@ void kp_jm_savepoints_step(kp_jm_t *jm, kp_jm_job_t *job)
     }
 }
 
-int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel,
-                            char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen)
+static int request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel, bool drain,
+                   char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen)
 {
     *http = 400;
     if (kp_job_state_terminal(job->state) || job->state == KP_JOB_CANCELLING) {
@@ -192,11 +198,24 @@ int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool
         return -1;
     }
     snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
-    r->cancel = cancel;
+    r->cancel = cancel || drain;
+    r->drain = drain;
     r->state = SP_WAITING;
     memcpy(rid, r->rid, KP_JM_ID_LEN);
     kp_jm_wake(jm); /* triggered by the control thread's next round */
     return 0;
+}
+
+int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel,
+                            char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen)
+{
+    return request(jm, job, dir, cancel, false, rid, http, err, errlen);
+}
+
+int kp_jm_savepoint_drain(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, char rid[KP_JM_ID_LEN],
+                          unsigned *http, char *err, size_t errlen)
+{
+    return request(jm, job, dir, true, true, rid, http, err, errlen);
 }
 
 json_t *kp_jm_savepoint_status(kp_jm_t *jm, const kp_jm_job_t *job, const char *rid)
@@ -209,10 +228,10 @@ json_t *kp_jm_savepoint_status(kp_jm_t *jm, const kp_jm_job_t *job, const char *
                  : r->state == SP_FAILED  ? json_pack("{s:{s:s, s:s}}", "failure-cause", "class",
                                                       "SavepointFailed", "stack-trace", r->failure)
                                           : json_null();
-    return json_pack("{s:{s:s}, s:o, s:I, s:b, s:s}", "status", "id",
+    return json_pack("{s:{s:s}, s:o, s:I, s:b, s:b, s:s}", "status", "id",
                      r->state >= SP_COMPLETED ? "COMPLETED" : "IN_PROGRESS", "operation", op,
-                     "checkpoint", (json_int_t)r->ckpt, "cancel-job", r->cancel, "target-directory",
-                     r->dir);
+                     "checkpoint", (json_int_t)r->ckpt, "cancel-job", r->cancel, "drain", r->drain,
+                     "target-directory", r->dir);
 }
 
 /* ---- deploys ---- */

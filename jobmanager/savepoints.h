@@ -25,6 +25,10 @@ struct kp_ckpt_coord *kp_jm_ckpt_coord_now(kp_jm_t *jm, kp_jm_job_t *job, char *
  * hex digits) into rid. 0, or -1 with err and the HTTP status for it in *http. */
 int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel,
                             char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen);
+/* kappa stop --drain: the sources end their input first — the final watermark fires every
+ * window — then the savepoint is taken and the job ends FINISHED (not cancelled). */
+int kp_jm_savepoint_drain(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, char rid[KP_JM_ID_LEN],
+                          unsigned *http, char *err, size_t errlen);
 
 /* The request's state in Flink's shape: {"status":{"id":"IN_PROGRESS"|"COMPLETED"},
  * "operation":{"location":DIR} | {"failure-cause":{"class","stack-trace"}}} plus "checkpoint"

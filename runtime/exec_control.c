@@ -47,6 +47,11 @@ int kp_exec_control_abort(kp_exec_control *c, int64_t id)
     return post(c, KP_CTL_ABORT, id);
 }
 
+int kp_exec_control_drain(kp_exec_control *c, int64_t id)
+{
+    return post(c, KP_CTL_DRAIN, id);
+}
+
 int kp_exec_control_take(kp_exec_control *c, kp_ctl *out, int timeout_ms)
 {
     return kp_mailbox_take(c->q, out, timeout_ms);

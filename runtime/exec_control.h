@@ -24,6 +24,9 @@ void kp_exec_control_free(kp_exec_control *c);
 int kp_exec_control_trigger(kp_exec_control *c, int64_t id, kp_time timestamp);
 int kp_exec_control_complete(kp_exec_control *c, int64_t id);
 int kp_exec_control_abort(kp_exec_control *c, int64_t id);
+/* kappa stop --drain: the sources stop reading and emit the final watermark, then take
+ * checkpoint `id` (the savepoint) and end once it completed (KP_CTL_DRAIN). */
+int kp_exec_control_drain(kp_exec_control *c, int64_t id);
 
 /* The run's side: the oldest message (KP_CTL_TRIGGER, _COMPLETE or _ABORT, value = id),
  * waiting up to timeout_ms. 1 if one was taken. @locality the run's coordinator thread */

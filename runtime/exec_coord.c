@@ -21,10 +21,11 @@ void kp_exec_ckpt_dispatch(struct kp_exec *x, const kp_ctl *m)
     for (int i = 0; i < x->nsubtasks; i++) {
         subtask_rt *s = x->subtasks[i];
         int source = s->t->head->kind == KP_NODE_SOURCE;
-        if (!s->st.ctl || (m->kind == KP_CTL_TRIGGER && !source))
+        int trigger = m->kind == KP_CTL_TRIGGER || m->kind == KP_CTL_DRAIN;
+        if (!s->st.ctl || (trigger && !source))
             continue;
         kp_ctl msg = {m->kind, s->st.task_id, s->st.index, m->value};
-        if (kp_mailbox_post(s->st.ctl, msg) != 0 && m->kind == KP_CTL_TRIGGER)
+        if (kp_mailbox_post(s->st.ctl, msg) != 0 && trigger)
             x->hooks.decline(x->hooks.ctx, m->value, s->ckpt.task, s->st.index,
                              "its control mailbox is full");
     }

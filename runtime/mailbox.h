@@ -24,6 +24,8 @@ typedef enum kp_ctl_kind {
     KP_CTL_TRIGGER,  /* coordinator → source subtask: take checkpoint `value` now */
     KP_CTL_COMPLETE, /* coordinator → every subtask: checkpoint `value` completed */
     KP_CTL_ABORT,    /* coordinator → every subtask: checkpoint `value` was given up */
+    KP_CTL_DRAIN,    /* coordinator → source subtask: stop reading, emit the final watermark,
+                        take checkpoint `value` (a stop --drain savepoint), end once it completed */
 } kp_ctl_kind;
 
 typedef struct kp_ctl {

@@ -59,6 +59,8 @@ struct kp_source_task {
     kp_src_pos *restored;
     int nrestored;
     kp_offset *restore_offs;
+    int64_t drain_id; /* stop --drain: the savepoint taken after the final watermark */
+    int drained;      /* ... completed: the source ends */
     kp_raw raws[256];
 };
 typedef struct kp_source_task source_state;
@@ -118,10 +120,24 @@ static int fill_positions(void *arg, kp_snapshot *snap)
     return rc;
 }
 
+/* stop --drain: no more reading; the final watermark fires every window and timer, then
+ * checkpoint `id` (the savepoint) is taken after them; the source ends once it completed. */
+static int drain(source_state *s, int64_t id)
+{
+    if (s->drain_id)
+        return 0;
+    s->drain_id = id;
+    if (kp_op_emit_watermark(s->chain, KP_TIME_MAX) != 0)
+        return -1;
+    s->emitted_wm = KP_TIME_MAX;
+    return trigger(s, id);
+}
+
 /* Checkpoint `id` completed: commits its positions (monitoring only) and forgets older
  * ones; the chain's sinks commit too. */
 static int complete(source_state *s, int64_t id)
 {
+    s->drained |= s->drain_id && id >= s->drain_id;
     for (int i = 0; i < PENDING_COMMITS; i++) {
         pending_commit *c = &s->commits[i];
         if (!c->id || c->id > id)
@@ -193,6 +209,12 @@ static int read_bounds(source_state *s, int timeout_ms)
             return -1;
         else if (m.kind == KP_CTL_COMPLETE && complete(s, m.value) != 0)
             return -1;
+        else if (m.kind == KP_CTL_DRAIN && drain(s, m.value) != 0)
+            return -1;
+        else if (m.kind == KP_CTL_ABORT && s->drain_id && m.value == s->drain_id)
+            return kp_subtask_fail(s->st, "the savepoint of a stop --drain (checkpoint %lld) was "
+                                          "given up after the final watermark",
+                                   (long long)m.value);
         else if (m.kind == KP_CTL_ABORT)
             abort_commit(s, m.value);
         timeout_ms = 0;
@@ -405,6 +427,14 @@ int kp_source_step(source_state *s, int timeout_ms)
     }
     if (read_bounds(s, 0) != 0)
         return -1;
+    if (s->drain_id) { /* stop --drain: read nothing more, wait for the savepoint */
+        if (!s->drained && read_bounds(s, timeout_ms) != 0)
+            return -1;
+        if (s->drained)
+            return kp_op_emit_finish(s->chain) != 0 ? -1 : 0;
+        s->now = kp_wall_ms();
+        return tick(s) != 0 ? -1 : 1;
+    }
     if (s->emitted_wm > s->allowed && s->emitted_wm != KP_TIME_MAX) { /* wait for the slowest */
         if (read_bounds(s, timeout_ms) != 0)
             return -1;

@@ -162,6 +162,11 @@ void kp_tm_deployment_checkpoint(kp_tm_deployment *dep, kp_frame_type type, int6
         kp_exec_control_abort(dep->control, id);
 }
 
+void kp_tm_deployment_drain(kp_tm_deployment *dep, int64_t id)
+{
+    kp_exec_control_drain(dep->control, id);
+}
+
 int kp_tm_deployment_running(const kp_tm_deployment *dep)
 {
     return atomic_load(&((kp_tm_deployment *)dep)->running);

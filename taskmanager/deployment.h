@@ -45,6 +45,9 @@ void kp_tm_deployment_post_metrics(kp_tm_deployment *dep);
  * through the outbox. */
 void kp_tm_deployment_checkpoint(kp_tm_deployment *dep, kp_frame_type type, int64_t id,
                                  int64_t timestamp_ms);
+/* kappa stop --drain: the sources stop reading, emit the final watermark, take checkpoint
+ * `id` (the savepoint) and end once it completed. @locality the session's thread */
+void kp_tm_deployment_drain(kp_tm_deployment *dep, int64_t id);
 
 /* True while the executor runs the subtasks (their counters move). @locality any thread */
 int kp_tm_deployment_running(const kp_tm_deployment *dep);

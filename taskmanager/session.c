@@ -311,8 +311,12 @@ static void on_checkpoint(session *s, kp_frame_type type, const char *job_id, ui
 static int on_trigger(session *s, ProtobufCMessage *msg, char *err, size_t errlen)
 {
     Kappa__Control__TriggerCheckpoint *m = (Kappa__Control__TriggerCheckpoint *)msg;
-    on_checkpoint(s, KP_FRAME_TRIGGER_CHECKPOINT, m->job_id, m->attempt, m->checkpoint_id,
-                  m->timestamp_ms);
+    kp_tm_deployment *dep = m->drain ? find_dep(s, m->job_id, m->attempt) : NULL;
+    if (dep) /* kappa stop --drain */
+        kp_tm_deployment_drain(dep, m->checkpoint_id);
+    else
+        on_checkpoint(s, KP_FRAME_TRIGGER_CHECKPOINT, m->job_id, m->attempt, m->checkpoint_id,
+                      m->timestamp_ms);
     kappa__control__trigger_checkpoint__free_unpacked(m, NULL);
     return 0;
 }

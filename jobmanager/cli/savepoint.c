@@ -30,8 +30,9 @@ static void usage(FILE *out, int stop)
         fprintf(out, "usage: kappa stop NAME|ID [--savepoint DIR] [--drain] [options]\n"
                      "  --savepoint DIR  where the savepoint goes (missing or empty; default:\n"
                      "                   the job's checkpoint dir, savepoints/NAME-ID)\n"
-                     "  --drain          end the sources first so that every window fires (not\n"
-                     "                   supported yet: the jobmanager refuses it)\n");
+                     "  --drain          end the sources first: the final watermark fires every\n"
+                     "                   window, then the savepoint; the job ends FINISHED (for\n"
+                     "                   a job that is not resumed: its windows have fired)\n");
     else
         fprintf(out, "usage: kappa savepoint NAME|ID [DIR] [options]\n"
                      "  DIR  where the savepoint goes (missing or empty; default: the job's\n"

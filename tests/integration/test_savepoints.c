@@ -8,7 +8,9 @@
  *   - a job without the window operator cannot restore that savepoint (`kappa submit` fails
  *     naming the operator's uid) unless --allow-non-restored-state;
  *   - --replace NAME --from-savepoint-of-old: the old job stops with a savepoint and the new one
- *     restores it.
+ *     restores it;
+ *   - kappa stop --drain: the final watermark fires every window (the Kafka source never ends),
+ *     the savepoint is taken after them and the job ends FINISHED with exactly the truth.
  * Events come in three batches of disjoint event time (whole hours), so that the truth is the
  * three batches' truths together. Every process started here is stopped here. */
 #include <criterion/criterion.h>
@@ -269,6 +271,59 @@ Test(savepoints, replace_from_savepoint_of_old_keeps_the_state, .fini = cleanup,
     cr_assert_eq(json_object_size(seen), json_object_size(t),
                  "%zu of the truth's %zu windows were written", json_object_size(seen),
                  json_object_size(t));
+    json_decref(t);
+    json_decref(seen);
+    tm_proc_stop(tm);
+    jm_stop(&jm);
+}
+
+/* What the job's source subtasks have read (their last Metrics reports). */
+static long long source_records(const jm_proc *jm, const char *name)
+{
+    char path[200];
+    snprintf(path, sizeof path, "/jobs/%s", name);
+    http_reply r = http_req(jm, "GET", path, NULL);
+    json_t *subs = json_object_get(json_array_get(json_object_get(r.body, "tasks"), 0), "subtasks");
+    long long n = 0;
+    size_t i;
+    json_t *s;
+    json_array_foreach(subs, i, s)
+    {
+        n += json_integer_value(json_object_get(json_object_get(s, "metrics"), "records_in"));
+    }
+    http_free(&r);
+    return n;
+}
+
+Test(savepoints, stop_drain_fires_every_window_then_finishes, .fini = cleanup, .timeout = 600)
+{
+    jm_proc jm;
+    pid_t tm;
+    start_cluster(&jm, &tm, "drain");
+    char topic[64], sp[300], cmd[1200], out[600];
+    make_topic(topic, sizeof topic, "drain");
+    produce(topic, 0);
+    cr_assert_eq(submit(&jm, "hourly_clicks", "d", 2, topic, ""), 0, "see %s/submit.out", dir_);
+    wait_job_state(&jm, "d", "RUNNING");
+    for (int i = 0; i < 600 && source_records(&jm, "d") < PER_BATCH; i++)
+        usleep(100000);
+    cr_assert_eq(source_records(&jm, "d"), PER_BATCH, "the job did not read the batch in 60 s");
+
+    /* the Kafka source never ends: only the drain's final watermark fires the last windows */
+    snprintf(sp, sizeof sp, "%s/sp-drained", dir_);
+    snprintf(cmd, sizeof cmd, "%s stop d --savepoint %s --drain --jobmanager %s 2>>%s/stop.err",
+             kp_test_env("KAPPA_CLI"), sp, jm.rest, dir_);
+    kp_test_capture(out, sizeof out, cmd);
+    cr_assert_str_eq(out, sp, "kappa stop --drain printed '%s' (see %s/stop.err)", out, dir_);
+    char st[32];
+    cr_assert_str_eq(job_state(&jm, "d", st, sizeof st), "FINISHED");
+    json_t *t = truth(1), *seen = json_object();
+    long n = check_docs("out-d", t, seen);
+    cr_assert_eq(json_object_size(seen), json_object_size(t),
+                 "%zu of the truth's %zu windows were written", json_object_size(seen),
+                 json_object_size(t));
+    cr_assert_eq(n, (long)json_object_size(t), "a window was written twice");
+    cr_assert_eq(kp_test_sh("test -s %s/_metadata", sp), 0, "no savepoint at %s", sp);
     json_decref(t);
     json_decref(seen);
     tm_proc_stop(tm);
