@@ -309,6 +309,31 @@ Test(savepoints, stop_drain_fires_every_window_then_finishes, .fini = cleanup, .
         usleep(100000);
     cr_assert_eq(source_records(&jm, "d"), PER_BATCH, "the job did not read the batch in 60 s");
 
+    /* bad requests are refused before anything is triggered */
+    char code[16];
+    static const struct {
+        const char *body, *path, *want;
+    } bad[] = {
+        {"{\"target-directory\":\"relative/dir\"}", "/jobs/d/savepoints", "400"},
+        {"{\"target-directory\":\"/tmp\"}", "/jobs/d/savepoints", "400"}, /* not empty */
+        {"{\"drain\":true}", "/jobs/d/savepoints", "400"},                /* without cancel-job */
+        {"[1]", "/jobs/d/savepoints", "400"},
+        {"{}", "/jobs/nosuchjob/savepoints", "404"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "curl -s -o /dev/null -w '%%{http_code}' -X POST -H 'Content-Type: "
+                 "application/json' -d '%s' %s%s",
+                 bad[i].body, jm.rest, bad[i].path);
+        kp_test_capture(code, sizeof code, cmd);
+        cr_assert_str_eq(code, bad[i].want, "POST %s %s answered %s", bad[i].path, bad[i].body,
+                         code);
+    }
+    http_reply r =
+        http_req(&jm, "GET", "/jobs/d/savepoints/0123456789abcdef0123456789abcdef", NULL);
+    cr_assert_eq(r.status, 404);
+    http_free(&r);
+
     /* the Kafka source never ends: only the drain's final watermark fires the last windows */
     snprintf(sp, sizeof sp, "%s/sp-drained", dir_);
     snprintf(cmd, sizeof cmd, "%s stop d --savepoint %s --drain --jobmanager %s 2>>%s/stop.err",
