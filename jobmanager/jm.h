@@ -106,13 +106,13 @@ typedef struct kp_jm_job_t {
     json_t *exceptions; /* [{time, from, to, message}] (owned) */
     char waiting_reason[256];
     kp_restart_t restart;
-    kp_time restart_at_mono;      /* RESTARTING: when to deploy again */
-    kp_time cancel_deadline_mono; /* FAILING/CANCELLING: stop waiting for acks then */
-    kp_time deploy_deadline_mono; /* deployed: every subtask RUNNING by then, or it fails */
-    char replaces[KP_JM_ID_LEN];  /* job to cancel once this one runs ("" = none) */
-    kp_ckpt_config ckpt;          /* resolved: manifest > graph > cluster defaults (dir points
+    kp_time restart_at_mono;       /* RESTARTING: when to deploy again */
+    kp_time cancel_deadline_mono;  /* FAILING/CANCELLING: stop waiting for acks then */
+    kp_time deploy_deadline_mono;  /* deployed: every subtask RUNNING by then, or it fails */
+    char replaces[KP_JM_ID_LEN];   /* job to cancel once this one runs ("" = none) */
+    kp_ckpt_config ckpt;           /* resolved: manifest > graph > cluster defaults (dir points
                                      into the manifest or the configuration) */
-    char restore_path[4096];      /* _metadata the current attempt restores ("" = fresh start):
+    char restore_path[4096];       /* _metadata the current attempt restores ("" = fresh start):
                                      the manifest's from_checkpoint, then the latest completed */
     struct kp_jm_ckpt *ckpt_state; /* checkpoints.c: coordinator and statistics (owned) */
 } kp_jm_job_t;

@@ -151,10 +151,14 @@ static int parse_restart(const char *v, kp_restart_kind *kind)
 /* The checkpoint defaults, in the order of the CK_* options. */
 static int parse_ckpt_flag(int which, const char *v, kp_jm_config_t *cfg)
 {
-    static const char *const names[] = {
-        "--checkpoint-dir", "--checkpoint-interval",        "--checkpoint-mode",
-        "--checkpoint-timeout", "--min-pause",              "--max-concurrent-checkpoints",
-        "--tolerable-checkpoint-failures", "--retained-checkpoints"};
+    static const char *const names[] = {"--checkpoint-dir",
+                                        "--checkpoint-interval",
+                                        "--checkpoint-mode",
+                                        "--checkpoint-timeout",
+                                        "--min-pause",
+                                        "--max-concurrent-checkpoints",
+                                        "--tolerable-checkpoint-failures",
+                                        "--retained-checkpoints"};
     kp_ckpt_config *c = &cfg->ckpt;
     kp_time *dur[] = {NULL, &c->interval_ms, NULL, &c->timeout_ms, &c->min_pause_ms};
     uint32_t n;
@@ -187,16 +191,39 @@ static int parse_ckpt_flag(int which, const char *v, kp_jm_config_t *cfg)
     default:
         if (parse_u32(names[which], v, 0, which == 5 ? 64 : 1000000, &n))
             return -1;
-        *(which == 5 ? &c->max_concurrent : which == 6 ? &c->tolerable_failures : &c->retain) =
-            (int)n;
+        *(which == 5   ? &c->max_concurrent
+          : which == 6 ? &c->tolerable_failures
+                       : &c->retain) = (int)n;
         return 0;
     }
 }
 
 static int parse_flags(int argc, char **argv, kp_jm_config_t *cfg)
 {
-    enum { BIND = 256, REST, RPC, STATE, TOKEN, UPLOAD, HBI, HBT, RS, RA, RD, CT, DT, HELP,
-           CK_DIR, CK_INT, CK_MODE, CK_TO, CK_PAUSE, CK_CONC, CK_TOL, CK_RET };
+    enum {
+        BIND = 256,
+        REST,
+        RPC,
+        STATE,
+        TOKEN,
+        UPLOAD,
+        HBI,
+        HBT,
+        RS,
+        RA,
+        RD,
+        CT,
+        DT,
+        HELP,
+        CK_DIR,
+        CK_INT,
+        CK_MODE,
+        CK_TO,
+        CK_PAUSE,
+        CK_CONC,
+        CK_TOL,
+        CK_RET
+    };
     static const struct option opts[] = {
         {"bind", 1, 0, BIND},
         {"rest-port", 1, 0, REST},

@@ -303,8 +303,9 @@ static void recover(kp_jm_t *jm, kp_jm_job_t *job)
 {
     job->attempt++;
     job->restart_at_mono = 0;
-    snprintf(job->waiting_reason, sizeof job->waiting_reason, "recovering after a jobmanager "
-                                                              "restart");
+    snprintf(job->waiting_reason, sizeof job->waiting_reason,
+             "recovering after a jobmanager "
+             "restart");
     char msg[128];
     snprintf(msg, sizeof msg, "jobmanager restarted: recovering as attempt %u", job->attempt);
     kp_job_transition(jm, job, KP_JOB_RESTARTING, msg);

@@ -190,8 +190,7 @@ const char *kp_tm_placement_peer(void *ctx, int task, int subtask, char *err, si
     return NULL;
 }
 
-int kp_tm_ckpt_config(const Kappa__Control__Deploy *d, kp_ckpt_config *c, char *err,
-                      size_t errlen)
+int kp_tm_ckpt_config(const Kappa__Control__Deploy *d, kp_ckpt_config *c, char *err, size_t errlen)
 {
     const Kappa__Control__CheckpointConfig *cc = d->checkpoint;
     *c = (kp_ckpt_config){0};

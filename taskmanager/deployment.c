@@ -32,8 +32,8 @@ struct kp_tm_deployment {
     int started;
     volatile sig_atomic_t cancel; /* written by the session thread, read by the executor */
     atomic_int done;
-    atomic_int running;    /* the executor runs: live counters move */
-    kp_subtask_live *live; /* one per local subtask, in the Deploy's order (exec_live.h) */
+    atomic_int running;       /* the executor runs: live counters move */
+    kp_subtask_live *live;    /* one per local subtask, in the Deploy's order (exec_live.h) */
     kp_exec_control *control; /* checkpoint triggers/completions into the run (thread-safe) */
     kp_ckpt_hooks hooks;      /* the run's acks/declines → the outbox */
 };
@@ -144,11 +144,10 @@ static void hook_decline(void *ctx, int64_t id, int task_id, int subtask, const 
     dc.task_id = task_id;
     dc.subtask = (uint32_t)subtask;
     dc.reason = (char *)(reason ? reason : "");
-    kp_tm_log("job %s attempt %u: task %d subtask %d declined checkpoint %lld: %s",
-              dep->d->job_id, dep->d->attempt, task_id, subtask, (long long)id, dc.reason);
+    kp_tm_log("job %s attempt %u: task %d subtask %d declined checkpoint %lld: %s", dep->d->job_id,
+              dep->d->attempt, task_id, subtask, (long long)id, dc.reason);
     if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_DECLINE_CHECKPOINT, &dc.base) != 0)
-        kp_tm_log("job %s: out of memory declining checkpoint %lld", dep->d->job_id,
-                  (long long)id);
+        kp_tm_log("job %s: out of memory declining checkpoint %lld", dep->d->job_id, (long long)id);
 }
 
 void kp_tm_deployment_checkpoint(kp_tm_deployment *dep, kp_frame_type type, int64_t id,
