@@ -221,9 +221,17 @@ int kp_jm_savepoint_drain(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, char r
 json_t *kp_jm_savepoint_status(kp_jm_t *jm, const kp_jm_job_t *job, const char *rid)
 {
     (void)jm;
-    const sp_req *r = find(job->id, rid);
+    sp_req *r = find(job->id, rid);
     if (!r)
         return NULL;
+    char why[160]; /* the control loop follows running jobs only: an ended job ends its requests */
+    if (r->state < SP_COMPLETED && kp_job_state_terminal(job->state)) {
+        snprintf(why, sizeof why, "the job ended %s before the savepoint completed",
+                 kp_job_state_name(job->state));
+        set_failed(r, why);
+    } else if (r->state == SP_TRIGGERED && job->attempt != r->attempt) {
+        set_failed(r, "the job restarted before the savepoint completed");
+    }
     json_t *op = r->state == SP_COMPLETED ? json_pack("{s:s}", "location", r->dir)
                  : r->state == SP_FAILED  ? json_pack("{s:{s:s, s:s}}", "failure-cause", "class",
                                                       "SavepointFailed", "stack-trace", r->failure)
