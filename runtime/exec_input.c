@@ -245,6 +245,8 @@ int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b)
 
 int kp_exec_abort_alignment(subtask_rt *s, consumer *c, int64_t id)
 {
+    if (!c->aligning && id > c->last)
+        c->last = id; /* its barriers, still on their way, are stale now */
     if (!c->aligning || c->aligning != id)
         return 1;
     give_up(s, c, "the checkpoint was aborted");
