@@ -212,8 +212,9 @@ static int read_bounds(source_state *s, int timeout_ms)
         else if (m.kind == KP_CTL_DRAIN && drain(s, m.value) != 0)
             return -1;
         else if (m.kind == KP_CTL_ABORT && s->drain_id && m.value == s->drain_id)
-            return kp_subtask_fail(s->st, "the savepoint of a stop --drain (checkpoint %lld) was "
-                                          "given up after the final watermark",
+            return kp_subtask_fail(s->st,
+                                   "the savepoint of a stop --drain (checkpoint %lld) was "
+                                   "given up after the final watermark",
                                    (long long)m.value);
         else if (m.kind == KP_CTL_ABORT)
             abort_commit(s, m.value);
