@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A reader of a kappa-managed alias during a blue/green reprocessing (test_bluegreen.c,
-deploy/dev/seed): reads every document of ALIAS as one snapshot (a scroll) per round until STOPFILE
-exists, and labels each answer: "v1" if it equals the v1 truth exactly, "v2" for the v2 truth,
-else "other" (a mixture, an empty or partial index, no index). Writes one line per change of
+deploy/dev/seed): reads every document of ALIAS as one snapshot (a scroll) per round until a
+round that began after STOPFILE appeared, and labels each answer: "v1" if it equals the v1
+truth exactly, "v2" for the v2 truth, else "other" (a mixture, an empty or partial index, no
+index). Writes one line per change of
 label to OUT ("<label> <first poll> <polls>") and a last line "polls N". Truths are the sorted
 "item<TAB>window_end<TAB>count" files the tests compare indices with.
 Usage: alias_reader.py URL ALIAS V1_TRUTH V2_TRUTH OUT STOPFILE"""
@@ -58,7 +59,8 @@ def main():
     url, alias, v1p, v2p, out, stop = sys.argv[1:7]
     v1, v2 = load(v1p), load(v2p)
     runs, n, last = [], 0, None
-    while not os.path.exists(stop):
+    while True:
+        last_round = os.path.exists(stop)  # one more whole read after STOPFILE appears
         got, err = poll(url, alias)
         label = "v1" if got == v1 else "v2" if got == v2 else "other"
         if label == "other":
@@ -70,6 +72,8 @@ def main():
             last = label
         runs[-1][2] += 1
         n += 1
+        if last_round:
+            break
         time.sleep(0.05)
     with open(out, "w") as f:
         for label, first, count in runs:
