@@ -495,6 +495,8 @@ static void dispatch(kp_jm_t *jm, kp_jm_conn_t *c, uint16_t type, const uint8_t 
         Kappa__Control__Heartbeat *UNPACK(hb, kappa__control__heartbeat, "Heartbeat");
         jm->tms[c->tm].last_heartbeat_ms = kp_wall_ms();
         jm->tms[c->tm].last_heartbeat_mono = kp_mono_ms();
+        jm->tms[c->tm].rss_bytes = hb->rss_bytes; /* 0 from a taskmanager that does not say */
+        jm->tms[c->tm].cpu_seconds = hb->cpu_seconds;
         hb->sent_at_ms = kp_wall_ms();
         conn_send(c, KP_FRAME_HEARTBEAT, &hb->base);
         kappa__control__heartbeat__free_unpacked(hb, NULL);
@@ -524,8 +526,10 @@ static void dispatch(kp_jm_t *jm, kp_jm_conn_t *c, uint16_t type, const uint8_t 
     case KP_FRAME_METRICS: {
         Kappa__Control__Metrics *UNPACK(mt, kappa__control__metrics, "Metrics");
         if (mt->job_id && strlen(mt->job_id) == 32 && kp_jm_is_hex(mt->job_id, 32))
-            kp_life_metrics(jm, c->tm, mt->job_id, mt->attempt, mt->task_id, mt->subtask,
-                            mt->records_in, mt->records_out, mt->watermark_ms);
+            kp_jm_keep_metrics(kp_life_metrics(jm, c->tm, mt->job_id, mt->attempt, mt->task_id,
+                                               mt->subtask, mt->records_in, mt->records_out,
+                                               mt->watermark_ms),
+                               mt);
         else
             conn_close_later(c, "Metrics: bad job id");
         kappa__control__metrics__free_unpacked(mt, NULL);

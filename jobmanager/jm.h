@@ -74,6 +74,8 @@ typedef struct kp_jm_task_t {
     bool source; /* no upstream task: checkpoints are triggered at its subtasks */
 } kp_jm_task_t;
 
+#define KP_JM_STATS_MAX 2048 /* a connector's stats JSON (exec_live.h, KP_LIVE_JSON_MAX) */
+
 typedef struct kp_jm_sub_t {
     int task_id;
     uint32_t subtask;
@@ -82,6 +84,9 @@ typedef struct kp_jm_sub_t {
     bool has_metrics; /* the last Metrics report of this attempt, if any */
     uint64_t records_in, records_out;
     kp_time watermark_ms;
+    uint64_t bytes_in, bytes_out;                       /* metrics_keep.c: the rest of the report */
+    double ratio_backpressured, ratio_idle, ratio_busy; /* < 0: not measured yet */
+    char source_json[KP_JM_STATS_MAX], sink_json[KP_JM_STATS_MAX]; /* "" = none */
 } kp_jm_sub_t;
 
 typedef struct kp_jm_job_t {
@@ -128,6 +133,8 @@ typedef struct kp_jm_tm_t {
     kp_time last_heartbeat_ms;   /* wall, for REST */
     kp_time last_heartbeat_mono; /* for the timeout */
     kp_jm_conn_t *conn;          /* its control connection while alive */
+    uint64_t rss_bytes;          /* from its last Heartbeat; 0 = not reported */
+    double cpu_seconds;
 } kp_jm_tm_t;
 
 typedef struct kp_jm_config_t {
@@ -205,10 +212,15 @@ void kp_life_step(kp_jm_t *jm);
 /* A taskmanager reported a subtask state. */
 void kp_life_task_state(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
                         uint32_t subtask, kp_sub_state state, const char *message);
-/* A taskmanager reported a subtask's counters (kept for REST; stale reports ignored). */
-void kp_life_metrics(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
-                     uint32_t subtask, uint64_t records_in, uint64_t records_out,
-                     kp_time watermark_ms);
+/* A taskmanager reported a subtask's counters (kept for REST; stale reports ignored): the
+ * subtask, NULL when ignored. */
+kp_jm_sub_t *kp_life_metrics(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
+                             uint32_t subtask, uint64_t records_in, uint64_t records_out,
+                             kp_time watermark_ms);
+/* metrics_keep.c: keeps the rest of a subtask's Metrics report (bytes, time ratios, the
+ * connectors' stats JSON). */
+struct Kappa__Control__Metrics;
+void kp_jm_keep_metrics(kp_jm_sub_t *sub, const struct Kappa__Control__Metrics *m);
 /* The job fails over (FAILING, then the restart strategy) with `message` as its cause. */
 void kp_life_fail(kp_jm_t *jm, kp_jm_job_t *job, const char *message);
 /* A taskmanager is gone (connection closed or heartbeat timeout). */

@@ -269,18 +269,19 @@ void kp_life_task_state(kp_jm_t *jm, int tm, const char *job_id, uint32_t attemp
     check_job(jm, job, why);
 }
 
-void kp_life_metrics(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
-                     uint32_t subtask, uint64_t records_in, uint64_t records_out,
-                     kp_time watermark_ms)
+kp_jm_sub_t *kp_life_metrics(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int task_id,
+                             uint32_t subtask, uint64_t records_in, uint64_t records_out,
+                             kp_time watermark_ms)
 {
     kp_jm_job_t *job;
     kp_jm_sub_t *sub = reported_sub(jm, tm, job_id, attempt, task_id, subtask, &job);
     if (!sub)
-        return;
+        return NULL;
     sub->has_metrics = true;
     sub->records_in = records_in;
     sub->records_out = records_out;
     sub->watermark_ms = watermark_ms;
+    return sub;
 }
 
 void kp_life_tm_lost(kp_jm_t *jm, int tm, const char *reason)

@@ -3,14 +3,17 @@
  * Names are kappa_*, counters end in _total, units in the name (_seconds, _bytes); labels are
  * job (the job id), job_name, task (the task id), task_name, subtask and taskmanager. The
  * subtask series come from the taskmanagers' latest Metrics reports of the current attempt (a
- * restart starts them again from 0, which Prometheus' rate() reads as a counter reset). The
- * jobmanager's own CPU and RSS come from /proc/self. The text is built under jm->lock in one
+ * restart starts them again from 0, which Prometheus' rate() reads as a counter reset), with
+ * the connectors' stats they carry: a source's partitions (offset, end offset, lag, carried
+ * watermark; label partition) and an Elasticsearch sink's counters. The jobmanager's own CPU
+ * and RSS come from /proc/self, each taskmanager's from its heartbeats. The text is built under jm->lock in one
  * memory stream and sent after. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "proc_usage.h"
 #include "rest_int.h"
 
 /* A label value with \, " and newline escaped as the format wants. */
@@ -36,33 +39,15 @@ static void help(FILE *f, const char *name, const char *type, const char *text)
 /* The jobmanager process: CPU seconds (utime+stime) and RSS, from /proc/self. */
 static void process_metrics(FILE *f)
 {
-    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    unsigned long ut = 0, st = 0;
-    long rss = 0;
-    FILE *p = fopen("/proc/self/stat", "r");
-    if (p) {
-        char buf[1024];
-        size_t n = fread(buf, 1, sizeof buf - 1, p);
-        buf[n] = '\0';
-        const char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
-        if (rp &&
-            sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-            ut = st = 0;
-        fclose(p);
-    }
-    p = fopen("/proc/self/statm", "r");
-    if (p) {
-        if (fscanf(p, "%*s %ld", &rss) != 1)
-            rss = 0;
-        fclose(p);
-    }
+    double cpu;
+    long long rss;
+    kp_proc_usage(&cpu, &rss);
     help(f, "kappa_jobmanager_cpu_seconds_total", "counter",
          "CPU time (user+system) the jobmanager process used.");
-    fprintf(f, "kappa_jobmanager_cpu_seconds_total %.2f\n",
-            tick > 0 ? (double)(ut + st) / (double)tick : 0.0);
+    fprintf(f, "kappa_jobmanager_cpu_seconds_total %.2f\n", cpu);
     help(f, "kappa_jobmanager_resident_memory_bytes", "gauge",
          "Resident set size of the jobmanager process.");
-    fprintf(f, "kappa_jobmanager_resident_memory_bytes %ld\n", rss * page);
+    fprintf(f, "kappa_jobmanager_resident_memory_bytes %lld\n", rss);
 }
 
 static void taskmanager_metrics(FILE *f, const kp_jm_t *jm, kp_time now)
@@ -92,6 +77,23 @@ static void taskmanager_metrics(FILE *f, const kp_jm_t *jm, kp_time now)
                 fprintf(f, "} %.3f\n", (double)(now - jm->tms[t].last_heartbeat_ms) / 1000.0);
         }
     }
+    /* from its heartbeats (taskmanager/session.c): only taskmanagers that send them */
+    help(f, "kappa_taskmanager_resident_memory_bytes", "gauge",
+         "Resident set size of the taskmanager process (its last heartbeat).");
+    for (size_t t = 0; t < jm->ntms; t++)
+        if (jm->tms[t].alive && jm->tms[t].rss_bytes) {
+            fputs("kappa_taskmanager_resident_memory_bytes{", f);
+            put_label(f, "taskmanager", jm->tms[t].id, true);
+            fprintf(f, "} %llu\n", (unsigned long long)jm->tms[t].rss_bytes);
+        }
+    help(f, "kappa_taskmanager_cpu_seconds_total", "counter",
+         "CPU time (user+system) the taskmanager process used (its last heartbeat).");
+    for (size_t t = 0; t < jm->ntms; t++)
+        if (jm->tms[t].alive && jm->tms[t].rss_bytes) {
+            fputs("kappa_taskmanager_cpu_seconds_total{", f);
+            put_label(f, "taskmanager", jm->tms[t].id, true);
+            fprintf(f, "} %.2f\n", jm->tms[t].cpu_seconds);
+        }
 }
 
 static void job_metrics(FILE *f, const kp_jm_t *jm)
@@ -119,7 +121,7 @@ static void job_metrics(FILE *f, const kp_jm_t *jm)
 
 /* The labels of one subtask series. */
 static void sub_labels(FILE *f, const kp_jm_t *jm, const kp_jm_job_t *job, const kp_jm_task_t *t,
-                       const kp_jm_sub_t *s)
+                       const kp_jm_sub_t *s, const char *partition)
 {
     char num[16];
     fputc('{', f);
@@ -131,40 +133,163 @@ static void sub_labels(FILE *f, const kp_jm_t *jm, const kp_jm_job_t *job, const
     snprintf(num, sizeof num, "%u", s->subtask);
     put_label(f, "subtask", num, false);
     put_label(f, "taskmanager", s->tm >= 0 ? jm->tms[s->tm].id : "", false);
+    if (partition)
+        put_label(f, "partition", partition, false);
     fputs("} ", f);
 }
 
-/* Per subtask of every non-final job that reported: records in/out and the watermark. */
+/* One subtask figure: its value, false when the subtask has none. */
+static bool sub_value(const kp_jm_sub_t *s, int m, double *v)
+{
+    const double all[] = {
+        (double)s->records_in, (double)s->records_out, (double)s->watermark_ms / 1000.0,
+        (double)s->bytes_in,   (double)s->bytes_out,   s->ratio_backpressured,
+        s->ratio_idle,         s->ratio_busy};
+    *v = all[m];
+    return m == 2 ? s->watermark_ms != KP_TIME_MIN : m < 5 || all[m] >= 0;
+}
+
+/* Per subtask of every non-final job that reported: records and bytes in/out, the watermark
+ * and the time ratios. */
 static void subtask_metrics(FILE *f, const kp_jm_t *jm)
 {
-    static const char *const names[] = {"kappa_subtask_records_in_total",
-                                        "kappa_subtask_records_out_total",
-                                        "kappa_subtask_watermark_seconds"};
+    static const char *const names[] = {
+        "kappa_subtask_records_in_total",  "kappa_subtask_records_out_total",
+        "kappa_subtask_watermark_seconds", "kappa_subtask_bytes_in_total",
+        "kappa_subtask_bytes_out_total",   "kappa_subtask_backpressured_ratio",
+        "kappa_subtask_idle_ratio",        "kappa_subtask_busy_ratio"};
     static const char *const helps[] = {
         "Records the subtask read (sources: from the external system).",
         "Records the subtask emitted (sinks: to the external system).",
-        "The subtask's current watermark (event time, Unix seconds)."};
-    for (int m = 0; m < 3; m++) {
-        help(f, names[m], m < 2 ? "counter" : "gauge", helps[m]);
+        "The subtask's current watermark (event time, Unix seconds).",
+        "Bytes (key + value) the subtask read (sources only).",
+        "Bytes (key + value) the subtask sent to an exchange or wrote to a sink.",
+        "Share of the last heartbeat interval the subtask was blocked on exchange credits.",
+        "Share of the last heartbeat interval the subtask waited for input.",
+        "Share of the last heartbeat interval the subtask was neither backpressured nor idle."};
+    for (int m = 0; m < 8; m++) {
+        help(f, names[m], m < 2 || m == 3 || m == 4 ? "counter" : "gauge", helps[m]);
+        for (size_t j = 0; j < jm->njobs; j++) {
+            const kp_jm_job_t *job = jm->jobs[j];
+            if (kp_job_state_terminal(job->state))
+                continue;
+            const kp_jm_sub_t *s = job->subs;
+            double v;
+            for (size_t t = 0; t < job->ntasks; t++)
+                for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, s++) {
+                    if (!s->has_metrics || !sub_value(s, m, &v))
+                        continue;
+                    fputs(names[m], f);
+                    sub_labels(f, jm, job, &job->tasks[t], s, NULL);
+                    fprintf(f, m == 2 || m >= 5 ? "%.3f\n" : "%.0f\n", v);
+                }
+        }
+    }
+}
+
+/* A family from the connectors' stats JSON (exec_live.h): a source's partitions (the
+ * reader's "partitions" or the source's "watermarks", one series per partition) or an
+ * Elasticsearch sink's counters (sink stats with "bulks"). */
+typedef struct conn_family {
+    const char *name, *type, *help;
+    int from; /* 0 reader.partitions, 1 watermarks, 2 Elasticsearch sink */
+    const char *key;
+    double scale;
+} conn_family;
+
+static const conn_family conn_families[] = {
+    {"kappa_source_partition_offset", "gauge", "The next offset the source reads in the partition.",
+     0, "offset", 1},
+    {"kappa_source_partition_end_offset", "gauge",
+     "The partition's end offset (high watermark) as of the source's last fetch.", 0, "high", 1},
+    {"kappa_source_partition_lag", "gauge",
+     "Records of the partition the source has not read yet (end offset - offset).", 0, "lag", 1},
+    {"kappa_source_partition_watermark_seconds", "gauge",
+     "The partition's carried watermark (event time, Unix seconds).", 1, "watermark", 0.001},
+    {"kappa_es_sink_documents_total", "counter", "Documents Elasticsearch acknowledged.", 2,
+     "acked", 1},
+    {"kappa_es_sink_bulks_total", "counter", "Bulk requests the sink completed.", 2, "bulks", 1},
+    {"kappa_es_sink_retries_total", "counter", "Bulk requests the sink retried.", 2, "retries", 1},
+    {"kappa_es_sink_stale_total", "counter",
+     "Documents Elasticsearch refused as stale (an external version not above the stored one).", 2,
+     "stale", 1},
+    {"kappa_es_sink_failed_total", "counter", "Documents that failed for good.", 2, "failed", 1},
+    {"kappa_es_sink_dead_lettered_total", "counter", "Documents sent to the dead-letter sink.", 2,
+     "dead_lettered", 1},
+    {"kappa_es_sink_bulk_latency_p50_seconds", "gauge", "Median bulk request latency.", 2,
+     "bulk_latency_ms_p50", 0.001},
+    {"kappa_es_sink_bulk_latency_p99_seconds", "gauge", "99th percentile bulk request latency.", 2,
+     "bulk_latency_ms_p99", 0.001},
+};
+
+/* The series of one family from one subtask's parsed stats. */
+static void conn_series(FILE *f, const kp_jm_t *jm, const kp_jm_job_t *job, const kp_jm_task_t *t,
+                        const kp_jm_sub_t *s, const conn_family *c, json_t *src, json_t *snk)
+{
+    if (c->from == 2) {
+        json_t *v = json_object_get(snk, c->key);
+        if (!json_object_get(snk, "bulks") || !json_is_number(v))
+            return;
+        fputs(c->name, f);
+        sub_labels(f, jm, job, t, s, NULL);
+        fprintf(f, "%.6g\n", json_number_value(v) * c->scale);
+        return;
+    }
+    json_t *parts = c->from == 0 ? json_object_get(json_object_get(src, "reader"), "partitions")
+                                 : json_object_get(src, "watermarks");
+    size_t i;
+    json_t *p;
+    json_array_foreach(parts, i, p)
+    {
+        json_t *v = json_object_get(p, c->key);
+        if (!json_is_integer(json_object_get(p, "partition")) || !json_is_number(v))
+            continue;
+        char part[16];
+        snprintf(part, sizeof part, "%lld",
+                 (long long)json_integer_value(json_object_get(p, "partition")));
+        fputs(c->name, f);
+        sub_labels(f, jm, job, t, s, part);
+        fprintf(f, c->scale == 1 ? "%.0f\n" : "%.3f\n", json_number_value(v) * c->scale);
+    }
+}
+
+/* The connectors' families: each subtask's stats parsed once, then family by family (the
+ * format wants a family's samples together). */
+static void connector_metrics(FILE *f, const kp_jm_t *jm)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < jm->njobs; j++)
+        n += kp_job_state_terminal(jm->jobs[j]->state) ? 0 : jm->jobs[j]->nsubs;
+    json_t **parsed = calloc(2 * (n ? n : 1), sizeof *parsed);
+    if (!parsed)
+        return;
+    for (size_t c = 0; c < sizeof conn_families / sizeof conn_families[0]; c++) {
+        const conn_family *fam = &conn_families[c];
+        help(f, fam->name, fam->type, fam->help);
+        size_t k = 0;
         for (size_t j = 0; j < jm->njobs; j++) {
             const kp_jm_job_t *job = jm->jobs[j];
             if (kp_job_state_terminal(job->state))
                 continue;
             const kp_jm_sub_t *s = job->subs;
             for (size_t t = 0; t < job->ntasks; t++)
-                for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, s++) {
-                    if (!s->has_metrics || (m == 2 && s->watermark_ms == KP_TIME_MIN))
+                for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, s++, k++) {
+                    if (!s->has_metrics)
                         continue;
-                    fputs(names[m], f);
-                    sub_labels(f, jm, job, &job->tasks[t], s);
-                    if (m == 2)
-                        fprintf(f, "%.3f\n", (double)s->watermark_ms / 1000.0);
-                    else
-                        fprintf(f, "%llu\n",
-                                (unsigned long long)(m == 0 ? s->records_in : s->records_out));
+                    if (c == 0) {
+                        parsed[2 * k] =
+                            s->source_json[0] ? json_loads(s->source_json, 0, NULL) : NULL;
+                        parsed[2 * k + 1] =
+                            s->sink_json[0] ? json_loads(s->sink_json, 0, NULL) : NULL;
+                    }
+                    conn_series(f, jm, job, &job->tasks[t], s, fam, parsed[2 * k],
+                                parsed[2 * k + 1]);
                 }
         }
     }
+    for (size_t k = 0; k < 2 * n; k++)
+        json_decref(parsed[k]);
+    free(parsed);
 }
 
 enum MHD_Result kp_rest_prometheus(kp_jm_t *jm, struct MHD_Connection *conn,
@@ -184,6 +309,7 @@ enum MHD_Result kp_rest_prometheus(kp_jm_t *jm, struct MHD_Connection *conn,
     taskmanager_metrics(f, jm, now);
     job_metrics(f, jm);
     subtask_metrics(f, jm);
+    connector_metrics(f, jm);
     pthread_mutex_unlock(&jm->lock);
     if (fclose(f) || !text) {
         free(text);

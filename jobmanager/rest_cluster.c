@@ -1,8 +1,7 @@
 /* REST views of the cluster itself: the dashboard's /config, the jobmanager's configuration
  * and log tail, and one taskmanager (its slots, heartbeat age and the subtasks it runs, their
- * counters summed). Only what the jobmanager holds: a taskmanager reports slots, heartbeats and
- * per-subtask Metrics, not its RSS, CPU or log, so those are null with a "reason" or refused
- * with 501 and the place to look instead. The jobmanager's log is the tail of its stderr when
+ * counters summed, its RSS and CPU from its heartbeats). Only what the jobmanager holds: a
+ * taskmanager does not ship its log, so that route is refused with 501 and the place to look. The jobmanager's log is the tail of its stderr when
  * that is a regular file (how kappa's tests and deploy/ start it); otherwise 501 says so. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -145,12 +144,18 @@ static json_t *tm_json(const kp_jm_t *jm, int t, kp_time now)
     const kp_jm_tm_t *tm = &jm->tms[t];
     uint64_t in, out;
     json_t *subs = tm_subtasks(jm, t, &in, &out);
-    return json_pack("{s:s,s:b,s:s,s:s,s:i,s:i,s:I,s:I,s:o,s:I,s:I}", "id", tm->id, "alive",
-                     tm->alive, "path", tm->data_address, "build", tm->build, "slotsNumber",
-                     (int)tm->slots, "freeSlots", tm->alive ? (int)kp_sched_free_slots(jm, t) : 0,
-                     "timeSinceLastHeartbeat", (json_int_t)(now - tm->last_heartbeat_ms),
-                     "lastHeartbeat", (json_int_t)tm->last_heartbeat_ms, "subtasks", subs,
-                     "records-in", (json_int_t)in, "records-out", (json_int_t)out);
+    json_t *j =
+        json_pack("{s:s,s:b,s:s,s:s,s:i,s:i,s:I,s:I,s:o,s:I,s:I}", "id", tm->id, "alive", tm->alive,
+                  "path", tm->data_address, "build", tm->build, "slotsNumber", (int)tm->slots,
+                  "freeSlots", tm->alive ? (int)kp_sched_free_slots(jm, t) : 0,
+                  "timeSinceLastHeartbeat", (json_int_t)(now - tm->last_heartbeat_ms),
+                  "lastHeartbeat", (json_int_t)tm->last_heartbeat_ms, "subtasks", subs,
+                  "records-in", (json_int_t)in, "records-out", (json_int_t)out);
+    /* from its heartbeats (session.c): null from a taskmanager that does not send them */
+    json_object_set_new(j, "rss-bytes",
+                        tm->rss_bytes ? json_integer((json_int_t)tm->rss_bytes) : json_null());
+    json_object_set_new(j, "cpu-seconds", tm->rss_bytes ? json_real(tm->cpu_seconds) : json_null());
+    return j;
 }
 
 static enum MHD_Result tm_reply(kp_jm_t *jm, struct MHD_Connection *conn, const kp_rest_args_t *a,
@@ -169,21 +174,24 @@ static enum MHD_Result tm_reply(kp_jm_t *jm, struct MHD_Connection *conn, const 
     if (!metrics)
         return kp_rest_send_json(conn, 200, body);
     /* Flink's [{id, value}] list of what we have, and what we do not. */
-    static const char *const ids[] = {"Status.Slots.Total", "Status.Slots.Free",
-                                      "Status.Heartbeat.AgeMs", "numRecordsIn", "numRecordsOut"};
-    static const char *const keys[] = {"slotsNumber", "freeSlots", "timeSinceLastHeartbeat",
-                                       "records-in", "records-out"};
+    static const char *const ids[] = {
+        "Status.Slots.Total", "Status.Slots.Free",  "Status.Heartbeat.AgeMs", "numRecordsIn",
+        "numRecordsOut",      "Status.Process.RSS", "Status.Process.CPU"};
+    static const char *const keys[] = {"slotsNumber", "freeSlots",   "timeSinceLastHeartbeat",
+                                       "records-in",  "records-out", "rss-bytes",
+                                       "cpu-seconds"};
     json_t *list = json_array();
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         json_array_append_new(
             list, json_pack("{s:s,s:O}", "id", ids[i], "value", json_object_get(body, keys[i])));
-    json_array_append_new(list, json_pack("{s:s,s:n}", "id", "Status.Process.RSS", "value"));
-    json_array_append_new(list, json_pack("{s:s,s:n}", "id", "Status.Process.CPU", "value"));
+    bool proc = !json_is_null(json_object_get(body, "rss-bytes"));
     json_decref(body);
     return kp_rest_send_json(
         conn, 200,
         json_pack("{s:o,s:s}", "metrics", list, "reason",
-                  "RSS and CPU are null: the taskmanagers' heartbeats do not carry them yet"));
+                  proc ? "Status.Process.RSS in bytes and Status.Process.CPU in CPU seconds "
+                         "(user + system), from the taskmanager's last heartbeat"
+                       : "RSS and CPU are null: this taskmanager's heartbeats do not carry them"));
 }
 
 enum MHD_Result kp_rest_tm(kp_jm_t *jm, struct MHD_Connection *conn, const kp_rest_args_t *a)

@@ -191,13 +191,30 @@ enum MHD_Result kp_rest_job_exceptions(kp_jm_t *jm, struct MHD_Connection *conn,
 
 /* --- /jobs/:id/vertices/:vid --- */
 
+/* A ratio the taskmanager measured, or null before its second report. */
+static json_t *ratio_json(double r)
+{
+    return r < 0 ? json_null() : json_real(r);
+}
+
+/* A connector's stats JSON as the taskmanager sent it (metrics_keep.c), or null. */
+static json_t *stats_json(const char *text)
+{
+    json_t *v = text[0] ? json_loads(text, 0, NULL) : NULL;
+    return v ? v : json_null();
+}
+
 static json_t *sub_metrics(const kp_jm_sub_t *sub)
 {
     if (!sub->has_metrics)
         return json_null();
-    return json_pack("{s:I,s:I,s:o,s:n,s:n}", "read-records", (json_int_t)sub->records_in,
-                     "write-records", (json_int_t)sub->records_out, "current-input-watermark",
-                     watermark_json(sub->watermark_ms), "read-bytes", "write-bytes");
+    return json_pack("{s:I,s:I,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "read-records",
+                     (json_int_t)sub->records_in, "write-records", (json_int_t)sub->records_out,
+                     "current-input-watermark", watermark_json(sub->watermark_ms), "read-bytes",
+                     (json_int_t)sub->bytes_in, "write-bytes", (json_int_t)sub->bytes_out,
+                     "backpressured-ratio", ratio_json(sub->ratio_backpressured), "idle-ratio",
+                     ratio_json(sub->ratio_idle), "busy-ratio", ratio_json(sub->ratio_busy),
+                     "source", stats_json(sub->source_json), "sink", stats_json(sub->sink_json));
 }
 
 static json_t *vertex_view(kp_jm_t *jm, struct MHD_Connection *conn, const kp_jm_job_t *job,
@@ -216,9 +233,8 @@ static json_t *vertex_view(kp_jm_t *jm, struct MHD_Connection *conn, const kp_jm
                             tm ? json_string(tm->data_address) : json_null(), "metrics",
                             sub_metrics(sub)));
     }
-    return json_pack("{s:i,s:s,s:i,s:I,s:o,s:s}", "id", task->id, "name", task->name, "parallelism",
-                     (int)task->parallelism, "now", (json_int_t)kp_wall_ms(), "subtasks", subs,
-                     "bytes", "not reported: the jobmanager keeps records and watermarks only");
+    return json_pack("{s:i,s:s,s:i,s:I,s:o}", "id", task->id, "name", task->name, "parallelism",
+                     (int)task->parallelism, "now", (json_int_t)kp_wall_ms(), "subtasks", subs);
 }
 
 enum MHD_Result kp_rest_vertex(kp_jm_t *jm, struct MHD_Connection *conn, const kp_rest_args_t *args)
@@ -228,21 +244,21 @@ enum MHD_Result kp_rest_vertex(kp_jm_t *jm, struct MHD_Connection *conn, const k
 
 /* --- /jobs/:id/vertices/:vid/subtasks/metrics --- */
 
-static const char *const metric_ids[] = {"numRecordsIn", "numRecordsOut", "currentInputWatermark"};
+static const char *const metric_ids[] = {"numRecordsIn",          "numRecordsOut",
+                                         "currentInputWatermark", "numBytesIn",
+                                         "numBytesOut",           "backPressuredTimeMsPerSecond",
+                                         "idleTimeMsPerSecond",   "busyTimeMsPerSecond"};
 
 static bool metric_of(const kp_jm_sub_t *sub, int m, double *v)
 {
     if (!sub->has_metrics)
         return false;
-    if (m == 0)
-        *v = (double)sub->records_in;
-    else if (m == 1)
-        *v = (double)sub->records_out;
-    else if (sub->watermark_ms == KP_TIME_MIN)
-        return false;
-    else
-        *v = (double)sub->watermark_ms;
-    return true;
+    const double all[] = {(double)sub->records_in,   (double)sub->records_out,
+                          (double)sub->watermark_ms, (double)sub->bytes_in,
+                          (double)sub->bytes_out,    sub->ratio_backpressured * 1000,
+                          sub->ratio_idle * 1000,    sub->ratio_busy * 1000}; /* ms per second */
+    *v = all[m];
+    return m == 2 ? sub->watermark_ms != KP_TIME_MIN : m < 5 || all[m] >= 0;
 }
 
 /* Flink's aggregated subtask metrics: without ?get= the ids available, with ?get=a,b each
@@ -291,21 +307,42 @@ enum MHD_Result kp_rest_vertex_metrics(kp_jm_t *jm, struct MHD_Connection *conn,
 
 /* --- /jobs/:id/vertices/:vid/backpressure --- */
 
-/* The taskmanagers do not measure backpressured/busy/idle time yet: the shape is Flink's, the
- * figures are null and "status" says why. */
+/* Flink's levels of the share of time blocked on exchange credits: ok up to 10 %, low up to
+ * 50 %, high above. */
+static const char *bp_level(double r)
+{
+    return r <= 0.10 ? "ok" : r <= 0.5 ? "low" : "high";
+}
+
+/* Flink's shape from the ratios the taskmanagers measure (deployment.c, each heartbeat:
+ * the share of the interval the subtask's thread was blocked on exchange credits, waiting
+ * for input, and the rest). The vertex's level is its worst subtask's; null, and "status"
+ * "unavailable" with a reason, until a subtask has reported twice. */
 static json_t *backpressure_view(kp_jm_t *jm, struct MHD_Connection *conn, const kp_jm_job_t *job,
                                  size_t t)
 {
     (void)jm, (void)conn;
     json_t *subs = json_array();
-    for (uint32_t i = 0; i < job->tasks[t].parallelism; i++)
-        json_array_append_new(subs,
-                              json_pack("{s:i,s:n,s:n,s:n,s:n}", "subtask", (int)i,
-                                        "backpressure-level", "ratio", "idleRatio", "busyRatio"));
-    return json_pack("{s:s,s:n,s:I,s:s,s:o}", "status", "unavailable", "backpressure-level",
-                     "end-timestamp", (json_int_t)kp_wall_ms(), "reason",
-                     "the taskmanagers do not report backpressured, busy or idle time yet",
-                     "subtasks", subs);
+    const kp_jm_sub_t *sub = &job->subs[first_sub(job, t)];
+    double worst = -1;
+    for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, sub++) {
+        double r = sub->has_metrics ? sub->ratio_backpressured : -1;
+        worst = r > worst ? r : worst;
+        json_array_append_new(
+            subs,
+            json_pack("{s:i,s:o,s:o,s:o,s:o}", "subtask", (int)sub->subtask, "backpressure-level",
+                      r < 0 ? json_null() : json_string(bp_level(r)), "ratio", ratio_json(r),
+                      "idleRatio", ratio_json(sub->has_metrics ? sub->ratio_idle : -1), "busyRatio",
+                      ratio_json(sub->has_metrics ? sub->ratio_busy : -1)));
+    }
+    json_t *out =
+        json_pack("{s:s,s:o,s:I,s:o}", "status", worst < 0 ? "unavailable" : "ok",
+                  "backpressure-level", worst < 0 ? json_null() : json_string(bp_level(worst)),
+                  "end-timestamp", (json_int_t)kp_wall_ms(), "subtasks", subs);
+    if (worst < 0)
+        json_object_set_new(out, "reason",
+                            json_string("no subtask of this vertex has reported twice yet"));
+    return out;
 }
 
 enum MHD_Result kp_rest_vertex_backpressure(kp_jm_t *jm, struct MHD_Connection *conn,

@@ -49,8 +49,10 @@ static void send(exchange_op *x, int i, kp_batch *b)
     if (b->kind == KP_MSG_DATA) {
         x->batches++;
         x->records += b->n;
-        if (x->op.st->live) /* exec_live.h: once per batch */
+        if (x->op.st->live) { /* exec_live.h: once per batch */
             kp_live_add(&x->op.st->live->records_out, b->n);
+            kp_live_add(&x->op.st->live->bytes_out, b->used);
+        }
     }
     kp_channel_send(x->chans[i], b);
 }

@@ -11,6 +11,7 @@
 #include "exec.h"
 #include "exec_coord.h"
 #include "exec_input.h"
+#include "exec_live.h"
 #include "exec_step.h"
 #include "exec_wire.h"
 
@@ -24,6 +25,8 @@ static int consume(subtask_rt *s)
         kp_time now = kp_mono_ms();
         if (now - ticked >= KP_TICK_MS) {
             ticked = now;
+            if (s->st.live) /* exec_live.h: once per tick */
+                kp_live_publish_waits(s->st.live);
             int rc = kp_op_tick(s->chain, kp_wall_ms()) != 0 ? -1 : 1;
             if (rc == 1 && s->ckpt.done) /* checkpoints on: completions and aborts */
                 rc = kp_exec_control_serve(s);

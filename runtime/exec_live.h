@@ -8,6 +8,19 @@
 #define KP_EXEC_LIVE_H
 
 #include <stdatomic.h>
+#include <stddef.h>
+
+/* A connector's stats JSON (connector.h: stats), published by the subtask thread at most
+ * every KP_LIVE_JSON_EVERY_MS and copied by a reader; a tiny lock (the writer skips a
+ * publication rather than wait, the reader waits only for a copy of len bytes). */
+#define KP_LIVE_JSON_MAX      2048
+#define KP_LIVE_JSON_EVERY_MS 1000
+typedef struct kp_live_json {
+    atomic_int lock;
+    long long next_ms; /* the writer's own: mono ms of the next publication */
+    int len;           /* 0 = nothing published */
+    char buf[KP_LIVE_JSON_MAX];
+} kp_live_json;
 
 typedef struct kp_subtask_live {
     int task_id, subtask;      /* set by the caller: the plan's task id (head node id) and index */
@@ -15,7 +28,26 @@ typedef struct kp_subtask_live {
     atomic_llong bytes_in;     /* sources: bytes read */
     atomic_llong records_out;  /* records its chain sent to an exchange or wrote to a sink */
     atomic_llong watermark_ms; /* the watermark it passed on; KP_TIME_MIN before the first */
+    atomic_llong bytes_out;    /* sinks: bytes of the records written (key + value) */
+    atomic_llong blocked_us;   /* its thread's time blocked on exchange credits (channel.h) */
+    atomic_llong starved_us;   /* ... and waiting for input */
+    kp_live_json source;       /* its source reader's stats plus per-partition watermarks */
+    kp_live_json sink;         /* its sink writer's stats */
+    /* the reporter's own (the taskmanager's heartbeat): its previous reading, for ratios */
+    long long rep_mono_us, rep_blocked_us, rep_starved_us;
 } kp_subtask_live;
+
+/* Copies the calling thread's channel waits (channel.h) into l. @locality the subtask's
+ * thread, once per poll or tick */
+void kp_live_publish_waits(kp_subtask_live *l);
+
+/* Whether j is due for a publication (mono clock); then the caller writes it with
+ * kp_live_json_put. @locality the subtask's thread */
+int kp_live_json_due(kp_live_json *j);
+void kp_live_json_put(kp_live_json *j, const char *s, size_t n);
+
+/* Copies the last publication into out (NUL-terminated); its length, 0 if none. @locality any */
+size_t kp_live_json_get(kp_live_json *j, char *out, size_t cap);
 
 /* Adds n to a counter only the calling thread writes. @locality the subtask's thread */
 static inline void kp_live_add(atomic_llong *c, long long n)

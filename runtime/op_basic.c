@@ -202,14 +202,23 @@ typedef struct sink_op {
     kp_op op;
     kp_sink_writer *w;
     long long written; /* not yet added to the job's records_out (added on tick and finish) */
+    long long bytes;   /* the same in key + value bytes, for the live counters */
 } sink_op;
 
 static void sink_count(sink_op *s)
 {
     atomic_fetch_add_explicit(&s->op.st->metrics->records_out, s->written, memory_order_relaxed);
-    if (s->op.st->live) /* exec_live.h: on tick and finish */
-        kp_live_add(&s->op.st->live->records_out, s->written);
+    kp_subtask_live *l = s->op.st->live;
+    if (l) { /* exec_live.h: on tick and finish */
+        kp_live_add(&l->records_out, s->written);
+        kp_live_add(&l->bytes_out, s->bytes);
+        if (s->w->stats && kp_live_json_due(&l->sink)) {
+            char buf[KP_LIVE_JSON_MAX];
+            kp_live_json_put(&l->sink, buf, s->w->stats(s->w, buf, sizeof buf));
+        }
+    }
     s->written = 0;
+    s->bytes = 0;
 }
 
 static int sink_record(kp_op *op, kp_event *ev)
@@ -219,6 +228,7 @@ static int sink_record(kp_op *op, kp_event *ev)
     if (s->w->write(s->w, ev->key, ev->value, ev->ts, err, sizeof err) != 0)
         return kp_subtask_fail(op->st, "%s: %s", op->node->name, err);
     s->written++;
+    s->bytes += (long long)(ev->key.len + ev->value.len);
     return 0;
 }
 

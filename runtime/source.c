@@ -416,6 +416,37 @@ static int tick(source_state *s)
     return kp_op_tick(s->chain, s->now);
 }
 
+/* exec_live.h, at most once a second: {"reader": the reader's stats or null, "watermarks":
+ * [{partition, watermark}] of the owned partitions with a carried watermark}. */
+static void publish_source_json(source_state *s)
+{
+    char buf[KP_LIVE_JSON_MAX];
+    size_t len = sizeof buf, o = 0;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int w_ = snprintf(buf + o, o < len ? len - o : 0, __VA_ARGS__);                            \
+        o += w_ > 0 ? (size_t)w_ : 0;                                                              \
+    } while (0)
+    PUT("{\"reader\":");
+    if (s->r && s->r->stats && o < len)
+        o += s->r->stats(s->r, buf + o, len - o);
+    else
+        PUT("null");
+    PUT(",\"watermarks\":[");
+    int first = 1;
+    for (int i = 0; i < s->wm.cap; i++) {
+        kp_time w = s->wm.parts[i].owned ? kp_wm_of(&s->wm, &s->wm.parts[i]) : KP_TIME_MIN;
+        if (w == KP_TIME_MIN)
+            continue;
+        PUT("%s{\"partition\":%d,\"watermark\":%lld}", first ? "" : ",", i - 1, (long long)w);
+        first = 0;
+    }
+    PUT("]}");
+#undef PUT
+    if (o < len) /* else truncated: not valid JSON, not published */
+        kp_live_json_put(&s->st->live->source, buf, o);
+}
+
 int kp_source_step(source_state *s, int timeout_ms)
 {
     if (kp_subtask_cancelled(s->st))
@@ -474,6 +505,9 @@ int kp_source_step(source_state *s, int timeout_ms)
         kp_live_add(&s->st->live->records_in, rc == KP_POLL_RECORDS ? n : 0);
         kp_live_add(&s->st->live->bytes_in, rc == KP_POLL_RECORDS ? (long long)bytes : 0);
         atomic_store_explicit(&s->st->live->watermark_ms, s->emitted_wm, memory_order_relaxed);
+        kp_live_publish_waits(s->st->live);
+        if (kp_live_json_due(&s->st->live->source))
+            publish_source_json(s);
     }
     return 1;
 }

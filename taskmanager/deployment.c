@@ -96,12 +96,32 @@ void kp_tm_deployment_report(kp_tm_deployment *dep, Kappa__Control__TaskState__S
     }
 }
 
+/* The shares of wall time since l's previous report its thread was blocked on exchange
+ * credits, waiting for input and busy; -1 each on the first report (no interval yet). */
+static void live_ratios(kp_subtask_live *l, double *blocked, double *idle, double *busy)
+{
+    long long now = kp_mono_ms() * 1000, b = kp_live_get(&l->blocked_us),
+              st = kp_live_get(&l->starved_us);
+    long long dt = now - l->rep_mono_us;
+    *blocked = *idle = *busy = -1;
+    if (l->rep_mono_us && dt > 0) {
+        double rb = (double)(b - l->rep_blocked_us) / (double)dt;
+        double ri = (double)(st - l->rep_starved_us) / (double)dt;
+        *blocked = rb < 0 ? 0 : rb > 1 ? 1 : rb;
+        *idle = ri < 0 ? 0 : ri > 1 - *blocked ? 1 - *blocked : ri;
+        *busy = 1 - *blocked - *idle;
+    }
+    l->rep_mono_us = now;
+    l->rep_blocked_us = b;
+    l->rep_starved_us = st;
+}
+
 /* @locality the session thread or the deployment's thread (the outbox locks; the counters
  * are read with relaxed loads while the subtask threads write them) */
 void kp_tm_deployment_post_metrics(kp_tm_deployment *dep)
 {
     for (size_t i = 0; i < dep->d->n_locals; i++) {
-        const kp_subtask_live *l = &dep->live[i];
+        kp_subtask_live *l = &dep->live[i];
         Kappa__Control__Metrics m = KAPPA__CONTROL__METRICS__INIT;
         m.job_id = dep->d->job_id;
         m.attempt = dep->d->attempt;
@@ -110,7 +130,14 @@ void kp_tm_deployment_post_metrics(kp_tm_deployment *dep)
         m.records_in = (uint64_t)kp_live_get(&l->records_in);
         m.records_out = (uint64_t)kp_live_get(&l->records_out);
         m.bytes_in = (uint64_t)kp_live_get(&l->bytes_in);
+        m.bytes_out = (uint64_t)kp_live_get(&l->bytes_out);
         m.watermark_ms = kp_live_get(&l->watermark_ms);
+        live_ratios(&dep->live[i], &m.backpressured_ratio, &m.idle_ratio, &m.busy_ratio);
+        char src[KP_LIVE_JSON_MAX], snk[KP_LIVE_JSON_MAX];
+        kp_live_json_get(&dep->live[i].source, src, sizeof src);
+        kp_live_json_get(&dep->live[i].sink, snk, sizeof snk);
+        m.source_json = src;
+        m.sink_json = snk;
         if (kp_tm_outbox_post(dep->env.outbox, KP_FRAME_METRICS, &m.base) != 0)
             kp_tm_log("job %s: out of memory reporting metrics", dep->d->job_id);
     }

@@ -12,6 +12,7 @@
 
 #include <kappa/kappa.h>
 
+#include "proc_usage.h"
 #include "clock.h"
 #include "conn.h"
 #include "control.pb-c.h"
@@ -474,6 +475,9 @@ static int send_heartbeat(session *s, char *err, size_t errlen)
     Kappa__Control__Heartbeat hb = KAPPA__CONTROL__HEARTBEAT__INIT;
     hb.sequence = ++s->hb_seq;
     hb.sent_at_ms = kp_wall_ms();
+    long long rss;
+    kp_proc_usage(&hb.cpu_seconds, &rss); /* the process' RSS and CPU, for /metrics */
+    hb.rss_bytes = rss > 0 ? (uint64_t)rss : 0;
     return kp_tm_conn_send(&s->conn, KP_FRAME_HEARTBEAT, &hb.base, err, errlen);
 }
 

@@ -159,8 +159,23 @@ static int running_job(jm_proc *jm, char id[33])
     mt.records_in = 1234;
     mt.records_out = 56;
     mt.watermark_ms = 5000;
+    mt.bytes_in = 98765;
+    mt.bytes_out = 4321;
+    mt.backpressured_ratio = 0.25;
+    mt.idle_ratio = 0.5;
+    mt.busy_ratio = 0.25;
+    mt.source_json = "{\"reader\":{\"records\":1234,\"partitions\":[{\"partition\":3,"
+                     "\"offset\":100,\"high\":107,\"lag\":7}]},\"watermarks\":[{\"partition\":3,"
+                     "\"watermark\":4000}]}";
+    mt.sink_json = "{\"sent\":60,\"acked\":56,\"stale\":2,\"failed\":1,\"retries\":3,"
+                   "\"bulks\":4,\"bulk_latency_ms_p50\":12.5,\"bulk_latency_ms_p99\":40.0}";
     tm_send(tm, KP_FRAME_METRICS, &mt.base);
-    tm_heartbeat(tm, 1); /* its echo proves the Metrics before it was handled */
+    Kappa__Control__Heartbeat hb = KAPPA__CONTROL__HEARTBEAT__INIT;
+    hb.sequence = 1;
+    hb.rss_bytes = 12345678;
+    hb.cpu_seconds = 1.5;
+    tm_send(tm, KP_FRAME_HEARTBEAT,
+            &hb.base); /* its echo proves the Metrics before it was handled */
     free(tm_expect(tm, KP_FRAME_HEARTBEAT, &n));
     return tm;
 }
@@ -197,6 +212,17 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     cr_assert_eq(jint(json_object_get(sub, "metrics"), "read-records"), 1234);
     cr_assert_eq(jint(json_object_get(sub, "metrics"), "write-records"), 56);
     cr_assert_eq(jint(json_object_get(sub, "metrics"), "current-input-watermark"), 5000);
+    cr_assert_eq(jint(json_object_get(sub, "metrics"), "read-bytes"), 98765);
+    cr_assert_eq(jint(json_object_get(sub, "metrics"), "write-bytes"), 4321);
+    cr_assert_eq(json_real_value(json_object_get(json_object_get(sub, "metrics"), "idle-ratio")),
+                 0.5);
+    json_t *part = json_array_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(sub, "metrics"), "source"), "reader"),
+            "partitions"),
+        0);
+    cr_assert_eq(jint(part, "lag"), 7);
+    cr_assert_eq(jint(json_object_get(json_object_get(sub, "metrics"), "sink"), "acked"), 56);
     json_decref(j);
     j = get_json(&jm, "/jobs/clicks/vertices/0", 200); /* no report yet: null, not 0 */
     cr_assert(json_is_null(
@@ -204,7 +230,7 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     json_decref(j);
 
     j = get_json(&jm, "/jobs/clicks/vertices/1/subtasks/metrics", 200);
-    cr_assert_eq(json_array_size(j), 3);
+    cr_assert_eq(json_array_size(j), 8);
     json_decref(j);
     j = get_json(&jm, "/jobs/clicks/vertices/1/subtasks/metrics?get=numRecordsOut,numRecordsIn",
                  200);
@@ -222,6 +248,13 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "value")), "5000");
     json_decref(j);
     j = get_json(&jm, "/jobs/clicks/vertices/1/backpressure", 200);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "backpressure-level")), "low");
+    sub = json_array_get(json_object_get(j, "subtasks"), 0);
+    cr_assert_eq(json_real_value(json_object_get(sub, "ratio")), 0.25);
+    cr_assert_eq(json_real_value(json_object_get(sub, "busyRatio")), 0.25);
+    json_decref(j);
+    j = get_json(&jm, "/jobs/clicks/vertices/0/backpressure", 200); /* nothing reported */
     cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "unavailable");
     cr_assert(json_is_null(json_object_get(j, "backpressure-level")));
     json_decref(j);
@@ -239,6 +272,7 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     cr_assert_str_eq(
         json_string_value(json_object_get(json_array_get(json_object_get(j, "metrics"), 0), "id")),
         "Status.Slots.Total");
+    cr_assert_eq(jint(json_array_get(json_object_get(j, "metrics"), 5), "value"), 12345678);
     json_decref(j);
     json_decref(get_json(&jm, "/taskmanagers/tm-a/logs", 501));
     json_decref(get_json(&jm, "/taskmanagers/nope", 404));
@@ -268,6 +302,16 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     cr_assert(strstr(r.body, "kappa_subtask_watermark_seconds{"));
     cr_assert(strstr(r.body, "kappa_taskmanager_slots{taskmanager=\"tm-a\"} 2\n"));
     cr_assert(strstr(r.body, "kappa_jobs{state=\"RUNNING\"} 1\n"));
+    cr_assert(strstr(r.body, "kappa_taskmanager_resident_memory_bytes{taskmanager=\"tm-a\"} "
+                             "12345678\n"));
+    snprintf(want, sizeof want,
+             "kappa_source_partition_lag{job=\"%s\",job_name=\"clicks\",task=\"1\","
+             "task_name=\"window\",subtask=\"0\",taskmanager=\"tm-a\",partition=\"3\"} 7\n",
+             id);
+    cr_assert(strstr(r.body, want), "no %s in %s", want, r.body);
+    cr_assert(strstr(r.body, "kappa_es_sink_documents_total{"));
+    cr_assert(strstr(r.body, "kappa_subtask_backpressured_ratio{"));
+    cr_assert(strstr(r.body, "kappa_source_partition_watermark_seconds{"));
     char prom[300];
     snprintf(prom, sizeof prom, "%s.prom", dir_);
     FILE *f = fopen(prom, "w");
