@@ -12,7 +12,9 @@
  * arrived: their watermarks and idleness apply after the release, never early, so the chain
  * sees for each input exactly the sequence the input sent. A held batch may be barrier N+1,
  * which holds its input back again. A barrier newer than the one being aligned on an input
- * that has not delivered it (its upstream skipped N) gives N up (declined).
+ * that has not delivered it (its upstream skipped N) gives N up (declined). An abort of N
+ * ends its alignment (declined, held inputs go on); one that comes before N's first barrier
+ * makes N's barriers stale.
  * at_least_once: nothing is held; the snapshot of N is taken when the last input delivered N
  * — a fast input may have delivered N+1, N+2 by then (ids are consecutive: each snapshot
  * follows once every input is at or past its id). With checkpoints off none of this runs:
@@ -118,10 +120,19 @@ static void give_up(subtask_rt *s, consumer *c, const char *why)
     c->aligning = 0;
 }
 
+/* Checkpoint `id` was aborted before any of its barriers came here. */
+static int aborted_early(const consumer *c, int64_t id)
+{
+    for (int k = 0; k < 4; k++)
+        if (c->aborted[k] == id)
+            return 1;
+    return 0;
+}
+
 /* Barrier `id` came on input i. */
 static void on_barrier(subtask_rt *s, consumer *c, int i, int64_t id)
 {
-    if (!s->st.ckpt || id <= c->last || id <= c->in[i].barrier)
+    if (!s->st.ckpt || id <= c->last || id <= c->in[i].barrier || aborted_early(c, id))
         return; /* stale: given up already (or checkpoints are off here) */
     if (s->st.ckpt->mode == KP_CKPT_AT_LEAST_ONCE) {
         c->in[i].barrier = id;
@@ -245,8 +256,8 @@ int kp_exec_consume(subtask_rt *s, consumer *c, kp_batch *b)
 
 int kp_exec_abort_alignment(subtask_rt *s, consumer *c, int64_t id)
 {
-    if (!c->aligning && id > c->last)
-        c->last = id; /* its barriers, still on their way, are stale now */
+    if (id > c->last && id != c->aligning && !aborted_early(c, id))
+        c->aborted[c->naborted++ % 4] = id; /* its barriers, still on their way, are stale */
     if (!c->aligning || c->aligning != id)
         return 1;
     give_up(s, c, "the checkpoint was aborted");

@@ -36,6 +36,8 @@ typedef struct consumer {
     int64_t aligning, last;
     double align_t0;
     int nheld;
+    int64_t aborted[4]; /* aborted before their barrier came: those barriers are stale */
+    int naborted;
 } consumer;
 
 typedef struct task {
