@@ -123,7 +123,9 @@ static void restored_savepoint(const jm_proc *jm, const char *name)
 
 /* A jobmanager and one taskmanager with 4 slots: every subtask in one process, because
  * subtasks in several processes would each truncate and write the same file: sink */
-static void start_cluster(jm_proc *jm, pid_t *tm, const char *tag)
+static void make_topic(char *topic, size_t len, const char *tag);
+
+static void start_cluster(jm_proc *jm, pid_t *tm, const char *tag, char *topic, size_t topiclen)
 {
     snprintf(dir_, sizeof dir_, "/tmp/kappa-savepoints-%s-%d", tag, (int)getpid());
     kp_test_rmtree(dir_);
@@ -134,6 +136,7 @@ static void start_cluster(jm_proc *jm, pid_t *tm, const char *tag)
     snprintf(tmdir, sizeof tmdir, "%s/tm", dir_);
     *tm = tm_proc_start(jm, tmdir, 4);
     wait_taskmanagers(jm, 1);
+    make_topic(topic, topiclen, tag);
 }
 
 static void make_topic(char *topic, size_t len, const char *tag)
@@ -162,9 +165,8 @@ Test(savepoints, rescale_2_4_1_through_moved_savepoints_is_exact, .fini = cleanu
 {
     jm_proc jm;
     pid_t tm;
-    start_cluster(&jm, &tm, "rescale");
     char topic[64], sp1[300], sp2[300], sp2moved[300];
-    make_topic(topic, sizeof topic, "rescale");
+    start_cluster(&jm, &tm, "rescale", topic, sizeof topic);
     snprintf(sp1, sizeof sp1, "%s/sp1", dir_);
     snprintf(sp2, sizeof sp2, "%s/sp2", dir_);
     snprintf(sp2moved, sizeof sp2moved, "%s/elsewhere/sp2", dir_);
@@ -233,9 +235,8 @@ Test(savepoints, replace_from_savepoint_of_old_keeps_the_state, .fini = cleanup,
 {
     jm_proc jm;
     pid_t tm;
-    start_cluster(&jm, &tm, "replace");
     char topic[64];
-    make_topic(topic, sizeof topic, "replace");
+    start_cluster(&jm, &tm, "replace", topic, sizeof topic);
     produce(topic, 0);
     cr_assert_eq(submit(&jm, "hourly_clicks", "v1", 2, topic, ""), 0, "see %s/submit.out", dir_);
     wait_job_state(&jm, "v1", "RUNNING");
@@ -299,9 +300,8 @@ Test(savepoints, stop_drain_fires_every_window_then_finishes, .fini = cleanup, .
 {
     jm_proc jm;
     pid_t tm;
-    start_cluster(&jm, &tm, "drain");
     char topic[64], sp[300], cmd[1200], out[600];
-    make_topic(topic, sizeof topic, "drain");
+    start_cluster(&jm, &tm, "drain", topic, sizeof topic);
     produce(topic, 0);
     cr_assert_eq(submit(&jm, "hourly_clicks", "d", 2, topic, ""), 0, "see %s/submit.out", dir_);
     wait_job_state(&jm, "d", "RUNNING");
