@@ -595,6 +595,18 @@ static kp_sink_writer *t_tx_sink(const char *topic, const char *uid, int64_t ckp
     return kp_connector_find(uri)->open_sink(&ep, err, errlen);
 }
 
+/* A fresh topic and a transactional writer on it, its uid the topic's name (so its ids are
+ * the test's own). */
+static kp_sink_writer *t_tx_topic_sink(const char *what, int64_t ckpt_interval, const char *opts,
+                                       const char **topic)
+{
+    char err[512] = "";
+    *topic = t_topic(what, T_PARTS);
+    kp_sink_writer *w = t_tx_sink(*topic, *topic, ckpt_interval, opts, err, sizeof err);
+    cr_assert_not_null(w, "open: %s", err);
+    return w;
+}
+
 /* Writes documents id-from .. id-(to-1) ({"n":i}, time T_BASE + i). */
 static void t_write_range(kp_sink_writer *w, int from, int to)
 {
@@ -678,11 +690,9 @@ static int t_committed(const char *topic, int n, int from, int to, int *dups)
  * aborted and never seen (a read_uncommitted reader shows it was written). */
 Test(kafka_connectors, transactional_sink_commits_completed_checkpoints_only)
 {
-    const char *topic = t_topic("tx", T_PARTS);
-    char err[512] = "", uid[160], stats[512];
-    snprintf(uid, sizeof uid, "%s", topic);
-    kp_sink_writer *w = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
-    cr_assert_not_null(w, "open: %s", err);
+    const char *topic;
+    char err[512] = "", stats[512];
+    kp_sink_writer *w = t_tx_topic_sink("tx", 1000, NULL, &topic);
     int d;
     t_write_range(w, 0, 1000); /* A: checkpoint 1 */
     cr_assert_eq(w->prepare(w, 1, err, sizeof err), 0, "%s", err);
@@ -728,11 +738,10 @@ Test(kafka_connectors, transactional_sink_commits_completed_checkpoints_only)
  * first's pending transaction is aborted and it can commit nothing any more. */
 Test(kafka_connectors, transactional_sink_second_writer_fences_the_first)
 {
-    const char *topic = t_topic("txfence", T_PARTS);
-    char err[512] = "", uid[160];
-    snprintf(uid, sizeof uid, "%s", topic);
-    kp_sink_writer *w1 = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
-    cr_assert_not_null(w1, "open: %s", err);
+    const char *topic;
+    char err[512] = "";
+    kp_sink_writer *w1 = t_tx_topic_sink("txfence", 1000, NULL, &topic);
+    const char *uid = topic;
     t_write_range(w1, 0, 500);
     cr_assert_eq(w1->prepare(w1, 1, err, sizeof err), 0, "%s", err);
     t_write_range(w1, 500, 600);
@@ -896,11 +905,9 @@ Test(kafka_connectors, transactional_sink_restore_finishes_what_a_crash_left)
  * checkpoint's records are visible, the writer reports the failure. */
 Test(kafka_connectors, transactional_sink_mid_commit_failpoint)
 {
-    const char *topic = t_topic("txfp", T_PARTS);
-    char err[512] = "", uid[160];
-    snprintf(uid, sizeof uid, "%s", topic);
-    kp_sink_writer *w = t_tx_sink(topic, uid, 1000, NULL, err, sizeof err);
-    cr_assert_not_null(w, "open: %s", err);
+    const char *topic;
+    char err[512] = "";
+    kp_sink_writer *w = t_tx_topic_sink("txfp", 1000, NULL, &topic);
     t_write_range(w, 0, 300);
     cr_assert_eq(w->prepare(w, 1, err, sizeof err), 0, "%s", err);
     setenv("KAPPA_FAILPOINTS", "kafka.mid_commit=error", 1);
@@ -918,11 +925,10 @@ Test(kafka_connectors, transactional_sink_mid_commit_failpoint)
 /* Without checkpoints the writer commits on its clock (commit_ms) and at flush. */
 Test(kafka_connectors, transactional_sink_without_checkpoints_commits_by_itself)
 {
-    const char *topic = t_topic("txclock", T_PARTS);
-    char err[512] = "", uid[160];
-    snprintf(uid, sizeof uid, "%s", topic);
-    kp_sink_writer *w = t_tx_sink(topic, uid, 0, "commit_ms=200", err, sizeof err);
-    cr_assert_not_null(w, "open: %s", err);
+    const char *topic;
+    char err[512] = "";
+    kp_sink_writer *w = t_tx_topic_sink("txclock", 0, "commit_ms=200", &topic);
+    const char *uid = topic;
     t_write_range(w, 0, 100);
     for (int i = 0; i < 10; i++) { /* the subtask's clock: about every 100 ms */
         cr_assert_eq(w->tick(w, err, sizeof err), 0, "%s", err);
