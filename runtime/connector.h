@@ -135,7 +135,8 @@ typedef struct kp_endpoint {
     const char *const *conf;
     /* The attempt's fencing epoch: grows with every (re)start of the job, never reused.
      * Sinks with external versioning derive their versions from it (see docs/architecture.md,
-     * "Exactly-once into Elasticsearch"). Local runs use the start time in seconds. */
+     * "Exactly-once into Elasticsearch"): the jobmanager's persisted counter, or for `kappa
+     * run --local` the counter in its state dir (runtime/epoch_file.h). */
     int64_t epoch;
     /* Cancellation probe (optional; NULL = never cancelled). Returns non-zero once the job is
      * failing or cancelled. Readers and writers keep the pair and call it in every loop that
