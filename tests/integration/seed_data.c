@@ -50,8 +50,9 @@ void seed_data_remove(const char *dir, const char *topic, const char *index)
     if (topic[0] && brokers)
         kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-delete %s >/dev/null 2>&1", brokers,
                    kp_test_env("KAPPA_SRC"), topic);
-    if (index[0] && es)
-        kp_test_sh("curl -s -XDELETE '%s/%s' >/dev/null", es, index);
+    if (index[0] && es) /* on the cluster the name is an alias of INDEX-vN (docs/bluegreen.md) */
+        kp_test_sh("curl -s -XDELETE '%s/%s' >/dev/null; curl -s -XDELETE '%s/%s-v*' >/dev/null",
+                   es, index, es, index);
     if (!getenv("KAPPA_KEEP_TEST_DIR"))
         kp_test_rmtree(dir);
     else
