@@ -58,42 +58,28 @@ static void taskmanager_metrics(FILE *f, const kp_jm_t *jm, kp_time now)
         live += jm->tms[t].alive;
     fprintf(f, "kappa_taskmanagers %zu\n", live);
     static const char *const names[] = {"kappa_taskmanager_slots", "kappa_taskmanager_slots_free",
-                                        "kappa_taskmanager_heartbeat_age_seconds"};
-    static const char *const helps[] = {"Task slots a taskmanager offers.",
-                                        "Task slots of a taskmanager no deployed job holds.",
-                                        "Seconds since the taskmanager's last heartbeat."};
-    for (int m = 0; m < 3; m++) {
-        help(f, names[m], "gauge", helps[m]);
+                                        "kappa_taskmanager_heartbeat_age_seconds",
+                                        "kappa_taskmanager_resident_memory_bytes",
+                                        "kappa_taskmanager_cpu_seconds_total"};
+    static const char *const helps[] = {
+        "Task slots a taskmanager offers.", "Task slots of a taskmanager no deployed job holds.",
+        "Seconds since the taskmanager's last heartbeat.",
+        "Resident set size of the taskmanager process (its last heartbeat).",
+        "CPU time (user+system) the taskmanager process used (its last heartbeat)."};
+    for (int m = 0; m < 5; m++) {
+        help(f, names[m], m == 4 ? "counter" : "gauge", helps[m]);
         for (size_t t = 0; t < jm->ntms; t++) {
-            if (!jm->tms[t].alive)
+            const kp_jm_tm_t *tm = &jm->tms[t];
+            if (!tm->alive || (m >= 3 && !tm->rss_bytes)) /* RSS/CPU: from its heartbeats */
                 continue;
             fprintf(f, "%s{", names[m]);
-            put_label(f, "taskmanager", jm->tms[t].id, true);
-            if (m == 0)
-                fprintf(f, "} %u\n", jm->tms[t].slots);
-            else if (m == 1)
-                fprintf(f, "} %u\n", kp_sched_free_slots(jm, (int)t));
-            else
-                fprintf(f, "} %.3f\n", (double)(now - jm->tms[t].last_heartbeat_ms) / 1000.0);
+            put_label(f, "taskmanager", tm->id, true);
+            const double v[] = {tm->slots, kp_sched_free_slots(jm, (int)t),
+                                (double)(now - tm->last_heartbeat_ms) / 1000.0,
+                                (double)tm->rss_bytes, tm->cpu_seconds};
+            fprintf(f, m == 2 ? "} %.3f\n" : m == 4 ? "} %.2f\n" : "} %.0f\n", v[m]);
         }
     }
-    /* from its heartbeats (taskmanager/session.c): only taskmanagers that send them */
-    help(f, "kappa_taskmanager_resident_memory_bytes", "gauge",
-         "Resident set size of the taskmanager process (its last heartbeat).");
-    for (size_t t = 0; t < jm->ntms; t++)
-        if (jm->tms[t].alive && jm->tms[t].rss_bytes) {
-            fputs("kappa_taskmanager_resident_memory_bytes{", f);
-            put_label(f, "taskmanager", jm->tms[t].id, true);
-            fprintf(f, "} %llu\n", (unsigned long long)jm->tms[t].rss_bytes);
-        }
-    help(f, "kappa_taskmanager_cpu_seconds_total", "counter",
-         "CPU time (user+system) the taskmanager process used (its last heartbeat).");
-    for (size_t t = 0; t < jm->ntms; t++)
-        if (jm->tms[t].alive && jm->tms[t].rss_bytes) {
-            fputs("kappa_taskmanager_cpu_seconds_total{", f);
-            put_label(f, "taskmanager", jm->tms[t].id, true);
-            fprintf(f, "} %.2f\n", jm->tms[t].cpu_seconds);
-        }
 }
 
 static void job_metrics(FILE *f, const kp_jm_t *jm)

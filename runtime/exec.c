@@ -26,7 +26,7 @@ static int consume(subtask_rt *s)
         if (now - ticked >= KP_TICK_MS) {
             ticked = now;
             if (s->st.live) /* exec_live.h: once per tick */
-                kp_live_publish_waits(s->st.live);
+                kp_live_publish_waits(s->st.live, 0);
             int rc = kp_op_tick(s->chain, kp_wall_ms()) != 0 ? -1 : 1;
             if (rc == 1 && s->ckpt.done) /* checkpoints on: completions and aborts */
                 rc = kp_exec_control_serve(s);

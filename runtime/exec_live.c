@@ -7,12 +7,13 @@
 #include "clock.h"
 #include "exec_live.h"
 
-void kp_live_publish_waits(kp_subtask_live *l)
+void kp_live_publish_waits(kp_subtask_live *l, double idle_s)
 {
     kp_channel_waits w;
     kp_channel_waits_get(&w);
     atomic_store_explicit(&l->blocked_us, (long long)(w.blocked_s * 1e6), memory_order_relaxed);
-    atomic_store_explicit(&l->starved_us, (long long)(w.starved_s * 1e6), memory_order_relaxed);
+    atomic_store_explicit(&l->starved_us, (long long)((w.starved_s + idle_s) * 1e6),
+                          memory_order_relaxed);
 }
 
 int kp_live_json_due(kp_live_json *j)

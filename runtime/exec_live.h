@@ -37,9 +37,10 @@ typedef struct kp_subtask_live {
     long long rep_mono_us, rep_blocked_us, rep_starved_us;
 } kp_subtask_live;
 
-/* Copies the calling thread's channel waits (channel.h) into l. @locality the subtask's
- * thread, once per poll or tick */
-void kp_live_publish_waits(kp_subtask_live *l);
+/* Copies the calling thread's channel waits (channel.h) into l, plus idle_s seconds of other
+ * waiting for input (a source's polls that brought nothing). @locality the subtask's thread,
+ * once per poll or tick */
+void kp_live_publish_waits(kp_subtask_live *l, double idle_s);
 
 /* Whether j is due for a publication (mono clock); then the caller writes it with
  * kp_live_json_put. @locality the subtask's thread */

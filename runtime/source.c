@@ -49,6 +49,7 @@ struct kp_source_task {
     kp_time ticked;   /* when the chain was last ticked (monotonic) */
     kp_time refreshed;
     int since_wm;
+    double poll_idle_s; /* exec_live.h: time in polls that brought no record */
     int watermark_every;
     kp_source_reader *r;
     const kp_binding *b;
@@ -475,7 +476,10 @@ int kp_source_step(source_state *s, int timeout_ms)
     }
     int n = 0;
     char err[512];
+    double t0 = s->st->live ? kp_mono_s() : 0; /* once per poll, for the idle ratio */
     kp_poll_rc rc = s->r->poll(s->r, s->raws, 256, &n, timeout_ms, err, sizeof err);
+    if (s->st->live && rc != KP_POLL_RECORDS)
+        s->poll_idle_s += kp_mono_s() - t0;
     if (rc == KP_POLL_ERROR)
         return kp_subtask_fail(s->st, "source '%s': %s", s->node->endpoint, err);
     if (rc == KP_POLL_EOF)
@@ -505,7 +509,7 @@ int kp_source_step(source_state *s, int timeout_ms)
         kp_live_add(&s->st->live->records_in, rc == KP_POLL_RECORDS ? n : 0);
         kp_live_add(&s->st->live->bytes_in, rc == KP_POLL_RECORDS ? (long long)bytes : 0);
         atomic_store_explicit(&s->st->live->watermark_ms, s->emitted_wm, memory_order_relaxed);
-        kp_live_publish_waits(s->st->live);
+        kp_live_publish_waits(s->st->live, s->poll_idle_s);
         if (kp_live_json_due(&s->st->live->source))
             publish_source_json(s);
     }

@@ -161,15 +161,105 @@ function dagSvg(plan, job, rts, bp) {
     <path d="M0,0 L10,5 L0,10 z" fill="#9aa3b5"/></marker></defs>${edges}${verts}</svg>`;
 }
 
-function subtaskTable(task) {
+function subtaskTable(task, vsubs) {
+  const full = new Map((vsubs || []).map((v) => [v.subtask, v.metrics || {}]));
   return `<h2>${esc(task.name)} — subtasks</h2><div class="panel"><table id="subtasks"><tr><th>#</th><th>State</th><th>Task manager</th>
-    <th class="num">Records in</th><th class="num">Records out</th><th>Watermark</th></tr>${task.subtasks.map((s) => `<tr>
-    <td>${s.subtask}</td><td>${badge(s.state)}</td><td>${esc(s.taskmanager || '–')}</td>
+    <th class="num">Records in</th><th class="num">Records out</th><th class="num">Bytes in</th><th class="num">Bytes out</th>
+    <th class="num">Busy</th><th class="num">Backpressured</th><th class="num">Idle</th><th>Watermark</th></tr>${task.subtasks.map((s) => {
+    const m = full.get(s.subtask) || {};
+    return `<tr><td>${s.subtask}</td><td>${badge(s.state)}</td><td>${esc(s.taskmanager || '–')}</td>
     <td class="num">${fmt(s.metrics && s.metrics.records_in)}</td><td class="num">${fmt(s.metrics && s.metrics.records_out)}</td>
-    <td>${esc(wm(s.metrics && s.metrics.watermark_ms > -9e15 ? s.metrics.watermark_ms : null))}</td></tr>`).join('')}</table></div>`;
+    <td class="num">${fmt(m['read-bytes'])}</td><td class="num">${fmt(m['write-bytes'])}</td><td class="num">${pct(m['busy-ratio'])}</td>
+    <td class="num">${pct(m['backpressured-ratio'])}</td><td class="num">${pct(m['idle-ratio'])}</td>
+    <td>${esc(wm(s.metrics && s.metrics.watermark_ms > -9e15 ? s.metrics.watermark_ms : null))}</td></tr>`;
+  }).join('')}</table></div>`;
 }
 
 const plans = {};
+
+/* Flink's levels of the share of time blocked on exchange credits (rest_jobs.c, bp_level). */
+const bpLevel = (r) => (r <= 0.1 ? 'ok' : r <= 0.5 ? 'low' : 'high');
+const pct = (r) => (r === null || r === undefined ? '–' : `${Math.round(r * 100)} %`);
+const lagHist = {}; /* jid -> {attempt, t: [ms], parts: {partition: [lag]}}, the last 90 readings */
+const sinkPrev = {}; /* jid -> {t, acked} for the sink's documents/s */
+
+/* Every vertex's subtasks with their full metrics (GET /jobs/:id/vertices/:vid). */
+async function vertices(job, plan) {
+  const out = {};
+  await Promise.all(plan.nodes.map(async (n) => {
+    const v = await api(`/jobs/${job.jid}/vertices/${n.id}`);
+    if (v.ok) out[n.id] = v.body.subtasks;
+  }));
+  return out;
+}
+
+/* The vertex's worst subtask backpressure level, or undefined before any ratio. */
+function vertexLevel(subs) {
+  const rs = (subs || []).map((s) => s.metrics && s.metrics['backpressured-ratio']).filter((r) => r !== null && r !== undefined);
+  return rs.length ? bpLevel(Math.max(...rs)) : undefined;
+}
+
+/* The source partitions of every subtask: [{vertex, subtask, partition, offset, high, lag, watermark}]. */
+function partitionRows(vx) {
+  const rows = [];
+  for (const [vid, subs] of Object.entries(vx)) {
+    for (const s of subs) {
+      const src = s.metrics && s.metrics.source;
+      if (!src || !src.reader || !src.reader.partitions) continue;
+      const wms = new Map((src.watermarks || []).map((w) => [w.partition, w.watermark]));
+      for (const p of src.reader.partitions) rows.push({ vertex: vid, subtask: s.subtask, ...p, watermark: wms.get(p.partition) });
+    }
+  }
+  return rows.sort((a, b) => a.partition - b.partition);
+}
+
+function lagChart(job, rows) {
+  let h = lagHist[job.jid];
+  if (!h || h.attempt !== job.attempt) h = lagHist[job.jid] = { attempt: job.attempt, t: [], parts: {} };
+  h.t.push(Date.now());
+  for (const r of rows) (h.parts[r.partition] = h.parts[r.partition] || []).length = h.t.length - 1;
+  for (const r of rows) h.parts[r.partition][h.t.length - 1] = r.lag;
+  if (h.t.length > 90) { h.t.shift(); for (const k in h.parts) h.parts[k].shift(); }
+  const colors = ['#3658d4', '#d98c00', '#1f9d55', '#d23c3c', '#8a4fd1', '#0f8b8d', '#b5487a', '#6b7385'];
+  const keys = Object.keys(h.parts).map(Number).sort((a, b) => a - b);
+  const vmax = Math.max(1, ...keys.flatMap((k) => h.parts[k].filter((v) => v !== undefined)));
+  const n = h.t.length;
+  const x = (i) => 50 + (n > 1 ? (i / (n - 1)) * 930 : 465);
+  const y = (v) => 165 - (v / vmax) * 150;
+  const lines = keys.map((k, j) => {
+    const pts = h.parts[k].map((v, i) => (v === undefined ? null : `${x(i).toFixed(1)},${y(v).toFixed(1)}`)).filter(Boolean);
+    return `<polyline class="lag" data-partition="${k}" fill="none" stroke="${colors[j % colors.length]}" stroke-width="2" points="${pts.join(' ')}"/>`;
+  }).join('');
+  const legend = keys.map((k, j) => `<span><i class="sw${j % colors.length}"></i>partition ${k}</span>`).join('');
+  return `<div class="legend">${legend}</div><svg class="chart" id="lagchart" viewBox="0 0 1000 180" preserveAspectRatio="none">
+    ${lines}<text x="4" y="12">lag, max ${fmt(vmax)} records</text><text x="50" y="178">${esc(time(h.t[0]))}</text>
+    <text x="980" y="178" text-anchor="end">${esc(time(h.t[n - 1]))}</text></svg>`;
+}
+
+function kafkaPanel(job, vx) {
+  const rows = partitionRows(vx);
+  if (!rows.length) return '';
+  return `<h2>Kafka lag per partition</h2>${lagChart(job, rows)}<div class="panel"><table id="partitions"><tr><th class="num">Partition</th>
+    <th>Subtask</th><th class="num">Offset</th><th class="num">End offset</th><th class="num">Lag</th><th>Carried watermark</th></tr>
+    ${rows.map((r) => `<tr><td class="num">${r.partition}</td><td>${esc(r.vertex)}.${r.subtask}</td><td class="num">${fmt(r.offset)}</td>
+    <td class="num">${r.high >= 0 ? fmt(r.high) : '–'}</td><td class="num">${fmt(r.lag)}</td><td>${esc(wm(r.watermark))}</td></tr>`).join('')}</table></div>`;
+}
+
+/* The Elasticsearch sinks (sink stats with "bulks"), summed over their subtasks. */
+function esPanel(job, vx) {
+  const st = Object.values(vx).flat().map((s) => s.metrics && s.metrics.sink).filter((k) => k && k.bulks !== undefined);
+  if (!st.length) return '';
+  const sum = (k) => st.reduce((a, x) => a + (x[k] || 0), 0);
+  const acked = sum('acked'), now = performance.now(), prev = sinkPrev[job.jid];
+  const dps = prev && prev.attempt === job.attempt && now > prev.t && acked >= prev.acked ? ((acked - prev.acked) * 1000) / (now - prev.t) : null;
+  if (!prev || now - prev.t >= 500) sinkPrev[job.jid] = { t: now, acked, attempt: job.attempt };
+  const ms = (v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)} ms`);
+  const cards = [['Documents/s', rate(dps)], ['Documents', fmt(acked)], ['Bulk latency p50', ms(Math.max(...st.map((x) => x.bulk_latency_ms_p50)))],
+    ['Bulk latency p99', ms(Math.max(...st.map((x) => x.bulk_latency_ms_p99)))], ['Bulks', fmt(sum('bulks'))], ['Retries', fmt(sum('retries'))],
+    ['Stale', fmt(sum('stale'))], ['Failed', fmt(sum('failed'))], ['Dead-lettered', fmt(sum('dead_lettered'))]];
+  return `<h2>Elasticsearch sink</h2><div class="cards" id="essink">${cards.map(([k, v]) => `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`).join('')}</div>
+    <p class="note">Summed over the sink's ${st.length} subtask(s); latency is the slowest subtask's. Stale: documents refused as older than the stored version.</p>`;
+}
 
 async function graphTab(job) {
   if (!plans[job.jid]) {
@@ -178,21 +268,18 @@ async function graphTab(job) {
     plans[job.jid] = p.body.plan;
   }
   const plan = plans[job.jid];
+  const vx = await vertices(job, plan);
   const bp = {};
-  let bpNote = '';
-  await Promise.all(plan.nodes.map(async (n) => {
-    const b = await api(`/jobs/${job.jid}/vertices/${n.id}/backpressure`);
-    if (b.ok && b.body['backpressure-level']) bp[n.id] = b.body['backpressure-level'];
-    else if (b.ok) bpNote = b.body.reason || '';
-  }));
+  for (const n of plan.nodes) { const l = vertexLevel(vx[n.id]); if (l) bp[n.id] = l; }
   const rts = ['FINISHED', 'FAILED', 'CANCELED'].includes(job.state) ? {} : rates(job); /* nothing flows */
   if (ui.selected === null && plan.nodes.length) ui.selected = plan.nodes[0].id;
   const task = job.tasks.find((t) => t.id === ui.selected);
   return `<div class="legend"><span><i class="ok"></i>ok</span><span><i class="low"></i>low</span><span><i class="high"></i>high backpressure</span>
-    <span><i class="na"></i>not measured${bpNote ? ` (${esc(bpNote)})` : ''}</span></div>
+    <span><i class="na"></i>not measured yet</span></div>
     ${dagSvg(plan, job, rts, bp)}<p class="note">Click a vertex for its subtasks. Rates come from two readings
-    ${refreshMs / 1000} s apart; counters are the taskmanagers' latest reports (sent every heartbeat).</p>
-    ${task ? subtaskTable(task) : ''}`;
+    ${refreshMs / 1000} s apart; counters are the taskmanagers' latest reports (sent every heartbeat). Backpressure is the
+    worst subtask's share of time blocked on exchange credits: ok up to 10 %, low up to 50 %, high above.</p>
+    ${task ? subtaskTable(task, vx[task.id]) : ''}${kafkaPanel(job, vx)}${esPanel(job, vx)}`;
 }
 
 async function exceptionsTab(job) {
@@ -326,7 +413,18 @@ async function tmsView() {
   setNav('#/taskmanagers');
   const r = await api('/taskmanagers');
   return `<h1>Task managers</h1>${tmTable(r.body.taskmanagers)}
-    <p class="note">RSS and CPU of task managers are not reported to the jobmanager yet.</p>`;
+    <p class="note">Click a task manager for its RSS, CPU and subtasks.</p>`;
+}
+
+const cpuPrev = {}; /* tm id -> {t, cpu} for the CPU share between two readings */
+function tmCpu(tm) {
+  const c = tm['cpu-seconds'];
+  if (c === null || c === undefined) return '–';
+  const now = performance.now(), p = cpuPrev[tm.id];
+  const share = p && now - p.t >= 500 && c >= p.cpu ? ((c - p.cpu) * 1000) / (now - p.t) : null;
+  if (!p || now - p.t >= 500) cpuPrev[tm.id] = { t: now, cpu: c, share };
+  const s = share !== null ? share : p && p.share;
+  return s === null || s === undefined ? `${c.toFixed(1)} s` : `${(s * 100).toFixed(1)} %`;
 }
 
 async function tmView(id) {
@@ -338,7 +436,9 @@ async function tmView(id) {
   return `<h1>${esc(tm.id)} ${badge(tm.alive ? 'RUNNING' : 'LOST')}</h1>
     <div class="cards"><div class="card"><div class="v">${tm.slotsNumber}</div><div class="k">Slots</div></div>
     <div class="card"><div class="v">${tm.freeSlots}</div><div class="k">Free</div></div>
-    <div class="card"><div class="v">${dur(tm.timeSinceLastHeartbeat)}</div><div class="k">Heartbeat age</div></div></div>
+    <div class="card"><div class="v">${dur(tm.timeSinceLastHeartbeat)}</div><div class="k">Heartbeat age</div></div>
+    <div class="card" id="tmrss"><div class="v">${tm['rss-bytes'] ? `${(tm['rss-bytes'] / 1048576).toFixed(1)} MiB` : '–'}</div><div class="k">RSS</div></div>
+    <div class="card" id="tmcpu"><div class="v">${tmCpu(tm)}</div><div class="k">CPU (of one core)</div></div></div>
     <h2>Metrics</h2><div class="panel"><table>${metrics}</table></div>
     <h2>Subtasks</h2><div class="panel">${tm.subtasks.length ? `<table><tr><th>Job</th><th>Task</th><th>#</th><th>State</th></tr>${tm.subtasks.map((s) => `<tr class="link" data-href="#/job/${esc(s.jid)}">
     <td>${esc(s['job-name'])}</td><td>${s.task}</td><td>${s.subtask}</td><td>${badge(s.status)}</td></tr>`).join('')}</table>` : '<div class="empty">Nothing deployed.</div>'}</div>
