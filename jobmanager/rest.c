@@ -330,12 +330,15 @@ static enum MHD_Result taskmanagers(kp_jm_t *jm, struct MHD_Connection *conn)
     pthread_mutex_lock(&jm->lock);
     for (size_t t = 0; t < jm->ntms; t++) {
         const kp_jm_tm_t *tm = &jm->tms[t];
-        if (tm->alive)
+        if (tm->alive) /* RSS and CPU from its heartbeats: null when it does not send them */
             json_array_append_new(
-                tms, json_pack("{s:s,s:s,s:i,s:i,s:I,s:s}", "id", tm->id, "data_address",
-                               tm->data_address, "slots_total", (int)tm->slots, "slots_free",
-                               (int)kp_sched_free_slots(jm, (int)t), "last_heartbeat_ms",
-                               (json_int_t)tm->last_heartbeat_ms, "build", tm->build));
+                tms,
+                json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:o,s:o}", "id", tm->id, "data_address",
+                          tm->data_address, "slots_total", (int)tm->slots, "slots_free",
+                          (int)kp_sched_free_slots(jm, (int)t), "last_heartbeat_ms",
+                          (json_int_t)tm->last_heartbeat_ms, "build", tm->build, "rss_bytes",
+                          tm->rss_bytes ? json_integer((json_int_t)tm->rss_bytes) : json_null(),
+                          "cpu_seconds", tm->rss_bytes ? json_real(tm->cpu_seconds) : json_null()));
     }
     pthread_mutex_unlock(&jm->lock);
     return send_json(conn, 200, json_pack("{s:o}", "taskmanagers", tms));

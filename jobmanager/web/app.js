@@ -21,6 +21,7 @@ const dur = (ms) => {
 };
 const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + '…' : s);
 const badge = (s) => `<span class="badge s-${esc(s)}">${esc(s)}</span>`;
+const mib = (b) => (b ? `${(b / 1048576).toFixed(1)} MiB` : '–');
 const wm = (ms) => (ms === null || ms === undefined ? '–' : time(ms));
 
 let refreshMs = 2000;
@@ -70,10 +71,11 @@ async function overview() {
 function tmTable(tms) {
   if (!tms.length) return '<div class="panel empty">No task managers registered.</div>';
   const now = Date.now();
-  return `<div class="panel"><table><tr><th>Id</th><th>Data address</th><th class="num">Slots</th><th class="num">Free</th>
-    <th class="num">Heartbeat age</th><th>Build</th></tr>${tms.map((t) => `<tr class="link" data-href="#/tm/${encodeURIComponent(t.id)}">
+  return `<div class="panel"><table id="tms"><tr><th>Id</th><th>Data address</th><th class="num">Slots</th><th class="num">Free</th>
+    <th class="num">Heartbeat age</th><th class="num">RSS</th><th class="num">CPU</th><th>Build</th></tr>${tms.map((t) => `<tr class="link" data-href="#/tm/${encodeURIComponent(t.id)}">
     <td>${esc(t.id)}</td><td>${esc(t.data_address)}</td><td class="num">${t.slots_total}</td><td class="num">${t.slots_free}</td>
-    <td class="num">${dur(Math.max(0, now - t.last_heartbeat_ms))}</td><td>${esc(t.build)}</td></tr>`).join('')}</table></div>`;
+    <td class="num">${dur(Math.max(0, now - t.last_heartbeat_ms))}</td><td class="num">${mib(t.rss_bytes)}</td>
+    <td class="num">${tmCpu({ id: t.id, 'cpu-seconds': t.cpu_seconds })}</td><td>${esc(t.build)}</td></tr>`).join('')}</table></div>`;
 }
 
 /* --- job --- */
@@ -413,7 +415,8 @@ async function tmsView() {
   setNav('#/taskmanagers');
   const r = await api('/taskmanagers');
   return `<h1>Task managers</h1>${tmTable(r.body.taskmanagers)}
-    <p class="note">Click a task manager for its RSS, CPU and subtasks.</p>`;
+    <p class="note">RSS and CPU come with each heartbeat; CPU is the share of one core between two readings.
+    Click a task manager for its subtasks.</p>`;
 }
 
 const cpuPrev = {}; /* tm id -> {t, cpu} for the CPU share between two readings */
@@ -437,7 +440,7 @@ async function tmView(id) {
     <div class="cards"><div class="card"><div class="v">${tm.slotsNumber}</div><div class="k">Slots</div></div>
     <div class="card"><div class="v">${tm.freeSlots}</div><div class="k">Free</div></div>
     <div class="card"><div class="v">${dur(tm.timeSinceLastHeartbeat)}</div><div class="k">Heartbeat age</div></div>
-    <div class="card" id="tmrss"><div class="v">${tm['rss-bytes'] ? `${(tm['rss-bytes'] / 1048576).toFixed(1)} MiB` : '–'}</div><div class="k">RSS</div></div>
+    <div class="card" id="tmrss"><div class="v">${mib(tm['rss-bytes'])}</div><div class="k">RSS</div></div>
     <div class="card" id="tmcpu"><div class="v">${tmCpu(tm)}</div><div class="k">CPU (of one core)</div></div></div>
     <h2>Metrics</h2><div class="panel"><table>${metrics}</table></div>
     <h2>Subtasks</h2><div class="panel">${tm.subtasks.length ? `<table><tr><th>Job</th><th>Task</th><th>#</th><th>State</th></tr>${tm.subtasks.map((s) => `<tr class="link" data-href="#/job/${esc(s.jid)}">

@@ -152,6 +152,10 @@ def main():
         print(f"ok dashboard: lag chart, Elasticsearch panel, vertex colours {colours}")
         b.check_clean("job page over Kafka")
         b.shot("job-kafka")
+        b.open(f"{base}/#/taskmanagers")
+        b.wait_js("RSS in the taskmanagers table", "/MiB/.test(document.querySelector('#tms') && "
+                  "document.querySelector('#tms').textContent)")
+        b.check_clean("taskmanagers page")
         b.open(f"{base}/#/tm/{tm}")
         b.wait_js("the taskmanager's RSS", "/MiB/.test(document.querySelector('#tmrss') && "
                   "document.querySelector('#tmrss').textContent)")

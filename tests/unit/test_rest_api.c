@@ -274,6 +274,10 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
         "Status.Slots.Total");
     cr_assert_eq(jint(json_array_get(json_object_get(j, "metrics"), 5), "value"), 12345678);
     json_decref(j);
+    j = get_json(&jm, "/taskmanagers", 200);
+    cr_assert_eq(jint(json_array_get(json_object_get(j, "taskmanagers"), 0), "rss_bytes"),
+                 12345678);
+    json_decref(j);
     json_decref(get_json(&jm, "/taskmanagers/tm-a/logs", 501));
     json_decref(get_json(&jm, "/taskmanagers/nope", 404));
 
