@@ -380,12 +380,46 @@ static void observe_job(const kp_jm_job_t *job, kp_job_state *state, bool *seen,
     }
 }
 
+/* v2's Kafka lag: the sum over its source subtasks' partitions (metrics_keep.c keeps the
+ * source's stats JSON, runtime/source.c: {"reader": the Kafka source's stats, with
+ * partitions[{offset, high, lag}], "watermarks": [...]}). false when a source subtask
+ * has not reported them, or a partition's position or end is not known yet. */
+static bool kafka_lag(const kp_jm_job_t *job, uint64_t *lag)
+{
+    *lag = 0;
+    bool any = false;
+    for (size_t i = 0; job && i < job->nsubs; i++) {
+        const kp_jm_sub_t *s = &job->subs[i];
+        if (!source_task(job, s->task_id))
+            continue;
+        json_t *j = s->source_json[0] ? json_loads(s->source_json, 0, NULL) : NULL;
+        json_t *reader = json_object_get(j, "reader"); /* source.c: {reader, watermarks} */
+        json_t *parts = json_object_get(reader ? reader : j, "partitions"), *p;
+        size_t k;
+        bool ok = json_is_array(parts);
+        json_array_foreach(parts, k, p)
+        {
+            json_int_t off = json_integer_value(json_object_get(p, "offset"));
+            json_int_t high = json_integer_value(json_object_get(p, "high"));
+            ok &= json_is_integer(json_object_get(p, "high")) && off >= 0 && high >= 0;
+            *lag += high > off ? (uint64_t)(high - off) : 0;
+        }
+        json_decref(j);
+        if (!ok)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
 static void observe(kp_jm_t *jm, kp_bg_rec *r, kp_bg_obs *o)
 {
     memset(o, 0, sizeof *o);
     observe_job(kp_registry_find(jm, r->v1_id[0] ? r->v1_id : r->job_id), &o->v1_state, &o->v1_seen,
                 &o->v1_in, &o->v1_wm);
-    observe_job(kp_registry_find(jm, r->job_id), &o->v2_state, &o->v2_seen, &o->v2_in, &o->v2_wm);
+    kp_jm_job_t *v2 = kp_registry_find(jm, r->job_id);
+    observe_job(v2, &o->v2_state, &o->v2_seen, &o->v2_in, &o->v2_wm);
+    o->v2_lag_known = kafka_lag(v2, &o->v2_lag);
     o->now_ms = kp_wall_ms();
 }
 
@@ -880,11 +914,14 @@ static json_t *version_json(kp_jm_t *jm, const char *id)
     bool seen;
     uint64_t in;
     int64_t wm;
+    uint64_t lag;
     observe_job(job, &st, &seen, &in, &wm);
-    return json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", job->id, "name", job->name, "state",
+    bool lag_known = kafka_lag(job, &lag);
+    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "id", job->id, "name", job->name, "state",
                      kp_job_state_name(job->state), "records_in",
                      seen ? json_integer((json_int_t)in) : json_null(), "watermark_ms",
-                     seen ? json_integer(wm) : json_null());
+                     seen ? json_integer(wm) : json_null(), "kafka_lag",
+                     lag_known ? json_integer((json_int_t)lag) : json_null());
 }
 
 json_t *kp_bg_job_json(kp_jm_t *jm, const kp_jm_job_t *job)

@@ -56,6 +56,8 @@ typedef struct kp_bg_obs {
     bool v1_seen, v2_seen; /* every subtask reported metrics (v1: now or before) */
     uint64_t v1_in, v2_in; /* records read by the sources */
     int64_t v1_wm, v2_wm;  /* smallest watermark over the subtasks */
+    bool v2_lag_known;     /* every source subtask of v2 reported its partitions' end offsets */
+    uint64_t v2_lag;       /* v2's Kafka lag: records between its positions and the log ends */
     int64_t now_ms;        /* wall clock */
 } kp_bg_obs;
 

@@ -9,10 +9,12 @@
  *     v1 stopped──▶ DONE                                          ABORTED ◀─v2's index deleted┘
  *   SWITCHED ──kappa rollback──▶ ROLLING_BACK ──alias back, v1 again, v2 cancelled──▶ ROLLED_BACK
  *
- * Caught up: every subtask of both versions has reported metrics, v2's sources have read at least
- * v1's records less lag_records (both read the same log from the same start, so this is v2's
- * lag behind v1), and v2's smallest watermark is at least v1's less wm_tolerance_ms — all of it
- * continuously for hold_ms. A v2 that FINISHED is complete, hence caught up. */
+ * Caught up: every subtask of both versions has reported metrics, v2's Kafka lag (the records
+ * between its sources' positions and the partitions' ends, from the Kafka source's stats) is at
+ * most lag_records — where the sources do not report it, v2's sources must have read at least
+ * v1's records less lag_records (the same log from the same start) — and v2's smallest
+ * watermark is at least v1's less wm_tolerance_ms, all of it continuously for hold_ms. A v2
+ * that FINISHED is complete, hence caught up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +53,8 @@ bool kp_bg_caught_up(const kp_bg_params *p, const kp_bg_obs *o)
 {
     if (!o->v2_seen || !o->v1_seen)
         return false;
-    uint64_t lag = o->v1_in > o->v2_in ? o->v1_in - o->v2_in : 0;
+    /* v2's own Kafka lag when its sources report it, else how far it is behind v1 */
+    uint64_t lag = o->v2_lag_known ? o->v2_lag : o->v1_in > o->v2_in ? o->v1_in - o->v2_in : 0;
     if (lag > p->lag_records)
         return false;
     int64_t floor = o->v1_wm;
@@ -108,10 +111,13 @@ static bool catching_up(kp_bg_rec *r, const kp_bg_obs *o)
     if (o->now_ms - r->caught_since_ms < r->p.hold_ms)
         return false;
     r->caught_up_ms = r->caught_since_ms;
+    char lag[64] = "";
+    if (o->v2_lag_known)
+        snprintf(lag, sizeof lag, ", Kafka lag %llu", (unsigned long long)o->v2_lag);
     snprintf(msg, sizeof msg,
-             "caught up for %lld ms: v2 read %llu records (v1 %llu), watermark %lld (v1 %lld)",
+             "caught up for %lld ms: v2 read %llu records (v1 %llu)%s, watermark %lld (v1 %lld)",
              (long long)(o->now_ms - r->caught_since_ms), (unsigned long long)o->v2_in,
-             (unsigned long long)now.v1_in, (long long)o->v2_wm, (long long)now.v1_wm);
+             (unsigned long long)now.v1_in, lag, (long long)o->v2_wm, (long long)now.v1_wm);
     kp_bg_enter(r, KP_BG_SWITCHING, o->now_ms, msg);
     return true;
 }

@@ -82,6 +82,9 @@ void kp_cli_print_bluegreen(json_t *job)
         printf("  v2 behind v1: %lld records, watermark %lld ms\n", (long long)(lag > 0 ? lag : 0),
                (long long)(json_integer_value(w1) - json_integer_value(w2)));
     }
+    json_t *kl = json_object_get(v2, "kafka_lag");
+    if (json_is_integer(kl))
+        printf("  v2's Kafka lag: %lld records\n", (long long)json_integer_value(kl));
     json_t *eta = json_object_get(bg, "eta_ms");
     if (json_is_integer(eta))
         printf("  estimated time to cut-over: %lld s\n", (long long)json_integer_value(eta) / 1000);

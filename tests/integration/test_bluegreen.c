@@ -345,6 +345,8 @@ Test(bluegreen, switch_rollback_and_aborts)
     cr_assert_eq(KAPPA("status", "status %s", "bg-v2"), 0);
     cr_assert_eq(kp_test_sh("grep -q 'blue/green (this job is v2): SWITCHED' %s/status.out", dir_),
                  0, "kappa status shows no blue/green (%s/status.out)", dir_);
+    cr_assert_eq(kp_test_sh("grep -q 'caught up for .*Kafka lag [0-9]' %s/status.out", dir_), 0,
+                 "the caught-up rule did not use v2's Kafka lag (%s/status.out)", dir_);
 
     /* the clock hour closes: a result both versions produce, arriving after the switch */
     kp_test_sh("touch %s/stop-feeder", dir_); /* it ends its round: fed counts every event */

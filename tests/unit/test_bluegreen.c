@@ -64,6 +64,22 @@ Test(bluegreen, caught_up_rule)
     json_decref(r.transitions);
 }
 
+Test(bluegreen, kafka_lag_when_the_sources_report_it)
+{
+    kp_bg_rec r = rec(0);
+    kp_bg_obs o = obs(0, 1000, 5000, 0, 5000); /* v1 read 1000 more: v1 started earlier */
+    o.v2_lag_known = true;
+    o.v2_lag = 100;
+    cr_assert(kp_bg_caught_up(&r.p, &o), "v2's own lag (100) decides, not v1's count");
+    o.v2_lag = 101;
+    cr_assert_not(kp_bg_caught_up(&r.p, &o), "lag 101 is over 100");
+    o = obs(0, 10, 5000, 1000, 5000);
+    o.v2_lag_known = true;
+    o.v2_lag = 5000;
+    cr_assert_not(kp_bg_caught_up(&r.p, &o), "behind the log's end, whatever v1 read");
+    json_decref(r.transitions);
+}
+
 Test(bluegreen, switches_only_after_the_hold)
 {
     kp_bg_rec r = rec(1000);
