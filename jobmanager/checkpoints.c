@@ -51,9 +51,10 @@ static int64_t restored_id(const char *path, int *savepoint)
     return id;
 }
 
-/* A coordinator for the job's current attempt over its storage; NULL (logged) when the
- * storage cannot be opened or memory is short: the job then runs without checkpoints. */
-static struct kp_jm_ckpt *start_coord(kp_jm_job_t *job)
+/* A coordinator for the job's current attempt over its storage, its statistics going on from
+ * `old`'s (the job's previous coordinator, or NULL; the caller frees it); NULL (logged) when
+ * the storage cannot be opened or memory is short: the job then runs without checkpoints. */
+static struct kp_jm_ckpt *start_coord(kp_jm_job_t *job, struct kp_jm_ckpt *old)
 {
     char err[512];
     struct kp_jm_ckpt *c = calloc(1, sizeof *c);
@@ -76,6 +77,8 @@ static struct kp_jm_ckpt *start_coord(kp_jm_job_t *job)
         kp_jm_ckpt_free(c);
         return NULL;
     }
+    if (old)
+        kp_ckpt_coord_take_history(c->coord, old->coord, kp_wall_ms());
     if (job->restore_path[0]) {
         int savepoint = 0;
         int64_t id = restored_id(job->restore_path, &savepoint);
@@ -91,8 +94,9 @@ void kp_jm_ckpt_running(kp_jm_t *jm, kp_jm_job_t *job)
     (void)jm;
     if (job->ckpt.interval_ms <= 0 && !job->restore_path[0])
         return;
-    kp_jm_ckpt_free(job->ckpt_state);
-    job->ckpt_state = start_coord(job);
+    struct kp_jm_ckpt *old = job->ckpt_state;
+    job->ckpt_state = start_coord(job, old);
+    kp_jm_ckpt_free(old);
     if (job->ckpt_state && job->ckpt.interval_ms > 0)
         kp_jm_log("job %s (%s): checkpoints every %lld ms (%s) into %s/%s", job->id, job->name,
                   (long long)job->ckpt.interval_ms,
@@ -129,6 +133,25 @@ void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason)
                       job->id, job->name, (long long)h->s[i]->id, h->s[i]->nacked, h->s[i]->nsub,
                       reason, h->s[i]->nacked < h->s[i]->nsub ? ": missing " : "",
                       missing_acks(h->s[i]));
+    char why[600];
+    snprintf(why, sizeof why, "abandoned: %s", reason);
+    kp_ckpt_coord_abandon(c->coord, why, kp_wall_ms());
+}
+
+void kp_jm_ckpt_ended(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    (void)jm;
+    struct kp_jm_ckpt *c = job->ckpt_state;
+    if (!c)
+        return; /* no coordinator ever ran here: this jobmanager wrote nothing for the job */
+    /* Nothing is pending any more (the tasks are settled): every chk-<N> without metadata —
+     * an abandoned checkpoint's uploads — goes, and the shared files no retained checkpoint
+     * names. */
+    char err[512];
+    int retain = job->ckpt.retain > 0 ? job->ckpt.retain : 1;
+    if (kp_ckpt_store_gc(c->store, retain, INT64_MAX, kp_wall_ms(), err, sizeof err) != 0)
+        kp_jm_log("job %s (%s): checkpoint storage after the job ended: %s", job->id, job->name,
+                  err);
 }
 
 /* The coordinator of the job's running attempt, or NULL. */
@@ -168,8 +191,9 @@ struct kp_ckpt_coord *kp_jm_ckpt_coord_now(kp_jm_t *jm, kp_jm_job_t *job, char *
             return NULL;
         }
     if (!live_coord(job)) { /* no checkpoints configured: a coordinator for savepoints */
-        kp_jm_ckpt_free(job->ckpt_state);
-        job->ckpt_state = start_coord(job);
+        struct kp_jm_ckpt *old = job->ckpt_state;
+        job->ckpt_state = start_coord(job, old);
+        kp_jm_ckpt_free(old);
     }
     kp_ckpt_coord *coord = live_coord(job);
     if (!coord)

@@ -298,6 +298,9 @@ bool kp_jm_is_hex(const char *s, size_t len);
 void kp_jm_ckpt_running(kp_jm_t *jm, kp_jm_job_t *job);
 /* The attempt stops (failing, cancelling, finished): pending checkpoints are aborted. */
 void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason);
+/* The job ended (FINISHED, CANCELED, FAILED): its storage keeps only the retained checkpoints
+ * and the files they name (what abandoned checkpoints uploaded goes). */
+void kp_jm_ckpt_ended(kp_jm_t *jm, kp_jm_job_t *job);
 /* The clock: triggers due checkpoints, expires timed-out ones. @locality the control thread */
 void kp_jm_ckpt_step(kp_jm_t *jm, kp_jm_job_t *job);
 /* A subtask's acknowledgement / decline (stale ones, of an older attempt, are ignored). */

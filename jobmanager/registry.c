@@ -112,8 +112,10 @@ void kp_job_transition(kp_jm_t *jm, kp_jm_job_t *job, kp_job_state to, const cha
     job->timestamps[to] = now;
     if (to == KP_JOB_RUNNING)
         kp_jm_ckpt_running(jm, job);
-    if (kp_job_state_terminal(to))
+    if (kp_job_state_terminal(to)) {
         job->end_time = now;
+        kp_jm_ckpt_ended(jm, job);
+    }
     kp_registry_save(jm);
 }
 

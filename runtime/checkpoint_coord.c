@@ -362,6 +362,25 @@ int kp_ckpt_coord_pending(const kp_ckpt_coord *c)
     return c->np;
 }
 
+void kp_ckpt_coord_abandon(kp_ckpt_coord *c, const char *why, kp_time now_ms)
+{
+    while (c->np > 0) {
+        kp_ckpt_history_end(&c->hist, c->p[0].stats, KP_CKPT_FAILED, now_ms, why);
+        drop(c, 0);
+    }
+}
+
+int kp_ckpt_coord_take_history(kp_ckpt_coord *c, kp_ckpt_coord *from, kp_time now_ms)
+{
+    if (c->np > 0 || c->hist.n > 0 || c->hist.total > 0 || !from || from == c)
+        return -1;
+    kp_ckpt_coord_abandon(from, "abandoned: the run ended", now_ms);
+    kp_ckpt_history_free(&c->hist);
+    c->hist = from->hist;
+    memset(&from->hist, 0, sizeof from->hist);
+    return 0;
+}
+
 const kp_ckpt_history *kp_ckpt_coord_history(const kp_ckpt_coord *c)
 {
     return &c->hist;

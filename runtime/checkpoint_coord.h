@@ -84,6 +84,17 @@ int64_t kp_ckpt_coord_last_completed(const kp_ckpt_coord *c, const char **metada
 /* How many checkpoints are pending. */
 int kp_ckpt_coord_pending(const kp_ckpt_coord *c);
 
+/* The run stopped (its tasks failed, were cancelled or finished): every pending checkpoint
+ * ends as failed with `why` in the statistics (not towards the tolerable failures; no abort
+ * is owed: the tasks are gone). Its files stay until the next kp_ckpt_store_gc. */
+void kp_ckpt_coord_abandon(kp_ckpt_coord *c, const char *why, kp_time now_ms);
+
+/* The statistics go on from `from`'s (an earlier run of the same job): its history and counts
+ * move into c (from's pending checkpoints abandoned first), so that they are per job, not per
+ * run. c must not have started a checkpoint yet; call before kp_ckpt_coord_restored.
+ * 0, or -1 (then nothing moved). */
+int kp_ckpt_coord_take_history(kp_ckpt_coord *c, kp_ckpt_coord *from, kp_time now_ms);
+
 /* The statistics (checkpoint_stats.h: kp_ckpt_history_json, kp_ckpt_details_json). */
 const kp_ckpt_history *kp_ckpt_coord_history(const kp_ckpt_coord *c);
 

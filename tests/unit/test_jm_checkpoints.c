@@ -216,6 +216,14 @@ Test(jm_checkpoints, complete_notify_restore_and_recover, .fini = cleanup, .time
     json_t *restored = json_object_get(json_object_get(st, "latest"), "restored");
     cr_assert_eq(json_integer_value(json_object_get(restored, "id")), cid);
     cr_assert_str_eq(json_string_value(json_object_get(restored, "external_path")), meta);
+    /* the statistics are the job's, not the attempt's: attempt 0's checkpoint is still counted */
+    json_t *counts = json_object_get(st, "counts");
+    cr_assert_geq(json_integer_value(json_object_get(counts, "completed")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(counts, "restored")), 1);
+    json_t *hist = json_object_get(st, "history");
+    json_t *oldest = json_array_get(hist, json_array_size(hist) - 1);
+    cr_assert_eq(json_integer_value(json_object_get(oldest, "id")), cid,
+                 "attempt 0's checkpoint is in the history");
     json_decref(st);
 
     /* a restarted jobmanager recovers the running job from its latest checkpoint */
