@@ -14,7 +14,10 @@
  *               at p=2 (subtask 0: a rescaling copy of half the key groups).
  * Bytes: the files of the local checkpoint directory; "new" = files not in the previous one.
  *
- *     barrier-bench [keys ...]      # default: 100000 1000000 */
+ * Sessions (one session per key) and process functions (a count and one pending timer per key)
+ * the same way; their flush is part of their barrier, so it is in the checkpoint column.
+ *
+ *     barrier-bench [window|session|process] [keys ...]      # default: window 100000 1000000 */
 #include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -51,11 +54,34 @@ static kp_rc decode(kp_event *ev, kp_bytes raw)
     return KP_OK;
 }
 
+enum kind { WINDOW, SESSION, PROCESS };
+static enum kind kind;
+static const char *const kind_names[] = {"tumbling window", "session window", "process function"};
+
+/* Process functions: a count in value state and one event-time timer per key. */
+static kp_rc on_event(kp_ctx *ctx, const kp_event *ev)
+{
+    bool exists;
+    int64_t *n = kp_ctx_value(ctx, &exists);
+    if (!exists)
+        kp_ctx_timer_event(ctx, kp_event_get_time(ev) + 3600000);
+    ++*n;
+    return KP_OK;
+}
+
 static int define_job(const kp_api *api, kp_job *job)
 {
     (void)api;
-    kp_stream *in = kp_source(job, "in", .decode = decode);
-    kp_sink(kp_count(kp_window(kp_key_by(in), kp_tumbling(3600000), .uid = "win")), "out");
+    kp_stream *keyed = kp_key_by(kp_source(job, "in", .decode = decode));
+    if (kind == PROCESS)
+        kp_sink(
+            kp_process(keyed, .on_event = on_event, .value_size = sizeof(int64_t), .uid = "proc"),
+            "out");
+    else
+        kp_sink(
+            kp_count(kp_window(keyed, kind == WINDOW ? kp_tumbling(3600000) : kp_session(3600000),
+                               .uid = "win")),
+            "out");
     return 0;
 }
 
@@ -177,7 +203,9 @@ static kp_op *new_op(kp_subtask *st, const kp_job *job, const kp_node *node, int
                        .state_dir = state_dir,
                        .restore = r};
     snprintf(st->name, sizeof st->name, "window (%d/%d)", index + 1, p);
-    kp_op *op = kp_op_window_new(st, node);
+    kp_op *op = kind == PROCESS   ? kp_op_process_new(st, node)
+                : kind == SESSION ? kp_op_session_new(st, node)
+                                  : kp_op_window_new(st, node);
     if (!op)
         die("create");
     op->out[0] = &sink;
@@ -191,7 +219,7 @@ static char *barrier(kp_op *op, kp_ckpt_store *store, int64_t id, const char *la
 {
     kp_snapshot *snap = kp_snapshot_new(id, 1, 0, 1);
     double w0 = now_ms(), c0 = cpu_ms();
-    if (kp_op_window_flush(op) != 0)
+    if (kind == WINDOW && kp_op_window_flush(op) != 0) /* the others: inside their barrier */
         die("flush");
     double w1 = now_ms(), c1 = cpu_ms();
     if (op->vt->barrier(op, snap) != 0)
@@ -238,12 +266,13 @@ static void run(unsigned n)
         die(err);
     const kp_node *node = NULL;
     for (int i = 0; i < job->nnodes; i++)
-        if (job->nodes[i]->kind == KP_NODE_WINDOW)
+        if (job->nodes[i]->kind == KP_NODE_WINDOW || job->nodes[i]->kind == KP_NODE_PROCESS)
             node = job->nodes[i];
     kp_ckpt_store *store = kp_ckpt_store_open(root, "bench", err, sizeof err);
     if (!store)
         die(err);
-    printf("%u keys, one pane:\n", n);
+    printf("%s, %u keys%s:\n", kind_names[kind], n,
+           kind == WINDOW ? ", one pane" : ", flush included in the checkpoint column");
     kp_subtask st;
     kp_op *op = new_op(&st, job, node, 0, 1, state, NULL);
     double first = feed(op, n, 1, 0);
@@ -285,11 +314,18 @@ static void run(unsigned n)
 int main(int argc, char **argv)
 {
     kp_host_api();
-    if (argc < 2) {
+    int a = 1;
+    if (a < argc && !strcmp(argv[a], "session"))
+        kind = SESSION, a++;
+    else if (a < argc && !strcmp(argv[a], "process"))
+        kind = PROCESS, a++;
+    else if (a < argc && !strcmp(argv[a], "window"))
+        a++;
+    if (a == argc) {
         run(100000);
         run(1000000);
     }
-    for (int i = 1; i < argc; i++)
-        run((unsigned)strtoul(argv[i], NULL, 10));
+    for (; a < argc; a++)
+        run((unsigned)strtoul(argv[a], NULL, 10));
     return 0;
 }

@@ -58,9 +58,17 @@ static int open_state(kp_key_spill *sp)
     if (!restored)
         return 0;
     sp->ever = 1; /* keys of the checkpoint are on disk: misses must look */
-    for (size_t bits = FILTER_MIN_BITS;; bits *= 2)
-        if (filter_rebuild(sp, bits) != 0 || sp->filter_set <= bits / 4)
-            return sp->filter ? 0 : -1;
+    size_t n = 0, bits = FILTER_MIN_BITS;
+    kp_state_iter *it = kp_state_iter_open(sp->state, sp->cf, NULL, 0, NULL, 0);
+    if (!it)
+        return kp_subtask_fail(sp->st, "%s: out of memory scanning keyed state", sp->node->name);
+    for (; kp_state_iter_valid(it); kp_state_iter_next(it))
+        n++;
+    if (kp_state_iter_close(it, err, sizeof err) != 0)
+        return kp_subtask_fail(sp->st, "%s: scanning keyed state: %s", sp->node->name, err);
+    while (bits / 4 < n) /* sized once: at most a quarter set, as after the doublings */
+        bits *= 2;
+    return filter_rebuild(sp, bits);
 }
 
 /* The RocksDB key of `key` in rkey: key group (2, BE) | key bytes. -1 when out of memory

@@ -100,6 +100,7 @@ typedef struct process_op {
     size_t cache_limit; /* for the table and extra_bytes */
     kp_key_spill spill;
     kp_timer_spill tspill[2]; /* each heap's timers beyond an eighth of the budget */
+    int pt_written;           /* the last barrier wrote processing-time timers (checkpoints) */
 } process_op;
 
 /* The per-key header in front of the value. */
@@ -730,12 +731,13 @@ static int process_tick(kp_op *op, kp_time now)
 
 /* ---- checkpoints (keyed_db.h, docs/state.md "Checkpoints and restore") ------------------ */
 
-/* The pending timers in a checkpoint: column family TIMERSET_CF, one entry per timer of the
- * set, under key group (2, BE) | kind ('e' or 'p') | time (8, BE, sign flipped) | key, no
- * value — by key group first, so a rescaling restore copies the timers of its key groups
- * with the keys. It is rewritten at each barrier; a restore rebuilds the set and both heaps
- * from it (no stale heap entries: they were only ever skipped). The per-key headers (pt, et)
- * travel with the keys. */
+/* The pending timers in a checkpoint. Event-time timers are in the keys' state (a key's
+ * saved value holds its pending event-time timers, key_spill.h), so a restore rebuilds them,
+ * the set and the heap, by one scan of the keys. Processing-time timers are not (a key keeps
+ * only their count): they are written at each barrier into column family TIMERSET_CF, one
+ * entry per timer under key group (2, BE) | 'p' | time (8, BE, sign flipped) | key, no value
+ * — by key group first, so a rescaling restore copies them with the keys. Usually there are
+ * none, and then a barrier writes nothing here. No stale heap entries come back. */
 #define TIMERSET_CF "process-timerset"
 #define TS_HEAD     11
 
@@ -745,10 +747,13 @@ static void put_be64(uint8_t *o, uint64_t v)
         o[i] = (uint8_t)v;
 }
 
-/* Rewrites TIMERSET_CF with the set of pending timers. */
+/* Rewrites TIMERSET_CF with the pending processing-time timers. */
 static int write_timerset(process_op *p)
 {
     kp_key_spill *sp = &p->spill;
+    if (!p->pending[0] && !p->pt_written)
+        return 0; /* none now, none written before */
+    p->pt_written = p->pending[0] > 0;
     char err[512];
     int cf = kp_state_cf_scan(sp->state, TIMERSET_CF, err, sizeof err);
     uint8_t lo[2] = {(uint8_t)(sp->kg_lo >> 8), (uint8_t)sp->kg_lo},
@@ -759,6 +764,8 @@ static int write_timerset(process_op *p)
     kp_keyentry *e;
     while ((e = kp_keytable_next(&p->timerset, &i))) {
         kp_bytes id = kp_keytable_key(&p->timerset, e); /* kind, time (host order), key */
+        if (id.ptr[0] != 'p')
+            continue;
         kp_time when;
         memcpy(&when, id.ptr + 1, sizeof when);
         kp_bytes key = {id.ptr + 1 + sizeof when, id.len - 1 - sizeof when};
@@ -805,37 +812,58 @@ typedef struct process_acc {
 } process_acc;
 
 /* One restored pending timer: into the set and its heap. */
-static int restore_timer(void *arg, uint64_t hash, kp_bytes k, kp_bytes value)
+static int add_pending(process_acc *a, bool event_time, kp_time when, kp_bytes key)
 {
-    process_acc *a = arg;
     process_op *p = a->p;
-    if (k.len < TS_HEAD - 2 || (k.ptr[0] != 'e' && k.ptr[0] != 'p'))
-        return kp_subtask_fail(p->op.st, "%s: restore: a malformed timer", p->op.node->name);
-    bool event_time = k.ptr[0] == 'e';
-    uint64_t u = 0;
-    for (int i = 1; i < 9; i++)
-        u = u << 8 | (uint8_t)k.ptr[i];
-    kp_time when = (kp_time)(u ^ (1ull << 63));
-    kp_bytes key = {k.ptr + 9, k.len - 9};
-    uint64_t khash = kp_hash64(key.ptr, key.len);
     kp_bytes id = timer_id(p, event_time, when, key);
     int created;
     kp_keyentry *te =
         id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created) : NULL;
-    if (!te || kp_timer_push(&p->heaps[event_time], when, 0, khash, key) != 0)
+    if (!te || (created && kp_timer_push(&p->heaps[event_time], when, 0,
+                                         kp_hash64(key.ptr, key.len), key) != 0))
         return kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
     *(uint64_t *)kp_keyentry_value(te) = 0;
     p->pending[event_time] += created;
     if (++a->timers % 4096 == 0 && (kp_timer_spill_check(&p->tspill[0], &p->heaps[0]) != 0 ||
                                     kp_timer_spill_check(&p->tspill[1], &p->heaps[1]) != 0))
         return -1;
+    return 0;
+}
+
+/* A processing-time timer of TIMERSET_CF (its key without the key group). */
+static int restore_timer(void *arg, uint64_t hash, kp_bytes k, kp_bytes value)
+{
+    process_acc *a = arg;
+    if (k.len < TS_HEAD - 2 || k.ptr[0] != 'p')
+        return kp_subtask_fail(a->p->op.st, "%s: restore: a malformed timer", a->p->op.node->name);
+    uint64_t u = 0;
+    for (int i = 1; i < 9; i++)
+        u = u << 8 | (uint8_t)k.ptr[i];
     (void)hash;
     (void)value;
+    return add_pending(a, false, (kp_time)(u ^ (1ull << 63)), (kp_bytes){k.ptr + 9, k.len - 9});
+}
+
+/* A restored key: its pending event-time timers (saved_key, then et_n times). */
+static int restore_key_timers(void *arg, uint64_t hash, kp_bytes key, kp_bytes value)
+{
+    process_acc *a = arg;
+    saved_key k;
+    if (kp_blob_read(&value, &k, sizeof k) != 0 || k.et_n > value.len / sizeof(kp_time))
+        return kp_subtask_fail(a->p->op.st, "%s: restore: a malformed key state",
+                               a->p->op.node->name);
+    for (uint32_t i = 0; i < k.et_n; i++) {
+        kp_time when;
+        memcpy(&when, value.ptr + i * sizeof when, sizeof when);
+        if (add_pending(a, true, when, key) != 0)
+            return -1;
+    }
+    (void)hash;
     return 0;
 }
 
 /* Restores the operator from st->restore: its database (keys stay on disk until used), the
- * set of pending timers and both heaps, its watermark. */
+ * set of pending timers and both heaps (from the keys and TIMERSET_CF), its watermark. */
 static int restore_process(process_op *p)
 {
     kp_op *op = &p->op;
@@ -851,8 +879,10 @@ static int restore_process(process_op *p)
     int cf = kp_state_cf_scan(sp->state, TIMERSET_CF, err, sizeof err);
     if (cf < 0)
         return kp_subtask_fail(op->st, "%s: restore: timers: %s", op->node->name, err);
-    if (kp_key_spill_scan(sp, cf, restore_timer, &a) != 0)
+    if (kp_key_spill_scan(sp, sp->cf, restore_key_timers, &a) != 0 ||
+        kp_key_spill_scan(sp, cf, restore_timer, &a) != 0)
         return -1;
+    p->pt_written = p->pending[0] > 0;
     return maybe_evict(p);
 }
 

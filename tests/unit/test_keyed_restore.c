@@ -24,6 +24,7 @@
 #include "checkpoint_store.h"
 #include "engine.h"
 #include "graph.h"
+#include "keyed_state.h"
 #include "keygroup.h"
 #include "ops.h"
 #include "rng.h"
@@ -62,6 +63,8 @@ static kp_rc on_event(kp_ctx *ctx, const kp_event *ev)
     if (!exists) {
         pk->first = kp_event_get_time(ev);
         kp_ctx_timer_event(ctx, pk->first + 100);
+        /* a processing-time timer that never fires here: restored with the others */
+        kp_ctx_timer_processing(ctx, KP_TIME_MAX - (kp_time)kp_event_get_value(ev).len);
     }
     pk->n++;
     pk->sum += value_of(ev);
@@ -332,6 +335,18 @@ static int start(run *r, int p, int attempt, const kp_restore *restore)
     return 0;
 }
 
+/* Pending timers over all subtasks (process functions), else 0. */
+static size_t pending_timers(run *r)
+{
+    size_t n = 0;
+    for (int i = 0; i < r->p && node->kind == KP_NODE_PROCESS; i++) {
+        kp_process_counts c;
+        kp_op_process_counts(r->ops[i], &c);
+        n += c.pending_timers;
+    }
+    return n;
+}
+
 static void stop(run *r)
 {
     for (int i = 0; i < r->p; i++)
@@ -437,9 +452,12 @@ static void staged(const int *ps, const int *cuts, int n, const doc_list *want)
     cr_assert(store, "%s", err);
     doc_list all = {0};
     kp_restore *restore = NULL;
+    size_t pending = 0;
     for (int i = 0; i < n; i++) {
         run r;
         cr_assert_eq(start(&r, ps[i], i + 1, restore), 0, "stage %d: %s", i, failure);
+        cr_assert_eq(pending_timers(&r), pending, "stage %d: %zu pending timers restored of %zu", i,
+                     pending_timers(&r), pending);
         int from = i == 0 ? 0 : cuts[i - 1], to = i == n - 1 ? NREC : cuts[i];
         /* an earlier checkpoint of the stage, not restored from: the one restored from then
          * writes only what changed since (clean cached entries are not written again) */
@@ -451,6 +469,7 @@ static void staged(const int *ps, const int *cuts, int n, const doc_list *want)
         } else {
             checkpoint(&r, store, i + 1, path, sizeof path);
             cr_assert_eq(atomic_load(&stopped), 0, "%s", failure);
+            pending = pending_timers(&r);
         }
         stop(&r);
         kp_restore_free(restore);
