@@ -20,6 +20,11 @@
 static void put_label(FILE *f, const char *name, const char *value, bool first)
 {
     fprintf(f, "%s%s=\"", first ? "" : ",", name);
+    if (!strpbrk(value, "\\\"\n")) { /* the usual case: nothing to escape, one write */
+        fputs(value, f);
+        fputc('"', f);
+        return;
+    }
     for (const char *p = value; *p; p++) {
         if (*p == '\\' || *p == '"')
             fputc('\\', f);
@@ -105,23 +110,54 @@ static void job_metrics(FILE *f, const kp_jm_t *jm)
     }
 }
 
-/* The labels of one subtask series. */
-static void sub_labels(FILE *f, const kp_jm_t *jm, const kp_jm_job_t *job, const kp_jm_task_t *t,
-                       const kp_jm_sub_t *s, const char *partition)
+/* The labels of every subtask of the non-final jobs, in the order the families walk them
+ * (jobs, tasks, subtasks), each "{job=...,taskmanager=\"...\"" without the closing brace:
+ * built once per scrape, not once per family. NULL when out of memory. */
+static char **sub_labels_all(const kp_jm_t *jm, size_t *n)
 {
-    char num[16];
-    fputc('{', f);
-    put_label(f, "job", job->id, true);
-    put_label(f, "job_name", job->name, false);
-    snprintf(num, sizeof num, "%d", t->id);
-    put_label(f, "task", num, false);
-    put_label(f, "task_name", t->name, false);
-    snprintf(num, sizeof num, "%u", s->subtask);
-    put_label(f, "subtask", num, false);
-    put_label(f, "taskmanager", s->tm >= 0 ? jm->tms[s->tm].id : "", false);
+    *n = 0;
+    for (size_t j = 0; j < jm->njobs; j++)
+        *n += kp_job_state_terminal(jm->jobs[j]->state) ? 0 : jm->jobs[j]->nsubs;
+    char **lab = calloc(*n ? *n : 1, sizeof *lab);
+    size_t k = 0;
+    for (size_t j = 0; lab && j < jm->njobs; j++) {
+        const kp_jm_job_t *job = jm->jobs[j];
+        if (kp_job_state_terminal(job->state))
+            continue;
+        const kp_jm_sub_t *s = job->subs;
+        for (size_t t = 0; t < job->ntasks; t++)
+            for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, s++, k++) {
+                size_t len;
+                FILE *f = open_memstream(&lab[k], &len);
+                if (!f)
+                    continue;
+                char num[16];
+                fputc('{', f);
+                put_label(f, "job", job->id, true);
+                put_label(f, "job_name", job->name, false);
+                snprintf(num, sizeof num, "%d", job->tasks[t].id);
+                put_label(f, "task", num, false);
+                put_label(f, "task_name", job->tasks[t].name, false);
+                snprintf(num, sizeof num, "%u", s->subtask);
+                put_label(f, "subtask", num, false);
+                put_label(f, "taskmanager", s->tm >= 0 ? jm->tms[s->tm].id : "", false);
+                fclose(f);
+            }
+    }
+    return lab;
+}
+
+/* One series' name and labels: a subtask's (lab from sub_labels_all), and its partition. */
+static bool series(FILE *f, const char *name, const char *lab, const char *partition)
+{
+    if (!lab)
+        return false;
+    fputs(name, f);
+    fputs(lab, f);
     if (partition)
         put_label(f, "partition", partition, false);
     fputs("} ", f);
+    return true;
 }
 
 /* One subtask figure: its value, false when the subtask has none. */
@@ -137,7 +173,7 @@ static bool sub_value(const kp_jm_sub_t *s, int m, double *v)
 
 /* Per subtask of every non-final job that reported: records and bytes in/out, the watermark
  * and the time ratios. */
-static void subtask_metrics(FILE *f, const kp_jm_t *jm)
+static void subtask_metrics(FILE *f, const kp_jm_t *jm, char *const *lab)
 {
     static const char *const names[] = {
         "kappa_subtask_records_in_total",  "kappa_subtask_records_out_total",
@@ -155,20 +191,14 @@ static void subtask_metrics(FILE *f, const kp_jm_t *jm)
         "Share of the last heartbeat interval the subtask was neither backpressured nor idle."};
     for (int m = 0; m < 8; m++) {
         help(f, names[m], m < 2 || m == 3 || m == 4 ? "counter" : "gauge", helps[m]);
+        size_t k = 0;
+        double v;
         for (size_t j = 0; j < jm->njobs; j++) {
             const kp_jm_job_t *job = jm->jobs[j];
-            if (kp_job_state_terminal(job->state))
-                continue;
-            const kp_jm_sub_t *s = job->subs;
-            double v;
-            for (size_t t = 0; t < job->ntasks; t++)
-                for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, s++) {
-                    if (!s->has_metrics || !sub_value(s, m, &v))
-                        continue;
-                    fputs(names[m], f);
-                    sub_labels(f, jm, job, &job->tasks[t], s, NULL);
+            for (size_t i = 0; !kp_job_state_terminal(job->state) && i < job->nsubs; i++, k++)
+                if (job->subs[i].has_metrics && sub_value(&job->subs[i], m, &v) &&
+                    series(f, names[m], lab[k], NULL))
                     fprintf(f, m == 2 || m >= 5 ? "%.3f\n" : "%.0f\n", v);
-                }
         }
     }
 }
@@ -209,16 +239,14 @@ static const conn_family conn_families[] = {
 };
 
 /* The series of one family from one subtask's parsed stats. */
-static void conn_series(FILE *f, const kp_jm_t *jm, const kp_jm_job_t *job, const kp_jm_task_t *t,
-                        const kp_jm_sub_t *s, const conn_family *c, json_t *src, json_t *snk)
+static void conn_series(FILE *f, const char *lab, const conn_family *c, json_t *src, json_t *snk)
 {
     if (c->from == 2) {
         json_t *v = json_object_get(snk, c->key);
         if (!json_object_get(snk, "bulks") || !json_is_number(v))
             return;
-        fputs(c->name, f);
-        sub_labels(f, jm, job, t, s, NULL);
-        fprintf(f, "%.6g\n", json_number_value(v) * c->scale);
+        if (series(f, c->name, lab, NULL))
+            fprintf(f, "%.6g\n", json_number_value(v) * c->scale);
         return;
     }
     json_t *parts = c->from == 0 ? json_object_get(json_object_get(src, "reader"), "partitions")
@@ -233,44 +261,33 @@ static void conn_series(FILE *f, const kp_jm_t *jm, const kp_jm_job_t *job, cons
         char part[16];
         snprintf(part, sizeof part, "%lld",
                  (long long)json_integer_value(json_object_get(p, "partition")));
-        fputs(c->name, f);
-        sub_labels(f, jm, job, t, s, part);
-        fprintf(f, c->scale == 1 ? "%.0f\n" : "%.3f\n", json_number_value(v) * c->scale);
+        if (series(f, c->name, lab, part))
+            fprintf(f, c->scale == 1 ? "%.0f\n" : "%.3f\n", json_number_value(v) * c->scale);
     }
 }
 
 /* The connectors' families: each subtask's stats parsed once, then family by family (the
- * format wants a family's samples together). */
-static void connector_metrics(FILE *f, const kp_jm_t *jm)
+ * format wants a family's samples together). lab and n from sub_labels_all. */
+static void connector_metrics(FILE *f, const kp_jm_t *jm, char *const *lab, size_t n)
 {
-    size_t n = 0;
-    for (size_t j = 0; j < jm->njobs; j++)
-        n += kp_job_state_terminal(jm->jobs[j]->state) ? 0 : jm->jobs[j]->nsubs;
     json_t **parsed = calloc(2 * (n ? n : 1), sizeof *parsed);
     if (!parsed)
         return;
     for (size_t c = 0; c < sizeof conn_families / sizeof conn_families[0]; c++) {
-        const conn_family *fam = &conn_families[c];
-        help(f, fam->name, fam->type, fam->help);
+        help(f, conn_families[c].name, conn_families[c].type, conn_families[c].help);
         size_t k = 0;
         for (size_t j = 0; j < jm->njobs; j++) {
             const kp_jm_job_t *job = jm->jobs[j];
-            if (kp_job_state_terminal(job->state))
-                continue;
-            const kp_jm_sub_t *s = job->subs;
-            for (size_t t = 0; t < job->ntasks; t++)
-                for (uint32_t i = 0; i < job->tasks[t].parallelism; i++, s++, k++) {
-                    if (!s->has_metrics)
-                        continue;
-                    if (c == 0) {
-                        parsed[2 * k] =
-                            s->source_json[0] ? json_loads(s->source_json, 0, NULL) : NULL;
-                        parsed[2 * k + 1] =
-                            s->sink_json[0] ? json_loads(s->sink_json, 0, NULL) : NULL;
-                    }
-                    conn_series(f, jm, job, &job->tasks[t], s, fam, parsed[2 * k],
-                                parsed[2 * k + 1]);
+            for (size_t i = 0; !kp_job_state_terminal(job->state) && i < job->nsubs; i++, k++) {
+                const kp_jm_sub_t *s = &job->subs[i];
+                if (!s->has_metrics)
+                    continue;
+                if (c == 0) {
+                    parsed[2 * k] = s->source_json[0] ? json_loads(s->source_json, 0, NULL) : NULL;
+                    parsed[2 * k + 1] = s->sink_json[0] ? json_loads(s->sink_json, 0, NULL) : NULL;
                 }
+                conn_series(f, lab[k], &conn_families[c], parsed[2 * k], parsed[2 * k + 1]);
+            }
         }
     }
     for (size_t k = 0; k < 2 * n; k++)
@@ -294,9 +311,16 @@ enum MHD_Result kp_rest_prometheus(kp_jm_t *jm, struct MHD_Connection *conn,
     pthread_mutex_lock(&jm->lock);
     taskmanager_metrics(f, jm, now);
     job_metrics(f, jm);
-    subtask_metrics(f, jm);
-    connector_metrics(f, jm);
+    size_t n;
+    char **lab = sub_labels_all(jm, &n);
+    if (lab) {
+        subtask_metrics(f, jm, lab);
+        connector_metrics(f, jm, lab, n);
+    }
     pthread_mutex_unlock(&jm->lock);
+    for (size_t k = 0; lab && k < n; k++)
+        free(lab[k]);
+    free(lab);
     if (fclose(f) || !text) {
         free(text);
         return kp_rest_send_error(conn, 500, "out of memory");
