@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "checkpoint_coord.h"
+#include "ckpt_io.h"
 #include "failpoint.h"
 #include "frame.h"
 #include "jm.h"
@@ -138,20 +139,40 @@ void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason)
     kp_ckpt_coord_abandon(c->coord, why, kp_wall_ms());
 }
 
+/* The GC of an ended job, on the I/O worker (a store of its own: the coordinator's is the
+ * control thread's). */
+typedef struct end_gc {
+    char root[4096], job[KP_JM_ID_LEN], name[256];
+    int retain;
+} end_gc;
+
+static void end_gc_run(void *arg)
+{
+    end_gc *g = arg;
+    char err[512];
+    kp_ckpt_store *st = kp_ckpt_store_open(g->root, g->job, err, sizeof err);
+    /* nothing is pending any more (the tasks are settled): every chk-<N> without metadata —
+     * an abandoned checkpoint's uploads — goes, and the shared files no retained checkpoint
+     * names */
+    if (!st || kp_ckpt_store_gc(st, g->retain, INT64_MAX, kp_wall_ms(), err, sizeof err) != 0)
+        kp_jm_log("job %s (%s): checkpoint storage after the job ended: %s", g->job, g->name, err);
+    kp_ckpt_store_free(st);
+    free(g);
+}
+
 void kp_jm_ckpt_ended(kp_jm_t *jm, kp_jm_job_t *job)
 {
-    (void)jm;
-    struct kp_jm_ckpt *c = job->ckpt_state;
-    if (!c)
+    if (!job->ckpt_state || !job->ckpt.dir)
         return; /* no coordinator ever ran here: this jobmanager wrote nothing for the job */
-    /* Nothing is pending any more (the tasks are settled): every chk-<N> without metadata —
-     * an abandoned checkpoint's uploads — goes, and the shared files no retained checkpoint
-     * names. */
-    char err[512];
-    int retain = job->ckpt.retain > 0 ? job->ckpt.retain : 1;
-    if (kp_ckpt_store_gc(c->store, retain, INT64_MAX, kp_wall_ms(), err, sizeof err) != 0)
-        kp_jm_log("job %s (%s): checkpoint storage after the job ended: %s", job->id, job->name,
-                  err);
+    end_gc *g = calloc(1, sizeof *g);
+    if (!g)
+        return; /* the next start's GC (or a resubmission's) collects it */
+    snprintf(g->root, sizeof g->root, "%s", job->ckpt.dir);
+    snprintf(g->job, sizeof g->job, "%s", job->id);
+    snprintf(g->name, sizeof g->name, "%s", job->name);
+    g->retain = job->ckpt.retain > 0 ? job->ckpt.retain : 1;
+    if (kp_ckpt_io_submit(jm, end_gc_run, NULL, g) != 0)
+        end_gc_run(g); /* no worker: here, under the lock */
 }
 
 /* The coordinator of the job's running attempt, or NULL. */
@@ -301,6 +322,88 @@ static void resolve_restore(kp_jm_job_t *job)
                   rc ? err : "no valid checkpoint in that directory");
 }
 
+/* A search for a job's latest valid checkpoint (kp_ckpt_store_latest hashes every file of
+ * the candidate: ~1 s per GiB) on the I/O worker. run fills rc/path/err; `done` (the control
+ * thread) sets done; the control thread reads the result only after that. */
+typedef struct search {
+    char job[KP_JM_ID_LEN], root[4096];
+    bool done;
+    int rc;
+    char path[4096], err[512];
+    struct search *next;
+} search;
+
+static search *searches; /* jm->lock */
+
+static search *search_of(const char *job_id)
+{
+    for (search *s = searches; s; s = s->next)
+        if (!strcmp(s->job, job_id))
+            return s;
+    return NULL;
+}
+
+static void search_run(void *arg)
+{
+    search *s = arg;
+    s->rc = kp_ckpt_store_latest(s->root, s->job, s->path, sizeof s->path, s->err, sizeof s->err);
+}
+
+static void search_done(kp_jm_t *jm, void *arg)
+{
+    ((search *)arg)->done = true;
+    kp_jm_wake(jm); /* the deploy that waits for it goes on */
+}
+
+/* Whether the job's restore needs the storage searched: no coordinator of this jobmanager saw
+ * its checkpoints (a restarted jobmanager). */
+static bool needs_search(const kp_jm_job_t *job)
+{
+    return !job->ckpt_state && job->ckpt.dir;
+}
+
+bool kp_jm_ckpt_restore_wait(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    if (!needs_search(job))
+        return false;
+    search *s = search_of(job->id);
+    if (s)
+        return !s->done;
+    if (!(s = calloc(1, sizeof *s)))
+        return false; /* kp_jm_ckpt_pick_restore searches itself */
+    snprintf(s->job, sizeof s->job, "%s", job->id);
+    snprintf(s->root, sizeof s->root, "%s", job->ckpt.dir);
+    if (kp_ckpt_io_submit(jm, search_run, search_done, s) != 0) {
+        free(s);
+        return false;
+    }
+    s->next = searches;
+    searches = s;
+    snprintf(job->waiting_reason, sizeof job->waiting_reason,
+             "looking for its latest valid checkpoint in %.120s/%s", job->ckpt.dir, job->id);
+    return true;
+}
+
+/* The finished search's result for the job (removed from the list), or a search here when
+ * none ran (no worker, out of memory). */
+static int take_search(const kp_jm_job_t *job, char *found, size_t len, char *err, size_t errlen)
+{
+    for (search **p = &searches; *p; p = &(*p)->next) {
+        search *s = *p;
+        if (strcmp(s->job, job->id) || !s->done)
+            continue;
+        int rc = s->rc;
+        snprintf(found, len, "%s", s->path);
+        snprintf(err, errlen, "%s", s->err);
+        *p = s->next;
+        free(s);
+        return rc;
+    }
+    if (search_of(job->id))
+        return 0; /* still running (a restart's pick before its deploy): the deploy waits */
+    return kp_ckpt_store_latest(job->ckpt.dir, job->id, found, len, err, errlen);
+}
+
 void kp_jm_ckpt_pick_restore(kp_jm_t *jm, kp_jm_job_t *job)
 {
     (void)jm;
@@ -311,10 +414,10 @@ void kp_jm_ckpt_pick_restore(kp_jm_t *jm, kp_jm_job_t *job)
         snprintf(job->restore_path, sizeof job->restore_path, "%s", path);
         return;
     }
-    if (job->ckpt_state || !job->ckpt.dir)
+    if (!needs_search(job))
         return; /* this jobmanager saw every checkpoint of the job: none completed since */
     char found[4096], err[512];
-    int rc = kp_ckpt_store_latest(job->ckpt.dir, job->id, found, sizeof found, err, sizeof err);
+    int rc = take_search(job, found, sizeof found, err, sizeof err);
     if (rc == 1)
         snprintf(job->restore_path, sizeof job->restore_path, "%s", found);
     else if (rc < 0)

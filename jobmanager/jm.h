@@ -312,6 +312,10 @@ void kp_jm_ckpt_decline(kp_jm_t *jm, int tm, const char *job_id, uint32_t attemp
  * there is one (else it stays: the manifest's from_checkpoint, or "" = the original start
  * position). */
 void kp_jm_ckpt_pick_restore(kp_jm_t *jm, kp_jm_job_t *job);
+/* Before a deploy's placement: true while the job waits for the search of its latest valid
+ * checkpoint on the checkpoint I/O worker (ckpt_io.h; a restarted jobmanager's recovery:
+ * started here, waiting_reason set); the deploy tries again on the next round. */
+bool kp_jm_ckpt_restore_wait(kp_jm_t *jm, kp_jm_job_t *job);
 /* Frees the job's coordinator state (kp_job_free). Accepts NULL. */
 void kp_jm_ckpt_free(struct kp_jm_ckpt *c);
 /* Parses a duration: "1500" or "1500ms", "2s", "5m", "1h". 0, or -1. */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "bluegreen.h"
+#include "ckpt_io.h"
 #include "jm.h"
 #include "savepoints.h"
 
@@ -157,6 +158,8 @@ static void deploy(kp_jm_t *jm, kp_jm_job_t *job)
         return;
     if (!kp_bg_deploy_ready(jm, job)) /* its Elasticsearch index is being prepared */
         return;
+    if (kp_jm_ckpt_restore_wait(jm, job)) /* its latest checkpoint is being searched */
+        return;
     if (!kp_sched_place(jm, job)) {
         make_room_for_replacement(jm, job);
         return;
@@ -200,6 +203,7 @@ static void deploy_timed_out(kp_jm_t *jm, kp_jm_job_t *job)
 void kp_life_step(kp_jm_t *jm)
 {
     kp_time now = kp_mono_ms();
+    kp_ckpt_io_drain(jm); /* finished checkpoint I/O */
     for (size_t j = 0; j < jm->njobs; j++) {
         kp_jm_job_t *job = jm->jobs[j];
         switch (job->state) {

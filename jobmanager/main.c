@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bluegreen.h"
+#include "ckpt_io.h"
 #include "jm.h"
 
 static kp_jm_t jm_;
@@ -424,6 +425,7 @@ int main(int argc, char **argv)
     }
     kp_control_run(jm, &stop_);
     kp_bg_stop();
+    kp_ckpt_io_stop();
 
     kp_rest_stop(rest);
     pthread_mutex_lock(&jm->lock);

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../support/shell.h"
@@ -113,15 +115,16 @@ static int64_t expect_trigger(int tm, const char *id, uint32_t attempt)
     return cid;
 }
 
-static void ack(int tm, const char *id, uint32_t attempt, int64_t cid, int task, int subtask,
-                int parallelism)
+/* An acknowledgement whose entries are the JSON array `entries`. */
+static void ack_entries(int tm, const char *id, uint32_t attempt, int64_t cid, int task,
+                        int subtask, int parallelism, const char *entries)
 {
-    char json[512];
+    char json[1600];
     snprintf(json, sizeof json,
              "{\"checkpoint\":%lld,\"task\":%d,\"subtask\":%d,\"parallelism\":%d,"
              "\"align_ms\":1.5,\"sync_ms\":2,\"async_ms\":3,\"bytes\":100,"
-             "\"incremental_bytes\":100,\"entries\":[]}",
-             (long long)cid, task, subtask, parallelism);
+             "\"incremental_bytes\":100,\"entries\":%s}",
+             (long long)cid, task, subtask, parallelism, entries);
     Kappa__Control__AckCheckpoint a = KAPPA__CONTROL__ACK_CHECKPOINT__INIT;
     a.job_id = (char *)id;
     a.attempt = attempt;
@@ -130,6 +133,12 @@ static void ack(int tm, const char *id, uint32_t attempt, int64_t cid, int task,
     a.subtask = (uint32_t)subtask;
     a.ack_json = json;
     tm_send(tm, KP_FRAME_ACK_CHECKPOINT, &a.base);
+}
+
+static void ack(int tm, const char *id, uint32_t attempt, int64_t cid, int task, int subtask,
+                int parallelism)
+{
+    ack_entries(tm, id, attempt, cid, task, subtask, parallelism, "[]");
 }
 
 /* GET path as JSON (asserting the status). */
@@ -246,6 +255,78 @@ Test(jm_checkpoints, complete_notify_restore_and_recover, .fini = cleanup, .time
     /* and its checkpoints go on above the old ids */
     int64_t next = expect_trigger(tm, id, attempt);
     cr_assert_gt(next, cid);
+    close(tm);
+    jm_stop(&jm);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A restarted jobmanager looks for the job's latest valid checkpoint — hashing every file it
+ * names, here a 512 MiB one — on its checkpoint I/O worker: REST answers meanwhile (it takes
+ * the same lock as the control thread), and the job is deployed from that checkpoint once the
+ * search is done. */
+Test(jm_checkpoints, recovery_search_does_not_hold_the_lock, .fini = cleanup, .timeout = 120)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, flags_);
+    char id[33], restore[4096], path[600], big[600], sha[80], entry[1024];
+    submit(&jm, "big", json_pack("{s:i}", "interval_ms", 100), id);
+    int tm = tm_register(jm.rpc_port, "tm-c", 2);
+    uint32_t attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    int64_t cid = expect_trigger(tm, id, attempt);
+    snprintf(big, sizeof big, "%s/checkpoints/%s/chk-%lld/1-0", dir_, id, (long long)cid);
+    cr_assert_eq(kp_test_sh("mkdir -p %s && truncate -s 512M %s/big", big, big), 0);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "sha256sum %s/big | cut -c1-64", big);
+    kp_test_capture(sha, sizeof sha, cmd);
+    sha[strcspn(sha, "\n")] = 0;
+    snprintf(entry, sizeof entry,
+             "[{\"uid\":\"win\",\"name\":\"state\",\"kg\":null,\"blob_file\":{\"name\":"
+             "\"big\",\"path\":\"chk-%lld/1-0/big\",\"size\":%lld,\"sha256\":\"%s\","
+             "\"shared\":false}}]",
+             (long long)cid, 512LL << 20, sha);
+    ack(tm, id, attempt, cid, 0, 0, 2);
+    ack(tm, id, attempt, cid, 0, 1, 2);
+    ack_entries(tm, id, attempt, cid, 1, 0, 1, entry);
+    size_t n;
+    free(tm_expect(tm, KP_FRAME_CHECKPOINT_COMPLETE, &n));
+    jm_stop(&jm);
+    close(tm);
+
+    jm_start(&jm, dir_, flags_);
+    int64_t t0 = mono_ms(), worst = 0;
+    tm = tm_register(jm.rpc_port, "tm-c", 2);
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    int answers = 0, searching = 0;
+    struct pollfd pfd = {.fd = tm, .events = POLLIN};
+    while (poll(&pfd, 1, 20) == 0 && mono_ms() - t0 < 60000) { /* until the Deploy comes */
+        int64_t t = mono_ms();
+        json_t *job = get_json(&jm, path, 200);
+        const char *why = json_string_value(json_object_get(job, "waiting_reason"));
+        searching += why && strstr(why, "latest valid checkpoint");
+        json_decref(job);
+        answers++;
+        if (mono_ms() - t > worst)
+            worst = mono_ms() - t;
+    }
+    int64_t took = mono_ms() - t0;
+    attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    char meta[700];
+    snprintf(meta, sizeof meta, "%s/checkpoints/%s/chk-%lld/_metadata", dir_, id, (long long)cid);
+    cr_assert_str_eq(restore, meta, "restored from the checkpoint with the big file");
+    fprintf(stderr,
+            "jm_checkpoints: recovery search of a 512 MiB checkpoint: deploy after %lld ms; %d "
+            "REST answers meanwhile (%d while searching), the slowest %lld ms\n",
+            (long long)took, answers, searching, (long long)worst);
+    cr_assert_gt(searching, 0, "REST never answered while the search ran");
+    cr_assert_lt(worst, 500, "a REST request waited %lld ms during the search", (long long)worst);
     close(tm);
     jm_stop(&jm);
 }
