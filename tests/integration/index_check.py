@@ -10,6 +10,13 @@ es_dump.py's output (item, end, count) are both read, told apart by their number
   index_check.py progress URL INDEX EXP    prints documents and clicks against EXP; exit 0
                                            when both totals match
   index_check.py diff GOT EXP              prints how many rows differ, and a few of them
+  index_check.py kafka COMMITTED EXP [REF]  COMMITTED: the documents a read_committed consumer
+                                           read from a Kafka sink's topic (one per line), REF:
+                                           an uninterrupted run's file sink output. Prints
+                                           records, ids, duplicates (records beyond one per id
+                                           the reference emits) and ids equal to EXP; exit 0
+                                           when the last value per id equals EXP and (with
+                                           REF) every id was committed as often as REF has it
 """
 import json
 import sys
@@ -60,12 +67,56 @@ def diff(got_path, want_path):
     return 1 if bad else 0
 
 
+def doc_counts(path):
+    """(item, window end) -> [records, last click count] of an NDJSON file of window results."""
+    got = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            if d["item_id"] == "clock":  # the driver's clock records, not part of the truth
+                continue
+            c = got.setdefault((d["item_id"], str(d["window_end"])), [0, None])
+            c[0] += 1
+            c[1] = str(d["click_count"])
+    return got
+
+
+def kafka(committed, expected, reference=None):
+    got, want = doc_counts(committed), dict(rows(expected))
+    last = {k: v[1] for k, v in got.items()}
+    records = sum(v[0] for v in got.values())
+    equal = sum(1 for k, n in want.items() if last.get(k) == n)
+    ok = last == want
+    text = f"{records} records, {len(got)} ids, {equal}/{len(want)} ids equal to the truth"
+    if reference is not None:
+        ref = {k: v[0] for k, v in doc_counts(reference).items()}
+        dups = sum(max(0, v[0] - ref.get(k, 0)) for k, v in got.items())
+        short = sum(1 for k, n in ref.items() if got.get(k, [0])[0] < n)
+        text += (f"; the reference run: {sum(ref.values())} records for {len(ref)} ids; "
+                 f"{dups} duplicates, {short} ids committed fewer times than there")
+        ok = ok and dups == 0 and short == 0
+        bad = sorted(k for k, v in got.items() if v[0] != ref.get(k, 0))
+        for k in bad[:5]:
+            print(f"  {k[0]}|{k[1]}: committed {got[k][0]} times, reference {ref.get(k, 0)}",
+                  file=sys.stderr)
+    if last != want:
+        for k in sorted(k for k in set(last) | set(want) if last.get(k) != want.get(k))[:5]:
+            print(f"  {k[0]}|{k[1]}: committed {last.get(k, '-')}, expected {want.get(k, '-')}",
+                  file=sys.stderr)
+    print(text)
+    return 0 if ok else 1
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "expect":
         expect(argv[1], argv[2:])
         return 0
     if len(argv) == 4 and argv[0] == "progress":
         return progress(*argv[1:])
+    if len(argv) in (3, 4) and argv[0] == "kafka":
+        return kafka(*argv[1:])
     if len(argv) == 3 and argv[0] == "diff":
         return diff(*argv[1:])
     print(__doc__, file=sys.stderr)
