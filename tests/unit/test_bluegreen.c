@@ -1,10 +1,12 @@
 /* The blue/green state machine (jobmanager/bluegreen_sm.c) driven by made-up observations: the
  * caught-up rule (lag, watermark tolerance), the hold, aborts before the switch, a finished v2,
- * v1 stopping during the catch-up, the persisted record read back, durations. No jobmanager,
+ * v1 stopping during the catch-up, the persisted record read back, durations; and the index
+ * version names of connectors/es_alias.c. No jobmanager,
  * no Elasticsearch: those are in tests/integration/test_bluegreen.c. */
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "../../connectors/es_alias.h"
 #include "bluegreen.h"
 
 /* The two registry helpers bluegreen_sm.c uses (registry.c would pull in the whole jobmanager). */
@@ -261,4 +263,18 @@ Test(bluegreen, durations)
     cr_assert_eq(kp_bg_parse_duration("-1s"), -1);
     cr_assert_eq(kp_bg_parse_duration("5 weeks"), -1);
     cr_assert_eq(kp_bg_parse_duration("h"), -1);
+}
+
+Test(bluegreen, index_versions)
+{
+    cr_assert_eq(kp_es_version_of("clicks", "clicks-v1"), 1);
+    cr_assert_eq(kp_es_version_of("clicks", "clicks-v42"), 42);
+    cr_assert_eq(kp_es_version_of("clicks", "clicks"), 0, "the alias itself");
+    cr_assert_eq(kp_es_version_of("clicks", "clicks-v"), 0);
+    cr_assert_eq(kp_es_version_of("clicks", "clicks-v2b"), 0);
+    cr_assert_eq(kp_es_version_of("clicks", "clicks-2"), 0);
+    cr_assert_eq(kp_es_version_of("clicks", "other-v3"), 0);
+    cr_assert_eq(kp_es_version_of("clicks", "clicks-v1-v2"), 0, "another alias's version");
+    cr_assert_eq(kp_es_version_of("clicks-v1", "clicks-v1-v2"), 2);
+    cr_assert_eq(kp_es_version_of("clicks", "clicks-v-1"), 0);
 }
