@@ -5,7 +5,7 @@
  * input: results depend only on the log, never on placement (docs/semantics.md).
  *
  * The job: file source (4 partitions) → map → key_by → tumbling count → sink at another
- * parallelism, so the plan has a hash edge and a rebalance edge, plus the late side output
+ * parallelism, so the plan has two hash edges (the second on the document id), plus the late side output
  * chained with the window. Placements split every task, so channels cross both ways. Also:
  * a remote subtask without a transport, and a placement naming a subtask the job does not
  * have, are clear errors; a refused channel fails the run with the transport's reason; the
@@ -459,7 +459,9 @@ Test(exec_part, plan_chains_forward_edges_and_lists_inputs)
     kp_plan *plan = malloc(sizeof *plan);
     cr_assert(plan);
     cr_assert_eq(kp_plan_build(job, plan), 0);
-    /* source -> map -> key_by | hash | window + count + late sink | rebalance | sink */
+    /* source -> map -> key_by | hash | window + count + late sink | hash | sink: a sink fed by
+     * keyed results at another parallelism gets a hash edge on the document id, so that one
+     * writer owns each id (plan.c) */
     cr_assert_eq(plan->ntasks, 3);
     const kp_plan_task *src = &plan->tasks[0], *win = &plan->tasks[1], *out = &plan->tasks[2];
     cr_assert_eq(src->nin, 0);
@@ -473,9 +475,9 @@ Test(exec_part, plan_chains_forward_edges_and_lists_inputs)
     cr_assert_eq(win->in[0].task, src->id);
     cr_assert_eq(job->nodes[win->id]->kind, KP_NODE_WINDOW);
     cr_assert_eq(out->upstream, win->id);
-    cr_assert_eq(out->partitioning, KP_PART_REBALANCE);
+    cr_assert_eq(out->partitioning, KP_PART_HASH);
     cr_assert_eq(out->parallelism, 3);
-    cr_assert_str_eq(kp_partitioning_name(out->partitioning), "rebalance");
+    cr_assert_str_eq(kp_partitioning_name(out->partitioning), "hash");
     int seen = 0;
     for (int i = 0; i < plan->ntasks; i++)
         for (int k = 0; k < plan->tasks[i].nnodes; k++) {
