@@ -35,14 +35,14 @@ typedef enum kp_ckpt_mode {
 
 /* A job's checkpoint settings (kappa submit / kappa run flags, cluster defaults). */
 typedef struct kp_ckpt_config {
-    kp_time interval_ms;     /* 0 = checkpoints off */
-    kp_time timeout_ms;      /* 0 = 10 minutes */
-    kp_time min_pause_ms;    /* between the end of one and the trigger of the next; 0 = none */
-    int max_concurrent;      /* 0 = 1 */
-    int tolerable_failures;  /* consecutive failed checkpoints before the job fails; 0 = 0 */
-    int retain;              /* completed checkpoints kept; 0 = 1 */
+    kp_time interval_ms;    /* 0 = checkpoints off */
+    kp_time timeout_ms;     /* 0 = 10 minutes */
+    kp_time min_pause_ms;   /* between the end of one and the trigger of the next; 0 = none */
+    int max_concurrent;     /* 0 = 1 */
+    int tolerable_failures; /* consecutive failed checkpoints before the job fails; 0 = 0 */
+    int retain;             /* completed checkpoints kept; 0 = 1 */
     kp_ckpt_mode mode;
-    const char *dir;         /* checkpoint storage root (a shared filesystem across hosts) */
+    const char *dir; /* checkpoint storage root (a shared filesystem across hosts) */
 } kp_ckpt_config;
 
 /* Where a run that does not coordinate its own checkpoints (a taskmanager's share) sends

@@ -43,8 +43,7 @@ int kp_tm_memory_apply(const Kappa__Control__Deploy *d, const kp_job *job, size_
  * checkpoints off); strings point into the message. The run does not coordinate them itself:
  * the deployment gives it a kp_exec_control. 0, or -1 with the reason (a mode it does not
  * know, a relative dir, a negative value). */
-int kp_tm_ckpt_config(const Kappa__Control__Deploy *d, kp_ckpt_config *c, char *err,
-                      size_t errlen);
+int kp_tm_ckpt_config(const Kappa__Control__Deploy *d, kp_ckpt_config *c, char *err, size_t errlen);
 
 /* The data address of the taskmanager that runs `subtask` of `task`, from the Deploy's
  * placements (ctx is the Deploy): a kp_net_peer_fn for runtime/net_transport.h. NULL with the

@@ -14,7 +14,7 @@ typedef struct kp_manifest_in {
     const char *plugin_sha256;
     json_t *graph; /* the graph object (kp_graph_to_json); the manifest takes a reference */
     const char *graph_hash;
-    const kp_job_opts *opts; /* -p, bindings, conf, start position */
+    const kp_job_opts *opts;   /* -p, bindings, conf, start position */
     int from_savepoint_of_old; /* --replace with --from-savepoint-of-old */
 } kp_manifest_in;
 

@@ -344,8 +344,8 @@ static int cap_idle(kp_op *op)
     return 0;
 }
 
-static const kp_op_vt cap_vt = {.record = cap_record, .watermark = cap_watermark, .idle = cap_idle,
-                                .finish = cap_idle};
+static const kp_op_vt cap_vt = {
+    .record = cap_record, .watermark = cap_watermark, .idle = cap_idle, .finish = cap_idle};
 
 typedef struct harness {
     kp_metrics metrics;
