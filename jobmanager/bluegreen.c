@@ -806,7 +806,7 @@ static void apply(kp_jm_t *jm, kp_bg_rec *r, work *w)
         if (v2 && !kp_job_state_terminal(v2->state))
             kp_life_cancel(jm, v2, "rolled back: the alias is on v1's index again");
         int rc = r->v1r_id[0] ? 0 : restart_v1(jm, r, err, sizeof err);
-        snprintf(msg, sizeof msg, "alias es:%s back on %s; v1 again as job %s%s%s, from %.900s",
+        snprintf(msg, sizeof msg, "alias es:%s back on %s; v1 again as job %s%s%s, from %.200s",
                  r->sinks[0].alias, r->sinks[0].old_index, rc ? "(none)" : r->v1r_id,
                  rc ? ": " : "", err,
                  *r->sp_path ? r->sp_path : "its original start position (no savepoint)");
