@@ -1,6 +1,7 @@
 /* Spilling per-key state of keyed operators to RocksDB; see key_spill.h. */
 #include "key_spill.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -209,6 +210,44 @@ static int victim_cmp(const void *a, const void *b, void *arg)
     return d ? d : (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
+/* From this many keys on, a flush (not an eviction) writes one SST file and ingests it
+ * instead of a write batch, as the window's flush does (docs/state.md, "Whole-cache flush"). */
+static _Atomic size_t flush_sst_min = 50000;
+
+void kp_key_spill_flush_sst_min(size_t n)
+{
+    atomic_store(&flush_sst_min, n);
+}
+
+/* Writes the victims in `order` (RocksDB key order): a write batch, or with `sst` one SST
+ * file ingested. 0, or -1 with err. */
+static int put_victims(kp_key_spill *sp, const size_t *order, size_t n, int sst, char *err,
+                       size_t errlen)
+{
+    kp_state_sst *f = sst ? kp_state_sst_open(sp->state, sp->cf, err, errlen) : NULL;
+    if (sst && !f)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const victim *v = (const victim *)(void *)(sp->victims.ptr + order[i]);
+        const char *key = (const char *)(v + 1);
+        if (rocks_key(sp, v->hash, (kp_bytes){key, v->key_len}) != 0) {
+            kp_state_sst_abort(f);
+            return snprintf(err, errlen, "out of memory"), -1;
+        }
+        if (f && kp_state_sst_put(f, sp->rkey.ptr, sp->rkey.len, key + v->key_len, v->blob_len, err,
+                                  errlen) != 0) {
+            kp_state_sst_abort(f);
+            return -1;
+        }
+        if (!f)
+            kp_state_batch_put(sp->batch, sp->state, sp->cf, sp->rkey.ptr, sp->rkey.len,
+                               key + v->key_len, v->blob_len);
+        sp->bytes_out += (long long)(sp->rkey.len + v->blob_len);
+    }
+    return f ? kp_state_sst_ingest(f, err, errlen)
+             : kp_state_write(sp->state, sp->batch, err, errlen);
+}
+
 /* Writes the victims in one batch, in key order (a sorted batch goes into the memtable's skip
  * list as sequential inserts, much cheaper than random ones), then takes them out of memory
  * (their key bytes are copies) — or, with `keep`, leaves them in memory, now on disk too. */
@@ -219,18 +258,10 @@ static int write_victims(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_op
     size_t *order = (size_t *)(void *)sp->order.ptr;
     order_ctx ctx = {sp->victims.ptr, sp->max_parallelism};
     qsort_r(order, n, sizeof *order, victim_cmp, &ctx);
-    for (size_t i = 0; i < n; i++) {
-        const victim *v = (const victim *)(void *)(sp->victims.ptr + order[i]);
-        const char *key = (const char *)(v + 1);
-        if (rocks_key(sp, v->hash, (kp_bytes){key, v->key_len}) != 0)
-            return kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
-        kp_state_batch_put(sp->batch, sp->state, sp->cf, sp->rkey.ptr, sp->rkey.len,
-                           key + v->key_len, v->blob_len);
-        sp->bytes_out += (long long)(sp->rkey.len + v->blob_len);
-    }
     char err[512];
-    if (kp_state_write(sp->state, sp->batch, err, sizeof err) != 0)
-        return kp_subtask_fail(sp->st, "%s: spilling keyed state: %s", sp->node->name, err);
+    if (put_victims(sp, order, n, keep && n >= atomic_load(&flush_sst_min), err, sizeof err))
+        return kp_subtask_fail(sp->st, "%s: %s keyed state: %s", sp->node->name,
+                               keep ? "flushing" : "spilling", err);
     for (size_t i = 0; i < n; i++) {
         const victim *v = (const victim *)(void *)(sp->victims.ptr + order[i]);
         kp_keyentry *e =

@@ -108,6 +108,10 @@ int kp_key_spill_forget(kp_key_spill *sp, uint64_t hash, kp_bytes key);
  * the database if needed. 0, or -1 after kp_subtask_fail. */
 int kp_key_spill_flush(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops *ops, void *arg);
 
+/* Tests: flushes of at least n keys write an SST file (default 50000). @locality any thread;
+ * affects later flushes of every operator in this process */
+void kp_key_spill_flush_sst_min(size_t n);
+
 /* Restore: calls fn for every key of column family `cf` in the subtask's key groups (its
  * RocksDB key: key group | key bytes) with the key and its value; stops at fn's first non-zero
  * and returns it. -1 after kp_subtask_fail on a read error. */

@@ -25,6 +25,7 @@
 #include "engine.h"
 #include "graph.h"
 #include "keyed_state.h"
+#include "key_spill.h"
 #include "keygroup.h"
 #include "ops.h"
 #include "rng.h"
@@ -541,6 +542,16 @@ Test(keyed_restore, session_windows)
 Test(keyed_restore, process_functions)
 {
     check_kind(PROCESS);
+}
+
+/* Sessions and process functions flush large caches as an ingested SST file: every flush
+ * does here. */
+Test(keyed_restore, sst_flushes)
+{
+    kp_key_spill_flush_sst_min(1);
+    check_kind(SESSION);
+    check_kind(PROCESS);
+    kp_key_spill_flush_sst_min(50000);
 }
 
 /* Damages every file (or deletes them) under dir whose name contains `part`. */
