@@ -12,7 +12,9 @@
  * The last attempt's coordinator stays readable for REST until the next one starts. Every
  * restart — a failed task, a lost taskmanager, a restarted jobmanager — deploys the new attempt
  * with the latest completed checkpoint as its restore path (lifecycle.c, registry.c).
- * Everything here runs with jm->lock held. See docs/cluster.md, "Checkpoints". */
+ * Everything here runs with jm->lock held; the storage work (commits, savepoint copies, GC,
+ * the recovery search) runs on the checkpoint I/O worker (ckpt_io.h), its results coming back
+ * here. See docs/cluster.md, "Checkpoints". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,11 @@ struct kp_jm_ckpt {
     kp_ckpt_coord *coord;
     uint32_t attempt; /* the attempt the coordinator serves */
     bool active;      /* that attempt runs: ticks and acknowledgements count */
+    uint64_t gen;     /* tells a finished commit whether this coordinator still is the job's */
+    int inflight;     /* commits on the checkpoint I/O worker */
 };
+
+static uint64_t gens; /* jm->lock */
 
 void kp_jm_ckpt_free(struct kp_jm_ckpt *c)
 {
@@ -68,6 +74,9 @@ static struct kp_jm_ckpt *start_coord(kp_jm_job_t *job, struct kp_jm_ckpt *old)
         return NULL;
     }
     c->coord = kp_ckpt_coord_new(&job->ckpt, c->store);
+    if (c->coord) /* commits and GC passes go to the checkpoint I/O worker (pump) */
+        kp_ckpt_coord_set_async(c->coord);
+    c->gen = ++gens;
     for (size_t i = 0; c->coord && i < job->nsubs; i++)
         if (kp_ckpt_coord_expect(c->coord, job->subs[i].task_id, (int)job->subs[i].subtask)) {
             kp_ckpt_coord_free(c->coord);
@@ -144,6 +153,8 @@ void kp_jm_ckpt_stopped(kp_jm_t *jm, kp_jm_job_t *job, const char *reason)
 typedef struct end_gc {
     char root[4096], job[KP_JM_ID_LEN], name[256];
     int retain;
+    int64_t oldest; /* kp_ckpt_store_gc's bounds */
+    kp_time since;
 } end_gc;
 
 static void end_gc_run(void *arg)
@@ -154,25 +165,35 @@ static void end_gc_run(void *arg)
     /* nothing is pending any more (the tasks are settled): every chk-<N> without metadata —
      * an abandoned checkpoint's uploads — goes, and the shared files no retained checkpoint
      * names */
-    if (!st || kp_ckpt_store_gc(st, g->retain, INT64_MAX, kp_wall_ms(), err, sizeof err) != 0)
-        kp_jm_log("job %s (%s): checkpoint storage after the job ended: %s", g->job, g->name, err);
+    if (!st || kp_ckpt_store_gc(st, g->retain, g->oldest, g->since, err, sizeof err) != 0)
+        kp_jm_log("job %s (%s): checkpoint storage GC: %s", g->job, g->name, err);
     kp_ckpt_store_free(st);
     free(g);
+}
+
+/* A GC pass of the job's storage on the worker (after what is queued before it). */
+static void submit_gc(kp_jm_t *jm, const kp_jm_job_t *job, int retain, int64_t oldest,
+                      kp_time since)
+{
+    end_gc *g = calloc(1, sizeof *g);
+    if (!g)
+        return; /* the next pass collects it */
+    snprintf(g->root, sizeof g->root, "%s", job->ckpt.dir);
+    snprintf(g->job, sizeof g->job, "%s", job->id);
+    snprintf(g->name, sizeof g->name, "%s", job->name);
+    g->retain = retain > 0 ? retain : 1;
+    g->oldest = oldest;
+    g->since = since;
+    if (kp_ckpt_io_submit(jm, end_gc_run, NULL, g) != 0)
+        end_gc_run(g); /* no worker: here, under the lock */
 }
 
 void kp_jm_ckpt_ended(kp_jm_t *jm, kp_jm_job_t *job)
 {
     if (!job->ckpt_state || !job->ckpt.dir)
         return; /* no coordinator ever ran here: this jobmanager wrote nothing for the job */
-    end_gc *g = calloc(1, sizeof *g);
-    if (!g)
-        return; /* the next start's GC (or a resubmission's) collects it */
-    snprintf(g->root, sizeof g->root, "%s", job->ckpt.dir);
-    snprintf(g->job, sizeof g->job, "%s", job->id);
-    snprintf(g->name, sizeof g->name, "%s", job->name);
-    g->retain = job->ckpt.retain > 0 ? job->ckpt.retain : 1;
-    if (kp_ckpt_io_submit(jm, end_gc_run, NULL, g) != 0)
-        end_gc_run(g); /* no worker: here, under the lock */
+    /* nothing is pending any more (the tasks are settled) */
+    submit_gc(jm, job, job->ckpt.retain, INT64_MAX, kp_wall_ms());
 }
 
 /* The coordinator of the job's running attempt, or NULL. */
@@ -183,10 +204,88 @@ static kp_ckpt_coord *live_coord(const kp_jm_job_t *job)
                                                                                         : NULL;
 }
 
+/* A commit on the checkpoint I/O worker: the coordinator it came from (gen) and the job. */
+typedef struct io_commit {
+    char job[KP_JM_ID_LEN], root[4096];
+    uint64_t gen;
+    kp_ckpt_commit *r;
+} io_commit;
+
+static void commit_run(void *arg)
+{
+    io_commit *it = arg;
+    kp_ckpt_store *st = kp_ckpt_store_open(it->root, it->job, it->r->err, sizeof it->r->err);
+    if (st)
+        kp_ckpt_commit_run(it->r, st);
+    else
+        it->r->rc = -1;
+    kp_ckpt_store_free(st);
+}
+
+static void after_event(kp_jm_t *jm, kp_jm_job_t *job, kp_ckpt_coord *coord);
+static kp_ckpt_coord *live_coord(const kp_jm_job_t *job);
+
+static void commit_done(kp_jm_t *jm, void *arg)
+{
+    io_commit *it = arg;
+    kp_jm_job_t *job = kp_registry_find(jm, it->job);
+    struct kp_jm_ckpt *c = job ? job->ckpt_state : NULL;
+    if (c && c->gen == it->gen) {
+        c->inflight--;
+        bool live = live_coord(job) == c->coord;
+        kp_coord_event ev = kp_ckpt_coord_committed(c->coord, it->r, kp_wall_ms());
+        long long id = (long long)it->r->id;
+        if (ev == KP_COORD_COMPLETED) {
+            kp_jm_log("job %s (%s): checkpoint %lld complete: %s", job->id, job->name, id,
+                      it->r->path);
+            if (live && kp_failpoint("coord.after_complete_before_notify") == 0)
+                kp_control_send_ckpt(jm, job, KP_FRAME_CHECKPOINT_COMPLETE, it->r->id, 0, NULL);
+        } else if (ev == KP_COORD_FAILED) {
+            kp_jm_log("job %s (%s): checkpoint %lld failed to complete: %s", job->id, job->name, id,
+                      it->r->err);
+        }
+        if (live)
+            after_event(jm, job, c->coord);
+    }
+    kp_ckpt_commit_free(it->r);
+    free(it);
+}
+
+/* Hands the coordinator's storage work — commits whose acknowledgements are all in, due GC
+ * passes — to the checkpoint I/O worker (or, without one, does it here). */
+static void pump(kp_jm_t *jm, kp_jm_job_t *job)
+{
+    struct kp_jm_ckpt *c = job->ckpt_state;
+    kp_time now = kp_wall_ms();
+    kp_ckpt_commit *r;
+    while ((r = kp_ckpt_coord_take_commit(c->coord, now))) {
+        io_commit *it = calloc(1, sizeof *it);
+        if (!it) {
+            kp_ckpt_commit_free(r); /* the checkpoint stays pending until it expires */
+            break;
+        }
+        snprintf(it->job, sizeof it->job, "%s", job->id);
+        snprintf(it->root, sizeof it->root, "%s", job->ckpt.dir);
+        it->gen = c->gen;
+        it->r = r;
+        c->inflight++;
+        if (kp_ckpt_io_submit(jm, commit_run, commit_done, it) != 0) {
+            commit_run(it); /* no worker: here, under the lock */
+            commit_done(jm, it);
+        }
+    }
+    int retain;
+    int64_t oldest;
+    kp_time since;
+    if (kp_ckpt_coord_take_gc(c->coord, now, &retain, &oldest, &since))
+        submit_gc(jm, job, retain, oldest, since);
+}
+
 /* Aborts what the coordinator gave up, and fails the job over once its failures are more
  * than it tolerates. */
 static void after_event(kp_jm_t *jm, kp_jm_job_t *job, kp_ckpt_coord *coord)
 {
+    pump(jm, job);
     int64_t ids[16];
     int n;
     while ((n = kp_ckpt_coord_take_aborted(coord, ids, 16)) > 0)
@@ -268,18 +367,10 @@ void kp_jm_ckpt_ack(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, i
         return;
     kp_ckpt_coord *coord = live_coord(job);
     kp_coord_event ev = kp_ckpt_coord_ack(coord, id, task_id, (int)subtask, ack_json, kp_wall_ms());
-    if (ev == KP_COORD_COMPLETED) {
-        const char *path = NULL;
-        kp_ckpt_coord_last_completed(coord, &path);
-        kp_jm_log("job %s (%s): checkpoint %lld complete: %s", job->id, job->name, (long long)id,
-                  path ? path : "?");
-        if (kp_failpoint("coord.after_complete_before_notify") == 0)
-            kp_control_send_ckpt(jm, job, KP_FRAME_CHECKPOINT_COMPLETE, id, 0, NULL);
-    } else if (ev == KP_COORD_FAILED) {
+    if (ev == KP_COORD_FAILED)
         kp_jm_log("job %s (%s): checkpoint %lld failed to complete", job->id, job->name,
                   (long long)id);
-    }
-    after_event(jm, job, coord);
+    after_event(jm, job, coord); /* KP_COORD_COMMITTING: the commit goes to the worker */
 }
 
 void kp_jm_ckpt_decline(kp_jm_t *jm, int tm, const char *job_id, uint32_t attempt, int64_t id,
@@ -355,15 +446,20 @@ static void search_done(kp_jm_t *jm, void *arg)
     kp_jm_wake(jm); /* the deploy that waits for it goes on */
 }
 
-/* Whether the job's restore needs the storage searched: no coordinator of this jobmanager saw
- * its checkpoints (a restarted jobmanager). */
+/* Whether the job's restore needs the storage searched: a later attempt whose checkpoints no
+ * coordinator of this jobmanager saw (a restarted jobmanager). A first attempt has none. */
 static bool needs_search(const kp_jm_job_t *job)
 {
-    return !job->ckpt_state && job->ckpt.dir;
+    return !job->ckpt_state && job->ckpt.dir && job->attempt > 0;
 }
 
 bool kp_jm_ckpt_restore_wait(kp_jm_t *jm, kp_jm_job_t *job)
 {
+    if (job->ckpt_state && job->ckpt_state->inflight) { /* the latest may be one of them */
+        snprintf(job->waiting_reason, sizeof job->waiting_reason,
+                 "waiting for %d checkpoint commit(s) to finish", job->ckpt_state->inflight);
+        return true;
+    }
     if (!needs_search(job))
         return false;
     search *s = search_of(job->id);

@@ -17,6 +17,7 @@ typedef struct pending {
     char *savepoint_dir; /* NULL: a checkpoint */
     char **acks;         /* one per expected subtask; NULL until it acknowledged */
     int nacked;
+    int committing; /* every ack in: 1 = its commit is to be taken, 2 = taken (async mode) */
     kp_ckpt_stats *stats;
 } pending;
 
@@ -36,6 +37,7 @@ struct kp_ckpt_coord {
     int64_t last_completed;
     char *last_path;
     kp_ckpt_history hist;
+    int async, gc_due; /* kp_ckpt_coord_set_async: commits and GC passes go to the owner */
 };
 
 kp_ckpt_coord *kp_ckpt_coord_new(const kp_ckpt_config *cfg, kp_ckpt_store *store)
@@ -147,17 +149,35 @@ static void drop(kp_ckpt_coord *c, int i)
     c->np--;
 }
 
-/* Retention and GC with the pending checkpoints protected; errors only reported. */
+/* What a GC pass must spare: every pending checkpoint with an id above `above` (and every
+ * later one: ids from next_id on), and the shared files written since the oldest of their
+ * triggers. */
+static void gc_bounds(const kp_ckpt_coord *c, int64_t above, kp_time now_ms, int64_t *oldest,
+                      kp_time *since)
+{
+    *oldest = c->next_id;
+    *since = now_ms;
+    for (int i = 0; i < c->np; i++) {
+        if (c->p[i].id <= above)
+            continue;
+        if (c->p[i].id < *oldest)
+            *oldest = c->p[i].id;
+        if (c->p[i].trigger_ms < *since)
+            *since = c->p[i].trigger_ms;
+    }
+}
+
+/* Retention and GC with the pending checkpoints protected (async mode: a pass is due, for
+ * the owner); errors only reported. */
 static void collect(kp_ckpt_coord *c, kp_time now_ms)
 {
-    int64_t oldest = INT64_MAX;
-    kp_time since = now_ms;
-    for (int i = 0; i < c->np; i++) {
-        if (c->p[i].id < oldest)
-            oldest = c->p[i].id;
-        if (c->p[i].trigger_ms < since)
-            since = c->p[i].trigger_ms;
+    if (c->async) {
+        c->gc_due = 1;
+        return;
     }
+    int64_t oldest;
+    kp_time since;
+    gc_bounds(c, 0, now_ms, &oldest, &since);
     char err[512];
     if (kp_ckpt_store_gc(c->store, c->cfg.retain, oldest, since, err, sizeof err) != 0)
         fprintf(stderr, "kappa: checkpoint storage: %s\n", err);
@@ -218,7 +238,7 @@ static int64_t start(kp_ckpt_coord *c, kp_time now_ms, const char *savepoint_dir
 int64_t kp_ckpt_coord_tick(kp_ckpt_coord *c, kp_time now_ms)
 {
     for (int i = 0; i < c->np;) {
-        if (now_ms - c->p[i].trigger_ms >= c->cfg.timeout_ms) {
+        if (!c->p[i].committing && now_ms - c->p[i].trigger_ms >= c->cfg.timeout_ms) {
             char why[128];
             snprintf(why, sizeof why, "expired before completing (timeout %lld ms)",
                      (long long)c->cfg.timeout_ms);
@@ -260,47 +280,133 @@ static int find(const kp_ckpt_coord *c, int64_t id)
     return -1;
 }
 
-/* All acknowledgements are in: commit, savepoint copy, subsume older, collect. */
-static kp_coord_event complete(kp_ckpt_coord *c, int i, kp_time now_ms)
+/* The commit of pending i as a request that owns its acknowledgements and savepoint dir. */
+static kp_ckpt_commit *commit_request(kp_ckpt_coord *c, int i, kp_time now_ms)
 {
     pending *p = &c->p[i];
-    char path[4400], err[600];
-    if (kp_ckpt_store_commit(c->store, p->id, p->trigger_ms, c->cfg.mode,
-                             (const char *const *)p->acks, c->n, path, sizeof path, err,
-                             sizeof err) != 0) {
+    kp_ckpt_commit *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->id = p->id;
+    r->trigger_ms = p->trigger_ms;
+    r->mode = c->cfg.mode;
+    r->acks = p->acks;
+    r->n = c->n;
+    r->savepoint_dir = p->savepoint_dir;
+    r->retain = c->cfg.retain;
+    gc_bounds(c, p->id, now_ms, &r->gc_oldest, &r->gc_since); /* older ones: subsumed */
+    p->acks = NULL;
+    p->savepoint_dir = NULL;
+    p->committing = 2;
+    return r;
+}
+
+void kp_ckpt_commit_run(kp_ckpt_commit *r, kp_ckpt_store *st)
+{
+    r->rc = kp_ckpt_store_commit(st, r->id, r->trigger_ms, r->mode, (const char *const *)r->acks,
+                                 r->n, r->path, sizeof r->path, r->err, sizeof r->err);
+    if (r->rc != 0)
+        return; /* the pending ones stay pending: the owner's next GC pass knows them */
+    if (r->savepoint_dir && kp_ckpt_store_savepoint(r->path, r->savepoint_dir, r->savepoint_err,
+                                                    sizeof r->savepoint_err) != 0) {
+        fprintf(stderr, "kappa: savepoint %lld: %s\n", (long long)r->id, r->savepoint_err);
+        r->savepoint_failed = 1;
+    }
+    char err[512];
+    if (kp_ckpt_store_gc(st, r->retain, r->gc_oldest, r->gc_since, err, sizeof err) != 0)
+        fprintf(stderr, "kappa: checkpoint storage: %s\n", err);
+}
+
+void kp_ckpt_commit_free(kp_ckpt_commit *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->n && r->acks; i++)
+        free(r->acks[i]);
+    free(r->acks);
+    free(r->savepoint_dir);
+    free(r);
+}
+
+kp_coord_event kp_ckpt_coord_committed(kp_ckpt_coord *c, const kp_ckpt_commit *r, kp_time now_ms)
+{
+    int i = find(c, r->id);
+    if (i < 0 || c->p[i].committing != 2) { /* abandoned meanwhile: still, it is on disk */
+        if (r->rc == 0 && r->id > c->last_completed) {
+            c->last_completed = r->id;
+            free(c->last_path);
+            c->last_path = strdup(r->path);
+        }
+        return KP_COORD_IGNORED;
+    }
+    pending *p = &c->p[i];
+    if (r->rc != 0) {
         char why[700];
-        snprintf(why, sizeof why, "metadata not committed: %s", err);
+        snprintf(why, sizeof why, "metadata not committed: %s", r->err);
         fail(c, i, why, 1, now_ms);
         collect(c, now_ms);
         return KP_COORD_FAILED;
     }
-    int64_t id = p->id;
-    const char *shown = path;
-    if (p->savepoint_dir) {
-        if (kp_ckpt_store_savepoint(path, p->savepoint_dir, err, sizeof err) == 0)
-            shown = p->savepoint_dir;
-        else
-            fprintf(stderr, "kappa: savepoint %lld: %s\n", (long long)id, err);
-    }
+    const char *shown = r->savepoint_dir && !r->savepoint_failed ? r->savepoint_dir : r->path;
     kp_ckpt_history_end(&c->hist, p->stats, KP_CKPT_COMPLETED, now_ms, shown);
-    if (p->savepoint_dir && shown == path) { /* the checkpoint holds, the copy did not */
-        p->stats->failure = strdup(err);
-    }
-    c->last_completed = id;
+    if (r->savepoint_failed) /* the checkpoint holds, the copy did not */
+        p->stats->failure = strdup(r->savepoint_err);
+    c->last_completed = r->id;
     free(c->last_path);
-    c->last_path = strdup(path);
+    c->last_path = strdup(r->path);
     c->consecutive_failures = 0;
     c->ended = 1;
     c->last_end = now_ms;
     drop(c, i);
     for (int j = 0; j < c->np;) {
-        if (c->p[j].id < id)
+        if (c->p[j].id < r->id)
             fail(c, j, "subsumed by a newer completed checkpoint", 0, now_ms);
         else
             j++;
     }
-    collect(c, now_ms);
     return KP_COORD_COMPLETED;
+}
+
+/* All acknowledgements are in: commit, savepoint copy, subsume older, collect — here, or
+ * (async mode) by the owner through kp_ckpt_coord_take_commit. */
+static kp_coord_event complete(kp_ckpt_coord *c, int i, kp_time now_ms)
+{
+    c->p[i].committing = 1;
+    if (c->async)
+        return KP_COORD_COMMITTING;
+    kp_ckpt_commit *r = commit_request(c, i, now_ms);
+    if (!r) {
+        fail(c, i, "out of memory", 1, now_ms);
+        return KP_COORD_FAILED;
+    }
+    kp_ckpt_commit_run(r, c->store);
+    kp_coord_event ev = kp_ckpt_coord_committed(c, r, now_ms);
+    kp_ckpt_commit_free(r);
+    return ev;
+}
+
+void kp_ckpt_coord_set_async(kp_ckpt_coord *c)
+{
+    c->async = 1;
+}
+
+kp_ckpt_commit *kp_ckpt_coord_take_commit(kp_ckpt_coord *c, kp_time now_ms)
+{
+    for (int i = 0; i < c->np; i++)
+        if (c->p[i].committing == 1)
+            return commit_request(c, i, now_ms);
+    return NULL;
+}
+
+int kp_ckpt_coord_take_gc(kp_ckpt_coord *c, kp_time now_ms, int *retain, int64_t *oldest,
+                          kp_time *since)
+{
+    if (!c->gc_due)
+        return 0;
+    c->gc_due = 0;
+    *retain = c->cfg.retain;
+    gc_bounds(c, 0, now_ms, oldest, since);
+    return 1;
 }
 
 kp_coord_event kp_ckpt_coord_ack(kp_ckpt_coord *c, int64_t id, int task, int subtask,
@@ -324,7 +430,7 @@ kp_coord_event kp_ckpt_coord_decline(kp_ckpt_coord *c, int64_t id, int task, int
                                      const char *reason, kp_time now_ms)
 {
     int i = find(c, id);
-    if (i < 0 || index_of(c, task, subtask) < 0)
+    if (i < 0 || index_of(c, task, subtask) < 0 || c->p[i].committing)
         return KP_COORD_IGNORED;
     char why[700];
     snprintf(why, sizeof why, "declined by task %d subtask %d: %s", task, subtask,

@@ -56,8 +56,9 @@ int64_t kp_ckpt_coord_trigger_savepoint(kp_ckpt_coord *c, kp_time now_ms, const 
 typedef enum kp_coord_event {
     KP_COORD_PENDING = 0, /* recorded; the checkpoint waits for more acknowledgements */
     KP_COORD_COMPLETED,   /* the last one: metadata committed; notify the subtasks */
-    KP_COORD_FAILED,      /* the checkpoint failed (decline, commit error): it is aborted */
-    KP_COORD_IGNORED,     /* unknown, ended or duplicate id, or a subtask not expected */
+    KP_COORD_COMMITTING, /* the last one, async mode: take the commit (kp_ckpt_coord_take_commit) */
+    KP_COORD_FAILED,     /* the checkpoint failed (decline, commit error): it is aborted */
+    KP_COORD_IGNORED,    /* unknown, ended or duplicate id, or a subtask not expected */
 } kp_coord_event;
 
 /* An acknowledgement (ack_json: kp_ckpt_store_upload's text, copied). With the last one the
@@ -69,6 +70,42 @@ kp_coord_event kp_ckpt_coord_ack(kp_ckpt_coord *c, int64_t id, int task, int sub
 /* A subtask could not take checkpoint id: it fails (a failure towards the tolerable count). */
 kp_coord_event kp_ckpt_coord_decline(kp_ckpt_coord *c, int64_t id, int task, int subtask,
                                      const char *reason, kp_time now_ms);
+
+/* ---- async mode: the owner runs the storage work on a thread of its own ----
+ * After kp_ckpt_coord_set_async the coordinator does no I/O at all: the last acknowledgement returns KP_COORD_COMMITTING; the owner takes the commit
+ * (kp_ckpt_coord_take_commit), runs kp_ckpt_commit_run on any thread (commit, savepoint
+ * copy, retention/GC) and hands it back with kp_ckpt_coord_committed on the coordinator's
+ * thread (COMPLETED: notify; FAILED: abort), then kp_ckpt_commit_free. A committing checkpoint
+ * does not expire and ignores declines. GC passes the coordinator wants (first tick, failures)
+ * come from kp_ckpt_coord_take_gc: run kp_ckpt_store_gc with those bounds on that thread,
+ * after the commits taken before it. */
+typedef struct kp_ckpt_commit {
+    int64_t id;
+    kp_time trigger_ms;
+    kp_ckpt_mode mode;
+    char **acks; /* n, owned */
+    int n;
+    char *savepoint_dir; /* NULL: a checkpoint (owned) */
+    int retain;
+    int64_t gc_oldest; /* the GC after the commit spares these (pending newer ones) */
+    kp_time gc_since;
+    int rc, savepoint_failed; /* results of kp_ckpt_commit_run */
+    char path[4400], err[600], savepoint_err[600];
+} kp_ckpt_commit;
+
+void kp_ckpt_coord_set_async(kp_ckpt_coord *c);
+/* The next checkpoint whose acknowledgements are all in, as a commit request, or NULL. */
+kp_ckpt_commit *kp_ckpt_coord_take_commit(kp_ckpt_coord *c, kp_time now_ms);
+/* The storage work of a commit request over `st` (any store of the same job directory).
+ * @locality any thread; no coordinator state touched */
+void kp_ckpt_commit_run(kp_ckpt_commit *r, kp_ckpt_store *st);
+/* The result back on the coordinator's thread: COMPLETED, FAILED, or IGNORED when the
+ * checkpoint was abandoned meanwhile (a successful commit still becomes the last completed). */
+kp_coord_event kp_ckpt_coord_committed(kp_ckpt_coord *c, const kp_ckpt_commit *r, kp_time now_ms);
+void kp_ckpt_commit_free(kp_ckpt_commit *r);
+/* 1 and the bounds of kp_ckpt_store_gc when a GC pass is due, else 0. */
+int kp_ckpt_coord_take_gc(kp_ckpt_coord *c, kp_time now_ms, int *retain, int64_t *oldest,
+                          kp_time *since);
 
 /* Checkpoints ended without completing since the last call (the owner sends an abort for
  * each): up to max ids into out; returns how many. */

@@ -344,3 +344,50 @@ Test(coord, first_tick_collects_what_a_crashed_run_left)
     cr_assert_eq(kp_ckpt_coord_tick(c, now + 100), 8, "ids stay above the crashed run's");
     kp_ckpt_coord_free(c);
 }
+
+/* Async mode (the jobmanager's): the last ack asks for a commit that the owner runs, a
+ * committing checkpoint neither expires nor takes a decline, GC passes are handed out, a
+ * commit that comes back after its checkpoint was abandoned still counts as the latest. */
+Test(coord, async_commits_run_by_the_owner)
+{
+    kp_ckpt_coord *c = coord(100, 0, 2, 5, 1);
+    kp_ckpt_coord_set_async(c);
+    int retain;
+    int64_t oldest;
+    kp_time since;
+    kp_ckpt_coord_tick(c, 0);
+    cr_assert_eq(kp_ckpt_coord_take_gc(c, 0, &retain, &oldest, &since), 1, "first tick's GC");
+    cr_assert_eq(oldest, 1, "ids from next_id on are spared");
+    cr_assert_eq(kp_ckpt_coord_take_gc(c, 0, &retain, &oldest, &since), 0);
+    cr_assert_eq(kp_ckpt_coord_tick(c, 100), 1);
+    cr_assert_eq(ack_all(c, 1, 110), KP_COORD_COMMITTING);
+    cr_assert_eq(kp_ckpt_coord_tick(c, 200), 2);
+    kp_ckpt_commit *r = kp_ckpt_coord_take_commit(c, 210);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->id, 1);
+    cr_assert_eq(r->gc_oldest, 2, "the GC after the commit spares pending checkpoint 2");
+    cr_assert_null(kp_ckpt_coord_take_commit(c, 210));
+    cr_assert_eq(kp_ckpt_coord_decline(c, 1, 0, 0, "late", 220), KP_COORD_IGNORED);
+    /* checkpoint 2 expires, the committing 1 (older) does not; 3 is triggered */
+    cr_assert_eq(kp_ckpt_coord_tick(c, 1250), 3);
+    int64_t ab[4];
+    cr_assert_eq(kp_ckpt_coord_take_aborted(c, ab, 4), 1);
+    cr_assert_eq(ab[0], 2);
+    kp_ckpt_commit_run(r, st);
+    cr_assert_eq(r->rc, 0, "%s", r->err);
+    cr_assert_eq(kp_ckpt_coord_committed(c, r, 1260), KP_COORD_COMPLETED);
+    kp_ckpt_commit_free(r);
+    cr_assert_eq(kp_ckpt_coord_last_completed(c, NULL), 1);
+    cr_assert_eq(kp_ckpt_coord_history(c)->completed, 1);
+
+    cr_assert_eq(ack_all(c, 3, 1310), KP_COORD_COMMITTING);
+    r = kp_ckpt_coord_take_commit(c, 1320);
+    kp_ckpt_coord_abandon(c, "abandoned: the run ended", 1330);
+    kp_ckpt_commit_run(r, st);
+    cr_assert_eq(kp_ckpt_coord_committed(c, r, 1340), KP_COORD_IGNORED);
+    kp_ckpt_commit_free(r);
+    const char *path = NULL;
+    cr_assert_eq(kp_ckpt_coord_last_completed(c, &path), 3, "it is on disk: the latest");
+    cr_assert_eq(access(path, F_OK), 0);
+    kp_ckpt_coord_free(c);
+}
