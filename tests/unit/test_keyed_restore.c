@@ -577,26 +577,36 @@ static int damage(const char *path, const struct stat *sb, int flag, struct FTW 
     return 0;
 }
 
+/* A fresh test directory and job of kind k whose first half of input ran at p=2 and was
+ * checkpointed (id 1); its _metadata path into path. Returns the store. */
+static kp_ckpt_store *half_checkpointed(enum kind k, uint64_t seed, char *path, size_t pathlen)
+{
+    make_job(k);
+    make_input(seed);
+    setup_dir();
+    char err[1024];
+    kp_ckpt_store *store = kp_ckpt_store_open(root, "job", err, sizeof err);
+    cr_assert(store, "%s", err);
+    run r;
+    cr_assert_eq(start(&r, 2, 1, NULL), 0, "%s", failure);
+    feed(&r, 0, NREC / 2);
+    checkpoint(&r, store, 1, path, pathlen);
+    stop(&r);
+    doc_list before;
+    take_docs(&before);
+    free_docs(&before);
+    return store;
+}
+
 /* A checkpoint at p=2 whose RocksDB files are damaged or gone: the restore (at p=2, the
  * materialising path, and at p=3, the rescaling one) fails, naming the operator, the key
  * groups and the file. */
 static void check_broken(int del)
 {
-    make_job(TUMBLING);
-    make_input(7);
     cache_bytes = 0;
-    setup_dir();
     char err[1024], path[1024];
-    kp_ckpt_store *store = kp_ckpt_store_open(root, "job", err, sizeof err);
-    cr_assert(store);
+    kp_ckpt_store *store = half_checkpointed(TUMBLING, 7, path, sizeof path);
     run r;
-    cr_assert_eq(start(&r, 2, 1, NULL), 0, "%s", failure);
-    feed(&r, 0, NREC / 2);
-    checkpoint(&r, store, 1, path, sizeof path);
-    stop(&r);
-    doc_list before;
-    take_docs(&before);
-    free_docs(&before);
     char jobdir[600];
     snprintf(jobdir, sizeof jobdir, "%s/job", root);
     damaged = 0;
@@ -640,21 +650,10 @@ Test(keyed_restore, other_max_parallelism_fails)
 {
     enum kind kinds[3] = {TUMBLING, SESSION, PROCESS};
     for (int k = 0; k < 3; k++) {
-        make_job(kinds[k]);
-        make_input(9);
         cache_bytes = 16 << 10;
-        setup_dir();
         char err[1024], path[1024];
-        kp_ckpt_store *store = kp_ckpt_store_open(root, "job", err, sizeof err);
-        cr_assert(store);
+        kp_ckpt_store *store = half_checkpointed(kinds[k], 9, path, sizeof path);
         run r;
-        cr_assert_eq(start(&r, 2, 1, NULL), 0, "%s", failure);
-        feed(&r, 0, NREC / 2);
-        checkpoint(&r, store, 1, path, sizeof path);
-        stop(&r);
-        doc_list before;
-        take_docs(&before);
-        free_docs(&before);
         kp_restore *restore = kp_restore_open(path, err, sizeof err);
         cr_assert(restore, "%s", err);
         job->max_parallelism = 64;
