@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "checkpoint_coord.h"
+#include "checkpoint_meta.h"
 #include "ckpt_io.h"
 #include "failpoint.h"
 #include "frame.h"
@@ -61,6 +62,8 @@ static int64_t restored_id(const char *path, int *savepoint)
 /* A coordinator for the job's current attempt over its storage, its statistics going on from
  * `old`'s (the job's previous coordinator, or NULL; the caller frees it); NULL (logged) when
  * the storage cannot be opened or memory is short: the job then runs without checkpoints. */
+static void seed_coord(kp_ckpt_coord *coord, const char *job_id);
+
 static struct kp_jm_ckpt *start_coord(kp_jm_job_t *job, struct kp_jm_ckpt *old)
 {
     char err[512];
@@ -89,6 +92,8 @@ static struct kp_jm_ckpt *start_coord(kp_jm_job_t *job, struct kp_jm_ckpt *old)
     }
     if (old)
         kp_ckpt_coord_take_history(c->coord, old->coord, kp_wall_ms());
+    else
+        seed_coord(c->coord, job->id); /* after a jobmanager restart: the retained ones */
     if (job->restore_path[0]) {
         int savepoint = 0;
         int64_t id = restored_id(job->restore_path, &savepoint);
@@ -416,11 +421,15 @@ static void resolve_restore(kp_jm_job_t *job)
 /* A search for a job's latest valid checkpoint (kp_ckpt_store_latest hashes every file of
  * the candidate: ~1 s per GiB) on the I/O worker. run fills rc/path/err; `done` (the control
  * thread) sets done; the control thread reads the result only after that. */
+#define SEEDS_MAX 16
+
 typedef struct search {
     char job[KP_JM_ID_LEN], root[4096];
-    bool done;
+    bool done, taken; /* taken: the restore used it; the seeds wait for the coordinator */
     int rc;
     char path[4096], err[512];
+    json_t *seeds[SEEDS_MAX]; /* the retained checkpoints' metadata, oldest first */
+    int nseeds;
     struct search *next;
 } search;
 
@@ -434,10 +443,70 @@ static search *search_of(const char *job_id)
     return NULL;
 }
 
+/* The metadata of the completed checkpoints in storage (small files: no data file is read),
+ * for the statistics of the coordinator that comes after a jobmanager restart. */
+static void load_seeds(search *s)
+{
+    char dir[4200], path[4400], err[256];
+    snprintf(dir, sizeof dir, "%s/%s", s->root, s->job);
+    int64_t ids[SEEDS_MAX];
+    int n = kp_ckpt_list_ids(dir, ids, SEEDS_MAX);
+    for (int i = n - 1; i >= 0; i--) {
+        snprintf(path, sizeof path, "%s/chk-%lld/_metadata", dir, (long long)ids[i]);
+        json_t *meta = access(path, F_OK) ? NULL : kp_ckpt_meta_load(path, err, sizeof err);
+        if (!meta)
+            continue;
+        json_object_set_new(meta, "_path", json_string(path));
+        s->seeds[s->nseeds++] = meta;
+    }
+}
+
 static void search_run(void *arg)
 {
     search *s = arg;
     s->rc = kp_ckpt_store_latest(s->root, s->job, s->path, sizeof s->path, s->err, sizeof s->err);
+    load_seeds(s);
+}
+
+static void search_free(search *s)
+{
+    for (int i = 0; i < s->nseeds; i++)
+        json_decref(s->seeds[i]);
+    free(s);
+}
+
+/* The statistics of a coordinator after a jobmanager restart start with the retained
+ * checkpoints the search found; the search's entry goes. */
+static void seed_coord(kp_ckpt_coord *coord, const char *job_id)
+{
+    for (search **p = &searches; *p; p = &(*p)->next) {
+        search *s = *p;
+        if (strcmp(s->job, job_id) || !s->done)
+            continue;
+        for (int i = 0; i < s->nseeds; i++) {
+            json_t *m = s->seeds[i], *subs = json_object_get(m, "subtasks"), *a;
+            const char *acks[512];
+            char *texts[512];
+            int n = 0;
+            size_t k;
+            json_array_foreach(subs, k, a)
+            {
+                if (n == 512 || !(texts[n] = json_dumps(a, JSON_COMPACT)))
+                    break;
+                acks[n] = texts[n];
+                n++;
+            }
+            kp_ckpt_coord_seed(coord, json_integer_value(json_object_get(m, "checkpoint")),
+                               json_integer_value(json_object_get(m, "trigger_ms")),
+                               json_integer_value(json_object_get(m, "complete_ms")),
+                               json_string_value(json_object_get(m, "_path")), acks, n);
+            for (int j = 0; j < n; j++)
+                free(texts[j]);
+        }
+        *p = s->next;
+        search_free(s);
+        return;
+    }
 }
 
 static void search_done(kp_jm_t *jm, void *arg)
@@ -484,16 +553,13 @@ bool kp_jm_ckpt_restore_wait(kp_jm_t *jm, kp_jm_job_t *job)
  * none ran (no worker, out of memory). */
 static int take_search(const kp_jm_job_t *job, char *found, size_t len, char *err, size_t errlen)
 {
-    for (search **p = &searches; *p; p = &(*p)->next) {
-        search *s = *p;
-        if (strcmp(s->job, job->id) || !s->done)
+    for (search *s = searches; s; s = s->next) {
+        if (strcmp(s->job, job->id) || !s->done || s->taken)
             continue;
-        int rc = s->rc;
+        s->taken = true; /* its seeds wait for the coordinator (seed_coord) */
         snprintf(found, len, "%s", s->path);
         snprintf(err, errlen, "%s", s->err);
-        *p = s->next;
-        free(s);
-        return rc;
+        return s->rc;
     }
     if (search_of(job->id))
         return 0; /* still running (a restart's pick before its deploy): the deploy waits */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "checkpoint_coord.h"
 #include "checkpoint_meta.h"
 
@@ -466,6 +468,28 @@ int64_t kp_ckpt_coord_last_completed(const kp_ckpt_coord *c, const char **metada
 int kp_ckpt_coord_pending(const kp_ckpt_coord *c)
 {
     return c->np;
+}
+
+void kp_ckpt_coord_seed(kp_ckpt_coord *c, int64_t id, kp_time trigger_ms, kp_time complete_ms,
+                        const char *path, const char *const *acks, int nacks)
+{
+    if (c->np > 0)
+        return;
+    kp_ckpt_stats *s =
+        kp_ckpt_history_add(&c->hist, id, 0, trigger_ms, c->tasks, c->subtasks, c->n);
+    if (!s)
+        return;
+    for (int i = 0; i < nacks; i++) {
+        json_t *a = json_loads(acks[i], 0, NULL);
+        int k = index_of(c, (int)json_integer_value(json_object_get(a, "task")),
+                         (int)json_integer_value(json_object_get(a, "subtask")));
+        json_decref(a);
+        if (k >= 0)
+            kp_ckpt_stats_ack(s, k, complete_ms, acks[i]);
+    }
+    kp_ckpt_history_end(&c->hist, s, KP_CKPT_COMPLETED, complete_ms, path);
+    if (c->next_id <= id)
+        c->next_id = id + 1;
 }
 
 void kp_ckpt_coord_abandon(kp_ckpt_coord *c, const char *why, kp_time now_ms)

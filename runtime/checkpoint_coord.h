@@ -126,6 +126,12 @@ int kp_ckpt_coord_pending(const kp_ckpt_coord *c);
  * is owed: the tasks are gone). Its files stay until the next kp_ckpt_store_gc. */
 void kp_ckpt_coord_abandon(kp_ckpt_coord *c, const char *why, kp_time now_ms);
 
+/* A checkpoint completed before this coordinator (an earlier jobmanager's, from its
+ * metadata: the subtasks' acknowledgements as JSON texts) enters the statistics as completed
+ * (id at or below the ones this coordinator starts). Before any checkpoint starts. */
+void kp_ckpt_coord_seed(kp_ckpt_coord *c, int64_t id, kp_time trigger_ms, kp_time complete_ms,
+                        const char *path, const char *const *acks, int nacks);
+
 /* The statistics go on from `from`'s (an earlier run of the same job): its history and counts
  * move into c (from's pending checkpoints abandoned first), so that they are per job, not per
  * run. c must not have started a checkpoint yet; call before kp_ckpt_coord_restored.
