@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,25 +108,36 @@ static int define(const kp_api *api, kp_job *job)
     return 0;
 }
 
+/* A fresh state directory beside the test's input file `in` (tests run in parallel: a shared
+ * one would have two runs open the same RocksDB). Removed with kp_test_rmtree. */
+static void state_dir_for(const char *in, char *dir, size_t len)
+{
+    snprintf(dir, len, "%s.state", in);
+    kp_test_rmtree(dir);
+    cr_assert_eq(mkdir(dir, 0700), 0, "mkdir %s", dir);
+}
+
 /* Runs the job; `cache_bytes` is the state budget (0: the default). Returns the spills. */
 static long long run(int parallelism, const char *in, const char *out, size_t cache_bytes)
 {
     kp_connectors_register_builtin();
     kp_job *job = kp_job_new("process-test");
     job->parallelism_override = parallelism;
-    char err[512], src[600], dst[600];
+    char err[512], src[600], dst[600], state[600];
     cr_assert_eq(kp_job_define(job, define, err, sizeof err), 0, "%s", err);
+    state_dir_for(in, state, sizeof state);
     snprintf(src, sizeof src, "file:%s", in);
     snprintf(dst, sizeof dst, "file:%s", out);
     kp_binding b[] = {{.name = "in", .uri = src}, {.name = "out", .uri = dst}};
     kp_exec_config cfg = {.bindings = b,
                           .nbindings = 2,
-                          .state_dir = "/tmp",
+                          .state_dir = state,
                           .state_cache_bytes = cache_bytes,
                           .watermark_every = 1};
     kp_exec_stats st;
     cr_assert_eq(kp_exec_run(job, &cfg, &st, err, sizeof err), 0, "%s", err);
     kp_job_free(job);
+    kp_test_rmtree(state);
     return st.state_spills;
 }
 
@@ -589,21 +601,23 @@ static json_t *run_det(const char *in, int partitions, int parallelism, int wate
     kp_connectors_register_builtin();
     kp_job *job = kp_job_new("process-det");
     job->parallelism_override = parallelism;
-    char err[512], src[700], dst[700], out[600];
+    char err[512], src[700], dst[700], out[600], state[600];
     cr_assert_eq(kp_job_define(job, define_det, err, sizeof err), 0, "%s", err);
+    state_dir_for(in, state, sizeof state);
     snprintf(out, sizeof out, "%s.out", in);
     snprintf(src, sizeof src, "file:%s?partitions=%d", in, partitions);
     snprintf(dst, sizeof dst, "file:%s", out);
     kp_binding b[] = {{.name = "in", .uri = src}, {.name = "out", .uri = dst}};
     kp_exec_config cfg = {.bindings = b,
                           .nbindings = 2,
-                          .state_dir = "/tmp",
+                          .state_dir = state,
                           .watermark_every = watermark_every,
                           .step_seed = step_seed,
                           .state_cache_bytes = cache_bytes};
     kp_exec_stats st;
     cr_assert_eq(kp_exec_run(job, &cfg, &st, err, sizeof err), 0, "%s", err);
     kp_job_free(job);
+    kp_test_rmtree(state);
     *spills = st.state_spills;
     FILE *f = fopen(out, "r");
     cr_assert_not_null(f);
