@@ -32,8 +32,10 @@
  * somewhere. So, as Flink's KafkaSink does (a producer per checkpoint, its transactional id
  * built from a prefix, the subtask and a counter; Flink 2's "pooling" naming reuses a fixed
  * set of ids), each sink subtask keeps a small pool of transactional producers, option
- * `tx_pool` (default 3, 2..16), with the ids `<job>-<sink uid>-<subtask>-<n>`, n < tx_pool
- * (option `transactional_id` replaces `<job>-<sink uid>`), stable across attempts:
+ * `tx_pool` (default 3, 2..16), with the ids `<job>-<sink uid>-<topic>-<subtask>-<n>`,
+ * n < tx_pool (option `transactional_id` replaces `<job>-<sink uid>-<topic>`; the topic keeps
+ * two jobs of one plugin writing different topics apart — jobs writing the same topic
+ * transactionally need their own transactional_id), stable across attempts:
  *   - open: init_transactions() on every id of the pool. The broker fences every earlier
  *     producer with that id (a zombie of the previous attempt can no longer write or commit)
  *     and aborts its open transaction; then producer 0 begins a transaction.
@@ -653,7 +655,7 @@ static void kafka_writer_close(kp_sink_writer *w)
 }
 
 /* Options of transactional mode: tx_pool, commit_ms, transaction_timeout_ms, and the ids'
- * base `<job>-<sink uid>-<subtask>` (or `<transactional_id>-<subtask>`) into base. */
+ * base `<job>-<sink uid>-<topic>-<subtask>` (or `<transactional_id>-<subtask>`) into base. */
 static int tx_options(kafka_writer *k, const kp_endpoint *ep, char *base, size_t blen,
                       long *timeout_ms, char *errstr, size_t errlen)
 {
@@ -672,9 +674,18 @@ static int tx_options(kafka_writer *k, const kp_endpoint *ep, char *base, size_t
     }
     k->npool = (int)pool;
     char prefix[300];
-    if (!kp_endpoint_get(ep, "transactional_id", prefix, sizeof prefix) || !*prefix)
-        snprintf(prefix, sizeof prefix, "%s-%s", ep->job ? ep->job : "kappa",
-                 ep->uid ? ep->uid : (ep->name ? ep->name : k->topic));
+    /* the topic too: two jobs of one plugin (a blue/green pair, two submissions) writing
+     * different topics must not fence each other's producers nor share the marker group */
+    if ((!kp_endpoint_get(ep, "transactional_id", prefix, sizeof prefix) || !*prefix) &&
+        snprintf(prefix, sizeof prefix, "%s-%s-%s", ep->job ? ep->job : "kappa",
+                 ep->uid ? ep->uid : (ep->name ? ep->name : k->topic),
+                 k->topic) >= (int)sizeof prefix) {
+        snprintf(errstr, errlen,
+                 "the transactional ids of the sink for '%s' would be longer than %zu bytes: "
+                 "set the option transactional_id",
+                 k->topic, sizeof prefix - 1);
+        return -1;
+    }
     snprintf(base, blen, "%s-%d", prefix, ep->subtask);
     long recoverable;
     if (kp_kafka_opt_long(ep, "recoverable", 1, 0, 1, &recoverable, errstr, errlen) != 0)
