@@ -27,8 +27,8 @@ static void on_ack(void *ctx, int64_t id, int task_id, int subtask, const char *
 {
     struct kp_exec *x = ctx;
     pthread_mutex_lock(&x->coord->lock);
-    kp_coord_event ev = kp_ckpt_coord_ack(x->coord->coord, id, task_id, subtask, ack_json,
-                                          kp_wall_ms());
+    kp_coord_event ev =
+        kp_ckpt_coord_ack(x->coord->coord, id, task_id, subtask, ack_json, kp_wall_ms());
     pthread_mutex_unlock(&x->coord->lock);
     /* failpoint: the checkpoint is complete, no subtask has heard of it (an error: it never
      * will; sinks commit with the next completion) */
@@ -57,8 +57,8 @@ int kp_exec_coord_local_start(struct kp_exec *x, char *errstr, size_t errlen)
     pthread_mutex_init(&c->lock, NULL);
     x->coord = c;
     for (int i = 0; i < x->nsubtasks; i++)
-        if (kp_ckpt_coord_expect(c->coord, x->subtasks[i]->ckpt.task,
-                                 x->subtasks[i]->st.index) != 0) {
+        if (kp_ckpt_coord_expect(c->coord, x->subtasks[i]->ckpt.task, x->subtasks[i]->st.index) !=
+            0) {
             snprintf(errstr, errlen, "out of memory");
             return -1;
         }
