@@ -381,16 +381,54 @@ async function configTab(job) {
   return `<div class="panel"><table id="jobconfig">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td><code>${esc(v)}</code></td></tr>`).join('')}</table></div>`;
 }
 
-async function cancelJob(jid) {
-  const headers = {};
+/* A mutating request with the token when one is stored; asks for it once on a 401. */
+async function mutate(path, opts, what, asked) {
+  const headers = Object.assign({}, opts.headers);
   const token = sessionStorage.getItem('kappa-token');
   if (token) headers.Authorization = `Bearer ${token}`;
-  const r = await api(`/jobs/${jid}?mode=cancel`, { method: 'PATCH', headers });
-  if (r.status === 401) {
-    const t = window.prompt('This jobmanager needs its token to cancel:');
-    if (t) { sessionStorage.setItem('kappa-token', t); return cancelJob(jid); }
+  const r = await api(path, Object.assign({}, opts, { headers }));
+  if (r.status === 401 && !asked) {
+    const t = window.prompt(`This jobmanager needs its token to ${what}:`);
+    if (t) { sessionStorage.setItem('kappa-token', t); return mutate(path, opts, what, true); }
   }
+  return r;
+}
+
+async function cancelJob(jid) {
+  const r = await mutate(`/jobs/${jid}?mode=cancel`, { method: 'PATCH' }, 'cancel');
   statusEl.textContent = r.ok ? 'cancel requested' : `cancel: ${errText(r)}`;
+}
+
+/* POST /jobs/:id/savepoints into a directory the person names (absolute, new or empty). */
+async function savepointJob(jid) {
+  const dir = window.prompt('Savepoint into which directory on the jobmanager\'s host (absolute, new or empty)?');
+  if (!dir) return;
+  const r = await mutate(`/jobs/${jid}/savepoints`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ 'target-directory': dir, 'cancel-job': false }),
+  }, 'take a savepoint');
+  statusEl.textContent = r.ok ? `savepoint requested (request ${r.body['request-id']}) into ${dir}`
+    : `savepoint: ${errText(r)}`;
+}
+
+/* The blue/green reprocessing the job takes part in (docs/bluegreen.md): both versions, v2's
+ * lag and watermark against v1's, the estimate and the transitions. */
+function bluegreenPanel(bg) {
+  if (!bg) return '';
+  const sink = (bg.sinks || [])[0] || {};
+  const ver = (k) => {
+    const v = bg[k];
+    if (!v) return '';
+    return `<tr class="link" data-href="#/job/${esc(v.id)}"><td>${k}</td><td>${esc(v.name)}</td><td>${badge(v.state)}</td>
+      <td class="num">${v.records_in === null ? '–' : fmt(v.records_in)}</td><td>${v.watermark_ms === null ? '–' : esc(new Date(v.watermark_ms).toISOString())}</td>
+      <td class="num">${v.kafka_lag === null ? '–' : fmt(v.kafka_lag)}</td></tr>`;
+  };
+  const eta = bg.eta_ms === null || bg.eta_ms === undefined ? '' : ` · cut-over in about ${dur(bg.eta_ms)}`;
+  return `<h2>Blue/green reprocessing <span class="note">this job is ${esc(bg.role)} · ${esc(bg.phase)}${eta}</span></h2>
+    <div class="panel" id="bluegreen"><p class="note">alias es:${esc(sink.alias || '?')} · old index ${esc(sink.old_index || '–')} · new index ${esc(sink.new_index || '–')}</p>
+    ${bg.v1 || bg.v2 ? `<table><tr><th></th><th>Job</th><th>State</th><th>Records in</th><th>Watermark</th><th>Kafka lag</th></tr>${ver('v1')}${ver('v2')}</table>` : ''}
+    <table><tr><th>Time</th><th>From</th><th>To</th><th>Message</th></tr>${(bg.transitions || []).map((t) => `<tr><td>${esc(new Date(t.time).toLocaleTimeString('en-GB'))}</td>
+    <td>${esc(t.from)}</td><td>${esc(t.to)}</td><td>${esc(t.message)}</td></tr>`).join('')}</table></div>`;
 }
 
 async function jobView(jid, tab) {
@@ -405,7 +443,9 @@ async function jobView(jid, tab) {
   const final = ['FINISHED', 'FAILED', 'CANCELED'].includes(job.state);
   const end = job['end-time'] > 0 ? job['end-time'] : Date.now();
   return `<h1>${esc(job.name)} ${badge(job.state)} <span class="note">${dur(end - job['start-time'])} · attempt ${job.attempt}</span>
-    <span class="grow"></span><button id="cancel" data-jid="${esc(job.jid)}"${final ? ' disabled' : ''}>${ui.confirmCancel ? 'Confirm cancel' : 'Cancel job'}</button></h1>
+    <span class="grow"></span><button id="savepoint" data-jid="${esc(job.jid)}"${job.state !== 'RUNNING' ? ' disabled' : ''}>Savepoint</button>
+    <button id="cancel" data-jid="${esc(job.jid)}"${final ? ' disabled' : ''}>${ui.confirmCancel ? 'Confirm cancel' : 'Cancel job'}</button></h1>
+    ${bluegreenPanel(job.bluegreen)}
     <div class="tabs">${tabs.map(([k, t]) => `<a href="#/job/${esc(job.jid)}/${k}"${k === (tab || 'graph') ? ' class="active"' : ''}>${t}</a>`).join('')}</div>${body}`;
 }
 
@@ -497,6 +537,8 @@ main.addEventListener('click', (ev) => {
     cancelJob(b.dataset.jid).then(draw);
     return;
   }
+  const sp = ev.target.closest('#savepoint');
+  if (sp && !sp.disabled) { savepointJob(sp.dataset.jid).then(draw); return; }
   const ck = ev.target.closest('tr[data-ckpt]');
   if (ck) { ui.ckpt = ck.dataset.ckpt; draw(); return; }
   const row = ev.target.closest('tr[data-href]');

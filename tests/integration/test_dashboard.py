@@ -6,7 +6,8 @@ slowly, so the job runs and its counters grow while the browser watches (p=1: at
 file-source subtasks would share the FIFO's lines and drop each other's partitions). Checks:
 every page loads with no console error, no uncaught exception and no failed request; the DAG
 shows every operator of the plan; the records counters on the job page grow; the checkpoint
-table grows; a cancel clicked on the page cancels the job (the jobmanager has a token: the page
+table grows; a savepoint clicked on the page writes its _metadata into the directory given at
+the prompt; a cancel clicked on the page cancels the job (the jobmanager has a token: the page
 asks for it once, on the 401). A screenshot of each page is saved in $DASHBOARD_OUT. Every
 process started is stopped.
 
@@ -124,9 +125,12 @@ class Browser:
         if m == "Page.javascriptDialogOpening":  # window.prompt: answered like a person would
             self.dialogs.append(p.get("message"))
             self.next_id += 1
+            answer = self.prompt_answer  # a list: one answer per dialog, in order
+            if isinstance(answer, list):
+                answer = answer.pop(0) if answer else None
             self.ws.send(json.dumps({"id": self.next_id, "method": "Page.handleJavaScriptDialog",
-                                     "params": {"accept": self.prompt_answer is not None,
-                                                "promptText": self.prompt_answer or ""}}))
+                                     "params": {"accept": answer is not None,
+                                                "promptText": answer or ""}}))
         if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
             self.errors.append("console: " + " ".join(str(a.get("value", a.get("description")))
                                                       for a in p.get("args", [])))
@@ -333,6 +337,22 @@ def main():
         b.check_clean("jobmanager")
         b.shot("jobmanager")
 
+        # a savepoint from the page: it asks for the directory, then (401) for the token
+        b.open(f"{base}/#/job/{jid}")
+        b.wait_js("the savepoint button", "!!document.querySelector('#savepoint') && "
+                  "!document.querySelector('#savepoint').disabled")
+        b.prompt_answer = [f"{work}/savepoint", token]
+        b.js("document.querySelector('#savepoint').click()")
+        wait_for("the savepoint's _metadata", lambda: b.pump(0.3) or
+                 os.path.exists(f"{work}/savepoint/_metadata"))
+        if len(b.dialogs) != 2 or "directory" not in b.dialogs[0] or "token" not in b.dialogs[1]:
+            fail(f"the savepoint should have asked for a directory, then the token: {b.dialogs}")
+        b.js("sessionStorage.removeItem('kappa-token')")  # the cancel below asks again
+        b.dialogs = []
+        b.failed = [f for f in b.failed if not f.startswith("401 ")]
+        b.errors = [e for e in b.errors if "401" not in e]
+        b.check_clean("after the savepoint")
+
         b.open(f"{base}/#/job/{jid}")
         b.wait_js("the cancel button", "!!document.querySelector('#cancel')")
         b.js("document.querySelector('#cancel').click()")
@@ -351,7 +371,7 @@ def main():
         b.check_clean("after cancel")
         b.shot("job-cancelled")
         feeder.stop.set()
-        print(f"ok: pages clean, DAG has {operators}, counters grew, cancel worked; "
+        print(f"ok: pages clean, DAG has {operators}, counters grew, savepoint and cancel worked; "
               f"screenshots in {OUT}")
 
 
