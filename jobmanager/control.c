@@ -349,6 +349,26 @@ static void lose_tm(kp_jm_t *jm, int tm, const char *reason)
     kp_life_tm_lost(jm, tm, reason);
 }
 
+void kp_jm_tm_log_append(kp_jm_tm_t *tm, const char *text)
+{
+    size_t n = strlen(text);
+    if (!tm->log && !(tm->log = malloc(KP_JM_TM_LOG_MAX)))
+        return; /* out of memory: the log is for people, the cluster goes on */
+    if (n > KP_JM_TM_LOG_MAX) {
+        text += n - KP_JM_TM_LOG_MAX;
+        n = KP_JM_TM_LOG_MAX;
+    }
+    if (tm->log_len + n > KP_JM_TM_LOG_MAX) { /* drop the oldest lines */
+        size_t drop = tm->log_len + n - KP_JM_TM_LOG_MAX;
+        const char *nl = memchr(tm->log + drop, '\n', tm->log_len - drop);
+        drop = nl ? (size_t)(nl - tm->log) + 1 : tm->log_len;
+        memmove(tm->log, tm->log + drop, tm->log_len - drop);
+        tm->log_len -= drop;
+    }
+    memcpy(tm->log + tm->log_len, text, n);
+    tm->log_len += n;
+}
+
 /* A record for taskmanager `id`: its old one, a free one, the record of a lost taskmanager
  * no deployed job uses (finished jobs then show no taskmanager there), or -1. */
 static int tm_slot(kp_jm_t *jm, const char *id)
@@ -383,6 +403,11 @@ static void on_hello(kp_jm_t *jm, kp_jm_conn_t *c, const Kappa__Control__Hello *
     if (jm->tms[tm].alive)
         lose_tm(jm, tm, "it registered again on a new connection");
     kp_jm_tm_t *t = &jm->tms[tm];
+    if (strcmp(t->id, h->instance_id) != 0) { /* a record reused for another taskmanager */
+        free(t->log);
+        t->log = NULL;
+        t->log_len = 0;
+    }
     snprintf(t->id, sizeof t->id, "%s", h->instance_id);
     snprintf(t->data_address, sizeof t->data_address, "%s", h->data_address);
     snprintf(t->build, sizeof t->build, "%s",
@@ -497,8 +522,12 @@ static void dispatch(kp_jm_t *jm, kp_jm_conn_t *c, uint16_t type, const uint8_t 
         jm->tms[c->tm].last_heartbeat_mono = kp_mono_ms();
         jm->tms[c->tm].rss_bytes = hb->rss_bytes; /* 0 from a taskmanager that does not say */
         jm->tms[c->tm].cpu_seconds = hb->cpu_seconds;
-        hb->sent_at_ms = kp_wall_ms();
-        conn_send(c, KP_FRAME_HEARTBEAT, &hb->base);
+        if (hb->log_tail && *hb->log_tail)
+            kp_jm_tm_log_append(&jm->tms[c->tm], hb->log_tail);
+        Kappa__Control__Heartbeat echo = KAPPA__CONTROL__HEARTBEAT__INIT;
+        echo.sequence = hb->sequence; /* the answer, without the log */
+        echo.sent_at_ms = kp_wall_ms();
+        conn_send(c, KP_FRAME_HEARTBEAT, &echo.base);
         kappa__control__heartbeat__free_unpacked(hb, NULL);
         return;
     }

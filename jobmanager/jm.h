@@ -135,7 +135,15 @@ typedef struct kp_jm_tm_t {
     kp_jm_conn_t *conn;          /* its control connection while alive */
     uint64_t rss_bytes;          /* from its last Heartbeat; 0 = not reported */
     double cpu_seconds;
+    char *log; /* its last KP_JM_TM_LOG_MAX bytes of log lines (Heartbeat.log_tail), malloc'd */
+    size_t log_len;
 } kp_jm_tm_t;
+
+#define KP_JM_TM_LOG_MAX (64 * 1024)
+
+/* Appends a taskmanager's new log lines, keeping the last KP_JM_TM_LOG_MAX bytes (whole
+ * lines). @locks jm->lock */
+void kp_jm_tm_log_append(kp_jm_tm_t *tm, const char *text);
 
 typedef struct kp_jm_config_t {
     const char *bind;

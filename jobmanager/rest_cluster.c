@@ -208,14 +208,26 @@ enum MHD_Result kp_rest_tm_metrics(kp_jm_t *jm, struct MHD_Connection *conn,
 enum MHD_Result kp_rest_tm_logs(kp_jm_t *jm, struct MHD_Connection *conn, const kp_rest_args_t *a)
 {
     char id[KP_JM_NAME_MAX];
+    long lines = kp_rest_arg_long(conn, "lines", 200, 1, 10000);
     pthread_mutex_lock(&jm->lock);
     int t = tm_of(jm, conn, a, id, sizeof id);
-    pthread_mutex_unlock(&jm->lock);
-    if (t < 0)
+    if (t < 0) {
+        pthread_mutex_unlock(&jm->lock);
         return kp_rest_send_error(conn, t == -2 ? 400 : 404, "no taskmanager '%.127s' is known",
                                   t == -2 ? "?" : id);
-    return kp_rest_send_error(conn, 501,
-                              "taskmanagers do not send their logs to the jobmanager yet: read "
-                              "the stderr of taskmanager %s on its host",
-                              id);
+    }
+    /* the last `lines` lines the taskmanager sent with its heartbeats (kp_jm_tm_log_append) */
+    const kp_jm_tm_t *tm = &jm->tms[t];
+    size_t start = tm->log_len;
+    for (long n = 0; start > 0; start--)
+        if (tm->log[start - 1] == '\n' && start < tm->log_len && ++n == lines)
+            break;
+    char *copy = malloc(tm->log_len - start + 1);
+    if (copy && tm->log_len > start)
+        memcpy(copy, tm->log + start, tm->log_len - start);
+    size_t len = tm->log_len - start;
+    pthread_mutex_unlock(&jm->lock);
+    if (!copy)
+        return kp_rest_send_error(conn, 500, "out of memory");
+    return kp_rest_send_text(conn, 200, "text/plain; charset=utf-8", copy, len); /* frees copy */
 }

@@ -14,6 +14,7 @@
 
 #include "connectors.h"
 #include "data_listener.h"
+#include "log_tail.h"
 #include "memory_budget.h"
 #include "session.h"
 #include "tm.h"
@@ -32,7 +33,11 @@ void kp_tm_log(const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ kappa-taskmanager: %s\n", stamp, ts.tv_nsec / 1000000, msg);
+    char line[2200];
+    int n = snprintf(line, sizeof line, "%s.%03ldZ kappa-taskmanager: %s", stamp,
+                     ts.tv_nsec / 1000000, msg);
+    fprintf(stderr, "%s\n", line);
+    kp_tm_log_keep(line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 static void usage(FILE *out)

@@ -22,6 +22,7 @@
 #include "plugin_cache.h"
 #include "rng.h"
 #include "session.h"
+#include "log_tail.h"
 
 #define MAX_DEPLOYMENTS 64
 #define BACKOFF_MIN_MS  100
@@ -478,6 +479,9 @@ static int send_heartbeat(session *s, char *err, size_t errlen)
     long long rss;
     kp_proc_usage(&hb.cpu_seconds, &rss); /* the process' RSS and CPU, for /metrics */
     hb.rss_bytes = rss > 0 ? (uint64_t)rss : 0;
+    char tail[8192]; /* the log lines since the last heartbeat, for GET /taskmanagers/:id/logs */
+    if (kp_tm_log_take(tail, sizeof tail) > 0)
+        hb.log_tail = tail;
     return kp_tm_conn_send(&s->conn, KP_FRAME_HEARTBEAT, &hb.base, err, errlen);
 }
 

@@ -472,7 +472,8 @@ function tmCpu(tm) {
 
 async function tmView(id) {
   setNav('#/taskmanagers');
-  const [t, m] = await Promise.all([api(`/taskmanagers/${id}`), api(`/taskmanagers/${id}/metrics`)]);
+  const [t, m, l] = await Promise.all([api(`/taskmanagers/${id}`), api(`/taskmanagers/${id}/metrics`),
+    api(`/taskmanagers/${id}/logs?lines=200`)]);
   if (!t.ok) return `<div class="err">${esc(errText(t))}</div>`;
   const tm = t.body;
   const metrics = m.ok ? m.body.metrics.map((x) => `<tr><td>${esc(x.id)}</td><td class="num">${x.value === null ? 'not reported' : fmt(x.value)}</td></tr>`).join('') : '';
@@ -485,8 +486,7 @@ async function tmView(id) {
     <h2>Metrics</h2><div class="panel"><table>${metrics}</table></div>
     <h2>Subtasks</h2><div class="panel">${tm.subtasks.length ? `<table><tr><th>Job</th><th>Task</th><th>#</th><th>State</th></tr>${tm.subtasks.map((s) => `<tr class="link" data-href="#/job/${esc(s.jid)}">
     <td>${esc(s['job-name'])}</td><td>${s.task}</td><td>${s.subtask}</td><td>${badge(s.status)}</td></tr>`).join('')}</table>` : '<div class="empty">Nothing deployed.</div>'}</div>
-    <h2>Log</h2><div class="note">Task managers do not send their logs to the jobmanager yet
-    (GET /taskmanagers/:id/logs answers 501): read the task manager's stderr on its host.</div>`;
+    <h2>Log (last 200 lines, sent with its heartbeats)</h2>${l.ok ? `<pre class="log" id="tmlog">${esc(l.body)}</pre>` : `<div class="note">${esc(errText(l))}</div>`}`;
 }
 
 async function jmView() {

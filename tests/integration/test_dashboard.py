@@ -329,6 +329,8 @@ def main():
         b.shot("taskmanagers")
         b.js("document.querySelector('tr.link').click()")
         b.wait_js("the taskmanager page", "document.body.textContent.includes('Heartbeat age')")
+        b.wait_js("the taskmanager's log", "!!document.querySelector('#tmlog') && "
+                  "document.querySelector('#tmlog').textContent.includes('registered with')")
         b.check_clean("taskmanager")
         b.shot("taskmanager")
         b.open(f"{base}/#/jobmanager")

@@ -174,6 +174,8 @@ static int running_job(jm_proc *jm, char id[33])
     hb.sequence = 1;
     hb.rss_bytes = 12345678;
     hb.cpu_seconds = 1.5;
+    hb.log_tail = "2026-12-01T10:00:00.000Z kappa-taskmanager: first line\n"
+                  "2026-12-01T10:00:01.000Z kappa-taskmanager: second line\n";
     tm_send(tm, KP_FRAME_HEARTBEAT,
             &hb.base); /* its echo proves the Metrics before it was handled */
     free(tm_expect(tm, KP_FRAME_HEARTBEAT, &n));
@@ -278,7 +280,15 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     cr_assert_eq(jint(json_array_get(json_object_get(j, "taskmanagers"), 0), "rss_bytes"),
                  12345678);
     json_decref(j);
-    json_decref(get_json(&jm, "/taskmanagers/tm-a/logs", 501));
+    /* the log lines it sent with its heartbeat; ?lines=1 keeps the last one */
+    raw_reply lg = get(&jm, "/taskmanagers/tm-a/logs");
+    cr_assert_eq(lg.status, 200);
+    cr_assert(strstr(lg.body, "first line\n") && strstr(lg.body, "second line\n"), "%s", lg.body);
+    raw_free(&lg);
+    lg = get(&jm, "/taskmanagers/tm-a/logs?lines=1");
+    cr_assert_eq(lg.status, 200);
+    cr_assert(!strstr(lg.body, "first line") && strstr(lg.body, "second line\n"), "%s", lg.body);
+    raw_free(&lg);
     json_decref(get_json(&jm, "/taskmanagers/nope", 404));
 
     j = get_json(&jm, "/config", 200);
