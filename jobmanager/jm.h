@@ -74,7 +74,7 @@ typedef struct kp_jm_task_t {
     bool source; /* no upstream task: checkpoints are triggered at its subtasks */
 } kp_jm_task_t;
 
-#define KP_JM_STATS_MAX 2048 /* a connector's stats JSON (exec_live.h, KP_LIVE_JSON_MAX) */
+#define KP_JM_STATS_MAX 8192 /* a connector's stats JSON (exec_live.h, KP_LIVE_JSON_MAX) */
 
 typedef struct kp_jm_sub_t {
     int task_id;

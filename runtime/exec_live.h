@@ -13,7 +13,7 @@
 /* A connector's stats JSON (connector.h: stats), published by the subtask thread at most
  * every KP_LIVE_JSON_EVERY_MS and copied by a reader; a tiny lock (the writer skips a
  * publication rather than wait, the reader waits only for a copy of len bytes). */
-#define KP_LIVE_JSON_MAX      2048
+#define KP_LIVE_JSON_MAX      8192
 #define KP_LIVE_JSON_EVERY_MS 1000
 typedef struct kp_live_json {
     atomic_int lock;
