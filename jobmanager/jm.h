@@ -85,6 +85,7 @@ typedef struct kp_jm_sub_t {
     uint64_t records_in, records_out;
     kp_time watermark_ms;
     uint64_t bytes_in, bytes_out;                       /* metrics_keep.c: the rest of the report */
+    uint64_t state_bytes;                               /* keyed state, memory + RocksDB files */
     double ratio_backpressured, ratio_idle, ratio_busy; /* < 0: not measured yet */
     char source_json[KP_JM_STATS_MAX], sink_json[KP_JM_STATS_MAX]; /* "" = none */
 } kp_jm_sub_t;

@@ -25,6 +25,7 @@ void kp_jm_keep_metrics(kp_jm_sub_t *sub, const Kappa__Control__Metrics *m)
         return;
     sub->bytes_in = m->bytes_in;
     sub->bytes_out = m->bytes_out;
+    sub->state_bytes = m->state_bytes;
     /* proto3 doubles default to 0: a taskmanager that does not measure sends all three 0 */
     bool measured = m->busy_ratio + m->idle_ratio + m->backpressured_ratio > 0.5;
     sub->ratio_backpressured = measured ? m->backpressured_ratio : -1;

@@ -166,20 +166,21 @@ static bool sub_value(const kp_jm_sub_t *s, int m, double *v)
     const double all[] = {
         (double)s->records_in, (double)s->records_out, (double)s->watermark_ms / 1000.0,
         (double)s->bytes_in,   (double)s->bytes_out,   s->ratio_backpressured,
-        s->ratio_idle,         s->ratio_busy};
+        s->ratio_idle,         s->ratio_busy,          (double)s->state_bytes};
     *v = all[m];
-    return m == 2 ? s->watermark_ms != KP_TIME_MIN : m < 5 || all[m] >= 0;
+    return m == 2 ? s->watermark_ms != KP_TIME_MIN : m < 5 || m == 8 || all[m] >= 0;
 }
 
 /* Per subtask of every non-final job that reported: records and bytes in/out, the watermark
- * and the time ratios. */
+ * the time ratios and the state size. */
 static void subtask_metrics(FILE *f, const kp_jm_t *jm, char *const *lab)
 {
     static const char *const names[] = {
         "kappa_subtask_records_in_total",  "kappa_subtask_records_out_total",
         "kappa_subtask_watermark_seconds", "kappa_subtask_bytes_in_total",
         "kappa_subtask_bytes_out_total",   "kappa_subtask_backpressured_ratio",
-        "kappa_subtask_idle_ratio",        "kappa_subtask_busy_ratio"};
+        "kappa_subtask_idle_ratio",        "kappa_subtask_busy_ratio",
+        "kappa_subtask_state_bytes"};
     static const char *const helps[] = {
         "Records the subtask read (sources: from the external system).",
         "Records the subtask emitted (sinks: to the external system).",
@@ -188,8 +189,9 @@ static void subtask_metrics(FILE *f, const kp_jm_t *jm, char *const *lab)
         "Bytes (key + value) the subtask sent to an exchange or wrote to a sink.",
         "Share of the last heartbeat interval the subtask was blocked on exchange credits.",
         "Share of the last heartbeat interval the subtask waited for input.",
-        "Share of the last heartbeat interval the subtask was neither backpressured nor idle."};
-    for (int m = 0; m < 8; m++) {
+        "Share of the last heartbeat interval the subtask was neither backpressured nor idle.",
+        "Bytes of the subtask's keyed state: write-back caches in memory and RocksDB SST files."};
+    for (int m = 0; m < 9; m++) {
         help(f, names[m], m < 2 || m == 3 || m == 4 ? "counter" : "gauge", helps[m]);
         size_t k = 0;
         double v;
@@ -198,7 +200,7 @@ static void subtask_metrics(FILE *f, const kp_jm_t *jm, char *const *lab)
             for (size_t i = 0; !kp_job_state_terminal(job->state) && i < job->nsubs; i++, k++)
                 if (job->subs[i].has_metrics && sub_value(&job->subs[i], m, &v) &&
                     series(f, names[m], lab[k], NULL))
-                    fprintf(f, m == 2 || m >= 5 ? "%.3f\n" : "%.0f\n", v);
+                    fprintf(f, m == 2 || (m >= 5 && m < 8) ? "%.3f\n" : "%.0f\n", v);
         }
     }
 }

@@ -208,11 +208,12 @@ static json_t *sub_metrics(const kp_jm_sub_t *sub)
 {
     if (!sub->has_metrics)
         return json_null();
-    return json_pack("{s:I,s:I,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "read-records",
+    return json_pack("{s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "read-records",
                      (json_int_t)sub->records_in, "write-records", (json_int_t)sub->records_out,
                      "current-input-watermark", watermark_json(sub->watermark_ms), "read-bytes",
                      (json_int_t)sub->bytes_in, "write-bytes", (json_int_t)sub->bytes_out,
-                     "backpressured-ratio", ratio_json(sub->ratio_backpressured), "idle-ratio",
+                     "state-size", (json_int_t)sub->state_bytes, "backpressured-ratio",
+                     ratio_json(sub->ratio_backpressured), "idle-ratio",
                      ratio_json(sub->ratio_idle), "busy-ratio", ratio_json(sub->ratio_busy),
                      "source", stats_json(sub->source_json), "sink", stats_json(sub->sink_json));
 }

@@ -31,6 +31,9 @@ typedef struct kp_subtask_live {
     atomic_llong bytes_out;    /* sinks: bytes of the records written (key + value) */
     atomic_llong blocked_us;   /* its thread's time blocked on exchange credits (channel.h) */
     atomic_llong starved_us;   /* ... and waiting for input */
+    atomic_llong state_bytes;  /* keyed operators: their state in memory (write-back caches)
+                                  and in RocksDB (SST files), reported on their tick once a
+                                  second (kp_live_state) */
     kp_live_json source;       /* its source reader's stats plus per-partition watermarks */
     kp_live_json sink;         /* its sink writer's stats */
     /* the reporter's own (the taskmanager's heartbeat): its previous reading, for ratios */
@@ -58,6 +61,20 @@ static inline void kp_live_add(atomic_llong *c, long long n)
 }
 
 /* Reads a counter. @locality any thread */
+/* A keyed operator's state size: its subtask's state_bytes moves by the change since the
+ * operator's previous report (*reported), at most once a second (*next_ms, mono ms); several
+ * keyed operators of one chain add up. l may be NULL (no live counters). @locality the
+ * operator's subtask thread */
+static inline void kp_live_state(struct kp_subtask_live *l, long long *reported, long long *next_ms,
+                                 long long now_ms, long long bytes)
+{
+    if (!l || now_ms < *next_ms)
+        return;
+    *next_ms = now_ms + 1000;
+    kp_live_add(&l->state_bytes, bytes - *reported);
+    *reported = bytes;
+}
+
 static inline long long kp_live_get(const atomic_llong *c)
 {
     return atomic_load_explicit((atomic_llong *)c, memory_order_relaxed);

@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "exec_live.h"
 #include "keyed_db.h"
 #include "keygroup.h"
 #include "key_spill.h"
@@ -101,6 +102,7 @@ typedef struct process_op {
     kp_key_spill spill;
     kp_timer_spill tspill[2]; /* each heap's timers beyond an eighth of the budget */
     int pt_written;           /* the last barrier wrote processing-time timers (checkpoints) */
+    long long state_reported, state_next; /* kp_live_state */
 } process_op;
 
 /* The per-key header in front of the value. */
@@ -721,6 +723,8 @@ static void process_destroy(kp_op *op)
 static int process_tick(kp_op *op, kp_time now)
 {
     process_op *p = (process_op *)op;
+    kp_live_state(op->st->live, &p->state_reported, &p->state_next, kp_mono_ms(),
+                  (long long)(table_bytes(p) + kp_state_disk_bytes(p->spill.state)));
     if (kp_timer_spill_any(&p->tspill[0], &p->heaps[0]) && fire_due(p, false, now) != 0)
         return -1;
     for (int i = 0; i < op->nout; i++)

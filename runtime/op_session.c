@@ -43,6 +43,7 @@
  * key read back is exactly the key evicted, and timers fire in the order of their times. */
 #include <stdlib.h>
 
+#include "exec_live.h"
 #include "keyed_db.h"
 #include "keygroup.h"
 #include "key_spill.h"
@@ -85,7 +86,8 @@ typedef struct session_op {
     size_t items_bytes; /* of all keys' session arrays (the table's bytes come on top) */
     size_t cache_limit; /* for the table and the arrays */
     kp_key_spill spill;
-    kp_timer_spill tspill; /* the timers beyond a quarter of the budget */
+    kp_timer_spill tspill;                /* the timers beyond a quarter of the budget */
+    long long state_reported, state_next; /* kp_live_state */
 } session_op;
 
 #define SESS(s, ks, i) ((session *)((ks)->items + (size_t)(i) * (s)->sess_size))
@@ -478,12 +480,23 @@ static int session_complete(kp_op *op, int64_t id)
     return kp_keyed_pass_complete(op, s->late, s->nlate, id);
 }
 
+/* The clock: the state size for the live counters, then the outputs' ticks. */
+static int session_tick(kp_op *op, kp_time now)
+{
+    session_op *s = (session_op *)op;
+    kp_live_state(op->st->live, &s->state_reported, &s->state_next, kp_mono_ms(),
+                  (long long)(kp_keytable_bytes(&s->keys) + s->items_bytes +
+                              kp_timer_heap_bytes(&s->timers) +
+                              kp_state_disk_bytes(s->spill.state)));
+    return kp_op_window_tick(op, now);
+}
+
 static const kp_op_vt session_vt = {.record = session_record,
                                     .watermark = session_watermark,
                                     .idle = session_idle,
                                     .finish = session_finish,
                                     .destroy = session_destroy,
-                                    .tick = kp_op_window_tick,
+                                    .tick = session_tick,
                                     .barrier = session_barrier,
                                     .checkpoint_complete = session_complete};
 

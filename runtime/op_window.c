@@ -44,6 +44,7 @@
  * KP_TIME_MIN is reported as KP_TIME_MIN. */
 #include <stdlib.h>
 
+#include "exec_live.h"
 #include "keyed_db.h"
 #include "keygroup.h"
 #include "keytable.h"
@@ -105,7 +106,8 @@ typedef struct window_op {
     size_t hits_off; /* a pane entry's value: the accumulator, then a uint32_t hit count, */
     size_t slot_off; /* then a uint32_t slot (entry_slot) */
     int kg_first, kg_end;
-    uint64_t flush_rng; /* kp_op_window_flush_randomly (tests) */
+    uint64_t flush_rng;                   /* kp_op_window_flush_randomly (tests) */
+    long long state_reported, state_next; /* kp_live_state */
 } window_op;
 
 static kp_time gcd64(kp_time a, kp_time b)
@@ -1220,6 +1222,15 @@ int kp_op_window_tick(kp_op *op, kp_time now)
     return 0;
 }
 
+/* The clock: the state size for the live counters, then the outputs' ticks. */
+static int window_tick(kp_op *op, kp_time now)
+{
+    window_op *w = (window_op *)op;
+    kp_live_state(op->st->live, &w->state_reported, &w->state_next, kp_mono_ms(),
+                  (long long)(w->cache_bytes + kp_state_disk_bytes(w->state)));
+    return kp_op_window_tick(op, now);
+}
+
 static int window_complete(kp_op *op, int64_t id)
 {
     window_op *w = (window_op *)op;
@@ -1231,7 +1242,7 @@ static const kp_op_vt window_vt = {.record = window_record,
                                    .idle = window_idle,
                                    .finish = window_finish,
                                    .destroy = window_destroy,
-                                   .tick = kp_op_window_tick,
+                                   .tick = window_tick,
                                    .barrier = window_barrier,
                                    .checkpoint_complete = window_complete};
 

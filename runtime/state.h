@@ -96,6 +96,10 @@ const void *kp_state_iter_value(const kp_state_iter *it, size_t *len);
 /* 0 if iteration ended normally, -1 (and errstr) if it stopped on an error. */
 int kp_state_iter_close(kp_state_iter *it, char *errstr, size_t errlen);
 
+/* Bytes of the database's SST files over all column families (RocksDB's
+ * rocksdb.total-sst-files-size): the state on disk; 0 for NULL. */
+uint64_t kp_state_disk_bytes(kp_state *st);
+
 /* Memory currently used by RocksDB for this database. */
 void kp_state_memory_usage(kp_state *st, kp_state_memory *out);
 

@@ -734,6 +734,11 @@ static size_t kp_state_prop_sum(kp_state *st, const char *prop)
     return sum;
 }
 
+uint64_t kp_state_disk_bytes(kp_state *st)
+{
+    return st && st->db ? kp_state_prop_sum(st, "rocksdb.total-sst-files-size") : 0;
+}
+
 void kp_state_memory_usage(kp_state *st, kp_state_memory *out)
 {
     memset(out, 0, sizeof(*out));

@@ -132,6 +132,7 @@ void kp_tm_deployment_post_metrics(kp_tm_deployment *dep)
         m.bytes_in = (uint64_t)kp_live_get(&l->bytes_in);
         m.bytes_out = (uint64_t)kp_live_get(&l->bytes_out);
         m.watermark_ms = kp_live_get(&l->watermark_ms);
+        m.state_bytes = (uint64_t)kp_live_get(&l->state_bytes);
         live_ratios(&dep->live[i], &m.backpressured_ratio, &m.idle_ratio, &m.busy_ratio);
         char src[KP_LIVE_JSON_MAX], snk[KP_LIVE_JSON_MAX];
         kp_live_json_get(&dep->live[i].source, src, sizeof src);

@@ -167,11 +167,11 @@ function subtaskTable(task, vsubs) {
   const full = new Map((vsubs || []).map((v) => [v.subtask, v.metrics || {}]));
   return `<h2>${esc(task.name)} — subtasks</h2><div class="panel"><table id="subtasks"><tr><th>#</th><th>State</th><th>Task manager</th>
     <th class="num">Records in</th><th class="num">Records out</th><th class="num">Bytes in</th><th class="num">Bytes out</th>
-    <th class="num">Busy</th><th class="num">Backpressured</th><th class="num">Idle</th><th>Watermark</th></tr>${task.subtasks.map((s) => {
+    <th class="num">State</th><th class="num">Busy</th><th class="num">Backpressured</th><th class="num">Idle</th><th>Watermark</th></tr>${task.subtasks.map((s) => {
     const m = full.get(s.subtask) || {};
     return `<tr><td>${s.subtask}</td><td>${badge(s.state)}</td><td>${esc(s.taskmanager || '–')}</td>
     <td class="num">${fmt(s.metrics && s.metrics.records_in)}</td><td class="num">${fmt(s.metrics && s.metrics.records_out)}</td>
-    <td class="num">${fmt(m['read-bytes'])}</td><td class="num">${fmt(m['write-bytes'])}</td><td class="num">${pct(m['busy-ratio'])}</td>
+    <td class="num">${fmt(m['read-bytes'])}</td><td class="num">${fmt(m['write-bytes'])}</td><td class="num">${m['state-size'] ? mib(m['state-size']) : '–'}</td><td class="num">${pct(m['busy-ratio'])}</td>
     <td class="num">${pct(m['backpressured-ratio'])}</td><td class="num">${pct(m['idle-ratio'])}</td>
     <td>${esc(wm(s.metrics && s.metrics.watermark_ms > -9e15 ? s.metrics.watermark_ms : null))}</td></tr>`;
   }).join('')}</table></div>`;

@@ -103,6 +103,12 @@ def main():
             bp = td.rest(base, f"/jobs/{jid}/vertices/{n['id']}/backpressure")[1]
             if bp["status"] != "ok" or bp["backpressure-level"] not in ("ok", "low", "high"):
                 td.fail(f"vertex {n['id']} backpressure: {bp}")
+        # the window subtasks hold state (their open hours), the sources none
+        td.wait_for("state sizes", lambda: any(
+            m["state-size"] > 0 for _, _, m in subtasks(base, jid) if not m.get("source")),
+            timeout=30, every=1)
+        if any(m["state-size"] != 0 for _, _, m in subtasks(base, jid) if m.get("source")):
+            td.fail("a source subtask reports keyed state")
         src = [m for vid, _, m in subtasks(base, jid) if m.get("source")]
         if sum(m["read-bytes"] for m in src) <= 0 or \
                 not all(m["write-bytes"] > 0 for m in src):

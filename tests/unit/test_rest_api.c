@@ -161,6 +161,7 @@ static int running_job(jm_proc *jm, char id[33])
     mt.watermark_ms = 5000;
     mt.bytes_in = 98765;
     mt.bytes_out = 4321;
+    mt.state_bytes = 987654;
     mt.backpressured_ratio = 0.25;
     mt.idle_ratio = 0.5;
     mt.busy_ratio = 0.25;
@@ -216,6 +217,7 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     cr_assert_eq(jint(json_object_get(sub, "metrics"), "current-input-watermark"), 5000);
     cr_assert_eq(jint(json_object_get(sub, "metrics"), "read-bytes"), 98765);
     cr_assert_eq(jint(json_object_get(sub, "metrics"), "write-bytes"), 4321);
+    cr_assert_eq(jint(json_object_get(sub, "metrics"), "state-size"), 987654);
     cr_assert_eq(json_real_value(json_object_get(json_object_get(sub, "metrics"), "idle-ratio")),
                  0.5);
     json_t *part = json_array_get(
@@ -325,6 +327,8 @@ Test(rest_api, every_route_shows_the_reported_figures, .fini = cleanup)
     cr_assert(strstr(r.body, want), "no %s in %s", want, r.body);
     cr_assert(strstr(r.body, "kappa_es_sink_documents_total{"));
     cr_assert(strstr(r.body, "kappa_subtask_backpressured_ratio{"));
+    cr_assert(strstr(r.body, "} 987654\n") && strstr(r.body, "kappa_subtask_state_bytes{"),
+              "the state size in /metrics");
     cr_assert(strstr(r.body, "kappa_source_partition_watermark_seconds{"));
     char prom[300];
     snprintf(prom, sizeof prom, "%s.prom", dir_);
