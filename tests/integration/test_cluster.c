@@ -317,6 +317,36 @@ static void assert_v2_ids(const char *index, const char *tag)
     assert_same(path_in("truth-v2.sorted"), ids, "the ids v2 wrote");
 }
 
+/* Waits until the wall clock in seconds has passed every fencing epoch the jobmanager gave
+ * (its log: "deploying attempt N, epoch E"): an epoch is max(last + 1, wall seconds), so a few
+ * attempts within a second run ahead of the clock. */
+static void wait_past_epoch(long long epoch)
+{
+    for (int i = 0; i < 600 && (long long)time(NULL) <= epoch; i++)
+        usleep(100 * 1000);
+}
+
+static void wait_past_cluster_epochs(void)
+{
+    char out[64], cmd[600];
+    snprintf(cmd, sizeof cmd,
+             "grep -o 'epoch [0-9]*' %s/jm.log | awk '{print $2}' | sort -n | tail -n 1", dir_);
+    kp_test_capture(out, sizeof out, cmd);
+    long long epoch = atoll(out);
+    cr_assert_gt(epoch, 0, "no epoch in %s/jm.log", dir_);
+    wait_past_epoch(epoch);
+}
+
+/* ... and the epoch a `kappa run --local` kept in its state dir (epoch_file.h). */
+static void wait_past_epoch_in(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    long long epoch = 0;
+    cr_assert(f && fscanf(f, "%lld", &epoch) == 1, "no epoch in %s", file);
+    fclose(f);
+    wait_past_epoch(epoch);
+}
+
 Test(cluster, seed_cancel_replace)
 {
     start_cluster();
@@ -358,17 +388,24 @@ Test(cluster, seed_cancel_replace)
     await_state("hourly-clicks", "CANCELED", 60);
     assert_v2_ids(index, "v2");
 
-    /* `kappa run --local` of v1 then writes the index (its fencing epoch is the wall clock);
-     * reprocessing it with v2 on the cluster must still win: the cluster's versions are not
-     * older than the local run's */
+    /* `kappa run --local` of v1 then writes the index (its fencing epoch is at least the wall
+     * clock); reprocessing it with v2 on the cluster must still win: the cluster's versions are
+     * not older than the local run's. The local run outranks v2's earlier writes only once the
+     * wall clock has passed v2's epoch (equal epochs compare by per-writer sequence numbers:
+     * a mixture) */
+    wait_past_cluster_epochs();
     cr_assert_eq(
         kp_test_sh("%s run --local %s/hourly_clicks.so -p 2 --brokers %s --es-url %s "
                    "--from-earliest --source 'clicks=%s' --sink 'hourly-click-index=es:%s' "
-                   ">%s/local.out 2>%s/local.err",
+                   "--state-dir %s/local-state >%s/local.out 2>%s/local.err",
                    kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), brokers_, es_, bounded,
-                   index, dir_, dir_),
+                   index, dir_, dir_, dir_),
         0, "kappa run --local failed (%s/local.err)", dir_);
     assert_index_is_truth(index);
+    /* and v2-again outranks the local run only once the wall clock passed its epoch */
+    char epoch_file[400];
+    snprintf(epoch_file, sizeof epoch_file, "%s/local-state/epoch", dir_);
+    wait_past_epoch_in(epoch_file);
     cr_assert_eq(SUBMIT("v2-again", "hourly_clicks_v2", 4, "v2-again", bounded, index, "--wait"), 0,
                  "the v2 job did not end FINISHED (%s/v2-again.err)", dir_);
     assert_v2_ids(index, "v2-again");
