@@ -210,7 +210,7 @@ static void subtask_metrics(FILE *f, const kp_jm_t *jm, char *const *lab)
  * Elasticsearch sink's counters (sink stats with "bulks"). */
 typedef struct conn_family {
     const char *name, *type, *help;
-    int from; /* 0 reader.partitions, 1 watermarks, 2 Elasticsearch sink */
+    int from; /* 0 reader.partitions, 1 watermarks, 2 Elasticsearch sink, 3 the source's own */
     const char *key;
     double scale;
 } conn_family;
@@ -224,6 +224,10 @@ static const conn_family conn_families[] = {
      "Records of the partition the source has not read yet (end offset - offset).", 0, "lag", 1},
     {"kappa_source_partition_watermark_seconds", "gauge",
      "The partition's carried watermark (event time, Unix seconds).", 1, "watermark", 0.001},
+    {"kappa_source_decode_errors_total", "counter",
+     "Records the source's decode function refused as malformed.", 3, "decode_errors", 1},
+    {"kappa_source_dead_lettered_total", "counter",
+     "Malformed records the source sent to its dead-letter output.", 3, "dead_lettered", 1},
     {"kappa_es_sink_documents_total", "counter", "Documents Elasticsearch acknowledged.", 2,
      "acked", 1},
     {"kappa_es_sink_bulks_total", "counter", "Bulk requests the sink completed.", 2, "bulks", 1},
@@ -243,9 +247,9 @@ static const conn_family conn_families[] = {
 /* The series of one family from one subtask's parsed stats. */
 static void conn_series(FILE *f, const char *lab, const conn_family *c, json_t *src, json_t *snk)
 {
-    if (c->from == 2) {
-        json_t *v = json_object_get(snk, c->key);
-        if (!json_object_get(snk, "bulks") || !json_is_number(v))
+    if (c->from == 2 || c->from == 3) {
+        json_t *v = json_object_get(c->from == 2 ? snk : src, c->key);
+        if ((c->from == 2 && !json_object_get(snk, "bulks")) || !json_is_number(v))
             return;
         if (series(f, c->name, lab, NULL))
             fprintf(f, "%.6g\n", json_number_value(v) * c->scale);

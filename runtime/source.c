@@ -60,6 +60,7 @@ struct kp_source_task {
     kp_src_pos *restored;
     int nrestored;
     kp_offset *restore_offs;
+    long long decode_errors, dead_lettered; /* this subtask's, for its live JSON */
     int64_t drain_id; /* stop --drain: the savepoint taken after the final watermark */
     int drained;      /* ... completed: the source ends */
     kp_raw raws[256];
@@ -250,6 +251,7 @@ static int bad_input(source_state *s, const kp_raw *raw)
 {
     kp_metrics *m = s->st->metrics;
     atomic_fetch_add_explicit(&m->decode_errors, 1, memory_order_relaxed);
+    s->decode_errors++;
     if (s->policy == KP_POLICY_SKIP)
         return 0;
     if (s->policy == KP_POLICY_DEAD_LETTER) {
@@ -266,6 +268,7 @@ static int bad_input(source_state *s, const kp_raw *raw)
         if (rc != 0)
             return kp_subtask_fail(s->st, "dead-letter output of '%s': %s", s->node->endpoint, err);
         atomic_fetch_add_explicit(&m->dead_lettered, 1, memory_order_relaxed);
+        s->dead_lettered++;
         return 0;
     }
     return kp_subtask_fail(s->st,
@@ -417,7 +420,8 @@ static int tick(source_state *s)
     return kp_op_tick(s->chain, s->now);
 }
 
-/* exec_live.h, at most once a second: {"reader": the reader's stats or null, "watermarks":
+/* exec_live.h, at most once a second: {"reader": the reader's stats or null, "decode_errors":
+ * malformed records, "dead_lettered": those sent to the dead-letter output, "watermarks":
  * [{partition, watermark}] of the owned partitions with a carried watermark}. */
 static void publish_source_json(source_state *s)
 {
@@ -433,7 +437,8 @@ static void publish_source_json(source_state *s)
         o += s->r->stats(s->r, buf + o, len - o);
     else
         PUT("null");
-    PUT(",\"watermarks\":[");
+    PUT(",\"decode_errors\":%lld,\"dead_lettered\":%lld,\"watermarks\":[", s->decode_errors,
+        s->dead_lettered);
     int first = 1;
     for (int i = 0; i < s->wm.cap; i++) {
         kp_time w = s->wm.parts[i].owned ? kp_wm_of(&s->wm, &s->wm.parts[i]) : KP_TIME_MIN;

@@ -110,6 +110,9 @@ def main():
         if any(m["state-size"] != 0 for _, _, m in subtasks(base, jid) if m.get("source")):
             td.fail("a source subtask reports keyed state")
         src = [m for vid, _, m in subtasks(base, jid) if m.get("source")]
+        if not all(isinstance(m["source"].get("decode_errors"), int) and
+                   isinstance(m["source"].get("dead_lettered"), int) for m in src):
+            td.fail(f"sources without their malformed/dead-lettered counts: {src}")
         if sum(m["read-bytes"] for m in src) <= 0 or \
                 not all(m["write-bytes"] > 0 for m in src):
             td.fail(f"source bytes in/out: {src}")
@@ -123,7 +126,9 @@ def main():
             prom = r.read().decode()
         for want in ('kappa_source_partition_lag{', 'partition="3"} 0\n',
                      "kappa_source_partition_end_offset{", "kappa_es_sink_documents_total{",
-                     "kappa_subtask_busy_ratio{", "kappa_taskmanager_resident_memory_bytes{"):
+                     "kappa_subtask_busy_ratio{", "kappa_taskmanager_resident_memory_bytes{",
+                     "kappa_source_decode_errors_total{", "kappa_source_dead_lettered_total{",
+                     "kappa_subtask_state_bytes{"):
             if want not in prom:
                 td.fail(f"/metrics has no {want!r}")
         with tempfile.NamedTemporaryFile("w", suffix=".prom") as f:
