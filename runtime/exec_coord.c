@@ -64,8 +64,16 @@ void kp_exec_ckpt_stop(struct kp_exec *x, int ok)
 {
     kp_uploader_free(x->uploader, !ok);
     x->uploader = NULL;
-    if (!x->cfg->control)
+    if (!x->cfg->control) {
         kp_exec_coord_local_stop(x);
+        /* the run is over and its uploads with it: a checkpoint still pending when the subtasks
+         * ended (or were cancelled) is abandoned, and its files go now, not at the next start.
+         * The taskmanager's share leaves this to the jobmanager (kp_jm_ckpt_ended). */
+        char err[512];
+        if (x->store && kp_ckpt_store_gc(x->store, x->cfg->ckpt.retain, INT64_MAX,
+                                         kp_wall_ms() + 2000, err, sizeof err) != 0)
+            fprintf(stderr, "kappa: cleaning the checkpoint storage up: %s\n", err);
+    }
     kp_ckpt_store_free(x->store);
     x->store = NULL;
 }

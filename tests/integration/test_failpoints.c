@@ -178,7 +178,7 @@ static int run_local(const char *fp, const char *index, const char *sink_opts, c
     return kp_test_sh("%s%s %s run --local %s/hourly_clicks.so -p 2 --source "
                       "'clicks=file:%s/events.ndjson?partitions=4' --es-url %s --sink "
                       "'hourly-click-index=es:%s?%s' --state-dir %s/%s "
-                      "--checkpoint-dir %s/ck --checkpoint-interval 200ms "
+                      "--checkpoint-dir %s/ck --checkpoint-interval 100ms "
                       "--retained-checkpoints %d %s >%s/%s 2>&1",
                       fp ? "KAPPA_FAILPOINTS=" : "", fp ? fp : "", kp_test_env("KAPPA_CLI"),
                       kp_test_env("KAPPA_JOBS"), dir_, es_, index, sink_opts, dir_, state, dir_,
@@ -189,7 +189,9 @@ static int run_local(const char *fp, const char *index, const char *sink_opts, c
  * Elasticsearch sink options (small bulks keep several in flight at a barrier). */
 static void local_case(const char *fp, const char *sink_opts)
 {
-    gen_file(400000);
+    /* enough input that even on an idle machine the run lasts for many checkpoints: 400k
+     * events took 0.6 s there, and the run ended before its third checkpoint */
+    gen_file(1500000);
     const char *index = index_name(fp);
     char jobdir[300], log1[200], log2[200];
     snprintf(jobdir, sizeof jobdir, "%s/ck/hourly_clicks", dir_);
@@ -343,9 +345,9 @@ Test(failpoints, crash_in_the_kafka_transaction_commit)
      * any checkpoint (kafka.mid_final_commit, a known gap: connectors/kafka_sink.c) */
     const char *fmt =
         "%s%s %s run --local %s/hourly_clicks.so -p 2 --brokers %s --from-earliest "
-        "--source 'clicks=kafka:%s?stop_at=end&rdkafka.max.partition.fetch.bytes=8192' "
+        "--source 'clicks=kafka:%s?stop_at=end&rdkafka.max.partition.fetch.bytes=2048' "
         "--sink 'hourly-click-index=kafka:%s-out?transactional=1' --state-dir %s/%s "
-        "--checkpoint-dir %s/ck --checkpoint-interval 200ms "
+        "--checkpoint-dir %s/ck --checkpoint-interval 100ms "
         "--retained-checkpoints %d %s >%s/%s 2>&1";
     int rc = kp_test_sh(fmt, "KAPPA_FAILPOINTS=", "kafka.mid_commit@1", kp_test_env("KAPPA_CLI"),
                         kp_test_env("KAPPA_JOBS"), brokers_, topic_, topic_, dir_, "st1", dir_,
