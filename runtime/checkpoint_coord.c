@@ -445,6 +445,8 @@ kp_coord_event kp_ckpt_coord_decline(kp_ckpt_coord *c, int64_t id, int task, int
 int kp_ckpt_coord_take_aborted(kp_ckpt_coord *c, int64_t *out, int max)
 {
     int n = c->naborted < max ? c->naborted : max;
+    if (n <= 0) /* c->aborted may still be NULL */
+        return 0;
     memcpy(out, c->aborted, (size_t)n * sizeof *out);
     memmove(c->aborted, c->aborted + n, (size_t)(c->naborted - n) * sizeof *out);
     c->naborted -= n;
