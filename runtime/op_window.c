@@ -403,7 +403,8 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
         w->kbuf.len += SPILL_HEAD + key.len;
     }
     sort_keys = w->kbuf.ptr;
-    qsort(w->sorted, n, sizeof *w->sorted, spill_ent_cmp);
+    if (n > 0) /* w->sorted is still NULL when no pane had an entry */
+        qsort(w->sorted, n, sizeof *w->sorted, spill_ent_cmp);
     w->nsorted = n;
     return 0;
 }
