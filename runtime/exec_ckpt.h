@@ -17,6 +17,10 @@ typedef struct kp_ckpt_out {
     void *ctx;
     kp_ckpt_mode mode;
     int task; /* the subtask's task in the plan (head node id, kp_subtask_ref.task_id) */
+    /* Sources: the subtask reached the end of its bounded input and waits for its final
+     * checkpoint (KP_CTL_FINAL) before it ends. NULL = no final checkpoint is coordinated
+     * here (a taskmanager's run): the source ends at once. @locality the subtask's thread */
+    void (*at_end)(void *ctx);
 } kp_ckpt_out;
 
 /* Takes checkpoint `id` of st: a new snapshot, `fill` (a source's positions; NULL = none),

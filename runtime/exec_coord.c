@@ -5,9 +5,12 @@
  * under the job's name (ROOT/<job name>/chk-<N>), a taskmanager's run under cfg->ckpt_job.
  *
  * A subtask that ended takes no more checkpoints (its mailbox is no longer read), so the
- * local coordinator triggers none once a local subtask has ended: a bounded job's last
- * checkpoint is the one before its first subtask finished. @locality the run's coordinator
- * thread, except the hooks (the uploader thread and subtask threads) */
+ * local coordinator triggers none once a local subtask has ended. A local run's sources
+ * therefore wait at the end of their bounded input until a checkpoint taken after every
+ * source's end completed (KP_CTL_FINAL, exec_coord_local.c): the final checkpoint, after
+ * which nothing changes. A taskmanager's sources end at once (no final checkpoint in the
+ * cluster yet, docs/checkpoints.md). @locality the run's coordinator thread, except the
+ * hooks (the uploader thread and subtask threads) */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -22,7 +25,7 @@ void kp_exec_ckpt_dispatch(struct kp_exec *x, const kp_ctl *m)
         subtask_rt *s = x->subtasks[i];
         int source = s->t->head->kind == KP_NODE_SOURCE;
         int trigger = m->kind == KP_CTL_TRIGGER || m->kind == KP_CTL_DRAIN;
-        if (!s->st.ctl || (trigger && !source))
+        if (!s->st.ctl || ((trigger || m->kind == KP_CTL_FINAL) && !source))
             continue;
         kp_ctl msg = {m->kind, s->st.task_id, s->st.index, m->value};
         if (kp_mailbox_post(s->st.ctl, msg) != 0 && trigger)

@@ -22,8 +22,9 @@ void kp_exec_ckpt_dispatch(struct kp_exec *x, const kp_ctl *m);
 
 /* The coordinator's periodic work: takes what cfg->control posted (a taskmanager), or
  * triggers due checkpoints and times out late ones (the local coordinator). `running`: how
- * many local subtasks still run (no checkpoint is triggered once one has ended).
- * @locality the run's coordinator thread */
+ * many local subtasks still run (no checkpoint is triggered once one has ended: with
+ * checkpoints on, the local run's sources wait at the end of their input for the final
+ * checkpoint, so none ends before it). @locality the run's coordinator thread */
 void kp_exec_ckpt_poll(struct kp_exec *x, int running);
 
 /* The local coordinator (exec_coord_local.c): start sets x->hooks to its own (acks and
@@ -32,5 +33,10 @@ void kp_exec_ckpt_poll(struct kp_exec *x, int running);
 int kp_exec_coord_local_start(struct kp_exec *x, char *errstr, size_t errlen);
 void kp_exec_coord_local_poll(struct kp_exec *x, int running);
 void kp_exec_coord_local_stop(struct kp_exec *x);
+/* kp_ckpt_out.at_end of a local run (ctx: the kp_exec): one more source subtask reached the
+ * end of its input. The first checkpoint triggered once all of them did is the final one:
+ * its completion (or a later one's) sends KP_CTL_FINAL to the sources, which then end.
+ * @locality a source subtask's thread */
+void kp_exec_coord_local_at_end(void *ctx);
 
 #endif

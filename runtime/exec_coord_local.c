@@ -3,7 +3,16 @@
  * thread (acknowledgements) and subtask threads (declines), ticked by the run's coordinator
  * thread, which posts the triggers and aborts it asks for; a completion is posted to every
  * subtask by whichever thread's acknowledgement completed it. Messages are posted after the
- * lock is released: a full mailbox declines, which takes the lock again. */
+ * lock is released: a full mailbox declines, which takes the lock again.
+ *
+ * Bounded inputs (FLIP-147's final checkpoint): a source subtask at the end of its input
+ * emits its last records and the final watermark, counts itself in `at_end` and waits. The
+ * first checkpoint triggered once every source counted itself is the final one (`final_id`):
+ * every source takes it after its end, every operator after the final watermark fired its
+ * windows and timers. When it (or, if it failed, a later one) completes, the sources hear
+ * KP_CTL_FINAL after KP_CTL_COMPLETE and end. The final checkpoint is triggered by the
+ * interval as any other (so the end of a run waits at most one interval, plus the min pause). */
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +25,9 @@
 struct kp_local_coord {
     pthread_mutex_t lock;
     kp_ckpt_coord *coord;
+    atomic_int at_end; /* source subtasks at the end of their input (kp_exec_coord_local_at_end) */
+    int nsources;
+    int64_t final_id; /* the final checkpoint (0: not triggered yet); under lock */
 };
 
 static void post_all(struct kp_exec *x, kp_ctl_kind kind, int64_t id)
@@ -29,11 +41,21 @@ static void on_ack(void *ctx, int64_t id, int task_id, int subtask, const char *
     pthread_mutex_lock(&x->coord->lock);
     kp_coord_event ev =
         kp_ckpt_coord_ack(x->coord->coord, id, task_id, subtask, ack_json, kp_wall_ms());
+    int final = x->coord->final_id && id >= x->coord->final_id;
     pthread_mutex_unlock(&x->coord->lock);
     /* failpoint: the checkpoint is complete, no subtask has heard of it (an error: it never
      * will; sinks commit with the next completion) */
-    if (ev == KP_COORD_COMPLETED && kp_failpoint("coord.after_complete_before_notify") == 0)
+    if (ev == KP_COORD_COMPLETED && kp_failpoint("coord.after_complete_before_notify") == 0) {
         post_all(x, KP_CTL_COMPLETE, id);
+        if (final) /* after COMPLETE: every sink commits before its inputs end */
+            post_all(x, KP_CTL_FINAL, id);
+    }
+}
+
+void kp_exec_coord_local_at_end(void *ctx)
+{
+    struct kp_exec *x = ctx;
+    atomic_fetch_add(&x->coord->at_end, 1);
 }
 
 static void on_decline(void *ctx, int64_t id, int task_id, int subtask, const char *reason)
@@ -57,6 +79,8 @@ int kp_exec_coord_local_start(struct kp_exec *x, char *errstr, size_t errlen)
     pthread_mutex_init(&c->lock, NULL);
     x->coord = c;
     for (int i = 0; i < x->nsubtasks; i++)
+        c->nsources += x->subtasks[i]->t->head->kind == KP_NODE_SOURCE;
+    for (int i = 0; i < x->nsubtasks; i++)
         if (kp_ckpt_coord_expect(c->coord, x->subtasks[i]->ckpt.task, x->subtasks[i]->st.index) !=
             0) {
             snprintf(errstr, errlen, "out of memory");
@@ -76,9 +100,13 @@ void kp_exec_coord_local_poll(struct kp_exec *x, int running)
     int64_t aborted[16], id = 0;
     const char *why = NULL;
     pthread_mutex_lock(&c->lock);
-    /* a subtask that ended reads no more triggers: none is triggered after the first end */
+    /* a subtask that ended reads no more triggers: none is triggered after the first end
+     * (the sources wait for the final checkpoint: none ends before it) */
+    int all_at_end = atomic_load(&c->at_end) >= c->nsources;
     if (running == x->nsubtasks && !atomic_load(&x->failed))
         id = kp_ckpt_coord_tick(c->coord, kp_wall_ms());
+    if (id && all_at_end && !c->final_id)
+        c->final_id = id;
     int n = kp_ckpt_coord_take_aborted(c->coord, aborted, 16);
     int failed = kp_ckpt_coord_job_failed(c->coord, &why);
     char reason[512];

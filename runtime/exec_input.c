@@ -194,8 +194,14 @@ static int deliver(subtask_rt *s, consumer *c, kp_batch *b)
             return -1;
     int all_idle, all_ended;
     kp_time m = min_watermark(c->in, c->n, &all_idle, &all_ended);
-    if (all_ended)
+    if (all_ended) {
+        /* the completions already posted first (the final checkpoint's: its sinks commit
+         * through its notification, not at their end-of-input flush) */
+        int served = s->ckpt.done ? kp_exec_control_serve(s) : 1;
+        if (served <= 0)
+            return served;
         return head->vt->finish(head) != 0 ? -1 : 0;
+    }
     if (all_idle && !c->was_idle) {
         /* the last active input went idle or ended: first pass on the furthest watermark any
          * input reached (an input that ended reached KP_TIME_MAX), as Flink's valve does —

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "connector.h"
+#include "exec_coord.h"
 #include "exec_input.h"
 #include "exec_live.h"
 #include "exec_upload.h"
@@ -457,7 +458,14 @@ static int create_subtasks(struct kp_exec *x)
                                  .live = live_of(x->cfg, t->plan->id, j),
                                  .restore = x->cfg->restore};
             if (x->ckpt_on) {
-                s->ckpt = (kp_ckpt_out){ckpt_done, ckpt_decline, x, x->cfg->ckpt.mode, t->plan->id};
+                s->ckpt =
+                    (kp_ckpt_out){.done = ckpt_done,
+                                  .decline = ckpt_decline,
+                                  .ctx = x,
+                                  .mode = x->cfg->ckpt.mode,
+                                  .task = t->plan->id,
+                                  /* a local run takes a final checkpoint (exec_coord_local.c) */
+                                  .at_end = x->cfg->control ? NULL : kp_exec_coord_local_at_end};
                 s->st.ckpt = &s->ckpt;
             }
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,

@@ -26,6 +26,9 @@ typedef enum kp_ctl_kind {
     KP_CTL_ABORT,    /* coordinator → every subtask: checkpoint `value` was given up */
     KP_CTL_DRAIN,    /* coordinator → source subtask: stop reading, emit the final watermark,
                         take checkpoint `value` (a stop --drain savepoint), end once it completed */
+    KP_CTL_FINAL,    /* coordinator → source subtask: checkpoint `value`, triggered once every
+                        source had reached the end of its input, completed: a source waiting
+                        for its final checkpoint ends (docs/checkpoints.md, Bounded inputs) */
 } kp_ctl_kind;
 
 typedef struct kp_ctl {

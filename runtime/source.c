@@ -9,6 +9,12 @@
  * needs to be timed: polls, alignment pauses and thread scheduling change latency, never
  * results (docs/semantics.md).
  *
+ * At the end of a bounded input with checkpoints on (and a coordinator that takes a final
+ * checkpoint: st->ckpt->at_end), the source emits the final watermark but not its END: it
+ * waits, answering triggers like a running source (its positions are the end positions),
+ * until the final checkpoint — taken after every source's end — completed (KP_CTL_FINAL),
+ * and only then ends (FLIP-147; docs/checkpoints.md, Bounded inputs).
+ *
  * A source runs in steps (kp_source_step): one poll and what follows from it. The threaded
  * executor loops over steps; the deterministic scheduler (exec_step.c) interleaves the steps
  * of all subtasks in a seeded random order. @locality the source subtask's thread. */
@@ -63,6 +69,9 @@ struct kp_source_task {
     long long decode_errors, dead_lettered; /* this subtask's, for its live JSON */
     int64_t drain_id; /* stop --drain: the savepoint taken after the final watermark */
     int drained;      /* ... completed: the source ends */
+    int at_end;       /* the end of bounded input: waiting for the final checkpoint */
+    int64_t end_ckpt; /* ... the first checkpoint taken since (0: none yet) */
+    int final_done;   /* ... a final checkpoint it took part in completed: the source ends */
     kp_raw raws[256];
 };
 typedef struct kp_source_task source_state;
@@ -96,6 +105,8 @@ static int trigger(source_state *s, int64_t id)
 {
     if (!s->st->ckpt)
         return 0;
+    if (s->at_end && !s->end_ckpt)
+        s->end_ckpt = id;
     s->now = kp_wall_ms();
     return kp_ckpt_take(s->st, s->chain, id, 0, fill_positions, s);
 }
@@ -129,7 +140,7 @@ static int drain(source_state *s, int64_t id)
     if (s->drain_id)
         return 0;
     s->drain_id = id;
-    if (kp_op_emit_watermark(s->chain, KP_TIME_MAX) != 0)
+    if (s->emitted_wm != KP_TIME_MAX && kp_op_emit_watermark(s->chain, KP_TIME_MAX) != 0)
         return -1;
     s->emitted_wm = KP_TIME_MAX;
     return trigger(s, id);
@@ -220,6 +231,8 @@ static int read_bounds(source_state *s, int timeout_ms)
                                    (long long)m.value);
         else if (m.kind == KP_CTL_ABORT)
             abort_commit(s, m.value);
+        else if (m.kind == KP_CTL_FINAL)
+            s->final_done |= s->end_ckpt && m.value >= s->end_ckpt;
         timeout_ms = 0;
     }
     return 0;
@@ -402,13 +415,20 @@ static void partition_states(source_state *s)
 }
 
 /* The end of bounded input: everything is final, as Flink does at the end of a bounded
- * source. */
+ * source: the final watermark fires every window and timer downstream. With a final
+ * checkpoint to wait for, the END is sent later (kp_source_step); 1 then, else 0 or -1. */
 static int finish(source_state *s)
 {
     if (emit_watermark(s) != 0 || kp_op_emit_watermark(s->chain, KP_TIME_MAX) != 0)
         return -1;
     s->emitted_wm = KP_TIME_MAX;
-    return kp_op_emit_finish(s->chain);
+    const kp_ckpt_out *ck = s->st->ckpt;
+    if (!ck || !ck->at_end)
+        return kp_op_emit_finish(s->chain) != 0 ? -1 : 0;
+    report(s, KP_CTL_IDLE, 0); /* holds no other subtask back while it waits */
+    s->at_end = 1;
+    ck->at_end(ck->ctx);
+    return 1;
 }
 
 static int tick(source_state *s)
@@ -465,10 +485,12 @@ int kp_source_step(source_state *s, int timeout_ms)
     }
     if (read_bounds(s, 0) != 0)
         return -1;
-    if (s->drain_id) { /* stop --drain: read nothing more, wait for the savepoint */
-        if (!s->drained && read_bounds(s, timeout_ms) != 0)
+    /* stop --drain, or the end of input: read nothing more, wait for the savepoint or the
+     * final checkpoint */
+    if (s->drain_id || s->at_end) {
+        if (!s->drained && !s->final_done && read_bounds(s, timeout_ms) != 0)
             return -1;
-        if (s->drained)
+        if (s->drained || s->final_done)
             return kp_op_emit_finish(s->chain) != 0 ? -1 : 0;
         s->now = kp_wall_ms();
         return tick(s) != 0 ? -1 : 1;
@@ -488,7 +510,7 @@ int kp_source_step(source_state *s, int timeout_ms)
     if (rc == KP_POLL_ERROR)
         return kp_subtask_fail(s->st, "source '%s': %s", s->node->endpoint, err);
     if (rc == KP_POLL_EOF)
-        return finish(s) != 0 ? -1 : 0;
+        return finish(s);
     long long bytes = 0;
     for (int i = 0; rc == KP_POLL_RECORDS && i < n; i++) {
         bytes += (long long)(s->raws[i].key.len + s->raws[i].value.len);

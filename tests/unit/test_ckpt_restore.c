@@ -7,7 +7,12 @@
  *
  * Jobs: file source (4 partitions) at p=2 → map (id = line number) → sink at p=3 over a
  * rebalance, restored at p=2, 3 and 1; and the executor-split tests' keyed tumbling count,
- * whose window state is restored from the checkpoint, at p=2 and at p=3. */
+ * whose window state is restored from the checkpoint, at p=2 and at p=3.
+ *
+ * A bounded run with checkpoints ends with a final checkpoint (FLIP-147, docs/checkpoints.md
+ * "Bounded inputs"): its sources' positions are the end of the input, and a run restored
+ * from it reads nothing and fires no window again. */
+#include <sys/stat.h>
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -220,16 +225,20 @@ static void register_connectors(void)
     kp_connector_register(&lw);
 }
 
-/* One run; cancelled: with checkpoints every 50 ms until two completed, then cancelled;
- * restore: from the latest checkpoint. Returns the run's rc. */
-static int run(kp_job *job, kp_binding *bind, int nbind, int cancelled, kp_restore *restore)
+enum { RUN_PLAIN, RUN_CANCELLED, RUN_CHECKPOINTED };
+
+/* One run; RUN_CANCELLED: with checkpoints every 50 ms until two completed, then cancelled;
+ * RUN_CHECKPOINTED: with checkpoints every 50 ms to its end; restore: from the latest
+ * checkpoint. Returns the run's rc. */
+static int run(kp_job *job, kp_binding *bind, int nbind, int mode, kp_restore *restore)
 {
     register_connectors();
+    int cancelled = mode == RUN_CANCELLED;
     kp_exec_config cfg = {
         .bindings = bind,
         .nbindings = nbind,
         .state_dir = ckpt_dir,
-        .ckpt = {.interval_ms = cancelled ? 50 : 0, .retain = 100, .dir = ckpt_dir},
+        .ckpt = {.interval_ms = mode != RUN_PLAIN ? 50 : 0, .retain = 100, .dir = ckpt_dir},
         .cancel = &cancel,
         .restore = restore};
     pthread_t w;
@@ -266,11 +275,11 @@ static void cancel_restore_compare(kp_job *(*make)(int p), int restore_p, kp_bin
                                    kp_src_pos **pos, int *npos)
 {
     kp_job *job = make(0);
-    run(job, bind, nbind, 0, NULL);
+    run(job, bind, nbind, RUN_PLAIN, NULL);
     docmap ref = take_written();
     char *want = index_of(&ref, NULL);
 
-    run(job, bind, nbind, 1, NULL);
+    run(job, bind, nbind, RUN_CANCELLED, NULL);
     docmap first = take_written();
     cr_assert_geq(completed(), 2, "the run ended before two checkpoints completed");
 
@@ -280,7 +289,7 @@ static void cancel_restore_compare(kp_job *(*make)(int p), int restore_p, kp_bin
     cr_assert(r, "%s: %s", path, err);
     cr_assert_eq(kp_src_ckpt_read(r, uid, pos, npos, err, sizeof err), 0, "%s", err);
     kp_job *job2 = make(restore_p); /* restored at another parallelism, or the same */
-    run(job2, bind, nbind, 0, r);
+    run(job2, bind, nbind, RUN_PLAIN, r);
     kp_job_free(job2);
     *restored_run = take_written();
     char *got = index_of(&first, restored_run);
@@ -387,4 +396,60 @@ Test(ckpt_restore, window_state_is_restored, .timeout = 300)
 Test(ckpt_restore, window_state_is_restored_at_another_parallelism, .timeout = 300)
 {
     windows(3);
+}
+
+/* The last checkpoint of a bounded run is taken after its sources ended: every partition's
+ * position is the end of the file, and a run restored from it writes nothing — no record is
+ * read again, no window fires twice. The checkpointed run's results equal a plain run's. */
+Test(ckpt_restore, a_bounded_run_ends_with_a_final_checkpoint, .timeout = 300)
+{
+    const char *in = write_input(7, 100000);
+    fresh_dir("split-job");
+    char uri[300], path[600], err[1024];
+    snprintf(uri, sizeof uri, "file:%s?partitions=%d", in, NPART);
+    kp_binding bind[] = {{.name = "in", .uri = uri},
+                         {.name = "out", .uri = "lastwrite:"},
+                         {.name = "late", .uri = "file:/dev/null"}};
+    kp_job *job = window_job(0);
+    run(job, bind, 3, RUN_PLAIN, NULL);
+    docmap ref = take_written();
+    run(job, bind, 3, RUN_CHECKPOINTED, NULL);
+    docmap ckpted = take_written();
+    char *want = index_of(&ref, NULL), *got = index_of(&ckpted, NULL);
+    cr_assert_str_eq(got, want, "a run with checkpoints wrote other results");
+    int ncompleted = completed();
+    cr_assert_geq(ncompleted, 1, "no checkpoint completed");
+
+    snprintf(path, sizeof path, "%s/%s", ckpt_dir, job_name);
+    kp_restore *r = kp_restore_open(path, err, sizeof err);
+    cr_assert(r, "%s: %s", path, err);
+    kp_src_pos *pos;
+    int npos;
+    cr_assert_eq(kp_src_ckpt_read(r, "source:in", &pos, &npos, err, sizeof err), 0, "%s", err);
+    struct stat sb;
+    cr_assert_eq(stat(in, &sb), 0);
+    cr_assert_eq(npos, NPART);
+    for (int i = 0; i < npos; i++)
+        cr_assert_eq(pos[i].offset, (int64_t)sb.st_size,
+                     "checkpoint %lld: partition %d at %lld, the input ends at %lld",
+                     (long long)kp_restore_id(r), pos[i].partition, (long long)pos[i].offset,
+                     (long long)sb.st_size);
+    run(job, bind, 3, RUN_CHECKPOINTED, r);
+    docmap again = take_written();
+    cr_assert_eq(again.n, 0, "the run restored from the final checkpoint wrote %zu documents",
+                 again.n);
+    printf("ckpt_restore final: %zu documents; the last of %d checkpoints (%lld) at the end of "
+           "the input\n",
+           ckpted.n, ncompleted, (long long)kp_restore_id(r));
+    kp_restore_free(r);
+    free(pos);
+    free(got);
+    free(want);
+    free_map(&again);
+    free_map(&ckpted);
+    free_map(&ref);
+    kp_job_free(job);
+    unlink(in);
+    snprintf(path, sizeof path, "rm -rf %s", ckpt_dir);
+    cr_assert_eq(system(path), 0);
 }
