@@ -36,10 +36,15 @@
  * and the rest of the budget (a quarter) for that per-message bookkeeping and librdkafka's own
  * buffers. The figures assume messages of 100 bytes or more on average; smaller ones cost
  * proportionally more bookkeeping. Partitions found later by discovery get the same share
- * each (the budget grows with them). tests/integration/test_kafka_connectors.c measures the
+ * each (the budget grows with them). receive.message.max.bytes (librdkafka's largest response,
+ * 100 MB by default) is fetch.max.bytes plus 1 MiB: room for the one record batch a broker
+ * returns beyond fetch.max.bytes (its message.max.bytes, 1 MiB by default). What the fetch
+ * queues hold is sampled once a second from librdkafka's statistics (kafka_mem.h); the peak
+ * is --stats' Kafka read-ahead row. tests/integration/test_kafka_connectors.c measures the
  * process's RSS against it with 32 partitions and a stalled sink. rdkafka.<prop> options
  * override any of these. */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +52,7 @@
 
 #include "../runtime/clock.h"
 #include "kafka_common.h"
+#include "kafka_mem.h"
 
 #define REFRESH_MS      5000 /* partition discovery period */
 #define REFRESH_WAIT_MS 200  /* how long one discovery may hold up poll() */
@@ -85,6 +91,7 @@ typedef struct kafka_reader {
     int rr;              /* round-robin start among partitions */
     long long refetched; /* records skipped because they were handed out already */
     long long records, bytes;
+    long long readahead_peak; /* the most bytes in the fetch queues (kafka_mem.h) */
 } kafka_reader;
 
 /* ---- start positions ----------------------------------------------------------------------- */
@@ -712,17 +719,37 @@ static int budget(const kp_endpoint *ep, rd_kafka_conf_t *conf, long long bytes,
     long long part = bytes / 2 / (nparts > 0 ? nparts : 1); /* K */
     long long queue_kb = part / 2 / 1024, fetch_part = part / 2, msgs = part / 2 / 256;
     long long fetch = bytes / 4;
-    char v[4][24];
+    char v[5][24];
     snprintf(v[0], sizeof v[0], "%lld", queue_kb > 1 ? queue_kb : 1);
     snprintf(v[1], sizeof v[1], "%lld", fetch_part > 1024 ? fetch_part : 1024);
     snprintf(v[2], sizeof v[2], "%lld", msgs > 16 ? msgs : 16);
     snprintf(v[3], sizeof v[3], "%lld", fetch < 64ll << 20 ? fetch : 64ll << 20);
+    snprintf(v[4], sizeof v[4], "%lld", (fetch < 64ll << 20 ? fetch : 64ll << 20) + (1ll << 20));
     if (kp_kafka_conf_set(conf, "queued.max.messages.kbytes", v[0], errstr, errlen) != 0 ||
         kp_kafka_conf_set(conf, "max.partition.fetch.bytes", v[1], errstr, errlen) != 0 ||
         kp_kafka_conf_set(conf, "queued.min.messages", v[2], errstr, errlen) != 0 ||
-        kp_kafka_conf_set(conf, "fetch.max.bytes", v[3], errstr, errlen) != 0)
+        kp_kafka_conf_set(conf, "fetch.max.bytes", v[3], errstr, errlen) != 0 ||
+        kp_kafka_conf_set(conf, "receive.message.max.bytes", v[4], errstr, errlen) != 0 ||
+        kp_kafka_conf_set(conf, "statistics.interval.ms", "1000", errstr, errlen) != 0)
         return -1;
     return kp_kafka_conf_passthrough(ep, conf, errstr, errlen);
+}
+
+/* librdkafka's statistics, on the thread that polls (the source's): the read-ahead's peak.
+ * The opaque is the reader's log (kafka_common.c). */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    kafka_reader *k = (kafka_reader *)(void *)((char *)opaque - offsetof(kafka_reader, log));
+    long long held = kp_kafka_stats_fetchq_bytes(json, len);
+    if (held > k->readahead_peak)
+        k->readahead_peak = held;
+    return 0; /* librdkafka frees json */
+}
+
+static size_t kafka_memory_peak(kp_source_reader *r)
+{
+    return (size_t)((kafka_reader *)r)->readahead_peak;
 }
 
 /* How many partitions of the topic subtask `subtask` of `p` owns. */
@@ -766,7 +793,8 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
                               .stats = kafka_stats,
                               .pause = kafka_pause,
                               .caught_up = kafka_caught_up,
-                              .ended = kafka_ended};
+                              .ended = kafka_ended,
+                              .memory_peak = kafka_memory_peak};
     k->subtask = ep->subtask;
     k->parallelism = ep->parallelism > 0 ? ep->parallelism : 1;
     kp_endpoint_target(ep, k->topic, sizeof k->topic);
@@ -813,6 +841,7 @@ static kp_source_reader *open_kafka_source(const kp_endpoint *ep, char *errstr, 
         return NULL;
     }
     char why[512];
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (!k->rk) {
         snprintf(errstr, errlen, "cannot create a Kafka consumer: %s", why);

@@ -75,6 +75,9 @@ struct kp_source_reader {
      * minimum at once, by offset rather than by a timer. 0 otherwise (also for a partition
      * this reader does not own). @locality the reader's (source subtask's) thread */
     int (*ended)(kp_source_reader *r, int32_t partition);
+    /* Optional. The most bytes the connector held read ahead outside the engine's batches
+     * (Kafka: librdkafka's fetch queues, sampled once a second), for --stats. */
+    size_t (*memory_peak)(kp_source_reader *r);
 };
 
 typedef struct kp_sink_writer kp_sink_writer;

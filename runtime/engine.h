@@ -119,7 +119,8 @@ typedef struct kp_metrics {
     atomic_llong records_out;      /* written by sinks */
     atomic_llong state_spills;     /* write-back cache flushes to RocksDB */
     atomic_llong state_cache_peak; /* sum over keyed subtasks of their peak in-memory state */
-    atomic_llong state_rocksdb;    /* RocksDB memory (memtables, cache, readers) at the end */
+    atomic_llong state_rocksdb;    /* RocksDB memory (memtables, cache, readers), peak */
+    atomic_llong readahead_peak;   /* sum over sources of their read-ahead peak (Kafka) */
     atomic_llong batches_sent;     /* data batches sent by exchanges (added at their end) */
     atomic_llong records_sent;     /* records in them */
 } kp_metrics;

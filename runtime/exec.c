@@ -107,6 +107,7 @@ static void collect_stats(struct kp_exec *x, kp_exec_stats *out, double t0)
         .state_spills = atomic_load(&m->state_spills),
         .state_cache_peak = atomic_load(&m->state_cache_peak),
         .state_rocksdb = atomic_load(&m->state_rocksdb),
+        .readahead_peak = atomic_load(&m->readahead_peak),
         .batches_sent = atomic_load(&m->batches_sent),
         .records_sent = atomic_load(&m->records_sent),
         .seconds = kp_mono_s() - t0,

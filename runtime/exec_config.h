@@ -62,6 +62,7 @@ typedef struct kp_exec_stats {
     long long records_in, bytes_in, decode_errors, dead_lettered, skipped, late_records;
     long long windows_fired, records_out, state_spills;
     long long state_cache_peak, state_rocksdb; /* bytes */
+    long long readahead_peak;                  /* bytes, Kafka read-ahead (kafka_mem.h) */
     long long batches_sent, records_sent;      /* exchanges: data batches and their records */
     double seconds;
     /* Threads (threaded runs): CPU seconds of the source subtasks' threads and of the others',

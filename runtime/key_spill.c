@@ -407,15 +407,14 @@ int kp_key_spill_entry(kp_key_spill *sp, kp_keytable *t, uint64_t hash, kp_bytes
     return 0;
 }
 
-void kp_key_spill_report(kp_key_spill *sp)
+size_t kp_key_spill_scratch_release(kp_key_spill *sp)
 {
-    if (!sp->state)
-        return;
-    kp_state_memory mem;
-    kp_state_memory_usage(sp->state, &mem);
-    atomic_fetch_add_explicit(&sp->st->metrics->state_rocksdb,
-                              (long long)(mem.block_cache + mem.memtables + mem.table_readers),
-                              memory_order_relaxed);
+    size_t held = sp->victims.cap + sp->order.cap;
+    if (held > 64 << 10) {
+        kp_buf_free(&sp->victims);
+        kp_buf_free(&sp->order);
+    }
+    return held;
 }
 
 int kp_blob_read(kp_bytes *in, void *dst, size_t n)

@@ -118,8 +118,11 @@ void kp_key_spill_flush_sst_min(size_t n);
 int kp_key_spill_scan(kp_key_spill *sp, int cf,
                       int (*fn)(void *arg, uint64_t hash, kp_bytes key, kp_bytes value), void *arg);
 
-/* Adds the RocksDB memory of this database to the job's metrics (at the end). */
-void kp_key_spill_report(kp_key_spill *sp);
+/* The scratch of the last eviction or flush (the evicted keys' saved state, in victims and
+ * order): returns the bytes it held, and frees it when that is more than 64 KiB, so that
+ * what a sweep needs is held only during the sweep. The operator counts the returned bytes
+ * in its peak (docs/state.md, "Memory"). */
+size_t kp_key_spill_scratch_release(kp_key_spill *sp);
 
 /* Reading a blob: copies `n` bytes from *in into dst and advances; -1 if *in is too short. */
 int kp_blob_read(kp_bytes *in, void *dst, size_t n);

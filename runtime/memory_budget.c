@@ -74,14 +74,16 @@ void kp_memory_report(FILE *f, const kp_slot_memory *m, const kp_memory_shape *s
     double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : -1;
     size_t k = (size_t)shape->keyed;
     fprintf(f, "kappa: memory (MiB)              budget      peak\n");
-    row(f, "Kafka read-ahead", (double)(m->source_fetch * (size_t)shape->sources) / mib, -1,
-        "Kafka sources only; not measured (librdkafka queues)");
+    /* a file source reads no ahead: no figure rather than 0 */
+    row(f, "Kafka read-ahead", (double)(m->source_fetch * (size_t)shape->sources) / mib,
+        s->readahead_peak > 0 ? (double)s->readahead_peak / mib : -1,
+        "Kafka sources only; fetch queues' peak (librdkafka statistics, 1/s)");
     row(f, "exchange batches", (double)shape->network / mib, (double)s->exchange_bytes / mib,
         "batches created x batch size");
     row(f, "state caches", (double)(m->state_cache * k) / mib, (double)s->state_cache_peak / mib,
         "sum of each keyed subtask's peak");
     row(f, "RocksDB cache+memtables", (double)((m->rocksdb_cache + 4 * m->memtable) * k) / mib,
-        (double)s->state_rocksdb / mib, "at the end of the run, not the peak");
+        (double)s->state_rocksdb / mib, "peak, sampled once a second per database");
     row(f, "process (max RSS)", (double)(m->total * (size_t)shape->slots) / mib, rss,
         "sum of the slots' budgets vs getrusage ru_maxrss");
 }

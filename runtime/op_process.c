@@ -71,6 +71,7 @@
 #include "timer_heap.h"
 #include "timer_spill.h"
 #include "ops.h"
+#include "state_peak.h"
 
 /* Stale heap entries tolerated before a rebuild is considered. */
 #define STALE_SLACK 1024
@@ -93,7 +94,7 @@ typedef struct process_op {
     size_t pending[2];      /* pending timers of each kind (entries of timerset) */
     uint64_t gen;           /* heap rebuilds so far */
     kp_time wm;             /* W */
-    size_t peak_bytes;      /* of table_bytes, sampled at each watermark */
+    size_t peak_bytes;      /* of table_bytes, sampled at each watermark and sweep (+ scratch) */
     kp_doc doc;
     kp_buf tkey;
     int failed;
@@ -103,6 +104,7 @@ typedef struct process_op {
     kp_timer_spill tspill[2]; /* each heap's timers beyond an eighth of the budget */
     int pt_written;           /* the last barrier wrote processing-time timers (checkpoints) */
     long long state_reported, state_next; /* kp_live_state */
+    kp_state_peak rocks;                  /* RocksDB's memory, sampled on the tick */
 } process_op;
 
 /* The per-key header in front of the value. */
@@ -353,6 +355,17 @@ static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_
     return 0;
 }
 
+static size_t table_bytes(const process_op *p);
+
+/* After a sweep (eviction or barrier flush): the state held `before` bytes and the sweep's
+ * scratch next to them (released now, key_spill.h); both count in the peak. */
+static void note_sweep(process_op *p, size_t before)
+{
+    size_t bytes = before + kp_key_spill_scratch_release(&p->spill);
+    if (bytes > p->peak_bytes)
+        p->peak_bytes = bytes;
+}
+
 /* Evicts cold keys once the table and what its keys hold pass the budget, down to half of
  * it. Only between calls: no kp_ctx holds an entry then. */
 static int maybe_evict(process_op *p)
@@ -363,7 +376,10 @@ static int maybe_evict(process_op *p)
     size_t bytes = kp_keytable_bytes(&p->values) + p->extra_bytes;
     if (bytes <= p->cache_limit)
         return 0;
-    return kp_key_spill_evict(&p->spill, &p->values, bytes - p->cache_limit / 2, &pk_ops, p);
+    size_t before = table_bytes(p);
+    int rc = kp_key_spill_evict(&p->spill, &p->values, bytes - p->cache_limit / 2, &pk_ops, p);
+    note_sweep(p, before);
+    return rc;
 }
 
 /* ---- the context API ------------------------------------------------------------------- */
@@ -694,7 +710,7 @@ static int process_finish(kp_op *op)
         return -1;
     atomic_fetch_add_explicit(&op->st->metrics->state_cache_peak, (long long)p->peak_bytes,
                               memory_order_relaxed);
-    kp_key_spill_report(&p->spill);
+    kp_state_peak_report(&p->rocks, p->spill.state, op->st->metrics);
     return kp_op_emit_finish(op);
 }
 
@@ -725,6 +741,7 @@ static int process_tick(kp_op *op, kp_time now)
     process_op *p = (process_op *)op;
     kp_live_state(op->st->live, &p->state_reported, &p->state_next, kp_mono_ms(),
                   (long long)(table_bytes(p) + kp_state_disk_bytes(p->spill.state)));
+    kp_state_peak_sample(&p->rocks, p->spill.state, kp_mono_ms());
     if (kp_timer_spill_any(&p->tspill[0], &p->heaps[0]) && fire_due(p, false, now) != 0)
         return -1;
     for (int i = 0; i < op->nout; i++)
@@ -801,6 +818,7 @@ static int process_barrier(kp_op *op, struct kp_snapshot *snap)
     kp_key_spill *sp = &p->spill;
     if (kp_key_spill_flush(sp, &p->values, &pk_ops, p) != 0)
         return -1;
+    note_sweep(p, table_bytes(p));
     if (sp->state && (write_timerset(p) != 0 || kp_keyed_db_snapshot(op->st, op->node, sp->state,
                                                                      sp->kg_lo, sp->kg_hi, snap)))
         return -1;

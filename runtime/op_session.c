@@ -49,6 +49,7 @@
 #include "key_spill.h"
 #include "keytable.h"
 #include "ops.h"
+#include "state_peak.h"
 #include "timer_heap.h"
 #include "timer_spill.h"
 #include "window_agg.h"
@@ -82,12 +83,13 @@ typedef struct session_op {
     int64_t next_id;
     kp_doc doc;
     uint8_t *tmp;       /* one session, for merging */
-    size_t state_peak;  /* the most bytes the key table and the timers held */
+    size_t state_peak;  /* the most bytes the key table, the timers and a sweep's scratch held */
     size_t items_bytes; /* of all keys' session arrays (the table's bytes come on top) */
     size_t cache_limit; /* for the table and the arrays */
     kp_key_spill spill;
     kp_timer_spill tspill;                /* the timers beyond a quarter of the budget */
     long long state_reported, state_next; /* kp_live_state */
+    kp_state_peak rocks;                  /* RocksDB's memory, sampled on the tick */
 } session_op;
 
 #define SESS(s, ks, i) ((session *)((ks)->items + (size_t)(i) * (s)->sess_size))
@@ -256,19 +258,31 @@ static int key_entry(session_op *s, uint64_t hash, kp_bytes key, int create, kp_
     return 0;
 }
 
+/* Records that the state held `bytes`, plus the scratch of the sweep that just ran (held next
+ * to all of it; released after the sweep, key_spill.h). */
+static void note_peak(session_op *s, size_t bytes, int swept)
+{
+    if (swept)
+        bytes += kp_key_spill_scratch_release(&s->spill);
+    if (bytes > s->state_peak)
+        s->state_peak = bytes;
+}
+
 /* Evicts cold keys once the table and the session arrays pass the budget, down to half of
- * it; records the peak of what the state held (timers included). */
+ * it; records the peak of what the state held (timers and the sweep's scratch included). */
 static int maybe_evict(session_op *s)
 {
     if (kp_timer_spill_check(&s->tspill, &s->timers) != 0)
         return -1;
     size_t bytes = kp_keytable_bytes(&s->keys) + s->items_bytes;
     size_t all = bytes + kp_timer_heap_bytes(&s->timers);
-    if (all > s->state_peak)
-        s->state_peak = all;
-    if (bytes <= s->cache_limit)
+    if (bytes <= s->cache_limit) {
+        note_peak(s, all, 0);
         return 0;
-    return kp_key_spill_evict(&s->spill, &s->keys, bytes - s->cache_limit / 2, &ks_ops, s);
+    }
+    int rc = kp_key_spill_evict(&s->spill, &s->keys, bytes - s->cache_limit / 2, &ks_ops, s);
+    note_peak(s, all, 1);
+    return rc;
 }
 
 static int late_record(session_op *s, kp_event *ev)
@@ -378,7 +392,7 @@ static int session_finish(kp_op *op)
         return -1;
     atomic_fetch_add_explicit(&s->op.st->metrics->state_cache_peak, (long long)s->state_peak,
                               memory_order_relaxed);
-    kp_key_spill_report(&s->spill);
+    kp_state_peak_report(&s->rocks, s->spill.state, s->op.st->metrics);
     for (int i = 0; i < s->nlate; i++)
         if (s->late[i]->vt->finish(s->late[i]) != 0)
             return -1;
@@ -421,6 +435,7 @@ static int session_barrier(kp_op *op, struct kp_snapshot *snap)
     kp_key_spill *sp = &s->spill;
     if (kp_key_spill_flush(sp, &s->keys, &ks_ops, s) != 0)
         return -1;
+    note_peak(s, kp_keytable_bytes(&s->keys) + s->items_bytes + kp_timer_heap_bytes(&s->timers), 1);
     if (sp->state &&
         kp_keyed_db_snapshot(op->st, op->node, sp->state, sp->kg_lo, sp->kg_hi, snap) != 0)
         return -1;
@@ -488,6 +503,7 @@ static int session_tick(kp_op *op, kp_time now)
                   (long long)(kp_keytable_bytes(&s->keys) + s->items_bytes +
                               kp_timer_heap_bytes(&s->timers) +
                               kp_state_disk_bytes(s->spill.state)));
+    kp_state_peak_sample(&s->rocks, s->spill.state, kp_mono_ms());
     return kp_op_window_tick(op, now);
 }
 

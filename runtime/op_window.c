@@ -52,6 +52,7 @@
 #include "op_window.h"
 #include "rng.h"
 #include "state.h"
+#include "state_peak.h"
 #include "window_agg.h"
 
 typedef struct pane {
@@ -108,6 +109,8 @@ typedef struct window_op {
     int kg_first, kg_end;
     uint64_t flush_rng;                   /* kp_op_window_flush_randomly (tests) */
     long long state_reported, state_next; /* kp_live_state */
+    /* RocksDB's memory, sampled on the tick */
+    kp_state_peak rocks;
 } window_op;
 
 static kp_time gcd64(kp_time a, kp_time b)
@@ -1081,13 +1084,7 @@ static void report_memory(window_op *w)
 {
     kp_metrics *m = w->op.st->metrics;
     atomic_fetch_add_explicit(&m->state_cache_peak, (long long)w->cache_peak, memory_order_relaxed);
-    if (w->state) {
-        kp_state_memory mem;
-        kp_state_memory_usage(w->state, &mem);
-        atomic_fetch_add_explicit(&m->state_rocksdb,
-                                  (long long)(mem.block_cache + mem.memtables + mem.table_readers),
-                                  memory_order_relaxed);
-    }
+    kp_state_peak_report(&w->rocks, w->state, m);
 }
 
 static int window_finish(kp_op *op)
@@ -1229,6 +1226,7 @@ static int window_tick(kp_op *op, kp_time now)
     window_op *w = (window_op *)op;
     kp_live_state(op->st->live, &w->state_reported, &w->state_next, kp_mono_ms(),
                   (long long)(w->cache_bytes + kp_state_disk_bytes(w->state)));
+    kp_state_peak_sample(&w->rocks, w->state, kp_mono_ms());
     return kp_op_window_tick(op, now);
 }
 

@@ -624,6 +624,9 @@ int kp_source_close(source_state *s, int rc)
     if (rc == 0 && st->print_stats)
         fprintf(stderr, "kappa: stats %s (%d/%d): {\"watermark\":%lld}\n", s->node->name,
                 st->index + 1, st->parallelism, (long long)s->emitted_wm);
+    if (s->r && s->r->memory_peak)
+        atomic_fetch_add_explicit(&st->metrics->readahead_peak, (long long)s->r->memory_peak(s->r),
+                                  memory_order_relaxed);
     if (s->r)
         s->r->close(s->r);
     if (s->dead)

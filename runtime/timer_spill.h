@@ -6,7 +6,7 @@
  *   due time (8, big endian, sign flipped) | key group (2, BE) | aux (8, BE, sign flipped) | key
  * with the key's hash as the value; `disk_min` remembers the earliest time on disk. Before a
  * timer is popped, timers due at or before it that are on disk are read back, in key (= time)
- * order, by one range scan of about half the limit, and that range is deleted. Firing order is
+ * order, by one range scan of about half the limit, and deleted (one point delete each). Firing order is
  * the order of due times, wherever the timers were; the owner sees the same timers as with an
  * in-memory heap. The heap array never shrinks: it holds up to about twice the limit.
  *
@@ -30,7 +30,7 @@ typedef struct kp_timer_spill {
     int on_disk;      /* timers are in RocksDB */
     kp_time disk_min; /* every timer in RocksDB is due at or after this */
     kp_state_batch *batch;
-    kp_buf rkey, lo, hi;
+    kp_buf rkey;
     long long spills, timers_out, timers_in;
 } kp_timer_spill;
 
