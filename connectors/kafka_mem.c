@@ -14,10 +14,12 @@ long long kp_kafka_stats_fetchq_bytes(const char *json, size_t len)
     long long sum = 0;
     const char *name;
     json_t *topic;
-    json_object_foreach(topics, name, topic) {
+    json_object_foreach(topics, name, topic)
+    {
         const char *id;
         json_t *part;
-        json_object_foreach(json_object_get(topic, "partitions"), id, part) {
+        json_object_foreach(json_object_get(topic, "partitions"), id, part)
+        {
             json_int_t q = json_integer_value(json_object_get(part, "fetchq_size"));
             sum += q > 0 ? (long long)q : 0;
         }

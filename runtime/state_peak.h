@@ -16,8 +16,8 @@
 #include "state.h"
 
 typedef struct kp_state_peak {
-    size_t peak;     /* bytes */
-    long long next;  /* mono ms of the next sample */
+    size_t peak;    /* bytes */
+    long long next; /* mono ms of the next sample */
 } kp_state_peak;
 
 /* Samples `st` (NULL: not open yet, nothing to sample) if a second has passed since the last
