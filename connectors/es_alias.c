@@ -204,27 +204,44 @@ int kp_es_alias_switch(const kp_es_admin *a, const char *alias, const char *from
     return rc;
 }
 
+/* index.blocks.write on `index` (true), or lifted (false). */
+static int write_block(const kp_es_admin *a, const char *index, int on, char *err, size_t errlen)
+{
+    char path[KP_ES_NAME_MAX + 32];
+    snprintf(path, sizeof path, "/%s/_settings", index);
+    return call_ok(a, "PUT", path,
+                   on ? "{\"index.blocks.write\":true}" : "{\"index.blocks.write\":false}",
+                   a->timeout_ms, NULL, err, errlen);
+}
+
 int kp_es_migrate(const kp_es_admin *a, const char *name, const char *to, const char *body,
                   char *err, size_t errlen)
 {
-    if (kp_es_index_create(a, to, body, err, errlen) != 0)
+    if (kp_es_index_create(a, to, body, err, errlen) != 0 ||
+        write_block(a, name, 1, err, errlen) != 0)
         return -1;
+    /* refreshed once blocked: _reindex reads what a search sees, so every acknowledged write */
+    int rc = kp_es_refresh(a, name, err, errlen);
     json_t *req = json_pack("{s:s,s:{s:s},s:{s:s,s:s}}", "conflicts", "proceed", "source", "index",
                             name, "dest", "index", to, "version_type", "external");
     char *text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
-    int rc = text ? call_ok(a, "POST", "/_reindex?wait_for_completion=true&refresh=true", text,
+    if (rc == 0)
+        rc = text ? call_ok(a, "POST", "/_reindex?wait_for_completion=true&refresh=true", text,
                             REINDEX_TIMEOUT_MS, NULL, err, errlen)
                   : -1;
     free(text);
+    if (rc == 0) {
+        req = json_pack("{s:[{s:{s:s,s:s,s:b}},{s:{s:s}}]}", "actions", "add", "index", to, "alias",
+                        name, "is_write_index", 1, "remove_index", "index", name);
+        text = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        rc = text ? call_ok(a, "POST", "/_aliases", text, a->timeout_ms, NULL, err, errlen) : -1;
+        free(text);
+    }
+    char ignored[256]; /* failed: the writers held by the block go on (the step is retried) */
     if (rc != 0)
-        return -1;
-    req = json_pack("{s:[{s:{s:s,s:s}},{s:{s:s}}]}", "actions", "add", "index", to, "alias", name,
-                    "remove_index", "index", name);
-    text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    rc = text ? call_ok(a, "POST", "/_aliases", text, a->timeout_ms, NULL, err, errlen) : -1;
-    free(text);
+        write_block(a, name, 0, ignored, sizeof ignored);
     return rc;
 }
 

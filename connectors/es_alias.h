@@ -48,9 +48,12 @@ int kp_es_index_delete(const kp_es_admin *a, const char *index, char *err, size_
 int kp_es_alias_switch(const kp_es_admin *a, const char *alias, const char *from, const char *to,
                        char *err, size_t errlen);
 
-/* The concrete index `name` becomes index `to` behind an alias `name`: `to` created with
- * `body`, the documents copied with `_reindex` (versions kept: version_type external), then one
- * `_aliases` call adds the alias and removes the old index. */
+/* The concrete index `name` becomes index `to` behind an alias `name`, losing no write: `to`
+ * created with `body`, a write block on `name` (index.blocks.write: writers get 403
+ * cluster_block_exception, which the es: sink retries), the documents copied with `_reindex`
+ * (versions kept: version_type external), then one `_aliases` call adds the alias (the write
+ * index) and removes the old index — the retried writes then land in `to` through the alias.
+ * On a failure the block is lifted again. */
 int kp_es_migrate(const kp_es_admin *a, const char *name, const char *to, const char *body,
                   char *err, size_t errlen);
 

@@ -194,8 +194,9 @@ int es_bulk_parse(const char *resp, size_t len, size_t n, size_t counts[5], es_i
         es_outcome what;
         if (status == 409 && type && !strcmp(type, "version_conflict_engine_exception"))
             what = conflict_kind(why);
-        else if (status == 429 || status >= 500)
-            what = ES_ITEM_RETRY;
+        else if (status == 429 || status >= 500 ||
+                 (status == 403 && type && !strcmp(type, "cluster_block_exception")))
+            what = ES_ITEM_RETRY; /* a block: an index being migrated (es_alias.h), a full disk */
         else
             what = ES_ITEM_REJECT;
         counts[what]++;

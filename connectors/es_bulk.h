@@ -63,7 +63,7 @@ typedef enum es_outcome {
     ES_ITEM_OK,     /* 2xx */
     ES_ITEM_DUP,    /* 409, current version == ours: our own earlier write already applied */
     ES_ITEM_STALE,  /* 409, current version > ours: a later firing or attempt wins */
-    ES_ITEM_RETRY,  /* 429, 5xx: transient, send again */
+    ES_ITEM_RETRY,  /* 429, 5xx, 403 cluster_block_exception: transient, send again */
     ES_ITEM_REJECT, /* other 4xx (mapping errors, ...): the on_error policy decides */
 } es_outcome;
 

@@ -97,6 +97,37 @@ static void save(void)
     free(text);
 }
 
+/* Finished records kept beyond those whose jobs still run (docs/bluegreen.md). */
+#define KEEP_FINISHED 32
+
+static bool job_live(kp_jm_t *jm, const char *id)
+{
+    kp_jm_job_t *job = *id ? kp_registry_find(jm, id) : NULL;
+    return job && !kp_job_state_terminal(job->state);
+}
+
+/* Drops the finished records nobody needs any more: true when some went. */
+static bool prune(kp_jm_t *jm)
+{
+    size_t finished = 0;
+    for (size_t i = 0; i < bg.n; i++)
+        finished += kp_bg_rec_finished(&bg.recs[i]);
+    if (finished <= KEEP_FINISHED)
+        return false;
+    bool *live = calloc(bg.n ? bg.n : 1, sizeof *live);
+    if (!live)
+        return false;
+    for (size_t i = 0; i < bg.n; i++) {
+        const kp_bg_rec *r = &bg.recs[i];
+        live[i] = job_live(jm, r->job_id) || job_live(jm, r->v1_id) || job_live(jm, r->v1r_id);
+    }
+    size_t n = kp_bg_prune(bg.recs, bg.n, live, KEEP_FINISHED);
+    free(live);
+    bool changed = n != bg.n;
+    bg.n = n;
+    return changed;
+}
+
 static int load(kp_jm_t *jm, char *err, size_t errlen)
 {
     char path[4096];
@@ -140,6 +171,7 @@ static kp_bg_rec *add_rec(void)
     kp_bg_rec *r = &bg.recs[bg.n++];
     memset(r, 0, sizeof *r);
     r->caught_since_ms = r->caught_up_ms = r->switched_ms = r->delete_at_ms = -1;
+    r->sync_attempt = -1;
     r->old_bytes = r->new_bytes = r->old_docs = r->new_docs = r->eta_ms = -1;
     r->last_v1_wm = INT64_MIN;
     r->transitions = json_array();
@@ -441,7 +473,8 @@ static void stop_v1(kp_jm_t *jm, kp_bg_rec *r, const char *why, char *how, size_
     snprintf(how, howlen, "v1 was not running");
     if (!v1 || kp_job_state_terminal(v1->state))
         return;
-    if (v1->state == KP_JOB_RUNNING &&
+    /* v1 still recovering (a restarted jobmanager): the request waits until it runs */
+    if (v1->state != KP_JOB_CANCELLING &&
         kp_jm_savepoint_request(jm, v1, "", true, r->sp_rid, &http, err, sizeof err) == 0) {
         snprintf(how, howlen, "v1 stops with a savepoint (request %s)", r->sp_rid);
         return;
@@ -464,6 +497,26 @@ static void follow_savepoint(kp_jm_t *jm, kp_bg_rec *r)
         json_decref(st);
         return;
     }
+    if (!st && v1 && !kp_job_state_terminal(v1->state)) {
+        /* requests live in the jobmanager's memory: this one was lost with a restart, and v1
+         * was recovered as a new attempt. Once it runs, it stops with a savepoint again. */
+        char err[512] = "", old[KP_JM_ID_LEN];
+        unsigned http = 0;
+        if (v1->state != KP_JOB_RUNNING)
+            return;
+        snprintf(old, sizeof old, "%s", r->sp_rid);
+        if (kp_jm_savepoint_request(jm, v1, "", true, r->sp_rid, &http, err, sizeof err) == 0) {
+            snprintf(msg, sizeof msg,
+                     "v1's savepoint request %s was lost (jobmanager restarted): v1 stops with a "
+                     "savepoint again (request %s)",
+                     old, r->sp_rid);
+            kp_bg_enter(r, KP_BG_SWITCHED, kp_wall_ms(), msg);
+            kp_jm_log("blue/green: %s", msg);
+            save();
+            return;
+        }
+        snprintf(r->sp_rid, sizeof r->sp_rid, "%s", old);
+    }
     if (loc) {
         snprintf(r->sp_path, sizeof r->sp_path, "%s", loc);
         snprintf(msg, sizeof msg, "v1's savepoint is complete: %.1000s", loc);
@@ -481,6 +534,78 @@ static void follow_savepoint(kp_jm_t *jm, kp_bg_rec *r)
     kp_bg_enter(r, KP_BG_SWITCHED, kp_wall_ms(), msg);
     kp_jm_log("blue/green: %s", msg);
     save();
+}
+
+/* SWITCHING, before the alias moves: proof that v2's index holds everything v2 emitted up to
+ * now — a checkpoint of v2 triggered after the hold completes only once every sink flushed and
+ * Elasticsearch acknowledged every write before its barrier (docs/checkpoints.md). Requested
+ * on demand (also without periodic checkpoints); a request lost with a jobmanager restart, or
+ * one that failed (v2 restarted, a decline), is made again. true once v2 is synced. */
+static bool sync_v2(kp_jm_t *jm, kp_bg_rec *r)
+{
+    kp_jm_job_t *v2 = kp_registry_find(jm, r->job_id);
+    char msg[1400], err[512] = "";
+    unsigned http = 0;
+    if (v2 && v2->state != KP_JOB_FINISHED && (int64_t)v2->attempt != r->sync_attempt) {
+        /* v2 restarted (or the jobmanager did) after the hold: it replays from its last
+         * checkpoint or start, so it must catch up again before a checkpoint proves anything */
+        snprintf(msg, sizeof msg,
+                 "v2 restarted (attempt %u) before its checkpoint completed: it catches up again",
+                 v2->attempt);
+        r->sync_rid[0] = 0;
+        r->caught_since_ms = -1;
+        kp_bg_enter(r, KP_BG_CATCHING_UP, kp_wall_ms(), msg);
+        kp_jm_log("blue/green (job %s): %s", r->job_id, msg);
+        save();
+        return false;
+    }
+    if (v2 && v2->state == KP_JOB_FINISHED) {
+        snprintf(msg, sizeof msg, "v2 FINISHED: its sinks flushed at the end of its input");
+    } else if (v2 && *r->sync_rid) {
+        json_t *st = kp_jm_savepoint_status(jm, v2, r->sync_rid);
+        const char *id = json_string_value(json_object_get(json_object_get(st, "status"), "id"));
+        json_t *op = json_object_get(st, "operation");
+        const char *loc = json_string_value(json_object_get(op, "location"));
+        if (st && id && strcmp(id, "COMPLETED")) { /* in progress */
+            json_decref(st);
+            return false;
+        }
+        if (!loc) {
+            const char *why = json_string_value(
+                json_object_get(json_object_get(op, "failure-cause"), "stack-trace"));
+            kp_jm_log("blue/green (job %s): v2's checkpoint %s did not complete (%.300s): "
+                      "requesting another",
+                      r->job_id, r->sync_rid, why ? why : "the request is gone: restarted?");
+            r->sync_rid[0] = 0;
+            json_decref(st);
+            save();
+            return false;
+        }
+        snprintf(msg, sizeof msg,
+                 "v2's checkpoint %lld complete (%.900s): Elasticsearch acknowledged every result "
+                 "v2 emitted before it",
+                 (long long)json_integer_value(json_object_get(st, "checkpoint")), loc);
+        json_decref(st);
+    } else {
+        if (!v2 || v2->state != KP_JOB_RUNNING)
+            return false; /* restarting: asked again once it runs */
+        if (kp_jm_checkpoint_request(jm, v2, r->sync_rid, &http, err, sizeof err) != 0) {
+            snprintf(r->error, sizeof r->error, "v2's checkpoint: %.480s", err);
+            r->sync_rid[0] = 0;
+            return false;
+        }
+        kp_jm_log("blue/green (job %s): caught up; checkpoint request %s before the switch",
+                  r->job_id, r->sync_rid);
+        save();
+        kp_failpoint("bluegreen.after_v2_checkpoint_request"); /* a restart asks again */
+        return false;
+    }
+    r->sync_rid[0] = 0;
+    r->v2_synced = true;
+    kp_bg_enter(r, KP_BG_SWITCHING, kp_wall_ms(), msg);
+    kp_jm_log("blue/green (job %s): %s", r->job_id, msg);
+    save();
+    return true;
 }
 
 /* Rollback: v1 again, as a new job from its manifest (its bindings already name its kept
@@ -697,6 +822,8 @@ static bool pick(kp_jm_t *jm, kp_bg_rec *r, work *w)
             return false;
         break;
     case KP_BG_SWITCHING:
+        if (r->mode == KP_BG_BLUEGREEN && !r->v2_synced && !sync_v2(jm, r))
+            return false;
         if (r->old_via_alias && !job_stopped(jm, r->v1_id)) {
             /* v1 writes through the alias: it must stop before the alias moves */
             cancel_v1(jm, r,
@@ -789,6 +916,9 @@ static void apply(kp_jm_t *jm, kp_bg_rec *r, work *w)
         snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "; %s", how);
         kp_bg_enter(r, KP_BG_SWITCHED, now, msg);
         kp_jm_log("blue/green: %s", msg);
+        save();
+        if (*r->sp_rid) /* the request only in this process: a restart must make it again */
+            kp_failpoint("bluegreen.after_v1_savepoint_request");
         break;
     case KP_BG_SWITCHED:
         snprintf(msg, sizeof msg, "v1's index %s deleted", r->sinks[0].old_index);
@@ -838,7 +968,7 @@ static void *run(void *arg)
         pthread_cond_timedwait(&bg.cond, &jm->lock, &ts);
         if (bg.stop)
             break;
-        bool changed = false;
+        bool changed = prune(jm);
         for (size_t i = 0; i < bg.n; i++) {
             kp_bg_rec *r = &bg.recs[i];
             if (kp_bg_phase_final(r->phase) || r->mode != KP_BG_BLUEGREEN)
@@ -849,7 +979,11 @@ static void *run(void *arg)
                 kp_bg_estimate(r, &o);
             if (r->phase == KP_BG_SWITCHED && r->sp_rid[0])
                 follow_savepoint(jm, r);
+            kp_bg_phase was = r->phase;
             changed |= kp_bg_observe(r, &o);
+            kp_jm_job_t *v2 = kp_registry_find(jm, r->job_id);
+            if (r->phase == KP_BG_SWITCHING && was != KP_BG_SWITCHING)
+                r->sync_attempt = v2 ? (int64_t)v2->attempt : -1; /* the one caught up */
         }
         if (changed)
             save();

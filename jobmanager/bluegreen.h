@@ -20,7 +20,7 @@ typedef enum kp_bg_phase {
     KP_BG_PREPARING,    /* physical indices being chosen/created; the job waits to deploy */
     KP_BG_READY,        /* not a blue/green: the job writes the alias's index (final) */
     KP_BG_CATCHING_UP,  /* v2 runs beside v1 into its own index */
-    KP_BG_SWITCHING,    /* caught up long enough: the alias moves to v2's index */
+    KP_BG_SWITCHING,    /* caught up long enough: a checkpoint of v2, then the alias moves */
     KP_BG_SWITCHED,     /* alias on v2, v1 cancelled; v1's index kept until delete_at */
     KP_BG_DONE,         /* v1's index deleted (final) */
     KP_BG_ABORTING,     /* v2 failed or was cancelled before the switch: its index goes */
@@ -79,6 +79,10 @@ typedef struct kp_bg_rec {
     bool new_deleted;                                 /* ROLLED_BACK: v2's index is gone */
     char sp_rid[KP_JM_ID_LEN];       /* v1's stop-with-savepoint request ("" = none or cancelled) */
     char sp_path[1024];              /* its savepoint once complete: a rollback restores it */
+    char sync_rid[KP_JM_ID_LEN];     /* SWITCHING: v2's checkpoint on demand ("" = none yet) */
+    bool v2_synced;                  /* that checkpoint completed: v2's writes are acknowledged */
+    int64_t sync_attempt;            /* v2's attempt that was caught up (-1 unknown): a later one
+                                    catches up again before its checkpoint counts */
     char error[512];                 /* the last Elasticsearch failure, retried */
     int64_t eta_ms, eta_gap, eta_at; /* not persisted: the estimate to the cut-over */
     json_t *transitions;             /* [{time, phase, message}] (owned) */
@@ -104,6 +108,13 @@ void kp_bg_enter(kp_bg_rec *r, kp_bg_phase to, int64_t now_ms, const char *messa
 /* The record as persisted and as REST shows it (new reference) / read back (0 or -1). */
 json_t *kp_bg_rec_json(const kp_bg_rec *r);
 int kp_bg_rec_load(kp_bg_rec *r, json_t *j, char *err, size_t errlen);
+/* Whether a record has nothing left to do (a final phase, or ROLLED_BACK with v2's index
+ * deleted): bluegreen.json may drop it. */
+bool kp_bg_rec_finished(const kp_bg_rec *r);
+/* Keeps every unfinished record, every finished one whose job is live (live[i]: a job it names
+ * still runs) and the last `keep` finished ones; drops the others (their transitions freed),
+ * keeping the order. Returns the new count. */
+size_t kp_bg_prune(kp_bg_rec *recs, size_t n, const bool *live, size_t keep);
 /* "3600000", "90s", "15m", "2h", "1d" → ms; -1 when malformed. */
 int64_t kp_bg_parse_duration(const char *s);
 

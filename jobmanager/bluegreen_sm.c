@@ -135,6 +135,16 @@ bool kp_bg_observe(kp_bg_rec *r, const kp_bg_obs *o)
             return true;
         }
         return r->phase == KP_BG_CATCHING_UP && catching_up(r, o);
+    case KP_BG_SWITCHING:
+        /* the alias has not moved while v2's checkpoint is pending: a v2 that ends now aborts */
+        if (r->mode == KP_BG_BLUEGREEN && !r->v2_synced && terminal_unfinished(o->v2_state)) {
+            snprintf(msg, sizeof msg,
+                     "v2 %s before its checkpoint completed: the alias stays on v1's index",
+                     kp_job_state_name(o->v2_state));
+            kp_bg_enter(r, KP_BG_ABORTING, o->now_ms, msg);
+            return true;
+        }
+        return false;
     default:
         return false;
     }
@@ -188,6 +198,9 @@ json_t *kp_bg_rec_json(const kp_bg_rec *r)
     json_object_set_new(o, "new_deleted", json_boolean(r->new_deleted));
     json_object_set_new(o, "v1_savepoint_request", json_string(r->sp_rid));
     json_object_set_new(o, "v1_savepoint", json_string(r->sp_path));
+    json_object_set_new(o, "v2_checkpoint_request", json_string(r->sync_rid));
+    json_object_set_new(o, "v2_synced", json_boolean(r->v2_synced));
+    json_object_set_new(o, "v2_attempt", json_integer(r->sync_attempt));
     /* a copy: the REST thread renders it after the lock is released */
     json_object_set_new(o, "transitions",
                         r->transitions ? json_deep_copy(r->transitions) : json_array());
@@ -242,6 +255,9 @@ int kp_bg_rec_load(kp_bg_rec *r, json_t *j, char *err, size_t errlen)
     r->new_deleted = json_is_true(json_object_get(j, "new_deleted"));
     copy_str(j, "v1_savepoint_request", r->sp_rid, sizeof r->sp_rid);
     copy_str(j, "v1_savepoint", r->sp_path, sizeof r->sp_path);
+    copy_str(j, "v2_checkpoint_request", r->sync_rid, sizeof r->sync_rid);
+    r->v2_synced = json_is_true(json_object_get(j, "v2_synced"));
+    r->sync_attempt = get_int(j, "v2_attempt", -1);
     r->eta_ms = -1;
     r->caught_since_ms = get_int(j, "caught_since_ms", -1);
     r->caught_up_ms = get_int(j, "caught_up_ms", -1);
@@ -258,6 +274,30 @@ int kp_bg_rec_load(kp_bg_rec *r, json_t *j, char *err, size_t errlen)
     json_t *t = json_object_get(j, "transitions");
     r->transitions = json_is_array(t) ? json_deep_copy(t) : json_array();
     return 0;
+}
+
+bool kp_bg_rec_finished(const kp_bg_rec *r)
+{
+    return kp_bg_phase_final(r->phase) || (r->phase == KP_BG_ROLLED_BACK && r->new_deleted);
+}
+
+size_t kp_bg_prune(kp_bg_rec *recs, size_t n, const bool *live, size_t keep)
+{
+    size_t finished = 0, seen = 0, out = 0;
+    for (size_t i = 0; i < n; i++)
+        finished += kp_bg_rec_finished(&recs[i]);
+    for (size_t i = 0; i < n; i++) {
+        bool done = kp_bg_rec_finished(&recs[i]);
+        seen += done;
+        if (done && !live[i] && finished - seen >= keep) { /* not among the last `keep` */
+            json_decref(recs[i].transitions);
+            continue;
+        }
+        if (out != i)
+            recs[out] = recs[i];
+        out++;
+    }
+    return out;
 }
 
 int64_t kp_bg_parse_duration(const char *s)

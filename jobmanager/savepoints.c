@@ -29,6 +29,7 @@ typedef struct sp_req {
     int64_t ckpt;     /* 0 while waiting */
     char dir[4096];
     bool cancel, drain;
+    bool checkpoint; /* a plain checkpoint on demand (blue/green's sync): no copy, no dir */
     sp_state state;
     char failure[600];
 } sp_req;
@@ -107,7 +108,8 @@ static void trigger(kp_jm_t *jm, kp_jm_job_t *job, sp_req *r)
     if (!coord)
         return; /* not running (yet, or again): the request waits */
     kp_time now = kp_wall_ms();
-    int64_t id = kp_ckpt_coord_trigger_savepoint(coord, now, r->dir);
+    int64_t id = r->checkpoint ? kp_ckpt_coord_trigger_now(coord, now)
+                               : kp_ckpt_coord_trigger_savepoint(coord, now, r->dir);
     if (id <= 0)
         return; /* max concurrent checkpoints in flight: the next round */
     r->ckpt = id;
@@ -117,8 +119,9 @@ static void trigger(kp_jm_t *jm, kp_jm_job_t *job, sp_req *r)
         kp_control_send_drain(jm, job, id, now);
     else
         kp_control_send_ckpt(jm, job, KP_FRAME_TRIGGER_CHECKPOINT, id, now, NULL);
-    kp_jm_log("job %s (%s): savepoint %lld triggered into %s%s", job->id, job->name, (long long)id,
-              r->dir,
+    kp_jm_log("job %s (%s): %s %lld triggered%s%s%s", job->id, job->name,
+              r->checkpoint ? "checkpoint (on demand)" : "savepoint", (long long)id,
+              r->checkpoint ? "" : " into ", r->dir,
               r->drain    ? " after the sources drained (then the job finishes)"
               : r->cancel ? " (then the job stops)"
                           : "");
@@ -141,8 +144,11 @@ static void follow(kp_jm_t *jm, kp_jm_job_t *job, sp_req *r)
         set_failed(r, s->failure);
     } else if (s->status == KP_CKPT_COMPLETED) {
         r->state = SP_COMPLETED;
-        kp_jm_log("job %s (%s): savepoint %lld complete: %s", job->id, job->name,
-                  (long long)r->ckpt, r->dir);
+        if (r->checkpoint)
+            snprintf(r->dir, sizeof r->dir, "%s", s->path ? s->path : "");
+        kp_jm_log("job %s (%s): %s %lld complete: %s", job->id, job->name,
+                  r->checkpoint ? "checkpoint (on demand)" : "savepoint", (long long)r->ckpt,
+                  r->dir);
         if (r->cancel && !r->drain) { /* drained: its sources end, the job finishes */
             char msg[4200];
             snprintf(msg, sizeof msg, "stopped with a savepoint at %s", r->dir);
@@ -171,7 +177,8 @@ void kp_jm_savepoints_step(kp_jm_t *jm, kp_jm_job_t *job)
 }
 
 static int request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel, bool drain,
-                   char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen)
+                   bool checkpoint, char rid[KP_JM_ID_LEN], unsigned *http, char *err,
+                   size_t errlen)
 {
     *http = 400;
     if (kp_job_state_terminal(job->state) || job->state == KP_JOB_CANCELLING) {
@@ -187,12 +194,14 @@ static int request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel, 
         return -1;
     }
     random_hex(r->rid);
-    if (*dir)
+    if (checkpoint)
+        r->dir[0] = 0;
+    else if (*dir)
         snprintf(r->dir, sizeof r->dir, "%s", dir);
     else
         snprintf(r->dir, sizeof r->dir, "%.3000s/savepoints/%s-%.12s",
                  job->ckpt.dir ? job->ckpt.dir : jm->cfg.ckpt_dir, job->name, r->rid);
-    if (!dir_usable(r->dir, err, errlen)) {
+    if (!checkpoint && !dir_usable(r->dir, err, errlen)) {
         nreqs--;
         free(r);
         return -1;
@@ -200,6 +209,7 @@ static int request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel, 
     snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
     r->cancel = cancel || drain;
     r->drain = drain;
+    r->checkpoint = checkpoint;
     r->state = SP_WAITING;
     memcpy(rid, r->rid, KP_JM_ID_LEN);
     kp_jm_wake(jm); /* triggered by the control thread's next round */
@@ -209,13 +219,19 @@ static int request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel, 
 int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel,
                             char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen)
 {
-    return request(jm, job, dir, cancel, false, rid, http, err, errlen);
+    return request(jm, job, dir, cancel, false, false, rid, http, err, errlen);
+}
+
+int kp_jm_checkpoint_request(kp_jm_t *jm, kp_jm_job_t *job, char rid[KP_JM_ID_LEN], unsigned *http,
+                             char *err, size_t errlen)
+{
+    return request(jm, job, "", false, false, true, rid, http, err, errlen);
 }
 
 int kp_jm_savepoint_drain(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, char rid[KP_JM_ID_LEN],
                           unsigned *http, char *err, size_t errlen)
 {
-    return request(jm, job, dir, true, true, rid, http, err, errlen);
+    return request(jm, job, dir, true, true, false, rid, http, err, errlen);
 }
 
 json_t *kp_jm_savepoint_status(kp_jm_t *jm, const kp_jm_job_t *job, const char *rid)

@@ -25,6 +25,12 @@ struct kp_ckpt_coord *kp_jm_ckpt_coord_now(kp_jm_t *jm, kp_jm_job_t *job, char *
  * hex digits) into rid. 0, or -1 with err and the HTTP status for it in *http. */
 int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel,
                             char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen);
+/* A plain checkpoint of `job` on demand (blue/green's proof that every result before it is
+ * acknowledged by the sinks): as a savepoint request without the copy, followed the same way
+ * (kp_jm_savepoint_status; "location" is then the checkpoint's _metadata). Works without
+ * periodic checkpoints (the coordinator is started for it, kp_jm_ckpt_coord_now). */
+int kp_jm_checkpoint_request(kp_jm_t *jm, kp_jm_job_t *job, char rid[KP_JM_ID_LEN], unsigned *http,
+                             char *err, size_t errlen);
 /* kappa stop --drain: the sources end their input first — the final watermark fires every
  * window — then the savepoint is taken and the job ends FINISHED (not cancelled). */
 int kp_jm_savepoint_drain(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, char rid[KP_JM_ID_LEN],

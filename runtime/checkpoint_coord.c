@@ -274,6 +274,13 @@ int64_t kp_ckpt_coord_trigger_savepoint(kp_ckpt_coord *c, kp_time now_ms, const 
     return start(c, now_ms, dir);
 }
 
+int64_t kp_ckpt_coord_trigger_now(kp_ckpt_coord *c, kp_time now_ms)
+{
+    if (c->job_failed || c->n == 0 || c->np >= c->cfg.max_concurrent)
+        return 0;
+    return start(c, now_ms, NULL);
+}
+
 static int find(const kp_ckpt_coord *c, int64_t id)
 {
     for (int i = 0; i < c->np; i++)

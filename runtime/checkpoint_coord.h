@@ -52,6 +52,9 @@ int64_t kp_ckpt_coord_tick(kp_ckpt_coord *c, kp_time now_ms);
  * then 0). On completion the checkpoint is copied into `dir` (kp_ckpt_store_savepoint).
  * Returns the id, or 0. */
 int64_t kp_ckpt_coord_trigger_savepoint(kp_ckpt_coord *c, kp_time now_ms, const char *dir);
+/* Triggers a checkpoint now, on demand (regardless of interval and min pause, even with
+ * periodic checkpoints off; not beyond max concurrent: then 0). Returns the id, or 0. */
+int64_t kp_ckpt_coord_trigger_now(kp_ckpt_coord *c, kp_time now_ms);
 
 typedef enum kp_coord_event {
     KP_COORD_PENDING = 0, /* recorded; the checkpoint waits for more acknowledgements */

@@ -95,6 +95,12 @@ void kp_cli_print_bluegreen(json_t *job)
                (long long)json_integer_value(json_object_get(st, "old_bytes")),
                (long long)json_integer_value(json_object_get(st, "new_docs")),
                (long long)json_integer_value(json_object_get(st, "new_bytes")));
+    if (*kp_rest_str(bg, "v2_checkpoint_request", buf, sizeof buf) && strcmp(buf, "-"))
+        printf("  waiting for v2's checkpoint before the switch (request %s)\n", buf);
+    if (*kp_rest_str(bg, "v1_savepoint_request", buf, sizeof buf) && strcmp(buf, "-"))
+        printf("  v1 stopping with a savepoint (request %s)\n", buf);
+    if (*kp_rest_str(bg, "v1_savepoint", buf, sizeof buf) && strcmp(buf, "-"))
+        printf("  v1's savepoint: %s\n", buf);
     if (*kp_rest_str(bg, "error", buf, sizeof buf) && strcmp(buf, "-"))
         printf("  last error (retried): %s\n", buf);
     printf("  transitions:\n");

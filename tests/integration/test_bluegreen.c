@@ -181,6 +181,8 @@ static json_t *bluegreen(const char *job)
     cr_assert_eq(r.status, 200, "GET %s: %ld", path, r.status);
     json_t *bg = json_incref(json_object_get(r.body, "bluegreen"));
     http_free(&r);
+    if (!json_is_object(bg)) /* seen once (1 run in 4): what the jobmanager did */
+        kp_test_sh("(tail -n 40 %s/jm.log; cat %s/jm/bluegreen.json) >&2", dir_, dir_);
     cr_assert(json_is_object(bg), "job %s has no blue/green record", job);
     return bg;
 }
@@ -295,9 +297,11 @@ Test(bluegreen, switch_rollback_and_aborts)
              kp_test_env("KAPPA_SRC"), es_, alias_, path_in("v1.sorted"), path_in("v2.sorted"),
              path_in("reader.out"), path_in("stop"));
     reader_ = spawn_sh(cmd);
+    /* v2's sink sends a partial bulk only after 5 s, longer than the 1 s hold: only the
+     * checkpoint of v2 before the switch makes its index complete when the alias moves */
     cr_assert_eq(
-        SUBMIT("v2", "hourly_clicks_v2", "bg-v2", "",
-               "--replace bg-v1 --keep-old 1h --conf bluegreen.hold_ms=2000 --conf "
+        SUBMIT("v2", "hourly_clicks_v2", "bg-v2", "?flush_ms=5000",
+               "--replace bg-v1 --keep-old 1h --conf bluegreen.hold_ms=1000 --conf "
                "'es.index_body={\"settings\":{\"index\":{\"refresh_interval\":\"900ms\"}}}'"),
         0, "(%s/v2.err)", dir_);
     await_phase("bg-v2", "CATCHING_UP", 120);
@@ -335,7 +339,8 @@ Test(bluegreen, switch_rollback_and_aborts)
     long long caught = json_integer_value(json_object_get(bg, "caught_up_ms"));
     long long switched = json_integer_value(json_object_get(bg, "switched_ms"));
     fprintf(stderr,
-            "bluegreen: caught up -> switched %lld ms (the hold of 2000 ms included); at the "
+            "bluegreen: caught up -> switched %lld ms (the hold of 1000 ms and v2's checkpoint "
+            "included); at the "
             "switch v1's index %lld docs %lld bytes, v2's %lld docs %lld bytes\n",
             switched - caught, (long long)json_integer_value(json_object_get(storage, "old_docs")),
             (long long)json_integer_value(json_object_get(storage, "old_bytes")),
@@ -347,6 +352,10 @@ Test(bluegreen, switch_rollback_and_aborts)
                  0, "kappa status shows no blue/green (%s/status.out)", dir_);
     cr_assert_eq(kp_test_sh("grep -q 'caught up for .*Kafka lag [0-9]' %s/status.out", dir_), 0,
                  "the caught-up rule did not use v2's Kafka lag (%s/status.out)", dir_);
+    cr_assert_eq(kp_test_sh("grep -q \"SWITCHING -> SWITCHING: v2's checkpoint [0-9]* complete\" "
+                            "%s/status.out",
+                            dir_),
+                 0, "no checkpoint of v2 before the switch (%s/status.out)", dir_);
 
     /* the clock hour closes: a result both versions produce, arriving after the switch */
     kp_test_sh("touch %s/stop-feeder", dir_); /* it ends its round: fed counts every event */
@@ -460,12 +469,45 @@ static void restart_jobmanager(void)
     restart_jobmanager_with(NULL);
 }
 
+/* Waits until the jobmanager stops at its failpoint (_exit(137)). */
+static void await_failpoint(const char *name)
+{
+    int st = 0;
+    double end = now_s() + 300;
+    while (waitpid(jm_.pid, &st, WNOHANG) == 0 && now_s() < end)
+        usleep(100 * 1000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 137,
+              "the jobmanager did not stop at the failpoint %s (%s/jm.log)", name, dir_);
+}
+
+/* `field` of v2's record in bluegreen.json (the last one: v1's came first), as JSON text. */
+static const char *v2_record(const char *field, char *buf, size_t len)
+{
+    capture(buf, len,
+            "python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))[-1]"
+            "[sys.argv[2]]))' %s/jm/bluegreen.json %s 2>&1",
+            dir_, field);
+    return buf;
+}
+
+/* The jobmanager stopped at failpoint fp, the alias on `index`, v2's record in `phase`. */
+static void crashed_at(const char *fp, const char *index, const char *phase)
+{
+    char buf[256], want[64];
+    await_failpoint(fp);
+    cr_assert_str_eq(alias_target(buf, sizeof buf), index, "after %s", fp);
+    snprintf(want, sizeof want, "\"%s\"", phase);
+    cr_assert_str_eq(v2_record("phase", buf, sizeof buf), want, "after %s", fp);
+}
+
 /* A restarted jobmanager recovers the jobs that ran as new attempts (docs/cluster.md) and the
  * blue/green records from its state dir: killed during the catch-up, the procedure goes on;
- * crashed (failpoint bluegreen.after_alias_switch) between the _aliases call and the record's
- * save, the restarted one completes the switch without moving anything twice; killed right
- * after the switch, v1's index is still deleted once --keep-old is over. The switch and the
- * deletion are each recorded once. */
+ * crashed (failpoints) right after v2's checkpoint was requested, the restarted one asks again
+ * and switches only once one completed; crashed between the _aliases call and the record's
+ * save, it completes the switch without moving anything twice; crashed right after the switch,
+ * before v1's stop-with-savepoint ran, it stops v1 with a savepoint again and records its path;
+ * v1's index is still deleted once --keep-old is over. The switch and the deletion are each
+ * recorded once. */
 Test(bluegreen, jobmanager_restarts_mid_procedure)
 {
     start_cluster();
@@ -477,54 +519,68 @@ Test(bluegreen, jobmanager_restarts_mid_procedure)
 
     /* killed during the catch-up (a hold of 8 s keeps it there) */
     cr_assert_eq(SUBMIT("v2", "hourly_clicks_v2", "bg-v2", "",
-                        "--replace bg-v1 --keep-old 8s --conf bluegreen.hold_ms=8000"),
+                        "--replace bg-v1 --keep-old 45s --conf bluegreen.hold_ms=8000"),
                  0, "(%s/v2.err)", dir_);
     await_state("bg-v2", "RUNNING", 120);
     await_phase("bg-v2", "CATCHING_UP", 60);
     sink_field("bg-v2", "new_index", v2_index, sizeof v2_index);
     json_t *bg;
     cr_assert_eq(http_status(v2_index), 200);
-    restart_jobmanager_with("bluegreen.after_alias_switch");
+    restart_jobmanager_with("bluegreen.after_v2_checkpoint_request");
     cr_assert_str_eq(phase_of("bg-v2", buf, sizeof buf), "CATCHING_UP");
     cr_assert_str_eq(alias_target(target, sizeof target), v1_index);
 
-    /* recovered, caught up again; the jobmanager dies right after the _aliases call, before
-     * the record says so (the failpoint: _exit(137)) */
-    int st = 0;
-    double end = now_s() + 300;
-    while (waitpid(jm_.pid, &st, WNOHANG) == 0 && now_s() < end)
-        usleep(100 * 1000);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 137,
-              "the jobmanager did not stop at the "
-              "failpoint (%s/jm.log)",
-              dir_);
-    cr_assert_str_eq(alias_target(target, sizeof target), v2_index);
-    cr_assert_eq(kp_test_sh("grep -q '\"phase\": \"SWITCHING\"' %s/jm/bluegreen.json", dir_), 0,
-                 "the record moved on before the crash");
-    restart_jobmanager(); /* the switch is done again: the alias is already there */
-    await_phase("bg-v2", "SWITCHED", 60);
-    cr_assert_str_eq(alias_target(target, sizeof target), v2_index);
-    await_state("bg-v1", "CANCELED", 60);
+    /* recovered, caught up again; dies once v2's checkpoint is requested (saved, not done) */
+    crashed_at("bluegreen.after_v2_checkpoint_request", v1_index, "SWITCHING");
+    cr_assert_str_eq(v2_record("v2_synced", buf, sizeof buf), "false");
+    cr_assert_eq(strlen(v2_record("v2_checkpoint_request", buf, sizeof buf)), 34,
+                 "no pending checkpoint request in the record: %s", buf);
 
-    /* killed right after the switch */
+    /* the request is gone with the process: asked again; the jobmanager dies right after the
+     * _aliases call, before the record says so */
+    restart_jobmanager_with("bluegreen.after_alias_switch");
+    crashed_at("bluegreen.after_alias_switch", v2_index, "SWITCHING"); /* not saved yet */
+    cr_assert_str_eq(v2_record("v2_synced", buf, sizeof buf), "true");
+
+    /* the switch is done again (the alias is already there); the jobmanager dies right after
+     * the record says SWITCHED, v1's stop-with-savepoint requested but not run */
+    restart_jobmanager_with("bluegreen.after_v1_savepoint_request");
+    crashed_at("bluegreen.after_v1_savepoint_request", v2_index, "SWITCHED");
+    cr_assert_str_eq(v2_record("v1_savepoint", buf, sizeof buf), "\"\"");
+    cr_assert_eq(strlen(v2_record("v1_savepoint_request", buf, sizeof buf)), 34,
+                 "no pending savepoint request in the record: %s", buf);
+
+    /* started again: v1 (recovered) stops with a savepoint again, its path recorded */
     restart_jobmanager();
     cr_assert_eq(http_status(v1_index), 200, "v1's index went before --keep-old was over");
-    await_phase("bg-v2", "DONE", 60);
+    await_state("bg-v1", "CANCELED", 120);
+    for (int i = 0; i < 100 && strncmp(v2_record("v1_savepoint", buf, sizeof buf), "\"/", 2); i++)
+        usleep(200 * 1000);
+    bg = bluegreen("bg-v2");
+    const char *sp = json_string_value(json_object_get(bg, "v1_savepoint"));
+    cr_assert(sp && *sp == '/', "v1's savepoint path was lost with the restart: '%s'", sp);
+    fprintf(stderr, "bluegreen: v1 stopped with savepoint %s after the restart\n", sp);
+    cr_assert_eq(kp_test_sh("test -f '%s/_metadata'", sp), 0, "no savepoint at %s", sp);
+    json_decref(bg);
+
+    await_phase("bg-v2", "DONE", 120);
     cr_assert_eq(http_status(v1_index), 404, "v1's index was not deleted after --keep-old");
     cr_assert_str_eq(alias_target(target, sizeof target), v2_index);
-    await_state("bg-v1", "CANCELED", 60);
     await_alias(path_in("v2.sorted"), 60);
     bg = bluegreen("bg-v2");
-    size_t switched = 0, done = 0, i;
+    size_t switched = 0, done = 0, synced = 0, i;
     json_t *t;
     json_array_foreach(json_object_get(bg, "transitions"), i, t)
     {
-        switched += !strcmp(json_string_value(json_object_get(t, "from")), "SWITCHING") &&
-                    !strcmp(json_string_value(json_object_get(t, "to")), "SWITCHED");
-        done += !strcmp(json_string_value(json_object_get(t, "to")), "DONE");
+        const char *from = json_string_value(json_object_get(t, "from"));
+        const char *to = json_string_value(json_object_get(t, "to"));
+        switched += !strcmp(from, "SWITCHING") && !strcmp(to, "SWITCHED");
+        synced += !strcmp(from, "SWITCHING") && !strcmp(to, "SWITCHING");
+        done += !strcmp(to, "DONE");
     }
     json_decref(bg);
     cr_assert_eq(switched, 1, "switched %zu times", switched);
+    cr_assert_eq(synced, 1, "v2 synced %zu times", synced);
     cr_assert_eq(done, 1, "v1's index deleted %zu times", done);
 
     for (int k = 0; k < 2; k++)

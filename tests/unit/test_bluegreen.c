@@ -216,6 +216,7 @@ Test(bluegreen, record_survives_its_json)
     r.last_v1_seen = true;
     r.last_v1_wm = -5;
     r.old_bytes = 1 << 20;
+    strcpy(r.sync_rid, "00112233445566778899aabbccddeeff");
     kp_bg_enter(&r, KP_BG_SWITCHING, 42, "caught up");
     json_t *j = kp_bg_rec_json(&r);
     char *text = json_dumps(j, JSON_COMPACT);
@@ -239,6 +240,8 @@ Test(bluegreen, record_survives_its_json)
     cr_assert_eq(l.switched_ms, 99);
     cr_assert_eq(l.last_v1_wm, -5);
     cr_assert_eq(l.old_bytes, 1 << 20);
+    cr_assert_str_eq(l.sync_rid, r.sync_rid, "v2's checkpoint request survives a restart");
+    cr_assert_not(l.v2_synced);
     cr_assert_eq(json_array_size(l.transitions), 1);
     json_t *t = json_array_get(l.transitions, 0);
     cr_assert_str_eq(json_string_value(json_object_get(t, "from")), "CATCHING_UP");
@@ -277,4 +280,69 @@ Test(bluegreen, index_versions)
     cr_assert_eq(kp_es_version_of("clicks", "clicks-v1-v2"), 0, "another alias's version");
     cr_assert_eq(kp_es_version_of("clicks-v1", "clicks-v1-v2"), 2);
     cr_assert_eq(kp_es_version_of("clicks", "clicks-v-1"), 0);
+}
+
+/* SWITCHING waits for v2's checkpoint (bluegreen.c): until it completed the alias has not
+ * moved, so a v2 that fails or is cancelled then aborts like one still catching up; once
+ * synced, the switch goes on whatever v2 does. */
+Test(bluegreen, v2_ending_before_its_checkpoint_aborts)
+{
+    kp_bg_rec r = rec(0);
+    r.phase = KP_BG_SWITCHING;
+    kp_bg_obs o = obs(10, 1000, 5000, 1000, 5000);
+    cr_assert_not(kp_bg_observe(&r, &o), "a running v2 waits for its checkpoint");
+    cr_assert_eq(r.phase, KP_BG_SWITCHING);
+    o.v2_state = KP_JOB_RESTARTING;
+    cr_assert_not(kp_bg_observe(&r, &o), "a restart is not an end: the request is made again");
+    o.v2_state = KP_JOB_FAILED;
+    cr_assert(kp_bg_observe(&r, &o));
+    cr_assert_eq(r.phase, KP_BG_ABORTING);
+    json_decref(r.transitions);
+
+    r = rec(0);
+    r.phase = KP_BG_SWITCHING;
+    r.v2_synced = true;
+    o.v2_state = KP_JOB_CANCELED;
+    cr_assert_not(kp_bg_observe(&r, &o), "synced: the alias moves even if v2 stops now");
+    cr_assert_eq(r.phase, KP_BG_SWITCHING);
+    json_decref(r.transitions);
+}
+
+static kp_bg_rec at(kp_bg_phase phase, int tag)
+{
+    kp_bg_rec r = rec(0);
+    r.phase = phase;
+    snprintf(r.job_id, sizeof r.job_id, "job%d", tag);
+    return r;
+}
+
+/* bluegreen.json keeps what is unfinished, what live jobs take part in, and the last N finished
+ * records; the oldest finished others go, the order stays. */
+Test(bluegreen, prune_keeps_the_unfinished_the_live_and_the_last_finished)
+{
+    kp_bg_rec recs[8] = {
+        at(KP_BG_DONE, 0),        at(KP_BG_SWITCHED, 1),    /* v1's index kept: rollback */
+        at(KP_BG_ABORTED, 2),     at(KP_BG_READY, 3),       /* live */
+        at(KP_BG_ROLLED_BACK, 4), at(KP_BG_ROLLED_BACK, 5), /* 5: v2's index deleted */
+        at(KP_BG_CATCHING_UP, 6), at(KP_BG_DONE, 7)};
+    recs[5].new_deleted = true;
+    bool live[8] = {[3] = true};
+    cr_assert(kp_bg_rec_finished(&recs[0]) && kp_bg_rec_finished(&recs[5]));
+    cr_assert_not(kp_bg_rec_finished(&recs[4]), "v2's index still to delete");
+    cr_assert_not(kp_bg_rec_finished(&recs[1]));
+    /* finished: 0, 2, 3 (live), 5, 7; keep the last 2 → 5 and 7; 3 stays (live) */
+    size_t n = kp_bg_prune(recs, 8, live, 2);
+    cr_assert_eq(n, 6);
+    const char *want[] = {"job1", "job3", "job4", "job5", "job6", "job7"};
+    for (size_t i = 0; i < n; i++)
+        cr_assert_str_eq(recs[i].job_id, want[i], "record %zu", i);
+    bool live2[6] = {0};
+    cr_assert_eq(kp_bg_prune(recs, n, live2, 8), n, "fewer finished than kept: nothing goes");
+    n = kp_bg_prune(recs, n, live2, 0);
+    cr_assert_eq(n, 3, "keep 0: only the unfinished remain");
+    cr_assert_str_eq(recs[0].job_id, "job1");
+    cr_assert_str_eq(recs[1].job_id, "job4");
+    cr_assert_str_eq(recs[2].job_id, "job6");
+    for (size_t i = 0; i < n; i++)
+        json_decref(recs[i].transitions);
 }

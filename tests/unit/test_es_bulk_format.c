@@ -121,6 +121,26 @@ Test(es_bulk_format, every_item_is_classified)
     cr_assert_eq(es_bulk_parse("<html>", 6, 1, counts, NULL, NULL, err, sizeof err), -1);
 }
 
+/* A write block (index.blocks.write, set while the jobmanager migrates a concrete index behind
+ * an alias, or a node's read-only disk block) is transient: retried, not rejected. Another 403
+ * (a security refusal) is not. */
+Test(es_bulk_format, write_block_is_retried)
+{
+    size_t counts[5] = {0};
+    char err[256];
+    const char *resp =
+        "{\"took\":20,\"errors\":true,\"items\":["
+        "{\"index\":{\"_index\":\"clicks\",\"_id\":\"a\",\"status\":403,\"error\":{\"type\":"
+        "\"cluster_block_exception\",\"reason\":\"index [clicks] blocked by: [FORBIDDEN/8/index "
+        "write (api)];\"}}},"
+        "{\"index\":{\"_id\":\"b\",\"status\":403,\"error\":{\"type\":"
+        "\"security_exception\",\"reason\":\"no permissions\"}}}]}";
+    cr_assert_eq(es_bulk_parse(resp, strlen(resp), 2, counts, NULL, NULL, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(counts[ES_ITEM_RETRY], 1);
+    cr_assert_eq(counts[ES_ITEM_REJECT], 1);
+}
+
 Test(es_bulk_format, latency_quantiles)
 {
     es_hist h = {0};
