@@ -60,15 +60,13 @@
  * Failpoint kafka.mid_commit (runtime/failpoint.h): after the broker committed a transaction
  * of a completed checkpoint, before the writer counts it — with `crash`, the transactions of
  * the same commit() call after it stay uncommitted, and the restore re-sends them (Recovery).
- * kafka.mid_final_commit is the same point in flush()'s commits at end of input. With a final
- * checkpoint (`kappa run --local` with checkpoints: the sources wait at the end of their input
- * for a checkpoint taken after it, FLIP-147, docs/checkpoints.md "Bounded inputs") that
- * checkpoint's notification, served before the sink finishes, committed every record: flush()
- * commits an empty transaction, and a crash there restores from the final checkpoint with
- * nothing to re-send. KNOWN GAP where no final checkpoint is taken (a cluster job, for now):
- * those commits hold the records after the last checkpoint, so a crash after one of them and
- * before the job ends replays, from the last completed checkpoint, records that are already
- * committed: duplicates for read_committed readers.
+ * kafka.mid_final_commit is the same point in flush()'s commits at end of input. With
+ * checkpoints the sources wait at the end of their input for a final checkpoint taken after
+ * it (FLIP-147, docs/checkpoints.md "Bounded inputs"), whose notification, served before the
+ * sink finishes, committed every record: flush() commits an empty transaction, and a crash
+ * there restores from the final checkpoint with nothing to re-send. (A run whose
+ * coordinator takes no final checkpoint — a test's own kp_exec_control — commits the records
+ * after its last checkpoint there, outside any checkpoint: a crash then duplicates them.)
  * Recovery (option `recoverable`, default 1, with checkpoints). librdkafka cannot resume
  * another producer's transaction (Flink sets the producer id and epoch by reflection; Kafka's
  * KIP-939 two-phase commit is not in librdkafka 2.0), so a process that dies after a

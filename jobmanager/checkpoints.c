@@ -230,6 +230,25 @@ static void commit_run(void *arg)
 static void after_event(kp_jm_t *jm, kp_jm_job_t *job, kp_ckpt_coord *coord);
 static kp_ckpt_coord *live_coord(const kp_jm_job_t *job);
 
+/* The final checkpoint of bounded inputs (docs/checkpoints.md, Bounded inputs): every source
+ * subtask took it after the end of its input — its acknowledgement says "end_of_input": true;
+ * other subtasks' say nothing. Then the completion tells the sources to end. */
+static bool final_checkpoint(const kp_ckpt_commit *r)
+{
+    int at_end = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (!strstr(r->acks[i], "\"end_of_input\"")) /* not a source: no need to parse */
+            continue;
+        json_t *ack = json_loads(r->acks[i], 0, NULL);
+        int end = json_is_true(json_object_get(ack, "end_of_input"));
+        json_decref(ack);
+        if (!end)
+            return false;
+        at_end++;
+    }
+    return at_end > 0;
+}
+
 static void commit_done(kp_jm_t *jm, void *arg)
 {
     io_commit *it = arg;
@@ -244,7 +263,7 @@ static void commit_done(kp_jm_t *jm, void *arg)
             kp_jm_log("job %s (%s): checkpoint %lld complete: %s", job->id, job->name, id,
                       it->r->path);
             if (live && kp_failpoint("coord.after_complete_before_notify") == 0)
-                kp_control_send_ckpt(jm, job, KP_FRAME_CHECKPOINT_COMPLETE, it->r->id, 0, NULL);
+                kp_control_send_complete(jm, job, it->r->id, final_checkpoint(it->r));
         } else if (ev == KP_COORD_FAILED) {
             kp_jm_log("job %s (%s): checkpoint %lld failed to complete: %s", job->id, job->name, id,
                       it->r->err);

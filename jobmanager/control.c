@@ -282,7 +282,7 @@ void kp_control_send_cancel(kp_jm_t *jm, const kp_jm_job_t *job, const char *rea
 }
 
 static void send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
-                      kp_time timestamp_ms, const char *reason, bool drain)
+                      kp_time timestamp_ms, const char *reason, bool drain, bool final)
 {
     Kappa__Control__TriggerCheckpoint t = KAPPA__CONTROL__TRIGGER_CHECKPOINT__INIT;
     Kappa__Control__NotifyCheckpointComplete c = KAPPA__CONTROL__NOTIFY_CHECKPOINT_COMPLETE__INIT;
@@ -292,6 +292,7 @@ static void send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
     t.checkpoint_id = c.checkpoint_id = a.checkpoint_id = id;
     t.timestamp_ms = timestamp_ms;
     t.drain = drain;
+    c.final = final;
     a.reason = (char *)(reason ? reason : "");
     const ProtobufCMessage *msg = type == KP_FRAME_TRIGGER_CHECKPOINT    ? &t.base
                                   : type == KP_FRAME_CHECKPOINT_COMPLETE ? &c.base
@@ -314,12 +315,17 @@ static void send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
 void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t id,
                           kp_time timestamp_ms, const char *reason)
 {
-    send_ckpt(jm, job, type, id, timestamp_ms, reason, false);
+    send_ckpt(jm, job, type, id, timestamp_ms, reason, false, false);
+}
+
+void kp_control_send_complete(kp_jm_t *jm, const kp_jm_job_t *job, int64_t id, bool final)
+{
+    send_ckpt(jm, job, KP_FRAME_CHECKPOINT_COMPLETE, id, 0, NULL, false, final);
 }
 
 void kp_control_send_drain(kp_jm_t *jm, const kp_jm_job_t *job, int64_t id, kp_time timestamp_ms)
 {
-    send_ckpt(jm, job, KP_FRAME_TRIGGER_CHECKPOINT, id, timestamp_ms, NULL, true);
+    send_ckpt(jm, job, KP_FRAME_TRIGGER_CHECKPOINT, id, timestamp_ms, NULL, true, false);
 }
 
 /* --- inbound messages --- */

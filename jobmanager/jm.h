@@ -258,6 +258,9 @@ void kp_control_send_ckpt(kp_jm_t *jm, const kp_jm_job_t *job, int type, int64_t
 /* A trigger of checkpoint id with TriggerCheckpoint.drain (kappa stop --drain: the sources end
  * their input with the final watermark, take it, and end once it completed). */
 void kp_control_send_drain(kp_jm_t *jm, const kp_jm_job_t *job, int64_t id, kp_time timestamp_ms);
+/* KP_FRAME_CHECKPOINT_COMPLETE of checkpoint id with NotifyCheckpointComplete.final (every
+ * source took it after the end of its bounded input: the sources end now). */
+void kp_control_send_complete(kp_jm_t *jm, const kp_jm_job_t *job, int64_t id, bool final);
 /* Wakes the control thread. @locality any thread */
 void kp_jm_wake(kp_jm_t *jm);
 

@@ -84,6 +84,12 @@ int kp_snapshot_dir(kp_snapshot *s, const char *uid, const char *name, int kg_lo
 /* Timings of the synchronous part, reported in the acknowledgement. */
 void kp_snapshot_set_times(kp_snapshot *s, double align_ms, double sync_ms);
 
+/* Sources: whether the subtask had reached the end of its bounded input when it took this
+ * snapshot ("end_of_input" in the acknowledgement; unset for other subtasks). The jobmanager
+ * calls a completed checkpoint final when every source's acknowledgement says true
+ * (docs/checkpoints.md, Bounded inputs). */
+void kp_snapshot_set_end_of_input(kp_snapshot *s, int at_end);
+
 /* ---- restoring (checkpoint_store.c) ----
  * A completed checkpoint (or savepoint) opened for restore, read-only and shared by all
  * subtasks of a process (it holds no per-subtask state; materialising copies files). */

@@ -330,11 +330,17 @@ static json_t *ack_json(upload *u, const kp_snapshot *s)
     }
     double align_ms, sync_ms;
     kp_snapshot_times(s, &align_ms, &sync_ms);
-    return json_pack("{s:I, s:i, s:i, s:i, s:f, s:f, s:I, s:I, s:o}", "checkpoint",
-                     (json_int_t)kp_snapshot_id(s), "task", kp_snapshot_task(s), "subtask",
-                     kp_snapshot_subtask(s), "parallelism", kp_snapshot_parallelism(s), "align_ms",
-                     align_ms, "sync_ms", sync_ms, "bytes", (json_int_t)u->bytes,
-                     "incremental_bytes", (json_int_t)u->incremental, "entries", entries);
+    json_t *ack = json_pack("{s:I, s:i, s:i, s:i, s:f, s:f, s:I, s:I, s:o}", "checkpoint",
+                            (json_int_t)kp_snapshot_id(s), "task", kp_snapshot_task(s), "subtask",
+                            kp_snapshot_subtask(s), "parallelism", kp_snapshot_parallelism(s),
+                            "align_ms", align_ms, "sync_ms", sync_ms, "bytes", (json_int_t)u->bytes,
+                            "incremental_bytes", (json_int_t)u->incremental, "entries", entries);
+    int eoi = kp_snapshot_end_of_input(s);
+    if (ack && eoi >= 0 && json_object_set_new(ack, "end_of_input", json_boolean(eoi)) != 0) {
+        json_decref(ack);
+        return NULL;
+    }
+    return ack;
 }
 
 char *kp_ckpt_store_upload(kp_ckpt_store *st, const kp_snapshot *s, char *errstr, size_t errlen)

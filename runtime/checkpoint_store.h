@@ -37,6 +37,8 @@ int kp_snapshot_task(const kp_snapshot *s);
 int kp_snapshot_subtask(const kp_snapshot *s);
 int kp_snapshot_parallelism(const kp_snapshot *s);
 void kp_snapshot_times(const kp_snapshot *s, double *align_ms, double *sync_ms);
+/* kp_snapshot_set_end_of_input's value: 1, 0, or -1 when unset (not a source). */
+int kp_snapshot_end_of_input(const kp_snapshot *s);
 size_t kp_snapshot_count(const kp_snapshot *s);
 /* The i-th entry in the order written; NULL past the end. Valid until kp_snapshot_free. */
 const kp_snapshot_entry *kp_snapshot_entry_at(const kp_snapshot *s, size_t i);

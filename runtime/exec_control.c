@@ -6,6 +6,7 @@
 
 struct kp_exec_control {
     kp_mailbox *q;
+    int final; /* the owner posts KP_CTL_FINAL (set before the run starts, then read-only) */
 };
 
 kp_exec_control *kp_exec_control_new(void)
@@ -50,6 +51,21 @@ int kp_exec_control_abort(kp_exec_control *c, int64_t id)
 int kp_exec_control_drain(kp_exec_control *c, int64_t id)
 {
     return post(c, KP_CTL_DRAIN, id);
+}
+
+int kp_exec_control_final(kp_exec_control *c, int64_t id)
+{
+    return post(c, KP_CTL_FINAL, id);
+}
+
+void kp_exec_control_sends_final(kp_exec_control *c)
+{
+    c->final = 1;
+}
+
+int kp_exec_control_final_on(const kp_exec_control *c)
+{
+    return c->final;
 }
 
 int kp_exec_control_take(kp_exec_control *c, kp_ctl *out, int timeout_ms)

@@ -27,8 +27,19 @@ int kp_exec_control_abort(kp_exec_control *c, int64_t id);
 /* kappa stop --drain: the sources stop reading and emit the final watermark, then take
  * checkpoint `id` (the savepoint) and end once it completed (KP_CTL_DRAIN). */
 int kp_exec_control_drain(kp_exec_control *c, int64_t id);
+/* Checkpoint `id`, in which every source took part after the end of its bounded input,
+ * completed (posted after its completion): sources waiting at their end end now
+ * (KP_CTL_FINAL). Only for a handle whose owner said it sends them
+ * (kp_exec_control_sends_final): then the run's sources wait for it at their end. */
+int kp_exec_control_final(kp_exec_control *c, int64_t id);
+/* The owner (a taskmanager whose jobmanager flags final checkpoints) will post
+ * kp_exec_control_final: call before the run starts. @locality any thread */
+void kp_exec_control_sends_final(kp_exec_control *c);
+/* Whether it said so. @locality any thread */
+int kp_exec_control_final_on(const kp_exec_control *c);
 
-/* The run's side: the oldest message (KP_CTL_TRIGGER, _COMPLETE or _ABORT, value = id),
+/* The run's side: the oldest message (KP_CTL_TRIGGER, _COMPLETE, _ABORT, _DRAIN or _FINAL,
+ * value = id),
  * waiting up to timeout_ms. 1 if one was taken. @locality the run's coordinator thread */
 int kp_exec_control_take(kp_exec_control *c, kp_ctl *out, int timeout_ms);
 

@@ -8,9 +8,10 @@
  * local coordinator triggers none once a local subtask has ended. A local run's sources
  * therefore wait at the end of their bounded input until a checkpoint taken after every
  * source's end completed (KP_CTL_FINAL, exec_coord_local.c): the final checkpoint, after
- * which nothing changes. A taskmanager's sources end at once (no final checkpoint in the
- * cluster yet, docs/checkpoints.md). @locality the run's coordinator thread, except the
- * hooks (the uploader thread and subtask threads) */
+ * which nothing changes. A taskmanager's sources wait likewise for the jobmanager's final
+ * completion (NotifyCheckpointComplete.final → kp_exec_control_final; docs/checkpoints.md,
+ * Bounded inputs). @locality the run's coordinator thread, except the hooks (the uploader
+ * thread and subtask threads) */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,6 +33,11 @@ void kp_exec_ckpt_dispatch(struct kp_exec *x, const kp_ctl *m)
             x->hooks.decline(x->hooks.ctx, m->value, s->ckpt.task, s->st.index,
                              "its control mailbox is full");
     }
+}
+
+void kp_exec_coord_remote_at_end(void *ctx)
+{
+    (void)ctx;
 }
 
 static int ckpt_fail(struct kp_exec *x, const char *what, const char *err)

@@ -38,5 +38,9 @@ void kp_exec_coord_local_stop(struct kp_exec *x);
  * its completion (or a later one's) sends KP_CTL_FINAL to the sources, which then end.
  * @locality a source subtask's thread */
 void kp_exec_coord_local_at_end(void *ctx);
+/* kp_ckpt_out.at_end of a taskmanager's run whose jobmanager flags final checkpoints: nothing
+ * to do here (the source's acknowledgements say "end_of_input"; KP_CTL_FINAL comes through
+ * cfg->control). */
+void kp_exec_coord_remote_at_end(void *ctx);
 
 #endif

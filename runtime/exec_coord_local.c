@@ -28,6 +28,7 @@ struct kp_local_coord {
     atomic_int at_end; /* source subtasks at the end of their input (kp_exec_coord_local_at_end) */
     int nsources;
     int64_t final_id; /* the final checkpoint (0: not triggered yet); under lock */
+    int final_done;   /* ... or a later one completed: no more triggers; under lock */
 };
 
 static void post_all(struct kp_exec *x, kp_ctl_kind kind, int64_t id)
@@ -41,7 +42,8 @@ static void on_ack(void *ctx, int64_t id, int task_id, int subtask, const char *
     pthread_mutex_lock(&x->coord->lock);
     kp_coord_event ev =
         kp_ckpt_coord_ack(x->coord->coord, id, task_id, subtask, ack_json, kp_wall_ms());
-    int final = x->coord->final_id && id >= x->coord->final_id;
+    int final = ev == KP_COORD_COMPLETED && x->coord->final_id && id >= x->coord->final_id;
+    x->coord->final_done |= final;
     pthread_mutex_unlock(&x->coord->lock);
     /* failpoint: the checkpoint is complete, no subtask has heard of it (an error: it never
      * will; sinks commit with the next completion) */
@@ -49,6 +51,10 @@ static void on_ack(void *ctx, int64_t id, int task_id, int subtask, const char *
         post_all(x, KP_CTL_COMPLETE, id);
         if (final) /* after COMPLETE: every sink commits before its inputs end */
             post_all(x, KP_CTL_FINAL, id);
+    } else if (final) { /* nobody heard of it: the next checkpoint is final */
+        pthread_mutex_lock(&x->coord->lock);
+        x->coord->final_done = 0;
+        pthread_mutex_unlock(&x->coord->lock);
     }
 }
 
@@ -101,9 +107,10 @@ void kp_exec_coord_local_poll(struct kp_exec *x, int running)
     const char *why = NULL;
     pthread_mutex_lock(&c->lock);
     /* a subtask that ended reads no more triggers: none is triggered after the first end
-     * (the sources wait for the final checkpoint: none ends before it) */
+     * (the sources wait for the final checkpoint: none ends before it), nor once the final
+     * checkpoint completed (the sources are ending: it would be abandoned) */
     int all_at_end = atomic_load(&c->at_end) >= c->nsources;
-    if (running == x->nsubtasks && !atomic_load(&x->failed))
+    if (running == x->nsubtasks && !atomic_load(&x->failed) && !c->final_done)
         id = kp_ckpt_coord_tick(c->coord, kp_wall_ms());
     if (id && all_at_end && !c->final_id)
         c->final_id = id;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "connector.h"
+#include "exec_control.h"
 #include "exec_coord.h"
 #include "exec_input.h"
 #include "exec_live.h"
@@ -406,6 +407,16 @@ static void ckpt_decline(void *ctx, int64_t id, int task_id, int subtask, const 
     x->hooks.decline(x->hooks.ctx, id, task_id, subtask, reason);
 }
 
+/* kp_ckpt_out.at_end: a local run takes a final checkpoint (exec_coord_local.c), a
+ * taskmanager's when its jobmanager flags final checkpoints (the acknowledgements tell it who
+ * is at the end); else NULL: the sources end at once. */
+static void (*final_at_end(const kp_exec_config *cfg))(void *)
+{
+    if (!cfg->control)
+        return kp_exec_coord_local_at_end;
+    return kp_exec_control_final_on(cfg->control) ? kp_exec_coord_remote_at_end : NULL;
+}
+
 static int create_subtasks(struct kp_exec *x)
 {
     int total = 0;
@@ -458,14 +469,12 @@ static int create_subtasks(struct kp_exec *x)
                                  .live = live_of(x->cfg, t->plan->id, j),
                                  .restore = x->cfg->restore};
             if (x->ckpt_on) {
-                s->ckpt =
-                    (kp_ckpt_out){.done = ckpt_done,
-                                  .decline = ckpt_decline,
-                                  .ctx = x,
-                                  .mode = x->cfg->ckpt.mode,
-                                  .task = t->plan->id,
-                                  /* a local run takes a final checkpoint (exec_coord_local.c) */
-                                  .at_end = x->cfg->control ? NULL : kp_exec_coord_local_at_end};
+                s->ckpt = (kp_ckpt_out){.done = ckpt_done,
+                                        .decline = ckpt_decline,
+                                        .ctx = x,
+                                        .mode = x->cfg->ckpt.mode,
+                                        .task = t->plan->id,
+                                        .at_end = final_at_end(x->cfg)};
                 s->st.ckpt = &s->ckpt;
             }
             snprintf(s->st.name, sizeof s->st.name, "%s (%d/%d)", t->head->name, j + 1,

@@ -13,6 +13,7 @@ struct kp_snapshot {
     int64_t id;
     int task, subtask, parallelism;
     double align_ms, sync_ms;
+    int end_of_input; /* -1: unset */
     kp_snapshot_entry *e;
     size_t n, cap;
 };
@@ -26,6 +27,7 @@ kp_snapshot *kp_snapshot_new(int64_t checkpoint_id, int task_id, int subtask, in
     s->task = task_id;
     s->subtask = subtask;
     s->parallelism = parallelism;
+    s->end_of_input = -1;
     return s;
 }
 
@@ -114,6 +116,16 @@ void kp_snapshot_set_times(kp_snapshot *s, double align_ms, double sync_ms)
 {
     s->align_ms = align_ms;
     s->sync_ms = sync_ms;
+}
+
+void kp_snapshot_set_end_of_input(kp_snapshot *s, int at_end)
+{
+    s->end_of_input = at_end != 0;
+}
+
+int kp_snapshot_end_of_input(const kp_snapshot *s)
+{
+    return s->end_of_input;
 }
 
 int kp_snapshot_task(const kp_snapshot *s)

@@ -11,9 +11,10 @@
  *
  * At the end of a bounded input with checkpoints on (and a coordinator that takes a final
  * checkpoint: st->ckpt->at_end), the source emits the final watermark but not its END: it
- * waits, answering triggers like a running source (its positions are the end positions),
- * until the final checkpoint — taken after every source's end — completed (KP_CTL_FINAL),
- * and only then ends (FLIP-147; docs/checkpoints.md, Bounded inputs).
+ * waits, answering triggers like a running source (its positions are the end positions, its
+ * acknowledgement says "end_of_input"), until the final checkpoint — taken after every
+ * source's end — completed (KP_CTL_FINAL), and only then ends (FLIP-147; docs/checkpoints.md,
+ * Bounded inputs).
  *
  * A source runs in steps (kp_source_step): one poll and what follows from it. The threaded
  * executor loops over steps; the deterministic scheduler (exec_step.c) interleaves the steps
@@ -122,6 +123,7 @@ static int fill_positions(void *arg, kp_snapshot *snap)
     if (!c->offs && !(c->offs = malloc(KP_SRC_CKPT_MAX * sizeof *c->offs)))
         return -1;
     c->id = 0;
+    kp_snapshot_set_end_of_input(snap, s->at_end);
     int rc = kp_src_ckpt_write(snap, s->node->uid, s->r, &s->wm, c->offs, KP_SRC_CKPT_MAX, &c->n);
     if (rc == -2) {
         kp_ckpt_decline(s->st, id, "source '%s' (%s) cannot report its position", s->node->endpoint,

@@ -67,6 +67,7 @@ kp_tm_deployment *kp_tm_deployment_new(Kappa__Control__Deploy *d, const kp_tm_en
         free(dep);
         return NULL;
     }
+    kp_exec_control_sends_final(dep->control); /* the jobmanager flags final checkpoints */
     dep->d = d;
     dep->env = *env;
     snprintf(dep->state_dir, sizeof dep->state_dir, "%s/jobs/%s/%u", env->state_dir, d->job_id,
@@ -192,6 +193,11 @@ void kp_tm_deployment_checkpoint(kp_tm_deployment *dep, kp_frame_type type, int6
 void kp_tm_deployment_drain(kp_tm_deployment *dep, int64_t id)
 {
     kp_exec_control_drain(dep->control, id);
+}
+
+void kp_tm_deployment_final(kp_tm_deployment *dep, int64_t id)
+{
+    kp_exec_control_final(dep->control, id);
 }
 
 int kp_tm_deployment_running(const kp_tm_deployment *dep)

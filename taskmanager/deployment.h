@@ -48,6 +48,10 @@ void kp_tm_deployment_checkpoint(kp_tm_deployment *dep, kp_frame_type type, int6
 /* kappa stop --drain: the sources stop reading, emit the final watermark, take checkpoint
  * `id` (the savepoint) and end once it completed. @locality the session's thread */
 void kp_tm_deployment_drain(kp_tm_deployment *dep, int64_t id);
+/* Checkpoint `id` completed and is final (NotifyCheckpointComplete.final), after its
+ * completion: sources waiting at the end of their bounded input end. @locality the session's
+ * thread */
+void kp_tm_deployment_final(kp_tm_deployment *dep, int64_t id);
 
 /* True while the executor runs the subtasks (their counters move). @locality any thread */
 int kp_tm_deployment_running(const kp_tm_deployment *dep);

@@ -327,6 +327,9 @@ static int on_complete(session *s, ProtobufCMessage *msg, char *err, size_t errl
 {
     Kappa__Control__NotifyCheckpointComplete *m = (Kappa__Control__NotifyCheckpointComplete *)msg;
     on_checkpoint(s, KP_FRAME_CHECKPOINT_COMPLETE, m->job_id, m->attempt, m->checkpoint_id, 0);
+    kp_tm_deployment *dep = m->final ? find_dep(s, m->job_id, m->attempt) : NULL;
+    if (dep) /* after the completion: the sinks commit before the sources end */
+        kp_tm_deployment_final(dep, m->checkpoint_id);
     kappa__control__notify_checkpoint_complete__free_unpacked(m, NULL);
     return 0;
 }

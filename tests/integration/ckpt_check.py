@@ -18,6 +18,11 @@
       order per partition). OUT: "item_id<TAB>window_end<TAB>click_count" of the last record
       per (item, window end), sorted as the truth files are. Prints the number of records
       read and of records read twice (byte-identical) on stdout: "N DUPS".
+
+  ckpt_check.py final JOBDIR
+      The newest checkpoint with metadata is a final one (docs/checkpoints.md, Bounded inputs):
+      every source subtask's acknowledgement says "end_of_input": true, and there is one.
+      Prints its id and the number of source acknowledgements. Exit 0 when it is.
 """
 import hashlib
 import json
@@ -92,9 +97,26 @@ def kafka_last(inp, out):
     return 0
 
 
+def final(jobdir):
+    ids = sorted((int(n[4:]) for n in os.listdir(jobdir)
+                  if n.startswith("chk-") and n[4:].isdigit() and
+                  os.path.exists(os.path.join(jobdir, n, "_metadata"))), reverse=True)
+    if not ids:
+        print("no checkpoint with metadata in", jobdir, file=sys.stderr)
+        return 1
+    with open(os.path.join(jobdir, "chk-%d" % ids[0], "_metadata")) as f:
+        meta = json.load(f)
+    flags = [s["end_of_input"] for s in meta["subtasks"] if "end_of_input" in s]
+    print("chk-%d: %d source acknowledgement(s), %d at the end of the input" %
+          (ids[0], len(flags), sum(1 for x in flags if x is True)), file=sys.stderr)
+    return 0 if flags and all(x is True for x in flags) else 1
+
+
 def main():
     if len(sys.argv) in (4, 5) and sys.argv[1] == "orphans":
         return orphans(sys.argv[2], int(sys.argv[3]), sys.argv[4:] == ["before-gc"])
+    if len(sys.argv) == 3 and sys.argv[1] == "final":
+        return final(sys.argv[2])
     if len(sys.argv) == 4 and sys.argv[1] == "kafka-last":
         return kafka_last(sys.argv[2], sys.argv[3])
     print(__doc__, file=sys.stderr)

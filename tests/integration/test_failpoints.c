@@ -18,7 +18,8 @@
  *   (coord.after_complete_before_notify); a new jobmanager on the same ports and state dir
  *   recovers the job from its latest checkpoint;
  * - a real Kafka: the seed job reading a topic and writing a transactional Kafka sink, crashed
- *   by kafka.mid_commit (a transaction committed at the broker, the writer not told); a
+ *   by kafka.mid_commit (a transaction committed at the broker, the writer not told) or by
+ *   kafka.mid_final_commit (the end-of-input commit, after the final checkpoint); a
  *   read_committed consumer (kcat) reads every window result exactly once, the last per
  *   window equals the truth.
  *
@@ -143,6 +144,15 @@ static void assert_index_is_truth(const char *index)
 /* Only the retained checkpoints and the files they name are left in jobdir (DIR/<job>): right
  * after the run, but for shared files GC's 2 s grace spares (ckpt_check.py before-gc); then,
  * after one GC pass as the next start would run it, nothing else at all. */
+/* The job's newest checkpoint is its final one: every source took it after the end of its
+ * bounded input (docs/checkpoints.md, Bounded inputs). */
+static void assert_final_checkpoint(const char *jobdir)
+{
+    cr_assert_eq(kp_test_sh("python3 %s/tests/integration/ckpt_check.py final %s >&2",
+                            kp_test_env("KAPPA_SRC"), jobdir),
+                 0, "the newest checkpoint in %s was not taken after the sources' end", jobdir);
+}
+
 static void assert_no_orphans(const char *jobdir)
 {
     int rc = kp_test_sh("python3 %s/tests/integration/ckpt_check.py orphans %s %d before-gc >&2",
@@ -212,6 +222,7 @@ static void local_case(const char *fp, const char *sink_opts)
     fprintf(stderr, "failpoints: %s: crashed with %d checkpoint(s) in storage, restored\n", fp,
             before);
     assert_index_is_truth(index);
+    assert_final_checkpoint(jobdir);
     assert_no_orphans(jobdir);
 }
 
@@ -307,6 +318,7 @@ static void cluster_case(const char *fp, const char *name)
     fprintf(stderr, "failpoints: cluster %s: recovered, %d checkpoint(s) in %s\n", fp,
             completed(jobdir), jobdir);
     assert_index_is_truth(index);
+    assert_final_checkpoint(jobdir);
     for (int i = 0; i < 2; i++)
         tm_proc_stop(tm_[i]);
     tm_[0] = tm_[1] = 0;
@@ -326,7 +338,10 @@ Test(failpoints, jobmanager_crash_after_completion_before_the_notification)
 
 /* ---- Kafka --------------------------------------------------------------------------------- */
 
-Test(failpoints, crash_in_the_kafka_transaction_commit)
+/* The seed job Kafka → transactional Kafka sink, crashed at `fp` (`fetch`: the source's extra
+ * URI options), restored from the latest checkpoint: a read_committed consumer reads the
+ * truth, every record once. */
+static void kafka_case(const char *fp, const char *fetch)
 {
     snprintf(topic_, sizeof topic_, "failpoints-%ld-%d", (long)time(NULL), (int)getpid());
     for (int i = 0; i < 2; i++)
@@ -340,26 +355,22 @@ Test(failpoints, crash_in_the_kafka_transaction_commit)
                             kp_test_env("KAPPA_GEN"), brokers_, topic_, gen_model, dir_),
                  0, "kappa-gen could not write the log");
     sort_truth();
-    /* small fetches keep the run reading for several checkpoints, so that the crash meets a
-     * checkpoint's commit (kafka.mid_commit) and not the end-of-input commit, which is outside
-     * any checkpoint (kafka.mid_final_commit, a known gap: connectors/kafka_sink.c) */
-    const char *fmt =
-        "%s%s %s run --local %s/hourly_clicks.so -p 2 --brokers %s --from-earliest "
-        "--source 'clicks=kafka:%s?stop_at=end&rdkafka.max.partition.fetch.bytes=2048' "
-        "--sink 'hourly-click-index=kafka:%s-out?transactional=1' --state-dir %s/%s "
-        "--checkpoint-dir %s/ck --checkpoint-interval 100ms "
-        "--retained-checkpoints %d %s >%s/%s 2>&1";
-    int rc = kp_test_sh(fmt, "KAPPA_FAILPOINTS=", "kafka.mid_commit@1", kp_test_env("KAPPA_CLI"),
-                        kp_test_env("KAPPA_JOBS"), brokers_, topic_, topic_, dir_, "st1", dir_,
-                        RETAIN, "", dir_, "kafka1.log");
+    const char *fmt = "%s%s %s run --local %s/hourly_clicks.so -p 2 --brokers %s --from-earliest "
+                      "--source 'clicks=kafka:%s?stop_at=end%s' "
+                      "--sink 'hourly-click-index=kafka:%s-out?transactional=1' --state-dir %s/%s "
+                      "--checkpoint-dir %s/ck --checkpoint-interval 100ms "
+                      "--retained-checkpoints %d %s >%s/%s 2>&1";
+    int rc = kp_test_sh(fmt, "KAPPA_FAILPOINTS=", fp, kp_test_env("KAPPA_CLI"),
+                        kp_test_env("KAPPA_JOBS"), brokers_, topic_, fetch, topic_, dir_, "st1",
+                        dir_, RETAIN, "", dir_, "kafka1.log");
     if (rc != 137)
         kp_test_sh("tail -n 20 %s/kafka1.log >&2", dir_);
-    cr_assert_eq(rc, 137, "the run did not crash at kafka.mid_commit (exit %d)", rc);
+    cr_assert_eq(rc, 137, "the run did not crash at %s (exit %d)", fp, rc);
     char jobdir[300], from[400];
     snprintf(jobdir, sizeof jobdir, "%s/ck/hourly_clicks", dir_);
     snprintf(from, sizeof from, "--from-checkpoint %s", jobdir);
     rc = kp_test_sh(fmt, "", "", kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), brokers_,
-                    topic_, topic_, dir_, "st2", dir_, RETAIN, from, dir_, "kafka2.log");
+                    topic_, fetch, topic_, dir_, "st2", dir_, RETAIN, from, dir_, "kafka2.log");
     if (rc != 0)
         kp_test_sh("tail -n 20 %s/kafka2.log >&2", dir_);
     cr_assert_eq(rc, 0, "the restored run failed (exit %d)", rc);
@@ -376,8 +387,7 @@ Test(failpoints, crash_in_the_kafka_transaction_commit)
     kp_test_capture(counts, sizeof counts, cmd);
     long long n = 0, dups = -1;
     cr_assert_eq(sscanf(counts, "%lld %lld", &n, &dups), 2, "ckpt_check.py: '%s'", counts);
-    fprintf(stderr, "failpoints: kafka.mid_commit: %lld committed records, %lld read twice\n", n,
-            dups);
+    fprintf(stderr, "failpoints: %s: %lld committed records, %lld read twice\n", fp, n, dups);
     cr_assert_eq(dups, 0, "%lld records committed twice", dups);
     if (kp_test_sh("cmp -s %s/truth.sorted %s/kafka.sorted", dir_, dir_) != 0)
         kp_test_sh("(wc -l %s/truth.sorted %s/kafka.sorted; diff %s/truth.sorted "
@@ -385,5 +395,22 @@ Test(failpoints, crash_in_the_kafka_transaction_commit)
                    dir_, dir_, dir_, dir_);
     cr_assert_eq(kp_test_sh("cmp -s %s/truth.sorted %s/kafka.sorted", dir_, dir_), 0,
                  "the committed records differ from the truth");
+    assert_final_checkpoint(jobdir);
     assert_no_orphans(jobdir);
+}
+
+/* Small fetches keep the run reading for several checkpoints, so that the crash meets a
+ * checkpoint's commit in the middle of the input. */
+Test(failpoints, crash_in_the_kafka_transaction_commit)
+{
+    kafka_case("kafka.mid_commit@1", "&rdkafka.max.partition.fetch.bytes=2048");
+}
+
+/* The end-of-input commit (the sink's flush when its inputs end) comes after the final
+ * checkpoint, taken once every source reached the end of its input (docs/checkpoints.md,
+ * Bounded inputs): that checkpoint's notification committed every record, so the restore
+ * starts at the end and re-sends nothing. It was a known gap before the final checkpoint. */
+Test(failpoints, crash_in_the_kafka_end_of_input_commit)
+{
+    kafka_case("kafka.mid_final_commit@1", "");
 }
