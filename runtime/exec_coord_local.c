@@ -10,8 +10,9 @@
  * first checkpoint triggered once every source counted itself is the final one (`final_id`):
  * every source takes it after its end, every operator after the final watermark fired its
  * windows and timers. When it (or, if it failed, a later one) completes, the sources hear
- * KP_CTL_FINAL after KP_CTL_COMPLETE and end. The final checkpoint is triggered by the
- * interval as any other (so the end of a run waits at most one interval, plus the min pause). */
+ * KP_CTL_FINAL after KP_CTL_COMPLETE and end. The final checkpoint is triggered as soon as
+ * the last source counted itself, when nothing is pending and the min pause has passed since
+ * the last checkpoint ended; else by the interval as any other. */
 #include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,6 +30,8 @@ struct kp_local_coord {
     int nsources;
     int64_t final_id; /* the final checkpoint (0: not triggered yet); under lock */
     int final_done;   /* ... or a later one completed: no more triggers; under lock */
+    int was_pending;  /* the coordinator thread's: a checkpoint was pending at the last poll */
+    kp_time last_end; /* ... when the last one ended (none pending since), for the min pause */
 };
 
 static void post_all(struct kp_exec *x, kp_ctl_kind kind, int64_t id)
@@ -110,8 +113,18 @@ void kp_exec_coord_local_poll(struct kp_exec *x, int running)
      * (the sources wait for the final checkpoint: none ends before it), nor once the final
      * checkpoint completed (the sources are ending: it would be abandoned) */
     int all_at_end = atomic_load(&c->at_end) >= c->nsources;
-    if (running == x->nsubtasks && !atomic_load(&x->failed) && !c->final_done)
-        id = kp_ckpt_coord_tick(c->coord, kp_wall_ms());
+    kp_time now = kp_wall_ms();
+    int pending = kp_ckpt_coord_pending(c->coord);
+    if (c->was_pending && !pending)
+        c->last_end = now;
+    c->was_pending = pending;
+    if (running == x->nsubtasks && !atomic_load(&x->failed) && !c->final_done) {
+        id = kp_ckpt_coord_tick(c->coord, now);
+        const kp_ckpt_config *cfg = &x->cfg->ckpt;
+        if (!id && all_at_end && !c->final_id && !pending && cfg->interval_ms > 0 &&
+            now - c->last_end >= cfg->min_pause_ms) /* the final one: no need to wait */
+            id = kp_ckpt_coord_trigger_now(c->coord, now);
+    }
     if (id && all_at_end && !c->final_id)
         c->final_id = id;
     int n = kp_ckpt_coord_take_aborted(c->coord, aborted, 16);
