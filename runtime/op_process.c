@@ -37,12 +37,12 @@
  *
  * State is in memory (keytable.c), one entry per key holding a header (pending timers, list
  * and map state) and the value. Timers are a heap per kind (timer_heap.c, keys copied into
- * it) plus a set of the pending ones (kind, time, key): a timer leaves the set when it fires
- * or is deleted, so the set is exact. Deleting a timer, or firing it for a record before W
- * reaches it, leaves its heap entry behind; such stale entries are skipped when popped, and
- * the heap is rebuilt once they outnumber the pending ones. Each key also keeps its pending
- * event-time timers sorted (one inline, more in an array), which is what lets a record find
- * its key's due timers with one comparison. A key whose value is cleared, whose list and map
+ * it). Which timers are pending is exact: each key keeps its pending event-time timers sorted
+ * (one inline, more in an array; that also lets a record find its key's due timers with one
+ * comparison), and a set holds the pending processing-time ones (kind, time, key). A timer
+ * leaves them when it fires or is deleted. Deleting a timer, or firing it for a record before
+ * W reaches it, leaves its heap entry behind; such stale entries are skipped when popped, and
+ * the heap is rebuilt once they outnumber the pending ones. A key whose value is cleared, whose list and map
  * are empty and which has no pending timer is removed from the table, so a job whose keys
  * rotate keeps memory proportional to the keys that currently hold state.
  *
@@ -53,10 +53,11 @@
  * event-time timers — is written as one value under key group | key and read back when a
  * record or a timer of it comes. Each timer heap keeps up to an eighth of the budget in
  * memory; its later timers overflow into a column family ordered by due time (timer_spill.h)
- * and come back before they are due. What stays in memory beyond the budget: the set of
- * pending timers (about 60 bytes plus kind, time and key per pending timer), which keeps
- * deletes, duplicates and stale heap entries exact without reading RocksDB. Spilling changes
- * no result: a key read back is the key evicted, and timers fire in the order of their times.
+ * and come back before they are due; an event-time heap entry of a spilled key reads the key
+ * back when it pops, to see whether the timer is still pending. What stays in memory beyond
+ * the budget: the set of pending processing-time timers (about 60 bytes plus the key per
+ * timer). Spilling changes no result: a key read back is the key evicted, and timers fire in
+ * the order of their times.
  *
  * @locality one subtask thread per operator instance; no locks. */
 #include <stdlib.h>
@@ -89,9 +90,10 @@ typedef struct process_op {
     kp_op op;
     const kp_process_opts *o;
     kp_keytable values;     /* key → value_hdr + value */
-    kp_keytable timerset;   /* (kind, when, key) of the pending timers → rebuild generation */
+    kp_keytable timerset;   /* (kind, when, key) of pending processing-time timers → generation */
     kp_timer_heap heaps[2]; /* [1] event time, [0] processing time */
-    size_t pending[2];      /* pending timers of each kind (entries of timerset) */
+    size_t pending[2];      /* pending timers of each kind */
+    size_t settle_at[2];    /* heap entries after its last rebuild, times 2 (settle) */
     uint64_t gen;           /* heap rebuilds so far */
     kp_time wm;             /* W */
     size_t peak_bytes;      /* of table_bytes, sampled at each watermark and sweep (+ scratch) */
@@ -166,18 +168,36 @@ static size_t key_extra(const value_hdr *h)
     return h->et_cap * sizeof(kp_time) + (h->coll ? kp_keyed_state_bytes(h->coll) : 0);
 }
 
-static void et_del(value_hdr *h, kp_time when)
+/* The index of `when` among the key's pending event-time timers, or -1. */
+static long et_find(value_hdr *h, kp_time when)
 {
     kp_time *a = et_times(h);
-    for (uint32_t i = 0; i < h->et_n; i++)
-        if (a[i] == when) {
-            memmove(a + i, a + i + 1, (h->et_n - i - 1) * sizeof *a);
-            h->et_n--;
-            return;
-        }
+    uint32_t lo = 0, hi = h->et_n; /* ascending: binary search */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < when)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < h->et_n && a[lo] == when ? (long)lo : -1;
 }
 
-/* ---- the set of pending timers ----------------------------------------------------------- */
+/* Removes `when`; 1 if it was pending. */
+static int et_del(value_hdr *h, kp_time when)
+{
+    long i = et_find(h, when);
+    if (i < 0)
+        return 0;
+    kp_time *a = et_times(h);
+    memmove(a + i, a + i + 1, (h->et_n - (uint32_t)i - 1) * sizeof *a);
+    h->et_n--;
+    return 1;
+}
+
+/* ---- the set of pending processing-time timers --------------------------------------------
+ * Event-time timers are in their key's header only (et): a key's state, with them, spills,
+ * so their memory is bounded by the budget; their heap spills too (timer_spill.h). */
 
 /* The set key of a timer: kind byte, time, key bytes. */
 static kp_bytes timer_id(process_op *p, bool event_time, kp_time when, kp_bytes key)
@@ -207,19 +227,22 @@ static kp_keyentry *pending_find(process_op *p, bool event_time, kp_time when, k
     return kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id);
 }
 
-/* Takes a pending timer out of the set and out of its key's header: it fired or was
- * deleted. 1 if it was pending. Its heap entry, if any, becomes stale. */
+/* Takes a pending timer out of its key's header (and a processing-time one out of the set): it
+ * fired or was deleted. 1 if it was pending. Its heap entry, if any, becomes stale. */
 static int unpend(process_op *p, value_hdr *h, bool event_time, kp_time when, kp_bytes key)
 {
-    kp_keyentry *te = pending_find(p, event_time, when, key);
+    if (event_time) {
+        if (!et_del(h, when))
+            return 0;
+        p->pending[1]--;
+        return 1;
+    }
+    kp_keyentry *te = pending_find(p, false, when, key);
     if (!te)
         return 0;
     kp_keytable_remove(&p->timerset, te);
-    p->pending[event_time]--;
-    if (event_time)
-        et_del(h, when);
-    else
-        h->pt--;
+    p->pending[0]--;
+    h->pt--;
     return 1;
 }
 
@@ -229,26 +252,36 @@ typedef struct rebuild_arg {
 } rebuild_arg;
 
 /* Keeps a heap entry iff its timer is pending and no other entry of it was kept already
- * (deleting and registering a timer again leaves two entries of it). */
+ * (deleting and registering a timer again leaves two entries of it). Event time: the key's
+ * header says; an entry of a key not in memory is kept (reading the key back to check is not
+ * worth it: it is checked when it pops), and so are repeated entries of one pending timer. */
 static bool keep_pending(void *arg, const kp_timer_heap *h, const kp_timer *t)
 {
     rebuild_arg *a = arg;
-    kp_keyentry *te = pending_find(a->p, a->event_time, t->when, kp_timer_key(h, t));
+    kp_bytes key = kp_timer_key(h, t);
+    if (a->event_time) {
+        kp_keyentry *e = kp_keytable_find(&a->p->values, t->hash, key);
+        return !e || et_find(hdr_of(e), t->when) >= 0;
+    }
+    kp_keyentry *te = pending_find(a->p, false, t->when, key);
     if (!te || *(uint64_t *)kp_keyentry_value(te) == a->p->gen)
         return false;
     *(uint64_t *)kp_keyentry_value(te) = a->p->gen;
     return true;
 }
 
-/* Drops the stale entries of a heap once they outnumber the pending timers. */
+/* Drops the stale entries of a heap once they outnumber the pending timers, and once the heap
+ * has doubled since the last time (the entries kept for keys not in memory could otherwise
+ * make every call rebuild it). */
 static void settle(process_op *p, bool event_time)
 {
     kp_timer_heap *h = &p->heaps[event_time];
-    if (h->n <= 2 * p->pending[event_time] + STALE_SLACK)
+    if (h->n <= 2 * p->pending[event_time] + STALE_SLACK || h->n <= p->settle_at[event_time])
         return;
     p->gen++;
     rebuild_arg a = {p, event_time};
     kp_timer_heap_filter(h, keep_pending, &a);
+    p->settle_at[event_time] = 2 * h->n;
 }
 
 /* Removes the key of `e` when it holds nothing: value cleared, list and map empty, no
@@ -408,23 +441,28 @@ static void ctx_value_clear(kp_ctx *c)
 static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
 {
     process_op *p = c->p;
-    kp_bytes id = timer_id(p, event_time, when, c->key);
-    int created;
-    kp_keyentry *te =
-        id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created) : NULL;
-    if (!te) {
-        timers_oom(p);
-        return;
-    }
-    if (!created)
-        return; /* already pending */
     value_hdr *h = hdr_of(c->e);
-    if ((event_time ? et_add(h, when) : 0) != 0) {
-        kp_keytable_remove(&p->timerset, te);
-        timers_oom(p);
-        return;
+    if (event_time) {
+        if (et_find(h, when) >= 0)
+            return; /* already pending */
+        if (et_add(h, when) != 0) {
+            timers_oom(p);
+            return;
+        }
+    } else {
+        kp_bytes id = timer_id(p, false, when, c->key);
+        int created;
+        kp_keyentry *te =
+            id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created)
+                   : NULL;
+        if (!te) {
+            timers_oom(p);
+            return;
+        }
+        if (!created)
+            return; /* already pending */
+        h->pt++;
     }
-    h->pt += !event_time;
     p->pending[event_time]++;
     if (kp_timer_push(&p->heaps[event_time], when, 0, c->e->hash, c->key) != 0)
         timers_oom(p);
@@ -608,13 +646,18 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
     int due;
     while ((due = kp_timer_spill_pop_due(&p->tspill[event_time], h, upto, &t)) == 1) {
         kp_bytes key = kp_timer_key(h, &t);
-        /* a pending timer keeps its key (in memory or spilled); a timer not pending is a
-         * stale heap entry, whose key is not read back */
+        /* a pending timer keeps its key (in memory or spilled). Whether it is pending: the
+         * set for processing time (a stale entry's key is not read back); for event time the
+         * key's header, read back if it was spilled */
         kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);
-        if (!e && pending_find(p, event_time, t.when, key) && key_entry(p, t.hash, key, 0, &e) != 0)
+        if (!e && (event_time || pending_find(p, false, t.when, key)) &&
+            kp_key_spill_entry(&p->spill, &p->values, t.hash, key, 0, pk_restore, p, &e) != 0)
             return -1;
-        if (!e || !unpend(p, hdr_of(e), event_time, t.when, key))
+        if (!e || !unpend(p, hdr_of(e), event_time, t.when, key)) {
+            if (e && maybe_evict(p) != 0) /* a key read back for a stale entry */
+                return -1;
             continue;
+        }
         hdr_of(e)->used = hdr_of(e)->dirty = 1;
         /* on_timer may push (invalidating `key`), but it does not touch `values`: `e` holds */
         size_t before = key_extra(hdr_of(e));
@@ -833,18 +876,22 @@ typedef struct process_acc {
     size_t timers;
 } process_acc;
 
-/* One restored pending timer: into the set and its heap. */
+/* One restored pending timer: into its heap (and a processing-time one into the set). */
 static int add_pending(process_acc *a, bool event_time, kp_time when, kp_bytes key)
 {
     process_op *p = a->p;
-    kp_bytes id = timer_id(p, event_time, when, key);
-    int created;
-    kp_keyentry *te =
-        id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created) : NULL;
-    if (!te || (created && kp_timer_push(&p->heaps[event_time], when, 0,
-                                         kp_hash64(key.ptr, key.len), key) != 0))
+    int created = 1;
+    kp_keyentry *te = NULL;
+    if (!event_time) {
+        kp_bytes id = timer_id(p, false, when, key);
+        te = id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created)
+                    : NULL;
+    }
+    if ((!event_time && !te) || (created && kp_timer_push(&p->heaps[event_time], when, 0,
+                                                          kp_hash64(key.ptr, key.len), key) != 0))
         return kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
-    *(uint64_t *)kp_keyentry_value(te) = 0;
+    if (te)
+        *(uint64_t *)kp_keyentry_value(te) = 0;
     p->pending[event_time] += created;
     if (++a->timers % 4096 == 0 && (kp_timer_spill_check(&p->tspill[0], &p->heaps[0]) != 0 ||
                                     kp_timer_spill_check(&p->tspill[1], &p->heaps[1]) != 0))
