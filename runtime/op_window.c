@@ -59,8 +59,9 @@ typedef struct pane {
     kp_time end;  /* the pane is [end - gran, end) */
     kp_time from; /* the first window end its records count for */
     kp_keytable t;
-    int spilled; /* RocksDB holds partials of this pane that the cache does not include */
-    int flushed; /* some cached entries have a copy in RocksDB (their slot, see entry_slot) */
+    int spilled;    /* RocksDB holds partials of this pane that the cache does not include */
+    int flushed;    /* some cached entries have a copy in RocksDB (their slot, see entry_slot) */
+    size_t written; /* entries written to RocksDB since delete_on_disk emptied its range */
 } pane;
 
 /* One entry of a spill, to be written in RocksDB key order (see spill_pane). */
@@ -104,8 +105,9 @@ typedef struct window_op {
     kp_buf kbuf;       /* the keys of one spill, back to back */
     spill_ent *sorted; /* the entries of one spill */
     size_t nsorted, sorted_cap;
-    size_t hits_off; /* a pane entry's value: the accumulator, then a uint32_t hit count, */
-    size_t slot_off; /* then a uint32_t slot (entry_slot) */
+    size_t *group_runs; /* sort_spill: 2 per key group of the subtask */
+    size_t hits_off;    /* a pane entry's value: the accumulator, then a uint32_t hit count, */
+    size_t slot_off;    /* then a uint32_t slot (entry_slot) */
     int kg_first, kg_end;
     uint64_t flush_rng;                   /* kp_op_window_flush_randomly (tests) */
     long long state_reported, state_next; /* kp_live_state */
@@ -368,8 +370,57 @@ static int slot_clean(uint32_t slot)
  * RocksDB does not hold yet only (else clean ones too). */
 enum { COLLECT_COLD = 1, COLLECT_WRITES = 2 };
 
+/* Sorts w->sorted[0, n) in RocksDB key order: first into one run per key group, in place (a
+ * pass to count, one to move each entry once), then each run by spill_ent_cmp. A spill spreads
+ * over all of the subtask's key groups, so a run is 1/128 of it at p=1: qsort compares half as
+ * often as over the whole spill (log2 of ~100 entries instead of ~12k). A key outside the
+ * subtask's groups (reported by the read-back) leaves one plain qsort. */
+static void sort_spill(window_op *w, size_t n)
+{
+    int ng = w->kg_end - w->kg_first;
+    size_t *next = w->group_runs, *end = w->group_runs + ng;
+    sort_keys = w->kbuf.ptr;
+    memset(end, 0, (size_t)ng * sizeof *end);
+    for (size_t i = 0; i < n; i++) {
+        int g = (int)(w->sorted[i].hi >> 48) - w->kg_first;
+        if (g < 0 || g >= ng) {
+            qsort(w->sorted, n, sizeof *w->sorted, spill_ent_cmp);
+            return;
+        }
+        end[g]++;
+    }
+    for (size_t g = 0, at = 0; g < (size_t)ng; g++) {
+        next[g] = at;
+        at += end[g];
+        end[g] = at;
+    }
+    for (int g = 0; g < ng; g++) /* each swap puts one entry into its run for good */
+        while (next[g] < end[g]) {
+            spill_ent *s = &w->sorted[next[g]];
+            int to = (int)(s->hi >> 48) - w->kg_first;
+            if (to == g) {
+                next[g]++;
+                continue;
+            }
+            spill_ent tmp = *s;
+            *s = w->sorted[next[to]];
+            w->sorted[next[to]++] = tmp;
+        }
+    for (int g = 0; g < ng; g++) {
+        size_t from = g ? end[g - 1] : 0;
+        if (end[g] - from > 1)
+            qsort(w->sorted + from, end[g] - from, sizeof *w->sorted, spill_ent_cmp);
+    }
+}
+
 static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
 {
+    if (!w->group_runs) {
+        size_t runs = 2 * (size_t)(w->kg_end - w->kg_first) + 2; /* never malloc(0) */
+        w->group_runs = malloc(runs * sizeof *w->group_runs);
+        if (!w->group_runs)
+            return -1;
+    }
     if (p->t.n > w->sorted_cap) {
         spill_ent *a = realloc(w->sorted, p->t.n * sizeof *a);
         if (!a)
@@ -405,9 +456,8 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
         };
         w->kbuf.len += SPILL_HEAD + key.len;
     }
-    sort_keys = w->kbuf.ptr;
     if (n > 0) /* w->sorted is still NULL when no pane had an entry */
-        qsort(w->sorted, n, sizeof *w->sorted, spill_ent_cmp);
+        sort_spill(w, n);
     w->nsorted = n;
     return 0;
 }
@@ -463,6 +513,7 @@ static int spill_pane(window_op *w, pane *p)
     for (size_t i = 0; i < w->nsorted; i++)
         kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + w->sorted[i].off,
                            w->sorted[i].len, w->sorted[i].val, w->agg.acc_size);
+    p->written += w->nsorted;
     char err[512];
     if (kp_state_write(w->state, w->batch, err, sizeof err) != 0)
         return kp_subtask_fail(w->op.st, "%s: spilling window state: %s", w->op.node->name, err);
@@ -550,6 +601,30 @@ static kp_state_iter *open_pane_iter(window_op *w, pane *p)
     return it;
 }
 
+/* From this many entries written per key group on, a pane's entries on disk are deleted with
+ * one RocksDB range tombstone per key group instead of key by key: deleting key by key reads
+ * every entry once more and writes a tombstone for each, which nearly doubled the CPU per
+ * spilled entry at 100k keys (docs/state.md, "Deleting"); range tombstones cost every
+ * iterator of RocksDB 7.8 a pass over those in the memtable, so panes that wrote little
+ * (many small spills, tiny caches) keep the key-by-key delete. */
+#define RANGE_TOMBSTONE_MIN 64
+
+/* Deletes pane p's entries on disk (spilled and flushed), key group by key group. */
+static int delete_on_disk(window_op *w, pane *p, char *err, size_t errlen)
+{
+    size_t groups = (size_t)(w->kg_end - w->kg_first);
+    int ranges = p->written >= RANGE_TOMBSTONE_MIN * groups;
+    uint8_t lo[PREFIX], hi[PREFIX];
+    for (int kg = w->kg_first; kg < w->kg_end; kg++) {
+        spill_range(lo, hi, kg, p);
+        if ((ranges ? kp_state_del_range_tombstone : kp_state_del_range)(
+                w->state, w->cf, lo, PREFIX, hi, PREFIX, err, errlen) != 0)
+            return -1;
+    }
+    p->written = 0;
+    return 0;
+}
+
 static int load_pane(window_op *w, pane *p)
 {
     if (!p->spilled)
@@ -557,13 +632,9 @@ static int load_pane(window_op *w, pane *p)
     if (read_spilled(w, p, NULL) != 0)
         return -1;
     char err[512];
-    uint8_t lo[PREFIX], hi[PREFIX];
-    for (int kg = w->kg_first; kg < w->kg_end; kg++) {
-        spill_range(lo, hi, kg, p);
-        if (kp_state_del_range(w->state, w->cf, lo, PREFIX, hi, PREFIX, err, sizeof err) != 0)
-            return kp_subtask_fail(w->op.st, "%s: deleting read-back window state: %s",
-                                   w->op.node->name, err);
-    }
+    if (delete_on_disk(w, p, err, sizeof err) != 0)
+        return kp_subtask_fail(w->op.st, "%s: deleting read-back window state: %s",
+                               w->op.node->name, err);
     size_t i = 0; /* the copies are gone: every entry holds its value alone */
     kp_keyentry *e;
     while (p->flushed && (e = kp_keytable_next(&p->t, &i)))
@@ -800,17 +871,11 @@ static int free_pane(window_op *w, pane *p, int delete_spilled)
 {
     int rc = 0;
     run_forget(w, p);
-    int on_disk = p->spilled || p->flushed;
-    for (int kg = w->kg_first; delete_spilled && on_disk && w->state && kg < w->kg_end; kg++) {
-        uint8_t lo[PREFIX], hi[PREFIX];
-        char err[256];
-        spill_range(lo, hi, kg, p);
-        if (kp_state_del_range(w->state, w->cf, lo, PREFIX, hi, PREFIX, err, sizeof err) != 0) {
-            rc = kp_subtask_fail(w->op.st, "%s: deleting spilled window state: %s",
-                                 w->op.node->name, err);
-            break;
-        }
-    }
+    char err[256];
+    if (delete_spilled && (p->spilled || p->flushed) && w->state &&
+        delete_on_disk(w, p, err, sizeof err) != 0)
+        rc = kp_subtask_fail(w->op.st, "%s: deleting spilled window state: %s", w->op.node->name,
+                             err);
     if (w->hot == p)
         w->hot = NULL;
     w->cache_bytes -= kp_keytable_bytes(&p->t);
@@ -888,6 +953,7 @@ static int flush_panes(window_op *w, size_t sst_min)
                                    err);
         for (size_t j = 0; j < w->nsorted; j++) /* clean: RocksDB holds the value */
             *(uint32_t *)((char *)w->sorted[j].val + w->slot_off) = w->sorted[j].seq;
+        p->written += w->nsorted;
         p->flushed = 1;
     }
     return 0;
@@ -1119,6 +1185,7 @@ static void window_destroy(kp_op *op)
     kp_doc_free(&w->doc);
     kp_buf_free(&w->kbuf);
     free(w->sorted);
+    free(w->group_runs);
     free(w->acc_tmp);
     free(w->spill_tmp);
     if (w->batch)

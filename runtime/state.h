@@ -71,6 +71,12 @@ int kp_state_del(kp_state *st, int cf, const void *key, size_t klen, char *errst
 /* Deletes every key in [lo, hi). */
 int kp_state_del_range(kp_state *st, int cf, const void *lo, size_t lolen, const void *hi,
                        size_t hilen, char *errstr, size_t errlen);
+/* Deletes every key in [lo, hi) with one RocksDB range tombstone: costs nothing per key, but
+ * RocksDB 7.8 re-fragments the memtable's range tombstones at every new iterator and merges
+ * them into every seek, so it is for ranges that hold many keys (kp_state_del_range: key by
+ * key, for the others). */
+int kp_state_del_range_tombstone(kp_state *st, int cf, const void *lo, size_t lolen, const void *hi,
+                                 size_t hilen, char *errstr, size_t errlen);
 
 /* Write batches: reusable; kp_state_write applies and clears the batch (WAL disabled: the
  * checkpoint, not the WAL, is the unit of durability). */

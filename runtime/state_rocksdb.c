@@ -592,6 +592,21 @@ int kp_state_del_range(kp_state *st, int cf, const void *lo, size_t lolen, const
     return rc;
 }
 
+int kp_state_del_range_tombstone(kp_state *st, int cf, const void *lo, size_t lolen, const void *hi,
+                                 size_t hilen, char *errstr, size_t errlen)
+{
+    if (!kp_state_cf_ok(st, cf, "del_range_tombstone", errstr, errlen))
+        return -1;
+    char *err = NULL;
+    rocksdb_delete_range_cf(st->db, st->wo, st->cfs[cf], lo, lolen, hi, hilen, &err);
+    if (err) {
+        kp_state_fail(errstr, errlen, &err, "state %s: delete range in column family '%s'", st->dir,
+                      st->names[cf]);
+        return -1;
+    }
+    return 0;
+}
+
 kp_state_batch *kp_state_batch_new(void)
 {
     kp_state_batch *b = malloc(sizeof(*b));
