@@ -401,12 +401,12 @@ Test(ckpt_restore, window_state_is_restored_at_another_parallelism, .timeout = 3
 /* The last checkpoint of a bounded run is taken after its sources ended: every partition's
  * position is the end of the file, and a run restored from it writes nothing — no record is
  * read again, no window fires twice. The checkpointed run's results equal a plain run's. */
-Test(ckpt_restore, a_bounded_run_ends_with_a_final_checkpoint, .timeout = 300)
+static void final_checkpoint(int nparts)
 {
     const char *in = write_input(7, 100000);
     fresh_dir("split-job");
     char uri[300], path[600], err[1024];
-    snprintf(uri, sizeof uri, "file:%s?partitions=%d", in, NPART);
+    snprintf(uri, sizeof uri, "file:%s?partitions=%d", in, nparts);
     kp_binding bind[] = {{.name = "in", .uri = uri},
                          {.name = "out", .uri = "lastwrite:"},
                          {.name = "late", .uri = "file:/dev/null"}};
@@ -428,7 +428,7 @@ Test(ckpt_restore, a_bounded_run_ends_with_a_final_checkpoint, .timeout = 300)
     cr_assert_eq(kp_src_ckpt_read(r, "source:in", &pos, &npos, err, sizeof err), 0, "%s", err);
     struct stat sb;
     cr_assert_eq(stat(in, &sb), 0);
-    cr_assert_eq(npos, NPART);
+    cr_assert_eq(npos, nparts);
     for (int i = 0; i < npos; i++)
         cr_assert_eq(pos[i].offset, (int64_t)sb.st_size,
                      "checkpoint %lld: partition %d at %lld, the input ends at %lld",
@@ -438,9 +438,9 @@ Test(ckpt_restore, a_bounded_run_ends_with_a_final_checkpoint, .timeout = 300)
     docmap again = take_written();
     cr_assert_eq(again.n, 0, "the run restored from the final checkpoint wrote %zu documents",
                  again.n);
-    printf("ckpt_restore final: %zu documents; the last of %d checkpoints (%lld) at the end of "
-           "the input\n",
-           ckpted.n, ncompleted, (long long)kp_restore_id(r));
+    printf("ckpt_restore final (%d partitions): %zu documents; the last of %d checkpoints (%lld) "
+           "at the end of the input\n",
+           nparts, ckpted.n, ncompleted, (long long)kp_restore_id(r));
     kp_restore_free(r);
     free(pos);
     free(got);
@@ -452,4 +452,16 @@ Test(ckpt_restore, a_bounded_run_ends_with_a_final_checkpoint, .timeout = 300)
     unlink(in);
     snprintf(path, sizeof path, "rm -rf %s", ckpt_dir);
     cr_assert_eq(system(path), 0);
+}
+
+Test(ckpt_restore, a_bounded_run_ends_with_a_final_checkpoint, .timeout = 300)
+{
+    final_checkpoint(NPART);
+}
+
+/* One partition at p=2: the second source subtask owns none, is at its end from the start and
+ * must take part in every checkpoint (and the final one) while the first still reads. */
+Test(ckpt_restore, a_source_subtask_without_input_waits_for_the_final_checkpoint, .timeout = 300)
+{
+    final_checkpoint(1);
 }
