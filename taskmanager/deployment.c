@@ -67,7 +67,6 @@ kp_tm_deployment *kp_tm_deployment_new(Kappa__Control__Deploy *d, const kp_tm_en
         free(dep);
         return NULL;
     }
-    kp_exec_control_sends_final(dep->control); /* the jobmanager flags final checkpoints */
     dep->d = d;
     dep->env = *env;
     snprintf(dep->state_dir, sizeof dep->state_dir, "%s/jobs/%s/%u", env->state_dir, d->job_id,
@@ -326,6 +325,10 @@ static int run_job(kp_tm_deployment *dep, const kp_job *job, char *err, size_t e
     if (cfg.ckpt.dir) { /* a run with a control takes checkpoints: it needs their storage */
         cfg.control = dep->control;
         cfg.ckpt_hooks = &dep->hooks;
+        /* periodic checkpoints: the jobmanager flags a final one, the sources wait for it at
+         * their end (savepoints only: nothing would come, they end at once) */
+        if (cfg.ckpt.interval_ms > 0)
+            kp_exec_control_sends_final(dep->control);
     }
     cfg.restore = restore;
     cfg.ckpt_job = dep->d->job_id; /* the jobmanager commits under DIR/<job id> */
