@@ -492,12 +492,20 @@ static void follow_savepoint(kp_jm_t *jm, kp_bg_rec *r)
     const char *id = json_string_value(json_object_get(json_object_get(st, "status"), "id"));
     json_t *op = json_object_get(st, "operation");
     const char *loc = json_string_value(json_object_get(op, "location"));
-    char msg[1400];
+    char msg[1400], dir[4096], meta[4200];
     if (st && id && strcmp(id, "COMPLETED")) { /* in progress */
         json_decref(st);
         return;
     }
-    if (!st && v1 && !kp_job_state_terminal(v1->state)) {
+    if (!st && v1) { /* a restarted jobmanager: the savepoint may have completed before */
+        kp_jm_savepoint_default_dir(jm, v1, r->sp_rid, dir, sizeof dir);
+        snprintf(meta, sizeof meta, "%s/_metadata", dir);
+        if (access(meta, F_OK) == 0) {
+            loc = dir;
+            cancel_v1(jm, r, "blue/green: stopped with a savepoint");
+        }
+    }
+    if (!st && !loc && v1 && !kp_job_state_terminal(v1->state)) {
         /* requests live in the jobmanager's memory: this one was lost with a restart, and v1
          * was recovered as a new attempt. Once it runs, it stops with a savepoint again. */
         char err[512] = "", old[KP_JM_ID_LEN];
@@ -518,8 +526,11 @@ static void follow_savepoint(kp_jm_t *jm, kp_bg_rec *r)
         snprintf(r->sp_rid, sizeof r->sp_rid, "%s", old);
     }
     if (loc) {
+        if (st) /* complete, v1 cancelled, the record not saved yet */
+            kp_failpoint("bluegreen.before_v1_savepoint_saved");
         snprintf(r->sp_path, sizeof r->sp_path, "%s", loc);
-        snprintf(msg, sizeof msg, "v1's savepoint is complete: %.1000s", loc);
+        snprintf(msg, sizeof msg, "v1's savepoint is complete: %.1000s%s", loc,
+                 st ? "" : " (found after a jobmanager restart)");
     } else {
         const char *why =
             json_string_value(json_object_get(json_object_get(op, "failure-cause"), "stack-trace"));

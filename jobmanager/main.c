@@ -401,6 +401,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "kappa-jobmanager: %s\n", err);
         return 1;
     }
+    /* the blue/green records before REST answers: GET /jobs/:id and rollback read them */
+    if (kp_bg_start(jm, err, sizeof err)) {
+        fprintf(stderr, "kappa-jobmanager: %s\n", err);
+        return 1;
+    }
     kp_rest_t *rest = kp_rest_start(jm, &rest_port, err, sizeof err);
     if (!rest) {
         fprintf(stderr, "kappa-jobmanager: %s\n", err);
@@ -419,10 +424,6 @@ int main(int argc, char **argv)
               jm->instance_id, cfg->bind, rest_port, cfg->bind, rpc_port, cfg->state_dir,
               jm->njobs);
 
-    if (kp_bg_start(jm, err, sizeof err)) {
-        fprintf(stderr, "kappa-jobmanager: %s\n", err);
-        return 1;
-    }
     kp_control_run(jm, &stop_);
     kp_bg_stop();
     kp_ckpt_io_stop();

@@ -199,8 +199,7 @@ static int request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel, 
     else if (*dir)
         snprintf(r->dir, sizeof r->dir, "%s", dir);
     else
-        snprintf(r->dir, sizeof r->dir, "%.3000s/savepoints/%s-%.12s",
-                 job->ckpt.dir ? job->ckpt.dir : jm->cfg.ckpt_dir, job->name, r->rid);
+        kp_jm_savepoint_default_dir(jm, job, r->rid, r->dir, sizeof r->dir);
     if (!checkpoint && !dir_usable(r->dir, err, errlen)) {
         nreqs--;
         free(r);
@@ -214,6 +213,13 @@ static int request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel, 
     memcpy(rid, r->rid, KP_JM_ID_LEN);
     kp_jm_wake(jm); /* triggered by the control thread's next round */
     return 0;
+}
+
+void kp_jm_savepoint_default_dir(const kp_jm_t *jm, const kp_jm_job_t *job, const char *rid,
+                                 char *out, size_t len)
+{
+    snprintf(out, len, "%.3000s/savepoints/%s-%.12s",
+             job->ckpt.dir ? job->ckpt.dir : jm->cfg.ckpt_dir, job->name, rid);
 }
 
 int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel,

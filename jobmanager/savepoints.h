@@ -25,6 +25,10 @@ struct kp_ckpt_coord *kp_jm_ckpt_coord_now(kp_jm_t *jm, kp_jm_job_t *job, char *
  * hex digits) into rid. 0, or -1 with err and the HTTP status for it in *http. */
 int kp_jm_savepoint_request(kp_jm_t *jm, kp_jm_job_t *job, const char *dir, bool cancel,
                             char rid[KP_JM_ID_LEN], unsigned *http, char *err, size_t errlen);
+/* Where a savepoint request `rid` of `job` without a target directory writes:
+ * <checkpoint dir>/savepoints/<name>-<first 12 digits of rid> (its _metadata is written last). */
+void kp_jm_savepoint_default_dir(const kp_jm_t *jm, const kp_jm_job_t *job, const char *rid,
+                                 char *out, size_t len);
 /* A plain checkpoint of `job` on demand (blue/green's proof that every result before it is
  * acknowledged by the sinks): as a savepoint request without the copy, followed the same way
  * (kp_jm_savepoint_status; "location" is then the checkpoint's _metadata). Works without
