@@ -9,6 +9,7 @@
  *   attempt instead of marking it FAILED;
  * - a declined checkpoint is aborted at the taskmanagers, and with no tolerable failures the
  *   job fails over;
+ * - a completion is final once every source acknowledged it at the end of its input;
  * - bad checkpoint settings in a manifest or in the flags are refused. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -115,16 +116,17 @@ static int64_t expect_trigger(int tm, const char *id, uint32_t attempt)
     return cid;
 }
 
-/* An acknowledgement whose entries are the JSON array `entries`. */
+/* An acknowledgement whose entries are the JSON array `entries`, `extra` members appended
+ * (",\"name\":value", or ""). */
 static void ack_entries(int tm, const char *id, uint32_t attempt, int64_t cid, int task,
-                        int subtask, int parallelism, const char *entries)
+                        int subtask, int parallelism, const char *entries, const char *extra)
 {
     char json[1600];
     snprintf(json, sizeof json,
              "{\"checkpoint\":%lld,\"task\":%d,\"subtask\":%d,\"parallelism\":%d,"
              "\"align_ms\":1.5,\"sync_ms\":2,\"async_ms\":3,\"bytes\":100,"
-             "\"incremental_bytes\":100,\"entries\":%s}",
-             (long long)cid, task, subtask, parallelism, entries);
+             "\"incremental_bytes\":100,\"entries\":%s%s}",
+             (long long)cid, task, subtask, parallelism, entries, extra);
     Kappa__Control__AckCheckpoint a = KAPPA__CONTROL__ACK_CHECKPOINT__INIT;
     a.job_id = (char *)id;
     a.attempt = attempt;
@@ -138,7 +140,7 @@ static void ack_entries(int tm, const char *id, uint32_t attempt, int64_t cid, i
 static void ack(int tm, const char *id, uint32_t attempt, int64_t cid, int task, int subtask,
                 int parallelism)
 {
-    ack_entries(tm, id, attempt, cid, task, subtask, parallelism, "[]");
+    ack_entries(tm, id, attempt, cid, task, subtask, parallelism, "[]", "");
 }
 
 /* GET path as JSON (asserting the status). */
@@ -302,7 +304,7 @@ Test(jm_checkpoints, recovery_search_does_not_hold_the_lock, .fini = cleanup, .t
              (long long)cid, 512LL << 20, sha);
     ack(tm, id, attempt, cid, 0, 0, 2);
     ack(tm, id, attempt, cid, 0, 1, 2);
-    ack_entries(tm, id, attempt, cid, 1, 0, 1, entry);
+    ack_entries(tm, id, attempt, cid, 1, 0, 1, entry, "");
     size_t n;
     free(tm_expect(tm, KP_FRAME_CHECKPOINT_COMPLETE, &n));
     jm_stop(&jm);
@@ -337,6 +339,43 @@ Test(jm_checkpoints, recovery_search_does_not_hold_the_lock, .fini = cleanup, .t
     cr_assert_lt(worst, 1000,
                  "a REST request waited %lld ms during the search (the heartbeat interval: 1 s)",
                  (long long)worst);
+    close(tm);
+    jm_stop(&jm);
+}
+
+/* Bounded inputs (docs/checkpoints.md): a source subtask at the end of its input goes on
+ * acknowledging while the other one reads, checkpoints go on completing, and a completion is
+ * final (NotifyCheckpointComplete.final: the sources end) only once every source's
+ * acknowledgement says "end_of_input": true. */
+Test(jm_checkpoints, a_completion_is_final_once_every_source_is_at_its_end, .fini = cleanup,
+     .timeout = 60)
+{
+    fresh_dir();
+    jm_proc jm;
+    jm_start(&jm, dir_, flags_);
+    char id[33], restore[4096];
+    submit(&jm, "fin", json_pack("{s:i}", "interval_ms", 100), id);
+    int tm = tm_register(jm.rpc_port, "tm-f", 2);
+    uint32_t attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(&jm, id, "RUNNING");
+    const char *at_end = ",\"end_of_input\":true", *reading = ",\"end_of_input\":false";
+    for (int round = 0; round < 3; round++) { /* subtask 0 at its end; subtask 1 from round 2 */
+        int64_t cid = expect_trigger(tm, id, attempt);
+        ack_entries(tm, id, attempt, cid, 0, 0, 2, "[]", at_end);
+        ack_entries(tm, id, attempt, cid, 0, 1, 2, "[]", round < 2 ? reading : at_end);
+        ack(tm, id, attempt, cid, 1, 0, 1); /* not a source: no flag */
+        size_t n;
+        uint8_t *p = tm_expect(tm, KP_FRAME_CHECKPOINT_COMPLETE, &n);
+        Kappa__Control__NotifyCheckpointComplete *c =
+            kappa__control__notify_checkpoint_complete__unpack(NULL, n, p);
+        cr_assert_not_null(c);
+        cr_assert_eq(c->checkpoint_id, cid);
+        cr_assert_eq(c->final, round == 2, "checkpoint %lld (round %d): final is %d",
+                     (long long)cid, round, (int)c->final);
+        kappa__control__notify_checkpoint_complete__free_unpacked(c, NULL);
+        free(p);
+    }
     close(tm);
     jm_stop(&jm);
 }
