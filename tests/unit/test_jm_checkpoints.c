@@ -143,6 +143,36 @@ static void ack(int tm, const char *id, uint32_t attempt, int64_t cid, int task,
     ack_entries(tm, id, attempt, cid, task, subtask, parallelism, "[]", "");
 }
 
+/* The next NotifyCheckpointComplete: of checkpoint cid of the attempt; returns its `final`. */
+static bool expect_complete(int tm, uint32_t attempt, int64_t cid)
+{
+    size_t n;
+    uint8_t *p = tm_expect(tm, KP_FRAME_CHECKPOINT_COMPLETE, &n);
+    Kappa__Control__NotifyCheckpointComplete *c =
+        kappa__control__notify_checkpoint_complete__unpack(NULL, n, p);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->checkpoint_id, cid);
+    cr_assert_eq(c->attempt, attempt);
+    bool final = c->final;
+    kappa__control__notify_checkpoint_complete__free_unpacked(c, NULL);
+    free(p);
+    return final;
+}
+
+/* Job `name` with checkpoint settings `ckpt`, deployed at a new fake taskmanager `tm_name` and
+ * running: its id and attempt; returns the taskmanager's socket. */
+static int running_job(jm_proc *jm, const char *name, json_t *ckpt, const char *tm_name,
+                       char id[33], uint32_t *attempt)
+{
+    char restore[4096];
+    submit(jm, name, ckpt, id);
+    int tm = tm_register(jm->rpc_port, tm_name, 2);
+    *attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
+    report_all(tm, id, *attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    wait_job_state(jm, id, "RUNNING");
+    return tm;
+}
+
 /* GET path as JSON (asserting the status). */
 static json_t *get_json(const jm_proc *jm, const char *path, long status)
 {
@@ -175,15 +205,7 @@ Test(jm_checkpoints, complete_notify_restore_and_recover, .fini = cleanup, .time
     ack(tm, id, attempt, cid, 0, 1, 2);
     ack(tm, id, attempt + 7, cid, 1, 0, 1); /* another attempt's: ignored */
     ack(tm, id, attempt, cid, 1, 0, 1);
-    size_t n;
-    uint8_t *p = tm_expect(tm, KP_FRAME_CHECKPOINT_COMPLETE, &n);
-    Kappa__Control__NotifyCheckpointComplete *c =
-        kappa__control__notify_checkpoint_complete__unpack(NULL, n, p);
-    cr_assert_not_null(c);
-    cr_assert_eq(c->checkpoint_id, cid);
-    cr_assert_eq(c->attempt, attempt);
-    kappa__control__notify_checkpoint_complete__free_unpacked(c, NULL);
-    free(p);
+    cr_assert_not(expect_complete(tm, attempt, cid), "no source said it is at its end");
     char meta[600];
     snprintf(meta, sizeof meta, "%s/checkpoints/%s/chk-%lld/_metadata", dir_, id, (long long)cid);
     cr_assert_eq(access(meta, R_OK), 0, "%s is missing", meta);
@@ -353,28 +375,18 @@ Test(jm_checkpoints, a_completion_is_final_once_every_source_is_at_its_end, .fin
     fresh_dir();
     jm_proc jm;
     jm_start(&jm, dir_, flags_);
-    char id[33], restore[4096];
-    submit(&jm, "fin", json_pack("{s:i}", "interval_ms", 100), id);
-    int tm = tm_register(jm.rpc_port, "tm-f", 2);
-    uint32_t attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
-    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
-    wait_job_state(&jm, id, "RUNNING");
+    char id[33];
+    uint32_t attempt;
+    int tm = running_job(&jm, "fin", json_pack("{s:i}", "interval_ms", 100), "tm-f", id, &attempt);
     const char *at_end = ",\"end_of_input\":true", *reading = ",\"end_of_input\":false";
     for (int round = 0; round < 3; round++) { /* subtask 0 at its end; subtask 1 from round 2 */
         int64_t cid = expect_trigger(tm, id, attempt);
         ack_entries(tm, id, attempt, cid, 0, 0, 2, "[]", at_end);
         ack_entries(tm, id, attempt, cid, 0, 1, 2, "[]", round < 2 ? reading : at_end);
         ack(tm, id, attempt, cid, 1, 0, 1); /* not a source: no flag */
-        size_t n;
-        uint8_t *p = tm_expect(tm, KP_FRAME_CHECKPOINT_COMPLETE, &n);
-        Kappa__Control__NotifyCheckpointComplete *c =
-            kappa__control__notify_checkpoint_complete__unpack(NULL, n, p);
-        cr_assert_not_null(c);
-        cr_assert_eq(c->checkpoint_id, cid);
-        cr_assert_eq(c->final, round == 2, "checkpoint %lld (round %d): final is %d",
-                     (long long)cid, round, (int)c->final);
-        kappa__control__notify_checkpoint_complete__free_unpacked(c, NULL);
-        free(p);
+        bool final = expect_complete(tm, attempt, cid);
+        cr_assert_eq(final, round == 2, "checkpoint %lld (round %d): final is %d", (long long)cid,
+                     round, (int) final);
     }
     close(tm);
     jm_stop(&jm);
@@ -387,10 +399,10 @@ Test(jm_checkpoints, declined_checkpoint_aborts_and_fails_the_job_over, .fini = 
     jm_proc jm;
     jm_start(&jm, dir_, flags_);
     char id[33], restore[4096];
-    submit(&jm, "decl", json_pack("{s:i,s:i}", "interval_ms", 100, "tolerable_failures", 0), id);
-    int tm = tm_register(jm.rpc_port, "tm-b", 2);
-    uint32_t attempt = expect_deploy(tm, id, restore, sizeof restore, 100);
-    report_all(tm, id, attempt, KAPPA__CONTROL__TASK_STATE__STATE__RUNNING);
+    uint32_t attempt;
+    int tm = running_job(&jm, "decl",
+                         json_pack("{s:i,s:i}", "interval_ms", 100, "tolerable_failures", 0),
+                         "tm-b", id, &attempt);
     int64_t cid = expect_trigger(tm, id, attempt);
     Kappa__Control__DeclineCheckpoint dc = KAPPA__CONTROL__DECLINE_CHECKPOINT__INIT;
     dc.job_id = id;
