@@ -525,10 +525,15 @@ static void follow_savepoint(kp_jm_t *jm, kp_bg_rec *r)
         }
         snprintf(r->sp_rid, sizeof r->sp_rid, "%s", old);
     }
+    if (loc && strlen(loc) >= sizeof r->sp_path) {
+        kp_jm_log("blue/green: v1's savepoint path is longer than %zu bytes: not recorded (%s)",
+                  sizeof r->sp_path - 1, loc);
+        loc = NULL; /* a rollback replays v1 from its start instead */
+    }
     if (loc) {
         if (st) /* complete, v1 cancelled, the record not saved yet */
             kp_failpoint("bluegreen.before_v1_savepoint_saved");
-        snprintf(r->sp_path, sizeof r->sp_path, "%s", loc);
+        snprintf(r->sp_path, sizeof r->sp_path, "%.1023s", loc);
         snprintf(msg, sizeof msg, "v1's savepoint is complete: %.1000s%s", loc,
                  st ? "" : " (found after a jobmanager restart)");
     } else {
