@@ -245,6 +245,23 @@ Test(coord, savepoint)
     kp_ckpt_coord_free(c);
 }
 
+/* A checkpoint on demand (blue/green's proof before the switch): without periodic checkpoints,
+ * not beyond max concurrent, a plain checkpoint (not a savepoint), completed like any other. */
+Test(coord, trigger_now)
+{
+    kp_ckpt_coord *c = coord(0, 0, 1, 0, 1);
+    cr_assert_eq(kp_ckpt_coord_tick(c, 10), 0, "no periodic checkpoints");
+    int64_t id = kp_ckpt_coord_trigger_now(c, 20);
+    cr_assert_eq(id, 1);
+    cr_assert_eq(kp_ckpt_coord_trigger_now(c, 21), 0, "max concurrent 1: one is pending");
+    cr_assert_eq(ack_all(c, id, 30), KP_COORD_COMPLETED);
+    const char *path = NULL;
+    cr_assert_eq(kp_ckpt_coord_last_completed(c, &path), 1);
+    cr_assert(path && strstr(path, "/chk-1/"), "a checkpoint, not a savepoint: %s", path);
+    cr_assert_eq(kp_ckpt_coord_trigger_now(c, 40), 2);
+    kp_ckpt_coord_free(c);
+}
+
 static json_t *parse(char *text)
 {
     cr_assert_not_null(text);
