@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/itest.h"
 #include "../support/shell.h"
 #include "../unit/jm_harness.h"
 
@@ -50,25 +51,9 @@ static void capture(char *out, size_t len, const char *fmt, ...)
     kp_test_capture(out, len, cmd);
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static const char *path_in(const char *name)
-{
-    static char p[8][400];
-    static int next;
-    char *s = p[next++ % 8];
-    snprintf(s, sizeof p[0], "%s/%s", dir_, name);
-    return s;
-}
-
 static void setup(void)
 {
-    cr_assert_not_null(mkdtemp(dir_));
+    kp_itest_open(dir_);
     snprintf(brokers_, sizeof brokers_, "%s", kp_test_env("KAPPA_BROKERS"));
     snprintf(es_, sizeof es_, "%s", kp_test_env("KAPPA_ES_URL"));
     snprintf(alias_, sizeof alias_, "bg-%d-clicks", (int)getpid());
@@ -90,13 +75,9 @@ static void teardown(void)
     stop_child(&feeder_);
     jm_kill_all();
     if (topic_[0])
-        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-delete %s >/dev/null 2>&1", brokers_,
-                   kp_test_env("KAPPA_SRC"), topic_);
-    kp_test_sh("curl -s -XDELETE '%s/bg-%d-*' >/dev/null", es_, (int)getpid());
-    if (!getenv("KAPPA_KEEP_TEST_DIR"))
-        kp_test_rmtree(dir_);
-    else
-        fprintf(stderr, "bluegreen: kept %s\n", dir_);
+        kp_itest_topic_delete(brokers_, topic_);
+    kp_itest_indices_delete(es_, "bg");
+    kp_itest_close("bluegreen");
 }
 
 TestSuite(bluegreen, .init = setup, .fini = teardown, .timeout = 1500);
@@ -152,24 +133,12 @@ static void produce(int count)
 
 static void start_cluster(void)
 {
-    const char *flags[] = {"--restart-delay-ms", "200", NULL};
-    jm_start(&jm_, path_in("jm"), flags);
-    tm_[0] = tm_proc_start(&jm_, path_in("tm1"), 4);
-    tm_[1] = tm_proc_start(&jm_, path_in("tm2"), 4);
-    wait_taskmanagers(&jm_, 2);
+    kp_itest_start_cluster(&jm_, tm_);
 }
 
 static void await_state(const char *job, const char *want, int seconds)
 {
-    char got[32] = "";
-    double end = now_s() + seconds;
-    while (now_s() < end) {
-        if (!strcmp(job_state(&jm_, job, got, sizeof got), want))
-            return;
-        usleep(100 * 1000);
-    }
-    kp_test_sh("tail -n 30 %s/jm.log >&2", dir_);
-    cr_assert_fail("job %s is %s after %d s, expected %s", job, got, seconds, want);
+    kp_itest_await_state(&jm_, job, want, seconds);
 }
 
 /* GET /jobs/:job's "bluegreen" object (new reference; asserted to be an object). */
@@ -209,8 +178,8 @@ static const char *phase_of(const char *job, char *buf, size_t len)
 static void await_phase(const char *job, const char *want, int seconds)
 {
     char got[32] = "";
-    double end = now_s() + seconds;
-    while (now_s() < end) {
+    double end = kp_itest_now_s() + seconds;
+    while (kp_itest_now_s() < end) {
         if (!strcmp(phase_of(job, got, sizeof got), want))
             return;
         usleep(200 * 1000);
@@ -239,9 +208,9 @@ static long http_status(const char *index)
 /* Polls until the alias holds exactly `want` (a sorted truth file) or `seconds` passed. */
 static void await_alias(const char *want, int seconds)
 {
-    const char *got = path_in("alias.sorted");
-    double end = now_s() + seconds;
-    while (now_s() < end) {
+    const char *got = kp_itest_path("alias.sorted");
+    double end = kp_itest_now_s() + seconds;
+    while (kp_itest_now_s() < end) {
         if (kp_test_sh("python3 %s/tests/integration/es_dump.py %s %s %s/alias.tsv 2>/dev/null && "
                        "LC_ALL=C sort %s/alias.tsv > %s && cmp -s %s %s",
                        kp_test_env("KAPPA_SRC"), es_, alias_, dir_, dir_, got, want, got) == 0)
@@ -285,7 +254,7 @@ Test(bluegreen, switch_rollback_and_aborts)
     /* v1: the jobmanager makes the binding's name an alias of a physical index */
     cr_assert_eq(SUBMIT("v1", "hourly_clicks", "bg-v1", "", ""), 0, "(%s/v1.err)", dir_);
     await_state("bg-v1", "RUNNING", 120);
-    await_alias(path_in("v1.sorted"), 300);
+    await_alias(kp_itest_path("v1.sorted"), 300);
     snprintf(v1_index, sizeof v1_index, "%s", alias_target(target, sizeof target));
     snprintf(buf, sizeof buf, "%s-v1", alias_);
     cr_assert_str_eq(v1_index, buf, "es:%s is not an alias of %s", alias_, buf);
@@ -294,8 +263,8 @@ Test(bluegreen, switch_rollback_and_aborts)
     start_feeder();
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "exec python3 %s/tests/integration/alias_reader.py %s %s %s %s %s %s",
-             kp_test_env("KAPPA_SRC"), es_, alias_, path_in("v1.sorted"), path_in("v2.sorted"),
-             path_in("reader.out"), path_in("stop"));
+             kp_test_env("KAPPA_SRC"), es_, alias_, kp_itest_path("v1.sorted"),
+             kp_itest_path("v2.sorted"), kp_itest_path("reader.out"), kp_itest_path("stop"));
     reader_ = spawn_sh(cmd);
     /* v2's sink sends a partial bulk only after 5 s, longer than the 1 s hold: only the
      * checkpoint of v2 before the switch makes its index complete when the alias moves */
@@ -332,7 +301,7 @@ Test(bluegreen, switch_rollback_and_aborts)
     capture(runs, sizeof runs, "grep -v '^polls' %s/reader.out | cut -d' ' -f1 | tr '\\n' ' '",
             dir_);
     cr_assert_str_eq(runs, "v1 v2 ", "the reader saw: %s", runs);
-    await_alias(path_in("v2.sorted"), 10);
+    await_alias(kp_itest_path("v2.sorted"), 10);
 
     json_t *bg = bluegreen("bg-v2");
     json_t *storage = json_object_get(bg, "storage");
@@ -373,7 +342,7 @@ Test(bluegreen, switch_rollback_and_aborts)
         kp_test_sh("(cat %s/v%d.sorted; printf 'clock\\t%lld\\t%lld\\n' ) | LC_ALL=C sort > "
                    "%s/v%d-closed.sorted",
                    dir_, v, hour_end, 4 + atoll(fed), dir_, v);
-    await_alias(path_in("v2-closed.sorted"), 120);
+    await_alias(kp_itest_path("v2-closed.sorted"), 120);
 
     /* rollback: alias back to v1's index, v1 again (from its start position), v2 cancelled */
     cr_assert_eq(KAPPA("rollback", "rollback %s", "bg-v2"), 0, "(%s/rollback.err)", dir_);
@@ -388,7 +357,7 @@ Test(bluegreen, switch_rollback_and_aborts)
     await_state("bg-v2", "CANCELED", 60);
     cr_assert_str_eq(alias_target(target, sizeof target), v1_index);
     await_state("bg-v1", "RUNNING", 120); /* the name now finds v1's new run */
-    await_alias(path_in("v1-closed.sorted"), 300);
+    await_alias(kp_itest_path("v1-closed.sorted"), 300);
     for (int i = 0; i < 100 && http_status(v2_index) != 404; i++)
         usleep(200 * 1000);
     cr_assert_eq(http_status(v2_index), 404, "v2's index was not deleted after the rollback");
@@ -428,7 +397,7 @@ Test(bluegreen, switch_rollback_and_aborts)
     cr_assert_eq(http_status(buf), 404, "v4's half-built index %s is still there", buf);
     cr_assert_str_eq(alias_target(target, sizeof target), v1_index);
     cr_assert_str_eq(job_state(&jm_, "bg-v1", buf, sizeof buf), "RUNNING");
-    await_alias(path_in("v1-closed.sorted"), 30);
+    await_alias(kp_itest_path("v1-closed.sorted"), 30);
 
     /* an index body the node refuses: v2 fails at once, saying why; nothing else moves */
     rc = SUBMIT("v5", "hourly_clicks_v2", "bg-v5", "",
@@ -444,10 +413,7 @@ Test(bluegreen, switch_rollback_and_aborts)
     cr_assert_str_eq(alias_target(target, sizeof target), v1_index);
     cr_assert_str_eq(job_state(&jm_, "bg-v1", buf, sizeof buf), "RUNNING");
 
-    for (int i = 0; i < 2; i++)
-        tm_proc_stop(tm_[i]);
-    tm_[0] = tm_[1] = 0;
-    jm_stop(&jm_);
+    kp_itest_stop_cluster(&jm_, tm_);
 }
 
 /* The jobmanager SIGKILLed (if it still runs) and started again on the same state dir and
@@ -460,7 +426,7 @@ static void restart_jobmanager_with(const char *failpoints)
     const char *flags[] = {"--restart-delay-ms", "200", "--rpc-port", port, NULL};
     if (failpoints)
         setenv("KAPPA_FAILPOINTS", failpoints, 1);
-    jm_start(&jm_, path_in("jm"), flags);
+    jm_start(&jm_, kp_itest_path("jm"), flags);
     unsetenv("KAPPA_FAILPOINTS");
 }
 
@@ -473,8 +439,8 @@ static void restart_jobmanager(void)
 static void await_failpoint(const char *name)
 {
     int st = 0;
-    double end = now_s() + 300;
-    while (waitpid(jm_.pid, &st, WNOHANG) == 0 && now_s() < end)
+    double end = kp_itest_now_s() + 300;
+    while (waitpid(jm_.pid, &st, WNOHANG) == 0 && kp_itest_now_s() < end)
         usleep(100 * 1000);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 137,
               "the jobmanager did not stop at the failpoint %s (%s/jm.log)", name, dir_);
@@ -514,7 +480,7 @@ Test(bluegreen, jobmanager_restarts_mid_procedure)
     produce(20000);
     char buf[256], target[256], v1_index[256], v2_index[256];
     cr_assert_eq(SUBMIT("v1", "hourly_clicks", "bg-v1", "", ""), 0, "(%s/v1.err)", dir_);
-    await_alias(path_in("v1.sorted"), 300);
+    await_alias(kp_itest_path("v1.sorted"), 300);
     snprintf(v1_index, sizeof v1_index, "%s", alias_target(target, sizeof target));
 
     /* killed during the catch-up (a hold of 8 s keeps it there) */
@@ -575,7 +541,7 @@ Test(bluegreen, jobmanager_restarts_mid_procedure)
     await_phase("bg-v2", "DONE", 120);
     cr_assert_eq(http_status(v1_index), 404, "v1's index was not deleted after --keep-old");
     cr_assert_str_eq(alias_target(target, sizeof target), v2_index);
-    await_alias(path_in("v2.sorted"), 60);
+    await_alias(kp_itest_path("v2.sorted"), 60);
     bg = bluegreen("bg-v2");
     size_t switched = 0, done = 0, synced = 0, i;
     json_t *t;
@@ -592,8 +558,5 @@ Test(bluegreen, jobmanager_restarts_mid_procedure)
     cr_assert_eq(synced, 1, "v2 synced %zu times", synced);
     cr_assert_eq(done, 1, "v1's index deleted %zu times", done);
 
-    for (int k = 0; k < 2; k++)
-        tm_proc_stop(tm_[k]);
-    tm_[0] = tm_[1] = 0;
-    jm_stop(&jm_);
+    kp_itest_stop_cluster(&jm_, tm_);
 }

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/itest.h"
 #include "../support/shell.h"
 #include "../unit/jm_harness.h"
 
@@ -54,25 +55,9 @@ static int events(int fallback)
     return v && atoi(v) > 0 ? atoi(v) : fallback;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static const char *path_in(const char *name)
-{
-    static char p[8][400];
-    static int next;
-    char *s = p[next++ % 8];
-    snprintf(s, sizeof p[0], "%s/%s", dir_, name);
-    return s;
-}
-
 static void setup(void)
 {
-    cr_assert_not_null(mkdtemp(dir_));
+    kp_itest_open(dir_);
     snprintf(brokers_, sizeof brokers_, "%s", kp_test_env("KAPPA_BROKERS"));
     snprintf(es_, sizeof es_, "%s", kp_test_env("KAPPA_ES_URL"));
 }
@@ -84,21 +69,13 @@ static void setup(void)
  * teardown must stop whatever a failed start left running. */
 static void start_cluster(void)
 {
-    const char *flags[] = {"--restart-delay-ms", "200", NULL};
-    jm_start(&jm_, path_in("jm"), flags);
-    tm_[0] = tm_proc_start(&jm_, path_in("tm1"), 4);
-    tm_[1] = tm_proc_start(&jm_, path_in("tm2"), 4);
-    wait_taskmanagers(&jm_, 2);
+    kp_itest_start_cluster(&jm_, tm_);
 }
 
 /* The clean end of a test: the processes stop on SIGTERM (the jobmanager must exit 0). */
 static void stop_cluster(void)
 {
-    for (int i = 0; i < 2; i++)
-        if (tm_[i] > 0)
-            tm_proc_stop(tm_[i]);
-    tm_[0] = tm_[1] = 0;
-    jm_stop(&jm_);
+    kp_itest_stop_cluster(&jm_, tm_);
 }
 
 /* Whatever happened: no process, topic or index of the test outlives it. */
@@ -111,15 +88,11 @@ static void teardown(void)
     }
     jm_kill_all();
     for (int i = 0; i < MAX_TOPICS && topics_[i][0]; i++) {
-        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-delete %s >/dev/null 2>&1", brokers_,
-                   kp_test_env("KAPPA_SRC"), topics_[i]);
+        kp_itest_topic_delete(brokers_, topics_[i]);
         topics_[i][0] = '\0';
     }
-    kp_test_sh("curl -s -XDELETE '%s/cluster-%d-*' >/dev/null", es_, (int)getpid());
-    if (!getenv("KAPPA_KEEP_TEST_DIR"))
-        kp_test_rmtree(dir_);
-    else
-        fprintf(stderr, "cluster: kept %s\n", dir_);
+    kp_itest_indices_delete(es_, "cluster");
+    kp_itest_close("cluster");
 }
 
 TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 900);
@@ -174,18 +147,9 @@ static const char *index_name(const char *what)
           "'clicks=%s' --sink 'hourly-click-index=es:%s' %s",                                      \
           kp_test_env("KAPPA_JOBS"), job, p, name, brokers_, es_, source, index, extra)
 
-/* Polls the job's state until it is `want`; asserts it gets there within `seconds`. */
 static void await_state(const char *job, const char *want, int seconds)
 {
-    char got[32] = "";
-    double end = now_s() + seconds;
-    while (now_s() < end) {
-        if (!strcmp(job_state(&jm_, job, got, sizeof got), want))
-            return;
-        usleep(100 * 1000);
-    }
-    kp_test_sh("tail -n 20 %s/jm.log >&2", dir_);
-    cr_assert_fail("job %s is %s after %d s, expected %s", job, got, seconds, want);
+    kp_itest_await_state(&jm_, job, want, seconds);
 }
 
 /* GET /jobs/:job's integer field `name`. */
@@ -250,7 +214,7 @@ static long long lines(const char *path)
 /* The index as sorted (item, end, count) lines in dir/INDEX.sorted (es_dump.py). */
 static const char *dump_counts(const char *index)
 {
-    const char *sorted = path_in(index);
+    const char *sorted = kp_itest_path(index);
     static char out[400];
     snprintf(out, sizeof out, "%s.sorted", sorted);
     cr_assert_eq(kp_test_sh("python3 %s/tests/integration/es_dump.py %s %s %s/%s.tsv && LC_ALL=C "
@@ -271,8 +235,8 @@ static void assert_same(const char *want, const char *got, const char *what)
 /* The index equals the truth of the last produce(). */
 static void assert_index_is_truth(const char *index)
 {
-    cr_assert_gt(lines(path_in("truth.sorted")), 0, "empty truth");
-    assert_same(path_in("truth.sorted"), dump_counts(index), index);
+    cr_assert_gt(lines(kp_itest_path("truth.sorted")), 0, "empty truth");
+    assert_same(kp_itest_path("truth.sorted"), dump_counts(index), index);
 }
 
 /* Starts `kappa submit ... --wait` in the background (like SUBMIT); returns at once. */
@@ -313,8 +277,8 @@ static void assert_v2_ids(const char *index, const char *tag)
                             "want' %s/truth-v2.sorted %s > %s",
                             dir_, got, ids),
                  0);
-    cr_assert_gt(lines(path_in("truth-v2.sorted")), 0, "empty v2 truth");
-    assert_same(path_in("truth-v2.sorted"), ids, "the ids v2 wrote");
+    cr_assert_gt(lines(kp_itest_path("truth-v2.sorted")), 0, "empty v2 truth");
+    assert_same(kp_itest_path("truth-v2.sorted"), ids, "the ids v2 wrote");
 }
 
 /* Waits until the wall clock in seconds has passed every fencing epoch the jobmanager gave
@@ -422,7 +386,7 @@ Test(cluster, killed_taskmanager_restarts_and_the_index_is_still_the_truth)
     const char *index = index_name("kill");
     char sink[160];
     snprintf(sink, sizeof sink, "%s?max_actions=5&inflight=1", index);
-    long long total = lines(path_in("truth.sorted"));
+    long long total = lines(kp_itest_path("truth.sorted"));
     submit_in_background("kill", "hourly_clicks", 4, "killed", source, sink);
     await_state("killed", "RUNNING", 120);
 
@@ -500,9 +464,9 @@ static void print_checkpoint_figures(const char *job)
 /* Waits until the job completed at least n checkpoints (REST); asserts within `seconds`. */
 static void await_checkpoints(const char *job, long long n, int seconds)
 {
-    double end = now_s() + seconds;
+    double end = kp_itest_now_s() + seconds;
     long long got = -1;
-    while (now_s() < end && (got = checkpoints_completed(job, NULL)) < n)
+    while (kp_itest_now_s() < end && (got = checkpoints_completed(job, NULL)) < n)
         usleep(100 * 1000);
     if (got < n)
         kp_test_sh("tail -n 30 %s/jm.log >&2", dir_);
@@ -531,7 +495,7 @@ static const char *start_checkpointed_job(const char *name)
     await_state(name, "RUNNING", 120);
     await_checkpoints(name, 2, 120);
     print_checkpoint_figures(name);
-    cr_assert_lt(es_count(index), lines(path_in("truth.sorted")),
+    cr_assert_lt(es_count(index), lines(kp_itest_path("truth.sorted")),
                  "the job wrote everything before the failure: nothing left to restore");
     return index;
 }
@@ -573,7 +537,7 @@ Test(cluster, checkpoint_restore_after_a_killed_jobmanager_is_exact)
     tm_proc_kill(jm_.pid);
     const char *flags[] = {"--restart-delay-ms", "200",    "--rest-port", rest_port,
                            "--rpc-port",         rpc_port, NULL};
-    jm_start(&jm_, path_in("jm"), flags);
+    jm_start(&jm_, kp_itest_path("jm"), flags);
     assert_restored_and_exact("ckpt-jm", index, 1);
     stop_cluster();
 }
@@ -636,7 +600,7 @@ static void replay_at(const char *topic, int p, int n)
     snprintf(cluster, sizeof cluster, "cluster-p%d", p);
     const char *li = index_name(local), *ci = index_name(cluster);
 
-    double c0 = children_cpu_s(), t0 = now_s();
+    double c0 = children_cpu_s(), t0 = kp_itest_now_s();
     cr_assert_eq(
         kp_test_sh("%s run --local %s/hourly_clicks.so -p %d --brokers %s --es-url %s "
                    "--from-earliest --source 'clicks=%s' --sink 'hourly-click-index=es:%s' "
@@ -644,16 +608,16 @@ static void replay_at(const char *topic, int p, int n)
                    kp_test_env("KAPPA_CLI"), kp_test_env("KAPPA_JOBS"), p, brokers_, es_, source,
                    li, dir_, local, dir_, local),
         0, "kappa run --local failed (%s/%s.err)", dir_, local);
-    cost lc = {now_s() - t0, children_cpu_s() - c0};
+    cost lc = {kp_itest_now_s() - t0, children_cpu_s() - c0};
 
     double k0 = cluster_cpu_s();
     c0 = children_cpu_s();
-    t0 = now_s();
+    t0 = kp_itest_now_s();
     char name[32];
     snprintf(name, sizeof name, "replay-p%d", p);
     cr_assert_eq(SUBMIT(cluster, "hourly_clicks", p, name, source, ci, "--wait"), 0,
                  "kappa submit --wait failed (%s/%s.err)", dir_, cluster);
-    cost cc = {now_s() - t0, children_cpu_s() - c0 + cluster_cpu_s() - k0};
+    cost cc = {kp_itest_now_s() - t0, children_cpu_s() - c0 + cluster_cpu_s() - k0};
     cr_assert_eq(taskmanagers_used(name), 2, "the p=%d job did not spread over both", p);
 
     char load[128];
@@ -673,7 +637,7 @@ static void replay_at(const char *topic, int p, int n)
                                 dir_, tag),
                      0, "cannot dump %s", idx);
         snprintf(source, sizeof source, "%s/%s.sorted", dir_, tag);
-        assert_same(path_in("truth.sorted"), source, idx);
+        assert_same(kp_itest_path("truth.sorted"), source, idx);
     }
     char a[400], b[400];
     snprintf(a, sizeof a, "%s/%s.src", dir_, local);

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/itest.h"
 #include "../support/shell.h"
 #include "../unit/jm_harness.h"
 #include "checkpoint_store.h"
@@ -52,18 +53,9 @@ static pid_t tm_[2];
  * events (a window's count is then the same whichever run writes it). */
 static const char gen_model[] = "--items 100 --out-of-order-ms 10000 --seed 11 --quiet";
 
-static const char *path_in(const char *name)
-{
-    static char p[8][400];
-    static int next;
-    char *s = p[next++ % 8];
-    snprintf(s, sizeof p[0], "%s/%s", dir_, name);
-    return s;
-}
-
 static void setup(void)
 {
-    cr_assert_not_null(mkdtemp(dir_));
+    kp_itest_open(dir_);
     snprintf(es_, sizeof es_, "%s", kp_test_env("KAPPA_ES_URL"));
     snprintf(brokers_, sizeof brokers_, "%s", kp_test_env("KAPPA_BROKERS"));
 }
@@ -72,16 +64,13 @@ static void teardown(void)
 {
     jm_kill_all();
     if (topic_[0]) {
-        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-delete %s >/dev/null 2>&1", brokers_,
-                   kp_test_env("KAPPA_SRC"), topic_);
-        kp_test_sh("KAPPA_BROKERS=%s %s/deploy/dev/kafka topic-delete %s-out >/dev/null 2>&1",
-                   brokers_, kp_test_env("KAPPA_SRC"), topic_);
+        char out[sizeof topic_ + 4];
+        snprintf(out, sizeof out, "%s-out", topic_);
+        kp_itest_topic_delete(brokers_, topic_);
+        kp_itest_topic_delete(brokers_, out);
     }
-    kp_test_sh("curl -s -XDELETE '%s/failpoints-%d-*' >/dev/null", es_, (int)getpid());
-    if (!getenv("KAPPA_KEEP_TEST_DIR"))
-        kp_test_rmtree(dir_);
-    else
-        fprintf(stderr, "failpoints: kept %s\n", dir_);
+    kp_itest_indices_delete(es_, "failpoints");
+    kp_itest_close("failpoints");
 }
 
 TestSuite(failpoints, .init = setup, .fini = teardown, .timeout = 900);
@@ -259,7 +248,7 @@ static void start_jm(const char *fp, const char *rest, const char *rpc)
     const char *flags[] = {"--restart-delay-ms",
                            "200",
                            "--checkpoint-dir",
-                           path_in("ck"),
+                           kp_itest_path("ck"),
                            rest ? "--rest-port" : NULL,
                            rest,
                            "--rpc-port",
@@ -267,20 +256,13 @@ static void start_jm(const char *fp, const char *rest, const char *rpc)
                            NULL};
     if (fp)
         setenv("KAPPA_FAILPOINTS", fp, 1);
-    jm_start(&jm_, path_in("jm"), flags);
+    jm_start(&jm_, kp_itest_path("jm"), flags);
     unsetenv("KAPPA_FAILPOINTS");
 }
 
 static void await_state(const char *job, const char *want, int seconds)
 {
-    char got[32] = "";
-    for (int i = 0; i < seconds * 10; i++) {
-        if (!strcmp(job_state(&jm_, job, got, sizeof got), want))
-            return;
-        usleep(100 * 1000);
-    }
-    kp_test_sh("tail -n 20 %s/jm.log >&2", dir_);
-    cr_assert_fail("job %s is %s after %d s, expected %s", job, got, seconds, want);
+    kp_itest_await_state(&jm_, job, want, seconds);
 }
 
 /* The jobmanager crashes at `fp` while the job runs; a new one recovers it. */
@@ -288,8 +270,8 @@ static void cluster_case(const char *fp, const char *name)
 {
     gen_file(400000);
     start_jm(fp, NULL, NULL);
-    tm_[0] = tm_proc_start(&jm_, path_in("tm1"), 4);
-    tm_[1] = tm_proc_start(&jm_, path_in("tm2"), 4);
+    tm_[0] = tm_proc_start(&jm_, kp_itest_path("tm1"), 4);
+    tm_[1] = tm_proc_start(&jm_, kp_itest_path("tm2"), 4);
     wait_taskmanagers(&jm_, 2);
     const char *index = index_name(name);
     cr_assert_eq(kp_test_sh("%s submit %s/hourly_clicks.so -p 2 --name %s --es-url %s --source "
@@ -319,10 +301,7 @@ static void cluster_case(const char *fp, const char *name)
             completed(jobdir), jobdir);
     assert_index_is_truth(index);
     assert_final_checkpoint(jobdir);
-    for (int i = 0; i < 2; i++)
-        tm_proc_stop(tm_[i]);
-    tm_[0] = tm_[1] = 0;
-    jm_stop(&jm_);
+    kp_itest_stop_cluster(&jm_, tm_);
     assert_no_orphans(jobdir);
 }
 
