@@ -1074,6 +1074,17 @@ static json_t *version_json(kp_jm_t *jm, const char *id)
                      lag_known ? json_integer((json_int_t)lag) : json_null());
 }
 
+/* The id of v2's checkpoint before the switch (r->sync_rid), 0 when none is pending or it is
+ * not triggered yet (savepoints.c: another checkpoint in flight). */
+static int64_t pending_checkpoint(kp_jm_t *jm, const kp_bg_rec *r)
+{
+    kp_jm_job_t *v2 = *r->sync_rid ? kp_registry_find(jm, r->job_id) : NULL;
+    json_t *st = v2 ? kp_jm_savepoint_status(jm, v2, r->sync_rid) : NULL;
+    int64_t id = (int64_t)json_integer_value(json_object_get(st, "checkpoint"));
+    json_decref(st);
+    return id;
+}
+
 json_t *kp_bg_job_json(kp_jm_t *jm, const kp_jm_job_t *job)
 {
     for (size_t i = bg.n; i-- > 0;) {
@@ -1092,6 +1103,9 @@ json_t *kp_bg_job_json(kp_jm_t *jm, const kp_jm_job_t *job)
                                 r->eta_ms >= 0 && r->phase == KP_BG_CATCHING_UP
                                     ? json_integer(r->eta_ms)
                                     : json_null());
+            int64_t ckpt = pending_checkpoint(jm, r);
+            json_object_set_new(o, "v2_checkpoint", ckpt > 0 ? json_integer(ckpt) : json_null());
+            json_object_set_new(o, "step", kp_bg_step_json(r, ckpt));
         }
         return o;
     }

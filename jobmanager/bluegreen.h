@@ -107,6 +107,10 @@ void kp_bg_estimate(kp_bg_rec *r, const kp_bg_obs *o);
 void kp_bg_enter(kp_bg_rec *r, kp_bg_phase to, int64_t now_ms, const char *message);
 /* The record as persisted and as REST shows it (new reference) / read back (0 or -1). */
 json_t *kp_bg_rec_json(const kp_bg_rec *r);
+/* The step of the cut-over the procedure is at, in words, for the dashboard (new reference):
+ * "waiting for v2's checkpoint N" (v2_ckpt: the id of the pending checkpoint, 0 while not
+ * triggered yet), "stopping v1 with a savepoint", "v1 savepoint: PATH"; null when none applies. */
+json_t *kp_bg_step_json(const kp_bg_rec *r, int64_t v2_ckpt);
 int kp_bg_rec_load(kp_bg_rec *r, json_t *j, char *err, size_t errlen);
 /* Whether a record has nothing left to do (a final phase, or ROLLED_BACK with v2's index
  * deleted): bluegreen.json may drop it. */

@@ -207,6 +207,23 @@ json_t *kp_bg_rec_json(const kp_bg_rec *r)
     return o;
 }
 
+json_t *kp_bg_step_json(const kp_bg_rec *r, int64_t v2_ckpt)
+{
+    char step[sizeof r->sp_path + 32];
+    if (*r->sync_rid && v2_ckpt > 0)
+        snprintf(step, sizeof step, "waiting for v2's checkpoint %lld", (long long)v2_ckpt);
+    else if (*r->sync_rid)
+        snprintf(step, sizeof step, "waiting for v2's checkpoint (requested, not triggered yet)");
+    else if (*r->sp_rid)
+        snprintf(step, sizeof step, "stopping v1 with a savepoint");
+    else if (*r->sp_path)
+        snprintf(step, sizeof step, "v1 savepoint: %s", r->sp_path);
+    else
+        return json_null();
+    json_t *s = json_string(step);
+    return s ? s : json_null(); /* a path that is not UTF-8 */
+}
+
 static void copy_str(json_t *o, const char *key, char *out, size_t len)
 {
     const char *v = json_string_value(json_object_get(o, key));

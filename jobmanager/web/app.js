@@ -412,7 +412,8 @@ async function savepointJob(jid) {
 }
 
 /* The blue/green reprocessing the job takes part in (docs/bluegreen.md): both versions, v2's
- * lag and watermark against v1's, the estimate and the transitions. */
+ * lag and watermark against v1's, the estimate, the step of the cut-over (bg.step, in words:
+ * v2's checkpoint, v1's stop-with-savepoint, v1's savepoint) and the transitions. */
 function bluegreenPanel(bg) {
   if (!bg) return '';
   const sink = (bg.sinks || [])[0] || {};
@@ -425,7 +426,7 @@ function bluegreenPanel(bg) {
   };
   const eta = bg.eta_ms === null || bg.eta_ms === undefined ? '' : ` · cut-over in about ${dur(bg.eta_ms)}`;
   return `<h2>Blue/green reprocessing <span class="note">this job is ${esc(bg.role)} · ${esc(bg.phase)}${eta}</span></h2>
-    <div class="panel" id="bluegreen"><p class="note">alias es:${esc(sink.alias || '?')} · old index ${esc(sink.old_index || '–')} · new index ${esc(sink.new_index || '–')}</p>
+    <div class="panel" id="bluegreen">${bg.step ? `<p id="bluegreen-step">${esc(bg.step)}</p>` : ''}<p class="note">alias es:${esc(sink.alias || '?')} · old index ${esc(sink.old_index || '–')} · new index ${esc(sink.new_index || '–')}</p>
     ${bg.v1 || bg.v2 ? `<table><tr><th></th><th>Job</th><th>State</th><th>Records in</th><th>Watermark</th><th>Kafka lag</th></tr>${ver('v1')}${ver('v2')}</table>` : ''}
     <table><tr><th>Time</th><th>From</th><th>To</th><th>Message</th></tr>${(bg.transitions || []).map((t) => `<tr><td>${esc(new Date(t.time).toLocaleTimeString('en-GB'))}</td>
     <td>${esc(t.from)}</td><td>${esc(t.to)}</td><td>${esc(t.message)}</td></tr>`).join('')}</table></div>`;

@@ -346,3 +346,38 @@ Test(bluegreen, prune_keeps_the_unfinished_the_live_and_the_last_finished)
     for (size_t i = 0; i < n; i++)
         json_decref(recs[i].transitions);
 }
+
+/* What the dashboard's panel shows as the current step (kp_bg_step_json in GET /jobs/:id). */
+static void expect_step(const kp_bg_rec *r, int64_t v2_ckpt, const char *want)
+{
+    json_t *s = kp_bg_step_json(r, v2_ckpt);
+    if (want)
+        cr_assert_str_eq(json_string_value(s), want);
+    else
+        cr_assert(json_is_null(s), "no step expected");
+    json_decref(s);
+}
+
+Test(bluegreen, step_of_the_cut_over_in_words)
+{
+    kp_bg_rec r = rec(1000);
+    expect_step(&r, 0, NULL);
+    strcpy(r.sync_rid, "00112233445566778899aabbccddeeff");
+    expect_step(&r, 0, "waiting for v2's checkpoint (requested, not triggered yet)");
+    expect_step(&r, 17, "waiting for v2's checkpoint 17");
+    r.sync_rid[0] = 0;
+    r.v2_synced = true;
+    strcpy(r.sp_rid, "ffeeddccbbaa99887766554433221100");
+    expect_step(&r, 0, "stopping v1 with a savepoint");
+    r.sp_rid[0] = 0;
+    strcpy(r.sp_path, "/ckpt/savepoints/bg-v1-<b>&\"x\"");
+    expect_step(&r, 0, "v1 savepoint: /ckpt/savepoints/bg-v1-<b>&\"x\"");
+    memset(r.sp_path, 'p', sizeof r.sp_path - 1); /* the longest path recorded is whole */
+    r.sp_path[sizeof r.sp_path - 1] = 0;
+    json_t *s = kp_bg_step_json(&r, 0);
+    cr_assert_eq(strlen(json_string_value(s)), strlen("v1 savepoint: ") + sizeof r.sp_path - 1);
+    json_decref(s);
+    strcpy(r.sp_path, "/bad-\xff");
+    expect_step(&r, 0, NULL); /* not UTF-8: null, not a failed answer */
+    json_decref(r.transitions);
+}
