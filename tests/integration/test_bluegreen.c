@@ -350,6 +350,9 @@ Test(bluegreen, switch_rollback_and_aborts)
     const char *sp_path = json_string_value(json_object_get(sp, "v1_savepoint"));
     cr_assert(sp_path && *sp_path, "v1 did not stop with a savepoint");
     fprintf(stderr, "bluegreen: v1 stopped with savepoint %s\n", sp_path);
+    char step[1100]; /* what the dashboard's panel shows (kp_bg_step_json) */
+    snprintf(step, sizeof step, "v1 savepoint: %s", sp_path);
+    cr_assert_str_eq(json_string_value(json_object_get(sp, "step")), step);
     json_decref(sp);
     await_phase("bg-v2", "ROLLED_BACK", 60);
     cr_assert_eq(kp_test_sh("grep -q 'v1 again as job .*, from .*savepoints' %s/jm.log", dir_), 0,
