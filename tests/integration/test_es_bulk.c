@@ -9,52 +9,12 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct buf {
-    char *p;
-    size_t len;
-} buf;
-
-static size_t collect(char *data, size_t size, size_t n, void *arg)
-{
-    buf *b = arg;
-    char *p = realloc(b->p, b->len + size * n + 1);
-    cr_assert_not_null(p);
-    memcpy(p + b->len, data, size * n);
-    b->len += size * n;
-    p[b->len] = 0;
-    b->p = p;
-    return size * n;
-}
+#include "../support/es_http.h"
 
 /* Sends one request; returns the HTTP status and the body (caller frees). */
 static long request(const char *method, const char *path, const char *body, size_t len, char **out)
 {
-    const char *base = getenv("KAPPA_ES_URL");
-    cr_assert(base && *base,
-              "KAPPA_ES_URL is not set: run through tests/integration/with-services");
-    char url[512];
-    snprintf(url, sizeof url, "%s%s", base, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-ndjson");
-    buf b = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, url, curl_easy_strerror(rc));
-    long status;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    *out = b.p ? b.p : strdup("");
-    return status;
+    return kp_test_es_request(method, path, "application/x-ndjson", body, len, out);
 }
 
 /* 10,000 index actions with external versions `version`, for index `idx`. */
