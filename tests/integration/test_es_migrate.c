@@ -56,8 +56,8 @@ static int write_doc(kp_sink_writer *w, int i, char *err, size_t errlen)
     char id[64], doc[160];
     int il = snprintf(id, sizeof id, "item_%d|1700000000000", i);
     int dl = snprintf(doc, sizeof doc, "{\"item_id\":\"item_%d\",\"click_count\":%d}", i, i);
-    return w->write(w, (kp_bytes){id, (size_t)il}, (kp_bytes){doc, (size_t)dl}, 1700003599999,
-                    err, errlen);
+    return w->write(w, (kp_bytes){id, (size_t)il}, (kp_bytes){doc, (size_t)dl}, 1700003599999, err,
+                    errlen);
 }
 
 typedef struct writer {
@@ -132,7 +132,8 @@ Test(es_migrate, writes_during_the_migration_are_not_lost, .timeout = 300)
     cr_assert_eq(pthread_create(&th, NULL, write_on, &t), 0);
     while (atomic_load(&t.written) < 20500)
         usleep(10 * 1000);
-    int rc = kp_es_migrate(&a, name, to, "{\"settings\":{\"number_of_shards\":1}}", err, sizeof err);
+    int rc =
+        kp_es_migrate(&a, name, to, "{\"settings\":{\"number_of_shards\":1}}", err, sizeof err);
     int during = atomic_load(&t.written);
     while (atomic_load(&t.written) < during + 500 && t.rc == 0)
         usleep(10 * 1000);
