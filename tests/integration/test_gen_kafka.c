@@ -32,6 +32,8 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "../support/kafka_wait.h"
+
 #define T_PARTITIONS  8 /* the most any test here uses */
 #define T_BIG_COUNT   1000000
 #define T_SMALL_COUNT 100000
@@ -100,25 +102,7 @@ static rd_kafka_resp_err_t t_admin_wait(rd_kafka_queue_t *q, bool create, char *
 /* Wait until the broker reports `partitions` partitions with leaders for the topic. */
 static void t_wait_topic_ready(rd_kafka_t *rk, const char *name, int partitions)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, name, NULL);
-    for (int attempt = 0; attempt < 100; attempt++) {
-        const struct rd_kafka_metadata *md = NULL;
-        bool ready = false;
-        if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            ready = md->topic_cnt == 1 && md->topics[0].err == 0 &&
-                    md->topics[0].partition_cnt == partitions;
-            for (int p = 0; ready && p < md->topics[0].partition_cnt; p++)
-                ready = md->topics[0].partitions[p].leader >= 0;
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready) {
-            rd_kafka_topic_destroy(rkt);
-            return;
-        }
-        usleep(200 * 1000);
-    }
-    rd_kafka_topic_destroy(rkt);
-    cr_assert_fail("topic %s did not get %d partitions with leaders", name, partitions);
+    kp_test_kafka_wait_partitions(rk, name, partitions, 100);
 }
 
 /* Create a fresh, uniquely named topic with `partitions` partitions; deleted in fini. */

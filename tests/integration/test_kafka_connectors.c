@@ -42,6 +42,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "../support/kafka_wait.h"
+
 #include "../../runtime/connector.h"
 #include "connectors.h"
 #include "failpoint.h"
@@ -90,25 +92,7 @@ static rd_kafka_event_t *t_admin_result(rd_kafka_queue_t *q)
 
 static void t_wait_partitions(rd_kafka_t *rk, const char *name, int partitions)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, name, NULL);
-    for (int attempt = 0; attempt < 150; attempt++) {
-        const struct rd_kafka_metadata *md = NULL;
-        int ready = 0;
-        if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == 0) {
-            ready = md->topic_cnt == 1 && md->topics[0].err == 0 &&
-                    md->topics[0].partition_cnt == partitions;
-            for (int p = 0; ready && p < md->topics[0].partition_cnt; p++)
-                ready = md->topics[0].partitions[p].leader >= 0;
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready) {
-            rd_kafka_topic_destroy(rkt);
-            return;
-        }
-        usleep(200 * 1000);
-    }
-    rd_kafka_topic_destroy(rkt);
-    cr_assert_fail("topic %s did not get %d partitions with leaders", name, partitions);
+    kp_test_kafka_wait_partitions(rk, name, partitions, 150);
 }
 
 /* A fresh topic, deleted in fini. */
