@@ -138,6 +138,7 @@ static int filter_rebuild(kp_key_spill *sp, size_t bits)
 typedef struct victim {
     uint64_t hash;
     uint32_t key_len, blob_len;
+    uint32_t clean, pad; /* clean: its on-disk copy is current; nothing to write */
 } victim;
 
 #define VICTIM_SIZE(v) ((sizeof(victim) + (v)->key_len + (v)->blob_len + 7) & ~(size_t)7)
@@ -146,15 +147,15 @@ static const char zeros[8];
 
 /* Saves entry e into `victims` (its offset into `order`). 0, or -1 after kp_subtask_fail. */
 static int add_victim(kp_key_spill *sp, kp_keytable *t, kp_keyentry *e, const kp_key_spill_ops *ops,
-                      void *arg)
+                      void *arg, int clean)
 {
     kp_bytes key = kp_keytable_key(t, e);
     size_t at = sp->victims.len;
-    victim v = {e->hash, (uint32_t)key.len, 0};
+    victim v = {e->hash, (uint32_t)key.len, 0, (uint32_t)clean, 0};
     if (kp_buf_append(&sp->order, &at, sizeof at) != 0 ||
         kp_buf_append(&sp->victims, &v, sizeof v) != 0 ||
         kp_buf_append(&sp->victims, key.ptr, key.len) != 0 ||
-        ops->save(arg, e, &sp->victims) != 0 ||
+        (!clean && ops->save(arg, e, &sp->victims) != 0) ||
         sp->victims.len - at - sizeof v - key.len > UINT32_MAX)
         return kp_subtask_fail(sp->st, "%s: out of memory spilling state", sp->node->name);
     v.blob_len = (uint32_t)(sp->victims.len - at - sizeof v - key.len);
@@ -183,7 +184,8 @@ static size_t choose(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key
         visits++;
         if (ops->used(arg, e))
             continue;
-        if (add_victim(sp, t, e, ops, arg) != 0)
+        /* a key read back and not changed since (e.g. for a stale timer) is dropped unwritten */
+        if (add_victim(sp, t, e, ops, arg, !ops->dirty(arg, e)) != 0)
             return (size_t)-1;
         found += 2 * t->entry_size + kp_keytable_key(t, e).len + ops->bytes(arg, e);
     }
@@ -230,6 +232,8 @@ static int put_victims(kp_key_spill *sp, const size_t *order, size_t n, int sst,
     for (size_t i = 0; i < n; i++) {
         const victim *v = (const victim *)(void *)(sp->victims.ptr + order[i]);
         const char *key = (const char *)(v + 1);
+        if (v->clean)
+            continue;
         if (rocks_key(sp, v->hash, (kp_bytes){key, v->key_len}) != 0) {
             kp_state_sst_abort(f);
             return snprintf(err, errlen, "out of memory"), -1;
@@ -316,7 +320,7 @@ int kp_key_spill_flush(kp_key_spill *sp, kp_keytable *t, const kp_key_spill_ops 
     size_t i = 0;
     kp_keyentry *e;
     while ((e = kp_keytable_next(t, &i)))
-        if (ops->dirty(arg, e) && add_victim(sp, t, e, ops, arg) != 0)
+        if (ops->dirty(arg, e) && add_victim(sp, t, e, ops, arg, 0) != 0)
             return -1;
     if (sp->order.len && write_victims(sp, t, ops, arg, 1) != 0)
         return -1;

@@ -42,9 +42,10 @@ typedef struct kp_key_spill_ops {
     int (*save)(void *arg, kp_keyentry *e, kp_buf *out);
     size_t (*bytes)(void *arg, kp_keyentry *e);
     void (*drop)(void *arg, kp_keyentry *e);
-    /* kp_key_spill_flush: 1 if the key changed since its state was last written to RocksDB
-     * (only those are written); flushed: it was written, it is on disk now (clean; a later
-     * drop of the key must kp_key_spill_forget it). */
+    /* 1 if the key changed since its state was last written to RocksDB (or was never
+     * written): a flush writes only those, and an eviction drops a clean key (read back and
+     * unchanged since) without writing it; flushed: it was written, it is on disk now (clean;
+     * a later drop of the key must kp_key_spill_forget it). */
     int (*dirty)(void *arg, kp_keyentry *e);
     void (*flushed)(void *arg, kp_keyentry *e);
 } kp_key_spill_ops;

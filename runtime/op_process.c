@@ -54,9 +54,10 @@
  * record or a timer of it comes. Each timer heap keeps up to an eighth of the budget in
  * memory; its later timers overflow into a column family ordered by due time (timer_spill.h)
  * and come back before they are due; an event-time heap entry of a spilled key reads the key
- * back when it pops, to see whether the timer is still pending. What stays in memory beyond
- * the budget: the set of pending processing-time timers (about 60 bytes plus the key per
- * timer). Spilling changes no result: a key read back is the key evicted, and timers fire in
+ * back when it pops, to see whether the timer is still pending, unless a counting filter of
+ * the pending event-time timers says it certainly is not. What stays in memory beyond the
+ * budget: the set of pending processing-time timers (about 60 bytes plus the key per timer)
+ * and that filter (4-8 bytes per pending event-time timer). Spilling changes no result: a key read back is the key evicted, and timers fire in
  * the order of their times.
  *
  * @locality one subtask thread per operator instance; no locks. */
@@ -107,6 +108,8 @@ typedef struct process_op {
     int pt_written;           /* the last barrier wrote processing-time timers (checkpoints) */
     long long state_reported, state_next; /* kp_live_state */
     kp_state_peak rocks;                  /* RocksDB's memory, sampled on the tick */
+    uint8_t *etf;    /* counting filter of pending event-time timers (et_maybe_pending) */
+    size_t etf_size; /* its counters, a power of two; 0 until first needed */
 } process_op;
 
 /* The per-key header in front of the value. */
@@ -227,13 +230,80 @@ static kp_keyentry *pending_find(process_op *p, bool event_time, kp_time when, k
     return kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id);
 }
 
+/* ---- a counting filter of the pending event-time timers ---------------------------------
+ * A popped event-time heap entry of a key that is not in memory is stale unless its timer is
+ * pending; the key's header (spilled with it) says, but reading it back costs a get. The
+ * filter answers "certainly not pending" without one: a byte counter per hash of (key, time),
+ * 4-8 counters per pending timer (at most 1/2 of them in use), counted up on a registration
+ * and down when the timer fires or is deleted (a counter that reached 255 stays). Built when
+ * first needed (a spilled key's entry pops) from the keys in memory and one scan of the
+ * spilled ones, rebuilt twice as large when the pending timers outgrow it; outside the
+ * budget, like key_spill.c's filter of spilled keys (docs/state.md, "Timers"). */
+
+static size_t etf_at(const process_op *p, uint64_t hash, kp_time when)
+{
+    uint64_t x = hash ^ ((uint64_t)when * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return (size_t)x & (p->etf_size - 1);
+}
+
+static void etf_count(process_op *p, uint64_t hash, kp_time when, int d)
+{
+    if (!p->etf)
+        return;
+    uint8_t *c = &p->etf[etf_at(p, hash, when)];
+    if (*c != 255)
+        *c = (uint8_t)(*c + d);
+}
+
+/* A spilled key's pending event-time timers (its saved_key header, then et_n times) into the
+ * filter; keys in memory are counted from the table (their on-disk copy may be older). */
+static int etf_add_spilled(void *arg, uint64_t hash, kp_bytes key, kp_bytes value);
+
+static int etf_build(process_op *p)
+{
+    size_t size = 1 << 12;
+    while (size < 4 * p->pending[1])
+        size *= 2;
+    uint8_t *f = calloc(size, 1);
+    if (!f)
+        return kp_subtask_fail(p->op.st, "%s: out of memory for the timer filter",
+                               p->op.node->name);
+    free(p->etf);
+    p->etf = f;
+    p->etf_size = size;
+    size_t i = 0;
+    kp_keyentry *e;
+    while ((e = kp_keytable_next(&p->values, &i))) {
+        value_hdr *h = hdr_of(e);
+        for (uint32_t j = 0; j < h->et_n; j++)
+            etf_count(p, e->hash, et_times(h)[j], 1);
+    }
+    if (p->spill.state && kp_key_spill_scan(&p->spill, p->spill.cf, etf_add_spilled, p) != 0)
+        return -1;
+    return 0;
+}
+
+/* 1 if the event-time timer (key hash, when) may be pending, 0 if it certainly is not; -1
+ * after kp_subtask_fail. */
+static int et_maybe_pending(process_op *p, uint64_t hash, kp_time when)
+{
+    if ((!p->etf || 2 * p->pending[1] > p->etf_size) && etf_build(p) != 0)
+        return -1;
+    return p->etf[etf_at(p, hash, when)] != 0;
+}
+
 /* Takes a pending timer out of its key's header (and a processing-time one out of the set): it
  * fired or was deleted. 1 if it was pending. Its heap entry, if any, becomes stale. */
-static int unpend(process_op *p, value_hdr *h, bool event_time, kp_time when, kp_bytes key)
+static int unpend(process_op *p, value_hdr *h, uint64_t hash, bool event_time, kp_time when,
+                  kp_bytes key)
 {
     if (event_time) {
         if (!et_del(h, when))
             return 0;
+        etf_count(p, hash, when, -1);
         p->pending[1]--;
         return 1;
     }
@@ -343,6 +413,23 @@ static void pk_drop(void *arg, kp_keyentry *e)
     free(h->et);
 }
 
+static int etf_add_spilled(void *arg, uint64_t hash, kp_bytes key, kp_bytes value)
+{
+    process_op *p = arg;
+    saved_key k;
+    hash = hash ? hash : 1; /* as the key table has it */
+    if (kp_keytable_find(&p->values, hash, key))
+        return 0;
+    if (kp_blob_read(&value, &k, sizeof k) != 0 || k.et_n > value.len / sizeof(kp_time))
+        return kp_subtask_fail(p->op.st, "%s: corrupt spilled state of a key", p->op.node->name);
+    for (uint32_t j = 0; j < k.et_n; j++) {
+        kp_time when;
+        memcpy(&when, value.ptr + j * sizeof when, sizeof when);
+        etf_count(p, hash, when, 1);
+    }
+    return 0;
+}
+
 static int pk_restore(void *arg, kp_keyentry *e, kp_bytes in)
 {
     process_op *p = arg;
@@ -449,6 +536,7 @@ static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
             timers_oom(p);
             return;
         }
+        etf_count(p, c->e->hash, when, 1);
     } else {
         kp_bytes id = timer_id(p, false, when, c->key);
         int created;
@@ -470,7 +558,7 @@ static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
 
 static void ctx_timer_delete(kp_ctx *c, kp_time when, bool event_time)
 {
-    if (unpend(c->p, hdr_of(c->e), event_time, when, c->key))
+    if (unpend(c->p, hdr_of(c->e), c->e->hash, event_time, when, c->key))
         settle(c->p, event_time);
 }
 
@@ -650,10 +738,13 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
          * set for processing time (a stale entry's key is not read back); for event time the
          * key's header, read back if it was spilled */
         kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);
-        if (!e && (event_time || pending_find(p, false, t.when, key)) &&
+        int maybe = e ? 1 : event_time ? et_maybe_pending(p, t.hash, t.when) : 0;
+        if (maybe < 0)
+            return -1;
+        if (!e && (maybe || (!event_time && pending_find(p, false, t.when, key))) &&
             kp_key_spill_entry(&p->spill, &p->values, t.hash, key, 0, pk_restore, p, &e) != 0)
             return -1;
-        if (!e || !unpend(p, hdr_of(e), event_time, t.when, key)) {
+        if (!e || !unpend(p, hdr_of(e), e->hash, event_time, t.when, key)) {
             if (e && maybe_evict(p) != 0) /* a key read back for a stale entry */
                 return -1;
             continue;
@@ -679,7 +770,7 @@ static int fire_key_due(process_op *p, kp_keyentry *e, kp_time cwm)
         return 0;
     while (h->et_n && et_times(h)[0] <= cwm) {
         kp_time when = et_times(h)[0];
-        if (!unpend(p, h, true, when, kp_keytable_key(&p->values, e)))
+        if (!unpend(p, h, e->hash, true, when, kp_keytable_key(&p->values, e)))
             return -1; /* out of memory for its set key; the job has failed */
         if (call_on_timer(p, e, when, true) != 0)
             return -1;
@@ -775,6 +866,7 @@ static void process_destroy(kp_op *op)
     kp_timer_heap_free(&p->heaps[1]);
     kp_doc_free(&p->doc);
     kp_buf_free(&p->tkey);
+    free(p->etf);
     free(p);
 }
 
