@@ -96,8 +96,9 @@ typedef struct window_op {
     uint8_t *spill_tmp; /* an aligned copy of a spilled accumulator (RocksDB values are not) */
     /* spill */
     size_t cache_limit;
-    size_t cache_bytes; /* sum of the panes' kp_keytable_bytes, kept up to date */
-    size_t cache_peak;
+    size_t cache_bytes;   /* sum of the panes' kp_keytable_bytes, kept up to date */
+    size_t cache_peak;    /* the most the panes plus the spill scratch (scratch_bytes) held */
+    size_t scratch_bytes; /* kbuf and sorted: kept between spills, so always held */
     kp_state *state;
     int cf;
     kp_state_batch *batch;
@@ -251,8 +252,8 @@ static kp_keyentry *pane_upsert(window_op *w, pane *p, uint64_t hash, kp_bytes k
     size_t before = kp_keytable_bytes(&p->t);
     kp_keyentry *e = kp_keytable_upsert(&p->t, hash, key, created);
     w->cache_bytes += kp_keytable_bytes(&p->t) - before;
-    if (w->cache_bytes > w->cache_peak)
-        w->cache_peak = w->cache_bytes;
+    if (w->cache_bytes + w->scratch_bytes > w->cache_peak)
+        w->cache_peak = w->cache_bytes + w->scratch_bytes;
     return e;
 }
 
@@ -459,6 +460,11 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
     if (n > 0) /* w->sorted is still NULL when no pane had an entry */
         sort_spill(w, n);
     w->nsorted = n;
+    /* the spill's scratch stays allocated for the next one: it counts in the state's peak */
+    w->scratch_bytes = w->kbuf.cap + w->sorted_cap * sizeof *w->sorted +
+                       (2 * (size_t)(w->kg_end - w->kg_first) + 2) * sizeof *w->group_runs;
+    if (w->cache_bytes + w->scratch_bytes > w->cache_peak)
+        w->cache_peak = w->cache_bytes + w->scratch_bytes;
     return 0;
 }
 
