@@ -21,7 +21,8 @@ long long kp_kafka_stats_fetchq_bytes(const char *json, size_t len)
         json_object_foreach(json_object_get(topic, "partitions"), id, part)
         {
             json_int_t q = json_integer_value(json_object_get(part, "fetchq_size"));
-            sum += q > 0 ? (long long)q : 0;
+            json_int_t n = json_integer_value(json_object_get(part, "fetchq_cnt"));
+            sum += (q > 0 ? (long long)q : 0) + (n > 0 ? (long long)n * KP_KAFKA_MSG_OVERHEAD : 0);
         }
     }
     json_decref(root);

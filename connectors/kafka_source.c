@@ -27,18 +27,23 @@
  * Memory. What librdkafka reads ahead is outside the engine's backpressure, so it is bounded
  * by one budget per source subtask: option `memory_mb` (URI `?memory_mb=`, or `--conf
  * kafka.memory_mb=`), default 64 MiB, split over the n partitions the subtask owns at open:
- *   fetch.max.bytes            = budget / 4   (one fetch response in flight per broker)
+ *   fetch.max.bytes            = budget / 64, at least 1 MiB: it caps what one fetch adds to
+ *                                  the partitions' queues beyond queued.min.messages (the
+ *                                  broker fills a partition up to max.partition.fetch.bytes),
+ *                                  and each message costs an op of 304 bytes besides its
+ *                                  bytes, which stay in the response buffer (docs/state.md)
  *   per partition              K = budget / 2 / n, of which
  *     queued.max.messages.kbytes = K / 2     (its read-ahead queue)
  *     max.partition.fetch.bytes  = K / 2     (one fetch can overshoot the queue by that much)
- *     queued.min.messages        = K / 2 / 256 (message count, for librdkafka's ~250 bytes of
- *                                  bookkeeping per message), at least 16
- * and the rest of the budget (a quarter) for that per-message bookkeeping and librdkafka's own
+ *     queued.min.messages        = K / 2 / 256 (message count, for librdkafka's 304 bytes of
+ *                                  bookkeeping per message, kafka_mem.h), at least 16
+ * and the rest of the budget for that per-message bookkeeping and librdkafka's own
  * buffers. The figures assume messages of 100 bytes or more on average; smaller ones cost
  * proportionally more bookkeeping. Partitions found later by discovery get the same share
  * each (the budget grows with them). receive.message.max.bytes (librdkafka's largest response,
- * 100 MB by default) is fetch.max.bytes plus 1 MiB: room for the one record batch a broker
- * returns beyond fetch.max.bytes (its message.max.bytes, 1 MiB by default). What the fetch
+ * 100 MB by default) is budget / 4 (at most 64 MiB) plus 1 MiB: room for the record batch a
+ * broker returns beyond fetch.max.bytes (its message.max.bytes, 1 MiB by default), and for an
+ * rdkafka.fetch.max.bytes override up to budget / 4 (librdkafka refuses a smaller one). What the fetch
  * queues hold is sampled once a second from librdkafka's statistics (kafka_mem.h); the peak
  * is --stats' Kafka read-ahead row. tests/integration/test_kafka_connectors.c measures the
  * process's RSS against it with 32 partitions and a stalled sink. rdkafka.<prop> options
@@ -718,13 +723,14 @@ static int budget(const kp_endpoint *ep, rd_kafka_conf_t *conf, long long bytes,
 {
     long long part = bytes / 2 / (nparts > 0 ? nparts : 1); /* K */
     long long queue_kb = part / 2 / 1024, fetch_part = part / 2, msgs = part / 2 / 256;
-    long long fetch = bytes / 4;
+    long long fetch = bytes / 64 > 1ll << 20 ? bytes / 64 : 1ll << 20;
     char v[5][24];
     snprintf(v[0], sizeof v[0], "%lld", queue_kb > 1 ? queue_kb : 1);
     snprintf(v[1], sizeof v[1], "%lld", fetch_part > 1024 ? fetch_part : 1024);
     snprintf(v[2], sizeof v[2], "%lld", msgs > 16 ? msgs : 16);
+    long long resp = bytes / 4 < 64ll << 20 ? bytes / 4 : 64ll << 20; /* an rdkafka.* override */
     snprintf(v[3], sizeof v[3], "%lld", fetch < 64ll << 20 ? fetch : 64ll << 20);
-    snprintf(v[4], sizeof v[4], "%lld", (fetch < 64ll << 20 ? fetch : 64ll << 20) + (1ll << 20));
+    snprintf(v[4], sizeof v[4], "%lld", resp + (1ll << 20));
     if (kp_kafka_conf_set(conf, "queued.max.messages.kbytes", v[0], errstr, errlen) != 0 ||
         kp_kafka_conf_set(conf, "max.partition.fetch.bytes", v[1], errstr, errlen) != 0 ||
         kp_kafka_conf_set(conf, "queued.min.messages", v[2], errstr, errlen) != 0 ||
