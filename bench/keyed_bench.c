@@ -7,7 +7,9 @@
  * decoding are in every figure alike). Jobs, at parallelism 1:
  *   session: key_by user, session windows (gap 30 min), count; documents to /dev/null;
  *   process: key_by user, a process function with a 16-byte value per user and ONE event-time
- *            timer 2 h after the user's last click (moved by delete + register on each click).
+ *            timer 2 h after the user's last click (moved by delete + register on each click);
+ *   process-pt (only when named): the same with ONE processing-time timer per user instead,
+ *            an hour of wall clock after the user's last click (never due during a run).
  * With the default span (60 min) and 30-min gap, every user's session and value stay open to
  * the end: the state is all users. Each job runs first with the default budget (256 MiB: all
  * cached), which gives the state's peak bytes, then with that peak / 10 and / 100.
@@ -16,7 +18,8 @@
  * record, wall seconds, spills, peak in-memory state bytes, budget, and the ratio of the
  * all-cached CPU cost to this run's (how much throughput per CPU-second is kept).
  *
- *     keyed_bench [events=2000000] [keys=200000] [span-min=60] [only=all|session|process]
+ *     keyed_bench [events=2000000] [keys=200000] [span-min=60]
+ *                 [only=all|session|process|process-pt]
  *                 [memtable-mib=0 (RocksDB's default here, 16)] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,15 +79,41 @@ static kp_rc on_quiet(kp_ctx *ctx, kp_time when, bool event_time)
     return KP_OK;
 }
 
-static int define_process(const kp_api *api, kp_job *job)
+static kp_rc on_click_pt(kp_ctx *ctx, const kp_event *ev)
 {
-    (void)api;
+    bool exists;
+    last_click *s = kp_ctx_value(ctx, &exists);
+    kp_time due = kp_ctx_now(ctx) + KP_HOUR;
+    s->clicks++;
+    if (exists && due == s->last)
+        return KP_OK;
+    if (exists)
+        kp_timer_delete(ctx, s->last, false);
+    s->last = due;
+    kp_ctx_timer_processing(ctx, due);
+    return KP_OK;
+}
+
+static int define_process_on(kp_job *job, kp_rc (*on_event)(kp_ctx *, const kp_event *))
+{
     kp_stream *in = kp_source(job, "in", .decode = decode, .out_of_order = 1000);
-    kp_sink(kp_process(kp_key_by(in), .on_event = on_click, .on_timer = on_quiet,
+    kp_sink(kp_process(kp_key_by(in), .on_event = on_event, .on_timer = on_quiet,
                        .key_in_one_partition = true, .value_size = sizeof(last_click),
                        .uid = "process"),
             "out");
     return 0;
+}
+
+static int define_process(const kp_api *api, kp_job *job)
+{
+    (void)api;
+    return define_process_on(job, on_click);
+}
+
+static int define_process_pt(const kp_api *api, kp_job *job)
+{
+    (void)api;
+    return define_process_on(job, on_click_pt);
 }
 
 static size_t memtable_bytes;
@@ -197,6 +226,8 @@ int main(int argc, char **argv)
         rc |= bench("session", define_session, in, state);
     if (!strcmp(only, "all") || !strcmp(only, "process"))
         rc |= bench("process", define_process, in, state);
+    if (!strcmp(only, "process-pt"))
+        rc |= bench("process-pt", define_process_pt, in, state);
     unlink(in);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -41,11 +41,9 @@ static int filter_rebuild(kp_key_spill *sp, size_t bits);
 static int open_state(kp_key_spill *sp)
 {
     char err[512];
-    kp_keyed_cf cfs[2] = {{sp->cf_name, kp_state_cf_point}};
-    int ncfs = 1, restored;
-    if (sp->extra_cf.name)
-        cfs[ncfs++] = sp->extra_cf;
-    sp->state = kp_keyed_db_open(sp->st, sp->node, sp->kg_lo, sp->kg_hi, cfs, ncfs, &restored);
+    kp_keyed_cf cf = {sp->cf_name, kp_state_cf_point};
+    int restored;
+    sp->state = kp_keyed_db_open(sp->st, sp->node, sp->kg_lo, sp->kg_hi, &cf, 1, &restored);
     if (!sp->state)
         return -1;
     sp->cf = kp_state_cf_point(sp->state, sp->cf_name, err, sizeof err);

@@ -55,9 +55,8 @@ struct kp_key_spill {
     const kp_node *node;
     const char *cf_name;
     int max_parallelism;
-    int kg_lo, kg_hi;     /* the subtask's key groups */
-    kp_keyed_cf extra_cf; /* another column family keyed by key group first (restore copies) */
-    kp_state *state;      /* opened on the first spill */
+    int kg_lo, kg_hi; /* the subtask's key groups */
+    kp_state *state;  /* opened on the first spill */
     int cf;
     kp_state_batch *batch; /* the keys of one eviction */
     kp_buf rkey;           /* a RocksDB key */

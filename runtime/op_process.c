@@ -37,28 +37,31 @@
  *
  * State is in memory (keytable.c), one entry per key holding a header (pending timers, list
  * and map state) and the value. Timers are a heap per kind (timer_heap.c, keys copied into
- * it). Which timers are pending is exact: each key keeps its pending event-time timers sorted
- * (one inline, more in an array; that also lets a record find its key's due timers with one
- * comparison), and a set holds the pending processing-time ones (kind, time, key). A timer
- * leaves them when it fires or is deleted. Deleting a timer, or firing it for a record before
- * W reaches it, leaves its heap entry behind; such stale entries are skipped when popped, and
- * the heap is rebuilt once they outnumber the pending ones. A key whose value is cleared, whose list and map
- * are empty and which has no pending timer is removed from the table, so a job whose keys
- * rotate keeps memory proportional to the keys that currently hold state.
+ * it). Which timers are pending is exact and in the keys only: each key keeps its pending
+ * timers of each kind sorted (one inline, more in an array; that also lets a record find its
+ * key's due event-time timers with one comparison). A timer leaves them when it fires or is
+ * deleted. Deleting a timer, or firing it for a record before W reaches it, leaves its heap
+ * entry behind; such stale entries are skipped when popped, and the heap is rebuilt once they
+ * outnumber the pending ones. A key whose value is cleared, whose list and map are empty and
+ * which has no pending timer is removed from the table, so a job whose keys rotate keeps
+ * memory proportional to the keys that currently hold state.
  *
  * Spilling (key_spill.h, docs/state.md): the value table is a write-back cache over RocksDB
- * under the subtask's state_cache_bytes (the table, the keys' list/map state and their
- * arrays of event-time timers count). A cold key's whole state — value, list, map (tables
- * byte for byte, so the map iterates in the same order after a read-back) and its pending
- * event-time timers — is written as one value under key group | key and read back when a
- * record or a timer of it comes. Each timer heap keeps up to an eighth of the budget in
- * memory; its later timers overflow into a column family ordered by due time (timer_spill.h)
- * and come back before they are due; an event-time heap entry of a spilled key reads the key
- * back when it pops, to see whether the timer is still pending, unless a counting filter of
- * the pending event-time timers says it certainly is not. What stays in memory beyond the
- * budget: the set of pending processing-time timers (about 60 bytes plus the key per timer)
- * and that filter (4-8 bytes per pending event-time timer). Spilling changes no result: a key read back is the key evicted, and timers fire in
- * the order of their times.
+ * under the subtask's state_cache_bytes (the table, the keys' list/map state and their timer
+ * arrays count). A cold key's whole state — value, list, map (tables byte for byte, so the
+ * map iterates in the same order after a read-back) and its pending timers of both kinds —
+ * is written as one value under key group | key and read back when a record or a timer of it
+ * comes. Each timer heap keeps up to an eighth of the budget in memory; its later timers
+ * overflow into a column family ordered by due time (timer_spill.h) and come back before
+ * they are due; a heap entry of a spilled key reads the key back when it pops, to see whether
+ * the timer is still pending, unless a counting filter of the pending timers says it
+ * certainly is not. What stays in memory beyond the budget: that filter (4-8 bytes per
+ * pending timer, built once a spilled key's heap entry pops). Spilling changes no result: a
+ * key read back is the key evicted, and timers fire in the order of their times.
+ *
+ * Checkpoints: a barrier flushes the changed keys, and with them their pending timers; a
+ * restore (also a rescaling one, which copies the keys of its key groups) rebuilds both
+ * heaps by one scan of the keys.
  *
  * @locality one subtask thread per operator instance; no locks. */
 #include <stdlib.h>
@@ -91,39 +94,41 @@ typedef struct process_op {
     kp_op op;
     const kp_process_opts *o;
     kp_keytable values;     /* key → value_hdr + value */
-    kp_keytable timerset;   /* (kind, when, key) of pending processing-time timers → generation */
     kp_timer_heap heaps[2]; /* [1] event time, [0] processing time */
     size_t pending[2];      /* pending timers of each kind */
     size_t settle_at[2];    /* heap entries after its last rebuild, times 2 (settle) */
-    uint64_t gen;           /* heap rebuilds so far */
     kp_time wm;             /* W */
     size_t peak_bytes;      /* of table_bytes, sampled at each watermark and sweep (+ scratch) */
     kp_doc doc;
-    kp_buf tkey;
     int failed;
     size_t extra_bytes; /* held by the keys outside the table: list/map state, timer arrays */
     size_t cache_limit; /* for the table and extra_bytes */
     kp_key_spill spill;
-    kp_timer_spill tspill[2]; /* each heap's timers beyond an eighth of the budget */
-    int pt_written;           /* the last barrier wrote processing-time timers (checkpoints) */
+    kp_timer_spill tspill[2];             /* each heap's timers beyond an eighth of the budget */
     long long state_reported, state_next; /* kp_live_state */
     kp_state_peak rocks;                  /* RocksDB's memory, sampled on the tick */
-    uint8_t *etf;    /* counting filter of pending event-time timers (et_maybe_pending) */
-    size_t etf_size; /* its counters, a power of two; 0 until first needed */
+    uint8_t *tf;                          /* counting filter of pending timers (maybe_pending) */
+    size_t tf_size;                       /* its counters, a power of two; 0 until first needed */
 } process_op;
+
+/* The pending timers of one kind of one key, ascending: one inline, more in an array. */
+typedef struct key_timers {
+    uint32_t n;
+    uint32_t cap; /* capacity of `a`; 0 while the (at most one) timer is in `one` */
+    union {
+        kp_time one;
+        kp_time *a;
+    };
+} key_timers;
 
 /* The per-key header in front of the value. */
 typedef struct value_hdr {
     uint32_t exists;
-    uint32_t pt;          /* pending processing-time timers */
-    uint32_t et_n;        /* pending event-time timers */
-    uint32_t et_cap;      /* capacity of et; 0 while the (at most one) timer is in et1 */
-    kp_time et1;          /* the pending event-time timer when et_cap == 0 and et_n == 1 */
-    kp_time *et;          /* the pending event-time timers, ascending, when et_cap > 0 */
-    kp_keyed_state *coll; /* list and map state, created on first use */
     uint32_t used;        /* touched since the eviction clock last passed (key_spill.h) */
     uint32_t on_disk;     /* read back from RocksDB, where its older copy still is */
     uint32_t dirty;       /* touched since its state was last written (kp_key_spill_flush) */
+    key_timers timers[2]; /* pending timers: [1] event time, [0] processing time (as heaps) */
+    kp_keyed_state *coll; /* list and map state, created on first use */
 } value_hdr;
 
 static value_hdr *hdr_of(kp_keyentry *e)
@@ -131,51 +136,45 @@ static value_hdr *hdr_of(kp_keyentry *e)
     return kp_keyentry_value(e);
 }
 
-/* ---- the pending event-time timers of one key ------------------------------------------- */
+/* ---- the pending timers of one key, of one kind ----------------------------------------- */
 
-static kp_time *et_times(value_hdr *h)
+static kp_time *kt_times(key_timers *t)
 {
-    return h->et_cap ? h->et : &h->et1;
+    return t->cap ? t->a : &t->one;
 }
 
 /* Inserts `when` in order; 0, or -1 when out of memory. */
-static int et_add(value_hdr *h, kp_time when)
+static int kt_add(key_timers *t, kp_time when)
 {
-    if (h->et_cap == 0 && h->et_n == 0) {
-        h->et1 = when;
-        h->et_n = 1;
+    if (t->cap == 0 && t->n == 0) {
+        t->one = when;
+        t->n = 1;
         return 0;
     }
-    if (h->et_cap == 0 || h->et_n == h->et_cap) { /* the inline slot or the array is full */
-        uint32_t cap = h->et_cap ? h->et_cap * 2 : 4;
-        kp_time *a = realloc(h->et, cap * sizeof *a);
+    if (t->cap == 0 || t->n == t->cap) { /* the inline slot or the array is full */
+        uint32_t cap = t->cap ? t->cap * 2 : 4;
+        kp_time *a = realloc(t->cap ? t->a : NULL, cap * sizeof *a);
         if (!a)
             return -1;
-        if (h->et_cap == 0)
-            a[0] = h->et1;
-        h->et = a;
-        h->et_cap = cap;
+        if (t->cap == 0)
+            a[0] = t->one;
+        t->a = a;
+        t->cap = cap;
     }
-    uint32_t i = h->et_n++;
-    while (i > 0 && h->et[i - 1] > when) {
-        h->et[i] = h->et[i - 1];
+    uint32_t i = t->n++;
+    while (i > 0 && t->a[i - 1] > when) {
+        t->a[i] = t->a[i - 1];
         i--;
     }
-    h->et[i] = when;
+    t->a[i] = when;
     return 0;
 }
 
-/* Bytes a key holds outside the table: its timer array, its list and map state. */
-static size_t key_extra(const value_hdr *h)
+/* The index of `when` among the pending timers, or -1. */
+static long kt_find(key_timers *t, kp_time when)
 {
-    return h->et_cap * sizeof(kp_time) + (h->coll ? kp_keyed_state_bytes(h->coll) : 0);
-}
-
-/* The index of `when` among the key's pending event-time timers, or -1. */
-static long et_find(value_hdr *h, kp_time when)
-{
-    kp_time *a = et_times(h);
-    uint32_t lo = 0, hi = h->et_n; /* ascending: binary search */
+    kp_time *a = kt_times(t);
+    uint32_t lo = 0, hi = t->n; /* ascending: binary search */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         if (a[mid] < when)
@@ -183,35 +182,42 @@ static long et_find(value_hdr *h, kp_time when)
         else
             hi = mid;
     }
-    return lo < h->et_n && a[lo] == when ? (long)lo : -1;
+    return lo < t->n && a[lo] == when ? (long)lo : -1;
 }
 
 /* Removes `when`; 1 if it was pending. */
-static int et_del(value_hdr *h, kp_time when)
+static int kt_del(key_timers *t, kp_time when)
 {
-    long i = et_find(h, when);
+    long i = kt_find(t, when);
     if (i < 0)
         return 0;
-    kp_time *a = et_times(h);
-    memmove(a + i, a + i + 1, (h->et_n - (uint32_t)i - 1) * sizeof *a);
-    h->et_n--;
+    kp_time *a = kt_times(t);
+    memmove(a + i, a + i + 1, (t->n - (uint32_t)i - 1) * sizeof *a);
+    t->n--;
     return 1;
 }
 
-/* ---- the set of pending processing-time timers --------------------------------------------
- * Event-time timers are in their key's header only (et): a key's state, with them, spills,
- * so their memory is bounded by the budget; their heap spills too (timer_spill.h). */
-
-/* The set key of a timer: kind byte, time, key bytes. */
-static kp_bytes timer_id(process_op *p, bool event_time, kp_time when, kp_bytes key)
+/* `n` times read from a saved key into a fresh (zeroed) `t`; 0, or -1 (short or no memory). */
+static int kt_load(key_timers *t, kp_bytes *in, uint32_t n)
 {
-    p->tkey.len = 0;
-    char kind = event_time ? 'e' : 'p';
-    if (kp_buf_append(&p->tkey, &kind, 1) != 0 ||
-        kp_buf_append(&p->tkey, &when, sizeof when) != 0 ||
-        kp_buf_append(&p->tkey, key.ptr, key.len) != 0)
-        return (kp_bytes){NULL, 0};
-    return (kp_bytes){p->tkey.ptr, p->tkey.len};
+    if (n > in->len / sizeof(kp_time) || (n > 1 && !(t->a = malloc(n * sizeof(kp_time)))))
+        return -1;
+    t->n = n;
+    t->cap = n > 1 ? n : 0;
+    return kp_blob_read(in, kt_times(t), n * sizeof(kp_time));
+}
+
+static void kt_free(key_timers *t)
+{
+    if (t->cap)
+        free(t->a);
+}
+
+/* Bytes a key holds outside the table: its timer arrays, its list and map state. */
+static size_t key_extra(const value_hdr *h)
+{
+    return (h->timers[0].cap + h->timers[1].cap) * sizeof(kp_time) +
+           (h->coll ? kp_keyed_state_bytes(h->coll) : 0);
 }
 
 static void timers_oom(process_op *p)
@@ -219,100 +225,90 @@ static void timers_oom(process_op *p)
     p->failed = kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
 }
 
-/* The set entry of a pending timer, or NULL (also when out of memory: the job has failed). */
-static kp_keyentry *pending_find(process_op *p, bool event_time, kp_time when, kp_bytes key)
-{
-    kp_bytes id = timer_id(p, event_time, when, key);
-    if (!id.ptr) {
-        timers_oom(p);
-        return NULL;
-    }
-    return kp_keytable_find(&p->timerset, kp_hash64(id.ptr, id.len), id);
-}
+/* ---- a counting filter of the pending timers --------------------------------------------
+ * Which timers are pending is in their keys' headers only (timers[]): a key's state, with
+ * them, spills, so their memory is bounded by the budget; their heaps spill too
+ * (timer_spill.h). A popped heap entry of a key that is not in memory is stale unless its
+ * timer is pending; the key's header (spilled with it) says, but reading it back costs a get.
+ * The filter answers "certainly not pending" without one: a byte counter per hash of (key,
+ * time) — of either kind: a timer of the other kind at the same time of the same key only
+ * costs a read-back —, 4-8 counters per pending timer (at most 1/2 of them in use), counted
+ * up on a registration and down when the timer fires or is deleted (a counter that reached
+ * 255 stays). Built when first needed (a spilled key's entry pops) from the keys in memory
+ * and one scan of the spilled ones, rebuilt twice as large when the pending timers outgrow
+ * it; outside the budget, like key_spill.c's filter of spilled keys (docs/state.md,
+ * "Timers"). */
 
-/* ---- a counting filter of the pending event-time timers ---------------------------------
- * A popped event-time heap entry of a key that is not in memory is stale unless its timer is
- * pending; the key's header (spilled with it) says, but reading it back costs a get. The
- * filter answers "certainly not pending" without one: a byte counter per hash of (key, time),
- * 4-8 counters per pending timer (at most 1/2 of them in use), counted up on a registration
- * and down when the timer fires or is deleted (a counter that reached 255 stays). Built when
- * first needed (a spilled key's entry pops) from the keys in memory and one scan of the
- * spilled ones, rebuilt twice as large when the pending timers outgrow it; outside the
- * budget, like key_spill.c's filter of spilled keys (docs/state.md, "Timers"). */
-
-static size_t etf_at(const process_op *p, uint64_t hash, kp_time when)
+static size_t tf_at(const process_op *p, uint64_t hash, kp_time when)
 {
     uint64_t x = hash ^ ((uint64_t)when * 0x9E3779B97F4A7C15ull);
     x ^= x >> 31;
     x *= 0xBF58476D1CE4E5B9ull;
     x ^= x >> 29;
-    return (size_t)x & (p->etf_size - 1);
+    return (size_t)x & (p->tf_size - 1);
 }
 
-static void etf_count(process_op *p, uint64_t hash, kp_time when, int d)
+static void tf_count(process_op *p, uint64_t hash, kp_time when, int d)
 {
-    if (!p->etf)
+    if (!p->tf)
         return;
-    uint8_t *c = &p->etf[etf_at(p, hash, when)];
+    uint8_t *c = &p->tf[tf_at(p, hash, when)];
     if (*c != 255)
         *c = (uint8_t)(*c + d);
 }
 
-/* A spilled key's pending event-time timers (its saved_key header, then et_n times) into the
- * filter; keys in memory are counted from the table (their on-disk copy may be older). */
-static int etf_add_spilled(void *arg, uint64_t hash, kp_bytes key, kp_bytes value);
+static void tf_count_key(process_op *p, uint64_t hash, key_timers *t)
+{
+    for (uint32_t j = 0; j < t->n; j++)
+        tf_count(p, hash, kt_times(t)[j], 1);
+}
 
-static int etf_build(process_op *p)
+/* A spilled key's pending timers into the filter; keys in memory are counted from the table
+ * (their on-disk copy may be older). */
+static int tf_add_spilled(void *arg, uint64_t hash, kp_bytes key, kp_bytes value);
+
+static int tf_build(process_op *p)
 {
     size_t size = 1 << 12;
-    while (size < 4 * p->pending[1])
+    while (size < 4 * (p->pending[0] + p->pending[1]))
         size *= 2;
     uint8_t *f = calloc(size, 1);
     if (!f)
         return kp_subtask_fail(p->op.st, "%s: out of memory for the timer filter",
                                p->op.node->name);
-    free(p->etf);
-    p->etf = f;
-    p->etf_size = size;
+    free(p->tf);
+    p->tf = f;
+    p->tf_size = size;
     size_t i = 0;
     kp_keyentry *e;
     while ((e = kp_keytable_next(&p->values, &i))) {
-        value_hdr *h = hdr_of(e);
-        for (uint32_t j = 0; j < h->et_n; j++)
-            etf_count(p, e->hash, et_times(h)[j], 1);
+        tf_count_key(p, e->hash, &hdr_of(e)->timers[0]);
+        tf_count_key(p, e->hash, &hdr_of(e)->timers[1]);
     }
-    if (p->spill.state && kp_key_spill_scan(&p->spill, p->spill.cf, etf_add_spilled, p) != 0)
+    if (p->spill.state && kp_key_spill_scan(&p->spill, p->spill.cf, tf_add_spilled, p) != 0)
         return -1;
     return 0;
 }
 
-/* 1 if the event-time timer (key hash, when) may be pending, 0 if it certainly is not; -1
- * after kp_subtask_fail. */
-static int et_maybe_pending(process_op *p, uint64_t hash, kp_time when)
+/* 1 if a timer (key hash, when) of a key that is not in memory may be pending, 0 if it
+ * certainly is not; -1 after kp_subtask_fail. */
+static int maybe_pending(process_op *p, uint64_t hash, kp_time when)
 {
-    if ((!p->etf || 2 * p->pending[1] > p->etf_size) && etf_build(p) != 0)
+    if (!p->spill.ever)
+        return 0; /* no key is on disk: a pending timer's key is in memory */
+    if ((!p->tf || 2 * (p->pending[0] + p->pending[1]) > p->tf_size) && tf_build(p) != 0)
         return -1;
-    return p->etf[etf_at(p, hash, when)] != 0;
+    return p->tf[tf_at(p, hash, when)] != 0;
 }
 
-/* Takes a pending timer out of its key's header (and a processing-time one out of the set): it
- * fired or was deleted. 1 if it was pending. Its heap entry, if any, becomes stale. */
-static int unpend(process_op *p, value_hdr *h, uint64_t hash, bool event_time, kp_time when,
-                  kp_bytes key)
+/* Takes a pending timer out of its key's header: it fired or was deleted. 1 if it was
+ * pending. Its heap entry, if any, becomes stale. */
+static int unpend(process_op *p, value_hdr *h, uint64_t hash, bool event_time, kp_time when)
 {
-    if (event_time) {
-        if (!et_del(h, when))
-            return 0;
-        etf_count(p, hash, when, -1);
-        p->pending[1]--;
-        return 1;
-    }
-    kp_keyentry *te = pending_find(p, false, when, key);
-    if (!te)
+    if (!kt_del(&h->timers[event_time], when))
         return 0;
-    kp_keytable_remove(&p->timerset, te);
-    p->pending[0]--;
-    h->pt--;
+    tf_count(p, hash, when, -1);
+    p->pending[event_time]--;
     return 1;
 }
 
@@ -321,23 +317,19 @@ typedef struct rebuild_arg {
     bool event_time;
 } rebuild_arg;
 
-/* Keeps a heap entry iff its timer is pending and no other entry of it was kept already
- * (deleting and registering a timer again leaves two entries of it). Event time: the key's
- * header says; an entry of a key not in memory is kept (reading the key back to check is not
- * worth it: it is checked when it pops), and so are repeated entries of one pending timer. */
+/* Keeps a heap entry iff its timer may be pending: the key's header says; an entry of a key
+ * not in memory is kept unless the filter (if built) says it is stale (reading the key back
+ * to check is not worth it: it is checked when it pops). Repeated entries of one pending
+ * timer (deleted and registered again) are kept: the first to pop fires it, the others are
+ * stale by then. */
 static bool keep_pending(void *arg, const kp_timer_heap *h, const kp_timer *t)
 {
     rebuild_arg *a = arg;
-    kp_bytes key = kp_timer_key(h, t);
-    if (a->event_time) {
-        kp_keyentry *e = kp_keytable_find(&a->p->values, t->hash, key);
-        return !e || et_find(hdr_of(e), t->when) >= 0;
-    }
-    kp_keyentry *te = pending_find(a->p, false, t->when, key);
-    if (!te || *(uint64_t *)kp_keyentry_value(te) == a->p->gen)
-        return false;
-    *(uint64_t *)kp_keyentry_value(te) = a->p->gen;
-    return true;
+    process_op *p = a->p;
+    kp_keyentry *e = kp_keytable_find(&p->values, t->hash, kp_timer_key(h, t));
+    if (e)
+        return kt_find(&hdr_of(e)->timers[a->event_time], t->when) >= 0;
+    return p->spill.ever && (!p->tf || p->tf[tf_at(p, t->hash, t->when)] != 0);
 }
 
 /* Drops the stale entries of a heap once they outnumber the pending timers, and once the heap
@@ -348,7 +340,6 @@ static void settle(process_op *p, bool event_time)
     kp_timer_heap *h = &p->heaps[event_time];
     if (h->n <= 2 * p->pending[event_time] + STALE_SLACK || h->n <= p->settle_at[event_time])
         return;
-    p->gen++;
     rebuild_arg a = {p, event_time};
     kp_timer_heap_filter(h, keep_pending, &a);
     p->settle_at[event_time] = 2 * h->n;
@@ -359,13 +350,14 @@ static void settle(process_op *p, bool event_time)
 static int drop_if_empty(process_op *p, kp_keyentry *e)
 {
     value_hdr *h = hdr_of(e);
-    if (h->exists || h->pt || h->et_n || (h->coll && (h->coll->n || h->coll->live)))
+    if (h->exists || h->timers[0].n || h->timers[1].n || (h->coll && (h->coll->n || h->coll->live)))
         return 0;
     if (h->on_disk && kp_key_spill_forget(&p->spill, e->hash, kp_keytable_key(&p->values, e)))
         return -1;
     p->extra_bytes -= key_extra(h);
     kp_keyed_state_free(h->coll);
-    free(h->et);
+    kt_free(&h->timers[0]);
+    kt_free(&h->timers[1]);
     kp_keytable_remove(&p->values, e);
     return 0;
 }
@@ -373,10 +365,27 @@ static int drop_if_empty(process_op *p, kp_keyentry *e)
 /* ---- the value table as a cache over RocksDB (key_spill.h) ------------------------------- */
 
 /* What a key's spilled value starts with; then its pending event-time timers (et_n times),
- * its value (value_size bytes) and, if has_coll, its list and map (kp_keyed_state_save). */
+ * its pending processing-time timers (pt_n times), its value (value_size bytes) and, with
+ * SAVED_COLL, its list and map (kp_keyed_state_save). */
 typedef struct saved_key {
-    uint32_t exists, pt, et_n, has_coll;
+    uint32_t exists, pt_n, et_n, flags;
 } saved_key;
+
+#define SAVED_COLL 1u /* the list and map follow */
+#define SAVED_PT   2u /* the processing-time timers follow (an older build kept only their count) */
+
+/* The header of a saved key, and its timers into `t` (zeroed: kt_free them); 0, or -1. */
+static int saved_read(kp_bytes *in, saved_key *k, key_timers t[2])
+{
+    if (kp_blob_read(in, k, sizeof *k) != 0 || (k->pt_n && !(k->flags & SAVED_PT)))
+        return -1;
+    if (kt_load(&t[1], in, k->et_n) != 0 || kt_load(&t[0], in, k->pt_n) != 0) {
+        kt_free(&t[0]);
+        kt_free(&t[1]);
+        return -1;
+    }
+    return 0;
+}
 
 static int pk_used(void *arg, kp_keyentry *e)
 {
@@ -390,9 +399,11 @@ static int pk_save(void *arg, kp_keyentry *e, kp_buf *out)
 {
     process_op *p = arg;
     value_hdr *h = hdr_of(e);
-    saved_key k = {h->exists, h->pt, h->et_n, h->coll != NULL};
+    saved_key k = {h->exists, h->timers[0].n, h->timers[1].n,
+                   SAVED_PT | (h->coll ? SAVED_COLL : 0)};
     if (kp_buf_append(out, &k, sizeof k) != 0 ||
-        kp_buf_append(out, et_times(h), h->et_n * sizeof(kp_time)) != 0 ||
+        kp_buf_append(out, kt_times(&h->timers[1]), k.et_n * sizeof(kp_time)) != 0 ||
+        kp_buf_append(out, kt_times(&h->timers[0]), k.pt_n * sizeof(kp_time)) != 0 ||
         kp_buf_append(out, (uint8_t *)h + sizeof *h, p->o->value_size) != 0 ||
         (h->coll && kp_keyed_state_save(h->coll, out) != 0))
         return -1;
@@ -410,23 +421,24 @@ static void pk_drop(void *arg, kp_keyentry *e)
     value_hdr *h = hdr_of(e);
     p->extra_bytes -= key_extra(h);
     kp_keyed_state_free(h->coll);
-    free(h->et);
+    kt_free(&h->timers[0]);
+    kt_free(&h->timers[1]);
 }
 
-static int etf_add_spilled(void *arg, uint64_t hash, kp_bytes key, kp_bytes value)
+static int tf_add_spilled(void *arg, uint64_t hash, kp_bytes key, kp_bytes value)
 {
     process_op *p = arg;
     saved_key k;
+    key_timers t[2] = {{0}, {0}};
     hash = hash ? hash : 1; /* as the key table has it */
     if (kp_keytable_find(&p->values, hash, key))
         return 0;
-    if (kp_blob_read(&value, &k, sizeof k) != 0 || k.et_n > value.len / sizeof(kp_time))
+    if (saved_read(&value, &k, t) != 0)
         return kp_subtask_fail(p->op.st, "%s: corrupt spilled state of a key", p->op.node->name);
-    for (uint32_t j = 0; j < k.et_n; j++) {
-        kp_time when;
-        memcpy(&when, value.ptr + j * sizeof when, sizeof when);
-        etf_count(p, hash, when, 1);
-    }
+    tf_count_key(p, hash, &t[0]);
+    tf_count_key(p, hash, &t[1]);
+    kt_free(&t[0]);
+    kt_free(&t[1]);
     return 0;
 }
 
@@ -435,17 +447,15 @@ static int pk_restore(void *arg, kp_keyentry *e, kp_bytes in)
     process_op *p = arg;
     value_hdr *h = hdr_of(e);
     saved_key k;
-    if (kp_blob_read(&in, &k, sizeof k) != 0 || k.et_n > in.len / sizeof(kp_time))
+    *h = (value_hdr){.on_disk = 1};
+    if (saved_read(&in, &k, h->timers) != 0)
         return -1;
-    *h = (value_hdr){.exists = k.exists, .pt = k.pt, .et_n = k.et_n, .on_disk = 1};
-    if (k.et_n > 1 && !(h->et = malloc(k.et_n * sizeof(kp_time))))
-        return -1;
-    h->et_cap = k.et_n > 1 ? k.et_n : 0;
-    if (kp_blob_read(&in, et_times(h), k.et_n * sizeof(kp_time)) != 0 ||
-        kp_blob_read(&in, (uint8_t *)h + sizeof *h, p->o->value_size) != 0 ||
-        (k.has_coll && !(h->coll = kp_keyed_state_load(&in))) || in.len) {
+    h->exists = k.exists;
+    if (kp_blob_read(&in, (uint8_t *)h + sizeof *h, p->o->value_size) != 0 ||
+        ((k.flags & SAVED_COLL) && !(h->coll = kp_keyed_state_load(&in))) || in.len) {
         kp_keyed_state_free(h->coll);
-        free(h->et);
+        kt_free(&h->timers[0]);
+        kt_free(&h->timers[1]);
         return -1;
     }
     p->extra_bytes += key_extra(h);
@@ -528,29 +538,14 @@ static void ctx_value_clear(kp_ctx *c)
 static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
 {
     process_op *p = c->p;
-    value_hdr *h = hdr_of(c->e);
-    if (event_time) {
-        if (et_find(h, when) >= 0)
-            return; /* already pending */
-        if (et_add(h, when) != 0) {
-            timers_oom(p);
-            return;
-        }
-        etf_count(p, c->e->hash, when, 1);
-    } else {
-        kp_bytes id = timer_id(p, false, when, c->key);
-        int created;
-        kp_keyentry *te =
-            id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created)
-                   : NULL;
-        if (!te) {
-            timers_oom(p);
-            return;
-        }
-        if (!created)
-            return; /* already pending */
-        h->pt++;
+    key_timers *t = &hdr_of(c->e)->timers[event_time];
+    if (kt_find(t, when) >= 0)
+        return; /* already pending */
+    if (kt_add(t, when) != 0) {
+        timers_oom(p);
+        return;
     }
+    tf_count(p, c->e->hash, when, 1);
     p->pending[event_time]++;
     if (kp_timer_push(&p->heaps[event_time], when, 0, c->e->hash, c->key) != 0)
         timers_oom(p);
@@ -558,7 +553,7 @@ static void ctx_timer(kp_ctx *c, kp_time when, bool event_time)
 
 static void ctx_timer_delete(kp_ctx *c, kp_time when, bool event_time)
 {
-    if (unpend(c->p, hdr_of(c->e), c->e->hash, event_time, when, c->key))
+    if (unpend(c->p, hdr_of(c->e), c->e->hash, event_time, when))
         settle(c->p, event_time);
 }
 
@@ -734,17 +729,16 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
     int due;
     while ((due = kp_timer_spill_pop_due(&p->tspill[event_time], h, upto, &t)) == 1) {
         kp_bytes key = kp_timer_key(h, &t);
-        /* a pending timer keeps its key (in memory or spilled). Whether it is pending: the
-         * set for processing time (a stale entry's key is not read back); for event time the
-         * key's header, read back if it was spilled */
+        /* a pending timer keeps its key (in memory or spilled); whether it is pending is in
+         * the key's header, read back if it was spilled and the filter does not rule it out */
         kp_keyentry *e = kp_keytable_find(&p->values, t.hash, key);
-        int maybe = e ? 1 : event_time ? et_maybe_pending(p, t.hash, t.when) : 0;
+        int maybe = e ? 1 : maybe_pending(p, t.hash, t.when);
         if (maybe < 0)
             return -1;
-        if (!e && (maybe || (!event_time && pending_find(p, false, t.when, key))) &&
+        if (!e && maybe &&
             kp_key_spill_entry(&p->spill, &p->values, t.hash, key, 0, pk_restore, p, &e) != 0)
             return -1;
-        if (!e || !unpend(p, hdr_of(e), e->hash, event_time, t.when, key)) {
+        if (!e || !unpend(p, hdr_of(e), e->hash, event_time, t.when)) {
             if (e && maybe_evict(p) != 0) /* a key read back for a stale entry */
                 return -1;
             continue;
@@ -765,13 +759,12 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
  * time order, including ones the calls register. */
 static int fire_key_due(process_op *p, kp_keyentry *e, kp_time cwm)
 {
-    value_hdr *h = hdr_of(e);
-    if (!h->et_n || et_times(h)[0] > cwm)
+    key_timers *t = &hdr_of(e)->timers[1];
+    if (!t->n || kt_times(t)[0] > cwm)
         return 0;
-    while (h->et_n && et_times(h)[0] <= cwm) {
-        kp_time when = et_times(h)[0];
-        if (!unpend(p, h, e->hash, true, when, kp_keytable_key(&p->values, e)))
-            return -1; /* out of memory for its set key; the job has failed */
+    while (t->n && kt_times(t)[0] <= cwm) {
+        kp_time when = kt_times(t)[0];
+        unpend(p, hdr_of(e), e->hash, true, when);
         if (call_on_timer(p, e, when, true) != 0)
             return -1;
     }
@@ -804,8 +797,8 @@ static int process_record(kp_op *op, kp_event *ev)
 /* Bytes of the tables, heaps and what the keys in memory hold. */
 static size_t table_bytes(const process_op *p)
 {
-    return kp_keytable_bytes(&p->values) + p->extra_bytes + kp_keytable_bytes(&p->timerset) +
-           kp_timer_heap_bytes(&p->heaps[0]) + kp_timer_heap_bytes(&p->heaps[1]);
+    return kp_keytable_bytes(&p->values) + p->extra_bytes + kp_timer_heap_bytes(&p->heaps[0]) +
+           kp_timer_heap_bytes(&p->heaps[1]);
 }
 
 static int process_watermark(kp_op *op, kp_time wm)
@@ -855,18 +848,17 @@ static void process_destroy(kp_op *op)
     kp_keyentry *e;
     while ((e = kp_keytable_next(&p->values, &i))) {
         kp_keyed_state_free(hdr_of(e)->coll);
-        free(hdr_of(e)->et);
+        kt_free(&hdr_of(e)->timers[0]);
+        kt_free(&hdr_of(e)->timers[1]);
     }
     kp_keytable_free(&p->values);
     kp_timer_spill_finish(&p->tspill[0]);
     kp_timer_spill_finish(&p->tspill[1]);
     kp_key_spill_finish(&p->spill);
-    kp_keytable_free(&p->timerset);
     kp_timer_heap_free(&p->heaps[0]);
     kp_timer_heap_free(&p->heaps[1]);
     kp_doc_free(&p->doc);
-    kp_buf_free(&p->tkey);
-    free(p->etf);
+    free(p->tf);
     free(p);
 }
 
@@ -887,66 +879,11 @@ static int process_tick(kp_op *op, kp_time now)
 
 /* ---- checkpoints (keyed_db.h, docs/state.md "Checkpoints and restore") ------------------ */
 
-/* The pending timers in a checkpoint. Event-time timers are in the keys' state (a key's
- * saved value holds its pending event-time timers, key_spill.h), so a restore rebuilds them,
- * the set and the heap, by one scan of the keys. Processing-time timers are not (a key keeps
- * only their count): they are written at each barrier into column family TIMERSET_CF, one
- * entry per timer under key group (2, BE) | 'p' | time (8, BE, sign flipped) | key, no value
- * — by key group first, so a rescaling restore copies them with the keys. Usually there are
- * none, and then a barrier writes nothing here. No stale heap entries come back. */
-#define TIMERSET_CF "process-timerset"
-#define TS_HEAD     11
-
-static void put_be64(uint8_t *o, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        o[i] = (uint8_t)v;
-}
-
-/* Rewrites TIMERSET_CF with the pending processing-time timers. */
-static int write_timerset(process_op *p)
-{
-    kp_key_spill *sp = &p->spill;
-    if (!p->pending[0] && !p->pt_written)
-        return 0; /* none now, none written before */
-    p->pt_written = p->pending[0] > 0;
-    char err[512];
-    int cf = kp_state_cf_scan(sp->state, TIMERSET_CF, err, sizeof err);
-    uint8_t lo[2] = {(uint8_t)(sp->kg_lo >> 8), (uint8_t)sp->kg_lo},
-            hi[2] = {(uint8_t)(sp->kg_hi >> 8), (uint8_t)sp->kg_hi};
-    if (cf < 0 || kp_state_del_range(sp->state, cf, lo, 2, hi, 2, err, sizeof err) != 0)
-        return kp_subtask_fail(p->op.st, "%s: checkpoint: timers: %s", p->op.node->name, err);
-    size_t i = 0;
-    kp_keyentry *e;
-    while ((e = kp_keytable_next(&p->timerset, &i))) {
-        kp_bytes id = kp_keytable_key(&p->timerset, e); /* kind, time (host order), key */
-        if (id.ptr[0] != 'p')
-            continue;
-        kp_time when;
-        memcpy(&when, id.ptr + 1, sizeof when);
-        kp_bytes key = {id.ptr + 1 + sizeof when, id.len - 1 - sizeof when};
-        uint64_t h = kp_hash64(key.ptr, key.len);
-        int kg = kp_key_group(h ? h : 1, sp->max_parallelism); /* as key_spill.c has it */
-        p->tkey.len = 0;
-        if (kp_buf_reserve(&p->tkey, TS_HEAD + key.len) != 0)
-            return kp_subtask_fail(p->op.st, "%s: out of memory", p->op.node->name);
-        uint8_t *k = (uint8_t *)p->tkey.ptr;
-        k[0] = (uint8_t)(kg >> 8);
-        k[1] = (uint8_t)kg;
-        k[2] = (uint8_t)id.ptr[0];
-        put_be64(k + 3, (uint64_t)when ^ (1ull << 63));
-        memcpy(k + TS_HEAD, key.ptr, key.len);
-        kp_state_batch_put(sp->batch, sp->state, cf, k, TS_HEAD + key.len, "", 0);
-        if (kp_state_batch_count(sp->batch) >= 20000 &&
-            kp_state_write(sp->state, sp->batch, err, sizeof err) != 0)
-            return kp_subtask_fail(p->op.st, "%s: checkpoint: timers: %s", p->op.node->name, err);
-    }
-    if (kp_state_batch_count(sp->batch) && kp_state_write(sp->state, sp->batch, err, sizeof err))
-        return kp_subtask_fail(p->op.st, "%s: checkpoint: timers: %s", p->op.node->name, err);
-    p->tkey.len = 0;
-    return 0;
-}
-
+/* The pending timers in a checkpoint are in the keys' state: a key's saved value holds its
+ * pending timers of both kinds (saved_key), and a barrier's flush writes every key changed
+ * since the last one, so a restore rebuilds both heaps by one scan of the keys — and a
+ * rescaling restore, which copies the keys of its key groups, brings their timers with them.
+ * No stale heap entries come back. */
 static int process_barrier(kp_op *op, struct kp_snapshot *snap)
 {
     process_op *p = (process_op *)op;
@@ -954,8 +891,8 @@ static int process_barrier(kp_op *op, struct kp_snapshot *snap)
     if (kp_key_spill_flush(sp, &p->values, &pk_ops, p) != 0)
         return -1;
     note_sweep(p, table_bytes(p));
-    if (sp->state && (write_timerset(p) != 0 || kp_keyed_db_snapshot(op->st, op->node, sp->state,
-                                                                     sp->kg_lo, sp->kg_hi, snap)))
+    if (sp->state &&
+        kp_keyed_db_snapshot(op->st, op->node, sp->state, sp->kg_lo, sp->kg_hi, snap) != 0)
         return -1;
     kp_keyed_blob b = {.wm = p->wm};
     if (kp_keyed_blob_write(op->st, op->node, sp->kg_lo, sp->kg_hi, snap, b) != 0)
@@ -968,63 +905,43 @@ typedef struct process_acc {
     size_t timers;
 } process_acc;
 
-/* One restored pending timer: into its heap (and a processing-time one into the set). */
-static int add_pending(process_acc *a, bool event_time, kp_time when, kp_bytes key)
+/* A restored key's pending timers of one kind: into their heap. */
+static int restore_timers(process_acc *a, bool event_time, uint64_t hash, kp_bytes key,
+                          key_timers *t)
 {
     process_op *p = a->p;
-    int created = 1;
-    kp_keyentry *te = NULL;
-    if (!event_time) {
-        kp_bytes id = timer_id(p, false, when, key);
-        te = id.ptr ? kp_keytable_upsert(&p->timerset, kp_hash64(id.ptr, id.len), id, &created)
-                    : NULL;
+    for (uint32_t i = 0; i < t->n; i++) {
+        if (kp_timer_push(&p->heaps[event_time], kt_times(t)[i], 0, hash, key) != 0)
+            return kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
+        p->pending[event_time]++;
+        if (++a->timers % 4096 == 0 &&
+            kp_timer_spill_check(&p->tspill[event_time], &p->heaps[event_time]) != 0)
+            return -1;
     }
-    if ((!event_time && !te) || (created && kp_timer_push(&p->heaps[event_time], when, 0,
-                                                          kp_hash64(key.ptr, key.len), key) != 0))
-        return kp_subtask_fail(p->op.st, "%s: out of memory for timers", p->op.node->name);
-    if (te)
-        *(uint64_t *)kp_keyentry_value(te) = 0;
-    p->pending[event_time] += created;
-    if (++a->timers % 4096 == 0 && (kp_timer_spill_check(&p->tspill[0], &p->heaps[0]) != 0 ||
-                                    kp_timer_spill_check(&p->tspill[1], &p->heaps[1]) != 0))
-        return -1;
     return 0;
 }
 
-/* A processing-time timer of TIMERSET_CF (its key without the key group). */
-static int restore_timer(void *arg, uint64_t hash, kp_bytes k, kp_bytes value)
-{
-    process_acc *a = arg;
-    if (k.len < TS_HEAD - 2 || k.ptr[0] != 'p')
-        return kp_subtask_fail(a->p->op.st, "%s: restore: a malformed timer", a->p->op.node->name);
-    uint64_t u = 0;
-    for (int i = 1; i < 9; i++)
-        u = u << 8 | (uint8_t)k.ptr[i];
-    (void)hash;
-    (void)value;
-    return add_pending(a, false, (kp_time)(u ^ (1ull << 63)), (kp_bytes){k.ptr + 9, k.len - 9});
-}
-
-/* A restored key: its pending event-time timers (saved_key, then et_n times). */
+/* A restored key: its pending timers (saved_key). */
 static int restore_key_timers(void *arg, uint64_t hash, kp_bytes key, kp_bytes value)
 {
     process_acc *a = arg;
     saved_key k;
-    if (kp_blob_read(&value, &k, sizeof k) != 0 || k.et_n > value.len / sizeof(kp_time))
-        return kp_subtask_fail(a->p->op.st, "%s: restore: a malformed key state",
+    key_timers t[2] = {{0}, {0}};
+    if (saved_read(&value, &k, t) != 0)
+        return kp_subtask_fail(a->p->op.st,
+                               "%s: restore: a malformed key state (or one saved by an older "
+                               "build with processing-time timers)",
                                a->p->op.node->name);
-    for (uint32_t i = 0; i < k.et_n; i++) {
-        kp_time when;
-        memcpy(&when, value.ptr + i * sizeof when, sizeof when);
-        if (add_pending(a, true, when, key) != 0)
-            return -1;
-    }
-    (void)hash;
-    return 0;
+    hash = hash ? hash : 1; /* as the key table has it */
+    int rc = restore_timers(a, true, hash, key, &t[1]) != 0 ||
+             restore_timers(a, false, hash, key, &t[0]) != 0;
+    kt_free(&t[0]);
+    kt_free(&t[1]);
+    return rc ? -1 : 0;
 }
 
-/* Restores the operator from st->restore: its database (keys stay on disk until used), the
- * set of pending timers and both heaps (from the keys and TIMERSET_CF), its watermark. */
+/* Restores the operator from st->restore: its database (keys stay on disk until used), both
+ * heaps (from the keys), its watermark. */
 static int restore_process(process_op *p)
 {
     kp_op *op = &p->op;
@@ -1036,14 +953,8 @@ static int restore_process(process_op *p)
         return -1;
     p->wm = b.wm;
     process_acc a = {p, 0};
-    char err[512];
-    int cf = kp_state_cf_scan(sp->state, TIMERSET_CF, err, sizeof err);
-    if (cf < 0)
-        return kp_subtask_fail(op->st, "%s: restore: timers: %s", op->node->name, err);
-    if (kp_key_spill_scan(sp, sp->cf, restore_key_timers, &a) != 0 ||
-        kp_key_spill_scan(sp, cf, restore_timer, &a) != 0)
+    if (kp_key_spill_scan(sp, sp->cf, restore_key_timers, &a) != 0)
         return -1;
-    p->pt_written = p->pending[0] > 0;
     return maybe_evict(p);
 }
 
@@ -1066,12 +977,10 @@ kp_op *kp_op_process_new(kp_subtask *st, const kp_node *n)
     p->o = &n->u.process;
     p->wm = KP_TIME_MIN;
     kp_keytable_init(&p->values, sizeof(value_hdr) + p->o->value_size);
-    kp_keytable_init(&p->timerset, sizeof(uint64_t));
     p->cache_limit = st->state_cache_bytes ? st->state_cache_bytes : 256u << 20;
     kp_key_spill_init(&p->spill, st, n, "process");
     kp_timer_spill_init(&p->tspill[0], &p->spill, "process-timers-processing", p->cache_limit / 8);
     kp_timer_spill_init(&p->tspill[1], &p->spill, "process-timers-event", p->cache_limit / 8);
-    p->spill.extra_cf = (kp_keyed_cf){TIMERSET_CF, kp_state_cf_scan};
     if (kp_keyed_restoring(st, n) && restore_process(p) != 0) {
         process_destroy(&p->op);
         return NULL;

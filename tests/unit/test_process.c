@@ -296,6 +296,12 @@ static kp_rc script_event(kp_ctx *ctx, const kp_event *ev)
         case 'd':
             kp_timer_delete(ctx, t, true);
             break;
+        case 'p':
+            kp_ctx_timer_processing(ctx, t);
+            break;
+        case 'q':
+            kp_timer_delete(ctx, t, false);
+            break;
         case 's':
             *(int64_t *)kp_ctx_value(ctx, NULL) = 1;
             break;
@@ -880,6 +886,115 @@ Test(process, rotating_keys_stay_inside_the_budget, .timeout = 240)
     cr_assert_str_eq(script_log, "", "a cleared key or a deleted timer came back: %s", script_log);
     c = h_counts(&h);
     cr_assert_eq(c.timers_read_back, c.timers_spilled, "every spilled timer came back");
+    h_close(&h);
+    kp_test_rmtree(dir);
+}
+
+/* A 24/7 job with many keys, each holding a processing-time timer (a timeout) and nothing
+ * else, under a tiny budget: the keys spill with their timers, so nothing of a spilled key
+ * stays in memory — the state held (keys, what they hold, both heaps) stays inside the
+ * budget and its heaps' share at every record and tick —, and then every timer fires once,
+ * in time order, read back from RocksDB; one deleted never, one deleted and registered again
+ * once. The wall clock is never due here: ticks with a later `now` fire the timers. */
+#define PT_KEYS 20000
+
+static unsigned char pt_fired[PT_KEYS][2];
+static kp_time pt_base, pt_last;
+static int pt_wrong; /* calls for a time, key or kind that was not due */
+
+static kp_time pt_due(int i)
+{
+    return pt_base + (kp_time)(((long)i * 7919) % PT_KEYS); /* not in key order */
+}
+
+static kp_rc pt_timer(kp_ctx *ctx, kp_time when, bool event_time)
+{
+    kp_str key = kp_ctx_key(ctx);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.*s", KP_STR(key));
+    int i = atoi(buf + 3), second = when == pt_due(i) + PT_KEYS;
+    if (event_time || strncmp(buf, "pt-", 3) || i < 0 || i >= PT_KEYS || when < pt_last ||
+        (when != pt_due(i) && !second))
+        pt_wrong++;
+    else
+        pt_fired[i][second]++;
+    pt_last = when;
+    return KP_OK;
+}
+
+/* State bytes reported (kp_process_counts.bytes) may be: the budget for the keys, and for
+ * each heap an eighth of it (timer_spill.h), its array up to twice that. */
+static void pt_check_memory(harness *h, size_t budget, size_t *peak, const char *when)
+{
+    kp_process_counts c = h_counts(h);
+    *peak = c.bytes > *peak ? c.bytes : *peak;
+    cr_assert_leq(c.cache_bytes, budget, "%s: %zu bytes of keys, budget %zu", when, c.cache_bytes,
+                  budget);
+    cr_assert_leq(c.bytes, budget + 2 * 2 * (budget / 8) + 2 * sizeof(kp_timer) + 64,
+                  "%s: %zu bytes of state, budget %zu", when, c.bytes, budget);
+}
+
+Test(process, processing_timers_spill_with_their_keys, .timeout = 240)
+{
+    char dir[] = "/tmp/kappa-process-pt-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    const size_t budget = 128 * 1024;
+    harness h;
+    h_open_budget(&h, script_event, pt_timer, sizeof(int64_t), budget, dir);
+    memset(pt_fired, 0, sizeof pt_fired);
+    pt_wrong = 0;
+    pt_last = KP_TIME_MIN;
+    pt_base = kp_wall_ms() + 24 * KP_HOUR; /* never due on the wall clock during the test */
+    char key[32], cmds[96];
+    size_t peak = 0;
+    for (int i = 0; i < PT_KEYS; i++) { /* a timer each; every tenth key a second one */
+        snprintf(key, sizeof key, "pt-%d", i);
+        int n = snprintf(cmds, sizeof cmds, "p%lld", (long long)pt_due(i));
+        if (i % 10 == 0)
+            snprintf(cmds + n, sizeof cmds - (size_t)n, " p%lld", (long long)pt_due(i) + PT_KEYS);
+        h_rec(&h, key, cmds, i, KP_TIME_MIN);
+        pt_check_memory(&h, budget, &peak, "registering");
+    }
+    for (int i = 0; i < PT_KEYS; i += 3) { /* delete; delete and register again */
+        snprintf(key, sizeof key, "pt-%d", i);
+        snprintf(cmds, sizeof cmds, "q%lld", (long long)pt_due(i));
+        h_rec(&h, key, cmds, PT_KEYS, KP_TIME_MIN);
+        if (i + 1 < PT_KEYS) {
+            snprintf(key, sizeof key, "pt-%d", i + 1);
+            snprintf(cmds, sizeof cmds, "q%lld p%lld", (long long)pt_due(i + 1),
+                     (long long)pt_due(i + 1));
+            h_rec(&h, key, cmds, PT_KEYS, KP_TIME_MIN);
+        }
+        pt_check_memory(&h, budget, &peak, "deleting");
+    }
+    kp_process_counts c = h_counts(&h);
+    size_t pending = (size_t)PT_KEYS + PT_KEYS / 10 - (PT_KEYS + 2) / 3;
+    cr_assert_eq(c.pending_timers, pending, "%zu pending of %zu", c.pending_timers, pending);
+    cr_assert_lt(c.keys, (size_t)PT_KEYS / 10, "%zu keys in memory: most are in RocksDB", c.keys);
+    cr_assert_gt(c.keys_read_back, 0);
+    cr_assert_gt(c.timers_spilled, 0);
+    long calls = 0;
+    for (int i = 0; i < PT_KEYS; i++)
+        calls += pt_fired[i][0] + pt_fired[i][1];
+    cr_assert(calls == 0 && pt_wrong == 0, "fired before they were due: %ld", calls);
+    for (kp_time now = pt_base; now <= pt_base + 2 * PT_KEYS; now += PT_KEYS / 16) {
+        cr_assert_eq(h.op->vt->tick(h.op, now), 0);
+        pt_check_memory(&h, budget, &peak, "firing");
+    }
+    c = h_counts(&h);
+    fprintf(stderr,
+            "processing_timers_spill_with_their_keys: %d keys, state peak %zu bytes (budget "
+            "%zu), %lld keys spilled, %lld read back, %lld timers spilled\n",
+            PT_KEYS, peak, budget, c.keys_spilled, c.keys_read_back, c.timers_spilled);
+    cr_assert_eq(pt_wrong, 0, "%d calls not due", pt_wrong);
+    for (int i = 0; i < PT_KEYS; i++) {
+        cr_assert_eq(pt_fired[i][0], i % 3 != 0, "key %d: its timer fired %d times", i,
+                     pt_fired[i][0]);
+        cr_assert_eq(pt_fired[i][1], i % 10 == 0, "key %d: its second timer fired %d times", i,
+                     pt_fired[i][1]);
+    }
+    cr_assert(c.keys == 0 && c.pending_timers == 0, "%zu keys, %zu timers left", c.keys,
+              c.pending_timers);
     h_close(&h);
     kp_test_rmtree(dir);
 }
