@@ -291,7 +291,7 @@ static void write_count(kp_doc *doc, const kp_window *w, kp_str item, int64_t co
     kp_doc_int(doc, "window_end", w->end);
 }
 
-static int sliding;        /* read by the define functions */
+static int sliding;        /* read by the define functions: 1 = 1 h / 1 min, 2 = tumbling 1 min */
 static size_t memtable_mb; /* PIPELINE_BENCH_MEMTABLE_MB; 0 = the default */
 static int only_p;         /* PIPELINE_BENCH_P: the scaling runs at this p only; 0 = 1, 2, 4 */
 static int credits;        /* PIPELINE_BENCH_CREDITS: batches per channel; 0 = the default */
@@ -300,7 +300,9 @@ static int define_seed(const kp_api *api, kp_job *job)
 {
     kp_stream *clicks = kp_source(job, "clicks", .decode = parse_click,
                                   .out_of_order = 10 * KP_SECOND, .on_error = KP_POLICY_SKIP);
-    kp_window_spec spec = sliding ? kp_sliding(KP_HOUR, KP_MINUTE) : kp_tumbling(KP_HOUR);
+    kp_window_spec spec = sliding == 1   ? kp_sliding(KP_HOUR, KP_MINUTE)
+                          : sliding == 2 ? kp_tumbling(KP_MINUTE)
+                                         : kp_tumbling(KP_HOUR);
     kp_stream *counts = kp_count(kp_window(kp_key_by(clicks), spec), .emit = write_count,
                                  .uid = "hourly-click-count");
     kp_sink(counts, "hourly-click-index");
@@ -408,9 +410,13 @@ static int run_bytes(long keys, int slide, int p, size_t cache_bytes, run_result
            "events/s/core=%.0f (/%d) cpu_s=%.2f events/cpu_s=%.0f ns/event=%.0f "
            "peak_rss=%ldMiB spills=%lld cache_peak=%.2fMiB rocksdb_written=%.1fMiB "
            "rocksdb_read=%.1fMiB late=%lld fired=%lld docs=%lld\n",
-           key_label(keys), slide ? "sliding" : "tumbling", p, (double)cache_bytes / (1 << 20),
-           st.records_in, secs, eps, eps / cores, cores, cpu, (double)st.records_in / cpu, ns,
-           peak_rss_mb(), st.state_spills, (double)st.state_cache_peak / (1 << 20),
+           key_label(keys),
+           slide == 1   ? "sliding"
+           : slide == 2 ? "minute"
+                        : "tumbling",
+           p, (double)cache_bytes / (1 << 20), st.records_in, secs, eps, eps / cores, cores, cpu,
+           (double)st.records_in / cpu, ns, peak_rss_mb(), st.state_spills,
+           (double)st.state_cache_peak / (1 << 20),
            (double)(io1.bytes_written - io0.bytes_written) / (1 << 20),
            (double)(io1.bytes_read - io0.bytes_read) / (1 << 20), st.late_records, st.windows_fired,
            (long long)atomic_load(&docs_out));
@@ -480,19 +486,25 @@ static int parse_list(const char *s, long *v, int max)
  * state / 100. `spec` is "state" (everything) or "state:KEYS:PS:RATIOS:SKEW", KEYS, PS and
  * RATIOS comma lists, e.g. "state:100k,1M:1,2:10" (1x always runs: it is the reference);
  * SKEW is the items' Zipf exponent (default 0 = uniform, every key equally hot: the worst case
- * for a cache; kappa-gen's default is 1.0). Events per key count: max(events-scaling, 2 * keys). */
+ * for a cache; kappa-gen's default is 1.0). A sixth field picks other windows: "sliding" (1 h
+ * every 1 min) or "minute" (tumbling 1 min). Events per key count: max(events-scaling,
+ * 2 * keys). */
 static int run_state_matrix(const char *spec, long n_min)
 {
     long keys[8] = {100000, 1000000, 10000000}, ps[8] = {1, 2, 4}, ratios[8] = {10, 100};
-    int nk = 3, np = 3, nr = 2;
+    int nk = 3, np = 3, nr = 2, slide = 0;
     if (strncmp(spec, "state:", 6) == 0) {
-        char k[128], p[64], r[64];
+        char k[128], p[64], r[64], kind[16] = "";
         r[0] = '\0';
-        if (sscanf(spec + 6, "%127[^:]:%63[^:]:%63[^:]:%lf", k, p, r, &skew) < 2 ||
+        if (sscanf(spec + 6, "%127[^:]:%63[^:]:%63[^:]:%lf:%15s", k, p, r, &skew, kind) < 2 ||
+            (kind[0] && (slide = !strcmp(kind, "sliding")  ? 1
+                                 : !strcmp(kind, "minute") ? 2
+                                                           : -1) < 0) ||
             (nk = parse_list(k, keys, 8)) <= 0 || (np = parse_list(p, ps, 8)) <= 0 ||
             (nr = r[0] ? parse_list(r, ratios, 8) : 0) < 0) {
-            fprintf(stderr, "state matrix: expected state:KEYS:PS[:RATIOS[:SKEW]], e.g. "
-                            "state:100k,1M:1,2:10,100:1.0\n");
+            fprintf(stderr,
+                    "state matrix: expected state:KEYS:PS[:RATIOS[:SKEW[:sliding|minute]]], "
+                    "e.g. state:100k,1M:1,2:10,100:1.0\n");
             return -1;
         }
     }
@@ -510,14 +522,14 @@ static int run_state_matrix(const char *spec, long n_min)
         for (int i = 0; i < np; i++) {
             run_result all, r;
             printf("# state 1x (budget = the state, unbounded cache)\n");
-            if (run_bytes(keys[k], 0, (int)ps[i], (size_t)1 << 40, &all) != 0)
+            if (run_bytes(keys[k], slide, (int)ps[i], (size_t)1 << 40, &all) != 0)
                 return -1;
             size_t state = (size_t)all.cache_peak / (size_t)ps[i];
             for (int j = 0; j < nr; j++) {
                 size_t budget = state / (size_t)ratios[j];
                 printf("# state %ldx: budget %.3f MiB per subtask\n", ratios[j],
                        (double)budget / (1 << 20));
-                if (run_bytes(keys[k], 0, (int)ps[i], budget ? budget : 1, &r) != 0)
+                if (run_bytes(keys[k], slide, (int)ps[i], budget ? budget : 1, &r) != 0)
                     return -1;
                 printf("# summary keys=%s p=%ld state=%ldx spills=%lld ns/event=%.0f (1x: %.0f) "
                        "throughput per CPU-s kept=%.0f%%\n",

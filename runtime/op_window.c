@@ -31,10 +31,12 @@
  * entries not hit since the last sweep are written to RocksDB as partial accumulators (blind
  * writes: no read per record, ever) in key order and dropped; when a spilled pane is needed,
  * its partials are read back and merged. RocksDB keys are
- *   key group (2, BE) | pane end (8) | pane from (8) | spill sequence (4, BE) | key
+ *   key group (2, BE) | pane end (8) | pane from (8) | spill sequence (4, BE) | kind (1) | ...
  * (times big-endian with the sign flipped) — the pane before the key, so a pane is one range
- * per key group (docs/architecture.md), and the sequence before the key, so a sweep appends
- * to the memtable (docs/state.md has the measurements).
+ * per key group (docs/architecture.md). A sweep writes one RocksDB value per key group, a
+ * run of its entries (kind 1, then a part number); a checkpoint's flush writes each entry
+ * under its own key (kind 0, then the key), so that a later flush can overwrite it
+ * (docs/state.md has the measurements).
  *
  * Extreme times: event times are any int64 and sizes, slides and lateness are validated only
  * to be positive, so all arithmetic here is overflow-free: the offset is reduced modulo the
@@ -104,6 +106,7 @@ typedef struct window_op {
     kp_state_batch *batch;
     uint32_t spill_seq;
     kp_buf kbuf;       /* the keys of one spill, back to back */
+    kp_buf runbuf;     /* the value of one run (spill_runs) */
     spill_ent *sorted; /* the entries of one spill */
     size_t nsorted, sorted_cap;
     size_t *group_runs; /* sort_spill: 2 per key group of the subtask */
@@ -266,7 +269,12 @@ static void put_be(uint8_t *p, uint64_t v, int n)
 }
 
 #define PREFIX     18           /* key group, pane end, pane from */
-#define SPILL_HEAD (PREFIX + 4) /* and the spill sequence: the key follows */
+#define SPILL_HEAD (PREFIX + 4) /* and the spill sequence, then a kind: */
+#define KIND_ENTRY 0            /* one entry: its key follows, the value is its accumulator */
+#define KIND_RUN   1            /* a run of entries (a part number follows, 4 BE; spill_runs) */
+#define ENTRY_HEAD (SPILL_HEAD + 1)
+#define RUN_KEY    (SPILL_HEAD + 1 + 4)
+#define RUN_BYTES  (64u << 10) /* a run's value is cut into parts of about this size */
 
 static size_t spill_prefix(uint8_t *p, int kg, const pane *pn)
 {
@@ -333,8 +341,8 @@ static int spill_ent_cmp(const void *a, const void *b)
     if (x->lo != y->lo)
         return x->lo < y->lo ? -1 : 1;
     /* same key group, pane and sequence: compare the keys */
-    int c = memcmp(sort_keys + x->off + SPILL_HEAD, sort_keys + y->off + SPILL_HEAD,
-                   (x->len < y->len ? x->len : y->len) - SPILL_HEAD);
+    int c = memcmp(sort_keys + x->off + ENTRY_HEAD, sort_keys + y->off + ENTRY_HEAD,
+                   (x->len < y->len ? x->len : y->len) - ENTRY_HEAD);
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
@@ -369,14 +377,15 @@ static int slot_clean(uint32_t slot)
 
 /* Which entries spill_collect takes: the cold ones only (else all), the ones whose value
  * RocksDB does not hold yet only (else clean ones too). */
-enum { COLLECT_COLD = 1, COLLECT_WRITES = 2 };
+enum { COLLECT_COLD = 1, COLLECT_WRITES = 2, COLLECT_GROUPED = 4 };
 
 /* Sorts w->sorted[0, n) in RocksDB key order: first into one run per key group, in place (a
  * pass to count, one to move each entry once), then each run by spill_ent_cmp. A spill spreads
  * over all of the subtask's key groups, so a run is 1/128 of it at p=1: qsort compares half as
- * often as over the whole spill (log2 of ~100 entries instead of ~12k). A key outside the
- * subtask's groups (reported by the read-back) leaves one plain qsort. */
-static void sort_spill(window_op *w, size_t n)
+ * often as over the whole spill (log2 of ~100 entries instead of ~12k). Without by_key the
+ * runs stay unsorted (grouped by key group only). A key outside the subtask's groups (reported
+ * by the read-back) leaves one plain qsort. */
+static void sort_spill(window_op *w, size_t n, int by_key)
 {
     int ng = w->kg_end - w->kg_first;
     size_t *next = w->group_runs, *end = w->group_runs + ng;
@@ -407,7 +416,7 @@ static void sort_spill(window_op *w, size_t n)
             *s = w->sorted[next[to]];
             w->sorted[next[to]++] = tmp;
         }
-    for (int g = 0; g < ng; g++) {
+    for (int g = 0; g < ng && by_key; g++) {
         size_t from = g ? end[g - 1] : 0;
         if (end[g] - from > 1)
             qsort(w->sorted + from, end[g] - from, sizeof *w->sorted, spill_ent_cmp);
@@ -441,27 +450,28 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
         uint32_t seq = slot & ~SLOT_DIRTY ? slot & ~SLOT_DIRTY : new_seq;
         kp_bytes key = kp_keytable_key(&p->t, e);
         int kg = kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism);
-        if (kp_buf_reserve(&w->kbuf, PREFIX + 4 + key.len) != 0)
+        if (kp_buf_reserve(&w->kbuf, ENTRY_HEAD + key.len) != 0)
             return -1;
         uint8_t *k = (uint8_t *)w->kbuf.ptr + w->kbuf.len;
         spill_prefix(k, kg, p);
         put_be(k + PREFIX, seq, 4);
-        memcpy(k + SPILL_HEAD, key.ptr, key.len);
+        k[SPILL_HEAD] = KIND_ENTRY;
+        memcpy(k + ENTRY_HEAD, key.ptr, key.len);
         w->sorted[n++] = (spill_ent){
             .hi = (uint64_t)kg << 48 | be_bytes((const uint8_t *)key.ptr, key.len, 0, 6),
             .lo = be_bytes((const uint8_t *)key.ptr, key.len, 6, 8),
             .off = (uint32_t)w->kbuf.len,
-            .len = (uint32_t)(SPILL_HEAD + key.len),
+            .len = (uint32_t)(ENTRY_HEAD + key.len),
             .seq = seq,
             .val = kp_keyentry_value(e),
         };
-        w->kbuf.len += SPILL_HEAD + key.len;
+        w->kbuf.len += ENTRY_HEAD + key.len;
     }
     if (n > 0) /* w->sorted is still NULL when no pane had an entry */
-        sort_spill(w, n);
+        sort_spill(w, n, !(which & COLLECT_GROUPED));
     w->nsorted = n;
     /* the spill's scratch stays allocated for the next one: it counts in the state's peak */
-    w->scratch_bytes = w->kbuf.cap + w->sorted_cap * sizeof *w->sorted +
+    w->scratch_bytes = w->kbuf.cap + w->runbuf.cap + w->sorted_cap * sizeof *w->sorted +
                        (2 * (size_t)(w->kg_end - w->kg_first) + 2) * sizeof *w->group_runs;
     if (w->cache_bytes + w->scratch_bytes > w->cache_peak)
         w->cache_peak = w->cache_bytes + w->scratch_bytes;
@@ -504,7 +514,71 @@ static int keep_hot(window_op *w, pane *p)
     return 0;
 }
 
-/* Writes pane p's entries to RocksDB as partial accumulators (blind writes, in key order). A
+/* Appends a run entry: the key's length (LEB128), the key, the accumulator. */
+static int run_append(window_op *w, kp_bytes key, const void *acc)
+{
+    if (kp_buf_reserve(&w->runbuf, 5 + key.len + w->agg.acc_size) != 0)
+        return -1;
+    uint8_t *o = (uint8_t *)w->runbuf.ptr + w->runbuf.len;
+    size_t n = 0;
+    for (size_t l = key.len; n == 0 || l; l >>= 7)
+        o[n++] = (uint8_t)((l & 0x7f) | (l >> 7 ? 0x80 : 0));
+    memcpy(o + n, key.ptr, key.len);
+    memcpy(o + n + key.len, acc, w->agg.acc_size);
+    w->runbuf.len += n + key.len + w->agg.acc_size;
+    return 0;
+}
+
+/* Puts w->runbuf as part `part` of the run of (key group kg, pane p, sequence seq). */
+static void run_put(window_op *w, int kg, const pane *p, uint32_t seq, uint32_t part)
+{
+    uint8_t k[RUN_KEY];
+    spill_prefix(k, kg, p);
+    put_be(k + PREFIX, seq, 4);
+    k[SPILL_HEAD] = KIND_RUN;
+    put_be(k + ENTRY_HEAD, part, 4);
+    kp_state_batch_put(w->batch, w->state, w->cf, k, RUN_KEY, w->runbuf.ptr, w->runbuf.len);
+    w->runbuf.len = 0;
+}
+
+/* Puts the collected entries of pane p (w->sorted, grouped by key group) into the write
+ * batch: those new to RocksDB (sequence seq) as one run per key group — a single RocksDB
+ * value holding all of them, cut into parts of RUN_BYTES — and those overwriting a copy a
+ * flush wrote (their own sequence) one by one. A RocksDB entry costs its memtable insert, its
+ * share of the flush and compaction and an iterator step: ~30 comparisons per insert even in
+ * key order (docs/state.md); per run that is shared by ~100 entries at p=1. The number of
+ * RocksDB entries written, or -1 when out of memory. */
+static long spill_runs(window_op *w, pane *p, uint32_t seq)
+{
+    long records = 0;
+    for (size_t i = 0; i < w->nsorted;) {
+        int kg = (int)(w->sorted[i].hi >> 48);
+        uint32_t part = 0;
+        for (; i < w->nsorted && (int)(w->sorted[i].hi >> 48) == kg; i++) {
+            const spill_ent *s = &w->sorted[i];
+            if (s->seq != seq) { /* overwrites its copy */
+                kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + s->off, s->len, s->val,
+                                   w->agg.acc_size);
+                records++;
+                continue;
+            }
+            kp_bytes key = {w->kbuf.ptr + s->off + ENTRY_HEAD, s->len - ENTRY_HEAD};
+            if (run_append(w, key, s->val) != 0)
+                return -1;
+            if (w->runbuf.len >= RUN_BYTES) {
+                run_put(w, kg, p, seq, part++);
+                records++;
+            }
+        }
+        if (w->runbuf.len > 0) {
+            run_put(w, kg, p, seq, part);
+            records++;
+        }
+    }
+    return records;
+}
+
+/* Writes pane p's entries to RocksDB as partial accumulators (blind writes, spill_runs). A
  * sweep of a clock (second chance): the entries not hit since the last sweep go, the others
  * stay with their hit counts reset — unless fewer than a quarter would go (the pane would be
  * over budget again at once); then they all go. So hot keys stay cached under skewed input,
@@ -514,12 +588,13 @@ static int spill_pane(window_op *w, pane *p)
     if (ensure_state(w) != 0)
         return -1;
     int all = cold_entries(w, p) * 4 < p->t.n;
-    if (spill_collect(w, p, ++w->spill_seq, COLLECT_WRITES | (all ? 0 : COLLECT_COLD)) != 0)
+    uint32_t seq = ++w->spill_seq;
+    long records = -1;
+    if (spill_collect(w, p, seq, COLLECT_GROUPED | COLLECT_WRITES | (all ? 0 : COLLECT_COLD)) == 0)
+        records = spill_runs(w, p, seq);
+    if (records < 0)
         return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
-    for (size_t i = 0; i < w->nsorted; i++)
-        kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + w->sorted[i].off,
-                           w->sorted[i].len, w->sorted[i].val, w->agg.acc_size);
-    p->written += w->nsorted;
+    p->written += (size_t)records;
     char err[512];
     if (kp_state_write(w->state, w->batch, err, sizeof err) != 0)
         return kp_subtask_fail(w->op.st, "%s: spilling window state: %s", w->op.node->name, err);
@@ -555,9 +630,52 @@ static int copy_of_cached(window_op *w, pane *p, const uint8_t *k, kp_bytes key,
     return e && (*entry_slot(w, e) & ~SLOT_DIRTY) == (uint32_t)be_bytes(k + PREFIX, 4, 0, 4);
 }
 
+/* Merges one spilled partial accumulator (v: unaligned, acc_size bytes) into the pane's table
+ * (counted in the cache), or into scratch table t when t is not NULL. */
+static int merge_partial(window_op *w, pane *p, kp_keytable *t, kp_bytes key, uint64_t hash,
+                         const void *v)
+{
+    int created;
+    kp_keyentry *e =
+        t ? kp_keytable_upsert(t, hash, key, &created) : pane_upsert(w, p, hash, key, &created);
+    if (!e)
+        return -1;
+    if (created) {
+        memcpy(kp_keyentry_value(e), v, w->agg.acc_size);
+    } else {
+        /* merge functions may read the accumulator as its struct type */
+        memcpy(w->spill_tmp, v, w->agg.acc_size);
+        kp_agg_merge(&w->agg, kp_keyentry_value(e), w->spill_tmp);
+    }
+    return 0;
+}
+
+/* Merges the entries of one run (run_append's format). -1 if it is malformed. */
+static int load_run(window_op *w, pane *p, kp_keytable *t, const uint8_t *v, size_t vlen)
+{
+    for (size_t at = 0; at < vlen;) {
+        size_t klen = 0;
+        for (int shift = 0;; shift += 7) {
+            if (at >= vlen || shift > 28)
+                return -1;
+            klen |= (size_t)(v[at] & 0x7f) << shift;
+            if (!(v[at++] & 0x80))
+                break;
+        }
+        if (klen > vlen - at || vlen - at - klen < w->agg.acc_size)
+            return -1;
+        kp_bytes key = {(const char *)v + at, klen};
+        if (merge_partial(w, p, t, key, kp_hash64(key.ptr, key.len), v + at + klen) != 0)
+            return -1;
+        at += klen + w->agg.acc_size;
+    }
+    return 0;
+}
+
 /* Merges the partials of pane p in the key group where `it` has been positioned (prefix lo)
- * into the pane's table (counted in the cache), or into scratch table t when t is not NULL,
- * skipping the copies of cached entries. 0, or -1 on corrupt or unloadable state. */
+ * into the pane's table, or into scratch table t when t is not NULL, skipping the copies of
+ * cached entries (a run never holds one: flushes write entries one by one). 0, or -1 on
+ * corrupt or unloadable state. */
 static int load_group(window_op *w, pane *p, kp_keytable *t, kp_state_iter *it,
                       const uint8_t lo[PREFIX])
 {
@@ -567,24 +685,18 @@ static int load_group(window_op *w, pane *p, kp_keytable *t, kp_state_iter *it,
         if (klen < PREFIX || memcmp(k, lo, PREFIX) != 0)
             return 0; /* the next key group's (or pane's) entries */
         const void *v = kp_state_iter_value(it, &vlen);
-        if (klen < SPILL_HEAD || vlen != w->agg.acc_size)
-            return -1;
-        kp_bytes key = {k + SPILL_HEAD, klen - SPILL_HEAD};
-        int created;
-        uint64_t hash = kp_hash64(key.ptr, key.len);
-        if (copy_of_cached(w, p, (const uint8_t *)k, key, hash))
+        if (klen == RUN_KEY && k[SPILL_HEAD] == KIND_RUN) {
+            if (load_run(w, p, t, v, vlen) != 0)
+                return -1;
             continue;
-        kp_keyentry *e =
-            t ? kp_keytable_upsert(t, hash, key, &created) : pane_upsert(w, p, hash, key, &created);
-        if (!e)
-            return -1;
-        if (created) {
-            memcpy(kp_keyentry_value(e), v, vlen);
-        } else {
-            /* merge functions may read the accumulator as its struct type */
-            memcpy(w->spill_tmp, v, vlen);
-            kp_agg_merge(&w->agg, kp_keyentry_value(e), w->spill_tmp);
         }
+        if (klen < ENTRY_HEAD || k[SPILL_HEAD] != KIND_ENTRY || vlen != w->agg.acc_size)
+            return -1;
+        kp_bytes key = {k + ENTRY_HEAD, klen - ENTRY_HEAD};
+        uint64_t hash = kp_hash64(key.ptr, key.len);
+        if (!copy_of_cached(w, p, (const uint8_t *)k, key, hash) &&
+            merge_partial(w, p, t, key, hash, v) != 0)
+            return -1;
     }
     return 0;
 }
@@ -693,7 +805,7 @@ static int fire_running(window_op *w, kp_time end, kp_time cwm);
  * the whole pane. The pane stays spilled until it is purged (a re-firing reads it whole). */
 static int fire_spilled(window_op *w, pane *p, kp_time end, kp_time cwm)
 {
-    if (spill_collect(w, p, 0, 0) != 0) /* the cached entries by key group */
+    if (spill_collect(w, p, 0, COLLECT_GROUPED) != 0) /* the cached entries by key group */
         return kp_subtask_fail(w->op.st, "%s: out of memory", w->op.node->name);
     char err[512];
     uint8_t lo[PREFIX], hi[PREFIX];
@@ -706,7 +818,7 @@ static int fire_spilled(window_op *w, pane *p, kp_time end, kp_time cwm)
         kp_keytable_clear(&w->merged);
         for (; i < w->nsorted && (int)(w->sorted[i].hi >> 48) == kg && rc == 0; i++) {
             const spill_ent *s = &w->sorted[i];
-            kp_bytes key = {w->kbuf.ptr + s->off + SPILL_HEAD, s->len - SPILL_HEAD};
+            kp_bytes key = {w->kbuf.ptr + s->off + ENTRY_HEAD, s->len - ENTRY_HEAD};
             int created;
             kp_keyentry *e =
                 kp_keytable_upsert(&w->merged, kp_hash64(key.ptr, key.len), key, &created);
@@ -1190,6 +1302,7 @@ static void window_destroy(kp_op *op)
     kp_keytable_free(&w->running);
     kp_doc_free(&w->doc);
     kp_buf_free(&w->kbuf);
+    kp_buf_free(&w->runbuf);
     free(w->sorted);
     free(w->group_runs);
     free(w->acc_tmp);
@@ -1234,7 +1347,7 @@ static int find_restored_panes(window_op *w)
     while (!bad && kp_state_iter_valid(it)) {
         size_t klen;
         const uint8_t *k = kp_state_iter_key(it, &klen);
-        if (klen < SPILL_HEAD) {
+        if (klen < ENTRY_HEAD) {
             bad = 1;
             break;
         }
