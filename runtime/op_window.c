@@ -66,12 +66,12 @@ typedef struct pane {
     size_t written; /* entries written to RocksDB since delete_on_disk emptied its range */
 } pane;
 
-/* One entry of a spill, to be written in RocksDB key order (see spill_pane). */
+/* One cached entry of a spill, a flush or a fire (spill_collect): 16 bytes of scratch per
+ * entry, which counts in the cache. */
 typedef struct spill_ent {
-    uint64_t hi, lo;   /* key group and the first 14 bytes of the key, zero-padded */
-    uint32_t off, len; /* the whole RocksDB key in window_op.kbuf */
-    uint32_t seq;      /* its spill sequence */
-    void *val;
+    kp_keyentry *e; /* in the pane's table, unchanged until the entries are written */
+    uint32_t seq;   /* its spill sequence */
+    uint32_t kg;    /* its key group */
 } spill_ent;
 
 typedef struct window_op {
@@ -100,12 +100,12 @@ typedef struct window_op {
     size_t cache_limit;
     size_t cache_bytes;   /* sum of the panes' kp_keytable_bytes, kept up to date */
     size_t cache_peak;    /* the most the panes plus the spill scratch (scratch_bytes) held */
-    size_t scratch_bytes; /* kbuf and sorted: kept between spills, so always held */
+    size_t scratch_bytes; /* kbuf, runbuf, sorted: kept between spills, so always held */
     kp_state *state;
     int cf;
     kp_state_batch *batch;
     uint32_t spill_seq;
-    kp_buf kbuf;       /* the keys of one spill, back to back */
+    kp_buf kbuf;       /* the RocksDB key of one entry (entry_key) */
     kp_buf runbuf;     /* the value of one run (spill_runs) */
     spill_ent *sorted; /* the entries of one spill */
     size_t nsorted, sorted_cap;
@@ -326,32 +326,22 @@ static uint64_t be_bytes(const uint8_t *s, size_t len, size_t from, int n)
     return v;
 }
 
-/* window_op.kbuf.ptr while qsort runs on this thread (each subtask thread has its own) */
-static _Thread_local const char *sort_keys;
+/* The pane's table while qsort runs on this thread (each subtask thread has its own) */
+static _Thread_local const kp_keytable *sort_table;
 
+/* RocksDB key order within a key group: sequence, then key. */
 static int spill_ent_cmp(const void *a, const void *b)
 {
     const spill_ent *x = a, *y = b;
-    if (x->hi >> 48 != y->hi >> 48) /* key group, then sequence, then key */
-        return x->hi >> 48 < y->hi >> 48 ? -1 : 1;
+    if (x->kg != y->kg)
+        return x->kg < y->kg ? -1 : 1;
     if (x->seq != y->seq)
         return x->seq < y->seq ? -1 : 1;
-    if (x->hi != y->hi)
-        return x->hi < y->hi ? -1 : 1;
-    if (x->lo != y->lo)
-        return x->lo < y->lo ? -1 : 1;
-    /* same key group, pane and sequence: compare the keys */
-    int c = memcmp(sort_keys + x->off + ENTRY_HEAD, sort_keys + y->off + ENTRY_HEAD,
-                   (x->len < y->len ? x->len : y->len) - ENTRY_HEAD);
-    return c ? c : (x->len > y->len) - (x->len < y->len);
+    kp_bytes kx = kp_keytable_key(sort_table, x->e), ky = kp_keytable_key(sort_table, y->e);
+    int c = memcmp(kx.ptr, ky.ptr, kx.len < ky.len ? kx.len : ky.len);
+    return c ? c : (kx.len > ky.len) - (kx.len < ky.len);
 }
 
-/* Encodes every entry of pane p into w->kbuf and w->sorted, in RocksDB key order. The
- * memtable is a skip list that remembers where its last insert went: an insert right after
- * it costs a few comparisons, any other a search from the top (~2-3 us per entry measured,
- * docs/state.md). Since the spill sequence comes before the key, a spill's entries are one
- * run per key group, after every earlier spill of the pane; sorted, each goes right after
- * the one before. */
 static uint32_t *entry_hits(const window_op *w, kp_keyentry *e)
 {
     return (uint32_t *)((char *)kp_keyentry_value(e) + w->hits_off);
@@ -385,14 +375,14 @@ enum { COLLECT_COLD = 1, COLLECT_WRITES = 2, COLLECT_GROUPED = 4 };
  * often as over the whole spill (log2 of ~100 entries instead of ~12k). Without by_key the
  * runs stay unsorted (grouped by key group only). A key outside the subtask's groups (reported
  * by the read-back) leaves one plain qsort. */
-static void sort_spill(window_op *w, size_t n, int by_key)
+static void sort_spill(window_op *w, const pane *p, size_t n, int by_key)
 {
     int ng = w->kg_end - w->kg_first;
     size_t *next = w->group_runs, *end = w->group_runs + ng;
-    sort_keys = w->kbuf.ptr;
+    sort_table = &p->t;
     memset(end, 0, (size_t)ng * sizeof *end);
     for (size_t i = 0; i < n; i++) {
-        int g = (int)(w->sorted[i].hi >> 48) - w->kg_first;
+        int g = (int)w->sorted[i].kg - w->kg_first;
         if (g < 0 || g >= ng) {
             qsort(w->sorted, n, sizeof *w->sorted, spill_ent_cmp);
             return;
@@ -407,7 +397,7 @@ static void sort_spill(window_op *w, size_t n, int by_key)
     for (int g = 0; g < ng; g++) /* each swap puts one entry into its run for good */
         while (next[g] < end[g]) {
             spill_ent *s = &w->sorted[next[g]];
-            int to = (int)(s->hi >> 48) - w->kg_first;
+            int to = (int)s->kg - w->kg_first;
             if (to == g) {
                 next[g]++;
                 continue;
@@ -438,7 +428,6 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
         w->sorted = a;
         w->sorted_cap = p->t.n;
     }
-    w->kbuf.len = 0;
     size_t i = 0, n = 0;
     kp_keyentry *e;
     while ((e = kp_keytable_next(&p->t, &i))) {
@@ -447,28 +436,16 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
         uint32_t slot = *entry_slot(w, e);
         if ((which & COLLECT_WRITES) && slot_clean(slot))
             continue;
-        uint32_t seq = slot & ~SLOT_DIRTY ? slot & ~SLOT_DIRTY : new_seq;
         kp_bytes key = kp_keytable_key(&p->t, e);
-        int kg = kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism);
-        if (kp_buf_reserve(&w->kbuf, ENTRY_HEAD + key.len) != 0)
-            return -1;
-        uint8_t *k = (uint8_t *)w->kbuf.ptr + w->kbuf.len;
-        spill_prefix(k, kg, p);
-        put_be(k + PREFIX, seq, 4);
-        k[SPILL_HEAD] = KIND_ENTRY;
-        memcpy(k + ENTRY_HEAD, key.ptr, key.len);
         w->sorted[n++] = (spill_ent){
-            .hi = (uint64_t)kg << 48 | be_bytes((const uint8_t *)key.ptr, key.len, 0, 6),
-            .lo = be_bytes((const uint8_t *)key.ptr, key.len, 6, 8),
-            .off = (uint32_t)w->kbuf.len,
-            .len = (uint32_t)(ENTRY_HEAD + key.len),
-            .seq = seq,
-            .val = kp_keyentry_value(e),
+            .e = e,
+            .seq = slot & ~SLOT_DIRTY ? slot & ~SLOT_DIRTY : new_seq,
+            .kg =
+                (uint32_t)kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism),
         };
-        w->kbuf.len += ENTRY_HEAD + key.len;
     }
     if (n > 0) /* w->sorted is still NULL when no pane had an entry */
-        sort_spill(w, n, !(which & COLLECT_GROUPED));
+        sort_spill(w, p, n, !(which & COLLECT_GROUPED));
     w->nsorted = n;
     /* the spill's scratch stays allocated for the next one: it counts in the state's peak */
     w->scratch_bytes = w->kbuf.cap + w->runbuf.cap + w->sorted_cap * sizeof *w->sorted +
@@ -529,6 +506,22 @@ static int run_append(window_op *w, kp_bytes key, const void *acc)
     return 0;
 }
 
+/* The RocksDB key of a collected entry of pane p (kind KIND_ENTRY), in w->kbuf; NULL when out
+ * of memory. */
+static const char *entry_key(window_op *w, const pane *p, const spill_ent *s, size_t *len)
+{
+    kp_bytes key = kp_keytable_key(&p->t, s->e);
+    if (kp_buf_reserve(&w->kbuf, ENTRY_HEAD + key.len) != 0)
+        return NULL;
+    uint8_t *k = (uint8_t *)w->kbuf.ptr;
+    spill_prefix(k, (int)s->kg, p);
+    put_be(k + PREFIX, s->seq, 4);
+    k[SPILL_HEAD] = KIND_ENTRY;
+    memcpy(k + ENTRY_HEAD, key.ptr, key.len);
+    *len = ENTRY_HEAD + key.len;
+    return w->kbuf.ptr;
+}
+
 /* Puts w->runbuf as part `part` of the run of (key group kg, pane p, sequence seq). */
 static void run_put(window_op *w, int kg, const pane *p, uint32_t seq, uint32_t part)
 {
@@ -552,26 +545,28 @@ static long spill_runs(window_op *w, pane *p, uint32_t seq)
 {
     long records = 0;
     for (size_t i = 0; i < w->nsorted;) {
-        int kg = (int)(w->sorted[i].hi >> 48);
-        uint32_t part = 0;
-        for (; i < w->nsorted && (int)(w->sorted[i].hi >> 48) == kg; i++) {
+        uint32_t kg = w->sorted[i].kg, part = 0;
+        for (; i < w->nsorted && w->sorted[i].kg == kg; i++) {
             const spill_ent *s = &w->sorted[i];
             if (s->seq != seq) { /* overwrites its copy */
-                kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + s->off, s->len, s->val,
+                size_t klen;
+                const char *k = entry_key(w, p, s, &klen);
+                if (!k)
+                    return -1;
+                kp_state_batch_put(w->batch, w->state, w->cf, k, klen, kp_keyentry_value(s->e),
                                    w->agg.acc_size);
                 records++;
                 continue;
             }
-            kp_bytes key = {w->kbuf.ptr + s->off + ENTRY_HEAD, s->len - ENTRY_HEAD};
-            if (run_append(w, key, s->val) != 0)
+            if (run_append(w, kp_keytable_key(&p->t, s->e), kp_keyentry_value(s->e)) != 0)
                 return -1;
             if (w->runbuf.len >= RUN_BYTES) {
-                run_put(w, kg, p, seq, part++);
+                run_put(w, (int)kg, p, seq, part++);
                 records++;
             }
         }
         if (w->runbuf.len > 0) {
-            run_put(w, kg, p, seq, part);
+            run_put(w, (int)kg, p, seq, part);
             records++;
         }
     }
@@ -609,9 +604,11 @@ static int spill_pane(window_op *w, pane *p)
     return 0;
 }
 
+/* The budget covers the panes and the scratch kept for spilling them (16 bytes per entry of
+ * the largest collection, a run's value, the key-group table). */
 static int maybe_spill(window_op *w)
 {
-    if (w->cache_bytes <= w->cache_limit)
+    if (w->cache_bytes + w->scratch_bytes <= w->cache_limit)
         return 0;
     pane *largest = NULL;
     for (int i = 0; i < w->npanes; i++)
@@ -816,14 +813,14 @@ static int fire_spilled(window_op *w, pane *p, kp_time end, kp_time cwm)
     size_t i = 0;
     for (int kg = w->kg_first; kg < w->kg_end && rc == 0; kg++) {
         kp_keytable_clear(&w->merged);
-        for (; i < w->nsorted && (int)(w->sorted[i].hi >> 48) == kg && rc == 0; i++) {
+        for (; i < w->nsorted && (int)w->sorted[i].kg == kg && rc == 0; i++) {
             const spill_ent *s = &w->sorted[i];
-            kp_bytes key = {w->kbuf.ptr + s->off + ENTRY_HEAD, s->len - ENTRY_HEAD};
+            kp_bytes key = kp_keytable_key(&p->t, s->e);
             int created;
             kp_keyentry *e =
                 kp_keytable_upsert(&w->merged, kp_hash64(key.ptr, key.len), key, &created);
             if (e)
-                memcpy(kp_keyentry_value(e), s->val, w->agg.acc_size);
+                memcpy(kp_keyentry_value(e), kp_keyentry_value(s->e), w->agg.acc_size);
             else
                 rc = -1;
         }
@@ -1029,18 +1026,34 @@ static int window_watermark(kp_op *op, kp_time wm)
 
 /* ---- whole-cache flush (checkpoint barriers) -------------------------------------------- */
 
+/* Pane p's collected entries (w->sorted, in key order) into the write batch (sst NULL) or
+ * into SST file sst. */
+static int flush_entries(window_op *w, const pane *p, kp_state_sst *sst, char *err, size_t errlen)
+{
+    for (size_t j = 0; j < w->nsorted; j++) {
+        size_t klen;
+        const char *k = entry_key(w, p, &w->sorted[j], &klen);
+        const void *v = kp_keyentry_value(w->sorted[j].e);
+        if (!k)
+            return snprintf(err, errlen, "out of memory"), -1;
+        if (!sst)
+            kp_state_batch_put(w->batch, w->state, w->cf, k, klen, v, w->agg.acc_size);
+        else if (kp_state_sst_put(sst, k, klen, v, w->agg.acc_size, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Pane p's collected entries (w->sorted, in key order) as one SST file, ingested. */
-static int flush_sst(window_op *w, char *err, size_t errlen)
+static int flush_sst(window_op *w, const pane *p, char *err, size_t errlen)
 {
     kp_state_sst *f = kp_state_sst_open(w->state, w->cf, err, errlen);
     if (!f)
         return -1;
-    for (size_t j = 0; j < w->nsorted; j++)
-        if (kp_state_sst_put(f, w->kbuf.ptr + w->sorted[j].off, w->sorted[j].len, w->sorted[j].val,
-                             w->agg.acc_size, err, errlen) != 0) {
-            kp_state_sst_abort(f);
-            return -1;
-        }
+    if (flush_entries(w, p, f, err, errlen) != 0) {
+        kp_state_sst_abort(f);
+        return -1;
+    }
     return kp_state_sst_ingest(f, err, errlen);
 }
 
@@ -1062,15 +1075,14 @@ static int flush_panes(window_op *w, size_t sst_min)
             continue;
         if (ensure_state(w) != 0)
             return -1;
-        for (size_t j = 0; j < w->nsorted && w->nsorted < sst_min; j++)
-            kp_state_batch_put(w->batch, w->state, w->cf, w->kbuf.ptr + w->sorted[j].off,
-                               w->sorted[j].len, w->sorted[j].val, w->agg.acc_size);
-        if ((w->nsorted < sst_min ? kp_state_write(w->state, w->batch, err, sizeof err)
-                                  : flush_sst(w, err, sizeof err)) != 0)
+        int rc = w->nsorted < sst_min ? flush_entries(w, p, NULL, err, sizeof err)
+                                      : flush_sst(w, p, err, sizeof err);
+        if (rc != 0 ||
+            (w->nsorted < sst_min && kp_state_write(w->state, w->batch, err, sizeof err)))
             return kp_subtask_fail(w->op.st, "%s: flushing window state: %s", w->op.node->name,
                                    err);
         for (size_t j = 0; j < w->nsorted; j++) /* clean: RocksDB holds the value */
-            *(uint32_t *)((char *)w->sorted[j].val + w->slot_off) = w->sorted[j].seq;
+            *entry_slot(w, w->sorted[j].e) = w->sorted[j].seq;
         p->written += w->nsorted;
         p->flushed = 1;
     }
