@@ -51,7 +51,8 @@
  * arrays count). A cold key's whole state — value, list, map (tables byte for byte, so the
  * map iterates in the same order after a read-back) and its pending timers of both kinds —
  * is written as one value under key group | key and read back when a record or a timer of it
- * comes. Each timer heap keeps up to an eighth of the budget in memory; its later timers
+ * comes (evicting first if the table would otherwise double past the budget: make_room).
+ * Each timer heap keeps up to an eighth of the budget in memory; its later timers
  * overflow into a column family ordered by due time (timer_spill.h) and come back before
  * they are due; a heap entry of a spilled key reads the key back when it pops, to see whether
  * the timer is still pending, unless a counting filter of the pending timers says it
@@ -475,16 +476,6 @@ static void pk_flushed(void *arg, kp_keyentry *e)
 
 static const kp_key_spill_ops pk_ops = {pk_used, pk_save, pk_bytes, pk_drop, pk_dirty, pk_flushed};
 
-/* The entry of `key` in *out (kp_key_spill_entry), marked used. */
-static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
-{
-    if (kp_key_spill_entry(&p->spill, &p->values, hash, key, create, pk_restore, p, out) != 0)
-        return -1;
-    if (*out)
-        hdr_of(*out)->used = hdr_of(*out)->dirty = 1;
-    return 0;
-}
-
 static size_t table_bytes(const process_op *p);
 
 /* After a sweep (eviction or barrier flush): the state held `before` bytes and the sweep's
@@ -510,6 +501,39 @@ static int maybe_evict(process_op *p)
     int rc = kp_key_spill_evict(&p->spill, &p->values, bytes - p->cache_limit / 2, &pk_ops, p);
     note_sweep(p, before);
     return rc;
+}
+
+/* Before a key that is not in memory enters the table: evicts first if the table is full
+ * enough to double its slot array (kp_keytable grows at 3/4) and the doubled table would pass
+ * the budget — else it doubles, and until the eviction after the record the state holds up
+ * to twice the budget, and that eviction, down to half the budget of the doubled table,
+ * takes most keys out of memory. Evicts down to half the budget, or at least a quarter of
+ * the slots' worth. Leaves the heaps alone (a timer's key may point into one). */
+static int make_room(process_op *p)
+{
+    kp_keytable *t = &p->values;
+    size_t bytes = kp_keytable_bytes(t) + p->extra_bytes, slots = t->cap * t->entry_size;
+    if (!t->cap || (t->n + 1) * 4 <= t->cap * 3 || bytes + slots <= p->cache_limit)
+        return 0;
+    size_t need = bytes > p->cache_limit / 2 ? bytes - p->cache_limit / 2 : 0;
+    size_t before = table_bytes(p);
+    int rc = kp_key_spill_evict(&p->spill, t, need > slots / 2 ? need : slots / 2, &pk_ops, p);
+    note_sweep(p, before);
+    return rc;
+}
+
+/* The entry of `key` in *out (kp_key_spill_entry), marked used; made room for first. */
+static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
+{
+    kp_keytable *t = &p->values;
+    if (t->cap && (t->n + 1) * 4 > t->cap * 3 && !kp_keytable_find(t, hash, key) &&
+        make_room(p) != 0)
+        return -1;
+    if (kp_key_spill_entry(&p->spill, t, hash, key, create, pk_restore, p, out) != 0)
+        return -1;
+    if (*out)
+        hdr_of(*out)->used = hdr_of(*out)->dirty = 1;
+    return 0;
 }
 
 /* ---- the context API ------------------------------------------------------------------- */
@@ -736,7 +760,8 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
         if (maybe < 0)
             return -1;
         if (!e && maybe &&
-            kp_key_spill_entry(&p->spill, &p->values, t.hash, key, 0, pk_restore, p, &e) != 0)
+            (make_room(p) != 0 ||
+             kp_key_spill_entry(&p->spill, &p->values, t.hash, key, 0, pk_restore, p, &e) != 0))
             return -1;
         if (!e || !unpend(p, hdr_of(e), e->hash, event_time, t.when)) {
             if (e && maybe_evict(p) != 0) /* a key read back for a stale entry */
