@@ -122,8 +122,15 @@ kp_keyentry *kp_keytable_find(const kp_keytable *t, uint64_t hash, kp_bytes key)
 kp_keyentry *kp_keytable_upsert(kp_keytable *t, uint64_t hash, kp_bytes key, int *created)
 {
     hash = fix_hash(hash);
-    if ((t->n + 1) * 4 > t->cap * 3 && resize(t, t->cap ? t->cap * 2 : MIN_CAP) != 0)
-        return NULL;
+    if ((t->n + 1) * 4 > t->cap * 3) { /* full for a new key: grow, unless the key is there */
+        kp_keyentry *e = kp_keytable_find(t, hash, key);
+        if (e) {
+            *created = 0;
+            return e;
+        }
+        if (resize(t, t->cap ? t->cap * 2 : MIN_CAP) != 0)
+            return NULL;
+    }
     size_t i = home(hash, t->bits);
     for (;; i = (i + 1) & (t->cap - 1)) {
         kp_keyentry *e = SLOT(t, i);
@@ -229,6 +236,16 @@ double kp_keytable_mean_probes(const kp_keytable *t)
             sum += 1 + ((i - home(e->hash, t->bits)) & (t->cap - 1));
     }
     return (double)sum / (double)t->n;
+}
+
+size_t kp_keytable_bytes_after_insert(const kp_keytable *t, size_t klen)
+{
+    size_t cap = (t->n + 1) * 4 > t->cap * 3 ? (t->cap ? t->cap * 2 : MIN_CAP) : t->cap;
+    size_t arena = t->arena_cap;
+    if (t->arena_len + klen > arena)
+        for (arena = arena ? arena * 2 : MIN_ARENA; arena < t->arena_len + klen;)
+            arena *= 2;
+    return cap * t->entry_size + arena;
 }
 
 size_t kp_keytable_bytes(const kp_keytable *t)

@@ -70,6 +70,13 @@ static inline kp_bytes kp_keytable_key(const kp_keytable *t, const kp_keyentry *
 /* Iteration: for (i = 0; (e = kp_keytable_next(t, &i));) — skips empty slots. */
 kp_keyentry *kp_keytable_next(const kp_keytable *t, size_t *i);
 
+/* The entry in slot i (i - 1 after kp_keytable_next returned it), while nothing is inserted or
+ * removed: a 4-byte handle to an entry. */
+static inline kp_keyentry *kp_keytable_at(const kp_keytable *t, size_t i)
+{
+    return (kp_keyentry *)(t->slots + i * t->entry_size);
+}
+
 /* The mean number of slots a successful lookup probes (1 = every key in its home slot),
  * over the table's present keys; 0 for an empty table. O(cap): for benchmarks and tests,
  * it shows clustering without timing anything. */
@@ -77,5 +84,9 @@ double kp_keytable_mean_probes(const kp_keytable *t);
 
 /* Bytes held by the table (slots + arena capacity, garbage included until compacted). */
 size_t kp_keytable_bytes(const kp_keytable *t);
+/* What kp_keytable_bytes would be after upserting a key of klen bytes that is not in the table
+ * (the slots double at 3/4 full, the arena when the key does not fit): lets a cache make room
+ * before a table grows past its budget. */
+size_t kp_keytable_bytes_after_insert(const kp_keytable *t, size_t klen);
 
 #endif

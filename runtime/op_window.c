@@ -66,8 +66,7 @@ typedef struct pane {
     size_t written; /* entries written to RocksDB since delete_on_disk emptied its range */
 } pane;
 
-/* One cached entry of a spill, a flush or a fire (spill_collect): 16 bytes of scratch per
- * entry, which counts in the cache. */
+/* One cached entry of a spill, a flush or a fire (spill_collect, collected). */
 typedef struct spill_ent {
     kp_keyentry *e; /* in the pane's table, unchanged until the entries are written */
     uint32_t seq;   /* its spill sequence */
@@ -105,13 +104,14 @@ typedef struct window_op {
     int cf;
     kp_state_batch *batch;
     uint32_t spill_seq;
-    kp_buf kbuf;       /* the RocksDB key of one entry (entry_key) */
-    kp_buf runbuf;     /* the value of one run (spill_runs) */
-    spill_ent *sorted; /* the entries of one spill */
+    kp_buf kbuf;      /* the RocksDB key of one entry (entry_key) */
+    kp_buf runbuf;    /* the value of one run (spill_runs) */
+    uint32_t *sorted; /* the entries of one spill: slots of the pane's table, 4 bytes each */
     size_t nsorted, sorted_cap;
-    size_t *group_runs; /* sort_spill: 2 per key group of the subtask */
-    size_t hits_off;    /* a pane entry's value: the accumulator, then a uint32_t hit count, */
-    size_t slot_off;    /* then a uint32_t slot (entry_slot) */
+    uint32_t collect_seq; /* the sequence of the collected entries that have no copy */
+    size_t *group_runs;   /* sort_spill: 2 per key group of the subtask */
+    size_t hits_off;      /* a pane entry's value: the accumulator, then a uint32_t hit count, */
+    size_t slot_off;      /* then a uint32_t slot (entry_slot) */
     int kg_first, kg_end;
     uint64_t flush_rng;                   /* kp_op_window_flush_randomly (tests) */
     long long state_reported, state_next; /* kp_live_state */
@@ -326,22 +326,6 @@ static uint64_t be_bytes(const uint8_t *s, size_t len, size_t from, int n)
     return v;
 }
 
-/* The pane's table while qsort runs on this thread (each subtask thread has its own) */
-static _Thread_local const kp_keytable *sort_table;
-
-/* RocksDB key order within a key group: sequence, then key. */
-static int spill_ent_cmp(const void *a, const void *b)
-{
-    const spill_ent *x = a, *y = b;
-    if (x->kg != y->kg)
-        return x->kg < y->kg ? -1 : 1;
-    if (x->seq != y->seq)
-        return x->seq < y->seq ? -1 : 1;
-    kp_bytes kx = kp_keytable_key(sort_table, x->e), ky = kp_keytable_key(sort_table, y->e);
-    int c = memcmp(kx.ptr, ky.ptr, kx.len < ky.len ? kx.len : ky.len);
-    return c ? c : (kx.len > ky.len) - (kx.len < ky.len);
-}
-
 static uint32_t *entry_hits(const window_op *w, kp_keyentry *e)
 {
     return (uint32_t *)((char *)kp_keyentry_value(e) + w->hits_off);
@@ -365,6 +349,41 @@ static int slot_clean(uint32_t slot)
     return slot != 0 && !(slot & SLOT_DIRTY);
 }
 
+/* Collected entry j of pane p: the cached entry, its key group (from the hash the table keeps,
+ * which is kp_hash64 of the key unless that was 0), its sequence (its copy's, else the new). */
+static spill_ent collected(const window_op *w, const pane *p, size_t j)
+{
+    kp_keyentry *e = kp_keytable_at(&p->t, w->sorted[j]);
+    uint64_t h = e->hash;
+    if (h == 1) { /* the table's stand-in for a hash of 0, or a real 1 */
+        kp_bytes key = kp_keytable_key(&p->t, e);
+        h = kp_hash64(key.ptr, key.len);
+    }
+    uint32_t slot = *entry_slot(w, e) & ~SLOT_DIRTY;
+    return (spill_ent){.e = e,
+                       .seq = slot ? slot : w->collect_seq,
+                       .kg = (uint32_t)kp_key_group(h, w->op.st->job->max_parallelism)};
+}
+
+/* The operator and pane while qsort runs on this thread (each subtask thread has its own) */
+static _Thread_local const window_op *sort_w;
+static _Thread_local const pane *sort_p;
+
+/* RocksDB key order within a key group: sequence, then key. */
+static int spill_ent_cmp(const void *a, const void *b)
+{
+    const uint32_t *base = sort_w->sorted;
+    spill_ent x = collected(sort_w, sort_p, (size_t)((const uint32_t *)a - base)),
+              y = collected(sort_w, sort_p, (size_t)((const uint32_t *)b - base));
+    if (x.kg != y.kg)
+        return x.kg < y.kg ? -1 : 1;
+    if (x.seq != y.seq)
+        return x.seq < y.seq ? -1 : 1;
+    kp_bytes kx = kp_keytable_key(&sort_p->t, x.e), ky = kp_keytable_key(&sort_p->t, y.e);
+    int c = memcmp(kx.ptr, ky.ptr, kx.len < ky.len ? kx.len : ky.len);
+    return c ? c : (kx.len > ky.len) - (kx.len < ky.len);
+}
+
 /* Which entries spill_collect takes: the cold ones only (else all), the ones whose value
  * RocksDB does not hold yet only (else clean ones too). */
 enum { COLLECT_COLD = 1, COLLECT_WRITES = 2, COLLECT_GROUPED = 4 };
@@ -379,10 +398,11 @@ static void sort_spill(window_op *w, const pane *p, size_t n, int by_key)
 {
     int ng = w->kg_end - w->kg_first;
     size_t *next = w->group_runs, *end = w->group_runs + ng;
-    sort_table = &p->t;
+    sort_w = w;
+    sort_p = p;
     memset(end, 0, (size_t)ng * sizeof *end);
     for (size_t i = 0; i < n; i++) {
-        int g = (int)w->sorted[i].kg - w->kg_first;
+        int g = (int)collected(w, p, i).kg - w->kg_first;
         if (g < 0 || g >= ng) {
             qsort(w->sorted, n, sizeof *w->sorted, spill_ent_cmp);
             return;
@@ -396,14 +416,13 @@ static void sort_spill(window_op *w, const pane *p, size_t n, int by_key)
     }
     for (int g = 0; g < ng; g++) /* each swap puts one entry into its run for good */
         while (next[g] < end[g]) {
-            spill_ent *s = &w->sorted[next[g]];
-            int to = (int)s->kg - w->kg_first;
+            int to = (int)collected(w, p, next[g]).kg - w->kg_first;
             if (to == g) {
                 next[g]++;
                 continue;
             }
-            spill_ent tmp = *s;
-            *s = w->sorted[next[to]];
+            uint32_t tmp = w->sorted[next[g]];
+            w->sorted[next[g]] = w->sorted[next[to]];
             w->sorted[next[to]++] = tmp;
         }
     for (int g = 0; g < ng && by_key; g++) {
@@ -422,7 +441,7 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
             return -1;
     }
     if (p->t.n > w->sorted_cap) {
-        spill_ent *a = realloc(w->sorted, p->t.n * sizeof *a);
+        uint32_t *a = realloc(w->sorted, p->t.n * sizeof *a);
         if (!a)
             return -1;
         w->sorted = a;
@@ -436,14 +455,9 @@ static int spill_collect(window_op *w, pane *p, uint32_t new_seq, int which)
         uint32_t slot = *entry_slot(w, e);
         if ((which & COLLECT_WRITES) && slot_clean(slot))
             continue;
-        kp_bytes key = kp_keytable_key(&p->t, e);
-        w->sorted[n++] = (spill_ent){
-            .e = e,
-            .seq = slot & ~SLOT_DIRTY ? slot & ~SLOT_DIRTY : new_seq,
-            .kg =
-                (uint32_t)kp_key_group(kp_hash64(key.ptr, key.len), w->op.st->job->max_parallelism),
-        };
+        w->sorted[n++] = (uint32_t)(i - 1); /* kp_keytable_next left i after e's slot */
     }
+    w->collect_seq = new_seq;
     if (n > 0) /* w->sorted is still NULL when no pane had an entry */
         sort_spill(w, p, n, !(which & COLLECT_GROUPED));
     w->nsorted = n;
@@ -508,14 +522,14 @@ static int run_append(window_op *w, kp_bytes key, const void *acc)
 
 /* The RocksDB key of a collected entry of pane p (kind KIND_ENTRY), in w->kbuf; NULL when out
  * of memory. */
-static const char *entry_key(window_op *w, const pane *p, const spill_ent *s, size_t *len)
+static const char *entry_key(window_op *w, const pane *p, const spill_ent s, size_t *len)
 {
-    kp_bytes key = kp_keytable_key(&p->t, s->e);
+    kp_bytes key = kp_keytable_key(&p->t, s.e);
     if (kp_buf_reserve(&w->kbuf, ENTRY_HEAD + key.len) != 0)
         return NULL;
     uint8_t *k = (uint8_t *)w->kbuf.ptr;
-    spill_prefix(k, (int)s->kg, p);
-    put_be(k + PREFIX, s->seq, 4);
+    spill_prefix(k, (int)s.kg, p);
+    put_be(k + PREFIX, s.seq, 4);
     k[SPILL_HEAD] = KIND_ENTRY;
     memcpy(k + ENTRY_HEAD, key.ptr, key.len);
     *len = ENTRY_HEAD + key.len;
@@ -544,21 +558,21 @@ static void run_put(window_op *w, int kg, const pane *p, uint32_t seq, uint32_t 
 static long spill_runs(window_op *w, pane *p, uint32_t seq)
 {
     long records = 0;
+    spill_ent s = {0};
     for (size_t i = 0; i < w->nsorted;) {
-        uint32_t kg = w->sorted[i].kg, part = 0;
-        for (; i < w->nsorted && w->sorted[i].kg == kg; i++) {
-            const spill_ent *s = &w->sorted[i];
-            if (s->seq != seq) { /* overwrites its copy */
+        uint32_t kg = collected(w, p, i).kg, part = 0;
+        for (; i < w->nsorted && (s = collected(w, p, i)).kg == kg; i++) {
+            if (s.seq != seq) { /* overwrites its copy */
                 size_t klen;
                 const char *k = entry_key(w, p, s, &klen);
                 if (!k)
                     return -1;
-                kp_state_batch_put(w->batch, w->state, w->cf, k, klen, kp_keyentry_value(s->e),
+                kp_state_batch_put(w->batch, w->state, w->cf, k, klen, kp_keyentry_value(s.e),
                                    w->agg.acc_size);
                 records++;
                 continue;
             }
-            if (run_append(w, kp_keytable_key(&p->t, s->e), kp_keyentry_value(s->e)) != 0)
+            if (run_append(w, kp_keytable_key(&p->t, s.e), kp_keyentry_value(s.e)) != 0)
                 return -1;
             if (w->runbuf.len >= RUN_BYTES) {
                 run_put(w, (int)kg, p, seq, part++);
@@ -604,17 +618,43 @@ static int spill_pane(window_op *w, pane *p)
     return 0;
 }
 
-/* The budget covers the panes and the scratch kept for spilling them (16 bytes per entry of
- * the largest collection, a run's value, the key-group table). */
-static int maybe_spill(window_op *w)
+/* Sweeps the largest pane, if it holds anything: 1 if it did, 0 if not, -1 on failure. */
+static int sweep_largest(window_op *w)
 {
-    if (w->cache_bytes + w->scratch_bytes <= w->cache_limit)
-        return 0;
     pane *largest = NULL;
     for (int i = 0; i < w->npanes; i++)
         if (!largest || kp_keytable_bytes(&w->panes[i]->t) > kp_keytable_bytes(&largest->t))
             largest = w->panes[i];
-    return largest ? spill_pane(w, largest) : 0;
+    if (!largest || largest->t.n == 0)
+        return 0;
+    return spill_pane(w, largest) != 0 ? -1 : 1;
+}
+
+/* The budget covers the panes and the scratch kept for spilling them (4 bytes per entry of
+ * the largest collection, a run's value, the key-group table): sweeps while they are over. */
+static int make_room(window_op *w)
+{
+    int rc = 1;
+    while (rc == 1 && w->cache_bytes + w->scratch_bytes > w->cache_limit)
+        rc = sweep_largest(w);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Before a record's key goes into pane p: when it is new and p's table would grow for it (its
+ * slots double at 3/4 full, its key arena when full), sweeps first while the grown table would
+ * not fit, so the cache stays within its budget instead of passing it by a whole table. */
+static int room_for_key(window_op *w, pane *p, uint64_t hash, kp_bytes key)
+{
+    for (;;) {
+        size_t now = kp_keytable_bytes(&p->t),
+               after = kp_keytable_bytes_after_insert(&p->t, key.len);
+        if (after == now || w->cache_bytes + w->scratch_bytes + (after - now) <= w->cache_limit ||
+            kp_keytable_find(&p->t, hash, key))
+            return 0;
+        int rc = sweep_largest(w);
+        if (rc <= 0)
+            return rc; /* failed, or nothing left to sweep */
+    }
 }
 
 /* Is this spilled entry (RocksDB key k) the copy of a cached entry of pane p that includes
@@ -813,14 +853,14 @@ static int fire_spilled(window_op *w, pane *p, kp_time end, kp_time cwm)
     size_t i = 0;
     for (int kg = w->kg_first; kg < w->kg_end && rc == 0; kg++) {
         kp_keytable_clear(&w->merged);
-        for (; i < w->nsorted && (int)w->sorted[i].kg == kg && rc == 0; i++) {
-            const spill_ent *s = &w->sorted[i];
-            kp_bytes key = kp_keytable_key(&p->t, s->e);
+        spill_ent s;
+        for (; i < w->nsorted && (int)(s = collected(w, p, i)).kg == kg && rc == 0; i++) {
+            kp_bytes key = kp_keytable_key(&p->t, s.e);
             int created;
             kp_keyentry *e =
                 kp_keytable_upsert(&w->merged, kp_hash64(key.ptr, key.len), key, &created);
             if (e)
-                memcpy(kp_keyentry_value(e), kp_keyentry_value(s->e), w->agg.acc_size);
+                memcpy(kp_keyentry_value(e), kp_keyentry_value(s.e), w->agg.acc_size);
             else
                 rc = -1;
         }
@@ -1032,8 +1072,9 @@ static int flush_entries(window_op *w, const pane *p, kp_state_sst *sst, char *e
 {
     for (size_t j = 0; j < w->nsorted; j++) {
         size_t klen;
-        const char *k = entry_key(w, p, &w->sorted[j], &klen);
-        const void *v = kp_keyentry_value(w->sorted[j].e);
+        spill_ent s = collected(w, p, j);
+        const char *k = entry_key(w, p, s, &klen);
+        const void *v = kp_keyentry_value(s.e);
         if (!k)
             return snprintf(err, errlen, "out of memory"), -1;
         if (!sst)
@@ -1081,8 +1122,10 @@ static int flush_panes(window_op *w, size_t sst_min)
             (w->nsorted < sst_min && kp_state_write(w->state, w->batch, err, sizeof err)))
             return kp_subtask_fail(w->op.st, "%s: flushing window state: %s", w->op.node->name,
                                    err);
-        for (size_t j = 0; j < w->nsorted; j++) /* clean: RocksDB holds the value */
-            *entry_slot(w, w->sorted[j].e) = w->sorted[j].seq;
+        for (size_t j = 0; j < w->nsorted; j++) { /* clean: RocksDB holds the value */
+            spill_ent s = collected(w, p, j);
+            *entry_slot(w, s.e) = s.seq;
+        }
         p->written += w->nsorted;
         p->flushed = 1;
     }
@@ -1251,6 +1294,8 @@ static int window_record(kp_op *op, kp_event *ev)
         from = first_not_late(w, ev->cwm); /* a sub-pane */
     pane *p = get_pane(w, pe, from);
     uint64_t hash = kp_event_hash(ev);
+    if (p && room_for_key(w, p, hash, ev->key) != 0)
+        return -1;
     int created;
     kp_keyentry *e = p ? pane_upsert(w, p, hash, ev->key, &created) : NULL;
     if (!e)
@@ -1270,7 +1315,7 @@ static int window_record(kp_op *op, kp_event *ev)
     }
     if (from - 1 <= w->wm && refire(w, p, last, hash, ev->key, ev->cwm) != 0)
         return -1;
-    if (created && maybe_spill(w) != 0)
+    if (created && make_room(w) != 0)
         return -1;
     return maybe_flush_randomly(w);
 }

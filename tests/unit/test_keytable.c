@@ -239,3 +239,35 @@ Test(keytable, remove_to_empty_and_reuse)
     cr_assert_null(kp_keytable_find(&t, 7, (kp_bytes){"a", 1}));
     kp_keytable_free(&t);
 }
+
+/* kp_keytable_bytes_after_insert says what an insert of a new key will cost (a cache makes
+ * room by it), and an existing key at the growth threshold does not grow the table. */
+Test(keytable, growth_is_predicted_and_only_for_new_keys)
+{
+    kp_keytable t;
+    kp_keytable_init(&t, 8);
+    char buf[32];
+    int grew = 0;
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(buf, sizeof buf, "key-%d", i), created;
+        kp_bytes k = {buf, (size_t)n};
+        uint64_t h = kp_hash64(buf, (size_t)n);
+        size_t before = kp_keytable_bytes(&t),
+               predicted = kp_keytable_bytes_after_insert(&t, k.len);
+        if (i > 0) { /* the previous key again: never a resize, even at 3/4 full */
+            char prev[32];
+            int m = snprintf(prev, sizeof prev, "key-%d", i - 1);
+            cr_assert(kp_keytable_upsert(&t, kp_hash64(prev, (size_t)m),
+                                         (kp_bytes){prev, (size_t)m}, &created));
+            cr_assert_eq(created, 0);
+            cr_assert_eq(kp_keytable_bytes(&t), before, "an existing key grew the table at %d", i);
+        }
+        cr_assert(kp_keytable_upsert(&t, h, k, &created));
+        cr_assert_eq(created, 1);
+        cr_assert_eq(kp_keytable_bytes(&t), predicted, "insert %d: %zu bytes, predicted %zu", i,
+                     kp_keytable_bytes(&t), predicted);
+        grew += predicted != before;
+    }
+    cr_assert_gt(grew, 8, "the table never grew");
+    kp_keytable_free(&t);
+}
