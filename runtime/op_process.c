@@ -316,13 +316,13 @@ static int unpend(process_op *p, value_hdr *h, uint64_t hash, bool event_time, k
 typedef struct rebuild_arg {
     process_op *p;
     bool event_time;
+    bool any;
+    kp_timer last; /* keep_first: the last entry kept, if any */
 } rebuild_arg;
 
 /* Keeps a heap entry iff its timer may be pending: the key's header says; an entry of a key
  * not in memory is kept unless the filter (if built) says it is stale (reading the key back
- * to check is not worth it: it is checked when it pops). Repeated entries of one pending
- * timer (deleted and registered again) are kept: the first to pop fires it, the others are
- * stale by then. */
+ * to check is not worth it: it is checked when it pops). */
 static bool keep_pending(void *arg, const kp_timer_heap *h, const kp_timer *t)
 {
     rebuild_arg *a = arg;
@@ -333,16 +333,36 @@ static bool keep_pending(void *arg, const kp_timer_heap *h, const kp_timer *t)
     return p->spill.ever && (!p->tf || p->tf[tf_at(p, t->hash, t->when)] != 0);
 }
 
+/* In a heap sorted by kp_timer_heap_sort: keeps the first entry of each timer. */
+static bool keep_first(void *arg, const kp_timer_heap *h, const kp_timer *t)
+{
+    rebuild_arg *a = arg;
+    if (a->any && kp_timer_same(h, &a->last, t))
+        return false;
+    a->last = *t;
+    a->any = true;
+    return true;
+}
+
 /* Drops the stale entries of a heap once they outnumber the pending timers, and once the heap
  * has doubled since the last time (the entries kept for keys not in memory could otherwise
- * make every call rebuild it). */
+ * make every call rebuild it). Deleting and registering a timer again leaves two entries of
+ * a pending timer; a key that does so on every record (a deadline reset to the time it had)
+ * would fill the heap with them: when many more entries than pending timers are left, the
+ * heap is sorted and only the first entry of each timer kept (a sort only then: it costs
+ * ~40 % of the CPU of an all-cached job that moves its timers, when done at every rebuild). */
 static void settle(process_op *p, bool event_time)
 {
     kp_timer_heap *h = &p->heaps[event_time];
-    if (h->n <= 2 * p->pending[event_time] + STALE_SLACK || h->n <= p->settle_at[event_time])
+    size_t pending = p->pending[event_time];
+    if (h->n <= 2 * pending + STALE_SLACK || h->n <= p->settle_at[event_time])
         return;
-    rebuild_arg a = {p, event_time};
+    rebuild_arg a = {p, event_time, false, {0}};
     kp_timer_heap_filter(h, keep_pending, &a);
+    if (h->n > pending + pending / 2 + STALE_SLACK) {
+        kp_timer_heap_sort(h);
+        kp_timer_heap_filter(h, keep_first, &a);
+    }
     p->settle_at[event_time] = 2 * h->n;
 }
 

@@ -126,6 +126,32 @@ void kp_timer_heap_filter(kp_timer_heap *h,
     maybe_compact(h);
 }
 
+static int timer_cmp(const void *pa, const void *pb, void *arg)
+{
+    const kp_timer *a = pa, *b = pb;
+    const char *arena = arg;
+    if (a->when != b->when)
+        return a->when < b->when ? -1 : 1;
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    uint32_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int d = n ? memcmp(arena + a->key_off, arena + b->key_off, n) : 0;
+    if (d || a->key_len != b->key_len)
+        return d ? d : a->key_len < b->key_len ? -1 : 1;
+    return (a->aux > b->aux) - (a->aux < b->aux);
+}
+
+void kp_timer_heap_sort(kp_timer_heap *h)
+{
+    if (h->n > 1)
+        qsort_r(h->a, h->n, sizeof *h->a, timer_cmp, h->arena);
+}
+
+bool kp_timer_same(const kp_timer_heap *h, const kp_timer *a, const kp_timer *b)
+{
+    return timer_cmp(a, b, h->arena) == 0;
+}
+
 size_t kp_timer_heap_bytes(const kp_timer_heap *h)
 {
     return h->cap * sizeof *h->a + h->acap;

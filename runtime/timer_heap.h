@@ -42,12 +42,20 @@ static inline kp_bytes kp_timer_key(const kp_timer_heap *h, const kp_timer *t)
     return (kp_bytes){h->arena + t->key_off, t->key_len};
 }
 
-/* Keeps only the timers for which keep(arg, h, t) is true (called once per timer, in no
- * particular order), restores the heap order and compacts the arena. O(n). For owners that
- * delete timers lazily: they rebuild the heap once stale timers outnumber live ones. */
+/* Keeps only the timers for which keep(arg, h, t) is true (called once per timer, in the
+ * order of the array: by time, hash and key after kp_timer_heap_sort), restores the heap
+ * order and compacts the arena. O(n). For owners that delete timers lazily: they rebuild the
+ * heap once stale timers outnumber live ones. */
 void kp_timer_heap_filter(kp_timer_heap *h,
                           bool (*keep)(void *arg, const kp_timer_heap *h, const kp_timer *t),
                           void *arg);
+
+/* Sorts the timers by time, then hash, key and aux (a sorted array is a valid heap), so that
+ * identical timers (kp_timer_same) are next to each other. O(n log n). */
+void kp_timer_heap_sort(kp_timer_heap *h);
+
+/* 1 if timers a and b of `h` are identical: the same time, aux, hash and key. */
+bool kp_timer_same(const kp_timer_heap *h, const kp_timer *a, const kp_timer *b);
 
 /* Bytes held by the heap (timer array + key arena). */
 size_t kp_timer_heap_bytes(const kp_timer_heap *h);

@@ -479,6 +479,38 @@ Test(process, timer_bookkeeping_is_exact)
     h_close(&h);
 }
 
+/* Keys that delete and register the same timer again on every record (a deadline reset to
+ * the time it had) leave an entry behind each time, and those entries are of a PENDING timer:
+ * the heap's rebuild keeps one entry per pending timer, so each heap stays within twice its
+ * pending timers plus the slack, and every timer fires once. Both kinds. */
+Test(process, re_registered_timers_keep_one_heap_entry)
+{
+    harness h;
+    h_open(&h, script_event, script_timer, sizeof(int64_t));
+    const kp_time far = kp_wall_ms() + 24 * KP_HOUR; /* never due on the wall clock here */
+    const int keys = 1000;
+    char key[32], cmds[128];
+    size_t peak = 0;
+    for (int i = 0; i < 200 * keys; i++) {
+        int k = i % keys;
+        snprintf(key, sizeof key, "k%d", k);
+        snprintf(cmds, sizeof cmds, "d%d r%d q%lld p%lld", 1000000 + k, 1000000 + k,
+                 (long long)far + k, (long long)far + k);
+        h_rec(&h, key, i < keys ? strchr(strchr(cmds, ' ') + 1, ' ') + 1 : cmds, i, KP_TIME_MIN);
+        size_t n = h_counts(&h).heap_entries;
+        peak = n > peak ? n : peak;
+    }
+    cr_assert_eq(h_counts(&h).pending_timers, (size_t)2 * keys);
+    cr_assert_leq(peak, 2 * (2 * (size_t)keys + 1024 + 1), "the heaps peaked at %zu entries", peak);
+    h_wm(&h, KP_TIME_MAX - 1);
+    cr_assert_eq(h.op->vt->tick(h.op, far + keys), 0);
+    kp_process_counts c = h_counts(&h);
+    cr_assert_eq(h.cap.n, 2 * keys, "%d calls of on_timer", h.cap.n);
+    cr_assert(c.pending_timers == 0 && c.heap_entries == 0 && c.keys == 0,
+              "%zu pending, %zu heap entries, %zu keys", c.pending_timers, c.heap_entries, c.keys);
+    h_close(&h);
+}
+
 /* A key leaves the table once its value is cleared, its list and map are empty and no timer
  * is pending for it, and not before. */
 Test(process, cleared_keys_are_removed)
