@@ -163,23 +163,24 @@ static int add_victim(kp_key_spill *sp, kp_keytable *t, kp_keyentry *e, const kp
     return 0;
 }
 
-/* One turn of the clock: visits each key of `t` at most once from the hand and saves the keys
- * not used since the last turn into `victims` (their offsets into `order`), until `need`
- * bytes (an estimate) are found. Returns the bytes found, or (size_t)-1 after
- * kp_subtask_fail. */
+/* The clock: visits keys of `t` from the hand — each at most once, and at most *left of them
+ * (counted down) — and saves the keys not used since the hand last passed into `victims`
+ * (their offsets into `order`), until `need` bytes (an estimate) are found. Returns the bytes
+ * found, or (size_t)-1 after kp_subtask_fail. */
 static size_t choose(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key_spill_ops *ops,
-                     void *arg)
+                     void *arg, size_t *left)
 {
     size_t found = 0, visits = 0, n = t->n;
     sp->victims.len = 0;
     sp->order.len = 0;
-    while (found < need && visits < n) {
+    while (found < need && visits < n && *left) {
         if (sp->clock >= t->cap)
             sp->clock = 0;
         kp_keyentry *e = kp_keytable_next(t, &sp->clock);
         if (!e)
             continue; /* past the last slot: the hand starts over */
         visits++;
+        --*left;
         if (ops->used(arg, e))
             continue;
         /* a key read back and not changed since (e.g. for a stale timer) is dropped unwritten */
@@ -289,10 +290,12 @@ int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_k
         return 0;
     if (!sp->state && open_state(sp) != 0)
         return -1;
-    /* two turns at most: the first may only clear the marks of keys used since the last */
-    size_t freed = 0;
-    for (int turn = 0; turn < 2 && freed < need && t->n; turn++) {
-        size_t found = choose(sp, t, need - freed, ops, arg);
+    /* two turns at most (the first may only clear the marks of keys used since the last), in
+     * chunks of a quarter of `need`: the chunk's saved state (the scratch) is held next to all
+     * the state and counts in the peak, so it is kept a fraction of what is evicted */
+    size_t freed = 0, left = 2 * t->n, chunk = need / 4 + 1;
+    while (freed < need && left && t->n) {
+        size_t found = choose(sp, t, need - freed < chunk ? need - freed : chunk, ops, arg, &left);
         if (found == (size_t)-1)
             return -1;
         if (sp->order.len && write_victims(sp, t, ops, arg, 0) != 0)
@@ -407,6 +410,18 @@ int kp_key_spill_entry(kp_key_spill *sp, kp_keytable *t, uint64_t hash, kp_bytes
         return kp_subtask_fail(sp->st, "%s: out of memory for keyed state", sp->node->name);
     *out = e;
     return 0;
+}
+
+size_t kp_key_spill_room(const kp_key_spill *sp, const kp_keytable *t, uint64_t hash, kp_bytes key,
+                         int create, size_t extra, size_t limit)
+{
+    size_t now = kp_keytable_bytes(t), after = kp_keytable_bytes_after_insert(t, key.len);
+    if (after == now || after + extra <= limit || kp_keytable_find(t, hash, key) ||
+        (!create && (!sp->ever || !filter_has(sp, hash))))
+        return 0;
+    size_t bytes = now + extra, slots = t->cap * t->entry_size;
+    size_t need = bytes > limit / 2 ? bytes - limit / 2 : 0;
+    return need > slots / 2 ? need : slots / 2;
 }
 
 size_t kp_key_spill_scratch_release(kp_key_spill *sp)

@@ -7,7 +7,8 @@
  *   - the key layout, shared by all keyed state: key group (2 bytes, big endian) | key, so a
  *     key-group range is one RocksDB range (checkpoints, rescaling);
  *   - eviction with a second-chance clock over the key table: a key used since the hand last
- *     passed is spared once; the others are written in one write batch (no WAL) and removed,
+ *     passed is spared once; the others are written in write batches (no WAL; a quarter of
+ *     the eviction each, so the saved state held during a sweep stays small) and removed,
  *     until about half the budget is free, so one spill moves many keys and costs what it
  *     moves;
  *   - read-back: a key that is not in memory is looked up in RocksDB only if a key of its
@@ -77,10 +78,23 @@ void kp_key_spill_init(kp_key_spill *sp, kp_subtask *st, const kp_node *node, co
 void kp_key_spill_finish(kp_key_spill *sp);
 
 /* Evicts keys of `t` until about `need` bytes (the estimate: two slots, the key and ops->bytes
- * per key) are freed, or every key was considered twice. One write batch, one spill. 0, or -1
- * after kp_subtask_fail. Every pointer into `t` is invalid afterwards. */
+ * per key) are freed, or every key was considered twice. One spill, written in write batches of
+ * about need / 4 each (the scratch, kp_key_spill_scratch_release). 0, or -1 after
+ * kp_subtask_fail. Every pointer into `t` is invalid afterwards. */
 int kp_key_spill_evict(kp_key_spill *sp, kp_keytable *t, size_t need, const kp_key_spill_ops *ops,
                        void *arg);
+
+/* Before kp_key_spill_entry(sp, t, hash, key, create, ...): the bytes to evict first (an
+ * estimate for kp_key_spill_evict; 0: none) so that `t` does not grow past `limit` for the key.
+ * The table grows for a key that enters it (its slots double at 3/4 full, its key arena when
+ * full); grown past the budget, it would hold up to twice the budget until the eviction after
+ * the record, and that eviction, down to half the budget of the grown table, would take most
+ * keys out of memory. Non-zero only when the key would enter (not in `t`; with !create, it may
+ * be on disk) and `t` grown + `extra` (what the keys hold outside the table) would pass
+ * `limit`: down to half the limit, or at least a quarter of the slots' worth. Looks the key up
+ * only then. The caller evicts before any pointer into `t` is held. */
+size_t kp_key_spill_room(const kp_key_spill *sp, const kp_keytable *t, uint64_t hash, kp_bytes key,
+                         int create, size_t extra, size_t limit);
 
 /* The entry of `key` (hash: kp_hash64 of it) in *out: from memory; else read back from
  * RocksDB into a new zeroed entry by restore(arg, e, blob) (which notes that the key is on

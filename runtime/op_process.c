@@ -523,23 +523,17 @@ static int maybe_evict(process_op *p)
     return rc;
 }
 
-/* Before `key` enters the table (not in it: `absent`, or looked up here when it matters):
- * evicts first if the table would grow for it (its slots double at 3/4 full, its key arena
- * when full) past the budget — else it grows, the state holds up to twice the budget until
- * the eviction after the record, and that eviction, down to half the budget of the grown
- * table, takes most keys out of memory. Evicts down to half the budget, or at least a
- * quarter of the slots' worth. Leaves the heaps alone (a timer's key may point into one). */
-static int make_room(process_op *p, uint64_t hash, kp_bytes key, bool absent)
+/* Before `key` enters the table (kp_key_spill_entry with `create`): evicts first if the table
+ * would grow for it past the budget (kp_key_spill_room). Leaves the heaps alone (a timer's
+ * key may point into one). */
+static int make_room(process_op *p, uint64_t hash, kp_bytes key, int create)
 {
-    kp_keytable *t = &p->values;
-    size_t now = kp_keytable_bytes(t), after = kp_keytable_bytes_after_insert(t, key.len);
-    if (after == now || after + p->extra_bytes <= p->cache_limit ||
-        (!absent && kp_keytable_find(t, hash, key)))
+    size_t need =
+        kp_key_spill_room(&p->spill, &p->values, hash, key, create, p->extra_bytes, p->cache_limit);
+    if (!need)
         return 0;
-    size_t bytes = now + p->extra_bytes, slots = t->cap * t->entry_size;
-    size_t need = bytes > p->cache_limit / 2 ? bytes - p->cache_limit / 2 : 0;
     size_t before = table_bytes(p);
-    int rc = kp_key_spill_evict(&p->spill, t, need > slots / 2 ? need : slots / 2, &pk_ops, p);
+    int rc = kp_key_spill_evict(&p->spill, &p->values, need, &pk_ops, p);
     note_sweep(p, before);
     return rc;
 }
@@ -547,7 +541,7 @@ static int make_room(process_op *p, uint64_t hash, kp_bytes key, bool absent)
 /* The entry of `key` in *out (kp_key_spill_entry), marked used; made room for first. */
 static int key_entry(process_op *p, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
 {
-    if (make_room(p, hash, key, false) != 0 ||
+    if (make_room(p, hash, key, create) != 0 ||
         kp_key_spill_entry(&p->spill, &p->values, hash, key, create, pk_restore, p, out) != 0)
         return -1;
     if (*out)
@@ -779,7 +773,7 @@ static int fire_due(process_op *p, bool event_time, kp_time upto)
         if (maybe < 0)
             return -1;
         if (!e && maybe &&
-            (make_room(p, t.hash, key, true) != 0 ||
+            (make_room(p, t.hash, key, 0) != 0 ||
              kp_key_spill_entry(&p->spill, &p->values, t.hash, key, 0, pk_restore, p, &e) != 0))
             return -1;
         if (!e || !unpend(p, hdr_of(e), e->hash, event_time, t.when)) {

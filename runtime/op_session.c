@@ -37,9 +37,11 @@
  * Spilling (key_spill.h, docs/state.md): the key table is a write-back cache over RocksDB
  * under the subtask's state_cache_bytes. What spills is a key's sessions — their bounds,
  * timer ids and accumulators, byte for byte — as one value under key group | key; a record
- * or a timer of a key that is not in memory reads it back. The timer heap keeps up to a
- * quarter of the budget in memory; its later timers overflow into a column family ordered by
- * due time (timer_spill.h) and come back before they are due. Spilling changes no result: a
+ * or a timer of a key that is not in memory reads it back, evicting first if the table would
+ * otherwise grow past the budget for it (make_room). The timer heap keeps up to an eighth of
+ * the budget in memory (its array, which never shrinks, up to about twice that); its later
+ * timers overflow into a column family ordered by due time (timer_spill.h) and come back
+ * before they are due. Spilling changes no result: a
  * key read back is exactly the key evicted, and timers fire in the order of their times. */
 #include <stdlib.h>
 
@@ -87,7 +89,7 @@ typedef struct session_op {
     size_t items_bytes; /* of all keys' session arrays (the table's bytes come on top) */
     size_t cache_limit; /* for the table and the arrays */
     kp_key_spill spill;
-    kp_timer_spill tspill;                /* the timers beyond a quarter of the budget */
+    kp_timer_spill tspill;                /* the timers beyond an eighth of the budget */
     long long state_reported, state_next; /* kp_live_state */
     kp_state_peak rocks;                  /* RocksDB's memory, sampled on the tick */
 } session_op;
@@ -247,17 +249,6 @@ static int ks_restore(void *arg, kp_keyentry *e, kp_bytes in)
     return 0;
 }
 
-/* The entry of `key` in *out (kp_key_spill_entry), marked used. */
-static int key_entry(session_op *s, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
-{
-    if (kp_key_spill_entry(&s->spill, &s->keys, hash, key, create, ks_restore, s, out) != 0)
-        return -1;
-    if (*out)
-        ((key_sessions *)kp_keyentry_value(*out))->used =
-            ((key_sessions *)kp_keyentry_value(*out))->dirty = 1;
-    return 0;
-}
-
 /* Records that the state held `bytes`, plus the scratch of the sweep that just ran (held next
  * to all of it; released after the sweep, key_spill.h). */
 static void note_peak(session_op *s, size_t bytes, int swept)
@@ -268,14 +259,19 @@ static void note_peak(session_op *s, size_t bytes, int swept)
         s->state_peak = bytes;
 }
 
+/* What the state holds: the key table, the session arrays and the timers in memory. */
+static size_t state_bytes(const session_op *s)
+{
+    return kp_keytable_bytes(&s->keys) + s->items_bytes + kp_timer_heap_bytes(&s->timers);
+}
+
 /* Evicts cold keys once the table and the session arrays pass the budget, down to half of
  * it; records the peak of what the state held (timers and the sweep's scratch included). */
 static int maybe_evict(session_op *s)
 {
     if (kp_timer_spill_check(&s->tspill, &s->timers) != 0)
         return -1;
-    size_t bytes = kp_keytable_bytes(&s->keys) + s->items_bytes;
-    size_t all = bytes + kp_timer_heap_bytes(&s->timers);
+    size_t bytes = kp_keytable_bytes(&s->keys) + s->items_bytes, all = state_bytes(s);
     if (bytes <= s->cache_limit) {
         note_peak(s, all, 0);
         return 0;
@@ -283,6 +279,33 @@ static int maybe_evict(session_op *s)
     int rc = kp_key_spill_evict(&s->spill, &s->keys, bytes - s->cache_limit / 2, &ks_ops, s);
     note_peak(s, all, 1);
     return rc;
+}
+
+/* Before `key` enters the table (kp_key_spill_entry with `create`): evicts first if the table
+ * would grow for it past the budget (kp_key_spill_room), so the state does not hold a doubled
+ * table until maybe_evict. The timers are left alone (`key` may point into the heap). */
+static int make_room(session_op *s, uint64_t hash, kp_bytes key, int create)
+{
+    size_t need =
+        kp_key_spill_room(&s->spill, &s->keys, hash, key, create, s->items_bytes, s->cache_limit);
+    if (!need)
+        return 0;
+    size_t all = state_bytes(s);
+    int rc = kp_key_spill_evict(&s->spill, &s->keys, need, &ks_ops, s);
+    note_peak(s, all, 1);
+    return rc;
+}
+
+/* The entry of `key` in *out (kp_key_spill_entry), marked used; made room for first. */
+static int key_entry(session_op *s, uint64_t hash, kp_bytes key, int create, kp_keyentry **out)
+{
+    if (make_room(s, hash, key, create) != 0 ||
+        kp_key_spill_entry(&s->spill, &s->keys, hash, key, create, ks_restore, s, out) != 0)
+        return -1;
+    if (*out)
+        ((key_sessions *)kp_keyentry_value(*out))->used =
+            ((key_sessions *)kp_keyentry_value(*out))->dirty = 1;
+    return 0;
 }
 
 static int late_record(session_op *s, kp_event *ev)
@@ -435,7 +458,7 @@ static int session_barrier(kp_op *op, struct kp_snapshot *snap)
     kp_key_spill *sp = &s->spill;
     if (kp_key_spill_flush(sp, &s->keys, &ks_ops, s) != 0)
         return -1;
-    note_peak(s, kp_keytable_bytes(&s->keys) + s->items_bytes + kp_timer_heap_bytes(&s->timers), 1);
+    note_peak(s, state_bytes(s), 1);
     if (sp->state &&
         kp_keyed_db_snapshot(op->st, op->node, sp->state, sp->kg_lo, sp->kg_hi, snap) != 0)
         return -1;
@@ -500,9 +523,7 @@ static int session_tick(kp_op *op, kp_time now)
 {
     session_op *s = (session_op *)op;
     kp_live_state(op->st->live, &s->state_reported, &s->state_next, kp_mono_ms(),
-                  (long long)(kp_keytable_bytes(&s->keys) + s->items_bytes +
-                              kp_timer_heap_bytes(&s->timers) +
-                              kp_state_disk_bytes(s->spill.state)));
+                  (long long)(state_bytes(s) + kp_state_disk_bytes(s->spill.state)));
     kp_state_peak_sample(&s->rocks, s->spill.state, kp_mono_ms());
     return kp_op_window_tick(op, now);
 }
@@ -533,7 +554,7 @@ kp_op *kp_op_session_new(kp_subtask *st, const kp_node *n)
     kp_keytable_init(&s->keys, sizeof(key_sessions));
     s->cache_limit = st->state_cache_bytes ? st->state_cache_bytes : 256u << 20;
     kp_key_spill_init(&s->spill, st, n, "sessions");
-    kp_timer_spill_init(&s->tspill, &s->spill, "session-timers", s->cache_limit / 4);
+    kp_timer_spill_init(&s->tspill, &s->spill, "session-timers", s->cache_limit / 8);
     s->tmp = calloc(1, s->sess_size);
     if (!s->tmp) {
         session_destroy(&s->op);
