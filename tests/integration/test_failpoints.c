@@ -227,7 +227,7 @@ Test(failpoints, crash_after_completion_before_the_notification)
 
 Test(failpoints, crash_in_the_middle_of_an_elasticsearch_flush)
 {
-    local_case("es.mid_flush@3", "max_actions=5&inflight=2");
+    local_case("es.mid_flush@5", "max_actions=5&inflight=2");
 }
 
 Test(failpoints, crash_in_the_local_metadata_write)
